@@ -1,0 +1,126 @@
+// The graph IR — the one description of "what the network is".
+//
+// A Graph is a list of nodes in topological order: nodes[0] is the input, the last node is the
+// output (the logits). Shapes are per sample (no batch dimension): {C, H, W} for feature maps,
+// {F} after flatten/linear. Parameters live in the nodes as sq::Tensor (float32, row-major) under
+// fixed names: conv/linear "weight" (+ "bias"), batchnorm "weight", "bias", "running_mean",
+// "running_var".
+//
+//   sq::Graph g("tiny", {1, 28, 28}, 10);
+//   int x = g.conv2d("conv1", g.input(), 8, 3, 1, 1);
+//   x = g.relu("relu1", x);
+//   x = g.global_avgpool("gap", x);
+//   x = g.flatten("flat", x);
+//   g.linear("fc", x, 10);
+//   g.infer_shapes();          // validates and fills out_shape of every node
+//   g.init_params(/*seed=*/1);  // He-normal init
+//   int64_t macs = g.total_macs();
+//
+// The layers that receive a bitwidth are the weight layers (conv2d and linear).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sigmaquant/tensor.h"
+
+namespace sq {
+
+enum class Op {
+  Input,
+  Conv2d,
+  Linear,
+  BatchNorm,
+  ReLU,
+  ReLU6,
+  Add,
+  MaxPool,
+  AvgPool,
+  GlobalAvgPool,
+  Flatten,
+};
+
+const char* op_name(Op op);                 // "conv2d", "linear", ...
+Op op_from_name(const std::string& name);   // throws sq::Error on an unknown name
+
+struct Node {
+  std::string name;
+  Op op = Op::Input;
+  std::vector<int> inputs;  // indices of earlier nodes
+
+  // Attributes. conv2d: out_channels, kernel, stride, padding, groups, has_bias.
+  // linear: out_channels (= out features), has_bias. pools: kernel, stride, padding.
+  // batchnorm: eps.
+  int64_t out_channels = 0;
+  int64_t kernel = 0;
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t groups = 1;
+  bool has_bias = false;
+  double eps = 1e-5;
+
+  std::map<std::string, Tensor> params;
+  Shape out_shape;  // filled by Graph::infer_shapes()
+};
+
+// Per-layer counts, for tables and cost models.
+struct LayerStats {
+  int64_t params = 0;  // trainable parameters (batchnorm: weight + bias)
+  int64_t macs = 0;    // multiply-accumulates per sample
+};
+
+class Graph {
+ public:
+  Graph() = default;
+  Graph(std::string name, Shape input_shape, int64_t num_classes);
+
+  std::string name;
+  Shape input_shape;  // {C, H, W}
+  int64_t num_classes = 0;
+  // Input normalization the model was trained with: x' = (x - mean[c]) / std[c], x in [0, 1].
+  std::vector<float> input_mean, input_std;
+  std::vector<Node> nodes;
+
+  // ---- builders: each returns the new node's index ----
+  int input();  // adds the input node (once; returns 0 afterwards)
+  int conv2d(const std::string& name, int in, int64_t out_channels, int64_t kernel, int64_t stride,
+             int64_t padding, int64_t groups = 1, bool bias = false);
+  int linear(const std::string& name, int in, int64_t out_features, bool bias = true);
+  int batchnorm(const std::string& name, int in, double eps = 1e-5);
+  int relu(const std::string& name, int in);
+  int relu6(const std::string& name, int in);
+  int add(const std::string& name, int a, int b);
+  int maxpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0);
+  int avgpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0);
+  int global_avgpool(const std::string& name, int in);
+  int flatten(const std::string& name, int in);
+
+  // Validates the structure and fills every node's out_shape. Throws sq::Error naming the node.
+  void infer_shapes();
+  // The parameter shapes a node must have, given its attributes and its input's shape.
+  std::map<std::string, Shape> expected_param_shapes(int node) const;
+  // Allocates missing parameters and initialises all of them (He-normal conv/linear, BN = identity).
+  void init_params(uint64_t seed);
+  // Throws sq::Error unless every node holds exactly its expected parameters with their shapes.
+  void check_params(const std::string& where) const;
+
+  LayerStats layer_stats(int node) const;
+  int64_t total_params() const;
+  int64_t total_macs() const;
+
+  int index_of(const std::string& node_name) const;  // throws sq::Error if absent
+  const Node& node(const std::string& node_name) const { return nodes[index_of(node_name)]; }
+  std::vector<int> weight_layers() const;  // conv2d and linear nodes, in order
+  int output() const { return static_cast<int>(nodes.size()) - 1; }
+
+ private:
+  int push(Node n);
+};
+
+bool is_weight_layer(const Node& n);
+// Population standard deviation of a node's "weight" tensor (0 if it has none).
+double weight_std(const Node& n);
+
+}  // namespace sq

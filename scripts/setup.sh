@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages SigmaQuant needs. Idempotent: installs only what is missing,
+# and runs `apt-get update` only when something has to be installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config zlib1g-dev
+  libtorch-dev libopenblas-dev          # training / QAT (LibTorch, CPU) and a fast BLAS for it
+  dataset-fashion-mnist                 # the default data (idx files, gzip)
+  libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: missing packages: ${missing[*]}" >&2
+  echo "setup.sh: run as root (or install them with apt-get) and try again" >&2
+  exit 1
+fi
+echo "setup.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
