@@ -1,0 +1,82 @@
+// Training and evaluation of IR graphs (implemented with LibTorch in src/torch/; this header is
+// torch-free so that the command-line program and other callers do not pay for LibTorch headers).
+//
+//   sq::Graph g = sq::make_zoo_model("resnet20", {1, 28, 28}, 10);
+//   sq::TrainOptions o;  o.epochs = 30;  o.checkpoint = "runs/r20.ckpt";
+//   sq::TrainResult r = sq::train(g, data.train, &val, o);   // g now holds the trained weights
+//   sq::EvalResult e = sq::evaluate(g, data.test, {});
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sigmaquant/data.h"
+#include "sigmaquant/graph.h"
+
+namespace sq {
+
+// Process-wide runtime set-up: LibTorch's intra-op threads, deterministic algorithms, and glibc
+// malloc tuning (large tensors otherwise page-fault on every step: ~2x per epoch measured here).
+void configure_runtime(int threads, bool deterministic = true);
+
+struct TrainOptions {
+  int epochs = 10;
+  int64_t batch_size = 128;
+  std::string optimizer = "sgd";  // "sgd" (Nesterov momentum) | "adam"
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  std::string schedule = "cosine";  // "cosine" | "constant"
+  int warmup_epochs = 0;
+  uint64_t seed = 1;
+  bool augment = true;       // random shift (pad) and, if flip, horizontal flip
+  int augment_pad = 2;
+  bool augment_flip = true;
+  std::string device = "cpu";  // "cpu" | "cuda" (when LibTorch was built with CUDA)
+  std::string checkpoint;      // written atomically after every epoch ("" = none)
+  bool resume = false;         // continue from `checkpoint` if it exists
+  bool progress = true;        // progress bar on stderr
+  bool record_step_losses = false;
+  int64_t eval_batch_size = 512;
+};
+
+struct EpochStats {
+  int epoch = 0;  // 1-based
+  double lr = 0;
+  double train_loss = 0;
+  double train_accuracy = 0;  // on the (augmented) training batches
+  double val_accuracy = -1;   // -1 when there is no validation set
+  double seconds = 0;
+  double images_per_second = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochStats> epochs;   // including the ones restored from a checkpoint
+  std::vector<double> step_losses;  // when record_step_losses
+  int resumed_from_epoch = 0;       // 0: started fresh
+};
+
+// Trains g in place. When `val` is non-null, its accuracy is reported after each epoch.
+// Sets g.input_mean / g.input_std from `train` unless already set.
+TrainResult train(Graph& g, const Dataset& train, const Dataset* val, const TrainOptions& opts);
+
+struct EvalOptions {
+  int64_t batch_size = 512;
+  std::string device = "cpu";
+  bool progress = false;
+};
+struct EvalResult {
+  int64_t samples = 0;
+  double accuracy = 0;  // top-1, in [0, 1]
+  double loss = 0;      // mean cross-entropy
+  double seconds = 0;
+  double images_per_second = 0;
+};
+EvalResult evaluate(const Graph& g, const Dataset& data, const EvalOptions& opts = {});
+
+// Logits of the model for samples [0, n) of data (n <= 0: all), row-major n x classes.
+std::vector<float> predict(const Graph& g, const Dataset& data, int64_t n = 0);
+
+}  // namespace sq

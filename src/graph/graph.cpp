@@ -1,0 +1,346 @@
+#include "sigmaquant/graph.h"
+
+#include <cmath>
+#include <random>
+
+#include "sigmaquant/error.h"
+
+namespace sq {
+namespace {
+
+struct OpInfo {
+  Op op;
+  const char* name;
+};
+constexpr OpInfo kOps[] = {
+    {Op::Input, "input"},         {Op::Conv2d, "conv2d"},   {Op::Linear, "linear"},
+    {Op::BatchNorm, "batchnorm"}, {Op::ReLU, "relu"},       {Op::ReLU6, "relu6"},
+    {Op::Add, "add"},             {Op::MaxPool, "maxpool"}, {Op::AvgPool, "avgpool"},
+    {Op::GlobalAvgPool, "global_avgpool"}, {Op::Flatten, "flatten"},
+};
+
+int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
+
+// Portable normal samples (std::normal_distribution differs between standard libraries).
+struct Normal {
+  std::mt19937_64 rng;
+  explicit Normal(uint64_t seed) : rng(seed) {}
+  double uniform() { return (static_cast<double>(rng() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+  double operator()() {
+    return std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform());
+  }
+};
+
+}  // namespace
+
+const char* op_name(Op op) {
+  for (const auto& o : kOps)
+    if (o.op == op) return o.name;
+  return "?";
+}
+
+Op op_from_name(const std::string& name) {
+  for (const auto& o : kOps)
+    if (name == o.name) return o.op;
+  std::string known;
+  for (const auto& o : kOps) known += std::string(known.empty() ? "" : ", ") + o.name;
+  fail("unknown operator '{}' (expected one of: {})", name, known);
+}
+
+bool is_weight_layer(const Node& n) { return n.op == Op::Conv2d || n.op == Op::Linear; }
+
+double weight_std(const Node& n) {
+  auto it = n.params.find("weight");
+  if (it == n.params.end() || it->second.data.empty()) return 0.0;
+  const auto& w = it->second.data;
+  double mean = 0;
+  for (float v : w) mean += v;
+  mean /= static_cast<double>(w.size());
+  double var = 0;
+  for (float v : w) var += (v - mean) * (v - mean);
+  return std::sqrt(var / static_cast<double>(w.size()));
+}
+
+Graph::Graph(std::string name_, Shape input_shape_, int64_t num_classes_)
+    : name(std::move(name_)), input_shape(std::move(input_shape_)), num_classes(num_classes_) {}
+
+int Graph::push(Node n) {
+  for (int in : n.inputs)
+    if (in < 0 || in >= static_cast<int>(nodes.size()))
+      fail("graph '{}': node '{}' refers to input #{} which does not exist yet", name, n.name, in);
+  for (const auto& m : nodes)
+    if (m.name == n.name) fail("graph '{}': duplicate node name '{}'", name, n.name);
+  nodes.push_back(std::move(n));
+  return static_cast<int>(nodes.size()) - 1;
+}
+
+int Graph::input() {
+  if (!nodes.empty()) return 0;
+  Node n;
+  n.name = "input";
+  n.op = Op::Input;
+  return push(std::move(n));
+}
+
+int Graph::conv2d(const std::string& nm, int in, int64_t out_channels, int64_t kernel,
+                  int64_t stride, int64_t padding, int64_t groups, bool bias) {
+  Node n;
+  n.name = nm;
+  n.op = Op::Conv2d;
+  n.inputs = {in};
+  n.out_channels = out_channels;
+  n.kernel = kernel;
+  n.stride = stride;
+  n.padding = padding;
+  n.groups = groups;
+  n.has_bias = bias;
+  return push(std::move(n));
+}
+
+int Graph::linear(const std::string& nm, int in, int64_t out_features, bool bias) {
+  Node n;
+  n.name = nm;
+  n.op = Op::Linear;
+  n.inputs = {in};
+  n.out_channels = out_features;
+  n.has_bias = bias;
+  return push(std::move(n));
+}
+
+int Graph::batchnorm(const std::string& nm, int in, double eps) {
+  Node n;
+  n.name = nm;
+  n.op = Op::BatchNorm;
+  n.inputs = {in};
+  n.eps = eps;
+  return push(std::move(n));
+}
+
+namespace {
+Node simple(const std::string& nm, Op op, std::vector<int> inputs) {
+  Node n;
+  n.name = nm;
+  n.op = op;
+  n.inputs = std::move(inputs);
+  return n;
+}
+Node pool(const std::string& nm, Op op, int in, int64_t k, int64_t s, int64_t p) {
+  Node n = simple(nm, op, {in});
+  n.kernel = k;
+  n.stride = s;
+  n.padding = p;
+  return n;
+}
+}  // namespace
+
+int Graph::relu(const std::string& nm, int in) { return push(simple(nm, Op::ReLU, {in})); }
+int Graph::relu6(const std::string& nm, int in) { return push(simple(nm, Op::ReLU6, {in})); }
+int Graph::add(const std::string& nm, int a, int b) { return push(simple(nm, Op::Add, {a, b})); }
+int Graph::maxpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p) {
+  return push(pool(nm, Op::MaxPool, in, k, s, p));
+}
+int Graph::avgpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p) {
+  return push(pool(nm, Op::AvgPool, in, k, s, p));
+}
+int Graph::global_avgpool(const std::string& nm, int in) {
+  return push(simple(nm, Op::GlobalAvgPool, {in}));
+}
+int Graph::flatten(const std::string& nm, int in) { return push(simple(nm, Op::Flatten, {in})); }
+
+void Graph::infer_shapes() {
+  if (nodes.empty() || nodes[0].op != Op::Input)
+    fail("graph '{}': the first node must be the input", name);
+  if (input_shape.size() != 3 || numel(input_shape) <= 0)
+    fail("graph '{}': input shape {} must be {{C, H, W}} with positive sizes", name,
+         shape_str(input_shape));
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    Node& n = nodes[i];
+    auto bad = [&](const std::string& why) {
+      fail("graph '{}': node '{}' ({}): {}", name, n.name, op_name(n.op), why);
+    };
+    size_t want_inputs = n.op == Op::Input ? 0 : n.op == Op::Add ? 2 : 1;
+    if (n.inputs.size() != want_inputs)
+      bad(fmt::format("has {} inputs, expected {}", n.inputs.size(), want_inputs));
+    for (int in : n.inputs)
+      if (in < 0 || static_cast<size_t>(in) >= i)
+        bad(fmt::format("input #{} is not an earlier node", in));
+    if (i > 0 && n.op == Op::Input) bad("only the first node may be the input");
+    const Shape in = n.inputs.empty() ? input_shape : nodes[n.inputs[0]].out_shape;
+    auto need_chw = [&] {
+      if (in.size() != 3) bad(fmt::format("needs a C x H x W input, got {}", shape_str(in)));
+    };
+    switch (n.op) {
+      case Op::Input:
+        n.out_shape = input_shape;
+        break;
+      case Op::Conv2d: {
+        need_chw();
+        if (n.out_channels <= 0 || n.kernel <= 0 || n.stride <= 0 || n.padding < 0 ||
+            n.groups <= 0)
+          bad("out_channels, kernel, stride, groups must be positive and padding non-negative");
+        if (in[0] % n.groups != 0 || n.out_channels % n.groups != 0)
+          bad(fmt::format("groups={} must divide in_channels={} and out_channels={}", n.groups,
+                          in[0], n.out_channels));
+        int64_t h = pooled(in[1], n.kernel, n.stride, n.padding);
+        int64_t w = pooled(in[2], n.kernel, n.stride, n.padding);
+        if (h <= 0 || w <= 0)
+          bad(fmt::format("kernel {} is larger than the padded input {}", n.kernel, shape_str(in)));
+        n.out_shape = {n.out_channels, h, w};
+        break;
+      }
+      case Op::Linear:
+        if (in.size() != 1) bad(fmt::format("needs a flat input, got {}", shape_str(in)));
+        if (n.out_channels <= 0) bad("out_features must be positive");
+        n.out_shape = {n.out_channels};
+        break;
+      case Op::BatchNorm:
+        if (in.empty()) bad("needs a non-scalar input");
+        n.out_shape = in;
+        break;
+      case Op::ReLU:
+      case Op::ReLU6:
+        n.out_shape = in;
+        break;
+      case Op::Add:
+        if (nodes[n.inputs[1]].out_shape != in)
+          bad(fmt::format("adds {} and {}: shapes differ", shape_str(in),
+                          shape_str(nodes[n.inputs[1]].out_shape)));
+        n.out_shape = in;
+        break;
+      case Op::MaxPool:
+      case Op::AvgPool: {
+        need_chw();
+        if (n.kernel <= 0 || n.stride <= 0 || n.padding < 0 || 2 * n.padding > n.kernel)
+          bad("kernel and stride must be positive, padding at most half the kernel");
+        int64_t h = pooled(in[1], n.kernel, n.stride, n.padding);
+        int64_t w = pooled(in[2], n.kernel, n.stride, n.padding);
+        if (h <= 0 || w <= 0) bad(fmt::format("window {} is larger than the input {}", n.kernel,
+                                              shape_str(in)));
+        n.out_shape = {in[0], h, w};
+        break;
+      }
+      case Op::GlobalAvgPool:
+        need_chw();
+        n.out_shape = {in[0], 1, 1};
+        break;
+      case Op::Flatten:
+        n.out_shape = {numel(in)};
+        break;
+    }
+  }
+  const Shape& out = nodes.back().out_shape;
+  if (out.size() != 1 || out[0] != num_classes)
+    fail("graph '{}': output node '{}' has shape {}, expected [{}] (the number of classes)", name,
+         nodes.back().name, shape_str(out), num_classes);
+}
+
+std::map<std::string, Shape> Graph::expected_param_shapes(int idx) const {
+  const Node& n = nodes.at(idx);
+  std::map<std::string, Shape> s;
+  const Shape in = n.inputs.empty() ? input_shape : nodes[n.inputs[0]].out_shape;
+  switch (n.op) {
+    case Op::Conv2d:
+      s["weight"] = {n.out_channels, in.at(0) / n.groups, n.kernel, n.kernel};
+      if (n.has_bias) s["bias"] = {n.out_channels};
+      break;
+    case Op::Linear:
+      s["weight"] = {n.out_channels, in.at(0)};
+      if (n.has_bias) s["bias"] = {n.out_channels};
+      break;
+    case Op::BatchNorm:
+      for (const char* p : {"weight", "bias", "running_mean", "running_var"}) s[p] = {in.at(0)};
+      break;
+    default:
+      break;
+  }
+  return s;
+}
+
+void Graph::init_params(uint64_t seed) {
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    Node& n = nodes[i];
+    Normal normal(seed * 1000003ULL + i);
+    n.params.clear();
+    for (auto& [pname, shape] : expected_param_shapes(static_cast<int>(i))) {
+      Tensor t(shape, 0.0f);
+      if (pname == "weight" && n.op == Op::BatchNorm) {
+        t = Tensor(shape, 1.0f);
+      } else if (pname == "running_var") {
+        t = Tensor(shape, 1.0f);
+      } else if (pname == "weight" && n.op == Op::Conv2d) {
+        // He-normal: keeps activation variance through ReLU layers.
+        double fan_in = static_cast<double>(shape[1] * shape[2] * shape[3]);
+        double sd = std::sqrt(2.0 / fan_in);
+        for (float& v : t.data) v = static_cast<float>(sd * normal());
+      } else if (pname == "weight" && n.op == Op::Linear) {
+        // PyTorch's default for Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        double bound = 1.0 / std::sqrt(static_cast<double>(shape[1]));
+        for (float& v : t.data) v = static_cast<float>(bound * (2.0 * normal.uniform() - 1.0));
+      }
+      n.params[pname] = std::move(t);
+    }
+  }
+}
+
+void Graph::check_params(const std::string& where) const {
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    auto want = expected_param_shapes(static_cast<int>(i));
+    for (const auto& [pname, t] : n.params) {
+      auto it = want.find(pname);
+      if (it == want.end())
+        fail("{}: node '{}' ({}) has an unexpected parameter '{}'", where, n.name, op_name(n.op),
+             pname);
+      if (t.shape != it->second)
+        fail("{}: {}.{} has shape {}, expected {}", where, n.name, pname, shape_str(t.shape),
+             shape_str(it->second));
+      if (t.size() != numel(t.shape))
+        fail("{}: {}.{} holds {} values for shape {}", where, n.name, pname, t.size(),
+             shape_str(t.shape));
+    }
+    for (const auto& [pname, shape] : want)
+      if (!n.params.count(pname))
+        fail("{}: {}.{} is missing (expected shape {})", where, n.name, pname, shape_str(shape));
+  }
+}
+
+LayerStats Graph::layer_stats(int idx) const {
+  const Node& n = nodes.at(idx);
+  LayerStats st;
+  for (auto& [pname, shape] : expected_param_shapes(idx))
+    if (pname != "running_mean" && pname != "running_var") st.params += numel(shape);
+  const Shape in = n.inputs.empty() ? input_shape : nodes[n.inputs[0]].out_shape;
+  if (n.op == Op::Conv2d)
+    st.macs = n.out_shape[0] * n.out_shape[1] * n.out_shape[2] * (in[0] / n.groups) * n.kernel *
+              n.kernel;
+  else if (n.op == Op::Linear)
+    st.macs = in[0] * n.out_channels;
+  return st;
+}
+
+int64_t Graph::total_params() const {
+  int64_t s = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) s += layer_stats(static_cast<int>(i)).params;
+  return s;
+}
+
+int64_t Graph::total_macs() const {
+  int64_t s = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) s += layer_stats(static_cast<int>(i)).macs;
+  return s;
+}
+
+int Graph::index_of(const std::string& node_name) const {
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].name == node_name) return static_cast<int>(i);
+  fail("graph '{}' has no node named '{}'", name, node_name);
+}
+
+std::vector<int> Graph::weight_layers() const {
+  std::vector<int> w;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (is_weight_layer(nodes[i])) w.push_back(static_cast<int>(i));
+  return w;
+}
+
+}  // namespace sq

@@ -1,0 +1,109 @@
+#include "graph_module.h"
+
+#include "sigmaquant/error.h"
+
+namespace sq {
+
+torch::Tensor to_torch(const Tensor& t) {
+  return torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32).clone();
+}
+
+Tensor from_torch(const torch::Tensor& t) {
+  torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  Tensor out(Shape(c.sizes().begin(), c.sizes().end()));
+  std::memcpy(out.data.data(), c.data_ptr<float>(), out.data.size() * sizeof(float));
+  return out;
+}
+
+GraphModule::GraphModule(const Graph& g)
+    : graph_(g), params_(g.nodes.size()), last_use_(g.nodes.size(), -1) {
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    for (int in : g.nodes[i].inputs) last_use_[in] = static_cast<int>(i);
+  graph_.check_params("model '" + g.name + "'");
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    Node& n = graph_.nodes[i];
+    for (auto& [pname, t] : n.params) {
+      std::string tname = "n" + std::to_string(i) + "_" + pname;
+      bool buffer = pname == "running_mean" || pname == "running_var";
+      torch::Tensor tt = to_torch(t);
+      params_[i][pname] = buffer ? register_buffer(tname, tt) : register_parameter(tname, tt);
+    }
+    n.params.clear();  // the torch tensors are the only copy while the module lives
+  }
+}
+
+torch::Tensor GraphModule::forward(const torch::Tensor& x) {
+  std::vector<torch::Tensor> v(graph_.nodes.size());
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    const Node& n = graph_.nodes[i];
+    auto& p = params_[i];
+    const torch::Tensor& in = n.inputs.empty() ? x : v[n.inputs[0]];
+    switch (n.op) {
+      case Op::Input:
+        v[i] = x;
+        break;
+      case Op::Conv2d:
+        v[i] = torch::conv2d(in, p.at("weight"), n.has_bias ? p.at("bias") : torch::Tensor(),
+                             n.stride, n.padding, 1, n.groups);
+        break;
+      case Op::Linear:
+        v[i] = torch::linear(in, p.at("weight"), n.has_bias ? p.at("bias") : torch::Tensor());
+        break;
+      case Op::BatchNorm:
+        v[i] = torch::batch_norm(in, p.at("weight"), p.at("bias"), p.at("running_mean"),
+                                 p.at("running_var"), is_training(), 0.1, n.eps, false);
+        break;
+      case Op::ReLU:
+        v[i] = torch::relu(in);
+        break;
+      case Op::ReLU6:
+        v[i] = torch::clamp(in, 0.0, 6.0);
+        break;
+      case Op::Add:
+        v[i] = in + v[n.inputs[1]];
+        break;
+      case Op::MaxPool:
+        v[i] = torch::max_pool2d(in, n.kernel, n.stride, n.padding);
+        break;
+      case Op::AvgPool:
+        // count_include_pad = true: padded zeros count in the mean (the engine does the same).
+        v[i] = torch::avg_pool2d(in, n.kernel, n.stride, n.padding);
+        break;
+      case Op::GlobalAvgPool:
+        v[i] = in.mean({2, 3}, /*keepdim=*/true);
+        break;
+      case Op::Flatten:
+        v[i] = in.flatten(1);
+        break;
+    }
+    // Drop results no later node reads (lowers peak memory in inference; autograd keeps what
+    // the backward pass needs on its own).
+    for (int in : n.inputs)
+      if (last_use_[in] == static_cast<int>(i)) v[in] = torch::Tensor();
+  }
+  return v.back();
+}
+
+void GraphModule::export_to(Graph& g) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (const auto& [pname, t] : params_[i]) g.nodes.at(i).params[pname] = from_torch(t);
+  g.input_mean = graph_.input_mean;
+  g.input_std = graph_.input_std;
+}
+
+void GraphModule::import_from(const Graph& g) {
+  torch::NoGradGuard ng;
+  g.check_params("model '" + g.name + "'");
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (auto& [pname, t] : params_[i]) {
+      const Tensor& src = g.nodes.at(i).params.at(pname);
+      if (Shape(t.sizes().begin(), t.sizes().end()) != src.shape)
+        fail("model '{}': {}.{} has shape {}, expected {}", g.name, g.nodes[i].name, pname,
+             shape_str(src.shape), shape_str(Shape(t.sizes().begin(), t.sizes().end())));
+      t.copy_(to_torch(src).to(t.device()));
+    }
+  graph_.input_mean = g.input_mean;
+  graph_.input_std = g.input_std;
+}
+
+}  // namespace sq

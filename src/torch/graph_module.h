@@ -1,0 +1,39 @@
+// LibTorch executor of the IR: one torch::nn::Module whose forward() interprets the graph with
+// functional ops. Parameters are registered as "n<index>_<param>" (torch names cannot hold '.').
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sigmaquant/graph.h"
+
+namespace sq {
+
+class GraphModule : public torch::nn::Module {
+ public:
+  explicit GraphModule(const Graph& g);
+
+  // x: N x C x H x W, already normalized. Returns N x classes logits.
+  torch::Tensor forward(const torch::Tensor& x);
+
+  // Copies the current parameters and batchnorm statistics back into g (same structure).
+  void export_to(Graph& g) const;
+  // Loads parameters from g (same structure) into this module.
+  void import_from(const Graph& g);
+
+  const Graph& graph() const { return graph_; }
+  torch::Tensor& param(int node, const std::string& name) { return params_[node].at(name); }
+
+ private:
+  Graph graph_;  // structure (parameters are the torch tensors below)
+  std::vector<std::map<std::string, torch::Tensor>> params_;
+  std::vector<int> last_use_;  // per node: the last node reading its output (-1: none)
+};
+
+torch::Tensor to_torch(const Tensor& t);
+Tensor from_torch(const torch::Tensor& t);
+
+}  // namespace sq

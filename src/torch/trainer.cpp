@@ -1,0 +1,305 @@
+// FP32 training and evaluation of IR graphs with LibTorch.
+//
+// Reproducibility: every random choice (shuffling, augmentation) is drawn from std::mt19937_64
+// streams seeded by (seed, epoch), so an epoch's batches depend only on the seed and the epoch
+// number — which is also what makes --resume continue exactly where a run stopped. LibTorch's own
+// RNG is seeded too; with one thread the CPU kernels are deterministic.
+#include <malloc.h>
+
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+#include "graph_module.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
+#include "sigmaquant/progress.h"
+#include "sigmaquant/train.h"
+
+namespace sq {
+namespace {
+
+torch::Device parse_device(const std::string& d) {
+  if (d == "cpu") return torch::kCPU;
+  if (d == "cuda" || d.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      fail("--device {}: this LibTorch build has no usable CUDA device (use --device cpu)", d);
+    return torch::Device(d);
+  }
+  fail("--device '{}' is not supported (expected cpu or cuda)", d);
+}
+
+// Fisher–Yates with our own RNG (std::shuffle's algorithm is library-specific).
+std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), 0);
+  std::mt19937_64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) {
+    int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+    std::swap(p[i], p[j]);
+  }
+  return p;
+}
+
+// Builds one normalized (and optionally augmented) batch on the CPU.
+struct Batcher {
+  const Dataset& d;
+  const Graph& g;
+  torch::Tensor images(const int64_t* idx, int64_t n, std::mt19937_64* aug_rng, int pad,
+                       bool flip) const {
+    const int64_t per = d.image_numel();
+    torch::Tensor x = torch::empty({n, d.image_shape[0], d.image_shape[1], d.image_shape[2]});
+    float* dst = x.data_ptr<float>();
+    for (int64_t k = 0; k < n; ++k) {
+      normalized_image(d, idx[k], g.input_mean, g.input_std, dst + k * per);
+      if (aug_rng) augment_image(dst + k * per, d.image_shape, pad, flip, *aug_rng);
+    }
+    return x;
+  }
+  torch::Tensor labels(const int64_t* idx, int64_t n) const {
+    torch::Tensor y = torch::empty({n}, torch::kInt64);
+    int64_t* p = y.data_ptr<int64_t>();
+    for (int64_t k = 0; k < n; ++k) p[k] = d.labels[idx[k]];
+    return y;
+  }
+};
+
+void check_compatible(const Graph& g, const Dataset& d) {
+  if (d.size() == 0) fail("dataset '{}' is empty", d.name);
+  if (d.image_shape != g.input_shape)
+    fail("model '{}' expects inputs of shape {} but dataset '{}' has {}", g.name,
+         shape_str(g.input_shape), d.name, shape_str(d.image_shape));
+  if (d.num_classes > g.num_classes)
+    fail("model '{}' has {} outputs but dataset '{}' has {} classes", g.name, g.num_classes, d.name,
+         d.num_classes);
+}
+
+void set_lr(torch::optim::Optimizer& opt, const std::string& kind, double lr) {
+  for (auto& group : opt.param_groups()) {
+    if (kind == "adam")
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+    else
+      static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+  }
+}
+
+double lr_at(const TrainOptions& o, int64_t step, int64_t steps_per_epoch) {
+  int64_t total = static_cast<int64_t>(o.epochs) * steps_per_epoch;
+  int64_t warm = static_cast<int64_t>(o.warmup_epochs) * steps_per_epoch;
+  if (step < warm) return o.lr * static_cast<double>(step + 1) / static_cast<double>(warm);
+  if (o.schedule == "constant") return o.lr;
+  double t = static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total - warm));
+  return 0.5 * o.lr * (1.0 + std::cos(M_PI * t));
+}
+
+nlohmann::json options_json(const TrainOptions& o) {
+  return {{"epochs", o.epochs}, {"batch_size", o.batch_size}, {"optimizer", o.optimizer},
+          {"lr", o.lr}, {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
+          {"schedule", o.schedule}, {"warmup_epochs", o.warmup_epochs}, {"seed", o.seed},
+          {"augment", o.augment}, {"augment_pad", o.augment_pad}, {"augment_flip", o.augment_flip}};
+}
+
+nlohmann::json epoch_json(const EpochStats& e) {
+  return {{"epoch", e.epoch}, {"lr", e.lr}, {"train_loss", e.train_loss},
+          {"train_accuracy", e.train_accuracy}, {"val_accuracy", e.val_accuracy},
+          {"seconds", e.seconds}, {"images_per_second", e.images_per_second}};
+}
+
+EpochStats epoch_from_json(const nlohmann::json& j) {
+  EpochStats e;
+  e.epoch = j.at("epoch");
+  e.lr = j.at("lr");
+  e.train_loss = j.at("train_loss");
+  e.train_accuracy = j.at("train_accuracy");
+  e.val_accuracy = j.at("val_accuracy");
+  e.seconds = j.at("seconds");
+  e.images_per_second = j.at("images_per_second");
+  return e;
+}
+
+EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOptions& o,
+                           torch::Device dev, std::vector<float>* logits_out, int64_t limit) {
+  torch::NoGradGuard ng;
+  m.eval();
+  const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  Batcher b{data, m.graph()};
+  Progress bar("eval", n, "img", o.progress);
+  int64_t correct = 0;
+  double loss_sum = 0;
+  for (int64_t s = 0; s < n; s += o.batch_size) {
+    int64_t bs = std::min(o.batch_size, n - s);
+    torch::Tensor x = b.images(idx.data() + s, bs, nullptr, 0, false).to(dev);
+    torch::Tensor y = b.labels(idx.data() + s, bs).to(dev);
+    torch::Tensor out = m.forward(x);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    correct += out.argmax(1).eq(y).sum().item<int64_t>();
+    if (logits_out) {
+      Tensor t = from_torch(out);
+      logits_out->insert(logits_out->end(), t.data.begin(), t.data.end());
+    }
+    bar.update(s + bs);
+  }
+  bar.finish();
+  EvalResult r;
+  r.samples = n;
+  r.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  r.loss = loss_sum / static_cast<double>(n);
+  r.seconds = bar.elapsed_seconds();
+  r.images_per_second = r.seconds > 0 ? static_cast<double>(n) / r.seconds : 0;
+  return r;
+}
+
+}  // namespace
+
+void configure_runtime(int threads, bool deterministic) {
+  // glibc serves allocations above M_MMAP_THRESHOLD with fresh mmaps that page-fault on every
+  // training step and trims freed memory eagerly; keep both high so the arena is reused.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  if (threads > 0) {
+    torch::set_num_threads(threads);
+    torch::set_num_interop_threads(1);
+  }
+  if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+}
+
+TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const TrainOptions& o) {
+  check_compatible(g, train_set);
+  if (val) check_compatible(g, *val);
+  if (o.epochs < 1) fail("--epochs must be at least 1 (got {})", o.epochs);
+  if (o.batch_size < 1) fail("--batch-size must be at least 1 (got {})", o.batch_size);
+  if (o.optimizer != "sgd" && o.optimizer != "adam")
+    fail("--optimizer '{}' is not supported (expected sgd or adam)", o.optimizer);
+  if (o.schedule != "cosine" && o.schedule != "constant")
+    fail("--schedule '{}' is not supported (expected cosine or constant)", o.schedule);
+  torch::Device dev = parse_device(o.device);
+  torch::manual_seed(o.seed);
+  if (g.input_mean.empty()) channel_stats(train_set, g.input_mean, g.input_std);
+
+  TrainResult result;
+  GraphModule m(g);
+  m.to(dev);
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (o.optimizer == "adam")
+    opt = std::make_unique<torch::optim::Adam>(
+        m.parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+  else
+    opt = std::make_unique<torch::optim::SGD>(
+        m.parameters(), torch::optim::SGDOptions(o.lr)
+                            .momentum(o.momentum)
+                            .nesterov(o.momentum > 0)
+                            .weight_decay(o.weight_decay));
+
+  int start_epoch = 0;
+  if (o.resume && !o.checkpoint.empty() && file_exists(o.checkpoint)) {
+    GraphFile ck = load_graph_file(o.checkpoint);
+    if (graph_to_json(ck.graph)["nodes"] != graph_to_json(g)["nodes"])
+      fail("{}: the checkpoint holds a different architecture than model '{}'", o.checkpoint,
+           g.name);
+    const auto& c = ck.meta.value("checkpoint", nlohmann::json::object());
+    if (!c.contains("epoch") || !ck.blobs.count("optimizer"))
+      fail("{}: not a training checkpoint (no epoch / optimizer state)", o.checkpoint);
+    if (c.value("options", nlohmann::json()) != options_json(o))
+      fail("{}: was written with different training options ({}); resume with the same ones",
+           o.checkpoint, c.value("options", nlohmann::json()).dump());
+    m.import_from(ck.graph);
+    std::istringstream is(ck.blobs["optimizer"]);
+    torch::serialize::InputArchive ar;
+    ar.load_from(is, dev);
+    opt->load(ar);
+    start_epoch = c["epoch"].get<int>();
+    for (const auto& e : c["history"]) result.epochs.push_back(epoch_from_json(e));
+    result.resumed_from_epoch = start_epoch;
+    if (o.progress)
+      fmt::print(stderr, "resuming from {} after epoch {}/{}\n", o.checkpoint, start_epoch,
+                 o.epochs);
+  }
+
+  const int64_t n = train_set.size();
+  const int64_t steps_per_epoch = (n + o.batch_size - 1) / o.batch_size;
+  Batcher batcher{train_set, m.graph()};
+  for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
+    m.train();
+    const uint64_t epoch_seed = o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch);
+    std::vector<int64_t> order = permutation(n, epoch_seed);
+    std::mt19937_64 aug_rng(epoch_seed ^ 0xA5A5A5A5ULL);
+    Progress bar(fmt::format("epoch {}/{}", epoch + 1, o.epochs), n, "img", o.progress);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    EpochStats st;
+    st.epoch = epoch + 1;
+    for (int64_t step = 0; step < steps_per_epoch; ++step) {
+      int64_t s = step * o.batch_size, bs = std::min(o.batch_size, n - s);
+      torch::Tensor x = batcher.images(order.data() + s, bs, o.augment ? &aug_rng : nullptr,
+                                       o.augment_pad, o.augment_flip)
+                            .to(dev);
+      torch::Tensor y = batcher.labels(order.data() + s, bs).to(dev);
+      st.lr = lr_at(o, epoch * steps_per_epoch + step, steps_per_epoch);
+      set_lr(*opt, o.optimizer, st.lr);
+      opt->zero_grad();
+      torch::Tensor out = m.forward(x);
+      torch::Tensor loss = torch::nn::functional::cross_entropy(out, y);
+      loss.backward();
+      opt->step();
+      double l = loss.item<double>();
+      if (!std::isfinite(l))
+        fail("training diverged at epoch {} step {} (loss {}); try a lower --lr", epoch + 1, step,
+             l);
+      if (o.record_step_losses) result.step_losses.push_back(l);
+      loss_sum += l * static_cast<double>(bs);
+      correct += out.argmax(1).eq(y).sum().item<int64_t>();
+      seen += bs;
+      bar.update(seen, fmt::format("loss {:.4f} acc {:.2f}%", loss_sum / static_cast<double>(seen),
+                                   100.0 * static_cast<double>(correct) / static_cast<double>(seen)));
+    }
+    st.seconds = bar.elapsed_seconds();
+    st.images_per_second = static_cast<double>(n) / st.seconds;
+    st.train_loss = loss_sum / static_cast<double>(seen);
+    st.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    if (val) st.val_accuracy = evaluate_module(m, *val, {o.eval_batch_size, o.device, false}, dev,
+                                               nullptr, 0).accuracy;
+    bar.finish(fmt::format("loss {:.4f} acc {:.2f}%{}", st.train_loss, 100 * st.train_accuracy,
+                           val ? fmt::format(" val {:.2f}%", 100 * st.val_accuracy) : ""));
+    result.epochs.push_back(st);
+
+    if (!o.checkpoint.empty()) {
+      GraphFile ck{g, {}, {}};
+      m.export_to(ck.graph);
+      nlohmann::json hist = nlohmann::json::array();
+      for (const auto& e : result.epochs) hist.push_back(epoch_json(e));
+      ck.meta["checkpoint"] = {{"epoch", epoch + 1}, {"options", options_json(o)},
+                               {"history", hist}};
+      std::ostringstream os;
+      torch::serialize::OutputArchive ar;
+      opt->save(ar);
+      ar.save_to(os);
+      ck.blobs["optimizer"] = os.str();
+      save_graph_file(o.checkpoint, ck);
+    }
+  }
+  m.export_to(g);
+  return result;
+}
+
+EvalResult evaluate(const Graph& g, const Dataset& data, const EvalOptions& o) {
+  check_compatible(g, data);
+  torch::Device dev = parse_device(o.device);
+  GraphModule m(g);
+  m.to(dev);
+  return evaluate_module(m, data, o, dev, nullptr, 0);
+}
+
+std::vector<float> predict(const Graph& g, const Dataset& data, int64_t n) {
+  check_compatible(g, data);
+  GraphModule m(g);
+  std::vector<float> logits;
+  evaluate_module(m, data, {}, torch::kCPU, &logits, n);
+  return logits;
+}
+
+}  // namespace sq

@@ -1,0 +1,51 @@
+// sigmaquant eval — test accuracy, loss and throughput of an FP32 model.
+#include <fmt/format.h>
+
+#include "common.h"
+#include "sigmaquant/train.h"
+
+namespace sqcli {
+namespace {
+
+struct EvalFlags {
+  ModelFlags model;
+  DataFlags data;
+  Common common;
+  int64_t batch_size = 512;
+  std::string device = "cpu";
+};
+
+void run_eval(const EvalFlags& f) {
+  sq::configure_runtime(f.common.threads);
+  sq::DataBundle d = load_data(f.data);
+  sq::Graph g = resolve_model(f.model.model, d.test.image_shape, d.test.num_classes, f.model.seed);
+  sq::EvalOptions o;
+  o.batch_size = f.batch_size;
+  o.device = f.device;
+  o.progress = !f.common.quiet && !f.common.json;
+  sq::EvalResult r = sq::evaluate(g, d.test, o);
+  if (f.common.json) {
+    print_json({{"model", g.name}, {"data", d.test.name}, {"samples", r.samples},
+                {"accuracy", r.accuracy}, {"loss", r.loss}, {"seconds", r.seconds},
+                {"images_per_second", r.images_per_second}, {"threads", f.common.threads}});
+    return;
+  }
+  fmt::print("{} on {} test ({} images): accuracy {:.2f}%  loss {:.4f}  {:.0f} img/s ({} threads)\n",
+             g.name, d.test.name, r.samples, 100 * r.accuracy, r.loss, r.images_per_second,
+             f.common.threads);
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto f = std::make_shared<EvalFlags>();
+  CLI::App* cmd = app.add_subcommand("eval", "evaluate a model on a test set");
+  add_model_flags(cmd, f->model, false);
+  add_data_flags(cmd, f->data);
+  add_common_flags(cmd, f->common);
+  cmd->add_option("--batch-size", f->batch_size, "evaluation batch size")->capture_default_str();
+  cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
+  cmd->callback([f] { run_eval(*f); });
+}
+
+}  // namespace sqcli

@@ -1,0 +1,48 @@
+// Pieces shared by the subcommands: data and model flags, output helpers.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "sigmaquant/data.h"
+#include "sigmaquant/graph.h"
+
+namespace sqcli {
+
+struct DataFlags {
+  std::string format = "fashion-mnist";
+  std::string dir;
+  int64_t limit_train = 0;  // use only the first N training samples (0 = all)
+  int64_t limit_test = 0;
+};
+void add_data_flags(CLI::App* app, DataFlags& f);
+sq::DataBundle load_data(const DataFlags& f);
+
+struct ModelFlags {
+  std::string model;                // a .sqg file or a zoo name
+  std::string input_shape = "1,28,28";  // for zoo names without data
+  int64_t classes = 10;
+  uint64_t seed = 1;
+};
+void add_model_flags(CLI::App* app, ModelFlags& f, bool with_shape);
+// A model file, or a freshly initialised zoo model of the given input shape and classes.
+sq::Graph resolve_model(const std::string& spec, const sq::Shape& input_shape, int64_t classes,
+                        uint64_t seed);
+sq::Shape parse_shape(const std::string& s, const std::string& flag);
+
+struct Common {
+  bool json = false;
+  int threads = 2;
+  bool quiet = false;
+};
+void add_common_flags(CLI::App* app, Common& c);
+
+void print_json(const nlohmann::json& j);
+
+// Subcommand registration (one file each).
+void add_train(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_info(CLI::App& app);
+
+}  // namespace sqcli

@@ -1,0 +1,28 @@
+// sigmaquant — hardware-aware mixed-precision quantization. Git-style subcommands; each lives in
+// its own cmd_*.cpp and calls the library.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "common.h"
+#include "sigmaquant/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"SigmaQuant: hardware-aware mixed-precision quantization of neural networks"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "sigmaquant 0.1.0");
+  sqcli::add_train(app);
+  sqcli::add_eval(app);
+  sqcli::add_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const sq::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
