@@ -24,6 +24,7 @@ void cleanup() {
 std::string temp_dir(const std::string& tag) {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl = std::string(base && *base ? base : "/tmp") + "/sq_" + tag + "_XXXXXX";
+  dirs();  // construct the list before registering cleanup, so it outlives the atexit handler
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (!mkdtemp(buf.data())) std::abort();

@@ -40,6 +40,8 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
 Dataset load_cifar(const std::vector<std::string>& paths, bool cifar100);
 // .npy images: uint8 (scaled by 1/255) or float32/float64 (taken as is, must lie in [0, 1]),
 // shape N x C x H x W, N x H x W (C = 1) or N x H x W x C (C in {1, 3, 4}, transposed).
+// A 4-d shape is taken as N x H x W x C when its last dimension is in {1, 3, 4} and its second is
+// not; otherwise (e.g. (N, 3, 4, 4)) as N x C x H x W.
 // .npy labels: integer dtype (u1, i1, i2, i4, i8, u2, u4, u8), shape N.
 Dataset load_npy(const std::string& images_path, const std::string& labels_path,
                  int64_t num_classes = 0);
@@ -56,6 +58,8 @@ struct DataBundle {
   Dataset train;
   Dataset test;
 };
+// Both sets are named after the format (e.g. "fashion-mnist") and share one num_classes: 10 for
+// mnist / fashion-mnist / cifar10, 100 for cifar100, else the larger of the two inferred counts.
 DataBundle load_data(const DataSpec& spec);
 std::string default_data_dir(const std::string& format);
 
@@ -63,10 +67,12 @@ std::string default_data_dir(const std::string& format);
 // The first n samples (n <= 0 or n >= size: a copy of all).
 Dataset take(const Dataset& d, int64_t n);
 // A seeded random split: (train, validation) with round(val_fraction * size) validation samples.
+// The same seed gives the same split on every platform; each part keeps the original order.
 std::pair<Dataset, Dataset> split(const Dataset& d, double val_fraction, uint64_t seed);
 // Per-channel mean and standard deviation over the whole dataset.
 void channel_stats(const Dataset& d, std::vector<float>& mean, std::vector<float>& stddev);
-// Copies image i of d into dst (C*H*W floats), normalized: (x - mean[c]) / std[c].
+// Copies image i of d into dst (C*H*W floats), normalized: (x - mean[c]) / std[c]
+// (a channel with std 0 is only centred).
 void normalized_image(const Dataset& d, int64_t i, const std::vector<float>& mean,
                       const std::vector<float>& stddev, float* dst);
 // In-place augmentation of one C x H x W image: random translation by up to `pad` pixels in each

@@ -47,6 +47,12 @@ void run_train(TrainFlags& f) {
                "{} epochs, batch {}, {} threads\n",
                g.name, g.total_params(), d.train.name, train_set.size(), val.size(), d.test.size(),
                o.epochs, o.batch_size, f.common.threads);
+  if (o.lr <= 0) {
+    // Plain (BN-free) networks diverge at the rate that suits batch-normalized ones.
+    bool has_bn = false;
+    for (const auto& n : g.nodes) has_bn |= n.op == sq::Op::BatchNorm;
+    o.lr = o.optimizer == "adam" ? 1e-3 : has_bn ? 0.1 : 0.02;
+  }
   sq::TrainResult r = sq::train(g, train_set, f.val_fraction > 0 ? &val : nullptr, o);
   sq::EvalResult e = sq::evaluate(g, d.test, {o.eval_batch_size, o.device, false});
 
@@ -61,7 +67,7 @@ void run_train(TrainFlags& f) {
   nlohmann::json summary = {
       {"model", g.name}, {"data", d.train.name}, {"train_samples", train_set.size()},
       {"test_samples", e.samples}, {"test_accuracy", e.accuracy}, {"test_loss", e.loss},
-      {"epochs", o.epochs}, {"seed", o.seed}, {"threads", f.common.threads},
+      {"epochs", o.epochs}, {"lr", o.lr}, {"seed", o.seed}, {"threads", f.common.threads},
       {"train_seconds", total_s}, {"resumed_from_epoch", r.resumed_from_epoch},
       {"history", hist}, {"out", f.out}};
   if (f.step_losses) summary["step_losses"] = r.step_losses;
@@ -94,7 +100,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--epochs,-e", o.epochs, "training epochs")->capture_default_str();
   cmd->add_option("--batch-size,-b", o.batch_size, "batch size")->capture_default_str();
   cmd->add_option("--optimizer", o.optimizer, "sgd (Nesterov) or adam")->capture_default_str();
-  cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  o.lr = 0;
+  cmd->add_option("--lr", o.lr,
+                  "peak learning rate (default: sgd 0.1 with batchnorm, 0.02 without; adam 1e-3)");
   cmd->add_option("--momentum", o.momentum, "SGD momentum")->capture_default_str();
   cmd->add_option("--weight-decay,--wd", o.weight_decay, "weight decay")->capture_default_str();
   cmd->add_option("--schedule", o.schedule, "cosine or constant")->capture_default_str();
