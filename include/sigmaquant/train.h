@@ -37,6 +37,8 @@ struct TrainOptions {
   std::string device = "cpu";  // "cpu" | "cuda" (when LibTorch was built with CUDA)
   std::string checkpoint;      // written atomically after every epoch ("" = none)
   bool resume = false;         // continue from `checkpoint` if it exists
+  int stop_after_epoch = 0;    // > 0: return after this epoch (checkpoint written), to train in
+                               // slices; the schedule still spans `epochs`
   bool progress = true;        // progress bar on stderr
   bool record_step_losses = false;
   int64_t eval_batch_size = 512;

@@ -281,6 +281,7 @@ TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const 
       ck.blobs["optimizer"] = os.str();
       save_graph_file(o.checkpoint, ck);
     }
+    if (o.stop_after_epoch > 0 && epoch + 1 >= o.stop_after_epoch) break;
   }
   m.export_to(g);
   return result;

@@ -115,6 +115,8 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--checkpoint", o.checkpoint, "checkpoint file (default <out>.ckpt)");
   cmd->add_flag("--resume", o.resume, "continue from the checkpoint if it exists");
+  cmd->add_option("--stop-after", o.stop_after_epoch,
+                  "stop after this epoch (checkpoint written); continue later with --resume");
   cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   cmd->add_flag("--step-losses", f->step_losses, "include every step's loss in the JSON output");
   cmd->callback([f] { run_train(*f); });

@@ -1,0 +1,155 @@
+// .sqg graph files: exact round trip and rejection of every kind of bad file.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstring>
+
+#include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
+#include "sigmaquant/zoo.h"
+#include "test_util.h"
+
+namespace {
+
+std::string load_error(const std::string& path) {
+  try {
+    sq::load_graph_file(path);
+  } catch (const sq::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Re-serializes a valid file after `edit` changed its JSON header, with a correct checksum, so
+// that the loader's structural checks (not the checksum) must catch the problem.
+std::string with_header(const std::string& bytes, const std::function<void(nlohmann::json&)>& edit) {
+  uint64_t hlen;
+  std::memcpy(&hlen, bytes.data() + 16, 8);
+  nlohmann::json h = nlohmann::json::parse(bytes.substr(24, hlen));
+  edit(h);
+  std::string hs = h.dump();
+  std::string out = bytes.substr(0, 16);
+  uint64_t n = hs.size();
+  out.append(reinterpret_cast<const char*>(&n), 8);
+  out += hs;
+  out += bytes.substr(24 + hlen, bytes.size() - 24 - hlen - 4);
+  uint32_t crc = static_cast<uint32_t>(
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(out.data()), out.size()));
+  out.append(reinterpret_cast<const char*>(&crc), 4);
+  return out;
+}
+
+class GraphIO : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = sqtest::temp_dir("graphio");
+    g = sq::make_zoo_model("resnet8", {3, 32, 32}, 10, 3);
+    g.input_mean = {0.1f, 0.2f, 0.3f};
+    g.input_std = {0.5f, 0.6f, 0.7f};
+    path = dir + "/m.sqg";
+    sq::save_graph_file(path, {g, {{"note", "hello"}}, {{"opt", std::string("\0\1\2", 3)}}});
+    bytes = sq::read_file(path);
+  }
+  std::string dir, path, bytes;
+  sq::Graph g;
+};
+
+TEST_F(GraphIO, RoundTripIsExact) {
+  sq::GraphFile f = sq::load_graph_file(path);
+  EXPECT_EQ(sq::graph_to_json(f.graph), sq::graph_to_json(g));
+  ASSERT_EQ(f.graph.nodes.size(), g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    EXPECT_EQ(f.graph.nodes[i].params, g.nodes[i].params) << g.nodes[i].name;
+    EXPECT_EQ(f.graph.nodes[i].out_shape, g.nodes[i].out_shape);
+  }
+  EXPECT_EQ(f.meta["note"], "hello");
+  EXPECT_EQ(f.blobs.at("opt"), std::string("\0\1\2", 3));
+  // Saving what was loaded gives the same bytes.
+  sq::save_graph_file(dir + "/again.sqg", f);
+  EXPECT_EQ(sq::read_file(dir + "/again.sqg"), bytes);
+}
+
+TEST_F(GraphIO, RejectsAWrongTensorShape) {
+  std::string bad = with_header(bytes, [](nlohmann::json& h) {
+    for (auto& t : h["tensors"])
+      if (t["node"] == "stem.conv" && t["param"] == "weight") t["shape"] = {16, 3, 3, 2};
+  });
+  std::string p = sqtest::write_temp(dir, "shape.sqg", bad);
+  std::string msg = load_error(p);
+  EXPECT_NE(msg.find("shape.sqg: tensor stem.conv.weight: shape [16, 3, 3, 2] does not match the "
+                     "graph (expected [16, 3, 3, 3])"),
+            std::string::npos)
+      << msg;
+}
+
+TEST_F(GraphIO, RejectsAShapeConsistentWithItsBytesButNotTheGraph) {
+  // Same number of values, different shape: exactly what torch::load would accept silently.
+  std::string bad = with_header(bytes, [](nlohmann::json& h) {
+    for (auto& t : h["tensors"])
+      if (t["node"] == "fc" && t["param"] == "weight") t["shape"] = {64, 10};
+  });
+  std::string msg = load_error(sqtest::write_temp(dir, "transposed.sqg", bad));
+  EXPECT_NE(msg.find("fc.weight: shape [64, 10]"), std::string::npos) << msg;
+}
+
+TEST_F(GraphIO, RejectsWrongDtypeMissingTensorAndOutOfRangeBytes) {
+  auto edit_first = [&](const std::string& key, const nlohmann::json& v) {
+    return with_header(bytes, [&](nlohmann::json& h) { h["tensors"][0][key] = v; });
+  };
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "a.sqg", edit_first("dtype", "float16")))
+                .find("dtype 'float16' is not supported (expected float32)"),
+            std::string::npos);
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "b.sqg", edit_first("offset", 1 << 30)))
+                .find("outside the payload"),
+            std::string::npos);
+  std::string missing = with_header(bytes, [](nlohmann::json& h) { h["tensors"].erase(0); });
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "c.sqg", missing)).find("is missing"),
+            std::string::npos);
+  std::string unknown_op = with_header(bytes, [](nlohmann::json& h) {
+    h["graph"]["nodes"][1]["op"] = "conv3d";
+  });
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "d.sqg", unknown_op)).find("unknown operator 'conv3d'"),
+            std::string::npos);
+}
+
+TEST_F(GraphIO, RejectsBadMagicVersionChecksumAndTruncation) {
+  std::string b = bytes;
+  b[0] = 'X';
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "magic.sqg", b)).find("bad magic"),
+            std::string::npos);
+  b = bytes;
+  b[8] = 9;
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "ver.sqg", b)).find("format version 9"),
+            std::string::npos);
+  b = bytes;
+  b[b.size() / 2] ^= 0x40;
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "crc.sqg", b)).find("checksum mismatch"),
+            std::string::npos);
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "trunc.sqg", bytes.substr(0, bytes.size() - 100)))
+                .find("checksum mismatch"),
+            std::string::npos);
+  EXPECT_NE(load_error(sqtest::write_temp(dir, "tiny.sqg", "SQG")).find("truncated"),
+            std::string::npos);
+  EXPECT_NE(load_error(dir + "/absent.sqg").find("absent.sqg: cannot open"), std::string::npos);
+}
+
+TEST(FileUtil, AtomicWriteLeavesNoTemporaryAndReportsUnwritablePaths) {
+  std::string dir = sqtest::temp_dir("atomic");
+  sq::write_file_atomic(dir + "/x.bin", "abc");
+  EXPECT_EQ(sq::read_file(dir + "/x.bin"), "abc");
+  sq::write_file_atomic(dir + "/x.bin", "defg");
+  EXPECT_EQ(sq::read_file(dir + "/x.bin"), "defg");
+  int entries = 0;
+  for (const char* name : {"x.bin"}) entries += sq::file_exists(dir + "/" + name);
+  EXPECT_EQ(entries, 1);
+  EXPECT_EQ(std::system(("test $(ls -A '" + dir + "' | wc -l) -eq 1").c_str()), 0);
+  try {
+    sq::write_file_atomic(dir + "/no/such/dir/x.bin", "abc");
+    FAIL() << "expected an error";
+  } catch (const sq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no/such/dir/x.bin: cannot write"), std::string::npos);
+  }
+}
+
+}  // namespace

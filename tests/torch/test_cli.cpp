@@ -1,0 +1,87 @@
+// End-to-end runs of the command-line program on a tiny Fashion-MNIST subset, and its errors.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
+#include "test_util.h"
+
+namespace {
+
+using sqtest::run_cli;
+
+bool have_fashion_mnist() {
+  return sq::file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+}
+
+nlohmann::json json_of(const sqtest::CliResult& r) {
+  auto p = r.output.find('{');
+  EXPECT_NE(p, std::string::npos) << r.output;
+  return nlohmann::json::parse(r.output.substr(p));
+}
+
+TEST(Cli, InfoReportsPerLayerCounts) {
+  auto r = run_cli("info -m resnet20 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = json_of(r);
+  EXPECT_EQ(j["total_params"], 272186);
+  EXPECT_EQ(j["total_macs"], 31021952);
+  EXPECT_EQ(j["layers"][1]["name"], "stem.conv");
+  EXPECT_EQ(j["layers"][1]["output_shape"], nlohmann::json({16, 28, 28}));
+  EXPECT_TRUE(j["layers"][1].contains("weight_std"));
+  r = run_cli("info -m lenet5 --input-shape 3,32,32 --classes 100");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("weight σ"), std::string::npos);
+  EXPECT_NE(r.output.find("[100]"), std::string::npos);
+}
+
+TEST(Cli, TrainThenEvalOnATinySubset) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  std::string dir = sqtest::temp_dir("cli_train");
+  auto r = run_cli("train -m lenet5 --epochs 1 --batch-size 16 --limit-train 512 --limit-test 256 --threads 1 "
+                   "--quiet --json -o " + dir + "/m.sqg");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = json_of(r);
+  EXPECT_EQ(j["train_samples"], 512);
+  EXPECT_EQ(j["test_samples"], 256);
+  EXPECT_GT(j["test_accuracy"].get<double>(), 0.2);  // 10 classes: chance is 0.1
+  sq::GraphFile f = sq::load_graph_file(dir + "/m.sqg");
+  EXPECT_EQ(f.meta["train"]["test_accuracy"], j["test_accuracy"]);
+  EXPECT_EQ(f.graph.input_mean.size(), 1u);
+
+  auto e = run_cli("eval -m " + dir + "/m.sqg --limit-test 256 --threads 1 --json");
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_DOUBLE_EQ(json_of(e)["accuracy"].get<double>(), j["test_accuracy"].get<double>());
+}
+
+TEST(Cli, ErrorsAreClearAndNonZero) {
+  auto r = run_cli("info -m resnet99");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--model 'resnet99': no such file, and not a zoo model"),
+            std::string::npos)
+      << r.output;
+  r = run_cli("eval -m lenet5 --data idx --data-dir /nonexistent/dir");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("/nonexistent/dir"), std::string::npos) << r.output;
+  r = run_cli("eval -m lenet5 --data imagenet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("imagenet"), std::string::npos) << r.output;
+  r = run_cli("train -m lenet5 --epochs 0 --limit-train 10");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--epochs must be at least 1"), std::string::npos) << r.output;
+  r = run_cli("info -m lenet5 --input-shape 1,x,28");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--input-shape '1,x,28'"), std::string::npos) << r.output;
+  r = run_cli("info --no-such-flag");
+  EXPECT_NE(r.exit_code, 0);
+  r = run_cli("frobnicate");
+  EXPECT_NE(r.exit_code, 0);
+  std::string dir = sqtest::temp_dir("cli_err");
+  sqtest::write_temp(dir, "junk.sqg", "not a model");
+  r = run_cli("info -m " + dir + "/junk.sqg");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("junk.sqg: truncated"), std::string::npos) << r.output;
+}
+
+}  // namespace
