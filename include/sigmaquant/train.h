@@ -42,6 +42,7 @@ struct TrainOptions {
   bool progress = true;        // progress bar on stderr
   bool record_step_losses = false;
   int64_t eval_batch_size = 512;
+  std::string label = "epoch";  // progress-bar label
 };
 
 struct EpochStats {

@@ -32,22 +32,30 @@ GraphModule::GraphModule(const Graph& g)
   }
 }
 
+void GraphModule::set_quant(std::shared_ptr<QuantSim> q) {
+  quant_ = q ? register_module("quant", q) : nullptr;
+}
+
 torch::Tensor GraphModule::forward(const torch::Tensor& x) {
   std::vector<torch::Tensor> v(graph_.nodes.size());
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
     const Node& n = graph_.nodes[i];
     auto& p = params_[i];
     const torch::Tensor& in = n.inputs.empty() ? x : v[n.inputs[0]];
+    torch::Tensor w;
+    if (is_weight_layer(n))
+      w = quant_ && quant_->quantizes_weight(static_cast<int>(i)) ? quant_->weight(i, p.at("weight"))
+                                                                  : p.at("weight");
     switch (n.op) {
       case Op::Input:
         v[i] = x;
         break;
       case Op::Conv2d:
-        v[i] = torch::conv2d(in, p.at("weight"), n.has_bias ? p.at("bias") : torch::Tensor(),
+        v[i] = torch::conv2d(in, w, n.has_bias ? p.at("bias") : torch::Tensor(),
                              n.stride, n.padding, 1, n.groups);
         break;
       case Op::Linear:
-        v[i] = torch::linear(in, p.at("weight"), n.has_bias ? p.at("bias") : torch::Tensor());
+        v[i] = torch::linear(in, w, n.has_bias ? p.at("bias") : torch::Tensor());
         break;
       case Op::BatchNorm:
         v[i] = torch::batch_norm(in, p.at("weight"), p.at("bias"), p.at("running_mean"),
@@ -76,6 +84,9 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
         v[i] = in.flatten(1);
         break;
     }
+    if (observer) observer(static_cast<int>(i), v[i]);
+    if (quant_ && quant_->quantizes_act(static_cast<int>(i)))
+      v[i] = quant_->act(static_cast<int>(i), v[i]);
     // Drop results no later node reads (lowers peak memory in inference; autograd keeps what
     // the backward pass needs on its own).
     for (int in : n.inputs)

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fake_quant.h"
 #include "sigmaquant/graph.h"
 
 namespace sq {
@@ -24,13 +25,20 @@ class GraphModule : public torch::nn::Module {
   // Loads parameters from g (same structure) into this module.
   void import_from(const Graph& g);
 
+  // Simulated quantization of weights and activations (nullptr: plain FP32).
+  void set_quant(std::shared_ptr<QuantSim> q);
+  QuantSim* quant() { return quant_.get(); }
+  // Called with every node's output (before activation fake-quant), e.g. to calibrate ranges.
+  std::function<void(int, const torch::Tensor&)> observer;
+
   const Graph& graph() const { return graph_; }
   torch::Tensor& param(int node, const std::string& name) { return params_[node].at(name); }
 
  private:
   Graph graph_;  // structure (parameters are the torch tensors below)
   std::vector<std::map<std::string, torch::Tensor>> params_;
-  std::vector<int> last_use_;  // per node: the last node reading its output (-1: none)
+  std::vector<int> last_use_;
+  std::shared_ptr<QuantSim> quant_;  // per node: the last node reading its output (-1: none)
 };
 
 torch::Tensor to_torch(const Tensor& t);

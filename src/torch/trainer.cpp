@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "graph_module.h"
+#include "train_internal.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
@@ -168,7 +169,9 @@ void configure_runtime(int threads, bool deterministic) {
   if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
 }
 
-TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const TrainOptions& o) {
+TrainResult train_module(GraphModule& m, const Dataset& train_set, const Dataset* val,
+                         const TrainOptions& o, const CheckpointHooks& hooks) {
+  const Graph& g = m.graph();
   check_compatible(g, train_set);
   if (val) check_compatible(g, *val);
   if (o.epochs < 1) fail("--epochs must be at least 1 (got {})", o.epochs);
@@ -177,12 +180,11 @@ TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const 
     fail("--optimizer '{}' is not supported (expected sgd or adam)", o.optimizer);
   if (o.schedule != "cosine" && o.schedule != "constant")
     fail("--schedule '{}' is not supported (expected cosine or constant)", o.schedule);
+  if (g.input_mean.empty()) fail("model '{}' has no input normalization", g.name);
   torch::Device dev = parse_device(o.device);
   torch::manual_seed(o.seed);
-  if (g.input_mean.empty()) channel_stats(train_set, g.input_mean, g.input_std);
 
   TrainResult result;
-  GraphModule m(g);
   m.to(dev);
   std::unique_ptr<torch::optim::Optimizer> opt;
   if (o.optimizer == "adam")
@@ -207,7 +209,7 @@ TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const 
     if (c.value("options", nlohmann::json()) != options_json(o))
       fail("{}: was written with different training options ({}); resume with the same ones",
            o.checkpoint, c.value("options", nlohmann::json()).dump());
-    m.import_from(ck.graph);
+    hooks.restore(ck);
     std::istringstream is(ck.blobs["optimizer"]);
     torch::serialize::InputArchive ar;
     ar.load_from(is, dev);
@@ -228,7 +230,7 @@ TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const 
     const uint64_t epoch_seed = o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch);
     std::vector<int64_t> order = permutation(n, epoch_seed);
     std::mt19937_64 aug_rng(epoch_seed ^ 0xA5A5A5A5ULL);
-    Progress bar(fmt::format("epoch {}/{}", epoch + 1, o.epochs), n, "img", o.progress);
+    Progress bar(fmt::format("{} {}/{}", o.label, epoch + 1, o.epochs), n, "img", o.progress);
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     EpochStats st;
@@ -268,8 +270,7 @@ TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const 
     result.epochs.push_back(st);
 
     if (!o.checkpoint.empty()) {
-      GraphFile ck{g, {}, {}};
-      m.export_to(ck.graph);
+      GraphFile ck = hooks.snapshot();
       nlohmann::json hist = nlohmann::json::array();
       for (const auto& e : result.epochs) hist.push_back(epoch_json(e));
       ck.meta["checkpoint"] = {{"epoch", epoch + 1}, {"options", options_json(o)},
@@ -283,8 +284,30 @@ TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const 
     }
     if (o.stop_after_epoch > 0 && epoch + 1 >= o.stop_after_epoch) break;
   }
-  m.export_to(g);
   return result;
+}
+
+TrainResult train(Graph& g, const Dataset& train_set, const Dataset* val, const TrainOptions& o) {
+  check_compatible(g, train_set);
+  if (g.input_mean.empty()) channel_stats(train_set, g.input_mean, g.input_std);
+  GraphModule m(g);
+  CheckpointHooks hooks;
+  hooks.snapshot = [&] {
+    GraphFile f{g, {}, {}};
+    m.export_to(f.graph);
+    return f;
+  };
+  hooks.restore = [&](const GraphFile& f) { m.import_from(f.graph); };
+  TrainResult r = train_module(m, train_set, val, o, hooks);
+  m.export_to(g);
+  return r;
+}
+
+EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOptions& o) {
+  check_compatible(m.graph(), data);
+  torch::Device dev = parse_device(o.device);
+  m.to(dev);
+  return evaluate_module(m, data, o, dev, nullptr, 0);
 }
 
 EvalResult evaluate(const Graph& g, const Dataset& data, const EvalOptions& o) {

@@ -37,6 +37,8 @@ struct Common {
   bool quiet = false;
 };
 void add_common_flags(CLI::App* app, Common& c);
+// Validator for flags whose value must be > 0: "--lr: must be a positive number (got -1)".
+CLI::Validator positive_number();
 
 void print_json(const nlohmann::json& j);
 
@@ -44,5 +46,8 @@ void print_json(const nlohmann::json& j);
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_info(CLI::App& app);
+void add_ptq(CLI::App& app);
+void add_qat(CLI::App& app);
+void add_cost(CLI::App& app);
 
 }  // namespace sqcli

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   sqcli::add_train(app);
   sqcli::add_eval(app);
   sqcli::add_info(app);
+  sqcli::add_ptq(app);
+  sqcli::add_qat(app);
+  sqcli::add_cost(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,65 @@
+// Simulated ("fake") quantization inside the LibTorch executor: weights and activations are
+// quantized and dequantized in the forward pass, so training sees the quantization error, while
+// gradients pass through the rounding by the straight-through estimator (STE).
+//
+// Weight modes:  fixed  — scales from the QuantModel (PTQ evaluation)
+//                ste    — max|w| scales recomputed every step, STE through round
+//                lsq    — learned step size per output channel (Esser et al. 2020), gradient
+//                         scaled by 1 / sqrt(weights per channel · qmax)
+// Activation modes: fixed — calibrated scale and zero point (torch's fake_quantize_per_tensor_affine)
+//                   lsq   — learned scale, fixed zero point
+//                   pact  — learned clipping level alpha for unsigned points (Choi et al. 2018);
+//                           signed points use lsq
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+
+#include "sigmaquant/qmodel.h"
+
+namespace sq {
+
+enum class WeightMode { Fixed, STE, LSQ };
+enum class ActMode { Fixed, LSQ, PACT };
+WeightMode weight_mode_from_name(const std::string& s);
+ActMode act_mode_from_name(const std::string& s);
+
+class QuantSim : public torch::nn::Module {
+ public:
+  // with_acts = false: weights only (used while calibrating the activation ranges).
+  QuantSim(const QuantModel& qm, WeightMode wm, ActMode am, bool with_acts = true);
+
+  bool quantizes_weight(int node) const { return weights_.count(node) > 0; }
+  bool quantizes_act(int node) const { return acts_.count(node) > 0; }
+  torch::Tensor weight(int node, const torch::Tensor& w);
+  torch::Tensor act(int node, const torch::Tensor& x);
+  // Writes the current (possibly learned) scales into qm.
+  void export_to(QuantModel& qm) const;
+  // Loads qm's scales into this module's tensors (in place, so optimizer state stays attached).
+  void import_from(const QuantModel& qm);
+
+ private:
+  struct W {
+    torch::Tensor scale;  // [out, 1, ...]: buffer (fixed) or parameter (lsq)
+    torch::Tensor qmax;   // [out, 1, ...] float: 2^(b-1)-1 per channel, 0 = pruned
+    torch::Tensor binary;  // [out, 1, ...] bool: 1-bit channels (sign quantization)
+    bool per_channel = true;
+    double grad_scale = 1;
+  };
+  struct A {
+    torch::Tensor scale;  // scalar tensor; parameter in lsq, alpha in pact
+    double scale_value = 1;  // the fixed scale, on the host
+    int64_t zero_point = 0, qmax = 255;
+    bool pact = false;
+    double grad_scale = 1;
+  };
+  WeightMode wm_;
+  ActMode am_;
+  std::map<int, W> weights_;
+  std::map<int, A> acts_;
+  std::vector<std::string> names_;
+};
+
+}  // namespace sq
