@@ -8,6 +8,70 @@ namespace sq {
 namespace {
 
 torch::Tensor round_ste(const torch::Tensor& x) { return (x.round() - x).detach() + x; }
+
+// Activation fake quantization in one pass over memory (CPU), with the STE / LSQ gradients:
+//   y = (clamp(round(x / s) + zp, 0, qmax) - zp) * s
+//   dy/dx = 1 inside the range, 0 outside;  dy/ds = round(x/s) - x/s inside, q_clamped - zp outside
+// The composed-op version (used on GPU) makes ~8 passes over each activation tensor, and on this
+// 2-core machine those memory-bound passes cost more than the convolutions.
+struct ActFakeQuant : public torch::autograd::Function<ActFakeQuant> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               torch::Tensor scale, int64_t zp, int64_t qmax, double grad_scale) {
+    x = x.contiguous();
+    const float s = std::max(std::fabs(scale.item<float>()), 1e-12f);
+    torch::Tensor y = torch::empty_like(x);
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    const float fz = static_cast<float>(zp), fq = static_cast<float>(qmax);
+    at::parallel_for(0, x.numel(), 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float v = std::nearbyint(xp[i] / s) + fz;
+        yp[i] = (std::min(std::max(v, 0.0f), fq) - fz) * s;
+      }
+    });
+    ctx->save_for_backward({x, scale});
+    ctx->saved_data["zp"] = zp;
+    ctx->saved_data["qmax"] = qmax;
+    ctx->saved_data["g"] = grad_scale;
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    torch::Tensor x = saved[0], scale = saved[1];
+    const float s = std::max(std::fabs(scale.item<float>()), 1e-12f);
+    const float fz = static_cast<float>(ctx->saved_data["zp"].toInt());
+    const float fq = static_cast<float>(ctx->saved_data["qmax"].toInt());
+    const double g = ctx->saved_data["g"].toDouble();
+    torch::Tensor gy = grads[0].contiguous();
+    torch::Tensor gx = torch::empty_like(x);
+    const float* xp = x.data_ptr<float>();
+    const float* gp = gy.data_ptr<float>();
+    float* gxp = gx.data_ptr<float>();
+    const bool want_s = scale.requires_grad();
+    const int64_t n = x.numel(), chunk = 1 << 15, chunks = (n + chunk - 1) / chunk;
+    std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
+    at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+      for (int64_t c = cb; c < ce; ++c) {
+        double acc = 0;
+        for (int64_t i = c * chunk, e = std::min(n, (c + 1) * chunk); i < e; ++i) {
+          float u = xp[i] / s, r = std::nearbyint(u), v = r + fz;
+          bool inside = v >= 0.0f && v <= fq;
+          gxp[i] = inside ? gp[i] : 0.0f;
+          if (want_s) acc += gp[i] * (inside ? r - u : std::min(std::max(v, 0.0f), fq) - fz);
+        }
+        partial[c] = acc;
+      }
+    });
+    torch::Tensor gs;
+    if (want_s) {
+      double total = 0;
+      for (double p : partial) total += p;  // fixed order: deterministic
+      gs = torch::full_like(scale, total * g);
+    }
+    return {gx, gs, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
 torch::Tensor scale_grad(const torch::Tensor& x, double g) { return (x - x * g).detach() + x * g; }
 
 }  // namespace
@@ -99,6 +163,10 @@ torch::Tensor QuantSim::weight(int node, const torch::Tensor& w) {
 
 torch::Tensor QuantSim::act(int node, const torch::Tensor& x) {
   A& a = acts_.at(node);
+  if (x.device().is_cpu() && x.scalar_type() == torch::kFloat && !a.pact) {
+    double g = 1.0 / std::sqrt(static_cast<double>(x.numel()) * static_cast<double>(a.qmax));
+    return ActFakeQuant::apply(x, a.scale, a.zero_point, a.qmax, g);
+  }
   if (am_ == ActMode::Fixed) {
     // (torch::fake_quantize_per_tensor_affine computes the same but was measured ~10x slower
     // here, single-threaded.) Gradient: STE inside the range, zero outside.
