@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <vector>
 
 namespace sqtest {
@@ -40,7 +41,30 @@ std::string write_temp(const std::string& dir, const std::string& name, const st
   return p;
 }
 
+sq::Dataset synthetic_dataset(int64_t n, uint64_t seed) {
+  sq::Dataset d;
+  d.name = "synthetic";
+  d.image_shape = {1, 12, 12};
+  d.num_classes = 10;
+  d.images.resize(static_cast<size_t>(n * 144));
+  d.labels.resize(static_cast<size_t>(n));
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    int k = static_cast<int>(i % 10);
+    d.labels[i] = k;
+    float* img = d.images.data() + i * 144;
+    for (int p = 0; p < 144; ++p) img[p] = static_cast<float>(rng() % 64) / 255.0f;
+    int r = (k / 5) * 6, c = (k % 5) * 2;
+    for (int y = r; y < r + 5; ++y)
+      for (int x = c; x < c + 3; ++x) img[y * 12 + x] = 1.0f;
+  }
+  return d;
+}
+
 CliResult run_cli(const std::string& args) {
+#ifndef SQ_CLI  // a torch-free build (e.g. the sanitizer build) has no program to run
+  return {127, "sigmaquant was not built (SQ_WITH_TORCH=OFF): cannot run '" + args + "'"};
+#else
   std::string cmd = std::string(SQ_CLI) + " " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   CliResult r{-1, ""};
@@ -51,6 +75,7 @@ CliResult run_cli(const std::string& args) {
   int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+#endif
 }
 
 }  // namespace sqtest

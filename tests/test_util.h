@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "sigmaquant/data.h"
+
 namespace sqtest {
 
 // A fresh, empty directory under the system temp dir, removed at process exit.
@@ -14,6 +16,10 @@ struct CliResult {
   int exit_code;
   std::string output;  // stdout and stderr together
 };
+// A learnable synthetic 10-class set of 1x12x12 images: class k has a bright 5x3 block at a
+// position that depends on k, plus seeded noise.
+sq::Dataset synthetic_dataset(int64_t n, uint64_t seed);
+
 // Runs the sigmaquant program with the given argument string (shell syntax).
 CliResult run_cli(const std::string& args);
 

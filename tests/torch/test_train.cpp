@@ -11,27 +11,8 @@
 
 namespace {
 
-// A small synthetic 10-class dataset of 1x12x12 images: class k has a bright square at a
-// position that depends on k, plus seeded noise. Learnable in a few steps.
-sq::Dataset synthetic(int64_t n, uint64_t seed) {
-  sq::Dataset d;
-  d.name = "synthetic";
-  d.image_shape = {1, 12, 12};
-  d.num_classes = 10;
-  d.images.resize(static_cast<size_t>(n * 144));
-  d.labels.resize(static_cast<size_t>(n));
-  std::mt19937_64 rng(seed);
-  for (int64_t i = 0; i < n; ++i) {
-    int k = static_cast<int>(i % 10);
-    d.labels[i] = k;
-    float* img = d.images.data() + i * 144;
-    for (int p = 0; p < 144; ++p) img[p] = static_cast<float>(rng() % 64) / 255.0f;
-    int r = (k / 5) * 6, c = (k % 5) * 2;
-    for (int y = r; y < r + 5; ++y)
-      for (int x = c; x < c + 3; ++x) img[y * 12 + x] = 1.0f;
-  }
-  return d;
-}
+using sqtest::synthetic_dataset;
+sq::Dataset synthetic(int64_t n, uint64_t seed) { return synthetic_dataset(n, seed); }
 
 sq::TrainOptions tiny_options() {
   sq::TrainOptions o;

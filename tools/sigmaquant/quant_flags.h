@@ -21,7 +21,7 @@ void add_bits_flags(CLI::App* app, BitsFlags& f);
 sq::BitConfig resolve_bits(const BitsFlags& f, const sq::Graph& g);
 
 struct PtqFlags {
-  std::string calib = "kl";
+  std::string calib = "mse";
   sq::PtqOptions opts;
   bool no_fold_bn = false;
 };

@@ -1,0 +1,214 @@
+// Fake quantization (values and gradients by hand), BN folding and CLE equivalence, PTQ and QAT
+// end to end on a tiny synthetic task.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "torch/fake_quant.h"
+#include "torch/graph_module.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
+#include "sigmaquant/quantize.h"
+#include "sigmaquant/transform.h"
+#include "sigmaquant/zoo.h"
+#include "test_util.h"
+
+namespace {
+
+// input [1,1,3] -> flatten -> linear(3 -> 1)
+sq::QuantModel one_linear(int wbits, float wscale, sq::ActQuant input_act) {
+  sq::QuantModel qm;
+  sq::Graph& g = qm.graph;
+  g = sq::Graph("lin", {1, 1, 3}, 1);
+  g.linear("fc", g.flatten("flat", g.input()), 1, false);
+  g.infer_shapes();
+  g.init_params(1);
+  g.nodes[2].params["weight"].data = {0.3f, -0.7f, 1.6f};
+  g.input_mean = {0.0f};
+  g.input_std = {1.0f};
+  qm.bits = sq::BitConfig::uniform(g, wbits, input_act.bits);
+  qm.weight_scales["fc"] = {wscale};
+  qm.acts["flat"] = input_act;
+  return qm;
+}
+
+TEST(FakeQuant, WeightValuesAndLsqGradientsByHand) {
+  sq::ActQuant a = sq::act_quant_from_range({0.0, 1.0}, 8);
+  sq::QuantModel qm = one_linear(3, 0.5f, a);
+  sq::QuantSim sim(qm, sq::WeightMode::LSQ, sq::ActMode::Fixed);
+  torch::Tensor w = torch::tensor({0.3f, -0.7f, 1.6f}).reshape({1, 3}).requires_grad_(true);
+  torch::Tensor out = sim.weight(2, w);
+  // w / s = 0.6, -1.4, 3.2 -> clamp to +-3 -> round: 1, -1, 3 -> times 0.5
+  auto o = out.detach().flatten();
+  EXPECT_FLOAT_EQ(o[0].item<float>(), 0.5f);
+  EXPECT_FLOAT_EQ(o[1].item<float>(), -0.5f);
+  EXPECT_FLOAT_EQ(o[2].item<float>(), 1.5f);
+  out.sum().backward();
+  auto gw = w.grad().flatten();
+  EXPECT_FLOAT_EQ(gw[0].item<float>(), 1.0f);  // STE inside the range
+  EXPECT_FLOAT_EQ(gw[1].item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(gw[2].item<float>(), 0.0f);  // clipped
+  // LSQ: d/ds = (round(v) - v) inside, +-qmax outside: 0.4 + 0.4 + 3, times g = 1/sqrt(3 * 3)
+  torch::Tensor gs = sim.named_parameters()["w2"].grad();
+  EXPECT_NEAR(gs.item<float>(), 3.8 / 3.0, 1e-5);
+}
+
+TEST(FakeQuant, ActivationValuesAndLsqGradientsByHand) {
+  sq::ActQuant a;
+  a.bits = 4;
+  a.scale = 0.1f;
+  a.zero_point = 2;
+  a.lo = -0.2;
+  a.hi = 1.3;
+  sq::QuantModel qm = one_linear(8, 0.1f, a);
+  sq::QuantSim sim(qm, sq::WeightMode::Fixed, sq::ActMode::LSQ);
+  torch::Tensor x = torch::tensor({-0.2f, 0.26f, 1.0f, 3.0f}).requires_grad_(true);
+  torch::Tensor y = sim.act(1, x);
+  // x/s = -2, 2.6, 10, 30 -> round + zp = 0, 5, 12, 32 -> clamp 0..15 -> minus zp, times s
+  const float want[] = {-0.2f, 0.3f, 1.0f, 1.3f};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(y[i].item<float>(), want[i], 1e-6) << i;
+  y.sum().backward();
+  const float gx[] = {1, 1, 1, 0};
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(x.grad()[i].item<float>(), gx[i]) << i;
+  // d/ds: 0 + (3 - 2.6) + 0 + (15 - 2), times g = 1/sqrt(4 * 15)
+  EXPECT_NEAR(sim.named_parameters()["a1"].grad().item<float>(), 13.4 / std::sqrt(60.0), 1e-5);
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    m = std::max(m, std::fabs(double(a[i]) - b[i]) / std::max(1.0, std::fabs(double(a[i]))));
+  return m;
+}
+
+TEST(Transform, FoldedModelEqualsTheOriginal) {
+  sq::configure_runtime(1);
+  sq::Graph g = sq::make_zoo_model("resnet8", {1, 12, 12}, 10, 2);
+  std::mt19937_64 rng(3);
+  for (auto& n : g.nodes)
+    if (n.op == sq::Op::BatchNorm)
+      for (auto& [p, t] : n.params)
+        for (float& v : t.data)
+          v = p == "running_var" ? 0.5f + (rng() % 100) / 50.0f : ((rng() % 200) - 100) / 100.0f;
+  g.input_mean = {0.1f};
+  g.input_std = {0.3f};
+  sq::Dataset d = sqtest::synthetic_dataset(64, 1);
+  auto before = sq::predict(g, d);
+  auto after = sq::predict(sq::fold_batchnorm(g), d);
+  EXPECT_LT(max_rel_diff(before, after), 1e-5);
+}
+
+TEST(Transform, EqualizedModelComputesTheSame) {
+  sq::configure_runtime(1);
+  sq::Graph g = sq::make_zoo_model("mobilenetv2", {1, 12, 12}, 10, 2);
+  for (auto& n : g.nodes)
+    if (n.op == sq::Op::ReLU6) n.op = sq::Op::ReLU;  // CLE is exact through ReLU
+  g.input_mean = {0.1f};
+  g.input_std = {0.3f};
+  sq::Graph f = sq::fold_batchnorm(g);
+  sq::Dataset d = sqtest::synthetic_dataset(32, 1);
+  auto before = sq::predict(f, d);
+  EXPECT_GT(sq::cross_layer_equalize(f, false), 5);
+  EXPECT_LT(max_rel_diff(before, sq::predict(f, d)), 1e-4);
+}
+
+class QuantE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    sq::configure_runtime(1);
+    train_ = new sq::Dataset(sqtest::synthetic_dataset(400, 1));
+    test_ = new sq::Dataset(sqtest::synthetic_dataset(200, 2));
+    model_ = new sq::Graph(sq::make_zoo_model("resnet8", train_->image_shape, 10, 1));
+    sq::TrainOptions o;
+    o.epochs = 4;
+    o.batch_size = 32;
+    o.lr = 0.05;
+    o.augment = false;
+    o.progress = false;
+    sq::train(*model_, *train_, nullptr, o);
+  }
+  static sq::Dataset *train_, *test_;
+  static sq::Graph* model_;
+};
+sq::Dataset* QuantE2E::train_;
+sq::Dataset* QuantE2E::test_;
+sq::Graph* QuantE2E::model_;
+
+TEST_F(QuantE2E, PtqAtEightBitsKeepsTheAccuracy) {
+  double fp = sq::evaluate(*model_, *test_).accuracy;
+  ASSERT_GT(fp, 0.9);
+  for (sq::Calib c : {sq::Calib::MinMax, sq::Calib::Percentile, sq::Calib::MSE, sq::Calib::KL}) {
+    sq::PtqOptions o;
+    o.calib = c;
+    o.calib_samples = 128;
+    sq::QuantModel qm = sq::ptq(*model_, sq::BitConfig::uniform(*model_, 8, 8), *train_, o);
+    double acc = sq::evaluate_quant(qm, *test_).accuracy;
+    // KL-entropy clips this small network's activations too hard (measured, docs/quantization.md:
+    // also 1.97 points below FP32 on resnet20); it must still run and beat chance clearly.
+    EXPECT_GE(acc, c == sq::Calib::KL ? 0.3 : fp - 0.03) << sq::calib_name(c);
+  }
+  sq::PtqOptions all;
+  all.calib = sq::Calib::MSE;
+  all.cle = all.bias_correction = true;
+  sq::QuantModel qm = sq::ptq(*model_, sq::BitConfig::uniform(*model_, 8, 8), *train_, all);
+  EXPECT_GE(sq::evaluate_quant(qm, *test_).accuracy, fp - 0.03);
+  EXPECT_EQ(qm.meta["ptq"]["bias_correction"], true);
+}
+
+TEST_F(QuantE2E, QatRecoversLowBitsAndResumesExactly) {
+  std::string dir = sqtest::temp_dir("qat");
+  sq::PtqOptions po;
+  po.calib = sq::Calib::MSE;
+  po.calib_samples = 128;
+  const sq::QuantModel init = sq::ptq(*model_, sq::BitConfig::uniform(*model_, 2, 8), *train_, po);
+  double ptq_acc = sq::evaluate_quant(init, *test_).accuracy;
+  sq::TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.lr = 0.01;
+  o.augment = false;
+  o.progress = false;
+  sq::QuantModel full = init;
+  sq::qat(full, *train_, nullptr, o);
+  double qat_acc = sq::evaluate_quant(full, *test_).accuracy;
+  EXPECT_GE(qat_acc, ptq_acc);
+  EXPECT_GT(qat_acc, 0.5);
+
+  sq::TrainOptions ck = o;
+  ck.checkpoint = dir + "/qat.ckpt";
+  ck.stop_after_epoch = 1;
+  sq::QuantModel part = init;
+  sq::qat(part, *train_, nullptr, ck);
+  ck.stop_after_epoch = 0;
+  ck.resume = true;
+  sq::QuantModel resumed = init;
+  sq::qat(resumed, *train_, nullptr, ck);
+  EXPECT_EQ(resumed.weight_scales, full.weight_scales);
+  for (const auto& n : full.graph.nodes) EXPECT_EQ(resumed.graph.node(n.name).params, n.params);
+  for (const auto& [name, a] : full.acts) EXPECT_EQ(resumed.acts.at(name).scale, a.scale) << name;
+}
+
+TEST(QuantCli, PtqAndQatOnATinySubset) {
+  if (!sq::file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  std::string dir = sqtest::temp_dir("qcli");
+  auto r = sqtest::run_cli("train -m lenet5 --epochs 1 --batch-size 16 --limit-train 512 "
+                           "--limit-test 128 --threads 1 --quiet -o " + dir + "/m.sqg");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = sqtest::run_cli("ptq -m " + dir + "/m.sqg --wbits 8 --abits 8 --calib percentile "
+                      "--calib-samples 64 --limit-test 128 --threads 1 --json -o " + dir + "/q.sqg");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"fp32_accuracy\""), std::string::npos);
+  r = sqtest::run_cli("qat -m " + dir + "/q.sqg --epochs 1 --limit-train 256 --limit-test 128 "
+                      "--threads 1 --quiet -o " + dir + "/qat.sqg");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(sq::file_exists(dir + "/qat.sqg"));
+  r = sqtest::run_cli("ptq -m " + dir + "/m.sqg --wbits 9 --limit-test 8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--wbits 9 is out of range"), std::string::npos) << r.output;
+  r = sqtest::run_cli("ptq -m " + dir + "/m.sqg --wbits 4 --calib entropy --limit-test 8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--calib 'entropy'"), std::string::npos) << r.output;
+}
+
+}  // namespace
