@@ -27,7 +27,7 @@ for w in 8 4; do
 done
 # CLE needs a depthwise network: a mobilenetv2 trained here (short schedule).
 MB="$OUT/mobilenetv2.sqg"
-[ -f "$MB" ] || "$BIN" train -m mobilenetv2 --epochs "${MBV2_EPOCHS:-3}" --threads "$T" --quiet -o "$MB" > /dev/null
+[ -f "$MB" ] || "$BIN" train -m mobilenetv2 --epochs "${MBV2_EPOCHS:-1}" --threads "$T" --quiet -o "$MB" > /dev/null
 MODEL=$MB
 for w in 8 4; do
   row "mobilenetv2, no CLE" $w --calib mse
