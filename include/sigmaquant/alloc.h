@@ -1,0 +1,180 @@
+// Bit allocators (torch-free parts): SigmaQuant Phase 1 and the exact multiple-choice knapsack
+// solver used by the Hessian-style baseline.
+//
+// SigmaQuant Phase 1 turns an FP32 graph, a target (cost model + budgets) and a grid of candidate
+// bitwidths into a bit assignment that satisfies every budget, with no training and no data:
+//
+//   sq::Target t = sq::load_target("targets/shiftadd.json");
+//   sq::Phase1Options o;                       // bits {2,3,4,5,6,8}, a8, log-sigma, adaptive k
+//   o.pinned["fc"] = 8;                        // optional: fixed layers
+//   sq::Phase1Result r = sq::sigmaquant_phase1(graph, t, o);   // throws if no assignment fits
+//   sq::save_bits("out.bits.json", r.bits, &graph);
+//   std::cout << sq::phase1_table(r);
+//
+// Steps (every choice and its reason: docs/method.md, "Allocation (Phase 1)"):
+//   1. sigma_l = population std of layer l's weights after folding batchnorm into them;
+//   2. exact 1-D k-means (dynamic programming) on log(sigma) of the non-pinned layers for every
+//      k = 1..min(#candidates, #distinct sigmas); k chosen by the mean silhouette;
+//   3. clusters mapped in sigma order to the k highest candidate bitwidths (larger sigma -> more
+//      bits; option: the highest window of k consecutive candidates that fits every budget);
+//   4. budget fitting with the cost model: while over a budget, apply the one-step lowering (of a
+//      layer, or of every layer sharing a bitwidth; or a raise, where the model is not monotone in
+//      the weight bits) that removes the most normalised excess per unit of added damage; then,
+//      while every budget is used below (1 - raise_margin), apply the one-step raise that removes
+//      the most damage per unit of added cost and keeps every budget (option: the highest-sigma
+//      layer that fits); by default no move lets a larger-sigma layer hold fewer bits than a
+//      smaller-sigma one.
+//   Damage proxy (default): D_l(b) = n_l * sigma_l^2 * 4^-b, the quantization-noise energy of a
+//   uniform quantizer whose range scales with sigma (6 dB per bit).
+//
+// The knapsack solver: given per-layer tables of (bits, cost, damage) and one additive budget,
+// minimise total damage subject to total cost <= budget, exactly on integer costs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sigmaquant/bits.h"
+#include "sigmaquant/cost.h"
+#include "sigmaquant/graph.h"
+
+namespace sq {
+
+// ---- 1-D k-means ----
+
+struct KMeans1D {
+  int k = 0;
+  std::vector<int> labels;      // per input point, 0..k-1, cluster 0 holds the smallest values
+  std::vector<double> centers;  // ascending
+  double sse = 0;               // within-cluster sum of squared distances
+};
+
+// Exact (globally optimal) k-means of 1-D points by dynamic programming over the sorted points,
+// O(k n^2). Deterministic: no initialisation, ties broken towards the earlier split. Requires
+// 1 <= k <= number of points.
+KMeans1D kmeans_1d(const std::vector<double>& x, int k);
+
+// Mean silhouette of a clustering (Rousseeuw 1987): per point s = (b - a) / max(a, b), a = mean
+// distance to its own cluster, b = smallest mean distance to another cluster; s = 0 for a point
+// alone in its cluster and for points with a = b = 0. In [-1, 1]; 0 when k = 1 (undefined there).
+double kmeans_silhouette(const KMeans1D& km, const std::vector<double>& x);
+
+// Chooses k in 2..max_k (capped at the number of distinct values) maximising the mean silhouette;
+// k = 1 when fewer than two distinct values exist or the best silhouette is below min_silhouette
+// (no clear structure). `criterion`, when given, receives the silhouette for k = 1..capped max_k
+// (entry 0, k = 1, is 0).
+KMeans1D kmeans_1d_adaptive(const std::vector<double>& x, int max_k, double min_silhouette = 0.5,
+                            std::vector<double>* criterion = nullptr);
+
+// ---- SigmaQuant Phase 1 ----
+
+enum class SigmaSpace { Log, Linear };  // cluster on log(sigma) (default) or sigma itself
+
+// Which lowering moves the budget fitter considers (single-layer raises are always candidates
+// while over budget; they help only under a model that is not monotone in the weight bits).
+enum class FitMoves {
+  Layer,  // one layer down one candidate step (finest; default)
+  Group,  // every non-pinned layer sharing a bitwidth down one step (keeps the cluster structure)
+  Both,
+};
+
+// Where budget fitting starts from: the clusters mapped to the k highest candidates (then lowered
+// by damage per saving), or to the highest window of k consecutive candidates that fits.
+enum class Phase1Start { TopWindow, FittingWindow };
+
+// Which raise the fitter applies while under budget: the one removing the most damage per unit
+// of added cost (default), or the highest-sigma layer whose raise fits (the paper's wording).
+enum class RaiseOrder { DamagePerCost, Sigma };
+
+struct Phase1Options {
+  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};  // ascending, unique, 1..8
+  int abits = 8;                                         // activation bits of every layer
+  std::map<std::string, int> pinned;                     // layer name -> weight bits, never moved
+  Granularity granularity = Granularity::PerChannel;
+  bool fold_bn = true;  // sigma of the BN-folded weights (what is deployed)
+  SigmaSpace space = SigmaSpace::Log;
+  int clusters = 0;  // 0: chosen by silhouette up to #candidates; else fixed (capped likewise)
+  double min_silhouette = 0.5;  // adaptive k: below this best silhouette, one cluster
+  FitMoves moves = FitMoves::Layer;
+  Phase1Start start = Phase1Start::TopWindow;
+  RaiseOrder raise = RaiseOrder::DamagePerCost;
+  bool monotone = true;        // moves never give a larger-sigma layer fewer bits than a smaller
+  double raise_margin = 0.01;  // raise while every budget is used below (1 - margin)
+  std::optional<Budgets> budgets;  // overrides the target's budgets when set
+  // Optional damage override: damage(layer name, bits). Default: the sigma proxy below.
+  std::function<double(const std::string&, int)> damage;
+};
+
+// The default damage proxy: n * sigma^2 * 4^-bits.
+double sigma_damage(double sigma, int64_t weights, int bits);
+
+struct Phase1Layer {
+  std::string name;
+  int64_t weights = 0;
+  double sigma = 0;
+  int cluster = -1;      // k-means cluster (0 = smallest sigma); -1 for pinned layers
+  int initial_bits = 0;  // from the cluster mapping, before budget fitting
+  int bits = 0;          // final
+  bool pinned = false;
+  double damage = 0;  // damage proxy at the final bits
+  LayerCost cost;     // the cost model's figures at the final assignment
+};
+
+struct Phase1Result {
+  BitConfig bits;
+  std::vector<Phase1Layer> layers;   // graph order
+  int k = 0;                         // clusters used
+  std::vector<double> centers;       // cluster centres in sigma units, ascending
+  std::vector<int> cluster_bits;     // initial bitwidth of each cluster
+  std::vector<double> criterion;     // silhouette for k = 1.. (empty when k was fixed)
+  CostReport cost;                   // at the final assignment
+  std::vector<BudgetCheck> budgets;  // every one fits
+  Budgets budget_limits;             // the budgets applied
+  int lowered = 0, raised = 0;       // fitter moves: while over budget (mostly down), raises
+  double damage = 0;                 // total damage proxy
+};
+
+// Runs Phase 1. Every budget holds on return. Throws sq::Error on bad options (naming the
+// option), on a model without weights, and when a budget is out of reach even with every
+// non-pinned layer at its cheapest candidate (naming the budget, the best value and the excess).
+Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Options& o = {});
+
+// Per-layer table (sigma, cluster, bits, weight bytes, and the model's cycles/energy when defined)
+// plus the budget verdicts.
+std::string phase1_table(const Phase1Result& r);
+nlohmann::ordered_json phase1_to_json(const Phase1Result& r);
+
+// ---- exact multiple-choice knapsack (Hessian-style baseline's integer program) ----
+
+struct KnapsackItem {
+  int bits = 0;
+  double cost = 0;    // additive cost of this layer at these bits (bytes, BOPs, ...), >= 0
+  double damage = 0;  // e.g. Hessian trace x ||Q(W) - W||^2
+};
+
+struct KnapsackResult {
+  std::vector<int> choice;      // per layer, the index into its item list
+  std::vector<int> bits;        // per layer, the chosen item's bits
+  double cost = 0, damage = 0;  // totals in the original (not discretised) units
+  double unit = 1;              // the grid step the costs were discretised to
+};
+
+// Minimises total damage subject to total cost <= budget, choosing exactly one item per layer, by
+// dynamic programming over a cost grid of step `unit`. Costs are rounded UP to the grid (so the
+// result always fits the real budget) and the budget down. Exact when every cost is an integer
+// multiple of the step (the default for integer costs: the step is the gcd of the costs, capped
+// so the grid has at most max_cells cells). Otherwise the step is budget / (max_cells - 1) and the
+// result is at least as good as the true optimum under budget - layers x step (each layer loses
+// less than one step to rounding). unit > 0 forces the step. Throws sq::Error if no choice fits
+// (naming the smallest achievable cost) or a table is empty.
+KnapsackResult solve_knapsack(const std::vector<std::vector<KnapsackItem>>& layers, double budget,
+                              double unit = 0, int64_t max_cells = int64_t(1) << 20);
+// Reference: enumerates every combination (for tests; throws above 10^7 combinations).
+KnapsackResult solve_knapsack_brute_force(const std::vector<std::vector<KnapsackItem>>& layers,
+                                          double budget);
+
+}  // namespace sq
