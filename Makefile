@@ -7,8 +7,13 @@ BUILD    ?= build
 JOBS     ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 RUN_DIR  ?= runs/default
+# Torch-free unit tests under AddressSanitizer + UBSan (part of `make test`).
+ASAN_BUILD ?= build-asan
+# libFuzzer targets (clang); `make fuzz` runs each for FUZZ_SECONDS.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
-.PHONY: all setup configure build test run clean
+.PHONY: all setup configure build test test-sanitize fuzz run clean
 
 all: build
 
@@ -25,9 +30,25 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) test-sanitize
+
+test-sanitize: setup
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSQ_SANITIZE=ON \
+	  -DSQ_WITH_TORCH=OFF -DSQ_BUILD_BENCH=OFF
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target sq_core_tests
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+fuzz: setup
+	@command -v clang++ >/dev/null || { echo "make fuzz: needs clang and libclang-rt-14-dev" \
+	  "(apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSQ_FUZZ=ON -DSQ_WITH_TORCH=OFF -DSQ_BUILD_TESTS=OFF \
+	  -DSQ_BUILD_BENCH=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 run: build
 	bash scripts/main_job.sh $(BUILD)/bin/sigmaquant $(RUN_DIR)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -21,6 +21,21 @@ constexpr OpInfo kOps[] = {
 
 int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
 
+// Graphs come from files too: sizes beyond these cannot be a real network, and the limits keep
+// every shape, parameter-count and MAC product inside int64.
+constexpr int64_t kMaxAttribute = int64_t{1} << 31;  // channels, kernel, stride, padding, groups
+constexpr int64_t kMaxElements = int64_t{1} << 31;   // of one activation or parameter tensor
+
+// numel(s), or -1 when it exceeds kMaxElements (checked before each multiplication).
+int64_t bounded_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d < 0 || (d > 0 && n > kMaxElements / d)) return -1;
+    n *= d;
+  }
+  return n;
+}
+
 // Portable normal samples (std::normal_distribution differs between standard libraries).
 struct Normal {
   std::mt19937_64 rng;
@@ -150,9 +165,12 @@ int Graph::flatten(const std::string& nm, int in) { return push(simple(nm, Op::F
 void Graph::infer_shapes() {
   if (nodes.empty() || nodes[0].op != Op::Input)
     fail("graph '{}': the first node must be the input", name);
-  if (input_shape.size() != 3 || numel(input_shape) <= 0)
+  if (input_shape.size() != 3 || input_shape[0] <= 0 || input_shape[1] <= 0 || input_shape[2] <= 0)
     fail("graph '{}': input shape {} must be {{C, H, W}} with positive sizes", name,
          shape_str(input_shape));
+  if (bounded_numel(input_shape) < 0)
+    fail("graph '{}': input shape {} is too large (at most {} elements)", name,
+         shape_str(input_shape), kMaxElements);
   for (size_t i = 0; i < nodes.size(); ++i) {
     Node& n = nodes[i];
     auto bad = [&](const std::string& why) {
@@ -165,6 +183,14 @@ void Graph::infer_shapes() {
       if (in < 0 || static_cast<size_t>(in) >= i)
         bad(fmt::format("input #{} is not an earlier node", in));
     if (i > 0 && n.op == Op::Input) bad("only the first node may be the input");
+    const std::pair<const char*, int64_t> attributes[] = {{"out_channels", n.out_channels},
+                                                          {"kernel", n.kernel},
+                                                          {"stride", n.stride},
+                                                          {"padding", n.padding},
+                                                          {"groups", n.groups}};
+    for (const auto& [attr, value] : attributes)
+      if (value > kMaxAttribute)
+        bad(fmt::format("{} {} is too large (at most {})", attr, value, kMaxAttribute));
     const Shape in = n.inputs.empty() ? input_shape : nodes[n.inputs[0]].out_shape;
     auto need_chw = [&] {
       if (in.size() != 3) bad(fmt::format("needs a C x H x W input, got {}", shape_str(in)));
@@ -227,6 +253,13 @@ void Graph::infer_shapes() {
         n.out_shape = {numel(in)};
         break;
     }
+    if (bounded_numel(n.out_shape) < 0)
+      bad(fmt::format("output shape {} is too large (at most {} elements)", shape_str(n.out_shape),
+                      kMaxElements));
+    for (const auto& [pname, shape] : expected_param_shapes(static_cast<int>(i)))
+      if (bounded_numel(shape) < 0)
+        bad(fmt::format("parameter '{}' of shape {} is too large (at most {} elements)", pname,
+                        shape_str(shape), kMaxElements));
   }
   const Shape& out = nodes.back().out_shape;
   if (out.size() != 1 || out[0] != num_classes)

@@ -21,6 +21,7 @@ namespace {
 
 constexpr char kMagic[8] = {'S', 'Q', 'G', 'R', 'A', 'P', 'H', '\0'};
 constexpr size_t kPreamble = 24;
+constexpr int kMaxHeaderDepth = 256;
 static_assert(sizeof(float) == 4, "float32 payload");
 
 template <typename T>
@@ -237,7 +238,18 @@ GraphFile load_graph_file(const std::string& path) {
   if (hlen > s.size() - kPreamble - 4) fail("{}: header length {} exceeds the file", path, hlen);
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(s.begin() + kPreamble, s.begin() + kPreamble + hlen);
+    // Copying or printing JSON recurses once per nesting level: a deeply nested header (e.g. in
+    // 'meta') would overflow the stack later, so it is refused here.
+    const auto depth_limit = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+      if (depth > kMaxHeaderDepth)
+        fail("{}: header nests deeper than {} levels (not written by SigmaQuant)", path,
+             kMaxHeaderDepth);
+      return true;
+    };
+    header =
+        nlohmann::json::parse(s.begin() + kPreamble, s.begin() + kPreamble + hlen, depth_limit);
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& e) {
     fail("{}: header is not valid JSON ({})", path, e.what());
   }
@@ -246,7 +258,8 @@ GraphFile load_graph_file(const std::string& path) {
   auto check_range = [&](const nlohmann::json& e, const std::string& w, size_t& off, size_t& nb) {
     int64_t o = int_field(e, "offset", w), n = int_field(e, "nbytes", w);
     if (o < 0 || n < 0 || static_cast<uint64_t>(o) + static_cast<uint64_t>(n) > payload_size)
-      fail("{}: bytes [{}, {}) lie outside the payload ({} bytes)", w, o, o + n, payload_size);
+      fail("{}: bytes [{}, {}) lie outside the payload ({} bytes)", w, o,
+           static_cast<uint64_t>(o) + static_cast<uint64_t>(n), payload_size);
     off = static_cast<size_t>(o);
     nb = static_cast<size_t>(n);
   };

@@ -205,7 +205,7 @@ BitConfig load_bits(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors and numbers beyond double
     fail("{}: not valid JSON ({})", path, e.what());
   }
   return bits_from_json(j, path);

@@ -1,5 +1,11 @@
 // sigmaquant train — FP32 training of a zoo model (or a model file) with checkpoints and resume.
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "common.h"
 #include "sigmaquant/error.h"
@@ -25,6 +31,24 @@ std::string dir_of(const std::string& path) {
   return p == std::string::npos ? "" : path.substr(0, p);
 }
 
+// Creates the directory of an output file and checks that the file can be written there, so that
+// a bad path fails now rather than after the first epoch (checkpoint) or the last (model).
+void prepare_output(const std::string& path, const char* flag) {
+  try {
+    sq::make_dirs(dir_of(path));
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      sq::fail("is a directory (expected a file name)");
+    const std::string probe = path + ".tmp." + std::to_string(::getpid());
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) sq::fail("{}: cannot write ({})", probe, std::strerror(errno));
+    ::close(fd);
+    ::unlink(probe.c_str());
+  } catch (const sq::Error& e) {
+    sq::fail("{} '{}' cannot be written: {}", flag, path, e.what());
+  }
+}
+
 void run_train(TrainFlags& f) {
   sq::configure_runtime(f.common.threads);
   sq::TrainOptions o = f.opts;
@@ -35,8 +59,8 @@ void run_train(TrainFlags& f) {
   o.record_step_losses = f.step_losses;
   if (f.out.empty()) f.out = "runs/" + f.model.model + ".sqg";
   if (o.checkpoint.empty()) o.checkpoint = f.out + ".ckpt";
-  sq::make_dirs(dir_of(f.out));
-  sq::make_dirs(dir_of(o.checkpoint));
+  prepare_output(f.out, "--out");
+  prepare_output(o.checkpoint, "--checkpoint");
 
   sq::DataBundle d = load_data(f.data);
   sq::Dataset train_set = d.train, val;
@@ -102,7 +126,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--optimizer", o.optimizer, "sgd (Nesterov) or adam")->capture_default_str();
   o.lr = 0;
   cmd->add_option("--lr", o.lr,
-                  "peak learning rate (default: sgd 0.1 with batchnorm, 0.02 without; adam 1e-3)");
+                  "peak learning rate (default: sgd 0.1 with batchnorm, 0.02 without; adam 1e-3)")
+      ->check(positive_number());
   cmd->add_option("--momentum", o.momentum, "SGD momentum")->capture_default_str();
   cmd->add_option("--weight-decay,--wd", o.weight_decay, "weight decay")->capture_default_str();
   cmd->add_option("--schedule", o.schedule, "cosine or constant")->capture_default_str();

@@ -81,8 +81,22 @@ sq::Graph resolve_model(const std::string& spec, const sq::Shape& input_shape, i
 
 void add_common_flags(CLI::App* app, Common& c) {
   app->add_flag("--json", c.json, "print machine-readable JSON on stdout");
-  app->add_option("--threads", c.threads, "CPU threads for LibTorch")->capture_default_str();
+  app->add_option("--threads", c.threads, "CPU threads for LibTorch")
+      ->capture_default_str()
+      ->check(positive_number());
   app->add_flag("--quiet,-q", c.quiet, "no progress bars");
+}
+
+CLI::Validator positive_number() {
+  return CLI::Validator(
+      [](std::string& v) {
+        try {
+          if (std::stod(v) > 0) return std::string();
+        } catch (const std::exception&) {
+        }
+        return "must be a positive number (got " + v + ")";
+      },
+      "> 0");
 }
 
 void print_json(const nlohmann::json& j) { std::fputs((j.dump(2) + "\n").c_str(), stdout); }

@@ -2,6 +2,7 @@
 // its own cmd_*.cpp and calls the library.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
 
 #include "common.h"
 #include "sigmaquant/error.h"
@@ -19,6 +20,15 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // For a misspelt subcommand CLI11 says only "A subcommand is required": name the word.
+    if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
+      std::string known;
+      for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+        known += (known.empty() ? "" : ", ") + sub->get_name();
+      std::fprintf(stderr, "error: unknown subcommand '%s' (expected one of: %s)\n", argv[1],
+                   known.c_str());
+      return static_cast<int>(CLI::ExitCodes::RequiredError);
+    }
     return app.exit(e);
   } catch (const sq::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
