@@ -1,0 +1,238 @@
+// The integer engine (torch-free): bit-packed weights and integer-only kernels over uint8
+// activations. Arithmetic is the one of integerize.h / docs/quantization.md ("Integer arithmetic");
+// layouts, kernels and dispatch are described in docs/engine.md.
+//
+//   sq::IntModel im = sq::integerize(qm);
+//   const sq::IntLayer& L = im.layers[0];
+//   sq::ConvShape s{3, 32, 32, 16, 3, 1, 1, 1};           // in C,H,W; out C; k, stride, pad,
+//   groups std::vector<uint8_t> y(s.out_size()); sq::conv2d_u8_ref(s, L, x.data(), y.data()); //
+//   the oracle: obviously correct, slow sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L); //
+//   packs weights, plans scratch (once) conv.run(x.data(), y.data());                         // no
+//   allocation; AVX2/VNNI if present
+//
+// Tensors are one sample, channel-major (CHW) like the IR. Activations are unsigned affine
+// integers (value = scale · (q − zero_point), q in [0, 2^bits − 1], bits <= 8) stored in uint8.
+// Conv weights are [out][in/groups][k][k] and linear weights [out][in], as in the float graph.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "sigmaquant/graph.h"
+#include "sigmaquant/integerize.h"
+
+namespace sq {
+
+// ---------------------------------------------------------------------------------------------
+// Bit packing (src/engine/pack.cpp)
+//
+// A packed buffer is a little-endian bit stream: element i occupies stream bits
+// [i·bits, (i+1)·bits), and stream bit j is bit (j mod 8) of byte j / 8 (least significant bit
+// first), so an element may straddle two bytes (bits 3, 5, 6, 7). Code words:
+//   bits >= 2: the low `bits` bits of the two's complement value, range [−2^(bits−1), 2^(bits−1)−1]
+//   bits == 1: a sign bit, 0 → +1 and 1 → −1 (the binary quantizer's {−1, +1}, quant.h)
+//   bits == 0: nothing is stored; every element unpacks to 0 (a pruned channel)
+// The unused high bits of the last byte are zero.
+
+// Bytes needed for n elements at `bits`: ceil(n · bits / 8).
+size_t packed_bytes(size_t n, int bits);
+// Packs n values into out[0 .. packed_bytes(n, bits)). Throws sq::Error naming the index and the
+// range if a value does not fit (or bits is not in 0..8).
+void pack_bits(const int32_t* values, size_t n, int bits, uint8_t* out);
+std::vector<uint8_t> pack_bits(const std::vector<int32_t>& values, int bits);
+void unpack_bits(const uint8_t* packed, size_t n, int bits, int32_t* out);
+std::vector<int32_t> unpack_bits(const std::vector<uint8_t>& packed, size_t n, int bits);
+
+// A weight matrix [rows][cols] whose row r (an output channel) is packed at its own width
+// row_bits[r]; each row starts on a byte boundary (offset[r]), so a row is unpacked on its own.
+struct PackedRows {
+  int64_t rows = 0, cols = 0;
+  std::vector<uint8_t> row_bits;
+  std::vector<uint64_t> offset;  // rows + 1 entries; offset[rows] = data.size()
+  std::vector<uint8_t> data;
+};
+PackedRows pack_rows(const std::vector<int32_t>& w, int64_t rows, int64_t cols,
+                     const std::vector<int>& row_bits);
+std::vector<int32_t> unpack_rows(const PackedRows& p);
+
+// ---------------------------------------------------------------------------------------------
+// Shapes and op parameters
+
+struct ConvShape {
+  int64_t in_c = 0, in_h = 0, in_w = 0;
+  int64_t out_c = 0;
+  int64_t kernel = 1, stride = 1, padding = 0, groups = 1;
+  int64_t out_h() const { return (in_h + 2 * padding - kernel) / stride + 1; }
+  int64_t out_w() const { return (in_w + 2 * padding - kernel) / stride + 1; }
+  int64_t in_size() const { return in_c * in_h * in_w; }
+  int64_t out_size() const { return out_c * out_h() * out_w(); }
+  int64_t weights() const { return out_c * (in_c / groups) * kernel * kernel; }
+};
+// Throws sq::Error unless the shape is valid (positive sizes, channels divisible by groups, the
+// kernel fits the padded input) and, with a layer, the layer's tensors have the shape's sizes.
+void check_conv(const ConvShape& s, const IntLayer* L = nullptr);
+
+struct PoolShape {
+  int64_t c = 0, in_h = 0, in_w = 0;
+  int64_t kernel = 1, stride = 1, padding = 0;
+  int64_t out_h() const { return (in_h + 2 * padding - kernel) / stride + 1; }
+  int64_t out_w() const { return (in_w + 2 * padding - kernel) / stride + 1; }
+};
+
+// Residual add of two requantized operands (SPEC §7: 8-bit operands):
+//   t = requantize((a − zp_a) · 2^kShift, M_a) + requantize((b − zp_b) · 2^kShift, M_b)
+//   y = clamp(((t + 2^(kShift−1)) >> kShift) + zp_out, lo, hi),   M_a = s_a / s_out, M_b = s_b /
+//   s_out
+// i.e. round half up of s_a/s_out·(a − zp_a) + s_b/s_out·(b − zp_b) after a 2^−16-LSB fixed point.
+struct AddParams {
+  static constexpr int kShift = 16;
+  int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = 0, hi = 255;
+  Requant m_a, m_b;
+};
+// lo/hi: the output range (0, qmax) or the fused ReLU/ReLU6 clamp.
+AddParams make_add_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, float s_out,
+                          int32_t zp_out, int32_t lo, int32_t hi);
+
+// Average pooling (count_include_pad = true: the padding counts as real zeros, i.e. zp_in) and
+// global average pooling, with a rescale to the output point folded in:
+//   y = clamp(requantize(Σ_window (x − zp_in), M) + zp_out, lo, hi),  M = s_in / (s_out · window)
+// requantize rounds half up, so the mean is rounded half up (towards +∞), never truncated.
+struct AvgPoolParams {
+  int32_t zp_in = 0, zp_out = 0, lo = 0, hi = 255;
+  Requant m;
+};
+AvgPoolParams make_avgpool_params(float s_in, int32_t zp_in, float s_out, int32_t zp_out,
+                                  int64_t window, int32_t lo, int32_t hi);
+
+// ---------------------------------------------------------------------------------------------
+// Reference kernels (src/engine/ref_kernels.cpp): the test oracle. One sample, int64 accumulators,
+// written for clarity. Conv/linear read x at L.in_zero_point (padding is that zero point, i.e. the
+// real value 0) and write y = L.output(c, acc) (requantized, zero point, fused clamp); the _f32
+// variants are for a layer with a float output (L.out_node < 0, the logits):
+// y = acc · s_x · s_w[c].
+
+void conv2d_u8_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y);
+void conv2d_f32_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, float* y);
+void linear_u8_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,
+                   uint8_t* y);
+void linear_f32_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,
+                    float* y);
+void add_u8_ref(const AddParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
+// Max pooling: padded positions are ignored (−∞), as in PyTorch; quantization commutes with max.
+void maxpool_u8_ref(const PoolShape& s, const uint8_t* x, uint8_t* y);
+void avgpool_u8_ref(const PoolShape& s, const AvgPoolParams& p, const uint8_t* x, uint8_t* y);
+// [c][h·w] → [c]
+void global_avgpool_u8_ref(int64_t c, int64_t hw, const AvgPoolParams& p, const uint8_t* x,
+                           uint8_t* y);
+// ReLU is clamp(x, zp, 255) and ReLU6 clamp(x, zp, min(qmax, round(6/s) + zp)), in place.
+void clamp_u8_ref(uint8_t* x, int64_t n, int32_t lo, int32_t hi);
+
+// ---------------------------------------------------------------------------------------------
+// Optimized conv2d / linear, groups = 1 (src/engine/conv_fast.cpp). Prepare packs the weights
+// into the kernel's layout, folds the input zero point into the bias and allocates the im2col
+// scratch; run() allocates nothing and equals conv2d_u8_ref exactly: int32 dot products of raw
+// uint8 x and the integer weights, plus bias − zp_x·Σw in int64, then the same requantization.
+// A PreparedConv2d owns its scratch: one run at a time per object.
+//
+// Micro-kernels (16 output channels × 4 output pixels), chosen once at prepare:
+//   avxvnni_dpbusd  u8 × s8, 4 taps → int32 with no intermediate rounding (AVX-VNNI, 256-bit)
+//   avx2_maddubs    u8 × s8 pairs → int16, exact only while max|w| <= 64 (any weights of
+//                   <= 7 bits): 2·255·64 = 32640 fits int16
+//   avx2_madd16     int16 × int16 pairs → int32 (8-bit weights reaching −128 or beyond ±64)
+//   portable        the int16 layout in plain loops
+
+enum class Isa { Auto, Portable, Avx2, AvxVnni };
+
+// The kernels' packed weights: per tile of 16 output channels, one block per group of consecutive
+// taps, channel-major, so that a 32-bit broadcast of one pixel's tap group meets w[o][group] in
+// 32-bit lane o. A block is two 256-bit vectors (channels 0-7, 8-15).
+struct Pair16Block {
+  int16_t w[16][2];  // int16 layout (avx2_madd16, portable): 2 taps
+};
+struct Quad8Block {
+  int8_t w[16][4];  // int8 layout (avx2_maddubs, avxvnni_dpbusd): 4 taps
+};
+static_assert(sizeof(Pair16Block) == 64 && sizeof(Quad8Block) == 64,
+              "a block is two 256-bit vectors");
+
+bool cpu_has_avx2();
+bool cpu_has_avxvnni();
+Isa best_isa();  // what Auto resolves to on this CPU
+
+class PreparedConv2d {
+ public:
+  static constexpr int kOcTile = 16, kPixTile = 4;
+
+  const ConvShape& shape() const { return s_; }
+  const char* kernel_name() const;
+  void run(const uint8_t* x, uint8_t* y);
+
+  enum class Kernel { Portable, Avx2Madd16, Avx2Maddubs, AvxVnniDpbusd };  // see kernel_name()
+
+ private:
+  friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, Isa);
+  ConvShape s_;
+  Kernel kernel_ = Kernel::Portable;
+  int64_t k_ = 0, kp_ = 0;  // reduction length (in_c·k·k), padded to the kernel's tap group
+  int64_t oc_pad_ = 0, pix_ = 0, pix_pad_ = 0;
+  int32_t zp_x_ = 0;
+  std::vector<Pair16Block> w16_;  // [oc_pad/16][kp/2] blocks (one of the two layouts)
+  std::vector<Quad8Block> w8_;    // [oc_pad/16][kp/4] blocks
+  std::vector<int64_t> bias_;     // bias − zp_x · Σ_k w, per output channel
+  std::vector<Requant> requant_;
+  int32_t zp_out_ = 0, lo_ = 0, hi_ = 255;
+  std::vector<int16_t> col16_;  // im2col scratch [pix_pad][kp]; padding taps hold zp_x
+  std::vector<uint8_t> col8_;   // (one of the two, matching the weight layout)
+  std::vector<int32_t> acc_;    // [kPixTile][kOcTile] dot products of one tile
+  // The vectorized epilogue's constants, per channel padded to oc_pad: bias (= bias_), multiplier,
+  // right shift and its rounding term 2^(shift−1), as int64 lanes; per tile whether every channel
+  // has 1 <= shift <= 62 (else that tile takes the scalar epilogue).
+  std::vector<int64_t> ep_bias_, ep_mult_, ep_shift_, ep_round_;
+  std::vector<uint8_t> ep_vector_ok_;
+};
+// Throws sq::Error if groups != 1, the layer has a float output, a weight exceeds 8 bits, or the
+// reduction is so long that int32 dot products could overflow (in_c·k·k > 2^31 / (255·128)).
+// Naming an ISA the CPU lacks throws too; Auto picks the best one (best_isa()).
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto);
+// Linear = a 1×1 convolution over a 1×1 image.
+PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, const IntLayer& L,
+                                 Isa isa = Isa::Auto);
+
+// ---------------------------------------------------------------------------------------------
+// A tiny executor (src/engine/executor.cpp) for a chain of weight layers: every layer reads the
+// quantization point the previous one writes, with only ReLU, ReLU6, max-pooling and flatten
+// between them (the shapes integerize() fuses; no add, no average pooling yet), and the last
+// layer's output is float (the logits). Prepare builds the steps, prepares the groups = 1
+// convolutions and linears (optimized kernels) and plans the memory: two uint8 arenas of the
+// largest intermediate tensor, used in turn; run() allocates nothing.
+//
+//   sq::ChainExecutor ex = sq::ChainExecutor::prepare(qm.graph, sq::integerize(qm));
+//   std::vector<float> logits(ex.output_size());
+//   ex.run(xq.data(), logits.data());  // xq: the input, quantized at the first layer's point
+
+class ChainExecutor {
+ public:
+  // Throws sq::Error naming the layer or node that makes the model something other than a chain.
+  static ChainExecutor prepare(const Graph& g, const IntModel& im, Isa isa = Isa::Auto);
+  int64_t input_size() const { return input_size_; }
+  int64_t output_size() const { return output_size_; }
+  size_t arena_bytes() const { return arena_[0].size() + arena_[1].size(); }
+  void run(const uint8_t* x, float* logits);
+
+ private:
+  struct Step {
+    enum class Kind { ConvFast, ConvRef, MaxPool, ConvF32 } kind;
+    int layer = -1;  // index into layers_ (conv kinds)
+    int fast = -1;   // index into fast_ (ConvFast)
+    ConvShape conv;  // conv kinds (a linear is a 1×1 conv over a 1×1 image)
+    PoolShape pool;  // MaxPool
+  };
+  std::vector<IntLayer> layers_;
+  std::vector<PreparedConv2d> fast_;
+  std::vector<Step> steps_;
+  std::vector<uint8_t> arena_[2];
+  int64_t input_size_ = 0, output_size_ = 0;
+};
+
+}  // namespace sq

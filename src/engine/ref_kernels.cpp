@@ -1,0 +1,197 @@
+// Reference kernels: the oracle the optimized kernels are tested against. Written for clarity
+// (direct loops, int64 accumulators), one sample at a time; see engine.h for the contracts.
+#include <algorithm>
+#include <cmath>
+
+#include "sigmaquant/engine.h"
+#include "sigmaquant/error.h"
+
+namespace sq {
+
+void check_conv(const ConvShape& s, const IntLayer* L) {
+  if (s.in_c <= 0 || s.in_h <= 0 || s.in_w <= 0 || s.out_c <= 0 || s.kernel <= 0 || s.stride <= 0 ||
+      s.padding < 0 || s.groups <= 0)
+    fail(
+        "conv shape: in {}x{}x{}, out {}, kernel {}, stride {}, padding {}, groups {} "
+        "(expected positive sizes and padding >= 0)",
+        s.in_c, s.in_h, s.in_w, s.out_c, s.kernel, s.stride, s.padding, s.groups);
+  if (s.in_c % s.groups || s.out_c % s.groups)
+    fail("conv shape: {} input and {} output channels are not divisible by {} groups", s.in_c,
+         s.out_c, s.groups);
+  if (s.in_h + 2 * s.padding < s.kernel || s.in_w + 2 * s.padding < s.kernel)
+    fail("conv shape: kernel {} is larger than the padded input {}x{}", s.kernel,
+         s.in_h + 2 * s.padding, s.in_w + 2 * s.padding);
+  if (!L) return;
+  if (static_cast<int64_t>(L->weights.size()) != s.weights())
+    fail("layer '{}': {} weights (expected {} for the conv shape)", L->name, L->weights.size(),
+         s.weights());
+  if (static_cast<int64_t>(L->bias.size()) != s.out_c)
+    fail("layer '{}': {} biases (expected {})", L->name, L->bias.size(), s.out_c);
+  if (L->out_node >= 0 && static_cast<int64_t>(L->requant.size()) != s.out_c)
+    fail("layer '{}': {} requantization constants (expected {})", L->name, L->requant.size(),
+         s.out_c);
+  if (L->out_node < 0 && static_cast<int64_t>(L->weight_scales.size()) != s.out_c)
+    fail("layer '{}': {} weight scales (expected {})", L->name, L->weight_scales.size(), s.out_c);
+}
+
+namespace {
+
+// Calls out(c, pixel, acc) with acc = bias[c] + Σ w · (x − zp_x) for every output.
+template <typename Out>
+void conv2d_acc_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, Out out) {
+  check_conv(s, &L);
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups, k = s.kernel;
+  const int64_t zp = L.in_zero_point;
+  for (int64_t oc = 0; oc < s.out_c; ++oc) {
+    const int64_t g = oc / ocg;
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        int64_t acc = L.bias[oc];
+        for (int64_t i = 0; i < icg; ++i)
+          for (int64_t ky = 0; ky < k; ++ky)
+            for (int64_t kx = 0; kx < k; ++kx) {
+              const int64_t iy = oy * s.stride - s.padding + ky,
+                            ix = ox * s.stride - s.padding + kx;
+              // Padding is the real value 0, i.e. the input zero point: it contributes nothing.
+              if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
+              const int64_t xv = x[((g * icg + i) * s.in_h + iy) * s.in_w + ix];
+              acc +=
+                  static_cast<int64_t>(L.weights[((oc * icg + i) * k + ky) * k + kx]) * (xv - zp);
+            }
+        out(oc, oy * ow + ox, acc);
+      }
+  }
+}
+
+void check_u8_point(const char* op, int32_t zp_a, int32_t zp_b, int32_t zp_out, int32_t lo,
+                    int32_t hi) {
+  for (int32_t zp : {zp_a, zp_b, zp_out})
+    if (zp < 0 || zp > 255) fail("{}: zero point {} (expected 0..255)", op, zp);
+  if (lo < 0 || hi > 255 || lo > hi)
+    fail("{}: output range {}..{} (expected 0 <= lo <= hi <= 255)", op, lo, hi);
+}
+
+ConvShape linear_shape(int64_t in_features, int64_t out_features) {
+  return ConvShape{in_features, 1, 1, out_features, 1, 1, 0, 1};
+}
+
+}  // namespace
+
+void conv2d_u8_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y) {
+  if (L.out_node < 0)
+    fail("conv2d_u8_ref: layer '{}' has a float output (use the _f32 kernel)", L.name);
+  const int64_t pix = s.out_h() * s.out_w();
+  conv2d_acc_ref(s, L, x, [&](int64_t c, int64_t p, int64_t acc) {
+    y[c * pix + p] = static_cast<uint8_t>(L.output(c, acc));
+  });
+}
+
+void conv2d_f32_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, float* y) {
+  const int64_t pix = s.out_h() * s.out_w();
+  conv2d_acc_ref(s, L, x, [&](int64_t c, int64_t p, int64_t acc) {
+    y[c * pix + p] = static_cast<float>(static_cast<double>(acc) * L.in_scale * L.weight_scales[c]);
+  });
+}
+
+void linear_u8_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,
+                   uint8_t* y) {
+  conv2d_u8_ref(linear_shape(in_features, out_features), L, x, y);
+}
+
+void linear_f32_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,
+                    float* y) {
+  conv2d_f32_ref(linear_shape(in_features, out_features), L, x, y);
+}
+
+AddParams make_add_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, float s_out,
+                          int32_t zp_out, int32_t lo, int32_t hi) {
+  if (!(s_a > 0) || !(s_b > 0) || !(s_out > 0))
+    fail("add: scales {}, {} -> {} (expected positive)", s_a, s_b, s_out);
+  check_u8_point("add", zp_a, zp_b, zp_out, lo, hi);
+  AddParams p;
+  p.zp_a = zp_a;
+  p.zp_b = zp_b;
+  p.zp_out = zp_out;
+  p.lo = lo;
+  p.hi = hi;
+  p.m_a = quantize_multiplier(static_cast<double>(s_a) / s_out);
+  p.m_b = quantize_multiplier(static_cast<double>(s_b) / s_out);
+  return p;
+}
+
+void add_u8_ref(const AddParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t ta =
+        requantize((int64_t{a[i]} - p.zp_a) * (int64_t{1} << AddParams::kShift), p.m_a);
+    const int64_t tb =
+        requantize((int64_t{b[i]} - p.zp_b) * (int64_t{1} << AddParams::kShift), p.m_b);
+    // Arithmetic shift of the sum: rounds half up.
+    const int64_t v =
+        ((ta + tb + (int64_t{1} << (AddParams::kShift - 1))) >> AddParams::kShift) + p.zp_out;
+    y[i] = static_cast<uint8_t>(std::clamp<int64_t>(v, p.lo, p.hi));
+  }
+}
+
+void maxpool_u8_ref(const PoolShape& s, const uint8_t* x, uint8_t* y) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  for (int64_t c = 0; c < s.c; ++c)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        int m = -1;  // every window holds at least one real element (padding < kernel)
+        for (int64_t ky = 0; ky < s.kernel; ++ky)
+          for (int64_t kx = 0; kx < s.kernel; ++kx) {
+            const int64_t iy = oy * s.stride - s.padding + ky, ix = ox * s.stride - s.padding + kx;
+            if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
+            m = std::max<int>(m, x[(c * s.in_h + iy) * s.in_w + ix]);
+          }
+        y[(c * oh + oy) * ow + ox] = static_cast<uint8_t>(std::max(m, 0));
+      }
+}
+
+AvgPoolParams make_avgpool_params(float s_in, int32_t zp_in, float s_out, int32_t zp_out,
+                                  int64_t window, int32_t lo, int32_t hi) {
+  if (!(s_in > 0) || !(s_out > 0) || window <= 0)
+    fail("avgpool: scales {} -> {}, window {} (expected positive)", s_in, s_out, window);
+  check_u8_point("avgpool", zp_in, zp_in, zp_out, lo, hi);
+  AvgPoolParams p;
+  p.zp_in = zp_in;
+  p.zp_out = zp_out;
+  p.lo = lo;
+  p.hi = hi;
+  p.m = quantize_multiplier(static_cast<double>(s_in) / (static_cast<double>(s_out) * window));
+  return p;
+}
+
+void avgpool_u8_ref(const PoolShape& s, const AvgPoolParams& p, const uint8_t* x, uint8_t* y) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  for (int64_t c = 0; c < s.c; ++c)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        int64_t sum = 0;  // padded taps are x = zp_in: they add 0 but count in the window
+        for (int64_t ky = 0; ky < s.kernel; ++ky)
+          for (int64_t kx = 0; kx < s.kernel; ++kx) {
+            const int64_t iy = oy * s.stride - s.padding + ky, ix = ox * s.stride - s.padding + kx;
+            if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
+            sum += int64_t{x[(c * s.in_h + iy) * s.in_w + ix]} - p.zp_in;
+          }
+        const int64_t v = int64_t{requantize(sum, p.m)} + p.zp_out;
+        y[(c * oh + oy) * ow + ox] = static_cast<uint8_t>(std::clamp<int64_t>(v, p.lo, p.hi));
+      }
+}
+
+void global_avgpool_u8_ref(int64_t c, int64_t hw, const AvgPoolParams& p, const uint8_t* x,
+                           uint8_t* y) {
+  for (int64_t ch = 0; ch < c; ++ch) {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < hw; ++i) sum += int64_t{x[ch * hw + i]} - p.zp_in;
+    const int64_t v = int64_t{requantize(sum, p.m)} + p.zp_out;
+    y[ch] = static_cast<uint8_t>(std::clamp<int64_t>(v, p.lo, p.hi));
+  }
+}
+
+void clamp_u8_ref(uint8_t* x, int64_t n, int32_t lo, int32_t hi) {
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<uint8_t>(std::clamp<int32_t>(x[i], lo, hi));
+}
+
+}  // namespace sq
