@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "sigmaquant/error.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +23,15 @@ void cleanup() {
   for (const auto& d : dirs()) std::system(("rm -rf '" + d + "'").c_str());
 }
 }  // namespace
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const sq::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 std::string temp_dir(const std::string& tag) {
   const char* base = std::getenv("TMPDIR");

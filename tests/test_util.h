@@ -1,11 +1,15 @@
 // Helpers shared by the tests: temporary directories, running the command-line program.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "sigmaquant/data.h"
 
 namespace sqtest {
+
+// The message of the sq::Error that f throws, or "" if it throws none.
+std::string error_of(const std::function<void()>& f);
 
 // A fresh, empty directory under the system temp dir, removed at process exit.
 std::string temp_dir(const std::string& tag);

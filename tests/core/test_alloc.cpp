@@ -19,6 +19,7 @@
 #include "sigmaquant/cost.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/zoo.h"
+#include "test_util.h"
 
 namespace {
 
@@ -26,14 +27,7 @@ using sq::Graph;
 using sq::Phase1Options;
 using sq::Phase1Result;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sqtest::error_of;
 
 // Uniform integer in [lo, hi] from the project's seeded generator (no std distributions).
 int64_t uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {

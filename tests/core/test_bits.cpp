@@ -15,14 +15,7 @@ using sq::BitConfig;
 using sq::Graph;
 using sq::LayerBits;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sqtest::error_of;
 
 // input [1,4,4] -> conv 1->2 3x3 pad 1 -> relu -> flatten -> fc 32->3
 Graph two_layer() {

@@ -20,14 +20,7 @@ using sq::CostReport;
 using sq::Graph;
 using sq::Target;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sqtest::error_of;
 
 Target target(const std::string& body) {
   return sq::target_from_json(

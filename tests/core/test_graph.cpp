@@ -4,19 +4,13 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/graph.h"
 #include "sigmaquant/zoo.h"
+#include "test_util.h"
 
 namespace {
 
 using sq::Graph;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sqtest::error_of;
 
 TEST(GraphCounts, LeNet5MatchesHandComputation) {
   Graph g = sq::make_zoo_model("lenet5", {1, 28, 28}, 10);
