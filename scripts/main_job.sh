@@ -32,4 +32,4 @@ echo "== post-training quantization, W4A8 =="
 "$BIN" ptq -m "$MODEL" --wbits 4 --abits 8 --calib mse --threads "$THREADS" --quiet \
   -o "$RUN_DIR/resnet20-w4a8.sqg"
 echo "== W4A8 on the shift-add accelerator target =="
-"$BIN" cost -m "$MODEL" --target targets/shiftadd.json --wbits 4 --abits 8 | tail -n 12
+"$BIN" cost -m "$MODEL" --target targets/shiftadd.json --wbits 4 --abits 8 | tail -n 15
