@@ -1,10 +1,22 @@
 #include "cost/json_fields.h"
 
+#include "sigmaquant/fileutil.h"
+
 #include <cmath>
 
 #include "sigmaquant/error.h"
 
 namespace sq::jsonf {
+
+json read_json_file(const std::string& path) {
+  std::string text = read_file(path);
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {  // parse errors and numbers beyond double
+    fail("{}: not valid JSON ({})", path, e.what());
+  }
+}
+
 
 std::string join(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;

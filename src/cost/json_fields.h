@@ -13,6 +13,10 @@ namespace sq::jsonf {
 
 using json = nlohmann::json;
 
+// Reads and parses a JSON file; throws sq::Error "PATH: not valid JSON (...)" on any parse
+// error, numbers beyond double's range included.
+json read_json_file(const std::string& path);
+
 // "params" + "clock_mhz" -> "params.clock_mhz"; "" + "x" -> "x".
 std::string join(const std::string& path, const std::string& key);
 // Short rendering of a value for error messages (long values are cut).

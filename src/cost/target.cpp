@@ -355,14 +355,7 @@ Target target_from_json(const nlohmann::json& j, const std::string& where) {
 }
 
 Target load_target(const std::string& path) {
-  std::string text = read_file(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse errors and numbers beyond double
-    fail("{}: not valid JSON ({})", path, e.what());
-  }
-  return target_from_json(j, path);
+  return target_from_json(jsonf::read_json_file(path), path);
 }
 
 Target builtin_target(const std::string& name) {

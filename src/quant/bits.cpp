@@ -201,14 +201,7 @@ BitConfig bits_from_json(const nlohmann::json& j, const std::string& where) {
 }
 
 BitConfig load_bits(const std::string& path) {
-  std::string text = read_file(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse errors and numbers beyond double
-    fail("{}: not valid JSON ({})", path, e.what());
-  }
-  return bits_from_json(j, path);
+  return bits_from_json(jsonf::read_json_file(path), path);
 }
 
 void save_bits(const std::string& path, const BitConfig& b, const Graph* g) {
