@@ -3,8 +3,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sigmaquant/bits.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
+#include "sigmaquant/zoo.h"
 #include "test_util.h"
 
 namespace {
@@ -82,6 +84,36 @@ TEST(Cli, ErrorsAreClearAndNonZero) {
   r = run_cli("info -m " + dir + "/junk.sqg");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("junk.sqg: truncated"), std::string::npos) << r.output;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Cli, AllocateFitsTheBudgetOrSaysWhichCannotBeMet) {
+  std::string dir = sqtest::temp_dir("cli_alloc");
+  auto r = run_cli("allocate -m resnet20 --target " + std::string(SQ_SOURCE_DIR) +
+                   "/targets/size.json --bits-set 2,4,8 --json -o " + dir + "/a.bits.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = json_of(r);
+  ASSERT_EQ(j["budgets"].size(), 2u);  // weight and activation memory
+  for (const auto& b : j["budgets"]) EXPECT_TRUE(b["fits"].get<bool>()) << b.dump();
+  sq::Graph g = sq::make_zoo_model("resnet20", {1, 28, 28}, 10);
+  sq::BitConfig bits = sq::load_bits(dir + "/a.bits.json");
+  EXPECT_NO_THROW(sq::validate_bits(bits, g, "a.bits.json"));
+  for (int i : g.weight_layers()) {
+    int b = bits.for_layer(g.nodes[i].name).wbits;
+    EXPECT_TRUE(b == 2 || b == 4 || b == 8) << b;
+  }
+
+  std::string tiny = sqtest::write_temp(
+      dir, "tiny.json",
+      R"({"format": "sigmaquant-target", "version": 1, "name": "tiny", "model": "size",
+          "budgets": {"weight_kib": 8}})");
+  r = run_cli("allocate -m resnet20 --target " + tiny + " --bits-set 2,4,8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("weight memory budget"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cannot be met"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -49,5 +49,6 @@ void add_info(CLI::App& app);
 void add_ptq(CLI::App& app);
 void add_qat(CLI::App& app);
 void add_cost(CLI::App& app);
+void add_allocate(CLI::App& app);
 
 }  // namespace sqcli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   sqcli::add_ptq(app);
   sqcli::add_qat(app);
   sqcli::add_cost(app);
+  sqcli::add_allocate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
