@@ -26,15 +26,8 @@ Dataset calibration_subset(const Dataset& d, int64_t n, uint64_t seed) {
 void run_over(GraphModule& m, const Dataset& d, int64_t batch) {
   torch::NoGradGuard ng;
   m.eval();
-  const int64_t per = d.image_numel();
-  for (int64_t s = 0; s < d.size(); s += batch) {
-    int64_t bs = std::min(batch, d.size() - s);
-    torch::Tensor x = torch::empty({bs, d.image_shape[0], d.image_shape[1], d.image_shape[2]});
-    for (int64_t k = 0; k < bs; ++k)
-      normalized_image(d, s + k, m.graph().input_mean, m.graph().input_std,
-                       x.data_ptr<float>() + k * per);
-    m.forward(x);
-  }
+  for (int64_t s = 0; s < d.size(); s += batch)
+    m.forward(normalized_batch(d, m.graph(), s, std::min(batch, d.size() - s)));
 }
 
 // Per-input-channel mean of a tensor [N, C, ...] or [N, F], summed into acc.
@@ -145,15 +138,7 @@ EvalResult evaluate_quant(const QuantModel& qm, const Dataset& data, const EvalO
 std::vector<float> predict_quant(const QuantModel& qm, const Dataset& data, int64_t n) {
   GraphModule m(qm.graph);
   m.set_quant(std::make_shared<QuantSim>(qm, WeightMode::Fixed, ActMode::Fixed));
-  torch::NoGradGuard ng;
-  m.eval();
-  n = n > 0 ? std::min(n, data.size()) : data.size();
-  const int64_t per = data.image_numel();
-  torch::Tensor x = torch::empty({n, data.image_shape[0], data.image_shape[1], data.image_shape[2]});
-  for (int64_t k = 0; k < n; ++k)
-    normalized_image(data, k, qm.graph.input_mean, qm.graph.input_std, x.data_ptr<float>() + k * per);
-  torch::Tensor out = m.forward(x).contiguous();
-  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+  return predict_module(m, data, n);
 }
 
 TrainResult qat(QuantModel& qm, const Dataset& train_set, const Dataset* val,

@@ -19,5 +19,9 @@ struct CheckpointHooks {
 TrainResult train_module(GraphModule& m, const Dataset& train, const Dataset* val,
                          const TrainOptions& o, const CheckpointHooks& hooks);
 EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOptions& o);
+// Logits (row-major n x classes) of samples [0, n) (n <= 0: all), on the CPU.
+std::vector<float> predict_module(GraphModule& m, const Dataset& data, int64_t n);
+// Samples [first, first + n) of d, normalized with g's input statistics, as N x C x H x W.
+torch::Tensor normalized_batch(const Dataset& d, const Graph& g, int64_t first, int64_t n);
 
 }  // namespace sq

@@ -310,20 +310,28 @@ EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOption
   return evaluate_module(m, data, o, dev, nullptr, 0);
 }
 
-EvalResult evaluate(const Graph& g, const Dataset& data, const EvalOptions& o) {
-  check_compatible(g, data);
-  torch::Device dev = parse_device(o.device);
-  GraphModule m(g);
-  m.to(dev);
-  return evaluate_module(m, data, o, dev, nullptr, 0);
-}
-
-std::vector<float> predict(const Graph& g, const Dataset& data, int64_t n) {
-  check_compatible(g, data);
-  GraphModule m(g);
+std::vector<float> predict_module(GraphModule& m, const Dataset& data, int64_t n) {
+  check_compatible(m.graph(), data);
+  m.to(torch::kCPU);
   std::vector<float> logits;
   evaluate_module(m, data, {}, torch::kCPU, &logits, n);
   return logits;
+}
+
+torch::Tensor normalized_batch(const Dataset& d, const Graph& g, int64_t first, int64_t n) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), first);
+  return Batcher{d, g}.images(idx.data(), n, nullptr, 0, false);
+}
+
+EvalResult evaluate(const Graph& g, const Dataset& data, const EvalOptions& o) {
+  GraphModule m(g);
+  return evaluate_module(m, data, o);
+}
+
+std::vector<float> predict(const Graph& g, const Dataset& data, int64_t n) {
+  GraphModule m(g);
+  return predict_module(m, data, n);
 }
 
 }  // namespace sq

@@ -74,8 +74,7 @@ void run_allocate(const AllocateFlags& f) {
   for (char& c : tname)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '_';
   std::string out = f.out.empty() ? "runs/" + g.name + "-" + tname + ".bits.json" : f.out;
-  auto slash = out.find_last_of('/');
-  if (slash != std::string::npos) sq::make_dirs(out.substr(0, slash));
+  prepare_output(out, "--out");
   sq::save_bits(out, r.bits, &g);
   if (f.json) {
     auto j = sq::phase1_to_json(r);

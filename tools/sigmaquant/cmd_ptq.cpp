@@ -29,6 +29,8 @@ void run_ptq(PtqCmd& f) {
   sq::Graph g = sq::load_graph(f.model.model);
   sq::BitConfig bits = resolve_bits(f.bits, g);
   sq::PtqOptions po = ptq_options(f.ptq, f.model.seed);
+  if (f.out.empty()) f.out = "runs/" + g.name + "-ptq.sqg";
+  prepare_output(f.out, "--out");
   sq::DataBundle d = load_data(f.data);
   bool progress = !f.common.quiet && !f.common.json;
   sq::EvalResult fp = sq::evaluate(g, d.test, {512, "cpu", progress});
@@ -36,9 +38,6 @@ void run_ptq(PtqCmd& f) {
   sq::EvalResult q = sq::evaluate_quant(qm, d.test, {512, "cpu", progress});
   qm.meta["eval"] = {{"data", d.test.name}, {"samples", q.samples}, {"accuracy", q.accuracy},
                      {"fp32_accuracy", fp.accuracy}};
-  if (f.out.empty()) f.out = "runs/" + g.name + "-ptq.sqg";
-  auto slash = f.out.find_last_of('/');
-  if (slash != std::string::npos) sq::make_dirs(f.out.substr(0, slash));
   sq::save_qmodel(f.out, qm);
   double avg = sq::average_weight_bits(bits, qm.graph);
   if (f.common.json) {

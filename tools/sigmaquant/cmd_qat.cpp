@@ -54,8 +54,8 @@ void run_qat(QatCmd& f) {
   o.label = "qat";
   if (f.out.empty()) f.out = "runs/" + qm.graph.name + "-qat.sqg";
   if (o.checkpoint.empty()) o.checkpoint = f.out + ".ckpt";
-  auto slash = f.out.find_last_of('/');
-  if (slash != std::string::npos) sq::make_dirs(f.out.substr(0, slash));
+  prepare_output(f.out, "--out");
+  prepare_output(o.checkpoint, "--checkpoint");
   sq::TrainResult r = sq::qat(qm, d.train, nullptr, o, f.qat);
   sq::EvalResult after = sq::evaluate_quant(qm, d.test, {512, "cpu", progress});
   double secs = 0;

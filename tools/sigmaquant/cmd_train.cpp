@@ -1,11 +1,6 @@
 // sigmaquant train — FP32 training of a zoo model (or a model file) with checkpoints and resume.
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 
 #include "common.h"
 #include "sigmaquant/error.h"
@@ -25,29 +20,6 @@ struct TrainFlags {
   double val_fraction = 0.0;
   bool no_augment = false, no_flip = false, step_losses = false;
 };
-
-std::string dir_of(const std::string& path) {
-  auto p = path.find_last_of('/');
-  return p == std::string::npos ? "" : path.substr(0, p);
-}
-
-// Creates the directory of an output file and checks that the file can be written there, so that
-// a bad path fails now rather than after the first epoch (checkpoint) or the last (model).
-void prepare_output(const std::string& path, const char* flag) {
-  try {
-    sq::make_dirs(dir_of(path));
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-      sq::fail("is a directory (expected a file name)");
-    const std::string probe = path + ".tmp." + std::to_string(::getpid());
-    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) sq::fail("{}: cannot write ({})", probe, std::strerror(errno));
-    ::close(fd);
-    ::unlink(probe.c_str());
-  } catch (const sq::Error& e) {
-    sq::fail("{} '{}' cannot be written: {}", flag, path, e.what());
-  }
-}
 
 void run_train(TrainFlags& f) {
   sq::configure_runtime(f.common.threads);

@@ -42,6 +42,10 @@ CLI::Validator positive_number();
 
 void print_json(const nlohmann::json& j);
 
+// Creates the directory of an output file and checks that the file can be written there, so that
+// a bad path fails before the work rather than after it. `flag` names the option in the error.
+void prepare_output(const std::string& path, const char* flag);
+
 // Subcommand registration (one file each).
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
