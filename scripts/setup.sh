@@ -9,7 +9,12 @@ PACKAGES=(
   dataset-fashion-mnist                 # the default data (idx files, gzip)
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
+  libonnx-dev libprotobuf-dev           # ONNX import/export (protobuf messages + checker)
+  chromium                              # the report-rendering test (headless screenshot)
 )
+# ONNX Runtime for the export tests comes from npm (onnxruntime-node); Debian's nodejs/npm unless
+# a Node.js with npm is already installed.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
