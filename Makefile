@@ -29,6 +29,7 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
+	bash scripts/setup_onnxruntime.sh
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) test-sanitize
 

@@ -15,6 +15,9 @@
 #include "sigmaquant/cost.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
+#include "sigmaquant/integerize.h"
+#include "sigmaquant/sqm.h"
+#include "sigmaquant/transform.h"
 
 namespace {
 
@@ -141,6 +144,61 @@ std::string sqg_unframed(const std::string& file) {
   return file.substr(24, hlen) + '\0' + file.substr(24 + hlen, file.size() - 28 - hlen);
 }
 
+// ---- sqm ----
+// A quantized model of g (BN folded) with mixed bits and fixed activation ranges, as .sqm bytes.
+std::string sqm_bytes(const sq::Graph& float_graph) {
+  sq::QuantModel qm;
+  qm.graph = sq::fold_batchnorm(float_graph);
+  qm.bits = sq::BitConfig::uniform(qm.graph, 4, 8);
+  const auto wl = qm.graph.weight_layers();
+  sq::LayerBits& first = qm.bits.layers[qm.graph.nodes[wl[0]].name];
+  first.channel_wbits.assign(static_cast<size_t>(qm.graph.nodes[wl[0]].out_channels), 3);
+  first.channel_wbits[0] = 0;
+  qm.weight_scales = sq::max_weight_scales(qm.graph, qm.bits);
+  for (const auto& [node, bits] : sq::activation_quant_points(qm.graph, qm.bits))
+    qm.acts[qm.graph.nodes[node].name] = sq::act_quant_from_range({-1.0, 2.0}, bits);
+  const std::string path = out_dir + "/.seed.sqm";
+  sq::save_sqm(path, qm.graph, sq::integerize(qm), {{"seed", true}});
+  std::string bytes = sq::read_file(path);
+  std::remove(path.c_str());
+  return bytes;
+}
+// A graph the graph executor runs end to end: a residual add, ReLU requantized to a conv's point,
+// a depthwise conv into global average pooling with no point between, and the logits.
+sq::Graph tiny_residual() {
+  sq::Graph g("res", {1, 4, 4}, 2);
+  int r = g.relu("r1", g.conv2d("c1", g.input(), 2, 3, 1, 1, 1, true));
+  int x = g.relu("r2", g.add("add", g.conv2d("c2", r, 2, 3, 1, 1, 1, true), r));
+  x = g.relu6("r3", g.conv2d("dw", x, 2, 3, 1, 1, 2, true));
+  g.linear("fc", g.flatten("flat", g.global_avgpool("gap", x)), 2);
+  g.infer_shapes();
+  g.init_params(3);
+  g.input_mean = {0.5f};
+  g.input_std = {0.25f};
+  return g;
+}
+// The sqm target's second form: <JSON header>\0<u32 n><weights: n bytes><scales><bias>.
+std::string sqm_unframed(const std::string& file) {
+  auto section = [&](int k) {
+    uint64_t off, len;
+    std::memcpy(&off, file.data() + 16 + 32 * k + 16, 8);
+    std::memcpy(&len, file.data() + 16 + 32 * k + 24, 8);
+    return file.substr(off, len);
+  };
+  const std::string h = section(0);
+  uint32_t hlen;
+  std::memcpy(&hlen, h.data(), 4);
+  std::string text(hlen, '\0');
+  uLongf n = hlen;
+  uncompress(reinterpret_cast<Bytef*>(text.data()), &n, reinterpret_cast<const Bytef*>(h.data() + 4),
+             h.size() - 4);
+  const std::string w = section(1);
+  std::string out = text + '\0';
+  const uint32_t nw = static_cast<uint32_t>(w.size());
+  out.append(reinterpret_cast<const char*>(&nw), 4);
+  return out + w + section(2) + section(3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,6 +243,16 @@ int main(int argc, char** argv) {
     seed("sqg", "convnet.sqg", convnet);
     seed("sqg", "mlp.unframed", sqg_unframed(mlp));
     seed("sqg", "convnet.unframed", sqg_unframed(convnet));
+
+    const std::string sqm_mlp = sqm_bytes(tiny_mlp());
+    const std::string sqm_conv = sqm_bytes(sqfuzz::tiny_convnet());
+    seed("sqm", "mlp.sqm", sqm_mlp);
+    seed("sqm", "convnet.sqm", sqm_conv);
+    seed("sqm", "mlp.unframed", sqm_unframed(sqm_mlp));
+    const std::string sqm_res = sqm_bytes(tiny_residual());
+    seed("sqm", "res.sqm", sqm_res);
+    seed("sqm", "res.unframed", sqm_unframed(sqm_res));
+    seed("sqm", "convnet.unframed", sqm_unframed(sqm_conv));
 
     const sq::Graph g = sqfuzz::tiny_convnet();
     sq::BitConfig mixed = sq::BitConfig::uniform(g, 4, 8);

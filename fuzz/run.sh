@@ -9,11 +9,12 @@ build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]}
 seconds=${2:?usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]}
 shift 2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx_images idx_labels cifar npy sqg bits target)
+[ ${#targets[@]} -gt 0 ] || targets=(idx_images idx_labels cifar npy sqg bits target onnx_import sqm)
 
 "$build/bin/sq_fuzz_seeds" "$build/corpus" || exit 1
 cp targets/*.json "$build/corpus/target/"
 cp examples/*.bits.json "$build/corpus/bits/" 2>/dev/null
+mkdir -p "$build/corpus/onnx_import" && cp tests/data/*.onnx "$build/corpus/onnx_import/"
 mkdir -p "$build/logs"
 status=0
 for t in "${targets[@]}"; do
@@ -24,6 +25,8 @@ for t in "${targets[@]}"; do
   [ -f "fuzz/$t.dict" ] && args+=(-dict="fuzz/$t.dict")
   [ "$t" = cifar ] && args+=(-max_len=8192)  # room for two 3074-byte CIFAR-100 records
   [ "$t" = sqg ] && args+=(-max_len=16384)
+  [ "$t" = sqm ] && args+=(-max_len=16384)
+  [ "$t" = onnx_import ] && args+=(-max_len=65536)  # the seed model is ~38 KB
   # Crash reports are the fuzzer's own; ASan must not return null from oversized allocations.
   ASAN_OPTIONS=allocator_may_return_null=0:detect_leaks=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

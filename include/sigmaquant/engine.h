@@ -15,8 +15,10 @@
 // Conv weights are [out][in/groups][k][k] and linear weights [out][in], as in the float graph.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "sigmaquant/graph.h"
@@ -69,6 +71,9 @@ struct ConvShape {
   int64_t out_size() const { return out_c * out_h() * out_w(); }
   int64_t weights() const { return out_c * (in_c / groups) * kernel * kernel; }
 };
+// The conv shape of weight layer `node` of g (a linear is a 1×1 conv over a 1×1 image of its
+// flattened input). Throws sq::Error if a conv does not read a C,H,W tensor.
+ConvShape conv_shape_of(const Graph& g, int node);
 // Throws sq::Error unless the shape is valid (positive sizes, channels divisible by groups, the
 // kernel fits the padded input) and, with a layer, the layer's tensors have the shape's sizes.
 void check_conv(const ConvShape& s, const IntLayer* L = nullptr);
@@ -110,10 +115,13 @@ AvgPoolParams make_avgpool_params(float s_in, int32_t zp_in, float s_out, int32_
 // written for clarity. Conv/linear read x at L.in_zero_point (padding is that zero point, i.e. the
 // real value 0) and write y = L.output(c, acc) (requantized, zero point, fused clamp); the _f32
 // variants are for a layer with a float output (L.out_node < 0, the logits):
-// y = acc · s_x · s_w[c].
+// y = (acc − bias[c]) · s_x · s_w[c] + bias_float[c] (the float bias exactly; y = acc · s_x · s_w[c]
+// when the layer has no bias_float).
 
 void conv2d_u8_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y);
 void conv2d_f32_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, float* y);
+// The raw accumulators acc[c][pixel] = bias[c] + Σ w · (x − zp_x), [out_c][out_h·out_w].
+void conv2d_acc_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, int64_t* acc);
 void linear_u8_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,
                    uint8_t* y);
 void linear_f32_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,
@@ -142,7 +150,9 @@ void clamp_u8_ref(uint8_t* x, int64_t n, int32_t lo, int32_t hi);
 //   avx2_madd16     int16 × int16 pairs → int32 (8-bit weights reaching −128 or beyond ±64)
 //   portable        the int16 layout in plain loops
 
-enum class Isa { Auto, Portable, Avx2, AvxVnni };
+// Reference: for the executors only (GraphExecutor): every step on the reference kernels, the
+// oracle the optimized plan is tested against. prepare_conv2d_u8 rejects it.
+enum class Isa { Auto, Portable, Avx2, AvxVnni, Reference };
 
 // The kernels' packed weights: per tile of 16 output channels, one block per group of consecutive
 // taps, channel-major, so that a 32-bit broadcast of one pixel's tap group meets w[o][group] in
@@ -233,6 +243,94 @@ class ChainExecutor {
   std::vector<Step> steps_;
   std::vector<uint8_t> arena_[2];
   int64_t input_size_ = 0, output_size_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The graph executor (src/engine/graph_executor.cpp): any graph a QuantModel supports (the zoo's
+// lenet5, resnet8/20, mobilenetv2, mlp): conv (grouped, depthwise), linear, residual add, max /
+// average / global average pooling, ReLU/ReLU6, flatten. Every tensor the float simulation
+// quantizes (IntModel::points) is held as uint8 codes at that point's scale and zero point; the
+// ops between points run on the codes of the point they read:
+//   conv/linear      → the next point downstream, activation fused into the clamp (integerize.h)
+//   add              add_u8_ref's arithmetic at the add's own point (its two fixed-point
+//                    terms tabulated per code at prepare)
+//   relu/relu6/maxpool/flatten that are not fused: on the codes (clamp, max, nothing); a node that
+//                    is itself a point but holds another point's codes is rescaled by a 256-entry
+//                    table built once (requantize(q − zp_in, s_in/s_out) + zp_out, clamped)
+//   avgpool / gap    integer window sum, fixed-point rescale to the next point downstream
+//   conv → relu/relu6 → gap (no point in between, MobileNetV2's head): int32 accumulators, the
+//                    activation applied to them at 2^−8 accumulator units, summed, requantized
+//   the last layer   float logits: (acc − bias) · s_x · s_w[c] + the float bias
+// Prepare builds the steps, prepares the optimized groups = 1 convolutions, and plans memory once:
+// every intermediate tensor gets an offset in one arena, tensors whose lifetimes do not overlap
+// share bytes (greedy by size, 64-byte aligned). run() allocates nothing; one run at a time per
+// object (one executor per thread).
+//
+//   sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+//   std::vector<float> logits(ex.output_size());
+//   ex.run(data.image(i), logits.data());  // normalizes and quantizes like the simulation
+
+class GraphExecutor {
+ public:
+  // Throws sq::Error naming the node or layer the executor cannot run, or an inconsistency
+  // between the graph and the integer model.
+  static GraphExecutor prepare(const Graph& g, const IntModel& im, Isa isa = Isa::Auto);
+  int64_t input_size() const { return input_size_; }    // floats per sample (C·H·W)
+  int64_t output_size() const { return output_size_; }  // logits per sample
+  size_t arena_bytes() const { return arena_.size(); }
+  // One sample, CHW floats as stored in the Dataset (not normalized): the executor applies the
+  // graph's input_mean/input_std and quantizes at the input's point exactly as the simulation:
+  // q = clamp(nearbyint(((x − mean) / std) / s) + zp, 0, qmax), in float.
+  void run(const float* image, float* logits);
+  // The same from an already-quantized input (codes at input_point()'s scale and zero point).
+  void run_quantized(const uint8_t* x, float* logits);
+  const ActQuant& input_point() const { return in_q_; }
+  // One line per step ("conv stage1.block1.a.conv [avx2_maddubs] 1024 B @ 0"), for `info`/tests.
+  std::vector<std::string> describe() const;
+
+ private:
+  struct Step {
+    enum class Kind { ConvFast, ConvRef, ConvF32, ConvGap, Add, AddLut, MaxPool, AvgPool, Gap, Lut }
+        kind;
+    std::string name;  // the node it computes
+    int layer = -1;    // index into layers_ (conv kinds)
+    int fast = -1;     // index into fast_ (ConvFast)
+    int in = -1, in2 = -1, out = -1;  // buffer ids (out = -1: the logits)
+    int64_t n = 0;                     // elements (Add, Lut)
+    ConvShape conv;
+    PoolShape pool;
+    AddParams add;
+    AvgPoolParams avg;
+    int table = -1;  // index into luts_ (Lut)
+    // ConvGap: per channel, the activation bound in 2^−8 accumulator units (−1: none), and the
+    // rescale of the window sum to the output point.
+    bool relu = false;
+    std::vector<int64_t> gap_hi, gap_frac;  // gap_frac: the bias's fraction, 2^−8 units
+    std::vector<Requant> gap_m;
+    int32_t zp_out = 0, lo = 0, hi = 255;
+  };
+  struct Buffer {
+    int64_t bytes = 0;
+    int first = 0, last = 0;  // steps that write it first and read it last
+    size_t offset = 0;
+  };
+  uint8_t* buf(int id) { return arena_.data() + buffers_[id].offset; }
+  void execute();
+
+  std::vector<IntLayer> layers_;
+  std::vector<PreparedConv2d> fast_;
+  std::vector<std::array<uint8_t, 256>> luts_;
+  // AddLut: per operand code, requantize((q − zp) · 2^kShift, M) (add_u8_ref's two terms), so an
+  // add is two lookups, a sum and a shift — the same integers as add_u8_ref.
+  std::vector<std::array<int32_t, 256>> add_terms_;
+  std::vector<Step> steps_;
+  std::vector<Buffer> buffers_;
+  std::vector<uint8_t> arena_;
+  std::vector<int64_t> acc_;  // ConvGap scratch: one channel's accumulators
+  float* logits_ = nullptr;
+  ActQuant in_q_;
+  std::vector<float> mean_, std_;  // per input channel (std 0 → 1, as normalized_image)
+  int64_t input_size_ = 0, output_size_ = 0, input_plane_ = 0;
 };
 
 }  // namespace sq

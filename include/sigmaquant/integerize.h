@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,28 @@ namespace sq {
 struct Requant {
   int32_t multiplier = 0;  // in [2^30, 2^31), or 0 for M = 0
   int shift = 0;           // right shift; may be negative (left shift) when M >= 1
+  // Added to acc · multiplier before the rounding shift (units of 2^−shift output steps): the
+  // part of a layer's float bias that its int32 bias cannot hold (channel_bias), so the output
+  // rounds as if the bias were exact. |offset| <= 2^30; 0 when shift <= 0.
+  int64_t offset = 0;
 };
 Requant quantize_multiplier(double m);
+// requantize(a, r) = (a · multiplier + offset + 2^(shift−1)) >> shift, saturated to int32.
+// The accumulator's unit of an output channel: s_x · s_w[c], or s_x for a pruned channel (s_w = 0;
+// its bias keeps that unit). A channel's requantization is quantize_multiplier(unit / s_out):
+// derived, so model files need not store it.
+double accumulator_unit(float in_scale, float weight_scale);
 int32_t requantize(int64_t acc, const Requant& r);  // saturates to int32
+
+// A weight layer's constants for output channel c from its float bias b and accumulator unit:
+// bias = round_half_even(b / unit) (saturated to int32) and, for a quantized output
+// (out_scale > 0), requant = quantize_multiplier(unit / out_scale) whose offset carries the
+// remainder b / unit − bias. integerize() and model-file loaders both call this.
+struct ChannelBias {
+  int32_t bias = 0;
+  Requant requant;
+};
+ChannelBias channel_bias(float b, double unit, float out_scale);
 
 struct IntLayer {
   std::string name;            // the weight layer
@@ -37,6 +57,7 @@ struct IntLayer {
   float in_scale = 1;
   int32_t in_zero_point = 0;
   std::vector<int32_t> bias;  // per output channel, in units of s_x · s_w[c]
+  std::vector<float> bias_float;  // the float bias it comes from (0 without one), per channel
   int out_node = -1;          // the quantization point it writes (-1: float output)
   float out_scale = 0;
   int32_t out_zero_point = 0, out_lo = 0, out_hi = 0;
@@ -48,6 +69,10 @@ struct IntLayer {
 
 struct IntModel {
   std::vector<IntLayer> layers;  // in graph order
+  // Every activation quantization point (qmodel.h's activation_quant_points), by node index, with
+  // its bits, scale and zero point: what the graph executor needs beyond the weight layers (the
+  // add operands and outputs, the input, a point reached through pooling).
+  std::map<int, ActQuant> points;
 };
 
 IntModel integerize(const QuantModel& qm);

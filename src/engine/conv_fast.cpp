@@ -124,10 +124,11 @@ __attribute__((target("avx2,avxvnni"))) void tile_avxvnni_dpbusd(const void* wv,
 
 // sq::requantize (integerize.cpp) without its 128-bit product where 64 bits are exact: for
 // |a| < 2^31 and multiplier < 2^31 the product is below 2^62 and adding 2^(shift−1) (shift <= 62)
-// cannot overflow. Same rounding (half up), same arithmetic shift, same saturation.
+// and the offset (|offset| <= 2^30) cannot overflow. Same rounding (half up), same arithmetic
+// shift, same saturation.
 inline int32_t requantize_fast(int64_t a, const Requant& r) {
   if (a > -(int64_t{1} << 31) && a < (int64_t{1} << 31) && r.shift >= 1 && r.shift <= 62) {
-    const int64_t v = (a * r.multiplier + (int64_t{1} << (r.shift - 1))) >> r.shift;
+    const int64_t v = (a * r.multiplier + r.offset + (int64_t{1} << (r.shift - 1))) >> r.shift;
     return static_cast<int32_t>(std::clamp<int64_t>(v, INT32_MIN, INT32_MAX));
   }
   return requantize(a, r);
@@ -135,7 +136,8 @@ inline int32_t requantize_fast(int64_t a, const Requant& r) {
 
 #ifdef SQ_X86
 // The epilogue of one tile for 4 channels at a time in int64 lanes, equal to the scalar one:
-//   v = (a · multiplier + 2^(shift−1)) >> shift   (a = bias + dot, |a| < 2^31, 1 <= shift <= 62)
+//   v = (a · multiplier + offset + 2^(shift−1)) >> shift   (a = bias + dot, |a| < 2^31,
+//                                                       1 <= shift <= 62; round = the last two)
 //   y = clamp(v + zp_out, lo, hi)
 // _mm256_mul_epi32 forms the exact 64-bit product of the low 32 bits (a fits, checked per group;
 // a group with a larger |a| goes through requantize_fast). AVX2 has no 64-bit arithmetic shift:
@@ -301,6 +303,9 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
          s.groups);
   if (L.out_node < 0)
     fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
+  if (isa == Isa::Reference)
+    fail("prepare_conv2d_u8: Isa::Reference is for executors (expected Auto, Portable, Avx2 or "
+         "AvxVnni)");
   if (isa == Isa::Auto) isa = best_isa();
   if (isa == Isa::Avx2 && !cpu_has_avx2()) fail("prepare_conv2d_u8: this CPU has no AVX2");
   if (isa == Isa::AvxVnni && !cpu_has_avxvnni())
@@ -366,7 +371,7 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
     if (r.shift < 1 || r.shift > 62) c.ep_vector_ok_[oc / kOc] = 0;
     c.ep_mult_[oc] = r.multiplier;
     c.ep_shift_[oc] = std::clamp(r.shift, 1, 62);
-    c.ep_round_[oc] = int64_t{1} << (c.ep_shift_[oc] - 1);
+    c.ep_round_[oc] = (int64_t{1} << (c.ep_shift_[oc] - 1)) + r.offset;
   }
   c.zp_out_ = L.out_zero_point;
   c.lo_ = L.out_lo;

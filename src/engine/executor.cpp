@@ -8,9 +8,8 @@
 
 namespace sq {
 
-namespace {
-
-ConvShape shape_of(const Graph& g, const Node& n) {
+ConvShape conv_shape_of(const Graph& g, int node) {
+  const Node& n = g.nodes.at(node);
   const Shape& in = g.nodes[n.inputs.at(0)].out_shape;
   if (n.op == Op::Linear) {
     int64_t f = 1;
@@ -22,8 +21,6 @@ ConvShape shape_of(const Graph& g, const Node& n) {
   return ConvShape{in[0], in[1], in[2], n.out_channels, n.kernel, n.stride, n.padding, n.groups};
 }
 
-}  // namespace
-
 ChainExecutor ChainExecutor::prepare(const Graph& g, const IntModel& im, Isa isa) {
   if (im.layers.empty()) fail("engine: the model has no weight layers");
   ChainExecutor ex;
@@ -33,7 +30,6 @@ ChainExecutor ChainExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
     const IntLayer& L = im.layers[li];
     if (L.node < 0 || L.node >= static_cast<int>(g.nodes.size()) || g.nodes[L.node].name != L.name)
       fail("engine: layer '{}' is not node {} of graph '{}'", L.name, L.node, g.name);
-    const Node& n = g.nodes[L.node];
     const bool last = li + 1 == im.layers.size();
     if (L.in_node < 0 || L.in_node >= L.node)
       fail("engine: layer '{}' reads node {} (expected an earlier node)", L.name, L.in_node);
@@ -51,7 +47,7 @@ ChainExecutor ChainExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
            last ? "lacks" : "has");
     Step st;
     st.layer = static_cast<int>(li);
-    st.conv = shape_of(g, n);
+    st.conv = conv_shape_of(g, L.node);
     check_conv(st.conv, &L);
     if (li == 0) ex.input_size_ = st.conv.in_size();
     if (last) {

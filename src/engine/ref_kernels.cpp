@@ -89,9 +89,19 @@ void conv2d_u8_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint
 
 void conv2d_f32_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, float* y) {
   const int64_t pix = s.out_h() * s.out_w();
+  // With the float bias known, the int32 bias's rounding is undone: (acc − bias) · unit + b.
+  const bool exact_bias = L.bias_float.size() == L.bias.size();
   conv2d_acc_ref(s, L, x, [&](int64_t c, int64_t p, int64_t acc) {
-    y[c * pix + p] = static_cast<float>(static_cast<double>(acc) * L.in_scale * L.weight_scales[c]);
+    const double unit = static_cast<double>(L.in_scale) * L.weight_scales[c];
+    y[c * pix + p] = static_cast<float>(
+        exact_bias ? static_cast<double>(acc - L.bias[c]) * unit + L.bias_float[c]
+                   : static_cast<double>(acc) * unit);
   });
+}
+
+void conv2d_acc_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, int64_t* acc) {
+  const int64_t pix = s.out_h() * s.out_w();
+  conv2d_acc_ref(s, L, x, [&](int64_t c, int64_t p, int64_t a) { acc[c * pix + p] = a; });
 }
 
 void linear_u8_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,

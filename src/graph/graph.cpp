@@ -1,4 +1,5 @@
 #include "sigmaquant/graph.h"
+#include "sigmaquant/random.h"
 
 #include <cmath>
 #include <random>
@@ -35,16 +36,6 @@ int64_t bounded_numel(const Shape& s) {
   }
   return n;
 }
-
-// Portable normal samples (std::normal_distribution differs between standard libraries).
-struct Normal {
-  std::mt19937_64 rng;
-  explicit Normal(uint64_t seed) : rng(seed) {}
-  double uniform() { return (static_cast<double>(rng() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-  double operator()() {
-    return std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform());
-  }
-};
 
 }  // namespace
 

@@ -10,7 +10,12 @@ namespace sq {
 
 Requant quantize_multiplier(double m) {
   Requant r;
-  if (m <= 0) return r;
+  if (!(m > 0)) return r;
+  if (!std::isfinite(m)) {  // saturates every non-zero input (requantize)
+    r.multiplier = INT32_MAX;
+    r.shift = -32;
+    return r;
+  }
   int exp = 0;
   double q = std::frexp(m, &exp);  // m = q · 2^exp, q in [0.5, 1)
   int64_t mult = static_cast<int64_t>(std::llround(q * 2147483648.0));
@@ -23,16 +28,40 @@ Requant quantize_multiplier(double m) {
   return r;
 }
 
+double accumulator_unit(float in_scale, float weight_scale) {
+  return static_cast<double>(in_scale) * (weight_scale > 0 ? weight_scale : 1.0);
+}
+
 int32_t requantize(int64_t acc, const Requant& r) {
-  __int128 p = static_cast<__int128>(acc) * r.multiplier;
+  __int128 p = static_cast<__int128>(acc) * r.multiplier + r.offset;  // |p| < 2^95
   if (r.shift > 0) {
+    // From shift 96 on, |p| < 2^(shift−1): the result rounds to 0 (and 1 << 127 would overflow;
+    // a tiny multiplier M from an extreme scale ratio gives such shifts — found by fuzz_sqm).
+    if (r.shift >= 96) return 0;
     p = (p + (static_cast<__int128>(1) << (r.shift - 1))) >> r.shift;
   } else if (r.shift < 0) {
-    p = p << (-r.shift);
+    // M >= 1: a left shift that saturates; multiplied, not shifted (p may be negative).
+    if (p == 0) return 0;
+    if (r.shift <= -32) return p > 0 ? INT32_MAX : INT32_MIN;
+    p *= static_cast<__int128>(1) << (-r.shift);
   }
   if (p > INT32_MAX) return INT32_MAX;
   if (p < INT32_MIN) return INT32_MIN;
   return static_cast<int32_t>(p);
+}
+
+ChannelBias channel_bias(float b, double unit, float out_scale) {
+  ChannelBias cb;
+  const double exact = b / unit;
+  const double q = std::clamp(std::nearbyint(exact), double(INT32_MIN), double(INT32_MAX));
+  cb.bias = static_cast<int32_t>(q);
+  if (out_scale > 0) {
+    cb.requant = quantize_multiplier(unit / out_scale);
+    const double frac = exact - q;  // in [−0.5, 0.5] unless the bias saturated
+    if (cb.requant.shift > 0 && std::fabs(frac) <= 0.5)
+      cb.requant.offset = std::llround(frac * cb.requant.multiplier);
+  }
+  return cb;
 }
 
 int32_t IntLayer::output(int64_t c, int64_t acc) const {
@@ -49,6 +78,7 @@ IntModel integerize(const QuantModel& qm) {
     return it->second;
   };
   IntModel im;
+  for (const auto& [node, bits] : points) im.points[node] = act_of(node);
   for (int i : g.weight_layers()) {
     const Node& n = g.nodes[i];
     const LayerBits& lb = qm.bits.for_layer(n.name);
@@ -90,10 +120,12 @@ IntModel integerize(const QuantModel& qm) {
       float sw = ws.size() == 1 ? ws[0] : ws[c];
       if (lb.channel_bits(c) == 0) sw = 0;
       L.weight_scales.push_back(sw);
-      double unit = static_cast<double>(in.scale) * (sw > 0 ? sw : 1.0);
-      double b = bias ? std::nearbyint(bias->data[c] / unit) : 0.0;
-      L.bias.push_back(static_cast<int32_t>(std::clamp(b, double(INT32_MIN), double(INT32_MAX))));
-      L.requant.push_back(L.out_node >= 0 ? quantize_multiplier(unit / L.out_scale) : Requant{});
+      const float b = bias ? bias->data[c] : 0.0f;
+      const ChannelBias cb =
+          channel_bias(b, accumulator_unit(in.scale, sw), L.out_node >= 0 ? L.out_scale : 0.0f);
+      L.bias.push_back(cb.bias);
+      L.bias_float.push_back(b);
+      L.requant.push_back(cb.requant);
     }
     im.layers.push_back(std::move(L));
   }

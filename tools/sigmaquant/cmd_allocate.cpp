@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common.h"
+#include "search_driver.h"
 #include "sigmaquant/alloc.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
@@ -23,27 +24,6 @@ struct AllocateFlags {
   std::string out;
   bool json = false;
 };
-
-std::vector<int> parse_bits_set(const std::string& s) {
-  std::vector<int> bits;
-  std::stringstream ss(s);
-  std::string part;
-  while (std::getline(ss, part, ',')) {
-    try {
-      size_t used = 0;
-      int b = std::stoi(part, &used);
-      if (used != part.size() || b < 1 || b > 8) throw std::invalid_argument(part);
-      bits.push_back(b);
-    } catch (const std::exception&) {
-      sq::fail("--bits-set '{}': expected a comma-separated list of bitwidths in 1..8 (e.g. 2,4,8)",
-               s);
-    }
-  }
-  std::sort(bits.begin(), bits.end());
-  bits.erase(std::unique(bits.begin(), bits.end()), bits.end());
-  if (bits.empty()) sq::fail("--bits-set '{}' is empty", s);
-  return bits;
-}
 
 void run_allocate(const AllocateFlags& f) {
   sq::Graph g = resolve_model(f.model.model, parse_shape(f.model.input_shape, "--input-shape"),

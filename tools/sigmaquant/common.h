@@ -54,5 +54,12 @@ void add_ptq(CLI::App& app);
 void add_qat(CLI::App& app);
 void add_cost(CLI::App& app);
 void add_allocate(CLI::App& app);
+void add_quantize(CLI::App& app);
+void add_pareto(CLI::App& app);
+void add_import(CLI::App& app);
+void add_report(CLI::App& app);
+void add_export(CLI::App& app);
+void add_run(CLI::App& app);
+void add_bench(CLI::App& app);
 
 }  // namespace sqcli

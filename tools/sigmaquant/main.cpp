@@ -18,6 +18,13 @@ int main(int argc, char** argv) {
   sqcli::add_qat(app);
   sqcli::add_cost(app);
   sqcli::add_allocate(app);
+  sqcli::add_quantize(app);
+  sqcli::add_pareto(app);
+  sqcli::add_import(app);
+  sqcli::add_report(app);
+  sqcli::add_export(app);
+  sqcli::add_run(app);
+  sqcli::add_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,27 @@
+// C export (issue #6): a quantized model as portable C99 source — the weights bit-packed at each
+// layer's own width plus a small integer-only runtime — that a plain C compiler builds and that
+// reproduces the integer engine (GraphExecutor) bit-exactly. Layout of the generated files, API and
+// build: docs/engine.md, "C export".
+//
+//   sq::export_c(qm, "out/lenet5_c");   // integerizes, then writes into out/lenet5_c/:
+//     model.h         float-in / logits-out API: void sq_model_run(const float* image, float*
+//     logits) model_data.c    packed weights, biases, requantization constants, the network's steps
+//     sq_runtime.h/.c the portable integer kernels (no malloc: buffers sized at export time)
+//     main_example.c  demo: raw float32 images from a file → predicted class per image
+//     Makefile        `make` builds the demo with $(CC) -std=c99
+//
+// `image` is one sample CHW exactly as stored in the dataset (not normalized): the runtime
+// normalizes with the graph's input_mean/input_std and quantizes at the input quantization point.
+#pragma once
+
+#include <string>
+
+#include "sigmaquant/qmodel.h"
+
+namespace sq {
+
+// Writes the files above into out_dir (created if needed; each file written atomically). Throws
+// sq::Error naming the node if the graph holds something the integer engine cannot run.
+void export_c(const QuantModel& qm, const std::string& out_dir);
+
+}  // namespace sq

@@ -1,0 +1,44 @@
+// ONNX export (QDQ, opset 13) of a quantized model and import of float CNNs from ONNX.
+//
+// Export: QuantizeLinear/DequantizeLinear ("QDQ") graph of a QuantModel (BN already folded):
+//   - weights are int8 initializers with per-output-channel (axis 0) float scales and a zero
+//     point of 0; sub-8-bit layers use the narrow range |q| <= 2^(b-1)-1 inside the int8
+//     container and their true bitwidth is recorded in metadata_props ("sq.bits.<layer>") and in
+//     the DequantizeLinear node's doc_string;
+//   - activations are quantized (uint8 QuantizeLinear -> DequantizeLinear) exactly at
+//     activation_quant_points(), with the ActQuant scale / zero point of the QuantModel;
+//   - biases stay float (added by the Conv / Gemm after the dequantized weight);
+//   - the graph input is the raw image in [0, 1] ("input", float32 [N, C, H, W], N dynamic),
+//     normalized by Sub(mean) / Div(std) when the graph has input_mean / input_std; the output
+//     is "logits", float32 [N, num_classes].
+// The model is checked with onnx::checker and shape inference before it is written atomically.
+//
+//   sq::QuantModel qm = sq::load_qmodel("model.q.sqg");
+//   sq::export_onnx(qm, "model.onnx");
+//   sq::Graph g = sq::import_onnx("float_cnn.onnx");  // float CNN -> SigmaQuant graph
+//
+// Import: float CNNs made of Conv, Gemm, MatMul(+Add), Relu, Clip(0,6), Add, MaxPool,
+// AveragePool, GlobalAveragePool, Flatten / Reshape (to 2-D), BatchNormalization, Identity,
+// Dropout; a leading Sub(mean) / Div(std) becomes the graph's input_mean / input_std (otherwise
+// they stay empty). Anything else throws sq::Error naming every unsupported operator and node.
+#pragma once
+
+#include <string>
+
+#include "sigmaquant/graph.h"
+#include "sigmaquant/qmodel.h"
+
+namespace sq {
+
+// Writes qm as a QDQ ONNX model (opset 13) to path. Throws sq::Error on failure.
+void export_onnx(const QuantModel& qm, const std::string& path);
+
+// The ONNX model bytes that export_onnx writes.
+std::string export_onnx_bytes(const QuantModel& qm);
+
+// Reads a float CNN from an ONNX file. Throws sq::Error naming the file and the problem.
+Graph import_onnx(const std::string& path);
+// Same, from the bytes of a model; `where` names it in error messages.
+Graph import_onnx_bytes(const std::string& bytes, const std::string& where);
+
+}  // namespace sq

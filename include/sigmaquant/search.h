@@ -1,0 +1,208 @@
+// Bit-allocation searches that need accuracy measurements: SigmaQuant Phase 2 and the baselines
+// (uniform, adaptive quantization after Zhou et al., Hessian-aware knapsack, random, exhaustive).
+// This header is torch-free: the searches talk to training through SearchOracle, so a test can
+// drive them with a stand-in; src/torch/search.cpp implements the real oracle with LibTorch.
+//
+//   sq::Budgets b = sq::budgets_for_avg_bits(g, target, 3.0, 8);     // or the target's own
+//   sq::Phase1Result p1 = sq::sigmaquant_phase1(g, target, o1);       // every budget holds
+//   auto oracle = sq::make_qat_oracle(g, train, val, oracle_opts);     // LibTorch
+//   sq::Phase2Result p2 = sq::sigmaquant_phase2(g, cost, b, p1.bits, *oracle, o2);
+//
+// Every budget holds at every step of every search here: a move that would break one is never
+// made (tests/core/test_search.cpp checks it with a stand-in oracle).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sigmaquant/bits.h"
+#include "sigmaquant/cost.h"
+#include "sigmaquant/graph.h"
+
+namespace sq {
+
+struct Dataset;
+struct QuantModel;
+
+// ---- budgets ----
+
+// The target's budgets with the weight-memory budget replaced by the memory of the model at an
+// average of `avg_bits` weight bits: linear between uniform 2 and uniform 8 bits (so exact at
+// every integer width, scales and biases included). Other budgets are kept.
+Budgets budgets_for_avg_bits(const Graph& g, const Target& t, double avg_bits, int abits);
+
+// Every budget fits?
+bool fits(const CostEvaluator& ce, const Budgets& b, const BitConfig& bits);
+
+// The largest uniform weight width in `candidates` (abits for activations) that fits every
+// budget; throws sq::Error naming the budget that even the smallest candidate breaks.
+int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                             const std::vector<int>& candidates, int abits);
+
+// ---- what the searches need from training ----
+
+class SearchOracle {
+ public:
+  virtual ~SearchOracle() = default;
+  // Puts `bits` on the model (layers whose bits changed get fresh weight scales; the rest keep
+  // their trained state), runs a short QAT of `epochs` (a fraction of the training set), and
+  // returns the validation accuracy in [0, 1].
+  virtual double train_and_evaluate(const BitConfig& bits, double epochs, int iteration) = 0;
+  // Sensitivity of weight layer `layer` at `bits` (>= 0, smaller is better): a KL divergence.
+  virtual double layer_kl(const std::string& layer, int bits) = 0;
+};
+
+// ---- SigmaQuant Phase 2 ----
+
+struct Phase2Options {
+  double target_accuracy = 0;  // absolute, in [0, 1]
+  double band = 0.005;         // tolerance band above the target
+  bool minimize = false;       // above target + band: lower the smallest-KL layers
+  int max_iterations = 6;
+  double cycle_epochs = 0.1;  // QAT per cycle (fraction of the training set)
+  int max_raises = 2;         // raises per iteration (each paid for by lowerings)
+  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};
+  std::map<std::string, int> pinned;  // never moved
+};
+
+struct BitChange {
+  std::string layer;
+  int from = 0, to = 0;
+  std::string why;  // "raise: largest KL per cost", "pay: smallest KL", "minimise"
+};
+
+struct Phase2Step {
+  int iteration = 0;  // 0 = the Phase 1 assignment
+  BitConfig bits;
+  std::vector<BitChange> changes;  // made before this step's QAT cycle
+  double accuracy = 0;             // validation, after the cycle
+  CostReport cost;
+  std::vector<BudgetCheck> budgets;
+  double avg_bits = 0;
+  double qat_epochs = 0;  // this step's
+  double seconds = 0;
+  std::map<std::string, double> kl;  // per layer at its bits in this step
+};
+
+struct Phase2Result {
+  BitConfig bits;  // the best feasible step (highest accuracy; ties: cheaper)
+  double accuracy = 0;
+  int best_step = 0;
+  std::vector<Phase2Step> steps;
+  double qat_epochs = 0;
+  std::string stop_reason;  // "in band", "fixed point", "iteration limit"
+};
+
+// Resumable state: steps done so far (the search continues after the last one).
+using Phase2StepHook = std::function<void(const Phase2Step&)>;
+
+// Runs Phase 2 from `start` (which must fit every budget). `done` holds steps of an interrupted
+// run to continue from (their accuracies are not re-measured; the oracle must already hold the
+// model of the last one). `on_step` is called after every step (to log and checkpoint).
+Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                               const BitConfig& start, SearchOracle& oracle,
+                               const Phase2Options& o, std::vector<Phase2Step> done = {},
+                               const Phase2StepHook& on_step = {});
+
+// One Phase 2 move set (exposed for tests): the raises and their lowerings that the search would
+// make from `bits` when accuracy is below target (raise = true) or above the band (false).
+std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                                    const BitConfig& bits, SearchOracle& oracle,
+                                    const Phase2Options& o, bool raise,
+                                    const std::vector<BitConfig>& visited);
+
+// ---- baselines (torch-free parts) ----
+
+// Adaptive quantization (Zhou et al., AAAI 2018): b_i = c + log_4(p_i / (t_i s_i)) rounded to the
+// candidate grid, c the largest offset (by bisection) that fits every budget. p: noise gain of
+// layer i on the logits, t: its robustness, s: its parameter count.
+BitConfig adaptive_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                              const std::map<std::string, double>& p,
+                              const std::map<std::string, double>& t,
+                              const std::vector<int>& candidates, int abits,
+                              const std::map<std::string, int>& pinned = {});
+
+// Hessian-aware (HAWQ-V2 style): damage_i(b) = trace_i / n_i * ||Q_b(W_i) - W_i||^2, minimised
+// exactly (multiple-choice knapsack) under the weight-memory budget; when another budget breaks,
+// the memory budget is tightened by bisection until every budget holds.
+BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                             const std::map<std::string, double>& traces,
+                             const std::vector<int>& candidates, int abits,
+                             const std::map<std::string, int>& pinned = {});
+
+// A random assignment that fits: bits drawn uniformly from the candidates, then random layers
+// lowered until every budget holds, then random raises while one fits.
+BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                            const std::vector<int>& candidates, int abits, uint64_t seed,
+                            const std::map<std::string, int>& pinned = {});
+
+// Every assignment over `candidates` of the layers not pinned that fits (for exhaustive search on
+// small networks; throws above `limit` combinations).
+std::vector<BitConfig> feasible_assignments(const Graph& g, const CostEvaluator& ce,
+                                            const Budgets& b, const std::vector<int>& candidates,
+                                            int abits, int64_t limit = 100000,
+                                            const std::map<std::string, int>& pinned = {});
+
+// KL divergence between the histogram of a layer's float weights and that of its quantized
+// weights (same bins; Laplace smoothing), with per-channel max scales.
+double weight_kl(const Node& layer, int bits, int bins = 256);
+
+// Per-channel symmetric scales minimising the rounding MSE (clip ratio searched on a grid):
+// better starting scales than max|w| at 2-4 bits.
+std::vector<float> mse_weight_scales(const Node& layer, int bits, bool per_channel = true);
+
+// ---- LibTorch parts (src/torch/search.cpp) ----
+
+struct OracleOptions {
+  std::string kl = "output";   // "output": KL(softmax FP32 || softmax with only the layer
+                               // quantized) on kl_samples images; "weight": weight_kl()
+  int64_t kl_samples = 512;
+  int64_t val_samples = 2000;  // validation subset (held out of the QAT data)
+  double lr = 0.001;
+  int64_t batch_size = 128;
+  uint64_t seed = 1;
+  bool progress = true;
+  std::string qat_weight_mode = "lsq", qat_act_mode = "lsq";
+  int64_t calib_samples = 1024;
+};
+
+class QatOracle : public SearchOracle {
+ public:
+  // fp32: the trained float model; train: QAT data (cycles walk through it); val: accuracy.
+  QatOracle(const Graph& fp32, const Dataset& train, const Dataset& val, const OracleOptions& o);
+  ~QatOracle() override;
+  double train_and_evaluate(const BitConfig& bits, double epochs, int iteration) override;
+  double layer_kl(const std::string& layer, int bits) override;
+  // The model after the last cycle (to checkpoint, or to start the final QAT from).
+  const QuantModel& model() const;
+  void set_model(const QuantModel& qm);  // resume
+  double qat_epochs() const;             // spent so far
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The quantized model for `bits`, starting from `from` where it has trained state (layers whose
+// bits differ get fresh MSE weight scales), else PTQ of the float graph.
+QuantModel requantize_model(const Graph& fp32, const QuantModel* from, const BitConfig& bits,
+                            const Dataset& calib, int64_t calib_samples, uint64_t seed);
+
+// Hutchinson estimate of each weight layer's Hessian trace of the cross-entropy loss:
+// E[v^T H v] over Rademacher v, `iterations` probes on `samples` training images.
+std::map<std::string, double> hutchinson_traces(const Graph& g, const Dataset& data,
+                                                int64_t samples, int iterations, uint64_t seed);
+
+// Zhou et al.'s measurements: p_i = E||Δlogits||^2 / E||ΔW_i||^2 for small Gaussian weight noise
+// on layer i alone; t_i = the logit-noise energy E||Δlogits||^2 at which accuracy (on `samples`
+// images) first drops by `drop` when the noise comes from layer i (bisection on the noise scale).
+void adaptive_measure(const Graph& g, const Dataset& data, int64_t samples, double drop,
+                      uint64_t seed, std::map<std::string, double>& p,
+                      std::map<std::string, double>& t);
+
+}  // namespace sq

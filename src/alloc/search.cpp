@@ -1,0 +1,557 @@
+// SigmaQuant Phase 2 and the baseline allocators (torch-free parts). Choices and their reasons:
+// docs/method.md, "Refinement (Phase 2)" and "Baselines".
+#include "sigmaquant/search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <set>
+
+#include "sigmaquant/alloc.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/quant.h"
+#include "sigmaquant/random.h"
+
+namespace sq {
+namespace {
+
+std::vector<std::string> layer_names(const Graph& g) {
+  std::vector<std::string> names;
+  for (int i : g.weight_layers()) names.push_back(g.nodes[i].name);
+  return names;
+}
+
+int wbits_of(const BitConfig& b, const std::string& layer) { return b.for_layer(layer).wbits; }
+
+void set_wbits(BitConfig& b, const std::string& layer, int bits) {
+  LayerBits lb = b.for_layer(layer);
+  lb.wbits = bits;
+  lb.channel_wbits.clear();
+  b.layers[layer] = lb;
+}
+
+// The next candidate above / below `bits` (0 when none).
+int step_up(const std::vector<int>& c, int bits) {
+  for (int v : c)
+    if (v > bits) return v;
+  return 0;
+}
+int step_down(const std::vector<int>& c, int bits) {
+  int best = 0;
+  for (int v : c)
+    if (v < bits) best = v;
+  return best;
+}
+
+// Budget values of a report, in the order of check_budgets.
+std::vector<double> usage(const CostReport& r, const Budgets& b) {
+  std::vector<double> u;
+  for (const BudgetCheck& c : check_budgets(r, b)) u.push_back(c.value / c.budget);
+  return u;
+}
+
+// Σ over budgets of the normalised increase (positive part) from `a` to `b`.
+double added_use(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += std::max(0.0, b[i] - a[i]);
+  return s;
+}
+// Σ over budgets that are over (b > 1) of how much `to` reduces the overshoot of `from`.
+double relieved(const std::vector<double>& from, const std::vector<double>& to) {
+  double s = 0;
+  for (size_t i = 0; i < from.size(); ++i)
+    if (from[i] > 1) s += std::max(0.0, from[i] - std::max(to[i], 1.0));
+  return s;
+}
+
+bool all_fit(const std::vector<double>& u) {
+  for (double v : u)
+    if (v > 1 + 1e-12) return false;
+  return true;
+}
+
+bool seen(const std::vector<BitConfig>& visited, const BitConfig& b) {
+  for (const BitConfig& v : visited)
+    if (v.layers == b.layers) return true;
+  return false;
+}
+
+// Throws, naming the budget and the excess, when even the cheapest assignment (every movable
+// layer at the smallest candidate) breaks a budget.
+void require_reachable(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                       const std::vector<int>& cand, int abits,
+                       const std::map<std::string, int>& pinned, const char* method) {
+  BitConfig c = BitConfig::uniform(g, cand.front(), abits);
+  for (const auto& [n, bits] : pinned) set_wbits(c, n, bits);
+  for (const BudgetCheck& k : check_budgets(ce.evaluate(c), b))
+    if (!k.fits)
+      fail("{}: the {} budget cannot be met even with every layer at {} bits: {:.6g} {} is "
+           "{:.1f}% over the budget of {:.6g} {}",
+           method, k.metric, cand.front(), k.value, k.unit, k.excess_pct, k.budget, k.unit);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Budgets
+
+Budgets budgets_for_avg_bits(const Graph& g, const Target& t, double avg_bits, int abits) {
+  if (!(avg_bits >= 1 && avg_bits <= 8))
+    fail("average weight bits {} is out of range (expected 1..8)", avg_bits);
+  CostEvaluator ce(g, t);
+  double lo = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 2, abits)).weight_bytes);
+  double hi = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, abits)).weight_bytes);
+  Budgets b = t.budgets;
+  b.weight_bytes = lo + (avg_bits - 2) * (hi - lo) / 6;
+  return b;
+}
+
+bool fits(const CostEvaluator& ce, const Budgets& b, const BitConfig& bits) {
+  return fits_budgets(ce.evaluate(bits), b);
+}
+
+int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                             const std::vector<int>& candidates, int abits) {
+  if (candidates.empty()) fail("no candidate bitwidths");
+  for (auto it = candidates.rbegin(); it != candidates.rend(); ++it)
+    if (fits(ce, b, BitConfig::uniform(g, *it, abits))) return *it;
+  int lowest = *std::min_element(candidates.begin(), candidates.end());
+  for (const BudgetCheck& c : check_budgets(ce.evaluate(BitConfig::uniform(g, lowest, abits)), b))
+    if (!c.fits)
+      fail("uniform {}-bit weights break the {} budget ({} {}, {:.1f}% over {} {}): no uniform "
+           "assignment fits",
+           lowest, c.metric, c.value, c.unit, c.excess_pct, c.budget, c.unit);
+  fail("no uniform assignment fits");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2
+
+std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                                    const BitConfig& bits, SearchOracle& oracle,
+                                    const Phase2Options& o, bool raise,
+                                    const std::vector<BitConfig>& visited) {
+  const std::vector<int>& cand = o.candidate_bits;
+  std::vector<std::string> movable;
+  for (const std::string& n : layer_names(g))
+    if (!o.pinned.count(n)) movable.push_back(n);
+  BitConfig cur = bits;
+  std::vector<double> use = usage(ce.evaluate(cur), b);
+  std::vector<BitChange> changes;
+
+  if (!raise) {  // minimise: the lowering with the least KL added per unit of budget freed
+    double best = std::numeric_limits<double>::infinity();
+    BitChange pick;
+    for (const std::string& n : movable) {
+      int from = wbits_of(cur, n), to = step_down(cand, from);
+      if (!to) continue;
+      BitConfig t = cur;
+      set_wbits(t, n, to);
+      if (seen(visited, t)) continue;
+      double freed = added_use(usage(ce.evaluate(t), b), use);
+      double loss = std::max(0.0, oracle.layer_kl(n, to) - oracle.layer_kl(n, from));
+      double score = loss / std::max(freed, 1e-12);
+      if (freed > 0 && score < best) best = score, pick = {n, from, to, "minimise: least KL per cost freed"};
+    }
+    if (!pick.layer.empty()) changes.push_back(pick);
+    return changes;
+  }
+
+  std::set<std::string> raised;
+  for (int r = 0; r < o.max_raises; ++r) {
+    // Candidate raises ranked by KL removed per unit of budget added.
+    struct Raise {
+      std::string layer;
+      int from, to;
+      double gain, score;
+    };
+    std::vector<Raise> ranked;
+    for (const std::string& n : movable) {
+      if (raised.count(n)) continue;
+      int from = wbits_of(cur, n), to = step_up(cand, from);
+      if (!to) continue;
+      BitConfig t = cur;
+      set_wbits(t, n, to);
+      double gain = oracle.layer_kl(n, from) - oracle.layer_kl(n, to);
+      if (gain <= 0) continue;
+      double add = added_use(use, usage(ce.evaluate(t), b));
+      ranked.push_back({n, from, to, gain, gain / std::max(add, 1e-9)});
+    }
+    std::sort(ranked.begin(), ranked.end(), [](const Raise& x, const Raise& y) {
+      return x.score > y.score || (x.score == y.score && x.layer < y.layer);
+    });
+    bool made = false;
+    for (const Raise& rz : ranked) {
+      BitConfig t = cur;
+      set_wbits(t, rz.layer, rz.to);
+      std::vector<BitChange> step = {{rz.layer, rz.from, rz.to, "raise: largest KL per cost"}};
+      double paid = 0;
+      std::vector<double> u = usage(ce.evaluate(t), b);
+      std::set<std::string> lowered;
+      // Pay: lower the layers that add the least KL per unit of overshoot relieved.
+      while (!all_fit(u)) {
+        double best = std::numeric_limits<double>::infinity();
+        std::string pick;
+        int pick_to = 0;
+        for (const std::string& n : movable) {
+          if (n == rz.layer || raised.count(n)) continue;
+          int from = wbits_of(t, n), to = step_down(cand, from);
+          if (!to) continue;
+          BitConfig l = t;
+          set_wbits(l, n, to);
+          double rel = relieved(u, usage(ce.evaluate(l), b));
+          if (rel <= 0) continue;
+          double loss = std::max(0.0, oracle.layer_kl(n, to) - oracle.layer_kl(n, from));
+          double score = loss / rel;
+          if (score < best) best = score, pick = n, pick_to = to;
+        }
+        if (pick.empty()) break;
+        int from = wbits_of(t, pick);
+        paid += std::max(0.0, oracle.layer_kl(pick, pick_to) - oracle.layer_kl(pick, from));
+        set_wbits(t, pick, pick_to);
+        lowered.insert(pick);
+        step.push_back({pick, from, pick_to, "pay: smallest KL per cost"});
+        u = usage(ce.evaluate(t), b);
+      }
+      if (!all_fit(u) || paid >= rz.gain || seen(visited, t)) continue;  // not worth it
+      cur = t;
+      use = u;
+      raised.insert(rz.layer);
+      changes.insert(changes.end(), step.begin(), step.end());
+      made = true;
+      break;
+    }
+    if (!made) break;
+  }
+  return changes;
+}
+
+Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                               const BitConfig& start, SearchOracle& oracle,
+                               const Phase2Options& o, std::vector<Phase2Step> done,
+                               const Phase2StepHook& on_step) {
+  if (o.candidate_bits.empty()) fail("Phase 2: no candidate bitwidths");
+  if (!(o.cycle_epochs > 0)) fail("Phase 2: the QAT cycle must be longer than 0 epochs");
+  if (!fits(ce, b, start)) fail("Phase 2: the starting assignment breaks a budget");
+  auto now = [] { return std::chrono::steady_clock::now(); };
+
+  auto record = [&](int it, const BitConfig& bits, std::vector<BitChange> changes) {
+    auto t0 = now();
+    Phase2Step s;
+    s.iteration = it;
+    s.bits = bits;
+    s.changes = std::move(changes);
+    s.accuracy = oracle.train_and_evaluate(bits, o.cycle_epochs, it);
+    s.qat_epochs = o.cycle_epochs;
+    s.cost = ce.evaluate(bits);
+    s.budgets = check_budgets(s.cost, b);
+    if (!fits_budgets(s.cost, b)) fail("Phase 2 internal error: step {} breaks a budget", it);
+    s.avg_bits = average_weight_bits(bits, g);
+    for (const std::string& n : layer_names(g)) s.kl[n] = oracle.layer_kl(n, wbits_of(bits, n));
+    s.seconds = std::chrono::duration<double>(now() - t0).count();
+    if (on_step) on_step(s);
+    return s;
+  };
+
+  Phase2Result r;
+  r.steps = std::move(done);
+  if (r.steps.empty()) r.steps.push_back(record(0, start, {}));
+  std::vector<BitConfig> visited;
+  for (const Phase2Step& s : r.steps) visited.push_back(s.bits);
+
+  auto in_band = [&](double acc) {
+    return acc >= o.target_accuracy && (!o.minimize || acc <= o.target_accuracy + o.band);
+  };
+  while (true) {
+    const Phase2Step& last = r.steps.back();
+    if (in_band(last.accuracy)) {
+      r.stop_reason = "in band";
+      break;
+    }
+    if (last.iteration >= o.max_iterations) {
+      r.stop_reason = "iteration limit";
+      break;
+    }
+    bool raise = last.accuracy < o.target_accuracy;
+    std::vector<BitChange> ch = phase2_moves(g, ce, b, last.bits, oracle, o, raise, visited);
+    if (ch.empty()) {
+      r.stop_reason = "fixed point";
+      break;
+    }
+    BitConfig next = last.bits;
+    for (const BitChange& c : ch) set_wbits(next, c.layer, c.to);
+    visited.push_back(next);
+    r.steps.push_back(record(last.iteration + 1, next, ch));
+  }
+
+  // The best step: target met at the lowest normalised cost, else the highest accuracy.
+  auto total_use = [&](const Phase2Step& s) {
+    double t = 0;
+    for (const BudgetCheck& c : s.budgets) t += c.value / c.budget;
+    return t;
+  };
+  int best = 0;
+  for (int i = 1; i < static_cast<int>(r.steps.size()); ++i) {
+    const Phase2Step &s = r.steps[i], &cb = r.steps[best];
+    bool s_ok = s.accuracy >= o.target_accuracy, b_ok = cb.accuracy >= o.target_accuracy;
+    if (o.minimize && s_ok && b_ok) {
+      if (total_use(s) < total_use(cb)) best = i;
+    } else if (s.accuracy > cb.accuracy) {
+      best = i;
+    }
+  }
+  r.best_step = best;
+  r.bits = r.steps[best].bits;
+  r.accuracy = r.steps[best].accuracy;
+  for (const Phase2Step& s : r.steps) r.qat_epochs += s.qat_epochs;
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baselines
+
+namespace {
+
+BitConfig with_bits(const Graph& g, int abits, const std::map<std::string, int>& wbits) {
+  BitConfig c = BitConfig::uniform(g, 8, abits);
+  for (const auto& [n, bits] : wbits) set_wbits(c, n, bits);
+  return c;
+}
+
+int nearest_candidate(const std::vector<int>& cand, double x) {
+  int best = cand.front();
+  for (int v : cand)
+    if (std::abs(v - x) < std::abs(best - x)) best = v;
+  return best;
+}
+
+// Per-layer cost tables: weight bytes of each layer at each candidate (independent of the others).
+std::map<std::string, std::map<int, double>> layer_weight_bytes(const Graph& g,
+                                                                 const CostEvaluator& ce,
+                                                                 const std::vector<int>& cand,
+                                                                 int abits) {
+  std::map<std::string, std::map<int, double>> t;
+  for (int bits : cand)
+    for (const LayerCost& l : ce.evaluate(BitConfig::uniform(g, bits, abits)).layers)
+      t[l.name][bits] = static_cast<double>(l.weight_bytes);
+  return t;
+}
+
+}  // namespace
+
+BitConfig adaptive_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                              const std::map<std::string, double>& p,
+                              const std::map<std::string, double>& t,
+                              const std::vector<int>& cand, int abits,
+                              const std::map<std::string, int>& pinned) {
+  if (cand.empty()) fail("adaptive: no candidate bitwidths");
+  require_reachable(g, ce, b, cand, abits, pinned, "adaptive");
+  std::map<std::string, double> base;  // log_4(p / (t s))
+  for (int i : g.weight_layers()) {
+    const std::string& n = g.nodes[i].name;
+    if (pinned.count(n)) continue;
+    auto pi = p.find(n), ti = t.find(n);
+    if (pi == p.end() || ti == t.end()) fail("adaptive: no measurement for layer '{}'", n);
+    double s = static_cast<double>(g.nodes[i].params.at("weight").size());
+    double ratio = std::max(pi->second, 1e-30) / (std::max(ti->second, 1e-30) * s);
+    base[n] = std::log(ratio) / std::log(4.0);
+  }
+  auto config = [&](double c) {
+    std::map<std::string, int> w(pinned.begin(), pinned.end());
+    for (const auto& [n, v] : base) w[n] = nearest_candidate(cand, c + v);
+    return with_bits(g, abits, w);
+  };
+  // The offset range that spans every layer from the lowest to the highest candidate.
+  double vmin = 0, vmax = 0;
+  for (const auto& [n, v] : base) vmin = std::min(vmin, v), vmax = std::max(vmax, v);
+  double lo = cand.front() - vmax - 1, hi = cand.back() - vmin + 1;
+  if (!fits(ce, b, config(lo)))
+    fail("adaptive: no assignment fits the budgets even with every layer at {} bits", cand.front());
+  for (int it = 0; it < 60; ++it) {
+    double mid = 0.5 * (lo + hi);
+    (fits(ce, b, config(mid)) ? lo : hi) = mid;
+  }
+  return config(lo);
+}
+
+BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                             const std::map<std::string, double>& traces,
+                             const std::vector<int>& cand, int abits,
+                             const std::map<std::string, int>& pinned) {
+  if (cand.empty()) fail("hessian: no candidate bitwidths");
+  require_reachable(g, ce, b, cand, abits, pinned, "hessian");
+  auto bytes = layer_weight_bytes(g, ce, cand, abits);
+  std::vector<std::string> names;
+  std::vector<std::vector<KnapsackItem>> items;
+  double pinned_bytes = 0;
+  for (int i : g.weight_layers()) {
+    const Node& n = g.nodes[i];
+    if (pinned.count(n.name)) {
+      BitConfig one = with_bits(g, abits, {{n.name, pinned.at(n.name)}});
+      for (const LayerCost& l : ce.evaluate(one).layers)
+        if (l.name == n.name) pinned_bytes += static_cast<double>(l.weight_bytes);
+      continue;
+    }
+    auto tr = traces.find(n.name);
+    if (tr == traces.end()) fail("hessian: no trace for layer '{}'", n.name);
+    const Tensor& w = n.params.at("weight");
+    double avg_trace = tr->second / static_cast<double>(w.size());
+    std::vector<KnapsackItem> row;
+    for (int bits : cand) {
+      Tensor dq = dequantize(quantize_weights_symmetric(w, bits, true));
+      double err = 0;
+      for (int64_t k = 0; k < w.size(); ++k) err += double(dq.data[k] - w.data[k]) * (dq.data[k] - w.data[k]);
+      row.push_back({bits, bytes[n.name][bits], avg_trace * err});
+    }
+    names.push_back(n.name);
+    items.push_back(row);
+  }
+  auto solve = [&](double budget) -> std::optional<BitConfig> {
+    try {
+      KnapsackResult k = solve_knapsack(items, budget - pinned_bytes);
+      std::map<std::string, int> w(pinned.begin(), pinned.end());
+      for (size_t i = 0; i < names.size(); ++i) w[names[i]] = k.bits[i];
+      return with_bits(g, abits, w);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  };
+  double budget = b.weight_bytes ? *b.weight_bytes
+                                 : static_cast<double>(
+                                       ce.evaluate(BitConfig::uniform(g, cand.back(), abits)).weight_bytes);
+  auto best = solve(budget);
+  if (best && fits(ce, b, *best)) return *best;
+  // Another budget breaks: tighten the memory budget until every budget holds.
+  double lo = 0, hi = budget;
+  std::optional<BitConfig> ok;
+  for (int it = 0; it < 40; ++it) {
+    double mid = 0.5 * (lo + hi);
+    auto c = solve(mid);
+    if (c && fits(ce, b, *c)) {
+      ok = c;
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  if (!ok) fail("hessian: no assignment over the candidates fits every budget");
+  return *ok;
+}
+
+BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                            const std::vector<int>& cand, int abits, uint64_t seed,
+                            const std::map<std::string, int>& pinned) {
+  if (cand.empty()) fail("random: no candidate bitwidths");
+  require_reachable(g, ce, b, cand, abits, pinned, "random");
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> movable;
+  std::map<std::string, int> w(pinned.begin(), pinned.end());
+  for (const std::string& n : layer_names(g))
+    if (!pinned.count(n)) {
+      movable.push_back(n);
+      w[n] = cand[uniform_index(rng, cand.size())];
+    }
+  BitConfig c = with_bits(g, abits, w);
+  auto pick = [&] { return movable[uniform_index(rng, movable.size())]; };
+  if (movable.empty()) return c;
+  for (int guard = 0; !fits(ce, b, c); ++guard) {
+    if (guard > 100000) fail("random: no assignment fits the budgets");
+    bool any = false;
+    for (const std::string& n : movable) any = any || step_down(cand, wbits_of(c, n));
+    if (!any) fail("random: no assignment fits the budgets even with every layer at {} bits", cand.front());
+    std::string n = pick();
+    if (int to = step_down(cand, wbits_of(c, n))) set_wbits(c, n, to);
+  }
+  for (int tries = 0; tries < 20 * static_cast<int>(movable.size()); ++tries) {
+    std::string n = pick();
+    int to = step_up(cand, wbits_of(c, n));
+    if (!to) continue;
+    BitConfig t = c;
+    set_wbits(t, n, to);
+    if (fits(ce, b, t)) c = t;
+  }
+  return c;
+}
+
+std::vector<BitConfig> feasible_assignments(const Graph& g, const CostEvaluator& ce,
+                                            const Budgets& b, const std::vector<int>& cand,
+                                            int abits, int64_t limit,
+                                            const std::map<std::string, int>& pinned) {
+  std::vector<std::string> names;
+  for (const std::string& n : layer_names(g))
+    if (!pinned.count(n)) names.push_back(n);
+  double combos = std::pow(static_cast<double>(cand.size()), static_cast<double>(names.size()));
+  if (combos > static_cast<double>(limit))
+    fail("exhaustive search: {} layers x {} candidates = {:.3g} assignments (limit {}): use a "
+         "smaller network or fewer candidates",
+         names.size(), cand.size(), combos, limit);
+  std::vector<BitConfig> out;
+  std::vector<size_t> idx(names.size(), 0);
+  while (true) {
+    std::map<std::string, int> w(pinned.begin(), pinned.end());
+    for (size_t i = 0; i < names.size(); ++i) w[names[i]] = cand[idx[i]];
+    BitConfig c = with_bits(g, abits, w);
+    if (fits(ce, b, c)) out.push_back(c);
+    size_t k = 0;
+    while (k < idx.size() && ++idx[k] == cand.size()) idx[k++] = 0;
+    if (k == idx.size()) break;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight statistics
+
+double weight_kl(const Node& layer, int bits, int bins) {
+  const Tensor& w = layer.params.at("weight");
+  Tensor dq = dequantize(quantize_weights_symmetric(w, bits, true));
+  float m = 0;
+  for (float v : w.data) m = std::max(m, std::abs(v));
+  if (m == 0) return 0;
+  std::vector<double> p(bins, 1.0), q(bins, 1.0);  // Laplace smoothing
+  auto bin = [&](float v) {
+    int k = static_cast<int>((v + m) / (2 * m) * bins);
+    return std::clamp(k, 0, bins - 1);
+  };
+  for (int64_t i = 0; i < w.size(); ++i) {
+    p[bin(w.data[i])] += 1;
+    q[bin(dq.data[i])] += 1;
+  }
+  double sp = std::accumulate(p.begin(), p.end(), 0.0), sq_ = std::accumulate(q.begin(), q.end(), 0.0);
+  double kl = 0;
+  for (int k = 0; k < bins; ++k) kl += p[k] / sp * std::log((p[k] / sp) / (q[k] / sq_));
+  return kl;
+}
+
+std::vector<float> mse_weight_scales(const Node& layer, int bits, bool per_channel) {
+  const Tensor& w = layer.params.at("weight");
+  int64_t rows = per_channel ? w.shape[0] : 1, cols = w.size() / rows;
+  std::vector<float> scales(rows, 1.0f);
+  double qmax = bits >= 2 ? std::ldexp(1.0, bits - 1) - 1 : 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = w.data.data() + r * cols;
+    double m = 0, mean_abs = 0;
+    for (int64_t k = 0; k < cols; ++k) m = std::max(m, double(std::abs(x[k]))), mean_abs += std::abs(x[k]);
+    if (m == 0) continue;
+    if (bits == 1) {  // binary: the scale that minimises the MSE of sign(w) * s is mean |w|
+      scales[r] = static_cast<float>(mean_abs / cols);
+      continue;
+    }
+    double best = std::numeric_limits<double>::infinity(), best_s = m / qmax;
+    for (int step = 0; step <= 40; ++step) {
+      double s = (1.0 - 0.02 * step) * m / qmax;
+      double e = 0;
+      for (int64_t k = 0; k < cols; ++k) {
+        double q = std::clamp(std::nearbyint(x[k] / s), -qmax, qmax) * s;
+        e += (q - x[k]) * (q - x[k]);
+      }
+      if (e < best) best = e, best_s = s;
+    }
+    scales[r] = static_cast<float>(best_s);
+  }
+  return scales;
+}
+
+}  // namespace sq

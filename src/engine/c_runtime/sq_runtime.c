@@ -1,0 +1,252 @@
+/* SigmaQuant portable integer runtime: see sq_runtime.h. Plain C99; no allocation; unsigned
+ * arithmetic wherever C leaves signed behaviour to the implementation (right shifts of negative
+ * values, overflow), so every compiler computes the same integers as the C++ engine. */
+#include "sq_runtime.h"
+
+#include <math.h>
+
+/* floor(v / 2^s) for 0 <= s <= 62, without relying on >> of a negative value. */
+static int64_t floor_shr(int64_t v, int s) {
+  return v >= 0 ? (v >> s) : -(((-(v + 1)) >> s)) - 1;
+}
+
+/* Arithmetic right shift of a 64-bit two's complement word held in a uint64_t, 0 <= s <= 63. */
+static uint64_t sar64(uint64_t v, int s) {
+  uint64_t r = v >> s;
+  if ((v >> 63) && s > 0) r |= ~(~(uint64_t)0 >> s);
+  return r;
+}
+
+static int32_t clamp32(int64_t v, int32_t lo, int32_t hi) {
+  return v < lo ? lo : (v > hi ? hi : (int32_t)v);
+}
+
+int32_t sq_requantize(int64_t acc, sq_rq m) {
+  uint64_t a, a0, a1, t0, t1, lo, hi;
+  const int neg = acc < 0;
+  int s = m.shift;
+  if (m.mult <= 0 || acc == 0) return 0;
+  /* The 128-bit product (hi:lo) = acc · mult, two's complement. */
+  a = neg ? (uint64_t)0 - (uint64_t)acc : (uint64_t)acc;
+  a0 = a & 0xFFFFFFFFu;
+  a1 = a >> 32;
+  t0 = a0 * (uint64_t)m.mult; /* each < 2^63 */
+  t1 = a1 * (uint64_t)m.mult;
+  lo = t0 + (t1 << 32);
+  hi = (t1 >> 32) + (lo < t0);
+  if (neg) {
+    lo = ~lo + 1;
+    hi = ~hi + (lo == 0);
+  }
+  if (s >= 96) return 0; /* |product| < 2^94 <= 2^(s−1): rounds to 0 */
+  if (s > 0) {
+    /* + 2^(s−1), then an arithmetic shift right by s: round half up. */
+    if (s - 1 < 64) {
+      const uint64_t l2 = lo + ((uint64_t)1 << (s - 1));
+      hi += l2 < lo;
+      lo = l2;
+    } else {
+      hi += (uint64_t)1 << (s - 1 - 64);
+    }
+    if (s >= 64) {
+      lo = sar64(hi, s - 64);
+      hi = (hi >> 63) ? ~(uint64_t)0 : 0;
+    } else {
+      lo = (lo >> s) | (hi << (64 - s));
+      hi = sar64(hi, s);
+    }
+  } else if (s < 0) {
+    const int k = -s;
+    if (k >= 32) return (hi >> 63) ? INT32_MIN : INT32_MAX; /* |product| >= 2^30 */
+    hi = (hi << k) | (lo >> (64 - k));
+    lo <<= k;
+  }
+  if (hi == 0 && lo <= 0x7FFFFFFFu) return (int32_t)lo;
+  if (hi == ~(uint64_t)0 && lo >= 0xFFFFFFFF80000000u) return (int32_t)(-(int64_t)(~lo) - 1);
+  return (hi >> 63) ? INT32_MIN : INT32_MAX;
+}
+
+void sq_unpack_row(const uint8_t* packed, int32_t n, int32_t bits, int8_t* out) {
+  int32_t i;
+  uint32_t pos = 0;
+  if (bits == 0) {
+    for (i = 0; i < n; ++i) out[i] = 0;
+    return;
+  }
+  for (i = 0; i < n; ++i, pos += (uint32_t)bits) {
+    /* Two bytes cover any element of <= 8 bits at any bit offset. */
+    const uint32_t byte = pos >> 3, off = pos & 7u;
+    uint32_t word = packed[byte];
+    uint32_t code;
+    if (off + (uint32_t)bits > 8) word |= (uint32_t)packed[byte + 1] << 8;
+    code = (word >> off) & ((1u << bits) - 1u);
+    if (bits == 1)
+      out[i] = code ? -1 : 1;
+    else /* sign-extend the low `bits` bits */
+      out[i] = (int8_t)((int32_t)(code ^ (1u << (bits - 1))) - (int32_t)(1u << (bits - 1)));
+  }
+}
+
+void sq_quantize_input(const float* x, int32_t channels, int32_t plane, const float* mean,
+                       const float* std, float scale, int32_t zp, int32_t lo, int32_t hi,
+                       uint8_t* y) {
+  int32_t c, p;
+  for (c = 0; c < channels; ++c) {
+    const float m = mean ? mean[c] : 0.0f;
+    const float sd = std && std[c] > 0.0f ? std[c] : 1.0f;
+    for (p = 0; p < plane; ++p) {
+      const float v = mean ? (x[c * plane + p] - m) / sd : x[c * plane + p];
+      /* rintf rounds half to even under the default rounding mode, like std::nearbyint. */
+      const float q = rintf(v / scale) + (float)zp;
+      y[c * plane + p] = (uint8_t)(q < (float)lo ? lo : (q > (float)hi ? hi : (int32_t)q));
+    }
+  }
+}
+
+/* dot[p] = Σ w · (x − zp_x) over the taps of every output pixel p of channel oc, weight-stationary:
+ * for each tap, the range of output pixels whose input lies inside the image, then a plain loop
+ * over them (padded taps are the input zero point, the real value 0: they add nothing). Zero
+ * weights (pruned channels, many low-bit ones) are skipped. */
+static void conv_dots(const sq_conv_layer* L, const uint8_t* x, int32_t oc, const sq_work* w) {
+  const int32_t icg = L->in_c / L->groups, k = L->kernel, s = L->stride, pad = L->padding;
+  const int32_t pix = L->out_h * L->out_w, plane = L->in_h * L->in_w;
+  const uint8_t* xg = x + (int64_t)(oc / (L->out_c / L->groups)) * icg * plane;
+  int32_t* dot = w->dot;
+  int32_t i, ky, kx, oy, ox, p;
+  sq_unpack_row(L->w + L->w_off[oc], icg * k * k, L->w_bits[oc], w->row);
+  for (p = 0; p < pix; ++p) dot[p] = 0;
+  if (k == 1 && s == 1 && pad == 0) { /* 1×1 convolutions and linear layers: no bounds */
+    for (i = 0; i < icg; ++i) {
+      const uint8_t* xi = xg + (int64_t)i * plane;
+      const int32_t wv = w->row[i];
+      if (wv == 0) continue;
+      for (p = 0; p < pix; ++p) dot[p] += wv * ((int32_t)xi[p] - L->in_zp);
+    }
+    return;
+  }
+  for (i = 0; i < icg; ++i) {
+    const uint8_t* xi = xg + (int64_t)i * plane;
+    for (ky = 0; ky < k; ++ky) {
+      /* Output rows whose input row oy·s − pad + ky lies in [0, in_h). */
+      const int32_t top = L->in_h - 1 + pad - ky;
+      const int32_t oy0 = pad > ky ? (pad - ky + s - 1) / s : 0;
+      const int32_t oy1 = top < 0 ? 0 : (top / s + 1 < L->out_h ? top / s + 1 : L->out_h);
+      for (kx = 0; kx < k; ++kx) {
+        const int32_t wv = w->row[(i * k + ky) * k + kx];
+        const int32_t right = L->in_w - 1 + pad - kx;
+        const int32_t ox0 = pad > kx ? (pad - kx + s - 1) / s : 0;
+        const int32_t ox1 = right < 0 ? 0 : (right / s + 1 < L->out_w ? right / s + 1 : L->out_w);
+        if (wv == 0) continue;
+        for (oy = oy0; oy < oy1; ++oy) {
+          const int32_t base = (oy * s - pad + ky) * L->in_w + kx - pad; /* + ox·s >= 0 */
+          int32_t* d = dot + oy * L->out_w;
+          for (ox = ox0; ox < ox1; ++ox) d[ox] += wv * ((int32_t)xi[base + ox * s] - L->in_zp);
+        }
+      }
+    }
+  }
+}
+
+void sq_conv_u8(const sq_conv_layer* L, const uint8_t* x, uint8_t* y, const sq_work* w) {
+  const int32_t pix = L->out_h * L->out_w;
+  int32_t oc, p;
+  for (oc = 0; oc < L->out_c; ++oc) {
+    const sq_rq m = L->rq[oc];
+    conv_dots(L, x, oc, w);
+    for (p = 0; p < pix; ++p) {
+      const int64_t acc = (int64_t)L->bias[oc] + w->dot[p];
+      *y++ = (uint8_t)clamp32((int64_t)sq_requantize(acc, m) + L->out_zp, L->lo, L->hi);
+    }
+  }
+}
+
+void sq_conv_f32(const sq_conv_layer* L, const uint8_t* x, float* y, const sq_work* w) {
+  const int32_t pix = L->out_h * L->out_w;
+  int32_t oc, p;
+  for (oc = 0; oc < L->out_c; ++oc) {
+    conv_dots(L, x, oc, w);
+    for (p = 0; p < pix; ++p) {
+      const int64_t acc = (int64_t)L->bias[oc] + w->dot[p];
+      *y++ = (float)((double)acc * (double)L->in_scale * (double)L->w_scale[oc]);
+    }
+  }
+}
+
+void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const uint8_t* x,
+                    uint8_t* y, const sq_work* w) {
+  const int32_t pix = L->out_h * L->out_w;
+  int32_t oc, q;
+  for (oc = 0; oc < L->out_c; ++oc) {
+    int64_t sum = 0;
+    conv_dots(L, x, oc, w);
+    for (q = 0; q < pix; ++q) {
+      int64_t v = ((int64_t)L->bias[oc] + w->dot[q]) * 256; /* 2^−8 accumulator units */
+      if (p->relu && v < 0) v = 0;
+      if (p->cap && v > p->cap[oc]) v = p->cap[oc];
+      sum += v;
+    }
+    y[oc] = (uint8_t)clamp32((int64_t)sq_requantize(sum, p->m[oc]) + p->zp_out, p->lo, p->hi);
+  }
+}
+
+void sq_add_u8(const sq_add_params* p, const uint8_t* a, const uint8_t* b, int32_t n, uint8_t* y) {
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    const int64_t ta = sq_requantize(((int64_t)a[i] - p->zp_a) * 65536, p->m_a);
+    const int64_t tb = sq_requantize(((int64_t)b[i] - p->zp_b) * 65536, p->m_b);
+    y[i] = (uint8_t)clamp32(floor_shr(ta + tb + 32768, 16) + p->zp_out, p->lo, p->hi);
+  }
+}
+
+void sq_maxpool_u8(const sq_pool_shape* s, const uint8_t* x, uint8_t* y) {
+  int32_t c, oy, ox, ky, kx;
+  for (c = 0; c < s->c; ++c)
+    for (oy = 0; oy < s->out_h; ++oy)
+      for (ox = 0; ox < s->out_w; ++ox) {
+        int32_t m = 0;
+        for (ky = 0; ky < s->kernel; ++ky)
+          for (kx = 0; kx < s->kernel; ++kx) {
+            const int32_t iy = oy * s->stride - s->padding + ky, ix = ox * s->stride - s->padding + kx;
+            if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
+            if (x[((int64_t)c * s->in_h + iy) * s->in_w + ix] > m)
+              m = x[((int64_t)c * s->in_h + iy) * s->in_w + ix];
+          }
+        y[((int64_t)c * s->out_h + oy) * s->out_w + ox] = (uint8_t)m;
+      }
+}
+
+static uint8_t rescale1(const sq_avgpool_params* p, int64_t sum) {
+  return (uint8_t)clamp32((int64_t)sq_requantize(sum, p->m) + p->zp_out, p->lo, p->hi);
+}
+
+void sq_avgpool_u8(const sq_pool_shape* s, const sq_avgpool_params* p, const uint8_t* x,
+                   uint8_t* y) {
+  int32_t c, oy, ox, ky, kx;
+  for (c = 0; c < s->c; ++c)
+    for (oy = 0; oy < s->out_h; ++oy)
+      for (ox = 0; ox < s->out_w; ++ox) {
+        int64_t sum = 0; /* padded taps are x = zp_in: they add 0 but count in the window */
+        for (ky = 0; ky < s->kernel; ++ky)
+          for (kx = 0; kx < s->kernel; ++kx) {
+            const int32_t iy = oy * s->stride - s->padding + ky, ix = ox * s->stride - s->padding + kx;
+            if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
+            sum += (int64_t)x[((int64_t)c * s->in_h + iy) * s->in_w + ix] - p->zp_in;
+          }
+        y[((int64_t)c * s->out_h + oy) * s->out_w + ox] = rescale1(p, sum);
+      }
+}
+
+void sq_global_avgpool_u8(int32_t c, int32_t hw, const sq_avgpool_params* p, const uint8_t* x,
+                          uint8_t* y) {
+  int32_t ch, i;
+  for (ch = 0; ch < c; ++ch) {
+    int64_t sum = 0;
+    for (i = 0; i < hw; ++i) sum += (int64_t)x[(int64_t)ch * hw + i] - p->zp_in;
+    y[ch] = rescale1(p, sum);
+  }
+}
+
+void sq_lut_u8(const uint8_t* table, const uint8_t* x, int32_t n, uint8_t* y) {
+  int32_t i;
+  for (i = 0; i < n; ++i) y[i] = table[x[i]];
+}

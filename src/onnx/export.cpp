@@ -1,0 +1,314 @@
+// QDQ ONNX export (opset 13) of a QuantModel — see include/sigmaquant/onnx.h and
+// docs/formats.md, "ONNX export and import".
+#include <onnx/checker.h>
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "onnx_util.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/onnx.h"
+
+namespace sq {
+namespace {
+
+using namespace onnx_util;
+
+void set_meta(onnx::ModelProto& m, const std::string& key, const std::string& value) {
+  onnx::StringStringEntryProto* e = m.add_metadata_props();
+  e->set_key(key);
+  e->set_value(value);
+}
+
+// "4", or "mixed 2..6 (3 pruned)" for per-channel bit assignments.
+std::string wbits_text(const LayerBits& lb, int64_t channels) {
+  if (lb.channel_wbits.empty()) return std::to_string(lb.wbits);
+  int lo = 8, hi = 0, pruned = 0;
+  for (int64_t c = 0; c < channels; ++c) {
+    int b = lb.channel_bits(c);
+    if (b == 0) { ++pruned; continue; }
+    lo = std::min(lo, b);
+    hi = std::max(hi, b);
+  }
+  std::string s = hi ? fmt::format("mixed {}..{}", lo, hi) : "all pruned";
+  if (pruned) s += fmt::format(" ({} pruned)", pruned);
+  return s;
+}
+
+class Exporter {
+ public:
+  explicit Exporter(const QuantModel& qm) : qm_(qm), g_(qm.graph) {}
+
+  onnx::ModelProto build() {
+    if (g_.nodes.empty() || g_.nodes[0].op != Op::Input)
+      fail("export_onnx: graph '{}' has no input node", g_.name);
+    onnx::ModelProto m;
+    m.set_ir_version(8);  // ONNX 1.12 writes IR 8
+    m.set_producer_name("sigmaquant");
+    m.set_producer_version("0.1.0");
+    m.set_domain("sigmaquant");
+    m.set_model_version(1);
+    m.set_doc_string(fmt::format(
+        "SigmaQuant quantized model '{}' as QDQ (QuantizeLinear/DequantizeLinear). Weights are "
+        "int8 initializers with per-channel scales; layers below 8 bits use the narrow range "
+        "|q| <= 2^(b-1)-1 inside int8 (their true bitwidth: metadata_props sigmaquant.wbits.*). "
+        "Input: raw image in [0, 1]; output: logits.",
+        g_.name));
+    onnx::OperatorSetIdProto* op = m.add_opset_import();
+    op->set_domain("");
+    op->set_version(kOpset);
+    onnx::GraphProto& gp = *m.mutable_graph();
+    gp_ = &gp;
+    gp.set_name(g_.name.empty() ? "sigmaquant" : g_.name);
+
+    // Input [N, C, H, W] with a dynamic batch.
+    onnx::ValueInfoProto* in = gp.add_input();
+    in->set_name("input");
+    auto* tt = in->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(onnx::TensorProto::FLOAT);
+    tt->mutable_shape()->add_dim()->set_dim_param("N");
+    for (int64_t d : g_.input_shape) tt->mutable_shape()->add_dim()->set_dim_value(d);
+
+    points_ = activation_quant_points(g_, qm_.bits);
+    values_.assign(g_.nodes.size(), "");
+    for (size_t i = 0; i < g_.nodes.size(); ++i) emit(static_cast<int>(i));
+
+    // Output "logits" [N, classes].
+    add_node(gp, "Identity", "output", {values_.back()}, {"logits"});
+    onnx::ValueInfoProto* out = gp.add_output();
+    out->set_name("logits");
+    auto* ot = out->mutable_type()->mutable_tensor_type();
+    ot->set_elem_type(onnx::TensorProto::FLOAT);
+    ot->mutable_shape()->add_dim()->set_dim_param("N");
+    for (int64_t d : g_.nodes.back().out_shape) ot->mutable_shape()->add_dim()->set_dim_value(d);
+
+    set_meta(m, "sigmaquant.model", g_.name);
+    set_meta(m, "sigmaquant.bits", bits_to_json(qm_.bits, &g_).dump());
+    for (int i : g_.weight_layers()) {
+      const Node& n = g_.nodes[i];
+      const LayerBits& lb = qm_.bits.for_layer(n.name);
+      set_meta(m, "sigmaquant.wbits." + n.name, wbits_text(lb, n.out_channels));
+      set_meta(m, "sigmaquant.abits." + n.name, std::to_string(lb.abits));
+    }
+    if (!qm_.meta.empty()) set_meta(m, "sigmaquant.meta", qm_.meta.dump());
+    return m;
+  }
+
+ private:
+  std::string unique(const std::string& base) {
+    std::string s = base;
+    for (int k = 1; !used_.insert(s).second; ++k) s = fmt::format("{}_{}", base, k);
+    return s;
+  }
+  void init(onnx::TensorProto t) { *gp_->add_initializer() = std::move(t); }
+
+  // Input normalization: (x - mean) / std, as normalized_image() computes it.
+  std::string normalize() {
+    if (g_.input_mean.empty()) return "input";
+    const int64_t c = g_.input_shape[0];
+    if (static_cast<int64_t>(g_.input_mean.size()) != c ||
+        static_cast<int64_t>(g_.input_std.size()) != c)
+      fail("export_onnx: graph '{}' has {} input means and {} stds for {} channels", g_.name,
+           g_.input_mean.size(), g_.input_std.size(), c);
+    std::vector<float> sd = g_.input_std;
+    for (float& v : sd) v = v > 0.0f ? v : 1.0f;
+    std::string mean = unique("input_mean"), sdev = unique("input_std");
+    std::string centered = unique("input_centered"), normalized = unique("input_normalized");
+    init(float_tensor(mean, {1, c, 1, 1}, g_.input_mean));
+    init(float_tensor(sdev, {1, c, 1, 1}, sd));
+    add_node(*gp_, "Sub", unique("normalize.sub"), {"input", mean}, {centered});
+    add_node(*gp_, "Div", unique("normalize.div"), {centered, sdev}, {normalized});
+    return normalized;
+  }
+
+  // Q -> DQ of a node's output at its quantization point; returns the dequantized value.
+  std::string quantize_act(int i, const std::string& x) {
+    const Node& n = g_.nodes[i];
+    auto it = qm_.acts.find(n.name);
+    if (it == qm_.acts.end()) fail("export_onnx: no activation quantizer for '{}'", n.name);
+    const ActQuant& a = it->second;
+    if (a.bits < 1 || a.bits > 8) fail("export_onnx: '{}': activation bits {} (expected 1..8)", n.name, a.bits);
+    if (!(a.scale > 0) || !std::isfinite(a.scale))
+      fail("export_onnx: '{}': activation scale {} (expected > 0)", n.name, a.scale);
+    if (a.zero_point < 0 || a.zero_point > a.qmax())
+      fail("export_onnx: '{}': zero point {} outside 0..{}", n.name, a.zero_point, a.qmax());
+    std::string in = x;
+    if (a.bits < 8) {
+      // uint8 saturates at 0..255: clip first to the b-bit grid's range
+      // [s·(0 − zp), s·(qmax − zp)] so Q gives q in 0..2^b−1 exactly as the simulation.
+      std::string lo = unique(n.name + ".act_min"), hi = unique(n.name + ".act_max");
+      init(float_tensor(lo, {}, {a.scale * static_cast<float>(-a.zero_point)}));
+      init(float_tensor(hi, {}, {a.scale * static_cast<float>(a.qmax() - a.zero_point)}));
+      in = unique(n.name + ".clipped");
+      onnx::NodeProto* c = add_node(*gp_, "Clip", unique(n.name + ".act_clip"), {x, lo, hi}, {in});
+      c->set_doc_string(fmt::format("{}-bit activation range", a.bits));
+    }
+    std::string s = unique(n.name + ".act_scale"), z = unique(n.name + ".act_zero_point");
+    init(float_tensor(s, {}, {a.scale}));
+    init(uint8_tensor(z, {}, {a.zero_point}));
+    std::string q = unique(n.name + ".q"), dq = unique(n.name + ".dq");
+    onnx::NodeProto* qn = add_node(*gp_, "QuantizeLinear", unique(n.name + ".quantize"), {in, s, z}, {q});
+    qn->set_doc_string(fmt::format("{}-bit activation (uint8 container), zero point {}", a.bits,
+                                   a.zero_point));
+    add_node(*gp_, "DequantizeLinear", unique(n.name + ".dequantize"), {q, s, z}, {dq});
+    return dq;
+  }
+
+  // int8 weight initializer + per-channel DequantizeLinear; returns the float weight's value.
+  std::string weight(int i) {
+    const Node& n = g_.nodes[i];
+    const LayerBits& lb = qm_.bits.for_layer(n.name);
+    const Tensor& w = n.params.at("weight");
+    auto sit = qm_.weight_scales.find(n.name);
+    if (sit == qm_.weight_scales.end()) fail("export_onnx: no weight scales for '{}'", n.name);
+    std::vector<float> s = sit->second;
+    const int64_t out = n.out_channels;
+    if (s.size() == 1) s.assign(static_cast<size_t>(out), s[0]);
+    if (static_cast<int64_t>(s.size()) != out)
+      fail("export_onnx: '{}' has {} weight scales for {} channels", n.name, s.size(), out);
+    std::vector<int32_t> q = quantized_weights(qm_, n.name);
+    for (int64_t c = 0; c < out; ++c)
+      if (!(s[c] > 0) || !std::isfinite(s[c]) || lb.channel_bits(c) == 0) {
+        s[c] = 1.0f;  // pruned channel: its integers are 0, any positive scale
+        std::fill(q.begin() + c * (w.size() / out), q.begin() + (c + 1) * (w.size() / out), 0);
+      }
+    std::string qn = unique(n.name + ".weight_quantized"), sn = unique(n.name + ".weight_scale"),
+                zn = unique(n.name + ".weight_zero_point"), wn = unique(n.name + ".weight");
+    init(int8_tensor(qn, w.shape, q));
+    init(float_tensor(sn, {out}, s));
+    init(int8_tensor(zn, {out}, std::vector<int32_t>(static_cast<size_t>(out), 0)));
+    onnx::NodeProto* dq = add_node(*gp_, "DequantizeLinear", unique(n.name + ".weight_dequantize"),
+                                   {qn, sn, zn}, {wn});
+    set_int(*dq, "axis", 0);
+    int b = lb.wbits;
+    dq->set_doc_string(
+        lb.channel_wbits.empty()
+            ? fmt::format("{}-bit weights, narrow range [-{}, {}], int8 container, per-channel scales",
+                          b, b <= 1 ? 1 : (1 << (b - 1)) - 1, b <= 1 ? 1 : (1 << (b - 1)) - 1)
+            : fmt::format("per-channel bitwidths ({}), int8 container", wbits_text(lb, out)));
+    return wn;
+  }
+
+  void emit(int i) {
+    const Node& n = g_.nodes[i];
+    auto in = [&](int k) { return values_.at(n.inputs.at(k)); };
+    std::string y;
+    switch (n.op) {
+      case Op::Input:
+        y = normalize();
+        break;
+      case Op::Conv2d: {
+        std::vector<std::string> ins = {in(0), weight(i)};
+        if (n.has_bias) {
+          ins.push_back(unique(n.name + ".bias"));
+          init(float_tensor(ins.back(), n.params.at("bias").shape, n.params.at("bias").data));
+        }
+        y = unique(n.name);
+        onnx::NodeProto* c = add_node(*gp_, "Conv", n.name, ins, {y});
+        set_ints(*c, "kernel_shape", {n.kernel, n.kernel});
+        set_ints(*c, "strides", {n.stride, n.stride});
+        set_ints(*c, "pads", {n.padding, n.padding, n.padding, n.padding});
+        set_ints(*c, "dilations", {1, 1});
+        set_int(*c, "group", n.groups);
+        break;
+      }
+      case Op::Linear: {
+        std::vector<std::string> ins = {in(0), weight(i)};
+        if (n.has_bias) {
+          ins.push_back(unique(n.name + ".bias"));
+          init(float_tensor(ins.back(), n.params.at("bias").shape, n.params.at("bias").data));
+        }
+        y = unique(n.name);
+        onnx::NodeProto* gm = add_node(*gp_, "Gemm", n.name, ins, {y});
+        set_int(*gm, "transB", 1);
+        break;
+      }
+      case Op::BatchNorm: {
+        std::vector<std::string> ins = {in(0)};
+        for (const char* p : {"weight", "bias", "running_mean", "running_var"}) {
+          ins.push_back(unique(n.name + "." + p));
+          init(float_tensor(ins.back(), n.params.at(p).shape, n.params.at(p).data));
+        }
+        y = unique(n.name);
+        onnx::NodeProto* b = add_node(*gp_, "BatchNormalization", n.name, ins, {y});
+        set_float(*b, "epsilon", static_cast<float>(n.eps));
+        break;
+      }
+      case Op::ReLU:
+        y = unique(n.name);
+        add_node(*gp_, "Relu", n.name, {in(0)}, {y});
+        break;
+      case Op::ReLU6: {
+        std::string lo = unique(n.name + ".min"), hi = unique(n.name + ".max");
+        init(float_tensor(lo, {}, {0.0f}));
+        init(float_tensor(hi, {}, {6.0f}));
+        y = unique(n.name);
+        add_node(*gp_, "Clip", n.name, {in(0), lo, hi}, {y});
+        break;
+      }
+      case Op::Add:
+        y = unique(n.name);
+        add_node(*gp_, "Add", n.name, {in(0), in(1)}, {y});
+        break;
+      case Op::MaxPool:
+      case Op::AvgPool: {
+        y = unique(n.name);
+        onnx::NodeProto* p =
+            add_node(*gp_, n.op == Op::MaxPool ? "MaxPool" : "AveragePool", n.name, {in(0)}, {y});
+        set_ints(*p, "kernel_shape", {n.kernel, n.kernel});
+        set_ints(*p, "strides", {n.stride, n.stride});
+        set_ints(*p, "pads", {n.padding, n.padding, n.padding, n.padding});
+        if (n.op == Op::AvgPool) set_int(*p, "count_include_pad", 1);  // as the simulation
+        break;
+      }
+      case Op::GlobalAvgPool:
+        y = unique(n.name);
+        add_node(*gp_, "GlobalAveragePool", n.name, {in(0)}, {y});
+        break;
+      case Op::Flatten: {
+        y = unique(n.name);
+        onnx::NodeProto* f = add_node(*gp_, "Flatten", n.name, {in(0)}, {y});
+        set_int(*f, "axis", 1);
+        break;
+      }
+    }
+    values_[i] = points_.count(i) ? quantize_act(i, y) : y;
+  }
+
+  const QuantModel& qm_;
+  const Graph& g_;
+  onnx::GraphProto* gp_ = nullptr;
+  std::map<int, int> points_;
+  std::vector<std::string> values_;
+  std::set<std::string> used_ = {"input", "logits"};
+};
+
+}  // namespace
+
+std::string export_onnx_bytes(const QuantModel& qm) {
+  Graph g = qm.graph;
+  g.infer_shapes();  // out_shape of every node (the output's, for the value info)
+  QuantModel shaped = qm;
+  shaped.graph = std::move(g);
+  onnx::ModelProto m = Exporter(shaped).build();
+  try {
+    onnx::checker::check_model(m);
+    onnx::shape_inference::InferShapes(m, onnx::OpSchemaRegistry::Instance(),
+                                       onnx::ShapeInferenceOptions(true, 1, false));
+  } catch (const std::exception& e) {
+    fail("export_onnx: model '{}' fails the ONNX checker: {}", qm.graph.name, e.what());
+  }
+  std::string bytes;
+  if (!m.SerializeToString(&bytes)) fail("export_onnx: cannot serialize model '{}'", qm.graph.name);
+  return bytes;
+}
+
+void export_onnx(const QuantModel& qm, const std::string& path) {
+  write_file_atomic(path, export_onnx_bytes(qm));
+}
+
+}  // namespace sq

@@ -1,0 +1,738 @@
+// Import of float CNNs from ONNX — see include/sigmaquant/onnx.h and docs/formats.md,
+// "ONNX export and import".
+//
+// The ONNX graph is walked in its (topological) node order. Every value is either a constant
+// (an initializer or a Constant node's output) or the output of a SigmaQuant node; operators
+// that do not change values (Identity, Dropout, Flatten/Reshape of a flat tensor) just alias.
+// A constant added to the output of a Conv / Gemm / MatMul (read by nothing else) becomes its
+// bias, so MatMul+Add imports as one linear layer.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <fmt/ranges.h>
+
+#include "onnx_util.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/onnx.h"
+
+namespace sq {
+namespace {
+
+// Constants beyond this many elements cannot belong to a network SigmaQuant handles (and a
+// corrupt file must not make us allocate gigabytes).
+constexpr int64_t kMaxConstElements = int64_t{1} << 28;
+
+const std::set<std::string> kSupported = {
+    "Conv",    "Gemm",       "MatMul",  "Relu",    "Clip",
+    "Add",     "MaxPool",    "AveragePool", "GlobalAveragePool", "Flatten",
+    "Reshape", "BatchNormalization", "Identity", "Dropout", "Constant", "Sub", "Div"};
+
+struct Const {
+  Shape dims;
+  std::vector<float> f;     // float tensors
+  std::vector<int64_t> i;   // integer tensors (shapes)
+  bool is_int = false;
+};
+
+struct Value {
+  int node = -1;                      // SigmaQuant node producing it, or
+  std::shared_ptr<const Const> c;     // a constant
+};
+
+class Importer {
+ public:
+  Importer(const onnx::ModelProto& m, std::string where) : m_(m), where_(std::move(where)) {}
+
+  Graph run() {
+    if (!m_.has_graph()) fail("{}: no graph in the ONNX model", where_);
+    const onnx::GraphProto& gp = m_.graph();
+    opset_ = 0;
+    for (const auto& o : m_.opset_import())
+      if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = o.version();
+    if (opset_ == 0 && m_.opset_import_size() == 0) opset_ = 1;  // IR 2: no opset_import
+    if (opset_ < 7) fail("{}: opset {} of the default domain is not supported (expected >= 7)", where_, opset_);
+    check_supported(gp);
+
+    for (const auto& t : gp.initializer()) consts_[t.name()] = std::make_shared<Const>(to_const(t, "initializer"));
+    for (const auto& n : gp.node())
+      for (const auto& in : n.input()) ++uses_[in];
+    for (const auto& o : gp.output()) ++uses_[o.name()];
+
+    // The data input: the first graph input that is not an initializer.
+    const onnx::ValueInfoProto* input = nullptr;
+    for (const auto& in : gp.input())
+      if (!consts_.count(in.name())) {
+        if (input) fail("{}: graph has several data inputs ('{}', '{}'); expected one image input", where_, input->name(), in.name());
+        input = &in;
+      }
+    if (!input) fail("{}: graph has no data input", where_);
+    g_.name = gp.name().empty() ? "onnx" : gp.name();
+    g_.input_shape = input_shape(*input);
+    g_.num_classes = 1;  // set from the output below
+    values_[input->name()] = Value{g_.input(), nullptr};
+    infer_node(0);
+
+    for (int k = 0; k < gp.node_size(); ++k) node(gp.node(k), k);
+    if (norm_stage_ == 1) g_.input_std.assign(g_.input_mean.size(), 1.0f);
+
+    if (gp.output_size() != 1) fail("{}: graph has {} outputs, expected 1 (the logits)", where_, gp.output_size());
+    const std::string& out = gp.output(0).name();
+    auto it = values_.find(out);
+    if (it == values_.end() || it->second.node < 0)
+      fail("{}: graph output '{}' is not computed from the input", where_, out);
+    if (it->second.node != g_.output())
+      fail("{}: graph output '{}' is not the last operator's output (node '{}')", where_, out,
+           g_.nodes[it->second.node].name);
+    const Shape& os = g_.nodes.back().out_shape;
+    if (os.size() != 1)
+      fail("{}: graph output '{}' has per-sample shape {}, expected [classes] (flatten first)",
+           where_, out, shape_str(os));
+    g_.num_classes = os[0];
+    g_.infer_shapes();
+    g_.check_params(where_);
+    return std::move(g_);
+  }
+
+ private:
+  // Every unsupported operator type, named with its nodes (the first three of each), before
+  // anything else.
+  void check_supported(const onnx::GraphProto& gp) {
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<std::string>> nodes;
+    for (int k = 0; k < gp.node_size(); ++k) {
+      const auto& n = gp.node(k);
+      std::string op;
+      if (!n.domain().empty() && n.domain() != "ai.onnx") op = fmt::format("{} (domain '{}')", n.op_type(), n.domain());
+      else if (!kSupported.count(n.op_type())) op = n.op_type();
+      else continue;
+      if (!nodes.count(op)) order.push_back(op);
+      nodes[op].push_back(label(n, k));
+    }
+    if (order.empty()) return;
+    std::string list;
+    for (const auto& op : order) {
+      const auto& v = nodes[op];
+      std::string names;
+      for (size_t i = 0; i < v.size() && i < 3; ++i) names += (i ? ", '" : "'") + v[i] + "'";
+      if (v.size() > 3) names += fmt::format(", … {} more", v.size() - 3);
+      list += (list.empty() ? "" : ", ") +
+              (v.size() == 1 ? fmt::format("{} (node {})", op, names)
+                             : fmt::format("{} ({} nodes: {})", op, v.size(), names));
+    }
+    fail("{}: unsupported ONNX operator{}: {} (supported: Conv, Gemm, MatMul(+Add), Relu, Clip(0..6), "
+         "Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to 2-D), "
+         "BatchNormalization, Identity, Dropout, Constant, Sub/Div as input normalization)",
+         where_, order.size() > 1 ? "s" : "", list);
+  }
+
+  static std::string label(const onnx::NodeProto& n, int k) {
+    return n.name().empty() ? fmt::format("#{}", k) : n.name();
+  }
+
+  Const to_const(const onnx::TensorProto& t, const char* what) {
+    Const c;
+    const std::string nm = t.name();
+    if (t.data_location() == onnx::TensorProto::EXTERNAL || t.external_data_size() > 0)
+      fail("{}: {} '{}' uses external data (not supported; save the model as one file)", where_, what, nm);
+    int64_t n = 1;
+    for (int64_t d : t.dims()) {
+      if (d < 0) fail("{}: {} '{}' has a negative dimension {}", where_, what, nm, d);
+      if (d > 0 && n > kMaxConstElements / d)
+        fail("{}: {} '{}' is too large (more than {} elements)", where_, what, nm, kMaxConstElements);
+      n *= d;
+      c.dims.push_back(d);
+    }
+    const std::string& raw = t.raw_data();
+    auto check_count = [&](int64_t have) {
+      if (have != n)
+        fail("{}: {} '{}' holds {} values, its shape {} needs {}", where_, what, nm, have,
+             shape_str(c.dims), n);
+    };
+    switch (t.data_type()) {
+      case onnx::TensorProto::FLOAT:
+        if (t.has_raw_data()) {
+          if (raw.size() % 4) fail("{}: {} '{}': raw data of {} bytes is not float32", where_, what, nm, raw.size());
+          check_count(static_cast<int64_t>(raw.size() / 4));
+          c.f.resize(static_cast<size_t>(n));
+          if (n) std::memcpy(c.f.data(), raw.data(), raw.size());  // little-endian hosts only
+        } else {
+          check_count(t.float_data_size());
+          c.f.assign(t.float_data().begin(), t.float_data().end());
+        }
+        break;
+      case onnx::TensorProto::DOUBLE:
+        if (t.has_raw_data()) {
+          if (raw.size() % 8) fail("{}: {} '{}': raw data of {} bytes is not float64", where_, what, nm, raw.size());
+          check_count(static_cast<int64_t>(raw.size() / 8));
+          std::vector<double> d(static_cast<size_t>(n));
+          if (n) std::memcpy(d.data(), raw.data(), raw.size());
+          c.f.assign(d.begin(), d.end());
+        } else {
+          check_count(t.double_data_size());
+          c.f.assign(t.double_data().begin(), t.double_data().end());
+        }
+        break;
+      case onnx::TensorProto::INT64:
+        c.is_int = true;
+        if (t.has_raw_data()) {
+          if (raw.size() % 8) fail("{}: {} '{}': raw data of {} bytes is not int64", where_, what, nm, raw.size());
+          check_count(static_cast<int64_t>(raw.size() / 8));
+          c.i.resize(static_cast<size_t>(n));
+          if (n) std::memcpy(c.i.data(), raw.data(), raw.size());
+        } else {
+          check_count(t.int64_data_size());
+          c.i.assign(t.int64_data().begin(), t.int64_data().end());
+        }
+        break;
+      case onnx::TensorProto::INT32:
+        c.is_int = true;
+        if (t.has_raw_data()) {
+          if (raw.size() % 4) fail("{}: {} '{}': raw data of {} bytes is not int32", where_, what, nm, raw.size());
+          check_count(static_cast<int64_t>(raw.size() / 4));
+          std::vector<int32_t> v(static_cast<size_t>(n));
+          if (n) std::memcpy(v.data(), raw.data(), raw.size());
+          c.i.assign(v.begin(), v.end());
+        } else {
+          check_count(t.int32_data_size());
+          c.i.assign(t.int32_data().begin(), t.int32_data().end());
+        }
+        break;
+      default:
+        fail("{}: {} '{}' has data type {} (expected float, double, int32 or int64)", where_, what, nm,
+             t.data_type());
+    }
+    if (c.is_int) {
+      c.f.assign(c.i.begin(), c.i.end());
+    }
+    return c;
+  }
+
+  Shape input_shape(const onnx::ValueInfoProto& in) {
+    const auto& type = in.type();
+    if (!type.has_tensor_type() || type.tensor_type().elem_type() != onnx::TensorProto::FLOAT)
+      fail("{}: input '{}' must be a float32 tensor", where_, in.name());
+    const auto& shp = type.tensor_type().shape();
+    if (shp.dim_size() != 4)
+      fail("{}: input '{}' has {} dimensions, expected 4 (N, C, H, W)", where_, in.name(), shp.dim_size());
+    Shape s;
+    for (int d = 1; d < 4; ++d) {
+      if (!shp.dim(d).has_dim_value() || shp.dim(d).dim_value() <= 0)
+        fail("{}: input '{}': dimension {} ({}) must be a fixed positive size (only the batch "
+             "dimension may be dynamic)", where_, in.name(), d, "NCHW"[d]);
+      s.push_back(shp.dim(d).dim_value());
+    }
+    return s;
+  }
+
+  // Fills the out_shape of node idx with Graph::infer_shapes()'s rules and checks, run on a
+  // two- or three-node graph that feeds the node an input of its input's shape (so a graph of n
+  // nodes costs O(n), not O(n^2)). The full graph is checked once more at the end.
+  void infer_node(int idx) {
+    Node& n = g_.nodes[idx];
+    Graph t(g_.name, g_.input_shape, 1);
+    Node in;
+    in.name = "input";
+    in.op = Op::Input;
+    t.nodes.push_back(in);
+    if (n.op != Op::Input) {
+      const Shape& s = g_.nodes[n.inputs[0]].out_shape;
+      if (n.op == Op::Add && g_.nodes[n.inputs[1]].out_shape != s)
+        fail("{}: node '{}' (Add): adds {} and {}: shapes differ", where_, n.name, shape_str(s),
+             shape_str(g_.nodes[n.inputs[1]].out_shape));
+      int from = 0;
+      if (s.size() == 3) {
+        t.input_shape = s;
+      } else if (s.size() == 1) {  // a flat input: [F, 1, 1] flattened
+        t.input_shape = {s[0], 1, 1};
+        Node f;
+        f.name = n.name == "flat" ? "flat_" : "flat";
+        f.op = Op::Flatten;
+        f.inputs = {0};
+        t.nodes.push_back(f);
+        from = 1;
+      } else {
+        fail("{}: node '{}': input of shape {} is not supported", where_, n.name, shape_str(s));
+      }
+      Node m;  // n without its parameters (only the attributes matter)
+      m.name = n.name;
+      m.op = n.op;
+      m.inputs = n.op == Op::Add ? std::vector<int>{from, from} : std::vector<int>{from};
+      m.out_channels = n.out_channels;
+      m.kernel = n.kernel;
+      m.stride = n.stride;
+      m.padding = n.padding;
+      m.groups = n.groups;
+      m.has_bias = n.has_bias;
+      m.eps = n.eps;
+      t.nodes.push_back(m);
+    }
+    try {
+      t.infer_shapes();
+    } catch (const Error& e) {
+      // Only the final "output has the class count" check may fail here.
+      for (const auto& x : t.nodes)
+        if (x.out_shape.empty()) fail("{}: {}", where_, e.what());
+    }
+    n.out_shape = t.nodes.back().out_shape;
+  }
+
+  // ---- attribute access ----
+  const onnx::AttributeProto* attr(const onnx::NodeProto& n, const std::string& a) {
+    for (const auto& x : n.attribute())
+      if (x.name() == a) return &x;
+    return nullptr;
+  }
+  int64_t attr_int(const onnx::NodeProto& n, const std::string& a, int64_t def) {
+    const auto* x = attr(n, a);
+    if (!x) return def;
+    if (x->type() != onnx::AttributeProto::INT) bad_attr(n, a, "expected an integer");
+    return x->i();
+  }
+  float attr_float(const onnx::NodeProto& n, const std::string& a, float def) {
+    const auto* x = attr(n, a);
+    if (!x) return def;
+    if (x->type() != onnx::AttributeProto::FLOAT) bad_attr(n, a, "expected a float");
+    return x->f();
+  }
+  std::vector<int64_t> attr_ints(const onnx::NodeProto& n, const std::string& a) {
+    const auto* x = attr(n, a);
+    if (!x) return {};
+    if (x->type() != onnx::AttributeProto::INTS) bad_attr(n, a, "expected a list of integers");
+    return {x->ints().begin(), x->ints().end()};
+  }
+  [[noreturn]] void bad_attr(const onnx::NodeProto& n, const std::string& a, const std::string& why) {
+    fail("{}: node '{}' ({}): attribute {}: {}", where_, cur_, n.op_type(), a, why);
+  }
+  // Only these attributes may appear (anything else is named as unsupported).
+  void allow(const onnx::NodeProto& n, std::initializer_list<const char*> ok) {
+    for (const auto& x : n.attribute()) {
+      bool found = false;
+      for (const char* o : ok) found |= x.name() == o;
+      if (!found) bad_attr(n, x.name(), "not supported");
+    }
+  }
+  void no_auto_pad(const onnx::NodeProto& n) {
+    if (const auto* x = attr(n, "auto_pad")) {
+      if (x->type() != onnx::AttributeProto::STRING) bad_attr(n, "auto_pad", "expected a string");
+      if (x->s() != "NOTSET") bad_attr(n, "auto_pad", fmt::format("'{}' is not supported (use explicit pads)", x->s()));
+    }
+  }
+  // A 2-D window attribute that must be square: kernel_shape, strides.
+  int64_t square(const onnx::NodeProto& n, const std::string& a, int64_t def, bool required) {
+    auto v = attr_ints(n, a);
+    if (v.empty()) {
+      if (required) bad_attr(n, a, "missing");
+      return def;
+    }
+    if (v.size() != 2) bad_attr(n, a, fmt::format("has {} values, expected 2 (2-D)", v.size()));
+    if (v[0] != v[1]) bad_attr(n, a, fmt::format("[{}, {}] is not square (not supported)", v[0], v[1]));
+    if (v[0] <= 0) bad_attr(n, a, fmt::format("{} must be positive", v[0]));
+    return v[0];
+  }
+  int64_t pads(const onnx::NodeProto& n) {
+    auto v = attr_ints(n, "pads");
+    if (v.empty()) return 0;
+    if (v.size() != 4) bad_attr(n, "pads", fmt::format("has {} values, expected 4", v.size()));
+    if (!(v[0] == v[1] && v[1] == v[2] && v[2] == v[3]))
+      bad_attr(n, "pads", fmt::format("[{}, {}, {}, {}] is not symmetric (not supported)", v[0], v[1], v[2], v[3]));
+    if (v[0] < 0) bad_attr(n, "pads", "must be non-negative");
+    return v[0];
+  }
+  void unit_dilations(const onnx::NodeProto& n) {
+    for (int64_t d : attr_ints(n, "dilations"))
+      if (d != 1) bad_attr(n, "dilations", fmt::format("{} is not supported (only 1)", d));
+  }
+
+  // ---- values ----
+  std::string input_name(const onnx::NodeProto& n, int k) {
+    if (k >= n.input_size() || n.input(k).empty())
+      fail("{}: node '{}' ({}): input #{} is missing", where_, cur_, n.op_type(), k);
+    return n.input(k);
+  }
+  const Value& value(const onnx::NodeProto& n, int k) {
+    const std::string nm = input_name(n, k);
+    auto it = values_.find(nm);
+    if (it != values_.end()) return it->second;
+    auto c = consts_.find(nm);
+    if (c != consts_.end()) return values_[nm] = Value{-1, c->second};
+    fail("{}: node '{}' ({}): input '{}' is not defined earlier", where_, cur_, n.op_type(), nm);
+  }
+  int tensor_in(const onnx::NodeProto& n, int k) {
+    const Value& v = value(n, k);
+    if (v.node < 0)
+      fail("{}: node '{}' ({}): input '{}' is a constant, expected a computed tensor", where_, cur_,
+           n.op_type(), n.input(k));
+    return v.node;
+  }
+  std::shared_ptr<const Const> const_in(const onnx::NodeProto& n, int k) {
+    const Value& v = value(n, k);
+    if (!v.c)
+      fail("{}: node '{}' ({}): input '{}' must be a constant (initializer or Constant)", where_,
+           cur_, n.op_type(), n.input(k));
+    return v.c;
+  }
+  bool has_input(const onnx::NodeProto& n, int k) { return k < n.input_size() && !n.input(k).empty(); }
+  void set_out(const onnx::NodeProto& n, Value v) {
+    if (n.output_size() < 1 || n.output(0).empty())
+      fail("{}: node '{}' ({}) has no output", where_, cur_, n.op_type());
+    for (int k = 1; k < n.output_size(); ++k)
+      if (!n.output(k).empty() && uses_[n.output(k)] > 0)
+        fail("{}: node '{}' ({}): output #{} '{}' is used (only the first output is supported)",
+             where_, cur_, n.op_type(), k, n.output(k));
+    if (values_.count(n.output(0)) || consts_.count(n.output(0)))
+      fail("{}: node '{}' ({}): output '{}' is defined twice", where_, cur_, n.op_type(), n.output(0));
+    values_[n.output(0)] = std::move(v);
+  }
+  std::string node_name(const onnx::NodeProto& n, int k) {
+    std::string base = n.name().empty() ? fmt::format("{}_{}", n.op_type(), k) : n.name();
+    std::string s = base;
+    for (int j = 1; names_.count(s) || s == "input"; ++j) s = fmt::format("{}_{}", base, j);
+    names_.insert(s);
+    return s;
+  }
+  int push_done(int idx) {
+    infer_node(idx);
+    return idx;
+  }
+  const Shape& shape(int node) const { return g_.nodes[node].out_shape; }
+  void expect_shape(const onnx::NodeProto& n, const char* what, const Const& c, const Shape& want) {
+    if (c.dims != want || c.is_int)
+      fail("{}: node '{}' ({}): {} has shape {}{}, expected float {}", where_, cur_, n.op_type(), what,
+           shape_str(c.dims), c.is_int ? " (integer)" : "", shape_str(want));
+  }
+
+  // ---- operators ----
+  void node(const onnx::NodeProto& n, int k) {
+    cur_ = label(n, k);
+    const std::string& op = n.op_type();
+    if (op == "Constant") {
+      allow(n, {"value"});
+      const auto* v = attr(n, "value");
+      if (!v || v->type() != onnx::AttributeProto::TENSOR) bad_attr(n, "value", "expected a tensor (other Constant forms are not supported)");
+      if (n.output_size() != 1) fail("{}: node '{}' (Constant) must have one output", where_, cur_);
+      if (values_.count(n.output(0)) || consts_.count(n.output(0)))
+        fail("{}: node '{}' (Constant): output '{}' is defined twice", where_, cur_, n.output(0));
+      consts_[n.output(0)] = std::make_shared<Const>(to_const(v->t(), "Constant"));
+    } else if (op == "Identity") {
+      allow(n, {});
+      set_out(n, value(n, 0));
+    } else if (op == "Dropout") {
+      allow(n, {"seed", "ratio", "is_test"});
+      if (has_input(n, 2)) {
+        auto t = const_in(n, 2);
+        if ((!t->f.empty() && t->f[0] != 0.0f)) fail("{}: node '{}' (Dropout): training_mode is true (export the model in eval mode)", where_, cur_);
+      }
+      set_out(n, value(n, 0));
+    } else if (op == "Conv") {
+      conv(n, k);
+    } else if (op == "Gemm") {
+      gemm(n, k);
+    } else if (op == "MatMul") {
+      matmul(n, k);
+    } else if (op == "Relu") {
+      allow(n, {});
+      int x = tensor_in(n, 0);
+      set_out(n, Value{push_done(g_.relu(node_name(n, k), x)), nullptr});
+    } else if (op == "Clip") {
+      clip(n, k);
+    } else if (op == "Add") {
+      add(n, k);
+    } else if (op == "MaxPool" || op == "AveragePool") {
+      pool(n, k);
+    } else if (op == "GlobalAveragePool") {
+      allow(n, {});
+      int x = tensor_in(n, 0);
+      set_out(n, Value{push_done(g_.global_avgpool(node_name(n, k), x)), nullptr});
+    } else if (op == "Flatten") {
+      allow(n, {"axis"});
+      int64_t axis = attr_int(n, "axis", 1);
+      if (axis != 1) bad_attr(n, "axis", fmt::format("{} is not supported (only 1: [N, rest])", axis));
+      flatten(n, k, tensor_in(n, 0));
+    } else if (op == "Reshape") {
+      reshape(n, k);
+    } else if (op == "BatchNormalization") {
+      batchnorm(n, k);
+    } else if (op == "Sub" || op == "Div") {
+      normalization(n);
+    }
+  }
+
+  // Sub(input, mean) then Div(., std) by per-channel constants right at the input: the model's
+  // own input normalization, which becomes the graph's input_mean / input_std.
+  void normalization(const onnx::NodeProto& n) {
+    allow(n, {});
+    const bool sub = n.op_type() == "Sub";
+    const Value x = value(n, 0);
+    const int64_t c = g_.input_shape[0];
+    std::shared_ptr<const Const> k = has_input(n, 1) ? value(n, 1).c : nullptr;
+    bool ok = x.node == 0 && k && !k->is_int && uses_[n.input(0)] == 1 &&
+              (sub ? norm_stage_ == 0 : norm_stage_ <= 1) &&
+              // a scalar is broadcast to the channels (of a plausible image: at most 2^16)
+              ((k->f.size() == 1 && c <= 65536) || static_cast<int64_t>(k->f.size()) == c) &&
+              (k->dims.empty() || k->dims == Shape{1} || k->dims == Shape{c, 1, 1} ||
+               k->dims == Shape{1, c, 1, 1});
+    if (!ok)
+      fail("{}: node '{}' ({}): supported only as the input normalization: Sub(input, mean) then "
+           "Div(., std) by per-channel constants ([1, C, 1, 1]) at the start of the graph",
+           where_, cur_, n.op_type());
+    std::vector<float> v(static_cast<size_t>(c));
+    for (int64_t i = 0; i < c; ++i) v[i] = k->f.size() == 1 ? k->f[0] : k->f[i];
+    if (sub) {
+      g_.input_mean = v;
+      norm_stage_ = 1;
+    } else {
+      for (float s : v)
+        if (!(s > 0) || !std::isfinite(s))
+          fail("{}: node '{}' (Div): input std {} must be positive", where_, cur_, s);
+      if (g_.input_mean.empty()) g_.input_mean.assign(static_cast<size_t>(c), 0.0f);
+      g_.input_std = v;
+      norm_stage_ = 2;
+    }
+    set_out(n, Value{0, nullptr});
+  }
+
+  void flatten(const onnx::NodeProto& n, int k, int x) {
+    if (shape(x).size() == 1) set_out(n, Value{x, nullptr});  // already [N, F]
+    else set_out(n, Value{push_done(g_.flatten(node_name(n, k), x)), nullptr});
+  }
+
+  void reshape(const onnx::NodeProto& n, int k) {
+    allow(n, {"allowzero"});
+    if (attr_int(n, "allowzero", 0) != 0) bad_attr(n, "allowzero", "1 is not supported");
+    int x = tensor_in(n, 0);
+    auto s = const_in(n, 1);
+    if (!s->is_int) fail("{}: node '{}' (Reshape): shape input must be int64", where_, cur_);
+    const int64_t per = numel(shape(x));
+    // Only [N, F] targets: (0 | -1 | N) for the batch, (F | -1) for the features.
+    bool ok = s->i.size() == 2 && (s->i[0] == 0 || s->i[0] == -1 || s->i[0] > 0) &&
+              (s->i[1] == per || (s->i[1] == -1 && s->i[0] != -1));
+    if (!ok)
+      fail("{}: node '{}' (Reshape): target shape [{}] is not supported (only a flatten to "
+           "[N, {}])", where_, cur_, fmt::join(s->i, ", "), per);
+    flatten(n, k, x);
+  }
+
+  // Adds `b` onto the bias of weight layer `layer`.
+  void add_bias(int layer, const std::vector<float>& b) {
+    Node& L = g_.nodes[layer];
+    if (!L.has_bias) {
+      L.has_bias = true;
+      L.params["bias"] = Tensor({L.out_channels}, 0.0f);
+    }
+    auto& d = L.params["bias"].data;
+    for (size_t c = 0; c < d.size(); ++c) d[c] += b.size() == 1 ? b[0] : b[c];
+  }
+
+  void conv(const onnx::NodeProto& n, int k) {
+    allow(n, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
+    no_auto_pad(n);
+    unit_dilations(n);
+    int x = tensor_in(n, 0);
+    auto w = const_in(n, 1);
+    if (w->dims.size() != 4 || w->is_int)
+      fail("{}: node '{}' (Conv): weight has shape {}, expected float [out, in/groups, k, k]", where_, cur_, shape_str(w->dims));
+    if (w->dims[2] != w->dims[3])
+      fail("{}: node '{}' (Conv): kernel {}x{} is not square (not supported)", where_, cur_, w->dims[2], w->dims[3]);
+    int64_t kern = square(n, "kernel_shape", w->dims[2], false);
+    if (kern != w->dims[2]) bad_attr(n, "kernel_shape", fmt::format("{} differs from the weight's {}", kern, w->dims[2]));
+    int64_t stride = square(n, "strides", 1, false);
+    int64_t pad = pads(n);
+    int64_t groups = attr_int(n, "group", 1);
+    if (groups <= 0) bad_attr(n, "group", fmt::format("{} must be positive", groups));
+    if (shape(x).size() != 3)
+      fail("{}: node '{}' (Conv): input has per-sample shape {}, expected [C, H, W]", where_, cur_, shape_str(shape(x)));
+    if (groups > shape(x)[0] || shape(x)[0] % groups != 0 || shape(x)[0] / groups != w->dims[1])
+      fail("{}: node '{}' (Conv): weight {} with group {} does not match {} input channels", where_, cur_,
+           shape_str(w->dims), groups, shape(x)[0]);
+    bool bias = has_input(n, 2);
+    int idx = g_.conv2d(node_name(n, k), x, w->dims[0], kern, stride, pad, groups, bias);
+    g_.nodes[idx].params["weight"] = Tensor(w->dims);
+    g_.nodes[idx].params["weight"].data = w->f;
+    if (bias) {
+      auto b = const_in(n, 2);
+      expect_shape(n, "bias", *b, {w->dims[0]});
+      g_.nodes[idx].params["bias"] = Tensor({w->dims[0]});
+      g_.nodes[idx].params["bias"].data = b->f;
+    }
+    set_out(n, Value{push_done(idx), nullptr});
+  }
+
+  int flat_input(const onnx::NodeProto& n, int k) {
+    int x = tensor_in(n, k);
+    if (shape(x).size() != 1)
+      fail("{}: node '{}' ({}): input has per-sample shape {}, expected a flat [N, F] tensor "
+           "(Flatten first)", where_, cur_, n.op_type(), shape_str(shape(x)));
+    return x;
+  }
+
+  // A linear layer from a weight stored [in, out] (transposed) or [out, in].
+  int linear(const onnx::NodeProto& n, int k, int x, const Const& w, bool transposed, float alpha) {
+    if (w.dims.size() != 2 || w.is_int)
+      fail("{}: node '{}' ({}): weight has shape {}, expected a float matrix", where_, cur_, n.op_type(), shape_str(w.dims));
+    const int64_t in = transposed ? w.dims[0] : w.dims[1], out = transposed ? w.dims[1] : w.dims[0];
+    if (in != shape(x)[0])
+      fail("{}: node '{}' ({}): weight {} does not match {} input features", where_, cur_,
+           n.op_type(), shape_str(w.dims), shape(x)[0]);
+    int idx = g_.linear(node_name(n, k), x, out, false);
+    Tensor t({out, in});
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i)
+        t.data[o * in + i] = alpha * (transposed ? w.f[i * out + o] : w.f[o * in + i]);
+    g_.nodes[idx].params["weight"] = std::move(t);
+    return idx;
+  }
+
+  void gemm(const onnx::NodeProto& n, int k) {
+    allow(n, {"alpha", "beta", "transA", "transB"});
+    if (attr_int(n, "transA", 0) != 0) bad_attr(n, "transA", "1 is not supported");
+    int64_t transB = attr_int(n, "transB", 0);
+    float alpha = attr_float(n, "alpha", 1.0f), beta = attr_float(n, "beta", 1.0f);
+    int x = flat_input(n, 0);
+    auto w = const_in(n, 1);
+    int idx = linear(n, k, x, *w, transB == 0, alpha);
+    if (has_input(n, 2)) {
+      auto c = const_in(n, 2);
+      const int64_t out = g_.nodes[idx].out_channels;
+      if (c->is_int || !(c->f.size() == 1 || (static_cast<int64_t>(c->f.size()) == out &&
+                                              (c->dims == Shape{out} || c->dims == Shape{1, out}))))
+        fail("{}: node '{}' (Gemm): C has shape {}, expected [{}] or [1, {}]", where_, cur_,
+             shape_str(c->dims), out, out);
+      std::vector<float> b = c->f;
+      for (float& v : b) v *= beta;
+      add_bias(idx, b);
+    }
+    set_out(n, Value{push_done(idx), nullptr});
+  }
+
+  void matmul(const onnx::NodeProto& n, int k) {
+    allow(n, {});
+    int x = flat_input(n, 0);
+    auto w = const_in(n, 1);
+    set_out(n, Value{push_done(linear(n, k, x, *w, true, 1.0f)), nullptr});
+  }
+
+  void clip(const onnx::NodeProto& n, int k) {
+    float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+    if (opset_ < 11) {
+      allow(n, {"min", "max"});
+      lo = attr_float(n, "min", lo);
+      hi = attr_float(n, "max", hi);
+    } else {
+      allow(n, {});
+      auto scalar = [&](int i, float def) {
+        if (!has_input(n, i)) return def;
+        auto c = const_in(n, i);
+        if (c->f.size() != 1) fail("{}: node '{}' (Clip): input #{} must be a scalar", where_, cur_, i);
+        return c->f[0];
+      };
+      lo = scalar(1, lo);
+      hi = scalar(2, hi);
+    }
+    int x = tensor_in(n, 0);
+    int idx;
+    if (lo == 0.0f && hi == 6.0f) idx = g_.relu6(node_name(n, k), x);
+    else if (lo == 0.0f && std::isinf(hi) && hi > 0) idx = g_.relu(node_name(n, k), x);
+    else fail("{}: node '{}' (Clip): range [{}, {}] is not supported (only [0, 6] as ReLU6)", where_, cur_, lo, hi);
+    set_out(n, Value{push_done(idx), nullptr});
+  }
+
+  void add(const onnx::NodeProto& n, int k) {
+    allow(n, {});
+    const Value a = value(n, 0), b = value(n, 1);
+    if (a.node >= 0 && b.node >= 0) {
+      set_out(n, Value{push_done(g_.add(node_name(n, k), a.node, b.node)), nullptr});
+      return;
+    }
+    if (a.node < 0 && b.node < 0)
+      fail("{}: node '{}' (Add): both inputs are constants (fold them before export)", where_, cur_);
+    const Value& t = a.node >= 0 ? a : b;
+    const Const& c = a.node >= 0 ? *b.c : *a.c;
+    const std::string& tname = a.node >= 0 ? n.input(0) : n.input(1);
+    // A per-channel constant onto a weight layer's own output: its bias.
+    Node& L = g_.nodes[t.node];
+    bool layer = is_weight_layer(L) && uses_[tname] == 1;
+    const int64_t ch = L.out_channels;
+    bool bias_shape = !c.is_int &&
+        (c.dims == Shape{ch} || c.dims == Shape{1, ch} || c.dims == Shape{ch, 1, 1} ||
+         c.dims == Shape{1, ch, 1, 1} || c.f.size() == 1);
+    // [ch] broadcasts over the last axis: that is a conv's width, not its channels.
+    if (L.op == Op::Conv2d && c.dims == Shape{ch} && ch != 1) bias_shape = false;
+    if (L.op == Op::Linear && (c.dims == Shape{ch, 1, 1} || c.dims == Shape{1, ch, 1, 1})) bias_shape = false;
+    if (!layer || !bias_shape)
+      fail("{}: node '{}' (Add): adding constant of shape {} is supported only as the bias of "
+           "the Conv/Gemm/MatMul right before it", where_, cur_, shape_str(c.dims));
+    add_bias(t.node, c.f);
+    set_out(n, Value{t.node, nullptr});
+  }
+
+  void pool(const onnx::NodeProto& n, int k) {
+    const bool maxp = n.op_type() == "MaxPool";
+    if (maxp) allow(n, {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode", "storage_order"});
+    else allow(n, {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"});
+    no_auto_pad(n);
+    unit_dilations(n);
+    if (attr_int(n, "ceil_mode", 0) != 0) bad_attr(n, "ceil_mode", "1 is not supported");
+    if (attr_int(n, "storage_order", 0) != 0) bad_attr(n, "storage_order", "1 is not supported");
+    int64_t kern = square(n, "kernel_shape", 0, true);
+    int64_t stride = square(n, "strides", 1, false);
+    int64_t pad = pads(n);
+    if (!maxp && pad > 0 && attr_int(n, "count_include_pad", 0) == 0)
+      bad_attr(n, "count_include_pad", "0 with padding is not supported (SigmaQuant counts padded zeros)");
+    int x = tensor_in(n, 0);
+    int idx = maxp ? g_.maxpool(node_name(n, k), x, kern, stride, pad)
+                   : g_.avgpool(node_name(n, k), x, kern, stride, pad);
+    set_out(n, Value{push_done(idx), nullptr});
+  }
+
+  void batchnorm(const onnx::NodeProto& n, int k) {
+    allow(n, {"epsilon", "momentum", "training_mode", "spatial"});
+    if (attr_int(n, "training_mode", 0) != 0) bad_attr(n, "training_mode", "1 is not supported (export in eval mode)");
+    if (attr_int(n, "spatial", 1) != 1) bad_attr(n, "spatial", "0 is not supported");
+    float eps = attr_float(n, "epsilon", 1e-5f);
+    int x = tensor_in(n, 0);
+    const int64_t ch = shape(x).empty() ? 0 : shape(x)[0];
+    int idx = g_.batchnorm(node_name(n, k), x, eps);
+    const char* names[] = {"weight", "bias", "running_mean", "running_var"};
+    const char* onnx_names[] = {"scale", "B", "mean", "var"};
+    for (int i = 0; i < 4; ++i) {
+      auto c = const_in(n, i + 1);
+      expect_shape(n, onnx_names[i], *c, {ch});
+      g_.nodes[idx].params[names[i]] = Tensor({ch});
+      g_.nodes[idx].params[names[i]].data = c->f;
+    }
+    set_out(n, Value{push_done(idx), nullptr});
+  }
+
+  const onnx::ModelProto& m_;
+  std::string where_;
+  int64_t opset_ = 0;
+  int norm_stage_ = 0;  // 0: no input normalization seen, 1: Sub seen, 2: Div seen
+  std::string cur_;
+  Graph g_;
+  std::map<std::string, std::shared_ptr<const Const>> consts_;
+  std::map<std::string, Value> values_;
+  std::map<std::string, int> uses_;
+  std::set<std::string> names_;
+};
+
+}  // namespace
+
+Graph import_onnx_bytes(const std::string& bytes, const std::string& where) {
+  onnx::ModelProto m;
+  if (bytes.empty()) fail("{}: empty file (expected an ONNX model)", where);
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    fail("{}: file too large for protobuf (over 2 GiB)", where);
+  if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    fail("{}: not a valid ONNX model (protobuf parse failed: truncated or not ONNX)", where);
+  return Importer(m, where).run();
+}
+
+Graph import_onnx(const std::string& path) { return import_onnx_bytes(read_file(path), path); }
+
+}  // namespace sq

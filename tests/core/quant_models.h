@@ -1,0 +1,212 @@
+// Torch-free quantized models for the engine tests: a zoo graph with random weights, BN folded,
+// mixed per-layer and per-channel bits, activation ranges calibrated on a plain float forward
+// pass — and that forward pass with fake quantization at the points (the simulation of
+// src/torch/graph_module.cpp + fake_quant.cpp, written as plain loops).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sigmaquant/qmodel.h"
+#include "sigmaquant/transform.h"
+#include "sigmaquant/zoo.h"
+
+namespace sqtest {
+
+// Every node's output for one image (CHW floats in [0, 1], not normalized). With quantize, the
+// weights are w_q · s and every activation point is fake-quantized as in QuantSim::act.
+inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, const float* image,
+                                                      bool quantize) {
+  const sq::Graph& g = qm.graph;
+  std::vector<std::vector<float>> v(g.nodes.size());
+  const std::map<int, int> pts = sq::activation_quant_points(g, qm.bits);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const sq::Node& n = g.nodes[i];
+    const auto& in = n.inputs.empty() ? v[0] : v[n.inputs[0]];
+    const sq::Shape& is = n.inputs.empty() ? g.input_shape : g.nodes[n.inputs[0]].out_shape;
+    std::vector<float>& y = v[i];
+    switch (n.op) {
+      case sq::Op::Input: {
+        const int64_t c = g.input_shape[0], plane = g.input_shape[1] * g.input_shape[2];
+        y.resize(static_cast<size_t>(c * plane));
+        for (int64_t ch = 0; ch < c; ++ch)
+          for (int64_t p = 0; p < plane; ++p) {
+            const float s = g.input_std[ch] > 0 ? g.input_std[ch] : 1.0f;
+            y[ch * plane + p] = (image[ch * plane + p] - g.input_mean[ch]) / s;
+          }
+        break;
+      }
+      case sq::Op::Conv2d:
+      case sq::Op::Linear: {
+        std::vector<float> w = n.params.at("weight").data;
+        if (quantize) {
+          const std::vector<int32_t> q = sq::quantized_weights(qm, n.name);
+          const auto& s = qm.weight_scales.at(n.name);
+          const int64_t per = static_cast<int64_t>(w.size()) / n.out_channels;
+          for (size_t k = 0; k < w.size(); ++k) {
+            const int64_t c = static_cast<int64_t>(k) / per;
+            w[k] = static_cast<float>(q[k]) * (s.size() == 1 ? s[0] : s[c]);
+          }
+        }
+        const float* b = n.has_bias ? n.params.at("bias").data.data() : nullptr;
+        if (n.op == sq::Op::Linear) {
+          const int64_t f = static_cast<int64_t>(in.size());
+          y.assign(static_cast<size_t>(n.out_channels), 0.0f);
+          for (int64_t o = 0; o < n.out_channels; ++o) {
+            double acc = b ? b[o] : 0.0;
+            for (int64_t k = 0; k < f; ++k) acc += double(w[o * f + k]) * in[k];
+            y[o] = static_cast<float>(acc);
+          }
+          break;
+        }
+        const int64_t ic = is[0], ih = is[1], iw = is[2], oc = n.out_channels;
+        const int64_t oh = n.out_shape[1], ow = n.out_shape[2], k = n.kernel;
+        const int64_t icg = ic / n.groups, ocg = oc / n.groups;
+        y.assign(static_cast<size_t>(oc * oh * ow), 0.0f);
+        for (int64_t o = 0; o < oc; ++o)
+          for (int64_t oy = 0; oy < oh; ++oy)
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              double acc = b ? b[o] : 0.0;
+              for (int64_t i2 = 0; i2 < icg; ++i2)
+                for (int64_t ky = 0; ky < k; ++ky)
+                  for (int64_t kx = 0; kx < k; ++kx) {
+                    const int64_t yy = oy * n.stride - n.padding + ky,
+                                  xx = ox * n.stride - n.padding + kx;
+                    if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
+                    acc += double(w[((o * icg + i2) * k + ky) * k + kx]) *
+                           in[((o / ocg * icg + i2) * ih + yy) * iw + xx];
+                  }
+              y[(o * oh + oy) * ow + ox] = static_cast<float>(acc);
+            }
+        break;
+      }
+      case sq::Op::ReLU:
+      case sq::Op::ReLU6:
+        y = in;
+        for (float& x : y) x = std::max(x, 0.0f);
+        if (n.op == sq::Op::ReLU6)
+          for (float& x : y) x = std::min(x, 6.0f);
+        break;
+      case sq::Op::Add:
+        y = in;
+        for (size_t k = 0; k < y.size(); ++k) y[k] += v[n.inputs[1]][k];
+        break;
+      case sq::Op::MaxPool:
+      case sq::Op::AvgPool: {
+        const int64_t c = is[0], ih = is[1], iw = is[2], oh = n.out_shape[1], ow = n.out_shape[2];
+        y.assign(static_cast<size_t>(c * oh * ow), 0.0f);
+        for (int64_t ch = 0; ch < c; ++ch)
+          for (int64_t oy = 0; oy < oh; ++oy)
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              float m = -INFINITY, sum = 0;
+              for (int64_t ky = 0; ky < n.kernel; ++ky)
+                for (int64_t kx = 0; kx < n.kernel; ++kx) {
+                  const int64_t yy = oy * n.stride - n.padding + ky,
+                                xx = ox * n.stride - n.padding + kx;
+                  if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
+                  m = std::max(m, in[(ch * ih + yy) * iw + xx]);
+                  sum += in[(ch * ih + yy) * iw + xx];
+                }
+              y[(ch * oh + oy) * ow + ox] =
+                  n.op == sq::Op::MaxPool ? m : sum / float(n.kernel * n.kernel);
+            }
+        break;
+      }
+      case sq::Op::GlobalAvgPool: {
+        const int64_t c = is[0], hw = is[1] * is[2];
+        y.assign(static_cast<size_t>(c), 0.0f);
+        for (int64_t ch = 0; ch < c; ++ch) {
+          double s = 0;
+          for (int64_t p = 0; p < hw; ++p) s += in[ch * hw + p];
+          y[ch] = static_cast<float>(s / hw);
+        }
+        break;
+      }
+      case sq::Op::Flatten:
+        y = in;
+        break;
+      case sq::Op::BatchNorm:
+        ADD_FAILURE() << "simulate: batchnorm (fold first)";
+        break;
+    }
+    if (quantize && pts.count(static_cast<int>(i))) {
+      const sq::ActQuant& a = qm.acts.at(n.name);
+      const float s = std::max(std::fabs(a.scale), 1e-12f);
+      const float zp = static_cast<float>(a.zero_point), qmax = static_cast<float>(a.qmax());
+      for (float& x : y) x = (std::min(std::max(std::nearbyint(x / s) + zp, 0.0f), qmax) - zp) * s;
+    }
+  }
+  return v;
+}
+
+inline std::vector<float> simulate(const sq::QuantModel& qm, const float* image) {
+  return simulate_nodes(qm, image, true).back();
+}
+
+inline std::vector<float> random_images(int64_t n, int64_t numel, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n * numel));
+  for (float& f : x) f = u(rng);
+  return x;
+}
+
+// A zoo model with random weights and biases, BN folded, mixed precision: first and last layer
+// at 8 bits, the others at random weight bits 2..8 and activation bits 4..8, every third one with
+// per-channel bits that include pruned (0) and binary (1) channels; activation ranges are the
+// min/max of a float forward pass over a few random images.
+inline sq::QuantModel synthetic_qmodel(const std::string& zoo, const sq::Shape& in, int64_t classes,
+                                       uint64_t seed) {
+  sq::QuantModel qm;
+  sq::Graph g = sq::make_zoo_model(zoo, in, classes, seed);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  for (auto& n : g.nodes)
+    if (n.op == sq::Op::BatchNorm) {
+      for (float& x : n.params["bias"].data) x = nd(rng);
+      for (float& x : n.params["running_mean"].data) x = nd(rng);
+    }
+  qm.graph = sq::fold_batchnorm(g);
+  qm.graph.input_mean.assign(static_cast<size_t>(in[0]), 0.3f);
+  qm.graph.input_std.assign(static_cast<size_t>(in[0]), 0.35f);
+  const auto layers = qm.graph.weight_layers();
+  for (size_t k = 0; k < layers.size(); ++k) {
+    const sq::Node& n = qm.graph.nodes[layers[k]];
+    sq::LayerBits lb;
+    lb.wbits = 2 + static_cast<int>(rng() % 7);
+    lb.abits = 4 + static_cast<int>(rng() % 5);
+    if (k % 3 == 1) {
+      for (int64_t c = 0; c < n.out_channels; ++c)
+        lb.channel_wbits.push_back(c == 0 ? 0 : c == 1 ? 1 : 2 + static_cast<int>(rng() % 7));
+      lb.wbits = *std::max_element(lb.channel_wbits.begin(), lb.channel_wbits.end());
+    }
+    qm.bits.layers[n.name] = lb;
+  }
+  sq::pin_first_last(qm.bits, qm.graph, 8);
+  qm.weight_scales = sq::max_weight_scales(qm.graph, qm.bits);
+  const std::map<int, int> pts = sq::activation_quant_points(qm.graph, qm.bits);
+  std::map<int, std::pair<float, float>> range;
+  const int64_t numel = in[0] * in[1] * in[2];
+  const std::vector<float> imgs = random_images(4, numel, seed + 1);
+  for (int s = 0; s < 4; ++s) {
+    auto v = simulate_nodes(qm, imgs.data() + s * numel, false);
+    for (const auto& [node, bits] : pts) {
+      auto [lo, hi] = std::minmax_element(v[node].begin(), v[node].end());
+      auto& r = range.try_emplace(node, 0.0f, 0.0f).first->second;
+      r.first = std::min(r.first, *lo);
+      r.second = std::max(r.second, *hi);
+    }
+  }
+  for (const auto& [node, bits] : pts)
+    qm.acts[qm.graph.nodes[node].name] =
+        sq::act_quant_from_range({range[node].first, range[node].second}, bits);
+  return qm;
+}
+
+}  // namespace sqtest

@@ -1,0 +1,227 @@
+// GraphExecutor: the optimized plan equals the all-reference plan bit for bit on every zoo model,
+// a residual graph equals the reference kernels composed by hand, logits agree with a plain-loop
+// float simulation of the quantized model, and run() does not allocate.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "quant_models.h"
+#include "sigmaquant/engine.h"
+#include "sigmaquant/error.h"
+#include "test_util.h"
+
+// Counts every allocation of the test program (forwarded to malloc) so that a test can assert
+// that a region allocates nothing.
+// (GCC cannot tell that this malloc/free pair is the replacement's own.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+static std::atomic<long> g_allocations{0};
+void* operator new(std::size_t n) {
+  ++g_allocations;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
+namespace {
+
+struct ZooCase {
+  const char* name;
+  sq::Shape input;
+};
+const ZooCase kZoo[] = {{"lenet5", {1, 28, 28}},
+                        {"resnet8", {3, 12, 12}},
+                        {"resnet20", {1, 12, 12}},
+                        {"mobilenetv2", {3, 28, 28}},
+                        {"mlp", {1, 12, 12}}};
+
+class GraphExecutorZoo : public ::testing::TestWithParam<ZooCase> {};
+
+TEST_P(GraphExecutorZoo, OptimizedEqualsReferenceExactly) {
+  const ZooCase& zc = GetParam();
+  const sq::QuantModel qm = sqtest::synthetic_qmodel(zc.name, zc.input, 10, 3);
+  const sq::IntModel im = sq::integerize(qm);
+  sq::GraphExecutor ref = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
+  std::vector<sq::GraphExecutor> fast;
+  fast.push_back(sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Auto));
+  fast.push_back(sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Portable));
+  ASSERT_EQ(ref.output_size(), 10);
+  ASSERT_EQ(ref.input_size(), zc.input[0] * zc.input[1] * zc.input[2]);
+  const int n = 6;
+  const auto imgs = sqtest::random_images(n, ref.input_size(), 7);
+  for (int s = 0; s < n; ++s) {
+    std::vector<float> want(10), got(10);
+    ref.run(imgs.data() + s * ref.input_size(), want.data());
+    for (auto& ex : fast) {
+      ex.run(imgs.data() + s * ref.input_size(), got.data());
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * 10))
+          << zc.name << " sample " << s;
+    }
+    bool spread = false;
+    for (float v : want) spread |= v != want[0];
+    EXPECT_TRUE(spread) << zc.name << ": constant logits";
+  }
+}
+
+// Logits agree with the float simulation (fake quantization at the same points): the integer
+// arithmetic rounds the same values the same way (the bias's fraction rides in the requantization
+// offset); what remains are ties, float rounding in the simulation and the fixed-point mean of
+// average pooling, which can flip a code now and then.
+TEST_P(GraphExecutorZoo, AgreesWithTheSimulation) {
+  const ZooCase& zc = GetParam();
+  const sq::QuantModel qm = sqtest::synthetic_qmodel(zc.name, zc.input, 10, 5);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const int n = 16;
+  const auto imgs = sqtest::random_images(n, ex.input_size(), 11);
+  int agree = 0;
+  double worst = 0;
+  for (int s = 0; s < n; ++s) {
+    std::vector<float> got(10);
+    ex.run(imgs.data() + s * ex.input_size(), got.data());
+    const std::vector<float> want = sqtest::simulate(qm, imgs.data() + s * ex.input_size());
+    float lo = want[0], hi = want[0];
+    for (float v : want) lo = std::min(lo, v), hi = std::max(hi, v);
+    for (int k = 0; k < 10; ++k)
+      worst = std::max(worst, double(std::fabs(got[k] - want[k]) / (hi - lo)));
+    agree += std::max_element(got.begin(), got.end()) - got.begin() ==
+             std::max_element(want.begin(), want.end()) - want.begin();
+  }
+  EXPECT_LE(worst, 0.01) << zc.name;
+  EXPECT_GE(agree, n - 1) << zc.name;
+  std::printf("%s: worst |engine - simulation| = %.4f of the logit range, top-1 %d/%d\n", zc.name,
+              worst, agree, n);
+}
+
+TEST_P(GraphExecutorZoo, RunAllocatesNothing) {
+  const ZooCase& zc = GetParam();
+  const sq::QuantModel qm = sqtest::synthetic_qmodel(zc.name, zc.input, 10, 3);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const auto img = sqtest::random_images(1, ex.input_size(), 1);
+  std::vector<float> logits(10);
+  std::vector<uint8_t> xq(static_cast<size_t>(ex.input_size()), 3);
+  ex.run(img.data(), logits.data());
+  const long before = g_allocations.load();
+  ex.run(img.data(), logits.data());
+  ex.run_quantized(xq.data(), logits.data());
+  EXPECT_EQ(g_allocations.load(), before) << zc.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, GraphExecutorZoo, ::testing::ValuesIn(kZoo),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// A residual block by hand: conv(+ReLU) → conv → add(input) → ReLU → global average pooling →
+// flatten → linear, against the reference kernels composed step by step.
+TEST(GraphExecutor, ResidualGraphEqualsTheKernelsByHand) {
+  sq::QuantModel qm;
+  sq::Graph& g = qm.graph;
+  g = sq::Graph("res", {4, 6, 6}, 5);
+  int x = g.relu("ra", g.conv2d("ca", g.input(), 4, 3, 1, 1, 1, true));
+  x = g.conv2d("cb", x, 4, 3, 1, 1, 1, true);
+  x = g.relu("r", g.add("add", x, 0));
+  x = g.flatten("flat", g.global_avgpool("gap", x));
+  g.linear("fc", x, 5);
+  g.infer_shapes();
+  g.init_params(9);
+  g.input_mean = {0.5f, 0.5f, 0.5f, 0.5f};
+  g.input_std = {0.25f, 0.25f, 0.25f, 0.25f};
+  qm.bits = sq::BitConfig::uniform(g, 4, 6);
+  qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+  qm.acts["input"] = sq::act_quant_from_range({-2.0, 2.0}, 6);
+  qm.acts["ra"] = sq::act_quant_from_range({0.0, 3.0}, 6);
+  qm.acts["cb"] = sq::act_quant_from_range({-4.0, 4.0}, 8);
+  qm.acts["add"] = sq::act_quant_from_range({-5.0, 5.0}, 8);
+  qm.acts["flat"] = sq::act_quant_from_range({0.0, 2.0}, 6);
+  const sq::IntModel im = sq::integerize(qm);
+  ASSERT_EQ(im.points.size(), 5u);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(g, im);
+  EXPECT_EQ(ex.input_point().bits, 6);
+  std::mt19937_64 rng(2);
+  for (int trial = 0; trial < 5; ++trial) {
+    std::vector<uint8_t> xq(4 * 36);
+    for (auto& v : xq) v = static_cast<uint8_t>(rng() % 64);
+    std::vector<float> got(5), want(5);
+    ex.run_quantized(xq.data(), got.data());
+    std::vector<uint8_t> a(4 * 36), b(4 * 36), s(4 * 36), p(4);
+    sq::conv2d_u8_ref({4, 6, 6, 4, 3, 1, 1, 1}, im.layers[0], xq.data(), a.data());
+    sq::conv2d_u8_ref({4, 6, 6, 4, 3, 1, 1, 1}, im.layers[1], a.data(), b.data());
+    const auto &pb = qm.acts["cb"], &pi = qm.acts["input"], &pa = qm.acts["add"],
+               &pf = qm.acts["flat"];
+    sq::add_u8_ref(sq::make_add_params(pb.scale, pb.zero_point, pi.scale, pi.zero_point, pa.scale,
+                                       pa.zero_point, 0, 255),
+                   b.data(), xq.data(), 4 * 36, s.data());
+    sq::clamp_u8_ref(s.data(), 4 * 36, pa.zero_point, 255);  // the ReLU on the add's codes
+    sq::global_avgpool_u8_ref(
+        4, 36, sq::make_avgpool_params(pa.scale, pa.zero_point, pf.scale, pf.zero_point, 36, 0, 63),
+        s.data(), p.data());
+    sq::linear_f32_ref(4, 5, im.layers[2], p.data(), want.data());
+    EXPECT_EQ(got, want) << "trial " << trial;
+  }
+  // The input quantizer is the simulation's: normalize, divide by the scale, round half to even.
+  const sq::ActQuant& in = qm.acts["input"];
+  std::vector<float> img(4 * 36);
+  std::vector<uint8_t> xq(4 * 36);
+  for (size_t k = 0; k < img.size(); ++k) {
+    img[k] = static_cast<float>(k % 17) / 16.0f;
+    const float v = std::nearbyint(((img[k] - 0.5f) / 0.25f) / in.scale) + in.zero_point;
+    xq[k] = static_cast<uint8_t>(std::clamp(v, 0.0f, 63.0f));
+  }
+  std::vector<float> l1(5), l2(5);
+  ex.run(img.data(), l1.data());
+  ex.run_quantized(xq.data(), l2.data());
+  EXPECT_EQ(l1, l2);
+}
+
+// fuzz_sqm: a point scale of ~1e-38 against another of ~1 made a multiplier with a shift of 136,
+// and requantize shifted a 128-bit value by 135 (UBSan). Extreme shifts now round to 0 or
+// saturate.
+TEST(EngineFuzzRegressions, RequantizeExtremeShifts) {
+  for (double m : {1e-40, 1e-300, 5e-324}) {
+    const sq::Requant r = sq::quantize_multiplier(m);
+    EXPECT_GE(r.shift, 96);
+    EXPECT_EQ(sq::requantize(INT64_MAX, r), 0);
+    EXPECT_EQ(sq::requantize(INT64_MIN, r), 0);
+  }
+  for (double m : {1e12, 1e300, 1.0 / 0.0}) {
+    const sq::Requant r = sq::quantize_multiplier(m);
+    EXPECT_EQ(sq::requantize(3, r), INT32_MAX);
+    EXPECT_EQ(sq::requantize(-3, r), INT32_MIN);
+    EXPECT_EQ(sq::requantize(0, r), 0);
+  }
+  const sq::Requant eight = sq::quantize_multiplier(8.0);
+  EXPECT_EQ(sq::requantize(-5, eight), -40);
+  EXPECT_EQ(sq::requantize(int64_t{1} << 40, eight), INT32_MAX);
+}
+
+TEST(GraphExecutor, RejectsWhatItCannotRun) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("resnet8", {1, 12, 12}, 10, 3);
+  sq::IntModel im = sq::integerize(qm);
+  sq::IntModel no_points = im;
+  no_points.points.clear();
+  EXPECT_NE(sqtest::error_of([&] {
+              sq::GraphExecutor::prepare(qm.graph, no_points);
+            }).find("is not a quantization point"),
+            std::string::npos);
+  sq::IntModel no_layers = im;
+  no_layers.layers.pop_back();
+  EXPECT_NE(sqtest::error_of([&] {
+              sq::GraphExecutor::prepare(qm.graph, no_layers);
+            }).find("weight layer 'fc' has no integer layer"),
+            std::string::npos);
+  sq::IntModel bad_scale = im;
+  bad_scale.layers[1].in_scale *= 2;
+  EXPECT_NE(sqtest::error_of([&] {
+              sq::GraphExecutor::prepare(qm.graph, bad_scale);
+            }).find("expected the point's"),
+            std::string::npos);
+  // Batchnorm left in: the conv before it has no point downstream.
+  sq::QuantModel unfolded = qm;
+  unfolded.graph = sq::make_zoo_model("resnet8", {1, 12, 12}, 10, 3);
+  EXPECT_THROW(sq::GraphExecutor::prepare(unfolded.graph, im), sq::Error);
+}
+
+}  // namespace

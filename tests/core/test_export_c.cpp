@@ -1,0 +1,427 @@
+// C export: the generated C99 program, built by the system C compiler with -Werror -pedantic,
+// reproduces GraphExecutor's logits bit for bit on zoo models (lenet5, resnet8 with adds, a small
+// mobilenetv2 with depthwise convs and conv → relu6 → gap, mlp) and mixed 0..8-bit weights; the
+// runtime's requantization and unpacking equal the C++ ones on extreme values; the packed weights
+// are within one byte per channel of Σ params × bits / 8.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "quant_models.h"
+#include "sigmaquant/engine.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/export_c.h"
+#include "sigmaquant/fileutil.h"
+#include "test_util.h"
+
+namespace {
+
+const char* kCFlags = "-std=c99 -O2 -Wall -Wextra -Werror -pedantic";
+
+// The tests build the exported program with the system's cc and make.
+bool have_c_compiler() {
+  return std::system("cc --version > /dev/null 2>&1 && make --version > /dev/null 2>&1") == 0;
+}
+
+// Runs a shell command; returns its exit status and output.
+int sh(const std::string& cmd, std::string* out = nullptr) {
+  std::string full = "(" + cmd + ") 2>&1";
+  FILE* p = popen(full.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  std::string text;
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  const int rc = pclose(p);
+  if (out) *out = text;
+  return rc;
+}
+
+template <typename T>
+std::string bytes_of(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+template <typename T>
+std::vector<T> read_vec(const std::string& path) {
+  const std::string b = sq::read_file(path);
+  std::vector<T> v(b.size() / sizeof(T));
+  std::memcpy(v.data(), b.data(), v.size() * sizeof(T));
+  return v;
+}
+
+// Builds the exported demo with `make` and the strict flags; returns the seconds it took.
+double build_demo(const std::string& dir) {
+  std::string log;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = sh(fmt::format("make -s -C '{}' CC=cc CFLAGS='{}'", dir, kCFlags), &log);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(rc, 0) << log;
+  return s;
+}
+
+// Exports qm, builds the demo, runs it on n random images and compares every logit with
+// GraphExecutor bit for bit. Returns the number of images whose logits are identical.
+int export_and_compare(const sq::QuantModel& qm, int n, uint64_t seed, const std::string& tag) {
+  const std::string dir = sqtest::temp_dir("export_c_" + tag) + "/out/" + tag;  // created by export
+  sq::export_c(qm, dir);
+  const double compile_s = build_demo(dir);
+
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const int64_t in = ex.input_size(), out = ex.output_size();
+  const std::vector<float> imgs = sqtest::random_images(n, in, seed);
+  sq::write_file_atomic(dir + "/images.f32", bytes_of(imgs));
+  std::string printed;
+  EXPECT_EQ(
+      sh(fmt::format("cd '{}' && ./sq_demo images.f32 logits.f32 2> demo.err", dir), &printed), 0)
+      << printed;
+  const std::vector<float> got = read_vec<float>(dir + "/logits.f32");
+  EXPECT_EQ(static_cast<int64_t>(got.size()), n * out);
+  if (static_cast<int64_t>(got.size()) != n * out) return 0;
+
+  int same = 0;
+  std::set<int> classes;
+  std::istringstream lines(printed);
+  std::vector<float> want(static_cast<size_t>(out));
+  for (int s = 0; s < n; ++s) {
+    ex.run(imgs.data() + s * in, want.data());
+    const float* g = got.data() + s * out;
+    const bool eq = std::memcmp(g, want.data(), sizeof(float) * static_cast<size_t>(out)) == 0;
+    same += eq;
+    EXPECT_TRUE(eq) << tag << " image " << s << ": logit 0 is " << g[0] << " (engine " << want[0]
+                    << ")";
+    // The demo prints "index class" with the first maximal logit.
+    long idx = -1;
+    int cls = -1;
+    lines >> idx >> cls;
+    EXPECT_EQ(idx, s);
+    EXPECT_EQ(cls, std::max_element(want.begin(), want.end()) - want.begin()) << tag << " " << s;
+    classes.insert(cls);
+  }
+  const std::string h = sq::read_file(dir + "/model.h");
+  std::printf(
+      "[ export_c ] %-26s %d/%d images bit-exact, %zu classes predicted, compile %.2f s, "
+      "model_data.c %zu bytes\n",
+      tag.c_str(), same, n, classes.size(), compile_s, sq::read_file(dir + "/model_data.c").size());
+  return same;
+}
+
+// Σ ceil-free params × bits / 8 of the weight layers, and the packed bytes pack_rows gives.
+std::pair<double, int64_t> weight_sizes(const sq::QuantModel& qm) {
+  const sq::IntModel im = sq::integerize(qm);
+  double ideal = 0;
+  int64_t packed = 0;
+  for (const sq::IntLayer& L : im.layers) {
+    const int64_t rows = static_cast<int64_t>(L.channel_bits.size());
+    const int64_t cols = static_cast<int64_t>(L.weights.size()) / rows;
+    for (int b : L.channel_bits) ideal += b * cols / 8.0;
+    packed +=
+        static_cast<int64_t>(sq::pack_rows(L.weights, rows, cols, L.channel_bits).data.size());
+  }
+  return {ideal, packed};
+}
+
+struct ZooCase {
+  const char* name;
+  sq::Shape input;
+  int images;
+};
+
+void PrintTo(const ZooCase& z, std::ostream* os) { *os << z.name; }
+
+class ExportCZoo : public ::testing::TestWithParam<ZooCase> {};
+
+TEST_P(ExportCZoo, CompiledProgramEqualsGraphExecutorExactly) {
+  if (!have_c_compiler()) GTEST_SKIP() << "no C compiler (cc) or make";
+  const ZooCase& zc = GetParam();
+  const sq::QuantModel qm = sqtest::synthetic_qmodel(zc.name, zc.input, 10, 11);
+  EXPECT_EQ(export_and_compare(qm, zc.images, 5, zc.name), zc.images);
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, ExportCZoo,
+                         ::testing::Values(ZooCase{"lenet5", {1, 28, 28}, 300},
+                                           ZooCase{"resnet8", {3, 12, 12}, 300},
+                                           ZooCase{"mobilenetv2", {3, 16, 16}, 200},
+                                           ZooCase{"mlp", {1, 12, 12}, 300}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// Every weight width 1..8 as whole layers, and per-channel mixtures of 0..8 bits (pruned and
+// binary channels among them), on a residual network and on lenet5.
+TEST(ExportC, MixedBitwidthsOneToEight) {
+  if (!have_c_compiler()) GTEST_SKIP() << "no C compiler (cc) or make";
+  for (const char* name : {"lenet5", "resnet8"}) {
+    const sq::Shape in =
+        std::string(name) == "lenet5" ? sq::Shape{1, 28, 28} : sq::Shape{3, 12, 12};
+    sq::QuantModel qm = sqtest::synthetic_qmodel(name, in, 10, 21);
+    const auto layers = qm.graph.weight_layers();
+    std::mt19937_64 rng(4);
+    for (size_t k = 0; k < layers.size(); ++k) {
+      const sq::Node& n = qm.graph.nodes[layers[k]];
+      sq::LayerBits lb = qm.bits.for_layer(n.name);  // keeps abits: the points stay as calibrated
+      lb.channel_wbits.clear();
+      lb.wbits = 1 + static_cast<int>(k % 8);
+      if (k % 2 == 1) {
+        for (int64_t c = 0; c < n.out_channels; ++c)
+          lb.channel_wbits.push_back(static_cast<int>(rng() % 9));
+        lb.channel_wbits[0] = 1;
+        lb.wbits = *std::max_element(lb.channel_wbits.begin(), lb.channel_wbits.end());
+      }
+      qm.bits.layers[n.name] = lb;
+    }
+    qm.weight_scales = sq::max_weight_scales(qm.graph, qm.bits);
+    EXPECT_EQ(export_and_compare(qm, 200, 9, std::string("mixed_") + name), 200);
+
+    // model.h states the packed size; each channel costs at most one byte over bits/8.
+    const auto [ideal, packed] = weight_sizes(qm);
+    const std::string dir = sqtest::temp_dir(std::string("export_c_size_") + name);
+    sq::export_c(qm, dir);
+    const std::string h = sq::read_file(dir + "/model.h");
+    EXPECT_NE(h.find(fmt::format("#define SQ_MODEL_WEIGHT_BYTES {} ", packed)), std::string::npos);
+    int64_t channels = 0;
+    for (int l : layers) channels += qm.graph.nodes[l].out_channels;
+    EXPECT_GE(packed, static_cast<int64_t>(std::ceil(ideal - 1e-9)) - 0);
+    EXPECT_LE(packed, static_cast<int64_t>(std::ceil(ideal)) + channels);
+    std::printf(
+        "[ export_c ] %-26s packed weights %lld bytes, sum params*bits/8 = %.1f (+%.2f %%)\n", name,
+        static_cast<long long>(packed), ideal, 100.0 * (packed - ideal) / ideal);
+  }
+}
+
+// What the zoo does not reach: average pooling with padding fused with ReLU6 and a max-pool on
+// the way to the next point, a depthwise conv feeding an add, conv → global average pooling with
+// no activation (1-bit weights, 3-bit input), a grouped conv, a constant input channel.
+TEST(ExportC, AvgPoolGroupsAndFusedChains) {
+  if (!have_c_compiler()) GTEST_SKIP() << "no C compiler (cc) or make";
+  sq::QuantModel qm;
+  sq::Graph& g = qm.graph;
+  g = sq::Graph("custom", {2, 10, 10}, 5);
+  int r1 = g.relu("r1", g.conv2d("c1", g.input(), 8, 3, 1, 1, 2, true));
+  int s = g.add("add", g.conv2d("dw", r1, 8, 3, 1, 1, 8, true), r1);
+  int x = g.maxpool("mp", g.relu6("r6", g.avgpool("ap", s, 3, 2, 1)), 2, 1);
+  x = g.global_avgpool("gap", g.conv2d("c3", x, 6, 1, 1, 0, 1, true));
+  g.linear("fc", g.flatten("flat", x), 5);
+  g.infer_shapes();
+  g.init_params(3);
+  g.input_mean = {0.5f, 0.4f};
+  g.input_std = {0.25f, 0.0f};  // a constant channel: only centred
+  qm.bits = sq::BitConfig::uniform(g, 5, 6);
+  qm.bits.layers["dw"].wbits = 3;
+  qm.bits.layers["c3"].wbits = 1;
+  qm.bits.layers["c3"].abits = 3;
+  qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+  const auto pts = sq::activation_quant_points(g, qm.bits);
+  const std::vector<float> imgs = sqtest::random_images(4, 200, 8);
+  std::map<int, std::pair<float, float>> range;
+  for (int k = 0; k < 4; ++k) {
+    auto v = sqtest::simulate_nodes(qm, imgs.data() + k * 200, false);
+    for (const auto& [node, bits] : pts) {
+      auto [lo, hi] = std::minmax_element(v[node].begin(), v[node].end());
+      auto& r = range.try_emplace(node, 0.0f, 0.0f).first->second;
+      r = {std::min(r.first, *lo), std::max(r.second, *hi)};
+    }
+  }
+  for (const auto& [node, bits] : pts)
+    qm.acts[g.nodes[node].name] =
+        sq::act_quant_from_range({range[node].first, range[node].second}, bits);
+  EXPECT_EQ(export_and_compare(qm, 300, 12, "custom"), 300);
+}
+
+// The runtime's fixed-point arithmetic against the C++ engine's, on values the models rarely
+// reach: accumulators beyond int32, shifts from -31 to 95, saturation; and unpacking at 0..8 bits.
+TEST(ExportC, RuntimeArithmeticEqualsTheEngine) {
+  if (!have_c_compiler()) GTEST_SKIP() << "no C compiler (cc) or make";
+  const std::string dir = sqtest::temp_dir("export_c_rt");
+  // Any model: export writes the runtime files.
+  sq::export_c(sqtest::synthetic_qmodel("mlp", {1, 4, 4}, 3, 1), dir);
+  struct Rec {
+    int64_t acc;
+    int32_t mult, shift;
+  };
+  std::vector<Rec> recs;
+  std::mt19937_64 rng(3);
+  const int64_t accs[] = {0,
+                          1,
+                          -1,
+                          2,
+                          -2,
+                          3,
+                          -3,
+                          INT32_MAX,
+                          INT32_MIN,
+                          int64_t{1} << 40,
+                          -(int64_t{1} << 40),
+                          INT64_MAX / 4,
+                          INT64_MIN / 4,
+                          12345,
+                          -12345};
+  for (int64_t a : accs)
+    for (int shift = -31; shift <= 95; ++shift)
+      for (int32_t m : {0, 1 << 30, INT32_MAX, 1518500250}) recs.push_back({a, m, shift});
+  for (int i = 0; i < 20000; ++i) {
+    const int64_t a = static_cast<int64_t>(rng()) >> (rng() % 64);
+    const int32_t m = static_cast<int32_t>((1u << 30) + rng() % (1u << 30));
+    recs.push_back({a, m, static_cast<int32_t>(rng() % 80) - 10});
+  }
+  // Ties: acc · M = k + 1/2 exactly must round up, for either sign.
+  for (int64_t a = -40; a <= 40; ++a) recs.push_back({a, 1 << 30, 31});
+  sq::write_file_atomic(dir + "/rq.bin", bytes_of(recs));
+
+  std::vector<uint8_t> packed_in;
+  std::vector<int32_t> want_w;
+  std::vector<int32_t> lens;
+  for (int bits = 0; bits <= 8; ++bits) {
+    const int n = 37;
+    std::vector<int32_t> v(n);
+    for (int32_t& x : v) {
+      if (bits == 0)
+        x = 0;
+      else if (bits == 1)
+        x = rng() % 2 ? 1 : -1;
+      else
+        x = static_cast<int32_t>(rng() % (1u << bits)) - (1 << (bits - 1));
+    }
+    std::vector<uint8_t> p = sq::pack_bits(v, bits);
+    lens.push_back(static_cast<int32_t>(p.size()));
+    packed_in.insert(packed_in.end(), p.begin(), p.end());
+    want_w.insert(want_w.end(), v.begin(), v.end());
+  }
+  sq::write_file_atomic(dir + "/packed.bin", bytes_of(packed_in));
+  // Residual adds over every pair of codes; scale ratios 1/2 and 1/4 make exact ties frequent.
+  std::vector<sq::AddParams> adds = {sq::make_add_params(0.5f, 3, 0.25f, 200, 1.0f, 128, 0, 255),
+                                     sq::make_add_params(0.05f, 128, 0.07f, 0, 0.09f, 40, 40, 200),
+                                     sq::make_add_params(1.0f, 0, 1.0f, 255, 0.5f, 7, 0, 15),
+                                     sq::make_add_params(0.013f, 17, 0.5f, 99, 0.02f, 0, 0, 255)};
+  std::vector<int32_t> add_in;
+  for (const sq::AddParams& a : adds)
+    for (int32_t v : {a.zp_a, a.zp_b, a.zp_out, a.lo, a.hi, a.m_a.multiplier, a.m_a.shift,
+                      a.m_b.multiplier, a.m_b.shift})
+      add_in.push_back(v);
+  sq::write_file_atomic(dir + "/add.bin", bytes_of(add_in));
+  sq::write_file_atomic(dir + "/harness.c", R"(#include <stdio.h>
+#include "sq_runtime.h"
+typedef struct { int64_t acc; int32_t mult, shift; } rec;
+int main(void) {
+  rec r;
+  unsigned char packed[4096];
+  int8_t w[37];
+  int bits, i;
+  size_t at = 0, len;
+  FILE* f = fopen("rq.bin", "rb");
+  FILE* o = fopen("rq.out", "wb");
+  while (fread(&r, sizeof r, 1, f) == 1) {
+    sq_rq m;
+    int32_t y;
+    m.mult = r.mult;
+    m.shift = r.shift;
+    y = sq_requantize(r.acc, m);
+    fwrite(&y, sizeof y, 1, o);
+  }
+  fclose(f);
+  fclose(o);
+  f = fopen("packed.bin", "rb");
+  o = fopen("unpacked.out", "wb");
+  len = fread(packed, 1, sizeof packed, f);
+  for (bits = 0; bits <= 8; ++bits) {
+    sq_unpack_row(packed + at, 37, bits, w);
+    at += (size_t)(37 * bits + 7) / 8;
+    for (i = 0; i < 37; ++i) {
+      int32_t v = w[i];
+      fwrite(&v, sizeof v, 1, o);
+    }
+  }
+  fclose(f);
+  fclose(o);
+  {
+    static uint8_t a[65536], b[65536], y[65536];
+    int32_t q[9];
+    for (i = 0; i < 65536; ++i) {
+      a[i] = (uint8_t)(i >> 8);
+      b[i] = (uint8_t)i;
+    }
+    f = fopen("add.bin", "rb");
+    o = fopen("add.out", "wb");
+    while (fread(q, sizeof q, 1, f) == 1) {
+      sq_add_params p;
+      p.zp_a = q[0];
+      p.zp_b = q[1];
+      p.zp_out = q[2];
+      p.lo = q[3];
+      p.hi = q[4];
+      p.m_a.mult = q[5];
+      p.m_a.shift = q[6];
+      p.m_b.mult = q[7];
+      p.m_b.shift = q[8];
+      sq_add_u8(&p, a, b, 65536, y);
+      fwrite(y, 1, sizeof y, o);
+    }
+    fclose(f);
+    fclose(o);
+  }
+  return at == len ? 0 : 3;
+}
+)");
+  std::string log;
+  ASSERT_EQ(sh(fmt::format("cd '{}' && cc {} -o harness harness.c sq_runtime.c -lm && ./harness",
+                           dir, kCFlags),
+               &log),
+            0)
+      << log;
+  const std::vector<int32_t> got = read_vec<int32_t>(dir + "/rq.out");
+  ASSERT_EQ(got.size(), recs.size());
+  int bad = 0;
+  for (size_t i = 0; i < recs.size() && bad < 10; ++i) {
+    const int32_t want = sq::requantize(recs[i].acc, sq::Requant{recs[i].mult, recs[i].shift});
+    if (got[i] != want) {
+      ++bad;
+      ADD_FAILURE() << "requantize(" << recs[i].acc << ", " << recs[i].mult << ", " << recs[i].shift
+                    << "): C " << got[i] << ", engine " << want;
+    }
+  }
+  EXPECT_EQ(read_vec<int32_t>(dir + "/unpacked.out"), want_w);
+  const std::vector<uint8_t> add_got = read_vec<uint8_t>(dir + "/add.out");
+  ASSERT_EQ(add_got.size(), adds.size() * 65536);
+  std::vector<uint8_t> a(65536), b(65536), want(65536);
+  for (int i = 0; i < 65536; ++i) {
+    a[i] = static_cast<uint8_t>(i >> 8);
+    b[i] = static_cast<uint8_t>(i);
+  }
+  for (size_t k = 0; k < adds.size(); ++k) {
+    sq::add_u8_ref(adds[k], a.data(), b.data(), 65536, want.data());
+    EXPECT_EQ(0, std::memcmp(want.data(), add_got.data() + k * 65536, 65536)) << "add params " << k;
+  }
+}
+
+TEST(ExportC, WritesTheFilesAndRejectsWhatItCannotRun) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("lenet5", {1, 28, 28}, 10, 2);
+  const std::string dir = sqtest::temp_dir("export_c_files") + "/a/b";
+  sq::export_c(qm, dir);
+  for (const char* f :
+       {"model.h", "model_data.c", "sq_runtime.h", "sq_runtime.c", "main_example.c", "Makefile"})
+    EXPECT_TRUE(sq::file_exists(dir + "/" + f)) << f;
+  // The runtime written is the repository's C file, byte for byte.
+  EXPECT_EQ(sq::read_file(dir + "/sq_runtime.c"),
+            sq::read_file(std::string(SQ_SOURCE_DIR) + "/src/engine/c_runtime/sq_runtime.c"));
+  EXPECT_EQ(sq::read_file(dir + "/sq_runtime.h"),
+            sq::read_file(std::string(SQ_SOURCE_DIR) + "/src/engine/c_runtime/sq_runtime.h"));
+  const std::string data = sq::read_file(dir + "/model_data.c");
+  EXPECT_EQ(data.find("malloc"), std::string::npos);
+  EXPECT_NE(data.find("void sq_model_run(const float* image, float* logits)"), std::string::npos);
+
+  // An unfolded batchnorm is named.
+  sq::QuantModel bn = qm;
+  bn.graph = sq::make_zoo_model("resnet8", {3, 12, 12}, 10, 1);
+  bn.bits = sq::BitConfig::uniform(bn.graph, 8, 8);
+  bn.weight_scales = sq::max_weight_scales(bn.graph, bn.bits);
+  for (const auto& [node, bits] : sq::activation_quant_points(bn.graph, bn.bits))
+    bn.acts[bn.graph.nodes[node].name] = sq::act_quant_from_range({-1.0, 1.0}, bits);
+  EXPECT_NE(sqtest::error_of([&] { sq::export_c(bn, dir); }).find("batchnorm"), std::string::npos);
+}
+
+}  // namespace

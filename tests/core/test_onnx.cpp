@@ -1,0 +1,468 @@
+// ONNX export (QDQ) and import, torch-free: structure of the exported model, the importer's
+// operator mapping, and every import error. Runs against ONNX Runtime are in
+// tests/torch/test_onnx_cli.cpp.
+#include <gtest/gtest.h>
+
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+
+#include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/onnx.h"
+#include "sigmaquant/qmodel.h"
+#include "test_util.h"
+
+namespace {
+
+using sqtest::error_of;
+
+const std::string kFixture = std::string(SQ_SOURCE_DIR) + "/tests/data/fmnist_cnn.onnx";
+
+// A small graph touching every operator, quantized with a 4-bit layer and random ranges.
+sq::QuantModel tiny_qmodel(int wbits_mid, int abits_mid) {
+  sq::Graph g("tiny", {1, 12, 12}, 10);
+  int x = g.input();
+  x = g.conv2d("conv1", x, 8, 3, 1, 1, 1, true);
+  x = g.relu("relu1", x);
+  int a = g.conv2d("conv2", x, 8, 3, 1, 1, 2, false);
+  a = g.batchnorm("bn2", a);
+  a = g.relu6("relu2", a);
+  x = g.add("add", x, a);
+  x = g.maxpool("pool", x, 2, 2);
+  x = g.avgpool("apool", x, 3, 1, 1);
+  x = g.global_avgpool("gap", x);
+  x = g.flatten("flat", x);
+  g.linear("fc", x, 10);
+  g.input_mean = {0.25f};
+  g.input_std = {0.5f};
+  g.infer_shapes();
+  g.init_params(7);
+  sq::QuantModel qm;
+  qm.graph = g;
+  qm.bits = sq::BitConfig::uniform(g, 8, 8);
+  qm.bits.layers["conv2"].wbits = wbits_mid;
+  qm.bits.layers["conv2"].abits = abits_mid;
+  qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+  for (const auto& [node, bits] : sq::activation_quant_points(g, qm.bits)) {
+    sq::Range r{node == 0 ? -0.5 : 0.0, 2.0 + node * 0.1};
+    qm.acts[g.nodes[node].name] = sq::act_quant_from_range(r, bits);
+  }
+  return qm;
+}
+
+onnx::ModelProto parse(const std::string& bytes) {
+  onnx::ModelProto m;
+  EXPECT_TRUE(m.ParseFromString(bytes));
+  return m;
+}
+
+std::map<std::string, std::string> metadata(const onnx::ModelProto& m) {
+  std::map<std::string, std::string> md;
+  for (const auto& e : m.metadata_props()) md[e.key()] = e.value();
+  return md;
+}
+
+int count_ops(const onnx::ModelProto& m, const std::string& op) {
+  return static_cast<int>(std::count_if(m.graph().node().begin(), m.graph().node().end(),
+                                        [&](const onnx::NodeProto& n) { return n.op_type() == op; }));
+}
+
+const onnx::TensorProto* initializer(const onnx::ModelProto& m, const std::string& name) {
+  for (const auto& t : m.graph().initializer())
+    if (t.name() == name) return &t;
+  return nullptr;
+}
+
+TEST(OnnxExport, QdqStructureBitsAndMetadata) {
+  sq::QuantModel qm = tiny_qmodel(4, 4);
+  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm));
+  EXPECT_EQ(m.opset_import(0).version(), 13);
+  // Normalization first, then one Q/DQ pair per quantization point.
+  EXPECT_EQ(m.graph().node(0).op_type(), "Sub");
+  EXPECT_EQ(m.graph().node(1).op_type(), "Div");
+  const auto points = sq::activation_quant_points(qm.graph, qm.bits);
+  EXPECT_EQ(count_ops(m, "QuantizeLinear"), static_cast<int>(points.size()));
+  EXPECT_EQ(count_ops(m, "DequantizeLinear"),
+            static_cast<int>(points.size() + qm.graph.weight_layers().size()));
+  // conv2 reads relu1 at 4 bits... but relu1 is also read by the add (8 bits) and conv1's input
+  // is 8-bit: relu1 stays 8-bit unless a weight layer wants more. The 4-bit point gets a Clip.
+  int clips = 0;
+  for (const auto& [node, bits] : points) clips += bits < 8;
+  EXPECT_EQ(count_ops(m, "Clip"), clips + 1);  // + the ReLU6
+  // 4-bit weights: narrow range inside int8, per-channel scales.
+  const auto* w = initializer(m, "conv2.weight_quantized");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->data_type(), onnx::TensorProto::INT8);
+  int maxabs = 0;
+  for (char c : w->raw_data()) maxabs = std::max(maxabs, std::abs(static_cast<int>(static_cast<int8_t>(c))));
+  EXPECT_EQ(maxabs, 7);
+  EXPECT_EQ(initializer(m, "conv2.weight_scale")->float_data_size(), 8);
+  const auto* w8 = initializer(m, "conv1.weight_quantized");
+  maxabs = 0;
+  for (char c : w8->raw_data()) maxabs = std::max(maxabs, std::abs(static_cast<int>(static_cast<int8_t>(c))));
+  EXPECT_EQ(maxabs, 127);
+  auto md = metadata(m);
+  EXPECT_EQ(md["sigmaquant.wbits.conv2"], "4");
+  EXPECT_EQ(md["sigmaquant.abits.conv2"], "4");
+  EXPECT_EQ(md["sigmaquant.wbits.fc"], "8");
+  EXPECT_NE(md["sigmaquant.bits"].find("conv2"), std::string::npos);
+  bool doc = false;
+  for (const auto& n : m.graph().node())
+    if (n.name() == "conv2.weight_dequantize") doc = n.doc_string().find("4-bit") != std::string::npos;
+  EXPECT_TRUE(doc);
+  // Integer weights equal quantized_weights().
+  std::vector<int32_t> q = sq::quantized_weights(qm, "conv2");
+  ASSERT_EQ(w->raw_data().size(), q.size());
+  for (size_t i = 0; i < q.size(); ++i) EXPECT_EQ(static_cast<int8_t>(w->raw_data()[i]), q[i]);
+  EXPECT_EQ(m.graph().output(0).name(), "logits");
+}
+
+TEST(OnnxExport, PerChannelBitsAndPrunedChannels) {
+  sq::QuantModel qm = tiny_qmodel(8, 8);
+  auto& lb = qm.bits.layers["conv2"];
+  lb.channel_wbits = {0, 2, 3, 4, 5, 6, 7, 8};
+  lb.wbits = 8;
+  qm.weight_scales = sq::max_weight_scales(qm.graph, qm.bits);
+  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm));
+  const auto* w = initializer(m, "conv2.weight_quantized");
+  const int64_t per = 4 * 9;  // in/groups x 3 x 3
+  for (int c = 0; c < 8; ++c) {
+    int qmax = c == 0 ? 0 : (1 << (lb.channel_wbits[c] - 1)) - 1, seen = 0;
+    for (int64_t k = 0; k < per; ++k)
+      seen = std::max(seen, std::abs(static_cast<int>(static_cast<int8_t>(w->raw_data()[c * per + k]))));
+    EXPECT_EQ(seen, qmax) << "channel " << c;
+  }
+  EXPECT_EQ(metadata(m)["sigmaquant.wbits.conv2"], "mixed 2..8 (1 pruned)");
+}
+
+TEST(OnnxExport, WritesAtomicallyAndFailsOnBadPath) {
+  std::string dir = sqtest::temp_dir("onnx_export");
+  sq::QuantModel qm = tiny_qmodel(8, 8);
+  sq::export_onnx(qm, dir + "/m.onnx");
+  EXPECT_EQ(sq::read_file(dir + "/m.onnx"), sq::export_onnx_bytes(qm));
+  EXPECT_NE(error_of([&] { sq::export_onnx(qm, dir + "/no/such/dir/m.onnx"); }), "");
+  qm.acts.erase(qm.acts.begin()->first);
+  EXPECT_NE(error_of([&] { sq::export_onnx_bytes(qm); }).find("no activation quantizer"),
+            std::string::npos);
+}
+
+TEST(OnnxImport, FixtureMapsEveryLayer) {
+  sq::Graph g = sq::import_onnx(kFixture);
+  EXPECT_EQ(g.input_shape, (sq::Shape{1, 28, 28}));
+  EXPECT_EQ(g.num_classes, 10);
+  std::vector<std::string> ops;
+  for (const auto& n : g.nodes) ops.push_back(sq::op_name(n.op));
+  EXPECT_EQ(ops, (std::vector<std::string>{"input", "conv2d", "batchnorm", "relu", "maxpool",
+                                           "conv2d", "batchnorm", "relu", "maxpool", "flatten",
+                                           "linear"}));
+  EXPECT_EQ(g.nodes[1].name, "/conv1/Conv");
+  EXPECT_EQ(g.nodes[10].params.at("weight").shape, (sq::Shape{10, 784}));
+  EXPECT_TRUE(g.nodes[10].has_bias);
+  EXPECT_EQ(g.total_params(), 8 * 9 + 16 * 8 * 9 + 784 * 10 + 10 + 2 * 8 + 2 * 16);
+}
+
+// ---- hand-built ONNX models for the operator mapping and the errors ----
+
+struct Builder {
+  onnx::ModelProto m;
+  onnx::GraphProto* g;
+  explicit Builder(sq::Shape chw = {2, 6, 6}, int opset = 13) {
+    m.set_ir_version(7);
+    auto* o = m.add_opset_import();
+    o->set_version(opset);
+    g = m.mutable_graph();
+    g->set_name("t");
+    auto* in = g->add_input();
+    in->set_name("x");
+    auto* tt = in->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(onnx::TensorProto::FLOAT);
+    tt->mutable_shape()->add_dim()->set_dim_param("N");
+    for (int64_t d : chw) tt->mutable_shape()->add_dim()->set_dim_value(d);
+  }
+  onnx::NodeProto* node(const std::string& op, const std::string& name,
+                        std::vector<std::string> ins, std::vector<std::string> outs) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(name);
+    for (auto& i : ins) n->add_input(i);
+    for (auto& o : outs) n->add_output(o);
+    return n;
+  }
+  void ints(onnx::NodeProto* n, const std::string& a, std::vector<int64_t> v) {
+    auto* at = n->add_attribute();
+    at->set_name(a);
+    at->set_type(onnx::AttributeProto::INTS);
+    for (auto x : v) at->add_ints(x);
+  }
+  void i(onnx::NodeProto* n, const std::string& a, int64_t v) {
+    auto* at = n->add_attribute();
+    at->set_name(a);
+    at->set_type(onnx::AttributeProto::INT);
+    at->set_i(v);
+  }
+  void str(onnx::NodeProto* n, const std::string& a, const std::string& v) {
+    auto* at = n->add_attribute();
+    at->set_name(a);
+    at->set_type(onnx::AttributeProto::STRING);
+    at->set_s(v);
+  }
+  onnx::TensorProto tensor(const std::string& name, sq::Shape dims, float start = 0.01f) {
+    onnx::TensorProto t;
+    t.set_name(name);
+    t.set_data_type(onnx::TensorProto::FLOAT);
+    int64_t n = 1;
+    for (auto d : dims) { t.add_dims(d); n *= d; }
+    for (int64_t k = 0; k < n; ++k) t.add_float_data(start * static_cast<float>((k % 7) - 3));
+    return t;
+  }
+  void init(const std::string& name, sq::Shape dims, float start = 0.01f) {
+    *g->add_initializer() = tensor(name, dims, start);
+  }
+  void init_i64(const std::string& name, std::vector<int64_t> v) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(static_cast<int64_t>(v.size()));
+    for (auto x : v) t->add_int64_data(x);
+  }
+  void output(const std::string& name) { g->add_output()->set_name(name); }
+  std::string bytes() const { return m.SerializeAsString(); }
+  sq::Graph import() const { return sq::import_onnx_bytes(bytes(), "t.onnx"); }
+  std::string error() const { return error_of([&] { import(); }); }
+};
+
+// x -> Conv(3x3, pad 1) -> [extra] -> GlobalAveragePool -> Flatten -> Gemm -> y
+Builder conv_net(const std::function<void(Builder&, onnx::NodeProto*)>& tweak_conv = {}) {
+  Builder b;
+  b.init("w", {4, 2, 3, 3});
+  b.init("fw", {3, 4});
+  b.init("fb", {3});
+  auto* c = b.node("Conv", "conv", {"x", "w"}, {"c"});
+  b.ints(c, "kernel_shape", {3, 3});
+  b.ints(c, "pads", {1, 1, 1, 1});
+  if (tweak_conv) tweak_conv(b, c);
+  b.node("GlobalAveragePool", "gap", {"c"}, {"p"});
+  b.node("Flatten", "flat", {"p"}, {"f"});
+  auto* gm = b.node("Gemm", "fc", {"f", "fw", "fb"}, {"y"});
+  b.i(gm, "transB", 1);
+  b.output("y");
+  return b;
+}
+
+TEST(OnnxImport, ConvGemmGroupsStridesPads) {
+  sq::Graph g = conv_net([](Builder& b, onnx::NodeProto* c) {
+    b.ints(c, "strides", {2, 2});
+    b.i(c, "group", 2);
+    b.g->mutable_initializer(0)->CopyFrom(b.tensor("w", {4, 1, 3, 3}));
+  }).import();
+  const sq::Node& c = g.node("conv");
+  EXPECT_EQ(c.groups, 2);
+  EXPECT_EQ(c.stride, 2);
+  EXPECT_EQ(c.padding, 1);
+  EXPECT_EQ(c.out_shape, (sq::Shape{4, 3, 3}));
+  EXPECT_EQ(g.node("fc").params.at("weight").shape, (sq::Shape{3, 4}));
+  EXPECT_EQ(g.num_classes, 3);
+}
+
+TEST(OnnxImport, MatMulAddBecomesLinearWithBias) {
+  Builder b({1, 2, 2});
+  b.init("w", {4, 3});  // [in, out]
+  b.init("bias", {3}, 0.5f);
+  b.init_i64("shape", {-1, 4});
+  b.node("Reshape", "r", {"x", "shape"}, {"f"});
+  b.node("MatMul", "mm", {"f", "w"}, {"m"});
+  b.node("Add", "add", {"m", "bias"}, {"y"});
+  b.output("y");
+  sq::Graph g = b.import();
+  ASSERT_EQ(g.nodes.size(), 3u);  // input, flatten, linear
+  const sq::Node& l = g.nodes[2];
+  EXPECT_EQ(l.op, sq::Op::Linear);
+  EXPECT_TRUE(l.has_bias);
+  EXPECT_FLOAT_EQ(l.params.at("bias").data[0], 0.5f * -3);
+  // Transposed: weight[o][i] = w[i][o].
+  const auto t = b.tensor("w", {4, 3});
+  EXPECT_FLOAT_EQ(l.params.at("weight").data[1 * 4 + 2], t.float_data(2 * 3 + 1));
+}
+
+TEST(OnnxImport, ClipReluPoolsBatchNormIdentityDropoutConstant) {
+  Builder b({2, 8, 8});
+  auto* k = b.node("Constant", "const_w", {}, {"w"});
+  auto* at = k->add_attribute();
+  at->set_name("value");
+  at->set_type(onnx::AttributeProto::TENSOR);
+  *at->mutable_t() = b.tensor("", {2, 2, 1, 1});
+  b.init("lo", {}, 0.0f);
+  b.init("hi", {});
+  b.g->mutable_initializer(1)->set_float_data(0, 6.0f);
+  for (const char* p : {"s", "bb", "mu", "var"}) b.init(p, {2}, 0.2f);
+  b.g->mutable_initializer(5)->set_float_data(0, 1.0f);
+  b.g->mutable_initializer(5)->set_float_data(1, 2.0f);
+  b.node("Conv", "conv", {"x", "w"}, {"c"});
+  b.node("BatchNormalization", "bn", {"c", "s", "bb", "mu", "var"}, {"n"});
+  b.node("Clip", "relu6", {"n", "lo", "hi"}, {"r6"});
+  b.node("Identity", "id", {"r6"}, {"i"});
+  auto* mp = b.node("MaxPool", "mp", {"i"}, {"m"});
+  b.ints(mp, "kernel_shape", {2, 2});
+  b.ints(mp, "strides", {2, 2});
+  auto* ap = b.node("AveragePool", "ap", {"m"}, {"a"});
+  b.ints(ap, "kernel_shape", {3, 3});
+  b.ints(ap, "pads", {1, 1, 1, 1});
+  b.i(ap, "count_include_pad", 1);
+  b.node("Relu", "relu", {"a"}, {"r"});
+  b.node("Add", "add", {"r", "a"}, {"s2"});
+  b.node("Dropout", "drop", {"s2"}, {"d"});
+  b.node("GlobalAveragePool", "gap", {"d"}, {"g"});
+  b.node("Flatten", "flat", {"g"}, {"y"});
+  b.output("y");
+  sq::Graph g = b.import();
+  std::vector<std::string> ops;
+  for (const auto& n : g.nodes) ops.push_back(sq::op_name(n.op));
+  EXPECT_EQ(ops, (std::vector<std::string>{"input", "conv2d", "batchnorm", "relu6", "maxpool",
+                                           "avgpool", "relu", "add", "global_avgpool", "flatten"}));
+  EXPECT_EQ(g.node("ap").padding, 1);
+  EXPECT_EQ(g.num_classes, 2);
+}
+
+TEST(OnnxImport, LeadingSubDivIsTheInputNormalization) {
+  Builder b({2, 4, 4});
+  b.init("mean", {1, 2, 1, 1}, 0.1f);  // -0.3, -0.2
+  b.init("std", {1, 2, 1, 1}, 0.5f);
+  b.g->mutable_initializer(1)->set_float_data(0, 0.5f);
+  b.g->mutable_initializer(1)->set_float_data(1, 0.25f);
+  b.node("Sub", "sub", {"x", "mean"}, {"c"});
+  b.node("Div", "div", {"c", "std"}, {"n"});
+  b.node("GlobalAveragePool", "gap", {"n"}, {"g"});
+  b.node("Flatten", "flat", {"g"}, {"y"});
+  b.output("y");
+  sq::Graph g = b.import();
+  EXPECT_EQ(g.nodes.size(), 3u);  // input, gap, flatten
+  ASSERT_EQ(g.input_mean.size(), 2u);
+  EXPECT_FLOAT_EQ(g.input_mean[0], -0.3f);
+  EXPECT_FLOAT_EQ(g.input_std[1], 0.25f);
+  // Anywhere else, Sub/Div are refused, named.
+  Builder d({2, 4, 4});
+  d.init("k", {1, 2, 1, 1}, 0.5f);
+  d.node("Relu", "relu", {"x"}, {"r"});
+  d.node("Div", "div", {"r", "k"}, {"y"});
+  d.output("y");
+  EXPECT_NE(d.error().find("node 'div' (Div): supported only as the input normalization"),
+            std::string::npos) << d.error();
+}
+
+TEST(OnnxImport, UnsupportedOperatorsAreNamed) {
+  Builder b;
+  b.node("Sigmoid", "act1", {"x"}, {"s"});
+  b.node("Resize", "", {"s"}, {"y"});
+  b.output("y");
+  std::string e = b.error();
+  EXPECT_NE(e.find("t.onnx"), std::string::npos) << e;
+  EXPECT_NE(e.find("Sigmoid (node 'act1')"), std::string::npos) << e;
+  EXPECT_NE(e.find("Resize (node '#1')"), std::string::npos) << e;
+  // The exported QDQ model is not a float CNN: its Q/DQ operators are named.
+  std::string q = error_of([] { sq::import_onnx_bytes(sq::export_onnx_bytes(tiny_qmodel(8, 8)), "q.onnx"); });
+  EXPECT_NE(q.find("QuantizeLinear ("), std::string::npos) << q;
+  EXPECT_NE(q.find("DequantizeLinear (8 nodes: 'input.dequantize', 'conv1.weight_dequantize', "
+                   "'relu1.dequantize', … 5 more)"), std::string::npos) << q;
+}
+
+TEST(OnnxImport, UnsupportedAttributesAreNamed) {
+  auto err = [](const std::function<void(Builder&, onnx::NodeProto*)>& f) {
+    return conv_net(f).error();
+  };
+  std::string e = err([](Builder& b, onnx::NodeProto* c) { b.ints(c, "dilations", {2, 2}); });
+  EXPECT_NE(e.find("node 'conv' (Conv): attribute dilations: 2 is not supported"), std::string::npos) << e;
+  e = err([](Builder& b, onnx::NodeProto* c) { b.str(c, "auto_pad", "SAME_UPPER"); });
+  EXPECT_NE(e.find("attribute auto_pad: 'SAME_UPPER' is not supported"), std::string::npos) << e;
+  e = err([](Builder& b, onnx::NodeProto* c) { b.ints(c, "strides", {1, 2}); });
+  EXPECT_NE(e.find("attribute strides: [1, 2] is not square"), std::string::npos) << e;
+  e = err([](Builder& b, onnx::NodeProto* c) {
+    c->mutable_attribute(1)->set_ints(0, 0);  // pads [0, 1, 1, 1]
+    (void)b;
+  });
+  EXPECT_NE(e.find("attribute pads: [0, 1, 1, 1] is not symmetric"), std::string::npos) << e;
+  e = err([](Builder& b, onnx::NodeProto* c) { b.i(c, "frobnicate", 1); });
+  EXPECT_NE(e.find("attribute frobnicate: not supported"), std::string::npos) << e;
+
+  Builder c({1, 4, 4});
+  c.init("lo", {}, 0.0f);
+  c.init("hi", {}, 0.25f);  // value 0.25 * (0 - 3) = -0.75: a Clip to [0, -0.75]
+  c.node("Clip", "clip", {"x", "lo", "hi"}, {"y"});
+  c.output("y");
+  e = c.error();
+  EXPECT_NE(e.find("node 'clip' (Clip): range ["), std::string::npos) << e;
+  EXPECT_NE(e.find(", -0.75] is not supported (only [0, 6] as ReLU6)"), std::string::npos) << e;
+
+  Builder p({1, 4, 4});
+  auto* ap = p.node("AveragePool", "ap", {"x"}, {"y"});
+  p.ints(ap, "kernel_shape", {3, 3});
+  p.ints(ap, "pads", {1, 1, 1, 1});
+  p.output("y");
+  e = p.error();
+  EXPECT_NE(e.find("attribute count_include_pad"), std::string::npos) << e;
+}
+
+TEST(OnnxImport, StructuralErrors) {
+  // Dynamic channel dimension.
+  Builder d;
+  d.g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_param("C");
+  d.node("Relu", "r", {"x"}, {"y"});
+  d.output("y");
+  EXPECT_NE(d.error().find("dimension 1 (C) must be a fixed positive size"), std::string::npos) << d.error();
+  // Gemm on a 4-D tensor.
+  Builder g({1, 2, 2});
+  g.init("w", {3, 4});
+  g.node("Gemm", "fc", {"x", "w"}, {"y"});
+  g.output("y");
+  EXPECT_NE(g.error().find("expected a flat [N, F] tensor"), std::string::npos) << g.error();
+  // Weight shape mismatch.
+  Builder w({3, 4, 4});
+  w.init("w", {2, 2, 1, 1});
+  w.node("Conv", "conv", {"x", "w"}, {"y"});
+  w.output("y");
+  EXPECT_NE(w.error().find("does not match 3 input channels"), std::string::npos) << w.error();
+  // A huge group count (no overflow in the channel check).
+  Builder h({3, 4, 4});
+  h.init("w", {2, 2, 1, 1});
+  auto* hc = h.node("Conv", "conv", {"x", "w"}, {"y"});
+  h.i(hc, "group", int64_t{1} << 62);
+  h.output("y");
+  EXPECT_NE(h.error().find("with group 4611686018427387904 does not match 3 input channels"),
+            std::string::npos) << h.error();
+  // Undefined input.
+  Builder u;
+  u.node("Relu", "r", {"nope"}, {"y"});
+  u.output("y");
+  EXPECT_NE(u.error().find("input 'nope' is not defined earlier"), std::string::npos) << u.error();
+  // Raw data that does not fit the shape.
+  Builder r({1, 2, 2});
+  r.init("w", {3, 4});
+  r.g->mutable_initializer(0)->clear_float_data();
+  r.g->mutable_initializer(0)->set_raw_data(std::string(10, '\0'));
+  r.node("Flatten", "f", {"x"}, {"f0"});
+  r.node("Gemm", "fc", {"f0", "w"}, {"y"});
+  r.output("y");
+  EXPECT_NE(r.error().find("raw data of 10 bytes is not float32"), std::string::npos) << r.error();
+}
+
+TEST(OnnxImport, BadAndTruncatedFiles) {
+  std::string dir = sqtest::temp_dir("onnx_import");
+  std::string e = error_of([&] { sq::import_onnx(dir + "/missing.onnx"); });
+  EXPECT_NE(e.find("missing.onnx"), std::string::npos) << e;
+  std::string empty = sqtest::write_temp(dir, "empty.onnx", "");
+  EXPECT_NE(error_of([&] { sq::import_onnx(empty); }).find("empty file"), std::string::npos);
+  std::string junk = sqtest::write_temp(dir, "junk.onnx", "this is not a protobuf \xff\xff\xff\xff");
+  e = error_of([&] { sq::import_onnx(junk); });
+  EXPECT_NE(e.find("junk.onnx: not a valid ONNX model"), std::string::npos) << e;
+  std::string whole = sq::read_file(kFixture);
+  for (size_t cut : {whole.size() / 2, whole.size() - 3, size_t{5}}) {
+    std::string t = sqtest::write_temp(dir, "cut.onnx", whole.substr(0, cut));
+    e = error_of([&] { sq::import_onnx(t); });
+    EXPECT_NE(e.find("cut.onnx"), std::string::npos) << "cut at " << cut << ": " << e;
+  }
+}
+
+}  // namespace

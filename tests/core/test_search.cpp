@@ -1,0 +1,323 @@
+// Searches that need accuracy (torch-free parts), driven by a stand-in oracle whose accuracy and
+// KL are closed-form functions of the bits: the Phase 2 budget invariant (every configuration the
+// search trains, and every step it records, fits every budget), raises paid for by lowerings,
+// stopping inside the band / at a fixed point / at the limit, minimising, resuming, and the
+// baselines (adaptive's closed form, the Hessian knapsack against brute force, random,
+// exhaustive enumeration), plus budgets from average bits and the weight statistics.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "sigmaquant/alloc.h"
+#include "sigmaquant/cost.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/quant.h"
+#include "sigmaquant/random.h"
+#include "sigmaquant/search.h"
+#include "sigmaquant/zoo.h"
+#include "test_util.h"
+
+namespace {
+
+using sq::BitConfig;
+using sq::Graph;
+
+Graph model(const std::string& name) {
+  Graph g = sq::make_zoo_model(name, {1, 28, 28}, 10);
+  g.init_params(3);
+  return g;
+}
+
+std::vector<std::string> names(const Graph& g) {
+  std::vector<std::string> n;
+  for (int i : g.weight_layers()) n.push_back(g.nodes[i].name);
+  return n;
+}
+
+// Accuracy = base - Σ sens_l · 4^-b_l (more bits on a sensitive layer help more); KL likewise.
+// It fails the test if it is ever asked to train a configuration that breaks a budget.
+class StandIn : public sq::SearchOracle {
+ public:
+  StandIn(const Graph& g, const sq::CostEvaluator& ce, const sq::Budgets& b, uint64_t seed)
+      : ce_(ce), b_(b) {
+    std::mt19937_64 rng(seed);
+    for (const std::string& n : names(g)) sens_[n] = 0.1 + 9.9 * sq::uniform01(rng);
+  }
+  double train_and_evaluate(const BitConfig& bits, double epochs, int) override {
+    EXPECT_TRUE(sq::fits(ce_, b_, bits)) << "the search trained a configuration over budget";
+    ++trained;
+    epochs_ += epochs;
+    return accuracy(bits);
+  }
+  double layer_kl(const std::string& layer, int bits) override {
+    return sens_.at(layer) * std::pow(4.0, -bits);
+  }
+  double accuracy(const BitConfig& bits) const {
+    double a = 0.95;
+    for (const auto& [n, s] : sens_) a -= 0.05 * s * std::pow(4.0, -bits.for_layer(n).wbits);
+    return a;
+  }
+  std::map<std::string, double> sens_;
+  int trained = 0;
+
+ private:
+  const sq::CostEvaluator& ce_;
+  sq::Budgets b_;
+  double epochs_ = 0;
+};
+
+struct Problem {
+  Graph g = model("resnet20");
+  sq::Target t = sq::resolve_target("shiftadd");
+  sq::Budgets b;
+  std::unique_ptr<sq::CostEvaluator> ce;
+  explicit Problem(double avg_bits, const std::string& model_name = "resnet20") {
+    g = model(model_name);
+    b = sq::budgets_for_avg_bits(g, t, avg_bits, 8);
+    b.latency_s = sq::CostEvaluator(g, t).evaluate(BitConfig::uniform(g, 4, 8)).latency_s;
+    ce = std::make_unique<sq::CostEvaluator>(g, t);
+  }
+};
+
+TEST(SearchBudgets, AverageBitsBudgetIsExactAtIntegerWidths) {
+  Graph g = model("resnet20");
+  sq::Target t = sq::resolve_target("shiftadd");
+  sq::CostEvaluator ce(g, t);
+  for (int bits = 2; bits <= 7; ++bits) {
+    sq::Budgets b = sq::budgets_for_avg_bits(g, t, bits, 8);
+    EXPECT_TRUE(sq::fits(ce, b, BitConfig::uniform(g, bits, 8))) << bits;
+    EXPECT_FALSE(sq::fits(ce, b, BitConfig::uniform(g, bits + 1, 8))) << bits;
+    EXPECT_EQ(sq::nearest_feasible_uniform(g, ce, b, {2, 3, 4, 5, 6, 7, 8}, 8), bits);
+  }
+  sq::Budgets half = sq::budgets_for_avg_bits(g, t, 2.5, 8);
+  EXPECT_EQ(sq::nearest_feasible_uniform(g, ce, half, {2, 3, 4, 5, 6, 7, 8}, 8), 2);
+  EXPECT_NE(sqtest::error_of([&] { sq::budgets_for_avg_bits(g, t, 9, 8); }).find("out of range"),
+            std::string::npos);
+  sq::Budgets tiny;
+  tiny.weight_bytes = 10;
+  std::string e = sqtest::error_of([&] { sq::nearest_feasible_uniform(g, ce, tiny, {2, 4}, 8); });
+  EXPECT_NE(e.find("weight memory"), std::string::npos) << e;
+}
+
+TEST(SearchPhase2, EveryStepFitsEveryBudgetAndAccuracyImproves) {
+  for (double avg : {2.5, 3.0, 4.0}) {
+    for (uint64_t seed : {1, 2, 3}) {
+      Problem s(avg);
+      StandIn oracle(s.g, *s.ce, s.b, seed);
+      sq::Phase1Options o1;
+      o1.budgets = s.b;
+      BitConfig start = sq::sigmaquant_phase1(s.g, s.t, o1).bits;
+      sq::Phase2Options o;
+      o.target_accuracy = 0.99;  // out of reach: the search runs to its limit or a fixed point
+      o.max_iterations = 8;
+      int calls = 0;
+      sq::Phase2Result r = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, oracle, o, {},
+                                                 [&](const sq::Phase2Step&) { ++calls; });
+      ASSERT_FALSE(r.steps.empty());
+      EXPECT_EQ(calls, static_cast<int>(r.steps.size()));
+      for (const sq::Phase2Step& st : r.steps) {
+        EXPECT_TRUE(sq::fits(*s.ce, s.b, st.bits)) << "step " << st.iteration;
+        for (const sq::BudgetCheck& c : st.budgets) EXPECT_TRUE(c.fits) << c.metric;
+        for (const sq::BitChange& c : st.changes) EXPECT_NE(c.from, c.to);
+      }
+      EXPECT_GT(r.steps.size(), 1u) << "Phase 1 left nothing to refine?";
+      EXPECT_GE(r.accuracy, oracle.accuracy(start));
+      EXPECT_GT(r.steps.back().accuracy, r.steps.front().accuracy) << avg << " " << seed;
+      EXPECT_TRUE(r.stop_reason == "iteration limit" || r.stop_reason == "fixed point");
+      EXPECT_DOUBLE_EQ(r.qat_epochs, o.cycle_epochs * static_cast<double>(r.steps.size()));
+    }
+  }
+}
+
+TEST(SearchPhase2, RaiseIsPaidForByTheLeastSensitiveLayers) {
+  Problem s(3.0);
+  StandIn oracle(s.g, *s.ce, s.b, 5);
+  BitConfig start = BitConfig::uniform(s.g, 3, 8);
+  ASSERT_TRUE(sq::fits(*s.ce, s.b, start));
+  sq::Phase2Options o;
+  o.max_raises = 1;
+  auto moves = sq::phase2_moves(s.g, *s.ce, s.b, start, oracle, o, true, {start});
+  ASSERT_FALSE(moves.empty());
+  EXPECT_EQ(moves[0].to, 4);  // one candidate step up
+  BitConfig next = start;
+  for (const auto& m : moves) next.layers[m.layer].wbits = m.to;
+  EXPECT_TRUE(sq::fits(*s.ce, s.b, next));
+  // Net: the stand-in accuracy goes up (the payment costs less KL than the raise removes).
+  EXPECT_GT(oracle.accuracy(next), oracle.accuracy(start));
+  for (size_t i = 1; i < moves.size(); ++i) EXPECT_LT(moves[i].to, moves[i].from);
+}
+
+TEST(SearchPhase2, StopsInBandAndMinimises) {
+  Problem s(4.0);
+  StandIn oracle(s.g, *s.ce, s.b, 9);
+  BitConfig start = BitConfig::uniform(s.g, 4, 8);
+  double a0 = oracle.accuracy(start);
+  sq::Phase2Options o;
+  o.target_accuracy = a0 - 0.001;  // met at once
+  auto r = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, oracle, o);
+  EXPECT_EQ(r.stop_reason, "in band");
+  EXPECT_EQ(r.steps.size(), 1u);
+
+  // Far above the band with --minimize: it lowers bits, cost goes down, and stops in band or at
+  // the limit; the best step meets the target at the lowest cost.
+  StandIn o2(s.g, *s.ce, s.b, 9);
+  sq::Phase2Options m;
+  m.target_accuracy = a0 - 0.02;
+  m.band = 0.001;
+  m.minimize = true;
+  m.max_iterations = 10;
+  auto rm = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, o2, m);
+  ASSERT_GT(rm.steps.size(), 1u);
+  EXPECT_LT(rm.steps.back().avg_bits, rm.steps.front().avg_bits);
+  EXPECT_GE(rm.accuracy, m.target_accuracy);
+  EXPECT_LE(s.ce->evaluate(rm.bits).weight_bytes, s.ce->evaluate(start).weight_bytes);
+}
+
+TEST(SearchPhase2, ResumingFromRecordedStepsGivesTheSameResult) {
+  Problem s(3.0);
+  sq::Phase1Options o1;
+  o1.budgets = s.b;
+  BitConfig start = sq::sigmaquant_phase1(s.g, s.t, o1).bits;
+  sq::Phase2Options o;
+  o.target_accuracy = 0.99;
+  o.max_iterations = 6;
+  StandIn a(s.g, *s.ce, s.b, 4);
+  auto full = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, a, o);
+  ASSERT_GE(full.steps.size(), 4u);
+  std::vector<sq::Phase2Step> done(full.steps.begin(), full.steps.begin() + 3);
+  StandIn b(s.g, *s.ce, s.b, 4);
+  auto resumed = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, b, o, done);
+  ASSERT_EQ(resumed.steps.size(), full.steps.size());
+  for (size_t i = 0; i < full.steps.size(); ++i) EXPECT_EQ(resumed.steps[i].bits, full.steps[i].bits);
+  EXPECT_EQ(resumed.bits, full.bits);
+  EXPECT_EQ(b.trained, a.trained - 3);  // the recorded steps are not trained again
+}
+
+TEST(SearchPhase2, RejectsAStartOverBudget) {
+  Problem s(2.5);
+  StandIn oracle(s.g, *s.ce, s.b, 1);
+  std::string e = sqtest::error_of([&] {
+    sq::sigmaquant_phase2(s.g, *s.ce, s.b, BitConfig::uniform(s.g, 8, 8), oracle, {});
+  });
+  EXPECT_NE(e.find("breaks a budget"), std::string::npos) << e;
+}
+
+// ---- baselines ----
+
+TEST(SearchBaselines, AdaptiveGivesALayerFourTimesLargerOneBitFewer) {
+  Problem s(4.0, "lenet5");
+  std::map<std::string, double> p, t;
+  for (const std::string& n : names(s.g)) p[n] = 1, t[n] = 1;
+  BitConfig b = sq::adaptive_allocation(s.g, *s.ce, s.b, p, t, {1, 2, 3, 4, 5, 6, 7, 8}, 8);
+  EXPECT_TRUE(sq::fits(*s.ce, s.b, b));
+  // With equal p and t, bits follow -log4(size): compare every pair of layers.
+  for (int i : s.g.weight_layers())
+    for (int j : s.g.weight_layers()) {
+      double si = static_cast<double>(s.g.nodes[i].params.at("weight").size());
+      double sj = static_cast<double>(s.g.nodes[j].params.at("weight").size());
+      double expect = std::log(sj / si) / std::log(4.0);
+      int bi = b.for_layer(s.g.nodes[i].name).wbits, bj = b.for_layer(s.g.nodes[j].name).wbits;
+      if (bi > 1 && bi < 8 && bj > 1 && bj < 8) {
+        EXPECT_LE(std::abs((bi - bj) - expect), 1.0);
+      }
+    }
+  // A more noise-sensitive layer (larger p) gets more bits.
+  std::string first = names(s.g).front();
+  p[first] = 4096;
+  BitConfig b2 = sq::adaptive_allocation(s.g, *s.ce, s.b, p, t, {1, 2, 3, 4, 5, 6, 7, 8}, 8);
+  EXPECT_GT(b2.for_layer(first).wbits, b.for_layer(first).wbits);
+  EXPECT_TRUE(sq::fits(*s.ce, s.b, b2));
+}
+
+TEST(SearchBaselines, HessianKnapsackIsTheExactOptimumOverFeasibleAssignments) {
+  Problem s(3.0, "lenet5");
+  s.b.latency_s.reset();
+  std::map<std::string, double> tr;
+  double v = 1;
+  for (const std::string& n : names(s.g)) tr[n] = (v *= 3.7);
+  std::vector<int> cand = {2, 4, 8};
+  BitConfig h = sq::hessian_allocation(s.g, *s.ce, s.b, tr, cand, 8);
+  ASSERT_TRUE(sq::fits(*s.ce, s.b, h));
+  auto damage = [&](const BitConfig& c) {
+    double d = 0;
+    for (int i : s.g.weight_layers()) {
+      const sq::Node& n = s.g.nodes[i];
+      const sq::Tensor& w = n.params.at("weight");
+      sq::Tensor q = sq::dequantize(sq::quantize_weights_symmetric(w, c.for_layer(n.name).wbits, true));
+      double e = 0;
+      for (int64_t k = 0; k < w.size(); ++k) e += double(q.data[k] - w.data[k]) * (q.data[k] - w.data[k]);
+      d += tr[n.name] / static_cast<double>(w.size()) * e;
+    }
+    return d;
+  };
+  auto all = sq::feasible_assignments(s.g, *s.ce, s.b, cand, 8);
+  ASSERT_FALSE(all.empty());
+  double best = INFINITY;
+  for (const BitConfig& c : all) best = std::min(best, damage(c));
+  EXPECT_NEAR(damage(h), best, 1e-9 * best);
+}
+
+TEST(SearchBaselines, RandomFitsAndIsReproducible) {
+  Problem s(2.5);
+  std::vector<int> cand = {2, 3, 4, 5, 6, 8};
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    BitConfig a = sq::random_allocation(s.g, *s.ce, s.b, cand, 8, seed);
+    EXPECT_TRUE(sq::fits(*s.ce, s.b, a));
+    EXPECT_EQ(a, sq::random_allocation(s.g, *s.ce, s.b, cand, 8, seed));
+  }
+  EXPECT_FALSE(sq::random_allocation(s.g, *s.ce, s.b, cand, 8, 1) ==
+               sq::random_allocation(s.g, *s.ce, s.b, cand, 8, 2));
+}
+
+TEST(SearchBaselines, ExhaustiveEnumeratesExactlyTheFeasibleAssignments) {
+  Problem s(4.0, "lenet5");
+  std::vector<int> cand = {2, 4, 8};
+  auto all = sq::feasible_assignments(s.g, *s.ce, s.b, cand, 8);
+  size_t layers = names(s.g).size();
+  size_t total = static_cast<size_t>(std::pow(3, layers)), fitting = 0;
+  sq::Budgets none;
+  auto every = sq::feasible_assignments(s.g, *s.ce, none, cand, 8);
+  EXPECT_EQ(every.size(), total);
+  for (const BitConfig& c : every) fitting += sq::fits(*s.ce, s.b, c);
+  EXPECT_EQ(all.size(), fitting);
+  EXPECT_LT(all.size(), total);
+  std::string e = sqtest::error_of([&] { sq::feasible_assignments(s.g, *s.ce, s.b, cand, 8, 10); });
+  EXPECT_NE(e.find("limit"), std::string::npos) << e;
+}
+
+// ---- weight statistics ----
+
+TEST(SearchWeights, MseScalesBeatMaxScalesAndKlFallsWithBits) {
+  Graph g = model("resnet20");
+  const sq::Node& n = g.nodes[g.weight_layers()[3]];
+  const sq::Tensor& w = n.params.at("weight");
+  for (int bits : {2, 3, 4}) {
+    std::vector<float> s = sq::mse_weight_scales(n, bits);
+    sq::QuantizedTensor mx = sq::quantize_weights_symmetric(w, bits, true);
+    int64_t rows = w.shape[0], cols = w.size() / rows;
+    double qmax = std::ldexp(1.0, bits - 1) - 1, e_mse = 0, e_max = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < cols; ++k) {
+        double x = w.data[r * cols + k];
+        double q = std::clamp(std::nearbyint(x / s[r]), -qmax, qmax) * s[r];
+        e_mse += (q - x) * (q - x);
+        double m = mx.values[r * cols + k] * mx.scale_of(r);
+        e_max += (m - x) * (m - x);
+      }
+    EXPECT_LE(e_mse, e_max * (1 + 1e-9)) << bits;
+    if (bits == 2) {
+      EXPECT_LT(e_mse, 0.9 * e_max);
+    }
+  }
+  double prev = INFINITY;
+  for (int bits : {2, 3, 4, 6, 8}) {
+    double kl = sq::weight_kl(n, bits);
+    EXPECT_GE(kl, 0);
+    EXPECT_LT(kl, prev) << bits;
+    prev = kl;
+  }
+}
+
+}  // namespace

@@ -1,0 +1,254 @@
+// .sqm model files: a bit-exact round trip (same integer model, same logits), the size against
+// the packed information content, and one test per kind of damage the loader must name.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstring>
+
+#include "quant_models.h"
+#include "sigmaquant/engine.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
+#include "sigmaquant/sqm.h"
+#include "test_util.h"
+
+namespace {
+
+void expect_same_model(const sq::IntModel& a, const sq::IntModel& b) {
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    const sq::IntLayer &x = a.layers[i], &y = b.layers[i];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.node, y.node);
+    EXPECT_EQ(x.weights, y.weights) << x.name;
+    EXPECT_EQ(x.channel_bits, y.channel_bits) << x.name;
+    EXPECT_EQ(x.weight_scales, y.weight_scales) << x.name;
+    EXPECT_EQ(x.bias, y.bias) << x.name;
+    EXPECT_EQ(x.bias_float, y.bias_float) << x.name;
+    EXPECT_EQ(x.in_node, y.in_node);
+    EXPECT_EQ(x.in_scale, y.in_scale);
+    EXPECT_EQ(x.in_zero_point, y.in_zero_point);
+    EXPECT_EQ(x.out_node, y.out_node);
+    EXPECT_EQ(x.out_scale, y.out_scale);
+    EXPECT_EQ(x.out_zero_point, y.out_zero_point);
+    EXPECT_EQ(x.out_lo, y.out_lo);
+    EXPECT_EQ(x.out_hi, y.out_hi);
+    ASSERT_EQ(x.requant.size(), y.requant.size()) << x.name;
+    for (size_t c = 0; c < x.requant.size(); ++c) {
+      EXPECT_EQ(x.requant[c].multiplier, y.requant[c].multiplier);
+      EXPECT_EQ(x.requant[c].shift, y.requant[c].shift);
+      EXPECT_EQ(x.requant[c].offset, y.requant[c].offset);
+    }
+  }
+  ASSERT_EQ(a.points.size(), b.points.size());
+  for (const auto& [node, q] : a.points) {
+    ASSERT_TRUE(b.points.count(node));
+    const sq::ActQuant& r = b.points.at(node);
+    EXPECT_EQ(q.bits, r.bits);
+    EXPECT_EQ(q.scale, r.scale);
+    EXPECT_EQ(q.zero_point, r.zero_point);
+    EXPECT_EQ(q.lo, r.lo);
+    EXPECT_EQ(q.hi, r.hi);
+  }
+}
+
+class SqmZoo : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SqmZoo, RoundTripIsBitExact) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel(GetParam(), {1, 28, 28}, 10, 4);
+  const sq::IntModel im = sq::integerize(qm);
+  const std::string path = sqtest::temp_dir("sqm") + "/m.sqm";
+  sq::save_sqm(path, qm.graph, im, {{"source", "test"}});
+  const sq::SqmModel m = sq::load_sqm(path);
+  EXPECT_EQ(sq::graph_to_json(m.graph), sq::graph_to_json(qm.graph));
+  EXPECT_EQ(m.meta, nlohmann::json({{"source", "test"}}));
+  expect_same_model(im, m.model);
+  sq::GraphExecutor a = sq::GraphExecutor::prepare(qm.graph, im);
+  sq::GraphExecutor b = sq::GraphExecutor::prepare(m.graph, m.model);
+  const auto imgs = sqtest::random_images(4, a.input_size(), 3);
+  for (int s = 0; s < 4; ++s) {
+    std::vector<float> la(10), lb(10);
+    a.run(imgs.data() + s * a.input_size(), la.data());
+    b.run(imgs.data() + s * a.input_size(), lb.data());
+    EXPECT_EQ(0, std::memcmp(la.data(), lb.data(), sizeof(float) * 10)) << "sample " << s;
+  }
+}
+
+// Size against Σ params × bits / 8 plus 4-byte scales and biases per output channel: the rest
+// (header, section table, byte-aligned rows) stays under 2 % — except for MobileNetV2, whose
+// depthwise rows of 9 weights lose ~half a byte each to the alignment (~3 % in all).
+TEST_P(SqmZoo, SizeIsWithinTwoPercentOfThePackedWeights) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel(GetParam(), {1, 28, 28}, 10, 4);
+  const sq::IntModel im = sq::integerize(qm);
+  const std::string path = sqtest::temp_dir("sqm") + "/m.sqm";
+  sq::save_sqm(path, qm.graph, im);
+  double ideal = 0;
+  for (const auto& L : im.layers) {
+    const double per = static_cast<double>(L.weights.size()) / L.channel_bits.size();
+    for (int b : L.channel_bits) ideal += per * b / 8.0 + 8.0;
+  }
+  const double size = static_cast<double>(sq::read_file(path).size());
+  std::printf("%s: %.0f bytes, ideal %.0f (+%.2f %%)\n", GetParam(), size, ideal,
+              100.0 * (size / ideal - 1.0));
+  EXPECT_LE(size, ideal * (std::string(GetParam()) == "mobilenetv2" ? 1.04 : 1.02));
+  EXPECT_GE(size, ideal);
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, SqmZoo,
+                         ::testing::Values("lenet5", "resnet20", "mobilenetv2", "mlp"));
+
+// The file split into its sections, and put back together with valid checksums: to damage one
+// part of a file and nothing else.
+struct Parts {
+  uint32_t version = 0;
+  std::vector<std::pair<std::string, std::string>> sections;
+};
+template <typename T>
+T get(const std::string& s, size_t off) {
+  T v;
+  std::memcpy(&v, s.data() + off, sizeof(T));
+  return v;
+}
+template <typename T>
+void put(std::string& s, T v) {
+  s.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+uint32_t crc(const std::string& s, size_t n) {
+  return static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(s.data()), n));
+}
+Parts split(const std::string& f) {
+  Parts p;
+  p.version = get<uint32_t>(f, 8);
+  for (uint32_t k = 0; k < get<uint32_t>(f, 12); ++k) {
+    const size_t e = 16 + 32 * k;
+    p.sections.push_back(
+        {std::string(f.data() + e), f.substr(get<uint64_t>(f, e + 16), get<uint64_t>(f, e + 24))});
+  }
+  return p;
+}
+std::string join(const Parts& p, int64_t shift_offset_of = -1) {
+  std::string f = std::string("\x89SQM\r\n\x1a\n", 8);
+  put<uint32_t>(f, p.version);
+  put<uint32_t>(f, static_cast<uint32_t>(p.sections.size()));
+  uint64_t off = 16 + 32 * p.sections.size();
+  for (size_t k = 0; k < p.sections.size(); ++k) {
+    const auto& [name, data] = p.sections[k];
+    std::string nm(12, '\0');
+    nm.replace(0, name.size(), name);
+    f += nm;
+    put<uint32_t>(f, crc(data, data.size()));
+    put<uint64_t>(f, static_cast<int64_t>(k) == shift_offset_of ? off + 1000000 : off);
+    put<uint64_t>(f, data.size());
+    off += data.size();
+  }
+  for (const auto& s : p.sections) f += s.second;
+  put<uint32_t>(f, crc(f, f.size()));
+  return f;
+}
+nlohmann::json header_of(const Parts& p) {
+  const std::string& h = p.sections[0].second;
+  uLongf n = get<uint32_t>(h, 0);
+  std::string text(n, '\0');
+  EXPECT_EQ(Z_OK, uncompress(reinterpret_cast<Bytef*>(text.data()), &n,
+                             reinterpret_cast<const Bytef*>(h.data() + 4), h.size() - 4));
+  return nlohmann::json::parse(text);
+}
+void set_header(Parts& p, const nlohmann::json& j) {
+  const std::string text = j.dump();
+  uLongf n = compressBound(text.size());
+  std::string z(n, '\0');
+  compress(reinterpret_cast<Bytef*>(z.data()), &n, reinterpret_cast<const Bytef*>(text.data()),
+           text.size());
+  z.resize(n);
+  std::string h;
+  put<uint32_t>(h, static_cast<uint32_t>(text.size()));
+  p.sections[0].second = h + z;
+}
+
+class SqmDamage : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const sq::QuantModel qm = sqtest::synthetic_qmodel("lenet5", {1, 28, 28}, 10, 4);
+    dir_ = sqtest::temp_dir("sqm_bad");
+    const std::string path = dir_ + "/good.sqm";
+    sq::save_sqm(path, qm.graph, sq::integerize(qm));
+    good_ = sq::read_file(path);
+    ASSERT_EQ(join(split(good_)), good_);  // the test's picture of the format is the writer's
+  }
+  // The error loading these bytes, which must name the file.
+  std::string error(const std::string& bytes) {
+    const std::string path = sqtest::write_temp(dir_, "bad.sqm", bytes);
+    const std::string e = sqtest::error_of([&] { sq::load_sqm(path); });
+    EXPECT_NE(e.find(path), std::string::npos) << e;
+    return e;
+  }
+  std::string dir_, good_;
+};
+
+TEST_F(SqmDamage, CorruptByteFailsTheChecksum) {
+  std::string f = good_;
+  f[f.size() / 2] ^= 0x10;
+  EXPECT_NE(error(f).find("checksum mismatch"), std::string::npos);
+}
+
+TEST_F(SqmDamage, Truncated) {
+  EXPECT_NE(error(good_.substr(0, 10)).find("truncated"), std::string::npos);
+  EXPECT_NE(error(good_.substr(0, 40)).find("truncated"), std::string::npos);
+  EXPECT_NE(error(good_.substr(0, good_.size() - 100)).find("checksum mismatch"),
+            std::string::npos);
+}
+
+TEST_F(SqmDamage, WrongMagic) {
+  std::string f = good_;
+  f[1] = 'X';
+  EXPECT_NE(error(f).find("bad magic"), std::string::npos);
+  EXPECT_NE(error(sq::read_file(SQ_SOURCE_DIR "/models/resnet20-fmnist.sqg").substr(0, 4096))
+                .find("bad magic"),
+            std::string::npos);
+}
+
+TEST_F(SqmDamage, UnknownVersion) {
+  Parts p = split(good_);
+  p.version = 2;
+  EXPECT_NE(error(join(p)).find("version 2 is not supported (expected 1)"), std::string::npos);
+}
+
+TEST_F(SqmDamage, SectionOutOfRange) {
+  EXPECT_NE(error(join(split(good_), 1)).find("section 'weights' at"), std::string::npos);
+  Parts p = split(good_);
+  p.sections.pop_back();
+  EXPECT_NE(error(join(p)).find("no 'bias' section"), std::string::npos);
+}
+
+TEST_F(SqmDamage, InconsistentShapes) {
+  {  // one channel's bits changed: the packed rows no longer have the declared size
+    Parts p = split(good_);
+    nlohmann::json h = header_of(p);
+    h["layers"][2]["bits"] = 3;
+    set_header(p, h);
+    EXPECT_NE(error(join(p)).find("bytes of packed weights (expected"), std::string::npos);
+  }
+  {  // a layer wider than its tensors
+    Parts p = split(good_);
+    nlohmann::json h = header_of(p);
+    for (auto& n : h["graph"]["nodes"])
+      if (n["name"] == "fc2") n["out_features"] = 85;
+    set_header(p, h);
+    EXPECT_NE(error(join(p)).find("(expected"), std::string::npos);
+  }
+  {  // a layer reading a tensor that is not a quantization point
+    Parts p = split(good_);
+    nlohmann::json h = header_of(p);
+    h["points"].erase(0);
+    set_header(p, h);
+    EXPECT_NE(error(join(p)).find("is not a quantization point"), std::string::npos);
+  }
+  {  // a section that is not there
+    Parts p = split(good_);
+    p.sections[3].second.resize(p.sections[3].second.size() - 4);
+    EXPECT_NE(error(join(p)).find("expected"), std::string::npos);
+  }
+}
+
+}  // namespace

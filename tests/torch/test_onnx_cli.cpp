@@ -1,0 +1,223 @@
+// ONNX against ONNX Runtime (onnxruntime-node, installed by scripts/setup_onnxruntime.sh):
+// the exported QDQ model vs the simulated quantized model, the imported fixture vs ORT, and the
+// command-line flow import -> eval -> ptq. Skipped (saying why) only when node is not installed.
+//
+// For measurements: SQ_ONNX_AGREEMENT_N=10000 makes the agreement tests use that many test images
+// (default 500); SQ_ONNX_QMODEL=q.sqg makes the W8A8 test use that quantized model instead of its
+// own PTQ, and SQ_ONNX_SAVE=out.onnx keeps its export.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "sigmaquant/data.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
+#include "sigmaquant/onnx.h"
+#include "sigmaquant/quantize.h"
+#include "sigmaquant/train.h"
+#include "test_util.h"
+
+namespace {
+
+using sqtest::run_cli;
+
+const std::string kSrc = SQ_SOURCE_DIR;
+const std::string kFixture = kSrc + "/tests/data/fmnist_cnn.onnx";
+
+std::string sh(const std::string& cmd, int* code) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  if (!p) { *code = -1; return out; }
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int st = pclose(p);
+  *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  return out;
+}
+
+bool have_node() { return std::system("command -v node >/dev/null 2>&1") == 0; }
+
+// Installs onnxruntime-node if needed (idempotent); fails the test if that does not work.
+::testing::AssertionResult ensure_ort() {
+  static int code = -2;
+  static std::string out;
+  if (code == -2) out = sh("bash " + kSrc + "/scripts/setup_onnxruntime.sh", &code);
+  if (code != 0) return ::testing::AssertionFailure() << "setup_onnxruntime.sh failed:\n" << out;
+  return ::testing::AssertionSuccess();
+}
+
+#define REQUIRE_ORT()                                                                   \
+  do {                                                                                  \
+    if (!have_node()) GTEST_SKIP() << "node (Node.js) is not installed: no ONNX Runtime"; \
+    ASSERT_TRUE(ensure_ort());                                                          \
+  } while (0)
+
+bool have_fashion_mnist() {
+  return sq::file_exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+}
+
+// Logits of ONNX Runtime for the first n images of d (raw, in [0, 1]).
+std::vector<float> ort_logits(const std::string& model, const sq::Dataset& d, int64_t n,
+                              const std::string& dir) {
+  const int64_t per = d.image_numel();
+  std::string images(reinterpret_cast<const char*>(d.images.data()),
+                     static_cast<size_t>(n * per) * sizeof(float));
+  sq::write_file_atomic(dir + "/images.f32", images);
+  int code = 0;
+  std::string out = sh(fmt::format("node {}/tools/onnx/run_ort.js {} {}/images.f32 {}/logits.f32 "
+                                   "--shape {},{},{} --batch 100 --threads 2",
+                                   kSrc, model, dir, dir, d.image_shape[0], d.image_shape[1],
+                                   d.image_shape[2]),
+                       &code);
+  EXPECT_EQ(code, 0) << out;
+  std::string bytes = code == 0 ? sq::read_file(dir + "/logits.f32") : std::string();
+  std::vector<float> v(bytes.size() / sizeof(float));
+  if (!v.empty()) std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
+  return v;
+}
+
+// Once per process (LibTorch refuses a second set_num_interop_threads).
+void two_threads() {
+  static bool done = false;
+  if (!done) sq::configure_runtime(2);
+  done = true;
+}
+
+int64_t argmax(const float* p, int64_t k) { return std::max_element(p, p + k) - p; }
+
+sq::Dataset test_images(int64_t n) {
+  sq::DataSpec spec;
+  return sq::take(sq::load_data(spec).test, n);
+}
+
+TEST(OnnxOrt, ImportedFixtureEqualsOrt) {
+  REQUIRE_ORT();
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  std::string dir = sqtest::temp_dir("onnx_fixture");
+  sq::Graph g = sq::import_onnx(kFixture);
+  g.input_mean = {0.0f};
+  g.input_std = {1.0f};
+  const int64_t n = 300;
+  sq::Dataset d = test_images(n);
+  two_threads();
+  std::vector<float> ours = sq::predict(g, d, n);
+  std::vector<float> ort = ort_logits(kFixture, d, n, dir);
+  ASSERT_EQ(ours.size(), ort.size());
+  double worst = 0;
+  for (size_t i = 0; i < ours.size(); ++i) worst = std::max(worst, double(std::fabs(ours[i] - ort[i])));
+  EXPECT_LT(worst, 1e-4) << "largest |logit difference| over " << n << " images";
+}
+
+// Exports PTQ models and compares ONNX Runtime's top-1 with the simulated quantized model's.
+void check_agreement(const std::string& fp32, int wbits, int abits, int mid_bits, double min_agree,
+                     bool measured = false) {
+  REQUIRE_ORT();
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!sq::file_exists(fp32)) GTEST_SKIP() << fp32 << " is missing";
+  std::string dir = sqtest::temp_dir("onnx_export");
+  two_threads();
+  sq::Graph g = sq::load_graph(fp32);
+  sq::DataSpec spec;
+  sq::DataBundle data = sq::load_data(spec);
+  sq::BitConfig bits = sq::BitConfig::uniform(g, wbits, abits);
+  if (mid_bits) {  // a mixed assignment: every other inner layer at mid_bits (weights and acts)
+    auto wl = g.weight_layers();
+    for (size_t k = 1; k + 1 < wl.size(); k += 2) {
+      bits.layers[g.nodes[wl[k]].name].wbits = mid_bits;
+      bits.layers[g.nodes[wl[k]].name].abits = mid_bits;
+    }
+  }
+  sq::PtqOptions po;
+  po.calib_samples = 256;
+  const char* given = measured ? std::getenv("SQ_ONNX_QMODEL") : nullptr;
+  sq::QuantModel qm = given ? sq::load_qmodel(given) : sq::ptq(g, bits, sq::take(data.train, 2048), po);
+  const char* env = std::getenv("SQ_ONNX_AGREEMENT_N");
+  const int64_t n = std::min<int64_t>(env ? std::atoll(env) : 500, data.test.size());
+  sq::Dataset d = sq::take(data.test, n);
+  std::vector<float> sim = sq::predict_quant(qm, d, n);
+  sq::export_onnx(qm, dir + "/q.onnx");
+  if (const char* save = measured ? std::getenv("SQ_ONNX_SAVE") : nullptr) sq::export_onnx(qm, save);
+  std::vector<float> ort = ort_logits(dir + "/q.onnx", d, n, dir);
+  ASSERT_EQ(sim.size(), ort.size());
+  const int64_t k = g.num_classes;
+  int64_t agree = 0, correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    agree += argmax(&sim[i * k], k) == argmax(&ort[i * k], k);
+    correct += argmax(&ort[i * k], k) == d.labels[i];
+  }
+  double a = double(agree) / double(n);
+  std::printf("[onnx] %s W%dA%d%s: ORT vs simulated top-1 agreement %.2f%% (%ld/%ld), ORT accuracy %.2f%%\n",
+              g.name.c_str(), wbits, abits, mid_bits ? fmt::format(" (+{}-bit layers)", mid_bits).c_str() : "",
+              100 * a, long(agree), long(n), 100.0 * double(correct) / double(n));
+  EXPECT_GE(a, min_agree);
+}
+
+TEST(OnnxOrt, ExportedW8A8AgreesWithSimulation) {
+  check_agreement(kSrc + "/models/resnet20-fmnist.sqg", 8, 8, 0, 0.99, true);
+}
+
+TEST(OnnxOrt, ExportedMixedBitsAgreesWithSimulation) {
+  check_agreement(kSrc + "/models/lenet5-fmnist.sqg", 8, 8, 4, 0.99);
+}
+
+TEST(OnnxCli, ImportEvalPtq) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  std::string dir = sqtest::temp_dir("onnx_cli");
+  auto r = run_cli("import " + kFixture + " -o " + dir + "/m.sqg --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(j["weight_layers"], 3);
+  // Float accuracy of the imported model = what PyTorch measured (tests/data/fmnist_cnn.json).
+  double want = nlohmann::json::parse(sq::read_file(kSrc + "/tests/data/fmnist_cnn.json"))["test_accuracy"];
+  r = run_cli("eval -m " + dir + "/m.sqg --threads 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  double got = nlohmann::json::parse(r.output.substr(r.output.find('{')))["accuracy"];
+  EXPECT_NEAR(got, want, 0.002);
+  r = run_cli("ptq -m " + dir + "/m.sqg --wbits 8 --abits 8 --calib-samples 256 --limit-train 1024 "
+              "--limit-test 1000 --threads 2 --json -o " + dir + "/q.sqg");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto p = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_GT(p["accuracy"].get<double>(), p["fp32_accuracy"].get<double>() - 0.02);
+  // Errors: unsupported operators and garbage are named, non-zero exit.
+  std::string junk = sqtest::write_temp(dir, "junk.onnx", "not an onnx model");
+  r = run_cli("import " + junk + " -o " + dir + "/x.sqg");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("junk.onnx: not a valid ONNX model"), std::string::npos) << r.output;
+  // The quantized model exported from the command line: ONNX (run by ONNX Runtime) and, when
+  // the integer engine's format is there, .sqm run on the engine.
+  r = run_cli("export --help");
+  if (r.exit_code == 0 && r.output.find("onnx") != std::string::npos) {
+    auto e = run_cli("export -m " + dir + "/q.sqg --format onnx -o " + dir + "/q.onnx");
+    ASSERT_EQ(e.exit_code, 0) << e.output;
+    if (have_node() && ensure_ort()) {
+      const int64_t n = 1000;
+      sq::Dataset d = test_images(n);
+      std::vector<float> ort = ort_logits(dir + "/q.onnx", d, n, dir);
+      ASSERT_EQ(ort.size(), static_cast<size_t>(n * 10));
+      int64_t correct = 0;
+      for (int64_t i = 0; i < n; ++i) correct += argmax(&ort[i * 10], 10) == d.labels[i];
+      EXPECT_NEAR(double(correct) / double(n), p["accuracy"].get<double>(), 0.01);
+    }
+  }
+  if (r.exit_code == 0 && r.output.find("sqm") != std::string::npos) {
+    auto e = run_cli("export -m " + dir + "/q.sqg --format sqm -o " + dir + "/q.sqm");
+    ASSERT_EQ(e.exit_code, 0) << e.output;
+    auto run = run_cli("run -m " + dir + "/q.sqm --limit 1000 --compare " + dir + "/q.sqg --json");
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    auto rj = nlohmann::json::parse(run.output.substr(run.output.find('{')));
+    EXPECT_GE(rj["compare"]["agreement"].get<double>(), 0.99) << run.output;
+  }
+}
+
+}  // namespace

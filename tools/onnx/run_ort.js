@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// Runs an ONNX model with ONNX Runtime (onnxruntime-node, CPU) on raw float32 images.
+//
+//   node tools/onnx/run_ort.js MODEL.onnx IMAGES.f32 OUT.f32 --shape C,H,W [--batch B]
+//        [--threads T] [--spin 0|1] [--bench SECONDS]
+//
+// IMAGES.f32 holds N images, float32 little-endian, N x C x H x W. They are run in batches of B
+// (default 64; the last one may be smaller) with T intra-op threads (default 1). OUT.f32 receives
+// the first output, float32, N x (its per-sample size). --bench repeats the whole run for at least SECONDS and prints
+// images/s. A JSON summary goes to stdout. ONNX Runtime is looked up in $SQ_ORT_DIR (default:
+// .cache/onnxruntime of the repository, installed by scripts/setup_onnxruntime.sh).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+function usage(msg) {
+  process.stderr.write(`run_ort.js: ${msg}\nusage: run_ort.js MODEL.onnx IMAGES.f32 OUT.f32 ` +
+                       `--shape C,H,W [--batch B] [--threads T] [--spin 0|1] [--bench SECONDS]\n`);
+  process.exit(2);
+}
+
+const args = process.argv.slice(2);
+const pos = [];
+const opt = {batch: 64, threads: 1, bench: 0, shape: null, spin: 1};
+for (let i = 0; i < args.length; ++i) {
+  const a = args[i];
+  if (a.startsWith('--')) {
+    const v = args[++i];
+    if (v === undefined) usage(`${a} needs a value`);
+    const k = a.slice(2);
+    if (k === 'shape') opt.shape = v.split(',').map(Number);
+    else if (k in opt) opt[k] = Number(v);
+    else usage(`unknown option ${a}`);
+  } else {
+    pos.push(a);
+  }
+}
+if (pos.length !== 3) usage('expected MODEL.onnx IMAGES.f32 OUT.f32');
+const [modelPath, inPath, outPath] = pos;
+
+const ortDir = process.env.SQ_ORT_DIR || path.join(__dirname, '..', '..', '.cache', 'onnxruntime');
+let ort;
+try {
+  ort = require(path.join(ortDir, 'node_modules', 'onnxruntime-node'));
+} catch (e) {
+  process.stderr.write(`run_ort.js: onnxruntime-node not found in ${ortDir} ` +
+                       `(run scripts/setup_onnxruntime.sh): ${e.message}\n`);
+  process.exit(3);
+}
+
+async function main() {
+  const session = await ort.InferenceSession.create(modelPath, {
+    intraOpNumThreads: opt.threads,
+    interOpNumThreads: 1,
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    // --spin 0: worker threads sleep instead of spinning between ops (kinder to a shared machine).
+    extra: {session: {intra_op: {allow_spinning: String(opt.spin)}}},
+  });
+  const inName = session.inputNames[0];
+  const outName = session.outputNames[0];
+  if (!opt.shape) usage('--shape C,H,W is required');
+  const per = opt.shape.reduce((a, b) => a * b, 1);
+  const buf = fs.readFileSync(inPath);
+  if (buf.length % (4 * per) !== 0)
+    throw new Error(`${inPath}: ${buf.length} bytes is not a whole number of ${opt.shape} float32 images`);
+  const n = buf.length / (4 * per);
+  const images = new Float32Array(buf.buffer, buf.byteOffset, n * per);
+  let outPer = 0;
+  let out = null;
+  const runAll = async () => {
+    for (let s = 0; s < n; s += opt.batch) {
+      const b = Math.min(opt.batch, n - s);
+      const x = new ort.Tensor('float32', images.subarray(s * per, (s + b) * per), [b, ...opt.shape]);
+      const r = await session.run({[inName]: x});
+      const y = r[outName];
+      if (!out) {
+        outPer = y.data.length / b;
+        out = new Float32Array(n * outPer);
+      }
+      out.set(y.data, s * outPer);
+    }
+  };
+  await runAll();
+  fs.writeFileSync(outPath, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
+  const summary = {model: modelPath, images: n, outputs_per_image: outPer, batch: opt.batch,
+                   threads: opt.threads};
+  if (opt.bench > 0) {
+    let runs = 0;
+    const t0 = process.hrtime.bigint();
+    let secs = 0;
+    do {
+      await runAll();
+      ++runs;
+      secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    } while (secs < opt.bench);
+    summary.images_per_s = (runs * n) / secs;
+  }
+  process.stdout.write(JSON.stringify(summary) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`run_ort.js: ${e.message}\n`);
+  process.exit(1);
+});

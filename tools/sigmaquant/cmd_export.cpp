@@ -1,0 +1,85 @@
+// sigmaquant export — a quantized model (.sqg from ptq/qat) to a deployable format, dispatched by
+// name: sqm (the integer engine's model file), c (C source + runtime), onnx (QDQ).
+#include <fmt/format.h>
+
+#include <functional>
+#include <map>
+
+#include "common.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/export_c.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/integerize.h"
+#include "sigmaquant/onnx.h"
+#include "sigmaquant/qmodel.h"
+#include "sigmaquant/sqm.h"
+
+namespace sqcli {
+namespace {
+
+struct ExportFlags {
+  std::string model;
+  std::string format = "sqm";
+  std::string out;
+  Common common;
+};
+
+void export_sqm(const sq::QuantModel& qm, const ExportFlags& f) {
+  prepare_output(f.out, "-o");
+  const nlohmann::json meta = {{"source", f.model},
+                               {"model", qm.graph.name},
+                               {"bits", sq::bits_to_json(qm.bits, &qm.graph)}};
+  sq::save_sqm(f.out, qm.graph, sq::integerize(qm), meta);
+}
+
+// The formats by name; each writes f.out from the quantized model.
+using Writer = std::function<void(const sq::QuantModel&, const ExportFlags&)>;
+const std::map<std::string, Writer>& formats() {
+  static const std::map<std::string, Writer> m = {
+      {"sqm", export_sqm},
+      {"c", [](const sq::QuantModel& qm, const ExportFlags& f) { sq::export_c(qm, f.out); }},
+      {"onnx",
+       [](const sq::QuantModel& qm, const ExportFlags& f) {
+         prepare_output(f.out, "-o");
+         sq::export_onnx(qm, f.out);
+       }},
+  };
+  return m;
+}
+
+void run_export(const ExportFlags& f) {
+  auto it = formats().find(f.format);
+  if (it == formats().end()) {
+    std::string known;
+    for (const auto& [name, w] : formats()) known += (known.empty() ? "" : ", ") + name;
+    sq::fail("--format '{}' is not supported (expected one of: {})", f.format, known);
+  }
+  const sq::QuantModel qm = sq::load_qmodel(f.model);
+  it->second(qm, f);
+  size_t bytes = 0;
+  if (f.format != "c" && sq::file_exists(f.out)) bytes = sq::read_file(f.out).size();
+  if (f.common.json) {
+    print_json({{"model", f.model}, {"format", f.format}, {"output", f.out}, {"bytes", bytes}});
+    return;
+  }
+  if (!f.common.quiet)
+    fmt::print("{} -> {} ({}{})\n", f.model, f.out, f.format,
+               bytes ? fmt::format(", {} bytes", bytes) : "");
+}
+
+}  // namespace
+
+void add_export(CLI::App& app) {
+  auto f = std::make_shared<ExportFlags>();
+  CLI::App* cmd = app.add_subcommand("export", "export a quantized model (sqm, c, onnx)");
+  cmd->add_option("--model,-m", f->model, "quantized model (.sqg from ptq or qat)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--format", f->format, "sqm (integer engine), c (C source) or onnx (QDQ)")
+      ->capture_default_str();
+  cmd->add_option("-o,--output", f->out, "output file (sqm, onnx) or directory (c)")->required();
+  add_common_flags(cmd, f->common);
+  cmd->callback([f] { run_export(*f); });
+}
+
+}  // namespace sqcli
