@@ -288,7 +288,10 @@ class GraphExecutor {
   // One line per step ("conv stage1.block1.a.conv [avx2_maddubs] 1024 B @ 0"), for `info`/tests.
   std::vector<std::string> describe() const;
 
- private:
+  // The plan, read-only, for back ends that emit the same computation elsewhere (the C export,
+  // export_c.cpp): steps in order over buffers of one arena. Buffer 0 is the input's codes (at
+  // input_point(), after input_mean()/input_std()); every other buffer is written by exactly one
+  // step. With Isa::Reference, convs are ConvRef and adds Add (no packed kernels, no add tables).
   struct Step {
     enum class Kind { ConvFast, ConvRef, ConvF32, ConvGap, Add, AddLut, MaxPool, AvgPool, Gap, Lut }
         kind;
@@ -312,8 +315,16 @@ class GraphExecutor {
   struct Buffer {
     int64_t bytes = 0;
     int first = 0, last = 0;  // steps that write it first and read it last
-    size_t offset = 0;
+    size_t offset = 0;        // in the arena (64-byte aligned)
   };
+  const std::vector<Step>& steps() const { return steps_; }
+  const std::vector<Buffer>& buffers() const { return buffers_; }
+  const std::vector<IntLayer>& layers() const { return layers_; }   // Step::layer indexes these
+  const std::array<uint8_t, 256>& table(int i) const { return luts_.at(i); }  // Step::table (Lut)
+  const std::vector<float>& input_mean() const { return mean_; }  // per input channel (0 if none)
+  const std::vector<float>& input_std() const { return std_; }    // per input channel (> 0)
+
+ private:
   uint8_t* buf(int id) { return arena_.data() + buffers_[id].offset; }
   void execute();
 

@@ -128,6 +128,7 @@ struct Final {
 struct RunLog {
   std::string method, model_name, model_path, target_name, cost_model;
   std::optional<double> fp32;
+  std::optional<double> fp32_val, accuracy_target;  // validation-set reference, search target
   std::vector<Budget> target_budgets;
   std::vector<std::pair<std::string, std::string>> settings;
   std::optional<Clusters> clusters;
@@ -196,6 +197,10 @@ RunLog parse_run_log(const json& j, const std::string& where) {
   r.model_name = req_str(m, "name", where, "model");
   r.model_path = opt_str(m, "path", where, "model").value_or("");
   r.fp32 = opt_num(m, "fp32_accuracy", where, "model", 0, 1);
+  r.fp32_val = opt_num(m, "fp32_val_accuracy", where, "model", 0, 1);
+  if (const json* st = opt_obj(j, "settings", where, ""))
+    if (st->contains("accuracy_target") && (*st)["accuracy_target"].is_number())
+      r.accuracy_target = (*st)["accuracy_target"].get<double>();
 
   if (const json* t = opt_obj(j, "target", where, "")) {
     r.target_name = opt_str(*t, "name", where, "target").value_or("");
@@ -650,9 +655,19 @@ void trajectory_section(Html& h, const RunLog& r) {
     acc.name = "accuracy";
     acc.color = svg::color(0);
     p.series.push_back(acc);
-    if (r.fp32)
+    // Iterations are measured on the validation images when the log says so: compare them with
+    // FP32 on the same images.
+    if (r.fp32_val)
+      p.hlines.push_back({100 * *r.fp32_val,
+                          fmt::format("FP32 {:.2f} % (validation)", 100 * *r.fp32_val), "#555",
+                          true});
+    else if (r.fp32)
       p.hlines.push_back(
           {100 * *r.fp32, fmt::format("FP32 {:.2f} %", 100 * *r.fp32), "#555", true});
+    if (r.accuracy_target && *r.accuracy_target > 0 && *r.accuracy_target <= 1)
+      p.hlines.push_back({100 * *r.accuracy_target,
+                          fmt::format("target {:.2f} %", 100 * *r.accuracy_target), "#c0392b",
+                          true});
     h << svg::render(p);
   }
   svg::Series bits = xs([](const Iter& it) { return it.avg_bits; });

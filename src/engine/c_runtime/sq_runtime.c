@@ -22,23 +22,27 @@ static int32_t clamp32(int64_t v, int32_t lo, int32_t hi) {
 }
 
 int32_t sq_requantize(int64_t acc, sq_rq m) {
-  uint64_t a, a0, a1, t0, t1, lo, hi;
-  const int neg = acc < 0;
+  uint64_t a, mm, a0, a1, t0, t1, lo, hi, l2;
+  const int neg = (acc < 0) != (m.mult < 0);
   int s = m.shift;
-  if (m.mult <= 0 || acc == 0) return 0;
   /* The 128-bit product (hi:lo) = acc · mult, two's complement. */
-  a = neg ? (uint64_t)0 - (uint64_t)acc : (uint64_t)acc;
+  a = acc < 0 ? (uint64_t)0 - (uint64_t)acc : (uint64_t)acc;
+  mm = m.mult < 0 ? (uint64_t)0 - (uint64_t)(int64_t)m.mult : (uint64_t)m.mult; /* <= 2^31 */
   a0 = a & 0xFFFFFFFFu;
   a1 = a >> 32;
-  t0 = a0 * (uint64_t)m.mult; /* each < 2^63 */
-  t1 = a1 * (uint64_t)m.mult;
+  t0 = a0 * mm; /* each < 2^63 */
+  t1 = a1 * mm;
   lo = t0 + (t1 << 32);
   hi = (t1 >> 32) + (lo < t0);
   if (neg) {
     lo = ~lo + 1;
     hi = ~hi + (lo == 0);
   }
-  if (s >= 96) return 0; /* |product| < 2^94 <= 2^(s−1): rounds to 0 */
+  /* + offset, sign-extended to 128 bits. */
+  l2 = lo + (uint64_t)m.offset;
+  hi += (uint64_t)(l2 < lo) + (m.offset < 0 ? ~(uint64_t)0 : 0);
+  lo = l2;
+  if (s >= 96) return 0; /* |product| < 2^95 <= 2^(s−1): rounds to 0 */
   if (s > 0) {
     /* + 2^(s−1), then an arithmetic shift right by s: round half up. */
     if (s - 1 < 64) {
@@ -57,6 +61,7 @@ int32_t sq_requantize(int64_t acc, sq_rq m) {
     }
   } else if (s < 0) {
     const int k = -s;
+    if (hi == 0 && lo == 0) return 0;
     if (k >= 32) return (hi >> 63) ? INT32_MIN : INT32_MAX; /* |product| >= 2^30 */
     hi = (hi << k) | (lo >> (64 - k));
     lo <<= k;
@@ -164,10 +169,14 @@ void sq_conv_f32(const sq_conv_layer* L, const uint8_t* x, float* y, const sq_wo
   const int32_t pix = L->out_h * L->out_w;
   int32_t oc, p;
   for (oc = 0; oc < L->out_c; ++oc) {
+    const double unit = (double)L->in_scale * (double)L->w_scale[oc];
     conv_dots(L, x, oc, w);
     for (p = 0; p < pix; ++p) {
       const int64_t acc = (int64_t)L->bias[oc] + w->dot[p];
-      *y++ = (float)((double)acc * (double)L->in_scale * (double)L->w_scale[oc]);
+      if (L->b_float) /* as sq::conv2d_f32_ref, operation for operation */
+        *y++ = (float)((double)(acc - L->bias[oc]) * unit + (double)L->b_float[oc]);
+      else
+        *y++ = (float)((double)acc * unit);
     }
   }
 }
@@ -178,9 +187,11 @@ void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const u
   int32_t oc, q;
   for (oc = 0; oc < L->out_c; ++oc) {
     int64_t sum = 0;
+    const int64_t frac = p->frac ? p->frac[oc] : 0;
     conv_dots(L, x, oc, w);
     for (q = 0; q < pix; ++q) {
-      int64_t v = ((int64_t)L->bias[oc] + w->dot[q]) * 256; /* 2^−8 accumulator units */
+      /* 2^−8 accumulator units, the bias's fraction added per pixel (as the engine) */
+      int64_t v = ((int64_t)L->bias[oc] + w->dot[q]) * 256 + frac;
       if (p->relu && v < 0) v = 0;
       if (p->cap && v > p->cap[oc]) v = p->cap[oc];
       sum += v;

@@ -8,8 +8,10 @@
  *   weights       per output channel bit-packed at its own width (sq_unpack_row)
  *   conv/linear   acc = bias[c] + Σ w · (x − zp_x)          (int64)
  *                 y   = clamp(requantize(acc, M[c]) + zp_out, lo, hi)
- *   requantize    (acc · mult + 2^(shift−1)) >> shift        (exact 128-bit product, round half up,
- *                                                             saturating to int32)
+ *   requantize    (acc · mult + offset + 2^(shift−1)) >> shift   (exact 128-bit product, round
+ *                                                   half up, saturating to int32; offset: the part
+ *                                                   of the float bias the int32 bias cannot hold)
+ *   logits        (acc − bias[c]) · s_x · s_w[c] + b_float[c]     (double, then float)
  */
 #ifndef SQ_RUNTIME_H
 #define SQ_RUNTIME_H
@@ -20,13 +22,17 @@
 extern "C" {
 #endif
 
-/* A fixed-point multiplier M ≈ mult · 2^(−shift), mult in [2^30, 2^31) (or 0 for M = 0). */
+/* A fixed-point multiplier M ≈ mult · 2^(−shift), mult in [2^30, 2^31) (or 0 for M = 0), and
+ * an offset added to acc · mult before the rounding shift (sq::Requant::offset: a layer's bias
+ * fraction in 2^−shift output steps; |offset| <= 2^30, 0 when shift <= 0). */
 typedef struct {
   int32_t mult;
   int32_t shift;
+  int64_t offset;
 } sq_rq;
 
-/* Rounds acc · M half up (towards +inf) and saturates to int32, exactly like sq::requantize. */
+/* (acc · mult + offset) · 2^(−shift) rounded half up (towards +inf) and saturated to int32,
+ * exactly like sq::requantize. */
 int32_t sq_requantize(int64_t acc, sq_rq m);
 
 /* Unpacks n weights of one packed row (little-endian bit stream, least significant bit first;
@@ -52,8 +58,12 @@ typedef struct {
   const int32_t* bias; /* in units of s_x · s_w[c] */
   const sq_rq* rq;     /* uint8 output: per channel; NULL for a float output */
   int32_t out_zp, lo, hi;
-  float in_scale;       /* float output: y = acc · in_scale · w_scale[c] */
+  /* Float output: y = (acc − bias[c]) · in_scale · w_scale[c] + b_float[c] (the float bias
+   * exactly, the int32 bias's rounding undone), in double; y = acc · in_scale · w_scale[c] when
+   * b_float is NULL. */
+  float in_scale;
   const float* w_scale;
+  const float* b_float;
 } sq_conv_layer;
 
 /* Scratch of the conv kernels: one output channel's unpacked weights (at least
@@ -99,11 +109,13 @@ void sq_global_avgpool_u8(int32_t c, int32_t hw, const sq_avgpool_params* p, con
                           uint8_t* y);
 
 /* conv → ReLU/ReLU6 → global average pooling with no quantization point in between: per channel,
- * v = acc · 2^8, clamped at 0 (relu) and at cap[c] (ReLU6's 6 in 2^−8 accumulator units), summed
- * over the pixels, y = clamp(rq(Σ v, m[c]) + zp_out, lo, hi). */
+ * v = acc · 2^8 + frac[c] (the float bias's fraction the int32 bias cannot hold, in 2^−8
+ * accumulator units), clamped at 0 (relu) and at cap[c] (ReLU6's 6 in the same units), summed over
+ * the pixels, y = clamp(rq(Σ v, m[c]) + zp_out, lo, hi). */
 typedef struct {
   int32_t relu;
-  const int64_t* cap; /* NULL: no upper bound */
+  const int64_t* cap;  /* NULL: no upper bound */
+  const int64_t* frac; /* NULL: none */
   const sq_rq* m;
   int32_t zp_out, lo, hi;
 } sq_conv_gap_params;
