@@ -46,8 +46,8 @@ Plan make_plan(const Graph& g, const IntModel& im) {
       fail("export c: batchnorm '{}' (expected a BN-folded graph)", n.name);
   for (const auto& [node, q] : im.points)
     if (!std::isfinite(q.scale))
-      fail("export c: quantization point {} has scale {} (expected a finite positive number)",
-           node, q.scale);
+      fail("export c: quantization point {} has scale {} (expected a finite positive number)", node,
+           q.scale);
   Plan p;
   try {
     p.ex = GraphExecutor::prepare(g, im, Isa::Reference);
@@ -138,7 +138,8 @@ Written write_model(const QuantModel& qm, const Plan& p) {
       "/* The conv kernels' scratch: one output channel's unpacked weights and dot products. */\n"
       "static int8_t sq_row[{}];\nstatic int32_t sq_dot[{}];\n"
       "static const sq_work sq_ws = {{sq_row, sq_dot}};\n\n",
-      std::max<size_t>(p.ex.arena_bytes(), 1), std::max<int64_t>(p.row, 1), std::max<int64_t>(p.pix, 1));
+      std::max<size_t>(p.ex.arena_bytes(), 1), std::max<int64_t>(p.row, 1),
+      std::max<int64_t>(p.pix, 1));
   const bool norm = !g.input_mean.empty();
   if (norm) {
     d += "/* Input normalization the model was trained with: x' = (x - mean[c]) / std[c]. */\n";
@@ -157,8 +158,7 @@ Written write_model(const QuantModel& qm, const Plan& p) {
   for (const GraphExecutor::Step& s : p.ex.steps()) {
     ++k;
     const std::string pn = fmt::format("sq_step{}", k);
-    const bool conv =
-        s.kind == Kind::ConvRef || s.kind == Kind::ConvF32 || s.kind == Kind::ConvGap;
+    const bool conv = s.kind == Kind::ConvRef || s.kind == Kind::ConvF32 || s.kind == Kind::ConvGap;
     std::string id;
     if (conv) {
       // The layer's constants.
@@ -209,8 +209,8 @@ Written write_model(const QuantModel& qm, const Plan& p) {
           d += c_array(
               "int64_t", id + "_gap_cap", s.gap_hi,
               [](int64_t v) { return fmt::format("INT64_C({})", v); }, 4);
-        const bool frac = std::any_of(s.gap_frac.begin(), s.gap_frac.end(),
-                                      [](int64_t v) { return v != 0; });
+        const bool frac =
+            std::any_of(s.gap_frac.begin(), s.gap_frac.end(), [](int64_t v) { return v != 0; });
         if (frac)
           d += c_array(
               "int64_t", id + "_gap_frac", s.gap_frac,
@@ -303,7 +303,8 @@ Written write_model(const QuantModel& qm, const Plan& p) {
       " * (one static arena). */\n"
       "void sq_model_run(const float* image, float* logits);\n\n"
       "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* SQ_MODEL_H */\n",
-      g.name, g.name, in[0], in[1], in[2], p.ex.input_size(), p.ex.output_size(), p.ex.arena_bytes(), w.packed_bytes);
+      g.name, g.name, in[0], in[1], in[2], p.ex.input_size(), p.ex.output_size(),
+      p.ex.arena_bytes(), w.packed_bytes);
   return w;
 }
 

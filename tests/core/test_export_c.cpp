@@ -265,15 +265,15 @@ TEST(ExportC, RuntimeArithmeticEqualsTheEngine) {
   for (int64_t a : accs)
     for (int shift = -31; shift <= 95; ++shift)
       for (int32_t m : {0, 1 << 30, INT32_MAX, 1518500250})
-        for (int64_t off : {int64_t{0}, int64_t{1} << 30, -(int64_t{1} << 30), int64_t{-1},
-                            int64_t{777777}})
+        for (int64_t off :
+             {int64_t{0}, int64_t{1} << 30, -(int64_t{1} << 30), int64_t{-1}, int64_t{777777}})
           recs.push_back({a, m, shift, off});
   for (int i = 0; i < 20000; ++i) {
     const int64_t a = static_cast<int64_t>(rng()) >> (rng() % 64);
     const int32_t m = static_cast<int32_t>((1u << 30) + rng() % (1u << 30));
-    const int64_t off = i % 4 == 0 ? 0
-                                   : static_cast<int64_t>(rng() % ((uint64_t{1} << 31) + 1)) -
-                                         (int64_t{1} << 30);
+    const int64_t off =
+        i % 4 == 0 ? 0
+                   : static_cast<int64_t>(rng() % ((uint64_t{1} << 31) + 1)) - (int64_t{1} << 30);
     recs.push_back({a, m, static_cast<int32_t>(rng() % 80) - 10, off});
   }
   // Ties: acc · M + offset = k + 1/2 exactly must round up, for either sign.
@@ -389,8 +389,8 @@ int main(void) {
   ASSERT_EQ(got.size(), recs.size());
   int bad = 0;
   for (size_t i = 0; i < recs.size() && bad < 10; ++i) {
-    const int32_t want = sq::requantize(
-        recs[i].acc, sq::Requant{recs[i].mult, recs[i].shift, recs[i].offset});
+    const int32_t want =
+        sq::requantize(recs[i].acc, sq::Requant{recs[i].mult, recs[i].shift, recs[i].offset});
     if (got[i] != want) {
       ++bad;
       ADD_FAILURE() << "requantize(" << recs[i].acc << ", " << recs[i].mult << ", " << recs[i].shift
