@@ -422,22 +422,41 @@ BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budg
                                  : static_cast<double>(
                                        ce.evaluate(BitConfig::uniform(g, cand.back(), abits)).weight_bytes);
   auto best = solve(budget);
-  if (best && fits(ce, b, *best)) return *best;
-  // Another budget breaks: tighten the memory budget until every budget holds.
-  double lo = 0, hi = budget;
-  std::optional<BitConfig> ok;
-  for (int it = 0; it < 40; ++it) {
-    double mid = 0.5 * (lo + hi);
-    auto c = solve(mid);
-    if (c && fits(ce, b, *c)) {
-      ok = c;
-      lo = mid;
-    } else {
-      hi = mid;
+  if (!best) fail("hessian: no assignment over the candidates fits the weight-memory budget");
+  // The knapsack is exact under the weight-memory budget. Another budget (latency, energy) that
+  // still breaks is repaired greedily: lower the layer that adds the least damage per unit of
+  // overshoot relieved, until every budget holds.
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < names.size(); ++i) index[names[i]] = i;
+  auto damage_of = [&](const std::string& n, int bits) {
+    for (const KnapsackItem& it : items[index.at(n)])
+      if (it.bits == bits) return it.damage;
+    return 0.0;
+  };
+  BitConfig c = *best;
+  std::vector<double> u = usage(ce.evaluate(c), b);
+  while (!all_fit(u)) {
+    double best_score = std::numeric_limits<double>::infinity();
+    std::string pick;
+    int pick_to = 0;
+    for (const std::string& n : names) {
+      int from = wbits_of(c, n), to = step_down(cand, from);
+      if (!to) continue;
+      BitConfig l = c;
+      set_wbits(l, n, to);
+      double rel = relieved(u, usage(ce.evaluate(l), b));
+      if (rel <= 0) continue;
+      double score = std::max(0.0, damage_of(n, to) - damage_of(n, from)) / rel;
+      if (score < best_score) best_score = score, pick = n, pick_to = to;
     }
+    if (pick.empty()) {
+      require_reachable(g, ce, b, cand, abits, pinned, "hessian");
+      fail("hessian: no assignment over the candidates fits every budget");
+    }
+    set_wbits(c, pick, pick_to);
+    u = usage(ce.evaluate(c), b);
   }
-  if (!ok) fail("hessian: no assignment over the candidates fits every budget");
-  return *ok;
+  return c;
 }
 
 BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,

@@ -259,6 +259,24 @@ TEST(SearchBaselines, HessianKnapsackIsTheExactOptimumOverFeasibleAssignments) {
   EXPECT_NEAR(damage(h), best, 1e-9 * best);
 }
 
+TEST(SearchBaselines, HessianRepairsALatencyBudgetTheKnapsackIgnores) {
+  // resnet20 at a 4-bit memory budget and uniform 4-bit latency: the memory-optimal knapsack
+  // answer gives more bits to early, MAC-heavy layers and breaks the latency budget; the repair
+  // must bring it back under every budget (this once failed with "no assignment fits").
+  Problem s(4.0);
+  std::map<std::string, double> tr;
+  for (const std::string& n : names(s.g)) tr[n] = 1.0;
+  sq::Budgets memory_only = s.b;
+  memory_only.latency_s.reset();
+  memory_only.energy_j.reset();
+  BitConfig free = sq::hessian_allocation(s.g, *s.ce, memory_only, tr, {2, 3, 4, 5, 6, 8}, 8);
+  BitConfig h = sq::hessian_allocation(s.g, *s.ce, s.b, tr, {2, 3, 4, 5, 6, 8}, 8);
+  EXPECT_TRUE(sq::fits(*s.ce, s.b, h));
+  if (!sq::fits(*s.ce, s.b, free)) {
+    EXPECT_LT(s.ce->evaluate(h).latency_s, s.ce->evaluate(free).latency_s);
+  }
+}
+
 TEST(SearchBaselines, RandomFitsAndIsReproducible) {
   Problem s(2.5);
   std::vector<int> cand = {2, 3, 4, 5, 6, 8};
