@@ -138,12 +138,13 @@ void clamp_u8_ref(uint8_t* x, int64_t n, int32_t lo, int32_t hi);
 
 // ---------------------------------------------------------------------------------------------
 // Optimized conv2d / linear, groups = 1 (src/engine/conv_fast.cpp). Prepare packs the weights
-// into the kernel's layout, folds the input zero point into the bias and allocates the im2col
-// scratch; run() allocates nothing and equals conv2d_u8_ref exactly: int32 dot products of raw
-// uint8 x and the integer weights, plus bias − zp_x·Σw in int64, then the same requantization.
+// into the kernel's layout, folds the input zero point into the bias and allocates the scratch
+// (a zp_x-bordered HWC copy of the input, or im2col rows); run() allocates nothing and equals
+// conv2d_u8_ref exactly: int32 dot products of raw uint8 x and the integer weights, plus
+// bias − zp_x·Σw in int64, then the same requantization.
 // A PreparedConv2d owns its scratch: one run at a time per object.
 //
-// Micro-kernels (16 output channels × 4 output pixels), chosen once at prepare:
+// Micro-kernels (16 output channels × 6 output pixels), chosen once at prepare:
 //   avxvnni_dpbusd  u8 × s8, 4 taps → int32 with no intermediate rounding (AVX-VNNI, 256-bit)
 //   avx2_maddubs    u8 × s8 pairs → int16, exact only while max|w| <= 64 (any weights of
 //                   <= 7 bits): 2·255·64 = 32640 fits int16
@@ -172,7 +173,7 @@ Isa best_isa();  // what Auto resolves to on this CPU
 
 class PreparedConv2d {
  public:
-  static constexpr int kOcTile = 16, kPixTile = 4;
+  static constexpr int kOcTile = 16, kPixTile = 6;
 
   const ConvShape& shape() const { return s_; }
   const char* kernel_name() const;
@@ -200,6 +201,18 @@ class PreparedConv2d {
   // has 1 <= shift <= 62 (else that tile takes the scalar epilogue).
   std::vector<int64_t> ep_bias_, ep_mult_, ep_shift_, ep_round_;
   std::vector<uint8_t> ep_vector_ok_;
+  // Direct (im2col-free) mode: the scratch holds a zp_x-bordered HWC copy of the input (channels
+  // padded to the tap group) and the taps are ordered (ky, kx, i); else it holds im2col rows.
+  // Either way the kernels read tap group j of pixel p at scratch + pix_off_[p] + grp_off_[j].
+  bool direct_ = false;
+  int64_t cp_ = 0;                          // direct: channels per HWC pixel (in_c rounded up)
+  std::vector<int64_t> pix_off_, grp_off_;  // [pix_pad], [kp / taps], in scratch elements
+  // The int32 epilogue (tiles whose channels all have 32 <= shift <= 62 and |bias'| + K·255·128
+  // < 2^31): bias as int32, (shift − 32), and per 8 channels the multipliers and rounding terms
+  // as int64 lanes, even channels then odd ones.
+  std::vector<int32_t> q_bias_, q_shift_;
+  std::vector<int64_t> q_mult_, q_round_;
+  std::vector<uint8_t> q_ok_;
 };
 // Throws sq::Error if groups != 1, the layer has a float output, a weight exceeds 8 bits, or the
 // reduction is so long that int32 dot products could overflow (in_c·k·k > 2^31 / (255·128)).

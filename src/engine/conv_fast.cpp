@@ -1,11 +1,13 @@
-// Optimized conv2d / linear (groups = 1): im2col into rows of raw activations, then a
-// 16-channel × 4-pixel micro-kernel per ISA, chosen once in prepare (engine.h lists them).
-// Every kernel computes Σ w·x in int32 over raw x (padding taps hold zp_x) without rounding or
-// saturation; the bias absorbs −zp_x·Σw in int64, so acc equals the reference's
-// bias + Σ w·(x − zp_x) exactly. int32 cannot overflow: prepare checks K·255·128 < 2^31.
+// Optimized conv2d / linear (groups = 1): the raw activations staged as a zp_x-bordered HWC copy
+// (direct mode: most layers) or as im2col rows (few-channel stems), then a 16-channel × 6-pixel
+// micro-kernel per ISA, chosen once in prepare (engine.h lists them), and the requantizing
+// epilogue. Every kernel computes Σ w·x in int32 over raw x (padding taps hold zp_x) without
+// rounding or saturation; the bias absorbs −zp_x·Σw in int64, so acc equals the reference's bias +
+// Σ w·(x − zp_x) exactly. int32 cannot overflow: prepare checks K·255·128 < 2^31.
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <type_traits>
 
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
@@ -23,22 +25,27 @@ namespace {
 constexpr int kOc = PreparedConv2d::kOcTile, kPix = PreparedConv2d::kPixTile;
 using Kernel = PreparedConv2d::Kernel;
 
-static_assert(kOc == 16 && kPix == 4, "the micro-kernels are written for a 16x4 tile");
+// 16 channels × 6 pixels = 12 accumulators + 2 weight vectors + 1 broadcast: the 16 ymm
+// registers, and enough independent dpbusd chains (latency 5) for 2 a cycle. 16×4 ran
+// ~latency-bound.
+static_assert(kOc == 16 && kPix == 6, "the micro-kernels are written for a 16x6 tile");
 static_assert(sizeof(Pair16Block::w) / sizeof(Pair16Block::w[0]) == kOc &&
                   sizeof(Quad8Block::w) / sizeof(Quad8Block::w[0]) == kOc,
               "a weight block holds one tile of output channels");
 constexpr int64_t kTaps16 = 2, kTaps8 = 4;  // taps per block
 
-// acc[p][o] = Σ_j Σ_e w[j][o][e] · col[p][2j+e] for the kPix rows of col starting at `col`.
-void tile_portable(const void* wv, const void* colv, int64_t kp, int32_t* acc) {
+// Every micro-kernel computes one tile, acc[p][o] = Σ_j Σ_e w[j][o][e] · x_p[j][e], where pixel
+// p's tap group j (2 int16 or 4 uint8 taps) starts at src + pix[p] + grp[j]: consecutive im2col
+// rows (pix[p] = p·kp, grp[j] = j·taps) or the padded HWC input (direct mode, see prepare).
+void tile_portable(const void* wv, const void* srcv, const int64_t* pix, const int64_t* grp,
+                   int64_t ng, int32_t* acc) {
   const int16_t* w = static_cast<const int16_t*>(wv);
-  const int16_t* col = static_cast<const int16_t*>(colv);
   for (int p = 0; p < kPix; ++p) {
-    const int16_t* c = col + p * kp;
+    const int16_t* c = static_cast<const int16_t*>(srcv) + pix[p];
     int32_t a[kOc] = {};
-    for (int64_t j = 0; j < kp / 2; ++j) {
+    for (int64_t j = 0; j < ng; ++j) {
       const int16_t* wj = w + j * 2 * kOc;
-      const int32_t x0 = c[2 * j], x1 = c[2 * j + 1];
+      const int32_t x0 = c[grp[j]], x1 = c[grp[j] + 1];
       for (int o = 0; o < kOc; ++o) a[o] += wj[2 * o] * x0 + wj[2 * o + 1] * x1;
     }
     std::copy(a, a + kOc, acc + p * kOc);
@@ -54,72 +61,73 @@ __attribute__((target("avx2"))) inline __m256i broadcast32(const void* c) {
   return _mm256_set1_epi32(v);
 }
 
-__attribute__((target("avx2"))) inline void store_tile(int32_t* acc, const __m256i (&a)[kPix][2]) {
-  __m256i* out = reinterpret_cast<__m256i*>(acc);  // [pixel][16 channels] = 2 vectors a pixel
-  for (int p = 0; p < kPix; ++p) {
-    _mm256_storeu_si256(out + 2 * p, a[p][0]);
-    _mm256_storeu_si256(out + 2 * p + 1, a[p][1]);
+// The three AVX2-class micro-kernels differ only in the element type and the multiply-accumulate
+// step, STEP(acc, broadcast activations, weights) → acc. One macro writes them with 12 named
+// accumulators and 6 named pixel pointers: GCC kept an __m256i a[6][2] array partly on the stack
+// (a store per accumulator per tap group), which cost as much as the dpbusds.
+#define SQ_PIX_STEP(P, STEP)                 \
+  do {                                       \
+    const __m256i b = broadcast32(x##P + g); \
+    a##P##0 = STEP(a##P##0, b, w0);          \
+    a##P##1 = STEP(a##P##1, b, w1);          \
+  } while (0)
+#define SQ_PIX_STORE(P)                                                          \
+  do {                                                                           \
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + P * kOc), a##P##0);     \
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + P * kOc + 8), a##P##1); \
+  } while (0)
+#define SQ_TILE_KERNEL(NAME, TARGET, T, WT, STEP)                                                \
+  __attribute__((target(TARGET))) void NAME(const void* wv, const void* src, const int64_t* pix, \
+                                            const int64_t* grp, int64_t ng, int32_t* acc) {      \
+    const WT* w = static_cast<const WT*>(wv);                                                    \
+    const T* base = static_cast<const T*>(src);                                                  \
+    const T *x0 = base + pix[0], *x1 = base + pix[1], *x2 = base + pix[2], *x3 = base + pix[3],  \
+            *x4 = base + pix[4], *x5 = base + pix[5];                                            \
+    const __m256i z = _mm256_setzero_si256();                                                    \
+    __m256i a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z, a40 = z,     \
+            a41 = z, a50 = z, a51 = z;                                                           \
+    constexpr int64_t kStep = 64 / sizeof(WT); /* one 64-byte block per tap group */             \
+    for (int64_t j = 0; j < ng; ++j) {                                                           \
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * kStep));    \
+      const __m256i w1 =                                                                         \
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * kStep + kStep / 2));       \
+      const int64_t g = grp[j];                                                                  \
+      SQ_PIX_STEP(0, STEP);                                                                      \
+      SQ_PIX_STEP(1, STEP);                                                                      \
+      SQ_PIX_STEP(2, STEP);                                                                      \
+      SQ_PIX_STEP(3, STEP);                                                                      \
+      SQ_PIX_STEP(4, STEP);                                                                      \
+      SQ_PIX_STEP(5, STEP);                                                                      \
+    }                                                                                            \
+    SQ_PIX_STORE(0);                                                                             \
+    SQ_PIX_STORE(1);                                                                             \
+    SQ_PIX_STORE(2);                                                                             \
+    SQ_PIX_STORE(3);                                                                             \
+    SQ_PIX_STORE(4);                                                                             \
+    SQ_PIX_STORE(5);                                                                             \
   }
-}
+static_assert(kPix == 6, "SQ_TILE_KERNEL names 6 pixels");
 
 // int16 × int16 pairs summed into int32: exact for any 8-bit weight and uint8 activation.
-__attribute__((target("avx2"))) void tile_avx2_madd16(const void* wv, const void* colv, int64_t kp,
-                                                      int32_t* acc) {
-  const int16_t* w = static_cast<const int16_t*>(wv);
-  const int16_t* col = static_cast<const int16_t*>(colv);
-  __m256i a[kPix][2];
-  for (auto& r : a) r[0] = r[1] = _mm256_setzero_si256();
-  for (int64_t j = 0; j < kp / 2; ++j) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * 32));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * 32 + 16));
-    for (int p = 0; p < kPix; ++p) {  // unrolled by the compiler (constant trip count)
-      const __m256i b = broadcast32(col + p * kp + 2 * j);
-      a[p][0] = _mm256_add_epi32(a[p][0], _mm256_madd_epi16(w0, b));
-      a[p][1] = _mm256_add_epi32(a[p][1], _mm256_madd_epi16(w1, b));
-    }
-  }
-  store_tile(acc, a);
-}
+#define SQ_STEP_MADD16(a, b, w) _mm256_add_epi32(a, _mm256_madd_epi16(w, b))
+SQ_TILE_KERNEL(tile_avx2_madd16, "avx2", int16_t, int16_t, SQ_STEP_MADD16)
 
 // u8 × s8 pairs into int16 (maddubs), then pairs of those into int32 (madd with ones). maddubs
 // saturates at ±32767: exact only for max|w| <= 64 (checked in prepare).
-__attribute__((target("avx2"))) void tile_avx2_maddubs(const void* wv, const void* colv, int64_t kp,
-                                                       int32_t* acc) {
-  const int8_t* w = static_cast<const int8_t*>(wv);
-  const uint8_t* col = static_cast<const uint8_t*>(colv);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i a[kPix][2];
-  for (auto& r : a) r[0] = r[1] = _mm256_setzero_si256();
-  for (int64_t j = 0; j < kp / 4; ++j) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * 64));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * 64 + 32));
-    for (int p = 0; p < kPix; ++p) {
-      const __m256i b = broadcast32(col + p * kp + 4 * j);
-      a[p][0] = _mm256_add_epi32(a[p][0], _mm256_madd_epi16(_mm256_maddubs_epi16(b, w0), ones));
-      a[p][1] = _mm256_add_epi32(a[p][1], _mm256_madd_epi16(_mm256_maddubs_epi16(b, w1), ones));
-    }
-  }
-  store_tile(acc, a);
-}
+#define SQ_STEP_MADDUBS(a, b, w) \
+  _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(b, w), _mm256_set1_epi16(1)))
+SQ_TILE_KERNEL(tile_avx2_maddubs, "avx2", uint8_t, int8_t, SQ_STEP_MADDUBS)
 
 // u8 × s8, 4 taps summed straight into int32 (AVX-VNNI vpdpbusd): exact for all 8-bit weights.
-__attribute__((target("avx2,avxvnni"))) void tile_avxvnni_dpbusd(const void* wv, const void* colv,
-                                                                 int64_t kp, int32_t* acc) {
-  const int8_t* w = static_cast<const int8_t*>(wv);
-  const uint8_t* col = static_cast<const uint8_t*>(colv);
-  __m256i a[kPix][2];
-  for (auto& r : a) r[0] = r[1] = _mm256_setzero_si256();
-  for (int64_t j = 0; j < kp / 4; ++j) {
-    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * 64));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * 64 + 32));
-    for (int p = 0; p < kPix; ++p) {
-      const __m256i b = broadcast32(col + p * kp + 4 * j);
-      a[p][0] = _mm256_dpbusd_avx_epi32(a[p][0], b, w0);
-      a[p][1] = _mm256_dpbusd_avx_epi32(a[p][1], b, w1);
-    }
-  }
-  store_tile(acc, a);
-}
+#define SQ_STEP_DPBUSD(a, b, w) _mm256_dpbusd_avx_epi32(a, b, w)
+SQ_TILE_KERNEL(tile_avxvnni_dpbusd, "avx2,avxvnni", uint8_t, int8_t, SQ_STEP_DPBUSD)
+
+#undef SQ_STEP_DPBUSD
+#undef SQ_STEP_MADDUBS
+#undef SQ_STEP_MADD16
+#undef SQ_TILE_KERNEL
+#undef SQ_PIX_STORE
+#undef SQ_PIX_STEP
 #endif
 
 // sq::requantize (integerize.cpp) without its 128-bit product where 64 bits are exact: for
@@ -185,9 +193,68 @@ __attribute__((target("avx2"))) void epilogue_avx2(const int32_t* acc, const int
     }
   }
 }
+
+// The epilogue of the tiles whose channels all have 32 <= shift <= 62 (every output scale below
+// half the accumulator's unit: real conv layers) and |bias'| + K·255·128 < 2^31, 8 channels a
+// vector in int32 lanes, equal to the scalar one:
+//   a = bias' + dot                    int32, cannot overflow (the bound, checked in prepare)
+//   t = (a · multiplier + round) >> 32 the exact int64 products of the even and the odd lanes
+//                                      (_mm256_mul_epi32), their high halves
+//   v = t >> (shift − 32)              floor(floor(x / 2^32) / 2^(s−32)) = floor(x / 2^s)
+//   y = clamp(v + zp_out, lo, hi)
+// |a · multiplier + round| < 2^62 + 2^61 + 2^30, so t fits int32 and v + zp_out cannot overflow
+// (requantize's int32 saturation never acts). Each y is 0..255, so one channel's 6 pixels are
+// OR-ed into two 32-bit lanes and stored with a 4- and a 2-byte write, not 6 byte stores.
+__attribute__((target("avx2"))) void epilogue_avx2_q32(const int32_t* acc, const int32_t* bias,
+                                                       const int64_t* mult, const int64_t* round,
+                                                       const int32_t* shift, int64_t noc,
+                                                       int64_t np, int64_t pix, int32_t zp_out,
+                                                       int32_t lo, int32_t hi, uint8_t* y) {
+  const __m256i zp = _mm256_set1_epi32(zp_out), vlo = _mm256_set1_epi32(lo),
+                vhi = _mm256_set1_epi32(hi);
+  alignas(32) uint32_t out[2][8];
+  for (int64_t h = 0; h * 8 < noc; ++h) {  // channels 8h .. 8h+7 of the tile
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + 8 * h));
+    const __m256i sh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift + 8 * h));
+    const __m256i me = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mult + 8 * h));
+    const __m256i mo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mult + 8 * h + 4));
+    const __m256i re = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(round + 8 * h));
+    const __m256i ro = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(round + 8 * h + 4));
+    __m256i packed[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // pixels 0-3, 4-5
+    for (int p = 0; p < kPix; ++p) {  // pixels past np hold padded rows: computed, not stored
+      const __m256i a = _mm256_add_epi32(
+          b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + p * kOc + 8 * h)));
+      const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a, me), re);
+      const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), mo), ro);
+      const __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+      __m256i v = _mm256_add_epi32(_mm256_srav_epi32(t, sh), zp);
+      v = _mm256_min_epi32(_mm256_max_epi32(v, vlo), vhi);
+      packed[p / 4] =
+          _mm256_or_si256(packed[p / 4], _mm256_sll_epi32(v, _mm_cvtsi32_si128(8 * (p % 4))));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[0]), packed[0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[1]), packed[1]);
+    const int64_t nc = std::min<int64_t>(8, noc - 8 * h);
+    uint8_t* yo = y + 8 * h * pix;
+    if (np == kPix) {
+      for (int64_t i = 0; i < nc; ++i) {
+        std::memcpy(yo + i * pix, &out[0][i], 4);
+        std::memcpy(yo + i * pix + 4, &out[1][i], kPix - 4);
+      }
+    } else {
+      const auto n0 = static_cast<size_t>(std::min<int64_t>(np, 4));
+      const auto n1 = static_cast<size_t>(std::max<int64_t>(np - 4, 0));
+      for (int64_t i = 0; i < nc; ++i) {
+        std::memcpy(yo + i * pix, &out[0][i], n0);
+        std::memcpy(yo + i * pix + 4, &out[1][i], n1);
+      }
+    }
+  }
+}
 #endif
 
-using TileFn = void (*)(const void*, const void*, int64_t, int32_t*);
+using TileFn = void (*)(const void*, const void*, const int64_t*, const int64_t*, int64_t,
+                        int32_t*);
 
 TileFn tile_fn(Kernel k) {
   switch (k) {
@@ -251,6 +318,78 @@ void im2col_any(const ConvShape& s, const uint8_t* x, T zp, int64_t kp, int64_t 
   }
 }
 
+#ifdef SQ_X86
+// 16 channels × 8 pixels of CHW bytes (channel c's 8 bytes at x + c·cstride) → 8 pixels × 16
+// channels (pixel q's at dst + q·cp): a byte transpose in four rounds of SSE2 unpacks, 16 loads
+// and 8 stores for 128 bytes.
+inline void transpose_16x8_u8(const uint8_t* x, int64_t cstride, uint8_t* dst, int64_t cp) {
+  __m128i r[16], t[8], u[8], v[8];
+  for (int c = 0; c < 16; ++c)
+    r[c] = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + c * cstride));
+  for (int i = 0; i < 8; ++i) t[i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);  // 8 px × 2 ch
+  for (int i = 0; i < 4; ++i) {  // channels 4i..4i+3: pixels 0-3, pixels 4-7
+    u[2 * i] = _mm_unpacklo_epi16(t[2 * i], t[2 * i + 1]);
+    u[2 * i + 1] = _mm_unpackhi_epi16(t[2 * i], t[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {  // channels 8i..8i+7: pixels 0-1, 2-3, 4-5, 6-7
+    v[4 * i] = _mm_unpacklo_epi32(u[4 * i], u[4 * i + 2]);
+    v[4 * i + 1] = _mm_unpackhi_epi32(u[4 * i], u[4 * i + 2]);
+    v[4 * i + 2] = _mm_unpacklo_epi32(u[4 * i + 1], u[4 * i + 3]);
+    v[4 * i + 3] = _mm_unpackhi_epi32(u[4 * i + 1], u[4 * i + 3]);
+  }
+  for (int k = 0; k < 4; ++k) {  // pixels 2k, 2k+1: channels 0-7 then 8-15
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * k * cp),
+                     _mm_unpacklo_epi64(v[k], v[4 + k]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (2 * k + 1) * cp),
+                     _mm_unpackhi_epi64(v[k], v[4 + k]));
+  }
+}
+#endif
+
+// Direct mode: x (CHW) into the interior of the zp_x-bordered HWC scratch (pixel-major, cp
+// entries a pixel); the border and the padded channels were filled at prepare and stay as they are.
+// in_c·H·W writes in place of im2col's k²·in_c·out_h·out_w. uint8 rows of at least 8 pixels go
+// through the 16×8 transpose, 16 channels at a time (the last block of a row overlaps the one
+// before, rewriting the same bytes); the rest, and the int16 layout, element by element. The
+// shape is copied into locals: stores through T* = uint8_t* may alias it, and GCC reloaded it.
+template <typename T>
+void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, T* buf) {
+  const int64_t h = s.in_h, w = s.in_w, c = s.in_c, pad = s.padding, wp = w + 2 * pad,
+                plane = h * w;
+  int64_t c_vec = 0;  // channels [0, c_vec) by transposes
+#ifdef SQ_X86
+  if constexpr (std::is_same_v<T, uint8_t>) c_vec = w >= 8 ? c / 16 * 16 : 0;
+#endif
+  for (int64_t iy = 0; iy < h; ++iy) {
+    T* row = buf + ((iy + pad) * wp + pad) * cp;
+    const uint8_t* xr = x + iy * w;
+#ifdef SQ_X86
+    if constexpr (std::is_same_v<T, uint8_t>) {
+      for (int64_t c0 = 0; c0 < c_vec; c0 += 16)
+        for (int64_t ix = 0;; ix += 8) {
+          const int64_t at = std::min(ix, w - 8);
+          transpose_16x8_u8(xr + c0 * plane + at, plane, row + at * cp + c0, cp);
+          if (at == w - 8) break;
+        }
+    }
+#endif
+    for (int64_t i = c_vec; i < c; ++i) {
+      const uint8_t* xc = xr + i * plane;
+      for (int64_t ix = 0; ix < w; ++ix) row[ix * cp + i] = static_cast<T>(xc[ix]);
+    }
+  }
+}
+
+template <typename T>
+void stage_input(const ConvShape& s, const uint8_t* x, T zp, bool direct, int64_t cp, int64_t kp,
+                 int64_t pix, T* scratch) {
+  if (direct) {
+    to_hwc(s, x, cp, scratch);
+  } else {
+    im2col_any(s, x, zp, kp, pix, scratch);
+  }
+}
+
 }  // namespace
 
 bool cpu_has_avx2() {
@@ -304,8 +443,9 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
   if (L.out_node < 0)
     fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
   if (isa == Isa::Reference)
-    fail("prepare_conv2d_u8: Isa::Reference is for executors (expected Auto, Portable, Avx2 or "
-         "AvxVnni)");
+    fail(
+        "prepare_conv2d_u8: Isa::Reference is for executors (expected Auto, Portable, Avx2 or "
+        "AvxVnni)");
   if (isa == Isa::Auto) isa = best_isa();
   if (isa == Isa::Avx2 && !cpu_has_avx2()) fail("prepare_conv2d_u8: this CPU has no AVX2");
   if (isa == Isa::AvxVnni && !cpu_has_avxvnni())
@@ -326,8 +466,16 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
               : isa == Isa::Avx2  ? (wmax <= 64 ? Kernel::Avx2Maddubs : Kernel::Avx2Madd16)
                                   : Kernel::Portable;
   const bool int8 = uses_int8_layout(c.kernel_);
-  const int64_t taps = int8 ? kTaps8 : kTaps16;
-  c.kp_ = (c.k_ + taps - 1) / taps * taps;
+  const int64_t taps = int8 ? kTaps8 : kTaps16, kk = s.kernel * s.kernel;
+  // Direct (im2col-free) when padding each pixel's channels to the tap group costs at most a
+  // quarter more taps than im2col's padding of K: every layer but the few-channel first ones.
+  // The int16 layout has no vectorized HWC copy: there direct also needs the copy to write no
+  // more than im2col would (not so for a 1×1 stride-2 conv: 4× the pixels; sq_bench, madd16).
+  c.cp_ = (s.in_c + taps - 1) / taps * taps;
+  const int64_t kp_im2col = (c.k_ + taps - 1) / taps * taps;
+  c.direct_ = kk * c.cp_ * 4 <= kp_im2col * 5 &&
+              (int8 || s.in_h * s.in_w * c.cp_ <= s.out_h() * s.out_w() * kp_im2col);
+  c.kp_ = c.direct_ ? kk * c.cp_ : kp_im2col;
   c.oc_pad_ = (s.out_c + kOc - 1) / kOc * kOc;
   c.pix_ = s.out_h() * s.out_w();
   c.pix_pad_ = (c.pix_ + kPix - 1) / kPix * kPix;
@@ -346,8 +494,11 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
     for (int64_t k = 0; k < c.k_; ++k) {
       const int32_t w = L.weights[oc * c.k_ + k];
       sum += w;
+      // The tap's place in the kernels' reduction: im2col keeps the weights' order (i, ky, kx);
+      // direct mode orders (ky, kx, i) with i padded to cp, as the HWC scratch holds it.
+      const int64_t i = k / kk, kyx = k % kk, kd = c.direct_ ? kyx * c.cp_ + i : k;
       // Block (tile t, tap group j), channel o within the tile, tap e within the group.
-      const int64_t t = oc / kOc, o = oc % kOc, j = k / taps, e = k % taps;
+      const int64_t t = oc / kOc, o = oc % kOc, j = kd / taps, e = kd % taps;
       const size_t b = static_cast<size_t>(t * (c.kp_ / taps) + j);
       if (int8) {
         c.w8_[b].w[o][e] = static_cast<int8_t>(w);
@@ -379,11 +530,58 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
   if (c.lo_ < 0 || c.hi_ > 255 || c.lo_ > c.hi_)
     fail("prepare_conv2d_u8: layer '{}' output range {}..{} (expected within 0..255)", L.name,
          c.lo_, c.hi_);
-  // Rows past pix_ and taps past k_ stay zero: computed against zero weights or discarded.
-  if (int8) {
-    c.col8_.assign(static_cast<size_t>(c.pix_pad_ * c.kp_), 0);
+  // The int32 epilogue's constants (epilogue_avx2_q32), and which tiles may take it.
+  c.q_bias_.assign(static_cast<size_t>(c.oc_pad_), 0);
+  c.q_shift_.assign(static_cast<size_t>(c.oc_pad_), 0);
+  c.q_mult_.assign(static_cast<size_t>(c.oc_pad_), 0);
+  c.q_round_.assign(static_cast<size_t>(c.oc_pad_), 0);
+  c.q_ok_.assign(static_cast<size_t>(c.oc_pad_ / kOc), c.kernel_ != Kernel::Portable);
+  const int64_t dot_max = c.k_ * 255 * 128;
+  for (int64_t oc = 0; oc < s.out_c; ++oc) {
+    const Requant& r = c.requant_[oc];
+    const size_t slot = static_cast<size_t>(oc / 8 * 8 + (oc % 2) * 4 + (oc % 8) / 2);
+    const bool zero = r.multiplier == 0 && r.offset == 0;  // requantize gives 0 for any a
+    if ((!zero && (r.shift < 32 || r.shift > 62)) ||
+        (c.bias_[oc] < 0 ? -c.bias_[oc] : c.bias_[oc]) + dot_max >= (int64_t{1} << 31)) {
+      c.q_ok_[oc / kOc] = 0;
+      continue;
+    }
+    c.q_bias_[oc] = static_cast<int32_t>(c.bias_[oc]);
+    if (zero) continue;
+    c.q_shift_[oc] = r.shift - 32;
+    c.q_mult_[slot] = r.multiplier;
+    c.q_round_[slot] = (int64_t{1} << (r.shift - 1)) + r.offset;
+  }
+  // Where the kernels find each pixel's tap groups (see engine.h).
+  const int64_t ng = c.kp_ / taps;
+  c.grp_off_.resize(static_cast<size_t>(ng));
+  c.pix_off_.assign(static_cast<size_t>(c.pix_pad_), 0);
+  if (c.direct_) {
+    // The scratch is the input with a border of `padding` pixels holding zp_x, HWC, cp entries a
+    // pixel (the padded channels hold zp_x too, against zero weights); run() writes the interior.
+    const int64_t wp = s.in_w + 2 * s.padding, hp = s.in_h + 2 * s.padding, ow = s.out_w();
+    for (int64_t j = 0; j < ng; ++j) {
+      const int64_t tap = j * taps / c.cp_, ky = tap / s.kernel, kx = tap % s.kernel;
+      c.grp_off_[j] = (ky * wp + kx) * c.cp_ + j * taps % c.cp_;
+    }
+    // Pixels past pix_ read pixel 0's taps; their outputs are discarded.
+    for (int64_t p = 0; p < c.pix_; ++p)
+      c.pix_off_[p] = ((p / ow) * s.stride * wp + (p % ow) * s.stride) * c.cp_;
+    const auto n = static_cast<size_t>(hp * wp * c.cp_);
+    if (int8) {
+      c.col8_.assign(n, static_cast<uint8_t>(c.zp_x_));
+    } else {
+      c.col16_.assign(n, static_cast<int16_t>(c.zp_x_));
+    }
   } else {
-    c.col16_.assign(static_cast<size_t>(c.pix_pad_ * c.kp_), 0);
+    for (int64_t j = 0; j < ng; ++j) c.grp_off_[j] = j * taps;
+    for (int64_t p = 0; p < c.pix_pad_; ++p) c.pix_off_[p] = p * c.kp_;
+    // Rows past pix_ and taps past k_ stay zero: computed against zero weights or discarded.
+    if (int8) {
+      c.col8_.assign(static_cast<size_t>(c.pix_pad_ * c.kp_), 0);
+    } else {
+      c.col16_.assign(static_cast<size_t>(c.pix_pad_ * c.kp_), 0);
+    }
   }
   c.acc_.assign(static_cast<size_t>(kOc * kPix), 0);
   return c;
@@ -396,30 +594,36 @@ PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, cons
 
 void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
   const bool int8 = uses_int8_layout(kernel_);
-  const void* col;
+  const int64_t ng = kp_ / (int8 ? kTaps8 : kTaps16);  // tap groups
+  const void* src;
   const void* wbase;
-  size_t wtile_bytes, col_row_bytes;
+  size_t wtile_bytes;
   if (int8) {
-    im2col_any<uint8_t>(s_, x, static_cast<uint8_t>(zp_x_), kp_, pix_, col8_.data());
-    col = col8_.data();
+    stage_input<uint8_t>(s_, x, static_cast<uint8_t>(zp_x_), direct_, cp_, kp_, pix_, col8_.data());
+    src = col8_.data();
     wbase = w8_.data();
-    wtile_bytes = static_cast<size_t>(kp_ / kTaps8) * sizeof(Quad8Block);
-    col_row_bytes = static_cast<size_t>(kp_);
+    wtile_bytes = static_cast<size_t>(ng) * sizeof(Quad8Block);
   } else {
-    im2col_any<int16_t>(s_, x, static_cast<int16_t>(zp_x_), kp_, pix_, col16_.data());
-    col = col16_.data();
+    stage_input<int16_t>(s_, x, static_cast<int16_t>(zp_x_), direct_, cp_, kp_, pix_,
+                         col16_.data());
+    src = col16_.data();
     wbase = w16_.data();
-    wtile_bytes = static_cast<size_t>(kp_ / kTaps16) * sizeof(Pair16Block);
-    col_row_bytes = static_cast<size_t>(kp_) * sizeof(int16_t);
+    wtile_bytes = static_cast<size_t>(ng) * sizeof(Pair16Block);
   }
   const TileFn tile = tile_fn(kernel_);
   for (int64_t t = 0; t < oc_pad_ / kOc; ++t) {
     const void* w = static_cast<const uint8_t*>(wbase) + t * wtile_bytes;
     const int64_t oc0 = t * kOc, noc = std::min<int64_t>(kOc, s_.out_c - oc0);
     for (int64_t p0 = 0; p0 < pix_pad_; p0 += kPix) {
-      tile(w, static_cast<const uint8_t*>(col) + p0 * col_row_bytes, kp_, acc_.data());
+      tile(w, src, pix_off_.data() + p0, grp_off_.data(), ng, acc_.data());
       const int64_t np = std::min<int64_t>(kPix, pix_ - p0);
 #ifdef SQ_X86
+      if (q_ok_[t]) {
+        epilogue_avx2_q32(acc_.data(), q_bias_.data() + oc0, q_mult_.data() + oc0,
+                          q_round_.data() + oc0, q_shift_.data() + oc0, noc, np, pix_, zp_out_, lo_,
+                          hi_, y + oc0 * pix_ + p0);
+        continue;
+      }
       if (kernel_ != Kernel::Portable && ep_vector_ok_[t]) {
         epilogue_avx2(acc_.data(), ep_bias_.data() + oc0, ep_mult_.data() + oc0,
                       ep_shift_.data() + oc0, ep_round_.data() + oc0, requant_.data() + oc0, noc,

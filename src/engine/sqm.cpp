@@ -102,9 +102,7 @@ void save_sqm(const std::string& path, const Graph& g, const IntModel& im,
     points.push_back({{"node", g.nodes[node].name},
                       {"bits", q.bits},
                       {"scale", q.scale},
-                      {"zero_point", q.zero_point},
-                      {"lo", q.lo},
-                      {"hi", q.hi}});
+                      {"zero_point", q.zero_point}});
   }
   std::string weights, scales, bias;
   nlohmann::json layers = nlohmann::json::array();
@@ -279,8 +277,10 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
     if (!(q.scale > 0) || !std::isfinite(q.scale))
       fail("{}: scale {} (expected a positive float)", w, q.scale);
     q.zero_point = static_cast<int32_t>(int_at(jp[k], "zero_point", w, 0, q.qmax()));
-    q.lo = num_at(jp[k], "lo", w);
-    q.hi = num_at(jp[k], "hi", w);
+    // The calibrated float range is informational (the engine runs on scale and zero point):
+    // not stored since it cost ~30 % of the header; older files may hold it.
+    q.lo = jp[k].contains("lo") ? num_at(jp[k], "lo", w) : q.scale * (0.0 - q.zero_point);
+    q.hi = jp[k].contains("hi") ? num_at(jp[k], "hi", w) : q.scale * (double(q.qmax()) - q.zero_point);
     if (!m.model.points.emplace(node, q).second)
       fail("{}: node '{}' has a second quantization point", w, g.nodes[node].name);
   }

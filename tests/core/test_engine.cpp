@@ -232,10 +232,23 @@ struct Case {
   sq::ConvShape s;
 };
 const Case kShapes[] = {
-    {"rgb3x3pad", {3, 8, 8, 5, 3, 1, 1, 1}},  {"stride2odd", {17, 9, 7, 19, 3, 2, 1, 1}},
-    {"pointwise", {7, 5, 5, 16, 1, 1, 0, 1}}, {"resnetish", {16, 10, 10, 16, 3, 1, 1, 1}},
-    {"single", {1, 3, 3, 1, 3, 1, 0, 1}},     {"k2s2", {5, 6, 6, 33, 2, 2, 0, 1}},
-    {"bigpad", {2, 3, 4, 3, 3, 1, 2, 1}},     {"linear", {37, 1, 1, 10, 1, 1, 0, 1}},
+    {"rgb3x3pad", {3, 8, 8, 5, 3, 1, 1, 1}},
+    {"stride2odd", {17, 9, 7, 19, 3, 2, 1, 1}},
+    {"pointwise", {7, 5, 5, 16, 1, 1, 0, 1}},
+    {"resnetish", {16, 10, 10, 16, 3, 1, 1, 1}},
+    {"single", {1, 3, 3, 1, 3, 1, 0, 1}},
+    {"k2s2", {5, 6, 6, 33, 2, 2, 0, 1}},
+    {"bigpad", {2, 3, 4, 3, 3, 1, 2, 1}},
+    {"linear", {37, 1, 1, 10, 1, 1, 0, 1}},
+    // The direct (im2col-free) path: 1x1 stride 2 over a row of 9 (the 8-pixel transposes
+    // overlap), channels 16 + 4 by element (padding 0), 35 channels padded to 36 with stride 2,
+    // and resnet20's first stage (28 = 3 transposes + an overlapping one). Pixel counts 25, 77,
+    // 48, 784 leave 1, 5, 0, 4 pixels in the last 6-pixel tile; more than 16 output channels, so
+    // that a tile without the near-INT32_MAX bias (spread_outputs) takes the int32 epilogue.
+    {"direct1x1s2", {32, 9, 9, 24, 1, 2, 0, 1}},
+    {"direct3x3p0", {20, 9, 13, 17, 3, 1, 0, 1}},
+    {"direct3x3s2", {35, 12, 16, 40, 3, 2, 1, 1}},
+    {"resnet20stage1", {16, 28, 28, 32, 3, 1, 1, 1}},
 };
 
 sq::IntLayer random_layer(const sq::ConvShape& s, int wbits, int abits, std::mt19937_64& rng) {

@@ -48,8 +48,10 @@ void expect_same_model(const sq::IntModel& a, const sq::IntModel& b) {
     EXPECT_EQ(q.bits, r.bits);
     EXPECT_EQ(q.scale, r.scale);
     EXPECT_EQ(q.zero_point, r.zero_point);
-    EXPECT_EQ(q.lo, r.lo);
-    EXPECT_EQ(q.hi, r.hi);
+    // The float range is not stored (the engine does not use it): the loader derives the
+    // representable range, which contains the calibrated one up to rounding.
+    EXPECT_DOUBLE_EQ(r.lo, double(q.scale) * (0.0 - q.zero_point));
+    EXPECT_DOUBLE_EQ(r.hi, double(q.scale) * (double(q.qmax()) - q.zero_point));
   }
 }
 

@@ -26,9 +26,10 @@ struct ExportFlags {
 
 void export_sqm(const sq::QuantModel& qm, const ExportFlags& f) {
   prepare_output(f.out, "-o");
+  // Per-layer bits are in the header's layers already; the meta stays small (file size).
   const nlohmann::json meta = {{"source", f.model},
                                {"model", qm.graph.name},
-                               {"bits", sq::bits_to_json(qm.bits, &qm.graph)}};
+                               {"avg_weight_bits", sq::average_weight_bits(qm.bits, qm.graph)}};
   sq::save_sqm(f.out, qm.graph, sq::integerize(qm), meta);
 }
 
