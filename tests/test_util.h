@@ -1,7 +1,10 @@
 // Helpers shared by the tests: temporary directories, running the command-line program.
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
+#include <vector>
 #include <string>
 
 #include "sigmaquant/data.h"
@@ -26,5 +29,10 @@ sq::Dataset synthetic_dataset(int64_t n, uint64_t seed);
 
 // Runs the sigmaquant program with the given argument string (shell syntax).
 CliResult run_cli(const std::string& args);
+// Starts the program in the background (no shell: a signal reaches the program itself), stdout
+// and stderr to `log`; returns its pid (-1 in a build without the program).
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log);
+// The names in a directory (no "." entries).
+std::vector<std::string> files_in(const std::string& dir);
 
 }  // namespace sqtest

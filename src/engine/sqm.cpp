@@ -9,6 +9,7 @@
 //               "scales" (f32 per output channel, layer by layer), "bias" (f32 likewise: the
 //               int32 bias and the requantization derive from it, channel_bias)
 //   end u32     CRC-32 (zlib) of every byte before it
+#include "../util/binio.h"
 #include "sigmaquant/sqm.h"
 
 #include <zlib.h>
@@ -35,27 +36,9 @@ constexpr int64_t kMaxWeights = int64_t{1}
                                 << 26;  // weights of all layers (0-bit ones take no bytes)
 static_assert(sizeof(float) == 4, "f32 scales");
 
-template <typename T>
-void put(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-template <typename T>
-T get_at(const std::string& s, size_t off) {
-  T v;
-  std::memcpy(&v, s.data() + off, sizeof(T));
-  return v;
-}
-
-uint32_t crc32_of(const char* p, size_t n) {
-  uLong c = crc32(0L, Z_NULL, 0);
-  while (n > 0) {  // zlib takes uInt lengths
-    uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-    c = crc32(c, reinterpret_cast<const Bytef*>(p), chunk);
-    p += chunk;
-    n -= chunk;
-  }
-  return static_cast<uint32_t>(c);
-}
+using binio::crc32_of;
+using binio::get_at;
+using binio::put;
 
 int64_t rows_of(const Graph& g, const IntLayer& L) { return g.nodes[L.node].out_channels; }
 

@@ -6,6 +6,7 @@
 //   24 char[H]  header: UTF-8 JSON {graph, tensors[], blobs[], meta}
 //   .. bytes    payload: tensors (float32) and blobs, at the offsets the header gives
 //   end u32     CRC-32 (zlib) of every byte before it
+#include "../util/binio.h"
 #include "sigmaquant/graph_io.h"
 
 #include <zlib.h>
@@ -24,27 +25,9 @@ constexpr size_t kPreamble = 24;
 constexpr int kMaxHeaderDepth = 256;
 static_assert(sizeof(float) == 4, "float32 payload");
 
-template <typename T>
-void put(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-template <typename T>
-T get_at(const std::string& s, size_t off) {
-  T v;
-  std::memcpy(&v, s.data() + off, sizeof(T));
-  return v;
-}
-
-uint32_t crc32_of(const char* p, size_t n) {
-  uLong c = crc32(0L, Z_NULL, 0);
-  while (n > 0) {  // zlib takes uInt lengths
-    uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-    c = crc32(c, reinterpret_cast<const Bytef*>(p), chunk);
-    p += chunk;
-    n -= chunk;
-  }
-  return static_cast<uint32_t>(c);
-}
+using binio::crc32_of;
+using binio::get_at;
+using binio::put;
 
 // Typed access to a JSON field with an error naming where it is and what was expected.
 const nlohmann::json& field(const nlohmann::json& j, const char* key, const std::string& where) {

@@ -6,11 +6,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <fcntl.h>
-#include <dirent.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "sigmaquant/fileutil.h"
@@ -42,15 +41,7 @@ void expect_fits(const json& budgets, const std::string& where) {
   for (const auto& b : budgets) EXPECT_TRUE(b.at("fits").get<bool>()) << where << ": " << b.dump();
 }
 
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
-    ::closedir(d);
-  }
-  return names;
-}
+using sqtest::files_in;
 
 TEST(CliSearch, SigmaQuantWritesItsOutputsAndHoldsEveryBudgetAtEveryStep) {
   if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
@@ -169,17 +160,12 @@ TEST(CliSearch, ParetoWritesTheTableAndTheReport) {
   EXPECT_EQ(q["points"], p["points"]);
 }
 
-// Starts the program in the background (output to `log`); returns its pid.
-pid_t spawn_cli(const std::string& args, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
-    // exec: the SIGKILL must hit the program itself, not a shell around it.
-    ::execl("/bin/sh", "sh", "-c", ("exec " + std::string(SQ_CLI) + " " + args).c_str(), nullptr);
-    ::_exit(127);
-  }
-  return pid;
+// The words of an argument string (the tests' arguments hold no quoted spaces).
+std::vector<std::string> words(const std::string& s) {
+  std::vector<std::string> w;
+  std::istringstream in(s);
+  for (std::string x; in >> x;) w.push_back(x);
+  return w;
 }
 
 TEST(CliSearch, KilledSearchResumesToTheUninterruptedResult) {
@@ -190,7 +176,7 @@ TEST(CliSearch, KilledSearchResumesToTheUninterruptedResult) {
   ASSERT_EQ(full.exit_code, 0) << full.output;
 
   const std::string killed = dir + "/killed";
-  const pid_t pid = spawn_cli(job + " -o " + killed, dir + "/killed.log");
+  const pid_t pid = sqtest::spawn_cli(words(job + " -o " + killed), dir + "/killed.log");
   ASSERT_GT(pid, 0);
   int status = 0;
   bool exited = false;

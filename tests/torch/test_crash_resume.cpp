@@ -1,8 +1,6 @@
 // Crash safety, end to end: `sigmaquant train` (and `qat`) killed with SIGKILL after its first
 // checkpoint, then run again with --resume, reaches exactly the result of an uninterrupted run
 // (same seed, one thread), and no truncated file is ever left under a final name.
-#include <dirent.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -33,35 +31,8 @@ std::string joined(const std::vector<std::string>& args) {
   return s;
 }
 
-// Starts the program in the background, stdout and stderr to `log`; returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> all = {SQ_CLI};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {  // only async-signal-safe calls until exec
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
-    ::closedir(d);
-  }
-  return names;
-}
+using sqtest::files_in;
+using sqtest::spawn_cli;
 
 // Runs `job -o dir/full.sqg` to the end, then `job -o dir/run.sqg` killed with SIGKILL as soon as
 // its first checkpoint (written by rename) appears, then `job -o dir/run.sqg --resume --json`.
