@@ -1,6 +1,9 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
 #include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -89,6 +92,21 @@ CliResult run_cli(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 #endif
+}
+
+bool have_fashion_mnist() {
+  const std::string d = "/usr/share/datasets/fashion-mnist/";
+  return sq::file_exists(d + "train-images-idx3-ubyte.gz") &&
+         sq::file_exists(d + "t10k-images-idx3-ubyte.gz");
+}
+
+nlohmann::json json_of(const CliResult& r) {
+  auto p = r.output.find('{');
+  if (p == std::string::npos) {
+    ADD_FAILURE() << "no JSON in the output:\n" << r.output;
+    return nlohmann::json();
+  }
+  return nlohmann::json::parse(r.output.substr(p));
 }
 
 std::vector<std::string> files_in(const std::string& dir) {

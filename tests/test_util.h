@@ -3,6 +3,8 @@
 
 #include <sys/types.h>
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <vector>
 #include <string>
@@ -32,6 +34,10 @@ CliResult run_cli(const std::string& args);
 // Starts the program in the background (no shell: a signal reaches the program itself), stdout
 // and stderr to `log`; returns its pid (-1 in a build without the program).
 pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log);
+// Debian's dataset-fashion-mnist is installed (its train and test images).
+bool have_fashion_mnist();
+// The JSON object a command printed (from the first '{' of its output; a test failure if none).
+nlohmann::json json_of(const CliResult& r);
 // The names in a directory (no "." entries).
 std::vector<std::string> files_in(const std::string& dir);
 

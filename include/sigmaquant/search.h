@@ -40,10 +40,15 @@ Budgets budgets_for_avg_bits(const Graph& g, const Target& t, double avg_bits, i
 // Every budget fits?
 bool fits(const CostEvaluator& ce, const Budgets& b, const BitConfig& bits);
 
-// The largest uniform weight width in `candidates` (abits for activations) that fits every
-// budget; throws sq::Error naming the budget that even the smallest candidate breaks.
+// The largest uniform weight width in `candidates` (abits for activations; pinned layers keep
+// their bits) that fits every budget; throws sq::Error naming the budget that even the smallest
+// candidate breaks.
 int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budgets& b,
-                             const std::vector<int>& candidates, int abits);
+                             const std::vector<int>& candidates, int abits,
+                             const std::map<std::string, int>& pinned = {});
+// That assignment.
+BitConfig uniform_with_pins(const Graph& g, int wbits, int abits,
+                            const std::map<std::string, int>& pinned);
 
 // ---- what the searches need from training ----
 
@@ -182,6 +187,7 @@ class QatOracle : public SearchOracle {
   // The model after the last cycle (to checkpoint, or to start the final QAT from).
   const QuantModel& model() const;
   void set_model(const QuantModel& qm);  // resume
+  void reset_model();                    // the next cycle starts from PTQ of the FP32 model
   double qat_epochs() const;             // spent so far
  private:
   struct Impl;

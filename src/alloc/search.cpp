@@ -78,14 +78,39 @@ bool seen(const std::vector<BitConfig>& visited, const BitConfig& b) {
   return false;
 }
 
+// The one-candidate-step lowering, among `layers`, that adds the least loss per unit of
+// overshoot relieved (u: the budgets' usage of c). to = 0 when no lowering relieves anything.
+struct Lowering {
+  std::string layer;
+  int from = 0, to = 0;
+  double loss = 0;
+};
+Lowering cheapest_lowering(const CostEvaluator& ce, const Budgets& b, const BitConfig& c,
+                           const std::vector<double>& u, const std::vector<std::string>& layers,
+                           const std::vector<int>& cand,
+                           const std::function<double(const std::string&, int)>& damage) {
+  Lowering best;
+  double best_score = std::numeric_limits<double>::infinity();
+  for (const std::string& n : layers) {
+    int from = wbits_of(c, n), to = step_down(cand, from);
+    if (!to) continue;
+    BitConfig l = c;
+    set_wbits(l, n, to);
+    double rel = relieved(u, usage(ce.evaluate(l), b));
+    if (rel <= 0) continue;
+    double loss = std::max(0.0, damage(n, to) - damage(n, from));
+    if (loss / rel < best_score) best_score = loss / rel, best = {n, from, to, loss};
+  }
+  return best;
+}
+
 // Throws, naming the budget and the excess, when even the cheapest assignment (every movable
 // layer at the smallest candidate) breaks a budget.
 void require_reachable(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                        const std::vector<int>& cand, int abits,
                        const std::map<std::string, int>& pinned, const char* method) {
-  BitConfig c = BitConfig::uniform(g, cand.front(), abits);
-  for (const auto& [n, bits] : pinned) set_wbits(c, n, bits);
-  for (const BudgetCheck& k : check_budgets(ce.evaluate(c), b))
+  for (const BudgetCheck& k :
+       check_budgets(ce.evaluate(uniform_with_pins(g, cand.front(), abits, pinned)), b))
     if (!k.fits)
       fail("{}: the {} budget cannot be met even with every layer at {} bits: {:.6g} {} is "
            "{:.1f}% over the budget of {:.6g} {}",
@@ -112,13 +137,22 @@ bool fits(const CostEvaluator& ce, const Budgets& b, const BitConfig& bits) {
   return fits_budgets(ce.evaluate(bits), b);
 }
 
+BitConfig uniform_with_pins(const Graph& g, int wbits, int abits,
+                            const std::map<std::string, int>& pinned) {
+  BitConfig c = BitConfig::uniform(g, wbits, abits);
+  for (const auto& [n, bits] : pinned) set_wbits(c, n, bits);
+  return c;
+}
+
 int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budgets& b,
-                             const std::vector<int>& candidates, int abits) {
+                             const std::vector<int>& candidates, int abits,
+                             const std::map<std::string, int>& pinned) {
   if (candidates.empty()) fail("no candidate bitwidths");
   for (auto it = candidates.rbegin(); it != candidates.rend(); ++it)
-    if (fits(ce, b, BitConfig::uniform(g, *it, abits))) return *it;
+    if (fits(ce, b, uniform_with_pins(g, *it, abits, pinned))) return *it;
   int lowest = *std::min_element(candidates.begin(), candidates.end());
-  for (const BudgetCheck& c : check_budgets(ce.evaluate(BitConfig::uniform(g, lowest, abits)), b))
+  for (const BudgetCheck& c :
+       check_budgets(ce.evaluate(uniform_with_pins(g, lowest, abits, pinned)), b))
     if (!c.fits)
       fail("uniform {}-bit weights break the {} budget ({} {}, {:.1f}% over {} {}): no uniform "
            "assignment fits",
@@ -189,30 +223,17 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
       std::vector<BitChange> step = {{rz.layer, rz.from, rz.to, "raise: largest KL per cost"}};
       double paid = 0;
       std::vector<double> u = usage(ce.evaluate(t), b);
-      std::set<std::string> lowered;
       // Pay: lower the layers that add the least KL per unit of overshoot relieved.
+      std::vector<std::string> payers;
+      for (const std::string& n : movable)
+        if (n != rz.layer && !raised.count(n)) payers.push_back(n);
+      auto kl = [&](const std::string& n, int bits) { return oracle.layer_kl(n, bits); };
       while (!all_fit(u)) {
-        double best = std::numeric_limits<double>::infinity();
-        std::string pick;
-        int pick_to = 0;
-        for (const std::string& n : movable) {
-          if (n == rz.layer || raised.count(n)) continue;
-          int from = wbits_of(t, n), to = step_down(cand, from);
-          if (!to) continue;
-          BitConfig l = t;
-          set_wbits(l, n, to);
-          double rel = relieved(u, usage(ce.evaluate(l), b));
-          if (rel <= 0) continue;
-          double loss = std::max(0.0, oracle.layer_kl(n, to) - oracle.layer_kl(n, from));
-          double score = loss / rel;
-          if (score < best) best = score, pick = n, pick_to = to;
-        }
-        if (pick.empty()) break;
-        int from = wbits_of(t, pick);
-        paid += std::max(0.0, oracle.layer_kl(pick, pick_to) - oracle.layer_kl(pick, from));
-        set_wbits(t, pick, pick_to);
-        lowered.insert(pick);
-        step.push_back({pick, from, pick_to, "pay: smallest KL per cost"});
+        Lowering low = cheapest_lowering(ce, b, t, u, payers, cand, kl);
+        if (!low.to) break;
+        paid += low.loss;
+        set_wbits(t, low.layer, low.to);
+        step.push_back({low.layer, low.from, low.to, "pay: smallest KL per cost"});
         u = usage(ce.evaluate(t), b);
       }
       if (!all_fit(u) || paid >= rz.gain || seen(visited, t)) continue;  // not worth it
@@ -436,24 +457,12 @@ BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budg
   BitConfig c = *best;
   std::vector<double> u = usage(ce.evaluate(c), b);
   while (!all_fit(u)) {
-    double best_score = std::numeric_limits<double>::infinity();
-    std::string pick;
-    int pick_to = 0;
-    for (const std::string& n : names) {
-      int from = wbits_of(c, n), to = step_down(cand, from);
-      if (!to) continue;
-      BitConfig l = c;
-      set_wbits(l, n, to);
-      double rel = relieved(u, usage(ce.evaluate(l), b));
-      if (rel <= 0) continue;
-      double score = std::max(0.0, damage_of(n, to) - damage_of(n, from)) / rel;
-      if (score < best_score) best_score = score, pick = n, pick_to = to;
-    }
-    if (pick.empty()) {
+    Lowering low = cheapest_lowering(ce, b, c, u, names, cand, damage_of);
+    if (!low.to) {
       require_reachable(g, ce, b, cand, abits, pinned, "hessian");
       fail("hessian: no assignment over the candidates fits every budget");
     }
-    set_wbits(c, pick, pick_to);
+    set_wbits(c, low.layer, low.to);
     u = usage(ce.evaluate(c), b);
   }
   return c;

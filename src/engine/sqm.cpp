@@ -220,20 +220,7 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
                  static_cast<uLong>(hz.size() - 4)) != Z_OK ||
       got != hlen)
     fail("{}: header does not inflate to the {} bytes it declares (corrupt)", path, hlen);
-  nlohmann::json h;
-  try {
-    const auto depth_limit = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-      if (depth > kMaxHeaderDepth)
-        fail("{}: header nests deeper than {} levels (not written by SigmaQuant)", path,
-             kMaxHeaderDepth);
-      return true;
-    };
-    h = nlohmann::json::parse(text, depth_limit);
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    fail("{}: header is not valid JSON ({})", path, e.what());
-  }
+  const nlohmann::json h = binio::parse_header(text.begin(), text.end(), path, kMaxHeaderDepth);
   if (!h.is_object()) fail("{}: header is not a JSON object", path);
 
   SqmModel m;

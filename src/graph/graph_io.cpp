@@ -219,23 +219,9 @@ GraphFile load_graph_file(const std::string& path) {
     fail("{}: checksum mismatch: the file is corrupt or truncated", path);
   uint64_t hlen = get_at<uint64_t>(s, 16);
   if (hlen > s.size() - kPreamble - 4) fail("{}: header length {} exceeds the file", path, hlen);
-  nlohmann::json header;
-  try {
-    // Copying or printing JSON recurses once per nesting level: a deeply nested header (e.g. in
-    // 'meta') would overflow the stack later, so it is refused here.
-    const auto depth_limit = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-      if (depth > kMaxHeaderDepth)
-        fail("{}: header nests deeper than {} levels (not written by SigmaQuant)", path,
-             kMaxHeaderDepth);
-      return true;
-    };
-    header =
-        nlohmann::json::parse(s.begin() + kPreamble, s.begin() + kPreamble + hlen, depth_limit);
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    fail("{}: header is not valid JSON ({})", path, e.what());
-  }
+  const nlohmann::json header = binio::parse_header(s.begin() + kPreamble,
+                                                    s.begin() + kPreamble + hlen, path,
+                                                    kMaxHeaderDepth);
   const size_t payload_off = kPreamble + hlen;
   const size_t payload_size = s.size() - 4 - payload_off;
   auto check_range = [&](const nlohmann::json& e, const std::string& w, size_t& off, size_t& nb) {

@@ -188,6 +188,7 @@ const QuantModel& QatOracle::model() const {
   return *impl_->current;
 }
 void QatOracle::set_model(const QuantModel& qm) { impl_->current = qm; }
+void QatOracle::reset_model() { impl_->current.reset(); }
 double QatOracle::qat_epochs() const { return impl_->spent; }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 // Little helpers of the binary file formats (.sqg, .sqm): raw little-endian values in and out of a
-// byte string, and zlib's CRC-32 over any length. Internal to the library.
+// byte string, zlib's CRC-32 over any length, and their JSON headers parsed with a nesting limit.
+// Internal to the library.
 #pragma once
 
 #include <zlib.h>
@@ -7,7 +8,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
+
+#include "sigmaquant/error.h"
 
 namespace sq::binio {
 
@@ -33,6 +37,26 @@ inline uint32_t crc32_of(const char* p, size_t n) {
     n -= chunk;
   }
   return static_cast<uint32_t>(c);
+}
+
+// Parses a file's JSON header [first, last). Copying or printing JSON recurses once per nesting
+// level, so a header nested deeper than max_depth (e.g. in 'meta') is refused here rather than
+// overflowing the stack later. Errors name `path`.
+template <typename It>
+nlohmann::json parse_header(It first, It last, const std::string& path, int max_depth = 256) {
+  try {
+    const auto depth_limit = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+      if (depth > max_depth)
+        fail("{}: header nests deeper than {} levels (not written by SigmaQuant)", path,
+             max_depth);
+      return true;
+    };
+    return nlohmann::json::parse(first, last, depth_limit);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("{}: header is not valid JSON ({})", path, e.what());
+  }
 }
 
 }  // namespace sq::binio

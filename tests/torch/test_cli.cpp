@@ -11,17 +11,10 @@
 
 namespace {
 
+using sqtest::have_fashion_mnist;
+using sqtest::json_of;
+
 using sqtest::run_cli;
-
-bool have_fashion_mnist() {
-  return sq::file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
-
-nlohmann::json json_of(const sqtest::CliResult& r) {
-  auto p = r.output.find('{');
-  EXPECT_NE(p, std::string::npos) << r.output;
-  return nlohmann::json::parse(r.output.substr(p));
-}
 
 TEST(Cli, InfoReportsPerLayerCounts) {
   auto r = run_cli("info -m resnet20 --json");

@@ -10,19 +10,12 @@
 
 namespace {
 
+using sqtest::have_fashion_mnist;
+using sqtest::json_of;
+
 using sqtest::run_cli;
 
 const std::string kSrc = SQ_SOURCE_DIR;
-
-bool have_fashion_mnist() {
-  return sq::file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
-
-nlohmann::json json_of(const sqtest::CliResult& r) {
-  auto p = r.output.find('{');
-  EXPECT_NE(p, std::string::npos) << r.output;
-  return nlohmann::json::parse(r.output.substr(p));
-}
 
 TEST(CliEngine, PtqExportRunCompareBench) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";

@@ -17,14 +17,12 @@
 
 namespace {
 
+using sqtest::have_fashion_mnist;
+
 using nlohmann::json;
 using sqtest::run_cli;
 
 const std::string kSrc = SQ_SOURCE_DIR;
-
-bool have_data() {
-  return sq::file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
 
 std::string small(const std::string& extra = "", const std::string& cycle = "0.2") {
   return " -m " + kSrc + "/models/lenet5-fmnist.sqg -t " + kSrc +
@@ -44,7 +42,7 @@ void expect_fits(const json& budgets, const std::string& where) {
 using sqtest::files_in;
 
 TEST(CliSearch, SigmaQuantWritesItsOutputsAndHoldsEveryBudgetAtEveryStep) {
-  if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   const std::string dir = sqtest::temp_dir("quantize_sq");
   auto r = run_cli("quantize" + small("--avg-bits 3 --max-iterations 2 --json -o " + dir));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -77,7 +75,7 @@ TEST(CliSearch, SigmaQuantWritesItsOutputsAndHoldsEveryBudgetAtEveryStep) {
 }
 
 TEST(CliSearch, EveryBaselineFitsTheSameBudget) {
-  if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   for (const char* m : {"uniform", "adaptive", "hessian", "random"}) {
     const std::string dir = sqtest::temp_dir(std::string("quantize_") + m);
     auto r = run_cli("quantize --method " + std::string(m) +
@@ -96,7 +94,7 @@ TEST(CliSearch, EveryBaselineFitsTheSameBudget) {
 }
 
 TEST(CliSearch, ExhaustiveTriesEveryFeasibleAssignmentAndRefusesTooMany) {
-  if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   const std::string dir = sqtest::temp_dir("quantize_exh");
   // First and last layers pinned at 8: 3 free layers x {2,4,8} = 27 assignments at most.
   auto r = run_cli("quantize --method exhaustive --bits-set 2,4,8 --first-last-bits 8" +
@@ -121,7 +119,7 @@ TEST(CliSearch, ExhaustiveTriesEveryFeasibleAssignmentAndRefusesTooMany) {
 }
 
 TEST(CliSearch, ImpossibleBudgetNamesTheBudgetAndTheExcess) {
-  if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   const std::string dir = sqtest::temp_dir("quantize_impossible");
   for (const char* m : {"sigmaquant", "uniform", "hessian"}) {
     auto r = run_cli("quantize --method " + std::string(m) + " --bits-set 2,4,8" +
@@ -140,7 +138,7 @@ TEST(CliSearch, ImpossibleBudgetNamesTheBudgetAndTheExcess) {
 }
 
 TEST(CliSearch, ParetoWritesTheTableAndTheReport) {
-  if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   const std::string dir = sqtest::temp_dir("pareto");
   auto r = run_cli("pareto --methods sigmaquant,uniform --budgets 3,4" +
                    small("--max-iterations 1 -o " + dir));
@@ -169,7 +167,7 @@ std::vector<std::string> words(const std::string& s) {
 }
 
 TEST(CliSearch, KilledSearchResumesToTheUninterruptedResult) {
-  if (!have_data()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   const std::string dir = sqtest::temp_dir("search_kill");
   const std::string job = "quantize" + small("--avg-bits 3 --max-iterations 3 --no-report --json");
   auto full = run_cli(job + " -o " + dir + "/full");

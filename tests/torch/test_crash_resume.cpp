@@ -19,11 +19,9 @@
 
 namespace {
 
-constexpr int kEpochs = 8;  // enough that a kill after the first checkpoint lands mid-run
+using sqtest::have_fashion_mnist;
 
-bool have_fashion_mnist() {
-  return sq::file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-}
+constexpr int kEpochs = 8;  // enough that a kill after the first checkpoint lands mid-run
 
 std::string joined(const std::vector<std::string>& args) {
   std::string s;

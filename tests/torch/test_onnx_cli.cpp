@@ -29,6 +29,8 @@
 
 namespace {
 
+using sqtest::have_fashion_mnist;
+
 using sqtest::run_cli;
 
 const std::string kSrc = SQ_SOURCE_DIR;
@@ -62,10 +64,6 @@ bool have_node() { return std::system("command -v node >/dev/null 2>&1") == 0; }
     if (!have_node()) GTEST_SKIP() << "node (Node.js) is not installed: no ONNX Runtime"; \
     ASSERT_TRUE(ensure_ort());                                                          \
   } while (0)
-
-bool have_fashion_mnist() {
-  return sq::file_exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
-}
 
 // Logits of ONNX Runtime for the first n images of d (raw, in [0, 1]).
 std::vector<float> ort_logits(const std::string& model, const sq::Dataset& d, int64_t n,

@@ -374,10 +374,9 @@ nlohmann::ordered_json run_search(const SearchSettings& s, const sq::DataBundle&
       final_kl[n] = oracle.layer_kl(n, bits.for_layer(n).wbits);
     }
   } else if (s.method == "uniform") {
-    int b = sq::nearest_feasible_uniform(folded, ce, budgets, {2, 3, 4, 5, 6, 7, 8}, s.abits);
-    bits = sq::BitConfig::uniform(folded, b, s.abits);
-    for (const auto& [n, pb] : pinned) bits.layers[n].wbits = pb;
-    if (!sq::fits(ce, budgets, bits)) bits = sq::BitConfig::uniform(folded, b, s.abits);
+    int b = sq::nearest_feasible_uniform(folded, ce, budgets, {2, 3, 4, 5, 6, 7, 8}, s.abits,
+                                         pinned);
+    bits = sq::uniform_with_pins(folded, b, s.abits, pinned);
     log["settings"]["uniform_bits"] = b;
   } else if (s.method == "adaptive") {
     std::map<std::string, double> p, t;
@@ -400,12 +399,15 @@ nlohmann::ordered_json run_search(const SearchSettings& s, const sq::DataBundle&
     if (all.empty()) sq::fail("exhaustive: no assignment over {{{}}} fits the budgets", s.bits_set);
     double best = -1;
     int k = 0;
+    sq::OracleOptions q = oo;
+    q.progress = false;
+    sq::QatOracle o(fp32, train, val, q);  // one oracle: validation set and folding made once
     for (const sq::BitConfig& c : all) {
-      sq::OracleOptions q = oo;
-      q.progress = false;
-      sq::QatOracle o(fp32, train, val, q);
+      o.reset_model();  // every assignment starts from the same PTQ model
+      double before = o.qat_epochs();
       double acc = o.train_and_evaluate(c, s.cycle_epochs, 0);
-      search_epochs += o.qat_epochs();
+      double spent = o.qat_epochs() - before;
+      search_epochs += spent;
       sq::CostReport cr = ce.evaluate(c);
       iterations.push_back({{"iter", k},
                             {"stage", "exhaustive"},
@@ -414,7 +416,7 @@ nlohmann::ordered_json run_search(const SearchSettings& s, const sq::DataBundle&
                             {"cost", cost_summary(cr)},
                             {"budgets", sq::budgets_to_json(sq::check_budgets(cr, budgets))},
                             {"changes", json::array()},
-                            {"qat_epochs", o.qat_epochs()},
+                            {"qat_epochs", spent},
                             {"seconds", 0},
                             {"bits", bits_map(c, folded)}});
       if (acc > best) best = acc, bits = c;
@@ -502,12 +504,11 @@ nlohmann::ordered_json run_search(const SearchSettings& s, const sq::DataBundle&
     sq::write_report(rp, log);
     log["final"]["report_file"] = rp;
   }
+  // The finished log no longer points at the search model; the file goes after the log is safe.
+  std::string search_model = log.value("search_model", "");
+  log.erase("search_model");
   write_json(log_path, log);
-  if (log.contains("search_model")) {
-    std::remove(log["search_model"].get<std::string>().c_str());
-    log.erase("search_model");
-    write_json(log_path, log);
-  }
+  if (!search_model.empty()) std::remove(search_model.c_str());
   std::remove(path_in(dir, "final.ckpt").c_str());
   return log;
 }
