@@ -16,6 +16,7 @@
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/integerize.h"
+#include "sigmaquant/run_log.h"
 #include "sigmaquant/sqm.h"
 #include "sigmaquant/transform.h"
 
@@ -201,6 +202,74 @@ std::string sqm_unframed(const std::string& file) {
 
 }  // namespace
 
+// A small finished sigmaquant run log and a Pareto table with three points.
+void seed_logs() {
+  sq::RunLog log;
+  log.method = "sigmaquant";
+  log.model_name = "convnet";
+  log.model_path = "m.sqg";
+  log.fp32_accuracy = 0.9;
+  log.fp32_val_accuracy = 0.91;
+  log.target_name = "shiftadd";
+  log.cost_model = "shiftadd";
+  sq::BudgetCheck b;
+  b.metric = "weight memory";
+  b.key = "weight_kib";
+  b.unit = "B";
+  b.budget = 1024;
+  b.value = 900;
+  log.target_budgets = {b};
+  log.settings = {{"bits_set", "2,4,8"}, {"abits", 8}};
+  log.clusters = {{"k", 2}, {"centers", {0.1, 0.3}}, {"bits", {4, 8}}};
+  for (int i = 0; i < 2; ++i) {
+    sq::RunIteration it;
+    it.iter = i;
+    it.stage = i == 0 ? "phase1" : "phase2";
+    it.accuracy = 0.8 + 0.05 * i;
+    it.avg_bits = 4 + i;
+    it.cost.weight_bytes = 900;
+    it.budgets = {b};
+    it.bits = {{"conv", 4}, {"fc", 8 - 4 * i}};
+    if (i) it.changes.push_back({"fc", 8, 4, "pay: smallest KL"});
+    it.kl = {{"conv", 0.01}, {"fc", 0.02}};
+    log.iterations.push_back(it);
+  }
+  log.phase2_stop_reason = "in band";
+  log.phase2_best_iteration = 1;
+  log.phase2_best_val_accuracy = 0.85;
+  sq::RunLayer conv{"conv", 18, 0.2, 4, 0, 4, 0.01}, fc{"fc", 32, 0.1, 4, 1, 8, 0.02};
+  log.layers = {conv, fc};
+  sq::RunFinal f;
+  f.accuracy = 0.86;
+  f.val_accuracy = 0.87;
+  f.kept = "final QAT";
+  f.avg_bits = 4;
+  f.budgets = {b};
+  f.model_file = "model.sqg";
+  log.final = f;
+  seed("run_log", "finished.json", log.to_json().dump(1));
+  log.final.reset();
+  log.search_model = "search-model-1.sqg";
+  seed("run_log", "interrupted.json", log.to_json().dump(1));
+
+  sq::ParetoResult p;
+  p.model = "convnet";
+  p.target = "shiftadd";
+  p.fp32_accuracy = 0.9;
+  for (int i = 0; i < 3; ++i) {
+    sq::ParetoPoint q;
+    q.method = i == 2 ? "uniform" : "sigmaquant";
+    q.budget = std::to_string(2 + i) + " bits";
+    q.avg_bits = 2 + i;
+    q.accuracy = 0.8 + 0.03 * i;
+    q.weight_bytes = 500 + 200 * i;
+    q.energy_j = 1e-6 * (1 + i);
+    q.run_dir = "runs/p/" + q.method;
+    p.points.push_back(q);
+  }
+  seed("pareto", "three.json", p.to_json().dump(1));
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: sq_fuzz_seeds OUT_DIR\n");
@@ -268,6 +337,7 @@ int main(int argc, char** argv) {
     for (const char* name : {"size", "bops", "shiftadd", "shiftadd-csd", "mpic", "mcu"})
       seed("target", std::string("builtin_") + name + ".json",
            sq::target_to_json(sq::builtin_target(name)).dump(1));
+    seed_logs();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sq_fuzz_seeds: %s\n", e.what());
     return 1;

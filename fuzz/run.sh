@@ -9,7 +9,7 @@ build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]}
 seconds=${2:?usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]}
 shift 2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx_images idx_labels cifar npy sqg bits target onnx_import sqm)
+[ ${#targets[@]} -gt 0 ] || targets=(idx_images idx_labels cifar npy sqg bits target run_log pareto onnx_import sqm)
 
 "$build/bin/sq_fuzz_seeds" "$build/corpus" || exit 1
 cp targets/*.json "$build/corpus/target/"

@@ -10,7 +10,10 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libonnx-dev libprotobuf-dev           # ONNX import/export (protobuf messages + checker)
+  libglpk-dev                           # the allocators' exact integer programs (GLPK)
   chromium                              # the report-rendering test (headless screenshot)
+  pybind11-dev python3-pybind11         # the Python module (python/)
+  python3-numpy python3-pytest          # its arrays and its tests
 )
 # ONNX Runtime for the export tests comes from npm (onnxruntime-node); Debian's nodejs/npm unless
 # a Node.js with npm is already installed.

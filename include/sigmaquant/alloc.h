@@ -1,5 +1,5 @@
-// Bit allocators (torch-free parts): SigmaQuant Phase 1 and the exact multiple-choice knapsack
-// solver used by the Hessian-style baseline.
+// Bit allocators (torch-free parts): the one candidate-width rule, the exact assignment solver
+// that every allocator uses for feasibility, SigmaQuant Phase 1, and the single-budget knapsack.
 //
 // SigmaQuant Phase 1 turns an FP32 graph, a target (cost model + budgets) and a grid of candidate
 // bitwidths into a bit assignment that satisfies every budget, with no training and no data:
@@ -12,6 +12,8 @@
 //   std::cout << sq::phase1_table(r);
 //
 // Steps (every choice and its reason: docs/method.md, "Allocation (Phase 1)"):
+//   0. the candidates are candidate_widths(candidate_bits, target); if no assignment over them
+//      meets every budget (decided exactly, see below) Phase 1 throws, naming the budget(s);
 //   1. sigma_l = population std of layer l's weights after folding batchnorm into them;
 //   2. exact 1-D k-means (dynamic programming) on log(sigma) of the non-pinned layers for every
 //      k = 1..min(#candidates, #distinct sigmas); k chosen by the mean silhouette;
@@ -19,13 +21,27 @@
 //      bits; option: the highest window of k consecutive candidates that fits every budget);
 //   4. budget fitting with the cost model: while over a budget, apply the one-step lowering (of a
 //      layer, or of every layer sharing a bitwidth; or a raise, where the model is not monotone in
-//      the weight bits) that removes the most normalised excess per unit of added damage; then,
-//      while every budget is used below (1 - raise_margin), apply the one-step raise that removes
-//      the most damage per unit of added cost and keeps every budget (option: the highest-sigma
-//      layer that fits); by default no move lets a larger-sigma layer hold fewer bits than a
-//      smaller-sigma one.
+//      the weight bits) that removes the most normalised excess per unit of added damage; if that
+//      greedy fitter gets stuck, the exact solver gives the feasible assignment nearest to the
+//      sigma mapping instead (Phase1Result::exact_fit); then, while every budget is used below
+//      (1 - raise_margin), apply the one-step raise that removes the most damage per unit of added
+//      cost and keeps every budget (option: the highest-sigma layer that fits); by default no
+//      greedy move lets a larger-sigma layer hold fewer bits than a smaller-sigma one.
 //   Damage proxy (default): D_l(b) = n_l * sigma_l^2 * 4^-b, the quantization-noise energy of a
 //   uniform quantizer whose range scales with sigma (6 dB per bit).
+//
+// The exact assignment solver: one width per layer from the candidates, minimise a per-(layer,
+// width) objective subject to EVERY budget at once. With the activation bits fixed, every budget
+// the cost model defines is a sum of per-layer terms that depend only on that layer's weight bits
+// (activation memory is a constant), so this is a multiple-choice knapsack with several budget
+// rows, solved as an integer program by GLPK (when built with it) and checked exactly against
+// CostEvaluator's own arithmetic, with an exact branch and bound as the fallback:
+//
+//   sq::AssignmentSolver s(graph, evaluator, budgets, sq::candidate_widths({2, 4, 8}, target), 8);
+//   if (!s.feasible()) throw sq::Error(s.why_infeasible());   // or s.require_feasible("me")
+//   std::optional<sq::BitConfig> best = s.solve([&](const std::string& layer, int bits) {
+//     return damage(layer, bits);                               // minimised, all budgets hold
+//   });
 //
 // The knapsack solver: given per-layer tables of (bits, cost, damage) and one additive budget,
 // minimise total damage subject to total cost <= budget, exactly on integer costs.
@@ -34,6 +50,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +60,102 @@
 #include "sigmaquant/graph.h"
 
 namespace sq {
+
+// ---- the candidate-width rule (one for every allocator) ----
+
+// The weight widths an allocator chooses from on target `t`: the requested widths, sorted and
+// unique, without those the target cannot run at all (above its largest storage width
+// `storage.weight_widths`, or above the last weight column `w_bits` of an mpic/custom throughput
+// table). Widths the target rounds up (3 on a {2,4,8} target) are KEPT, not mapped: they cost what
+// the rounded-up width costs in memory and time, but BOPs count the configured bits, so a BOPs
+// budget may need them, and dropping or mapping them could turn a feasible budget into a refusal;
+// the exact solver and every allocator handle such cost plateaus. Throws sq::Error on a width outside
+// 1..8, on an empty request, and when no requested width is left (naming the target and field).
+// Every allocator (Phase 1 and 2, uniform, adaptive, hessian, random, exhaustive) applies it to
+// the widths it is given; it is idempotent.
+std::vector<int> candidate_widths(const std::vector<int>& requested, const Target& t);
+
+// ---- exact assignment solver ----
+
+// Objective of the solver: a value per (layer name, weight bits), smaller is better, finite.
+using LayerObjective = std::function<double(const std::string& layer, int bits)>;
+
+struct SolveInfo {
+  std::string method;  // "floor" (refused by a per-budget bound), "glpk", "branch-and-bound",
+                       // "none" (every layer pinned)
+  bool optimal = false;  // proven: optimal (with an answer) or infeasible (without); false only
+                         // at the branch and bound's node limit or a requested gap
+  int64_t nodes = 0;     // GLPK solves + branch-and-bound nodes
+  double seconds = 0;
+};
+
+// Which solver decides: GLPK's branch and cut when the library was built with it, else (or when
+// asked: tests compare the two) the built-in exact branch and bound.
+enum class SolverBackend { Auto, BranchAndBound };
+
+// The integer program over one graph, evaluator, budget set, candidate set (candidate_widths is
+// applied), activation bits, pinned layers and weight-scale granularity. Construction costs one
+// CostEvaluator::evaluate per candidate; the evaluator (and its graph) must outlive the solver.
+// Budget values are computed exactly as CostEvaluator does (per-layer terms summed in graph order),
+// so "fits" here is bit-for-bit the verdict of check_budgets on the returned BitConfig. Copies
+// share the tables and the cached feasibility verdict: use one solver per thread.
+class AssignmentSolver {
+ public:
+  AssignmentSolver(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                   const std::vector<int>& candidates, int abits,
+                   const std::map<std::string, int>& pinned = {},
+                   Granularity granularity = Granularity::PerChannel);
+
+  const std::vector<int>& candidates() const;
+  const std::vector<std::string>& free_layers() const;  // not pinned, graph order
+  // Per budget (check_budgets order), the least value any assignment reaches: every layer at its
+  // cheapest candidate for that budget's metric (the minimum over the layer's candidates, so
+  // exact under non-monotone models such as mcu). value = that bound, fits = bound <= budget.
+  const std::vector<BudgetCheck>& floors() const;
+  // Whether any assignment over the candidates meets every budget at once (exact; cached).
+  bool feasible() const;
+  // Minimises the sum of objective(layer, bits) over the free layers subject to every budget;
+  // nullopt when no assignment fits. Pinned layers keep their bits.
+  std::optional<BitConfig> solve(const LayerObjective& objective, SolveInfo* info = nullptr) const;
+  // The feasible assignment nearest to `proposal` (free layer -> bits; missing layers count as
+  // the smallest candidate): minimises the sum of squared distances in candidate steps, ties
+  // broken by `tie_break` (smaller is better), to within 0.1 % (a repair needs feasibility and
+  // closeness, not a proof). nullopt when no assignment fits.
+  std::optional<BitConfig> nearest(const std::map<std::string, int>& proposal,
+                                   const LayerObjective& tie_break = {},
+                                   SolveInfo* info = nullptr) const;
+  // "no assignment over {2,4,8} (activations at 8 bits) fits target 'mpic': the weight memory
+  // budget (weight_kib) cannot be met: it needs at least 72.27 KiB against 64 KiB, over by ..."
+  // or, when each budget alone can be met, that they cannot be met together. Empty if feasible.
+  std::string why_infeasible() const;
+  // Throws sq::Error "<who>: <why_infeasible()>" unless feasible().
+  void require_feasible(const std::string& who) const;
+  // The budget verdicts of an assignment, bit-for-bit check_budgets(ce.evaluate(bits), budgets),
+  // from the tables in O(layers x budgets) when every free layer holds a candidate width and the
+  // activation bits and granularity are the solver's (else through the evaluator).
+  std::vector<BudgetCheck> check(const BitConfig& bits) const;
+  bool fits(const BitConfig& bits) const;
+  // The BitConfig of the given free-layer widths (others: pinned bits; missing: smallest
+  // candidate), with the solver's activation bits and granularity.
+  BitConfig config(const std::map<std::string, int>& wbits) const;
+  void set_backend(SolverBackend b) { backend_ = b; }
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+  SolverBackend backend_ = SolverBackend::Auto;
+};
+
+// One-shot form of AssignmentSolver(...).solve(objective).
+std::optional<BitConfig> solve_assignment(const Graph& g, const CostEvaluator& ce,
+                                          const Budgets& b, const std::vector<int>& candidates,
+                                          const LayerObjective& objective, int abits,
+                                          const std::map<std::string, int>& pinned = {},
+                                          SolveInfo* info = nullptr);
+
+// Whether the exact solver was built with GLPK (else: branch and bound alone).
+bool assignment_solver_has_glpk();
 
 // ---- 1-D k-means ----
 
@@ -91,7 +204,8 @@ enum class Phase1Start { TopWindow, FittingWindow };
 enum class RaiseOrder { DamagePerCost, Sigma };
 
 struct Phase1Options {
-  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};  // ascending, unique, 1..8
+  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};  // ascending, unique, 1..8; then
+                                                         // candidate_widths(., target)
   int abits = 8;                                         // activation bits of every layer
   std::map<std::string, int> pinned;                     // layer name -> weight bits, never moved
   Granularity granularity = Granularity::PerChannel;
@@ -135,12 +249,16 @@ struct Phase1Result {
   std::vector<BudgetCheck> budgets;  // every one fits
   Budgets budget_limits;             // the budgets applied
   int lowered = 0, raised = 0;       // fitter moves: while over budget (mostly down), raises
+  bool exact_fit = false;  // the greedy fitter got stuck (non-monotone model, budgets that pull
+                           // apart): the exact solver gave the assignment nearest the mapping
+  std::vector<int> candidates;       // the widths used: candidate_widths(candidate_bits, target)
   double damage = 0;                 // total damage proxy
 };
 
 // Runs Phase 1. Every budget holds on return. Throws sq::Error on bad options (naming the
-// option), on a model without weights, and when a budget is out of reach even with every
-// non-pinned layer at its cheapest candidate (naming the budget, the best value and the excess).
+// option), on a model without weights, and exactly when no assignment over the candidates meets
+// every budget (AssignmentSolver::why_infeasible: the budget, the least reachable value and the
+// excess, or that the budgets cannot be met together).
 Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Options& o = {});
 
 // Per-layer table (sigma, cluster, bits, weight bytes, and the model's cycles/energy when defined)
@@ -148,7 +266,9 @@ Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Opti
 std::string phase1_table(const Phase1Result& r);
 nlohmann::ordered_json phase1_to_json(const Phase1Result& r);
 
-// ---- exact multiple-choice knapsack (Hessian-style baseline's integer program) ----
+// ---- exact single-budget multiple-choice knapsack (dynamic programming) ----
+// One additive budget only; the allocators use AssignmentSolver (every budget at once). Kept as a
+// second exact method on its own terms (tests measure Phase 1 against it).
 
 struct KnapsackItem {
   int bits = 0;

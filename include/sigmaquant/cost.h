@@ -237,4 +237,16 @@ bool fits_budgets(const CostReport& r, const Budgets& b);
 nlohmann::ordered_json cost_to_json(const CostReport& r);
 nlohmann::ordered_json budgets_to_json(const std::vector<BudgetCheck>& checks);
 
+// Budget numbers for people (src/cost/budgets.cpp): significant digits, never a 300-digit
+// fixed-point figure. A quantity in base units with a scaled unit and 4 significant digits:
+// "512 B", "11.02 KiB", "65 us", "1.5 mJ", "0.1235 GBOPs", "1e-300 s" (unit "B", "s", "J", "ops").
+std::string budget_value_text(double v, const std::string& unit);
+// A percentage: 3 significant digits below 0.1 % ("0.0012 %"), one decimal up to 10^6 %,
+// exponent form beyond ("1.23e+305 %").
+std::string budget_percent_text(double pct);
+// value against budget, with as many digits as it takes to tell them apart, and the overshoot:
+// "0.06500012 ms against 0.065 ms, over by 120 ps (+0.00018 %)"; a budget that fits:
+// "0.05 ms against 0.065 ms, 76.9 % used".
+std::string budget_check_text(const BudgetCheck& c);
+
 }  // namespace sq

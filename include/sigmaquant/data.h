@@ -53,13 +53,22 @@ struct DataSpec {
   std::string format = "fashion-mnist";
   std::string dir;  // empty: the default directory of the format (fashion-mnist:
                     // /usr/share/datasets/fashion-mnist; mnist: /usr/share/datasets/mnist)
+  // The class count, when known to the caller (> 0): every label must be below it. 0: the
+  // format's own count (10 or 100), or for idx / npy inferred from the training labels.
+  int64_t num_classes = 0;
 };
 struct DataBundle {
   Dataset train;
   Dataset test;
 };
 // Both sets are named after the format (e.g. "fashion-mnist") and share one num_classes: 10 for
-// mnist / fashion-mnist / cifar10, 100 for cifar100, else the larger of the two inferred counts.
+// mnist / fashion-mnist / cifar10, 100 for cifar100 (a label at or above it is refused, naming
+// the file, the index and the value; spec.num_classes, if given, must equal it). For idx and npy:
+// spec.num_classes if given (every label below it), else max training label + 1 (at least 2),
+// refused when a class below the largest label has no training sample — a stray label (12 among
+// 0..9) would silently make a 13-class model: the error names the labels file, the missing
+// class and the largest label with its index. Test labels must lie below the training set's
+// count.
 DataBundle load_data(const DataSpec& spec);
 std::string default_data_dir(const std::string& format);
 

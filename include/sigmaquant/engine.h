@@ -182,7 +182,7 @@ class PreparedConv2d {
   enum class Kernel { Portable, Avx2Madd16, Avx2Maddubs, AvxVnniDpbusd };  // see kernel_name()
 
  private:
-  friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, Isa);
+  friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, Kernel);
   ConvShape s_;
   Kernel kernel_ = Kernel::Portable;
   int64_t k_ = 0, kp_ = 0;  // reduction length (in_c·k·k), padded to the kernel's tap group
@@ -221,6 +221,12 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa 
 // Linear = a 1×1 convolution over a 1×1 image.
 PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, const IntLayer& L,
                                  Isa isa = Isa::Auto);
+// One named micro-kernel instead of the ISA's choice, for tests and benchmarks: every kernel the
+// CPU runs can be checked, not only the one its ISA would pick for these weights. Throws as the
+// Isa form does, and if the CPU lacks the kernel's ISA or, for avx2_maddubs, a weight is beyond
+// ±64 (where that kernel is not exact).
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L,
+                                 PreparedConv2d::Kernel kernel);
 
 // ---------------------------------------------------------------------------------------------
 // A tiny executor (src/engine/executor.cpp) for a chain of weight layers: every layer reads the
@@ -271,8 +277,12 @@ class ChainExecutor {
 //                    is itself a point but holds another point's codes is rescaled by a 256-entry
 //                    table built once (requantize(q − zp_in, s_in/s_out) + zp_out, clamped)
 //   avgpool / gap    integer window sum, fixed-point rescale to the next point downstream
-//   conv → relu/relu6 → gap (no point in between, MobileNetV2's head): int32 accumulators, the
-//                    activation applied to them at 2^−8 accumulator units, summed, requantized
+//   conv → relu/relu6 → gap or avgpool (no point in between, MobileNetV2's head; a non-global
+//                    average pooling with its kernel, stride and padding): int64 accumulators,
+//                    the activation applied to them at 2^−8 accumulator units, summed over the
+//                    window (padded taps add 0 and count), requantized
+//   input → batchnorm (the input's only reader): folded into the input normalization
+//                    (fold_input_batchnorm) when every channel's gamma / √(var + eps) is positive
 //   the last layer   float logits: (acc − bias) · s_x · s_w[c] + the float bias
 // Prepare builds the steps, prepares the optimized groups = 1 convolutions, and plans memory once:
 // every intermediate tensor gets an offset in one arena, tensors whose lifetimes do not overlap
@@ -282,6 +292,16 @@ class ChainExecutor {
 //   sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
 //   std::vector<float> logits(ex.output_size());
 //   ex.run(data.image(i), logits.data());  // normalizes and quantizes like the simulation
+
+// A batchnorm that is the input's only reader, folded into the graph's input normalization:
+// bn((x − mean) / std) = (x − mean') / std' with a = gamma / √(var + eps), mean' = mean + std ·
+// (running_mean − beta / a), std' = std / a (in double, stored as float); the batchnorm node is
+// removed (its readers read the input; later node indices shift down by one in g and in im), and
+// its quantization point becomes the input's. Repeats while the input's only reader is a
+// batchnorm. Returns whether anything was folded. Throws sq::Error naming the node when a
+// channel's a is not a finite positive number (no normalization with std > 0 equals it).
+// GraphExecutor::prepare, save_sqm and export_c apply it, so all three run the same integers.
+bool fold_input_batchnorm(Graph& g, IntModel& im);
 
 class GraphExecutor {
  public:
@@ -306,8 +326,20 @@ class GraphExecutor {
   // input_point(), after input_mean()/input_std()); every other buffer is written by exactly one
   // step. With Isa::Reference, convs are ConvRef and adds Add (no packed kernels, no add tables).
   struct Step {
-    enum class Kind { ConvFast, ConvRef, ConvF32, ConvGap, Add, AddLut, MaxPool, AvgPool, Gap, Lut }
-        kind;
+    // ConvPool: ConvGap's head with a (non-global) average pooling window instead (pool).
+    enum class Kind {
+      ConvFast,
+      ConvRef,
+      ConvF32,
+      ConvGap,
+      Add,
+      AddLut,
+      MaxPool,
+      AvgPool,
+      Gap,
+      Lut,
+      ConvPool
+    } kind;
     std::string name;  // the node it computes
     int layer = -1;    // index into layers_ (conv kinds)
     int fast = -1;     // index into fast_ (ConvFast)
@@ -318,8 +350,9 @@ class GraphExecutor {
     AddParams add;
     AvgPoolParams avg;
     int table = -1;  // index into luts_ (Lut)
-    // ConvGap: per channel, the activation bound in 2^−8 accumulator units (−1: none), and the
-    // rescale of the window sum to the output point.
+    // ConvGap / ConvPool: per channel, the activation bound in 2^−8 accumulator units (−1:
+    // none), and the rescale of the window sum to the output point (M = unit / (2^8 · window ·
+    // s_out), window = the plane or kernel²).
     bool relu = false;
     std::vector<int64_t> gap_hi, gap_frac;  // gap_frac: the bias's fraction, 2^−8 units
     std::vector<Requant> gap_m;

@@ -20,8 +20,15 @@
 
 namespace sq {
 
-// Writes the files above into out_dir (created if needed; each file written atomically). Throws
-// sq::Error naming the node if the graph holds something the integer engine cannot run.
+// Writes the files above into out_dir as one set: they are written into a staging directory
+// next to it (OUT.tmp.<pid>) that is renamed to out_dir when out_dir does not exist yet; into an
+// existing out_dir the staged files are moved one by one once all are written and every
+// destination name is free or a regular file. A failure before that leaves out_dir as it was
+// and removes the staging directory (so no model.h without its model_data.c). Throws sq::Error
+// naming the node if the graph holds something the integer engine cannot run (checked before
+// anything is written), or naming the path that cannot be written.
+// A batchnorm that is the input's only reader is folded into the input normalization first
+// (fold_input_batchnorm, engine.h), as the engine does.
 void export_c(const QuantModel& qm, const std::string& out_dir);
 
 }  // namespace sq

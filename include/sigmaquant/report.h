@@ -1,9 +1,9 @@
 // The HTML report of a run, and the Pareto-front helpers. Torch-free.
 //
-// A run log (format "sigmaquant-run", written by the allocators) and optionally a Pareto file
-// (format "sigmaquant-pareto", written by `sigmaquant pareto`) become ONE self-contained HTML
-// page: inline CSS and inline SVG plots, no scripts, fonts or images from elsewhere; readable on
-// screen and printable. Both schemas are in docs/formats.md.
+// A run log (format "sigmaquant-run", written by the allocation pipeline (sq::run_allocation))
+// and optionally a Pareto file (format "sigmaquant-pareto", written by `sigmaquant pareto`)
+// become ONE self-contained HTML page: inline CSS and inline SVG plots, no scripts, fonts or
+// images from elsewhere; readable on screen and printable. Both schemas are in docs/formats.md.
 //
 //   nlohmann::json log = nlohmann::json::parse(sq::read_file("runs/r20.run.json"));
 //   sq::validate_run_log(log, "runs/r20.run.json");   // errors name this file

@@ -1,15 +1,19 @@
 // Bit-allocation searches that need accuracy measurements: SigmaQuant Phase 2 and the baselines
-// (uniform, adaptive quantization after Zhou et al., Hessian-aware knapsack, random, exhaustive).
+// (uniform, adaptive quantization after Zhou et al., Hessian-aware integer program, random,
+// exhaustive).
 // This header is torch-free: the searches talk to training through SearchOracle, so a test can
 // drive them with a stand-in; src/torch/search.cpp implements the real oracle with LibTorch.
 //
 //   sq::Budgets b = sq::budgets_for_avg_bits(g, target, 3.0, 8);     // or the target's own
 //   sq::Phase1Result p1 = sq::sigmaquant_phase1(g, target, o1);       // every budget holds
-//   auto oracle = sq::make_qat_oracle(g, train, val, oracle_opts);     // LibTorch
-//   sq::Phase2Result p2 = sq::sigmaquant_phase2(g, cost, b, p1.bits, *oracle, o2);
+//   sq::QatOracle oracle(g, train, val, oracle_opts);                  // LibTorch (below)
+//   sq::Phase2Result p2 = sq::sigmaquant_phase2(g, cost, b, p1.bits, oracle, o2);
 //
 // Every budget holds at every step of every search here: a move that would break one is never
-// made (tests/core/test_search.cpp checks it with a stand-in oracle).
+// made (tests/core/test_search.cpp checks it with a stand-in oracle). Every allocator chooses from
+// candidate_widths(candidates, target) (alloc.h) and refuses a budget exactly when no assignment
+// over those widths meets every budget, with AssignmentSolver::why_infeasible's reason
+// (tests/core/test_feasibility.cpp checks it on random budgets, every zoo model and target).
 #pragma once
 
 #include <cstdint>
@@ -33,16 +37,18 @@ struct QuantModel;
 // ---- budgets ----
 
 // The target's budgets with the weight-memory budget replaced by the memory of the model at an
-// average of `avg_bits` weight bits: linear between uniform 2 and uniform 8 bits (so exact at
-// every integer width, scales and biases included). Other budgets are kept.
+// average of `avg_bits` weight bits: at an integer N exactly the memory of uniform N bits (scales,
+// biases and byte rounding included, so uniform N always fits), between integers linear between
+// the two neighbouring uniform widths. Other budgets are kept.
 Budgets budgets_for_avg_bits(const Graph& g, const Target& t, double avg_bits, int abits);
 
 // Every budget fits?
 bool fits(const CostEvaluator& ce, const Budgets& b, const BitConfig& bits);
 
-// The largest uniform weight width in `candidates` (abits for activations; pinned layers keep
-// their bits) that fits every budget; throws sq::Error naming the budget that even the smallest
-// candidate breaks.
+// The largest uniform weight width in candidate_widths(candidates, target) (abits for
+// activations; pinned layers keep their bits) that fits every budget, every width tried (under a
+// model not monotone in the weight bits a wider width can fit where a narrower one does not);
+// throws sq::Error naming the budget each width breaks and whether a mixed assignment would fit.
 int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                              const std::vector<int>& candidates, int abits,
                              const std::map<std::string, int>& pinned = {});
@@ -72,14 +78,15 @@ struct Phase2Options {
   int max_iterations = 6;
   double cycle_epochs = 0.1;  // QAT per cycle (fraction of the training set)
   int max_raises = 2;         // raises per iteration (each paid for by lowerings)
-  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};
+  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};  // then candidate_widths(., target)
   std::map<std::string, int> pinned;  // never moved
 };
 
 struct BitChange {
   std::string layer;
   int from = 0, to = 0;
-  std::string why;  // "raise: largest KL per cost", "pay: smallest KL", "minimise"
+  std::string why;  // "raise: largest KL per cost", "pay: smallest KL per cost", "minimise: ...",
+                    // "spend leftover budget"
 };
 
 struct Phase2Step {
@@ -101,7 +108,8 @@ struct Phase2Result {
   int best_step = 0;
   std::vector<Phase2Step> steps;
   double qat_epochs = 0;
-  std::string stop_reason;  // "in band", "fixed point", "iteration limit"
+  std::string stop_reason;  // "in band", "fixed point", "iteration limit" (of the search; the
+                            // spending step, if any, follows it)
 };
 
 // Resumable state: steps done so far (the search continues after the last one).
@@ -110,6 +118,11 @@ using Phase2StepHook = std::function<void(const Phase2Step&)>;
 // Runs Phase 2 from `start` (which must fit every budget). `done` holds steps of an interrupted
 // run to continue from (their accuracies are not re-measured; the oracle must already hold the
 // model of the last one). `on_step` is called after every step (to log and checkpoint).
+// After the search stops (in band, fixed point or iteration limit), unless `minimize`, the budget
+// left at the best step is spent: repeatedly the raise (one layer, to any wider candidate) with the
+// largest KL reduction per unit of budget added that keeps every budget, then one more QAT cycle
+// on the result, recorded as a step whose changes say "spend leftover budget"; it becomes the
+// result only if its validation accuracy is not below the best step's (never a worse state).
 Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                                const BitConfig& start, SearchOracle& oracle,
                                const Phase2Options& o, std::vector<Phase2Step> done = {},
@@ -125,24 +138,26 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
 // ---- baselines (torch-free parts) ----
 
 // Adaptive quantization (Zhou et al., AAAI 2018): b_i = c + log_4(p_i / (t_i s_i)) rounded to the
-// candidate grid, c the largest offset (by bisection) that fits every budget. p: noise gain of
-// layer i on the logits, t: its robustness, s: its parameter count.
+// candidate grid, c the largest offset that fits every budget (every distinct assignment of the
+// family tried, not a bisection: cost need not grow with c). If no member fits (a non-monotone
+// model, budgets pulling apart), the feasible assignment nearest the closest member (exact
+// solver). p: noise gain of layer i on the logits, t: its robustness, s: its parameter count.
 BitConfig adaptive_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                               const std::map<std::string, double>& p,
                               const std::map<std::string, double>& t,
                               const std::vector<int>& candidates, int abits,
                               const std::map<std::string, int>& pinned = {});
 
-// Hessian-aware (HAWQ-V2 style): damage_i(b) = trace_i / n_i * ||Q_b(W_i) - W_i||^2, minimised
-// exactly (multiple-choice knapsack) under the weight-memory budget; when another budget breaks,
-// the memory budget is tightened by bisection until every budget holds.
+// Hessian-aware (HAWQ-V2/V3 style): damage_i(b) = trace_i / n_i * ||Q_b(W_i) - W_i||^2, minimised
+// exactly subject to every budget at once (the integer program of AssignmentSolver).
 BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                              const std::map<std::string, double>& traces,
                              const std::vector<int>& candidates, int abits,
                              const std::map<std::string, int>& pinned = {});
 
 // A random assignment that fits: bits drawn uniformly from the candidates, then random layers
-// lowered until every budget holds, then random raises while one fits.
+// lowered until every budget holds (if every layer reaches the bottom still over budget, the
+// feasible assignment nearest the draw, ties random), then random raises while one fits.
 BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                             const std::vector<int>& candidates, int abits, uint64_t seed,
                             const std::map<std::string, int>& pinned = {});
@@ -175,6 +190,10 @@ struct OracleOptions {
   bool progress = true;
   std::string qat_weight_mode = "lsq", qat_act_mode = "lsq";
   int64_t calib_samples = 1024;
+  // Augmentation of the QAT cycles (the pipeline sets it from the data set: resolve_augmentation)
+  bool augment = false;
+  int augment_pad = 2;
+  bool augment_flip = false;
 };
 
 class QatOracle : public SearchOracle {

@@ -1,6 +1,6 @@
 // Exact multiple-choice knapsack by dynamic programming over a discretised cost axis, and a
-// brute-force reference. This is the integer program of the Hessian-style baseline (HAWQ-V2/V3):
-// one bitwidth per layer, minimise the sum of per-layer damages under one additive budget.
+// brute-force reference: one bitwidth per layer, minimise the sum of per-layer damages under ONE
+// additive budget. (The allocators solve every budget at once with AssignmentSolver, ilp.cpp.)
 #include <cmath>
 #include <cstdint>
 #include <limits>

@@ -72,6 +72,12 @@ bool all_fit(const std::vector<double>& u) {
   return true;
 }
 
+std::string widths_text(const std::vector<int>& w) {
+  std::string s;
+  for (int x : w) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return "{" + s + "}";
+}
+
 bool seen(const std::vector<BitConfig>& visited, const BitConfig& b) {
   for (const BitConfig& v : visited)
     if (v.layers == b.layers) return true;
@@ -104,19 +110,6 @@ Lowering cheapest_lowering(const CostEvaluator& ce, const Budgets& b, const BitC
   return best;
 }
 
-// Throws, naming the budget and the excess, when even the cheapest assignment (every movable
-// layer at the smallest candidate) breaks a budget.
-void require_reachable(const Graph& g, const CostEvaluator& ce, const Budgets& b,
-                       const std::vector<int>& cand, int abits,
-                       const std::map<std::string, int>& pinned, const char* method) {
-  for (const BudgetCheck& k :
-       check_budgets(ce.evaluate(uniform_with_pins(g, cand.front(), abits, pinned)), b))
-    if (!k.fits)
-      fail("{}: the {} budget cannot be met even with every layer at {} bits: {:.6g} {} is "
-           "{:.1f}% over the budget of {:.6g} {}",
-           method, k.metric, cand.front(), k.value, k.unit, k.excess_pct, k.budget, k.unit);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -125,11 +118,16 @@ void require_reachable(const Graph& g, const CostEvaluator& ce, const Budgets& b
 Budgets budgets_for_avg_bits(const Graph& g, const Target& t, double avg_bits, int abits) {
   if (!(avg_bits >= 1 && avg_bits <= 8))
     fail("average weight bits {} is out of range (expected 1..8)", avg_bits);
+  // The memory of uniform floor(avg) bits, plus the fraction of the step to the next width: at an
+  // integer the budget IS the uniform assignment's memory (no rounding to refuse it by).
   CostEvaluator ce(g, t);
-  double lo = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 2, abits)).weight_bytes);
-  double hi = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, abits)).weight_bytes);
+  auto bytes = [&](int bits) {
+    return static_cast<double>(ce.evaluate(BitConfig::uniform(g, bits, abits)).weight_bytes);
+  };
+  const int lo = static_cast<int>(std::floor(avg_bits));
+  const double frac = avg_bits - lo;
   Budgets b = t.budgets;
-  b.weight_bytes = lo + (avg_bits - 2) * (hi - lo) / 6;
+  b.weight_bytes = frac == 0 ? bytes(lo) : bytes(lo) + frac * (bytes(lo + 1) - bytes(lo));
   return b;
 }
 
@@ -147,17 +145,29 @@ BitConfig uniform_with_pins(const Graph& g, int wbits, int abits,
 int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                              const std::vector<int>& candidates, int abits,
                              const std::map<std::string, int>& pinned) {
-  if (candidates.empty()) fail("no candidate bitwidths");
-  for (auto it = candidates.rbegin(); it != candidates.rend(); ++it)
-    if (fits(ce, b, uniform_with_pins(g, *it, abits, pinned))) return *it;
-  int lowest = *std::min_element(candidates.begin(), candidates.end());
-  for (const BudgetCheck& c :
-       check_budgets(ce.evaluate(uniform_with_pins(g, lowest, abits, pinned)), b))
-    if (!c.fits)
-      fail("uniform {}-bit weights break the {} budget ({} {}, {:.1f}% over {} {}): no uniform "
-           "assignment fits",
-           lowest, c.metric, c.value, c.unit, c.excess_pct, c.budget, c.unit);
-  fail("no uniform assignment fits");
+  const std::vector<int> cand = candidate_widths(candidates, ce.target());
+  // Every width is tried (the widest that fits wins): under a model that is not monotone in the
+  // weight bits (mcu) a wider uniform width can fit where a narrower one does not.
+  std::string broken;
+  for (auto it = cand.rbegin(); it != cand.rend(); ++it) {
+    const std::vector<BudgetCheck> checks =
+        check_budgets(ce.evaluate(uniform_with_pins(g, *it, abits, pinned)), b);
+    bool ok = true;
+    for (const BudgetCheck& c : checks)
+      if (!c.fits) {
+        if (ok)
+          broken = fmt::format("{} bits: the {} budget, {}{}", *it, c.metric,
+                               budget_check_text(c), broken.empty() ? "" : "; " + broken);
+        ok = false;
+      }
+    if (ok) return *it;
+  }
+  // Why not: the budgets each width breaks, and whether a mixed assignment would fit.
+  AssignmentSolver solver(g, ce, b, cand, abits, pinned);
+  fail("uniform: no uniform width in {} fits target '{}' ({}); {}", widths_text(cand),
+       ce.target().name, broken,
+       solver.feasible() ? "a mixed assignment over these widths does fit (use another method)"
+                         : solver.why_infeasible());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,7 +177,7 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
                                     const BitConfig& bits, SearchOracle& oracle,
                                     const Phase2Options& o, bool raise,
                                     const std::vector<BitConfig>& visited) {
-  const std::vector<int>& cand = o.candidate_bits;
+  const std::vector<int> cand = candidate_widths(o.candidate_bits, ce.target());
   std::vector<std::string> movable;
   for (const std::string& n : layer_names(g))
     if (!o.pinned.count(n)) movable.push_back(n);
@@ -249,11 +259,64 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
   return changes;
 }
 
+namespace {
+
+const char* const kSpendWhy = "spend leftover budget";
+
+bool is_spend_step(const Phase2Step& s) {
+  for (const BitChange& c : s.changes)
+    if (c.why == kSpendWhy) return true;
+  return false;
+}
+
+// Spends what the budgets leave: repeatedly the raise (of one movable layer to any wider
+// candidate) with the largest KL reduction per unit of budget added (normalised, summed over the
+// budgets; a raise that costs nothing under a plateau or a non-monotone model comes first) among
+// those that keep every budget, until none is left. Measured accuracy per layer would cost a QAT
+// cycle each; the oracle's KL is the sensitivity Phase 2 already uses.
+std::vector<BitChange> spend_leftover(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                                      BitConfig& bits, SearchOracle& oracle,
+                                      const std::vector<int>& cand,
+                                      const std::map<std::string, int>& pinned) {
+  std::vector<BitChange> changes;
+  std::vector<double> use = usage(ce.evaluate(bits), b);
+  while (true) {
+    std::string layer;
+    int from = 0, to = 0;
+    double best = 0;
+    std::vector<double> best_use;
+    for (const std::string& n : layer_names(g)) {
+      if (pinned.count(n)) continue;
+      const int f = wbits_of(bits, n);
+      const double kl_from = oracle.layer_kl(n, f);
+      for (int t : cand) {
+        if (t <= f) continue;
+        const double gain = kl_from - oracle.layer_kl(n, t);
+        if (!(gain > 0)) continue;
+        BitConfig trial = bits;
+        set_wbits(trial, n, t);
+        std::vector<double> u = usage(ce.evaluate(trial), b);
+        if (!all_fit(u)) continue;
+        const double score = gain / std::max(added_use(use, u), 1e-12);
+        if (score > best) best = score, layer = n, from = f, to = t, best_use = std::move(u);
+      }
+    }
+    if (layer.empty()) break;
+    set_wbits(bits, layer, to);
+    use = std::move(best_use);
+    changes.push_back({layer, from, to, kSpendWhy});
+  }
+  return changes;
+}
+
+}  // namespace
+
 Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                                const BitConfig& start, SearchOracle& oracle,
                                const Phase2Options& o, std::vector<Phase2Step> done,
                                const Phase2StepHook& on_step) {
   if (o.candidate_bits.empty()) fail("Phase 2: no candidate bitwidths");
+  const std::vector<int> cand = candidate_widths(o.candidate_bits, ce.target());
   if (!(o.cycle_epochs > 0)) fail("Phase 2: the QAT cycle must be longer than 0 epochs");
   if (!fits(ce, b, start)) fail("Phase 2: the starting assignment breaks a budget");
   auto now = [] { return std::chrono::steady_clock::now(); };
@@ -281,18 +344,26 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
   if (r.steps.empty()) r.steps.push_back(record(0, start, {}));
   std::vector<BitConfig> visited;
   for (const Phase2Step& s : r.steps) visited.push_back(s.bits);
+  // A resumed run whose log ends with the spending step has finished its search.
+  bool spent = is_spend_step(r.steps.back());
+  if (spent && r.steps.size() < 2)
+    fail("Phase 2: the recorded steps hold only a spending step (expected the search before it)");
 
   auto in_band = [&](double acc) {
     return acc >= o.target_accuracy && (!o.minimize || acc <= o.target_accuracy + o.band);
   };
   while (true) {
-    const Phase2Step& last = r.steps.back();
+    const Phase2Step& last = spent ? r.steps[r.steps.size() - 2] : r.steps.back();
     if (in_band(last.accuracy)) {
       r.stop_reason = "in band";
       break;
     }
     if (last.iteration >= o.max_iterations) {
       r.stop_reason = "iteration limit";
+      break;
+    }
+    if (spent) {  // it stopped for the only other reason
+      r.stop_reason = "fixed point";
       break;
     }
     bool raise = last.accuracy < o.target_accuracy;
@@ -313,16 +384,35 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
     for (const BudgetCheck& c : s.budgets) t += c.value / c.budget;
     return t;
   };
-  int best = 0;
-  for (int i = 1; i < static_cast<int>(r.steps.size()); ++i) {
-    const Phase2Step &s = r.steps[i], &cb = r.steps[best];
-    bool s_ok = s.accuracy >= o.target_accuracy, b_ok = cb.accuracy >= o.target_accuracy;
-    if (o.minimize && s_ok && b_ok) {
-      if (total_use(s) < total_use(cb)) best = i;
-    } else if (s.accuracy > cb.accuracy) {
-      best = i;
+  auto best_of = [&](int n) {
+    int best = 0;
+    for (int i = 1; i < n; ++i) {
+      const Phase2Step &s = r.steps[i], &cb = r.steps[best];
+      bool s_ok = s.accuracy >= o.target_accuracy, b_ok = cb.accuracy >= o.target_accuracy;
+      if (o.minimize && s_ok && b_ok) {
+        if (total_use(s) < total_use(cb)) best = i;
+      } else if (s.accuracy > cb.accuracy) {
+        best = i;
+      }
+    }
+    return best;
+  };
+  int best = best_of(spent ? static_cast<int>(r.steps.size()) - 1
+                           : static_cast<int>(r.steps.size()));
+
+  // Spend the budget left at the best step (not when minimising resources: there the leftover is
+  // the point), one more QAT cycle, and keep it only if validation accuracy does not drop.
+  if (!spent && !o.minimize) {
+    BitConfig more = r.steps[best].bits;
+    std::vector<BitChange> ch = spend_leftover(g, ce, b, more, oracle, cand, o.pinned);
+    if (!ch.empty() && !seen(visited, more)) {
+      r.steps.push_back(record(r.steps.back().iteration + 1, more, ch));
+      spent = true;
     }
   }
+  if (spent && r.steps.back().accuracy >= r.steps[best].accuracy)
+    best = static_cast<int>(r.steps.size()) - 1;
+
   r.best_step = best;
   r.bits = r.steps[best].bits;
   r.accuracy = r.steps[best].accuracy;
@@ -348,147 +438,133 @@ int nearest_candidate(const std::vector<int>& cand, double x) {
   return best;
 }
 
-// Per-layer cost tables: weight bytes of each layer at each candidate (independent of the others).
-std::map<std::string, std::map<int, double>> layer_weight_bytes(const Graph& g,
-                                                                 const CostEvaluator& ce,
-                                                                 const std::vector<int>& cand,
-                                                                 int abits) {
-  std::map<std::string, std::map<int, double>> t;
-  for (int bits : cand)
-    for (const LayerCost& l : ce.evaluate(BitConfig::uniform(g, bits, abits)).layers)
-      t[l.name][bits] = static_cast<double>(l.weight_bytes);
-  return t;
-}
-
 }  // namespace
 
 BitConfig adaptive_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                               const std::map<std::string, double>& p,
                               const std::map<std::string, double>& t,
-                              const std::vector<int>& cand, int abits,
+                              const std::vector<int>& candidates, int abits,
                               const std::map<std::string, int>& pinned) {
-  if (cand.empty()) fail("adaptive: no candidate bitwidths");
-  require_reachable(g, ce, b, cand, abits, pinned, "adaptive");
-  std::map<std::string, double> base;  // log_4(p / (t s))
+  if (candidates.empty()) fail("adaptive: no candidate bitwidths");
+  const std::vector<int> cand = candidate_widths(candidates, ce.target());
+  std::map<std::string, double> base, gain;  // log_4(p / (t s)); p / t
   for (int i : g.weight_layers()) {
     const std::string& n = g.nodes[i].name;
     if (pinned.count(n)) continue;
     auto pi = p.find(n), ti = t.find(n);
     if (pi == p.end() || ti == t.end()) fail("adaptive: no measurement for layer '{}'", n);
     double s = static_cast<double>(g.nodes[i].params.at("weight").size());
-    double ratio = std::max(pi->second, 1e-30) / (std::max(ti->second, 1e-30) * s);
-    base[n] = std::log(ratio) / std::log(4.0);
+    gain[n] = std::max(pi->second, 1e-30) / std::max(ti->second, 1e-30);
+    base[n] = std::log(gain[n] / s) / std::log(4.0);
   }
-  auto config = [&](double c) {
-    std::map<std::string, int> w(pinned.begin(), pinned.end());
+  auto proposal = [&](double c) {
+    std::map<std::string, int> w;
     for (const auto& [n, v] : base) w[n] = nearest_candidate(cand, c + v);
-    return with_bits(g, abits, w);
+    return w;
   };
-  // The offset range that spans every layer from the lowest to the highest candidate.
-  double vmin = 0, vmax = 0;
-  for (const auto& [n, v] : base) vmin = std::min(vmin, v), vmax = std::max(vmax, v);
-  double lo = cand.front() - vmax - 1, hi = cand.back() - vmin + 1;
-  if (!fits(ce, b, config(lo)))
-    fail("adaptive: no assignment fits the budgets even with every layer at {} bits", cand.front());
-  for (int it = 0; it < 60; ++it) {
-    double mid = 0.5 * (lo + hi);
-    (fits(ce, b, config(mid)) ? lo : hi) = mid;
+  auto config = [&](const std::map<std::string, int>& w) {
+    std::map<std::string, int> all(pinned.begin(), pinned.end());
+    all.insert(w.begin(), w.end());
+    return with_bits(g, abits, all);
+  };
+  // The closed form's family: as the offset c grows, layer l moves up at c = midpoint - v_l
+  // between consecutive candidates. Every member is tried (not a bisection, which assumes cost
+  // grows with c: false under mcu); the largest c that fits every budget wins.
+  std::vector<double> offsets = {-1e9};
+  for (const auto& [n, v] : base)
+    for (size_t j = 1; j < cand.size(); ++j)
+      offsets.push_back(0.5 * (cand[j - 1] + cand[j]) - v + 1e-9);
+  std::sort(offsets.begin(), offsets.end());
+  const AssignmentSolver solver(g, ce, b, cand, abits, pinned);  // exact verdicts, fast
+  std::optional<std::map<std::string, int>> closest;  // least normalised overflow, if none fits
+  double least = std::numeric_limits<double>::infinity();
+  for (auto it = offsets.rbegin(); it != offsets.rend(); ++it) {
+    std::map<std::string, int> w = proposal(*it);
+    double over = 0;
+    for (const BudgetCheck& c : solver.check(config(w))) over += c.excess_pct;
+    if (over == 0) return config(w);
+    if (over < least) least = over, closest = w;
   }
-  return config(lo);
+  // No member fits (a non-monotone model, or budgets that pull apart): repair to feasibility, the
+  // assignment nearest to the closest member, ties broken by Zhou's objective sum p/t * 4^-b.
+  solver.require_feasible("adaptive");
+  std::optional<BitConfig> r = solver.nearest(*closest, [&](const std::string& n, int bits) {
+    return gain.at(n) * std::pow(4.0, -bits);
+  });
+  if (!r) solver.require_feasible("adaptive");
+  if (!r) fail("adaptive: internal error: the exact solver found no assignment");
+  return *r;
 }
 
 BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                              const std::map<std::string, double>& traces,
-                             const std::vector<int>& cand, int abits,
+                             const std::vector<int>& candidates, int abits,
                              const std::map<std::string, int>& pinned) {
-  if (cand.empty()) fail("hessian: no candidate bitwidths");
-  require_reachable(g, ce, b, cand, abits, pinned, "hessian");
-  auto bytes = layer_weight_bytes(g, ce, cand, abits);
-  std::vector<std::string> names;
-  std::vector<std::vector<KnapsackItem>> items;
-  double pinned_bytes = 0;
+  if (candidates.empty()) fail("hessian: no candidate bitwidths");
+  AssignmentSolver solver(g, ce, b, candidates, abits, pinned);
+  const std::vector<int>& cand = solver.candidates();
+  std::map<std::string, std::map<int, double>> damage;  // trace / n x ||Q_b(W) - W||^2
   for (int i : g.weight_layers()) {
     const Node& n = g.nodes[i];
-    if (pinned.count(n.name)) {
-      BitConfig one = with_bits(g, abits, {{n.name, pinned.at(n.name)}});
-      for (const LayerCost& l : ce.evaluate(one).layers)
-        if (l.name == n.name) pinned_bytes += static_cast<double>(l.weight_bytes);
-      continue;
-    }
+    if (pinned.count(n.name)) continue;
     auto tr = traces.find(n.name);
     if (tr == traces.end()) fail("hessian: no trace for layer '{}'", n.name);
     const Tensor& w = n.params.at("weight");
     double avg_trace = tr->second / static_cast<double>(w.size());
-    std::vector<KnapsackItem> row;
     for (int bits : cand) {
       Tensor dq = dequantize(quantize_weights_symmetric(w, bits, true));
       double err = 0;
-      for (int64_t k = 0; k < w.size(); ++k) err += double(dq.data[k] - w.data[k]) * (dq.data[k] - w.data[k]);
-      row.push_back({bits, bytes[n.name][bits], avg_trace * err});
+      for (int64_t k = 0; k < w.size(); ++k)
+        err += double(dq.data[k] - w.data[k]) * (dq.data[k] - w.data[k]);
+      damage[n.name][bits] = avg_trace * err;
     }
-    names.push_back(n.name);
-    items.push_back(row);
   }
-  auto solve = [&](double budget) -> std::optional<BitConfig> {
-    try {
-      KnapsackResult k = solve_knapsack(items, budget - pinned_bytes);
-      std::map<std::string, int> w(pinned.begin(), pinned.end());
-      for (size_t i = 0; i < names.size(); ++i) w[names[i]] = k.bits[i];
-      return with_bits(g, abits, w);
-    } catch (const Error&) {
-      return std::nullopt;
-    }
-  };
-  double budget = b.weight_bytes ? *b.weight_bytes
-                                 : static_cast<double>(
-                                       ce.evaluate(BitConfig::uniform(g, cand.back(), abits)).weight_bytes);
-  auto best = solve(budget);
-  if (!best) fail("hessian: no assignment over the candidates fits the weight-memory budget");
-  // The knapsack is exact under the weight-memory budget. Another budget (latency, energy) that
-  // still breaks is repaired greedily: lower the layer that adds the least damage per unit of
-  // overshoot relieved, until every budget holds.
-  std::map<std::string, size_t> index;
-  for (size_t i = 0; i < names.size(); ++i) index[names[i]] = i;
-  auto damage_of = [&](const std::string& n, int bits) {
-    for (const KnapsackItem& it : items[index.at(n)])
-      if (it.bits == bits) return it.damage;
-    return 0.0;
-  };
-  BitConfig c = *best;
-  std::vector<double> u = usage(ce.evaluate(c), b);
-  while (!all_fit(u)) {
-    Lowering low = cheapest_lowering(ce, b, c, u, names, cand, damage_of);
-    if (!low.to) {
-      require_reachable(g, ce, b, cand, abits, pinned, "hessian");
-      fail("hessian: no assignment over the candidates fits every budget");
-    }
-    set_wbits(c, low.layer, low.to);
-    u = usage(ce.evaluate(c), b);
-  }
-  return c;
+  // The integer program of HAWQ-V3: minimise the damage subject to every budget at once.
+  solver.require_feasible("hessian");
+  std::optional<BitConfig> r =
+      solver.solve([&](const std::string& n, int bits) { return damage.at(n).at(bits); });
+  if (!r) solver.require_feasible("hessian");
+  if (!r) fail("hessian: internal error: the exact solver found no assignment");
+  return *r;
 }
 
 BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
-                            const std::vector<int>& cand, int abits, uint64_t seed,
+                            const std::vector<int>& candidates, int abits, uint64_t seed,
                             const std::map<std::string, int>& pinned) {
-  if (cand.empty()) fail("random: no candidate bitwidths");
-  require_reachable(g, ce, b, cand, abits, pinned, "random");
+  if (candidates.empty()) fail("random: no candidate bitwidths");
+  const std::vector<int> cand = candidate_widths(candidates, ce.target());
   std::mt19937_64 rng(seed);
   std::vector<std::string> movable;
-  std::map<std::string, int> w(pinned.begin(), pinned.end());
+  std::map<std::string, int> w(pinned.begin(), pinned.end()), drawn;
   for (const std::string& n : layer_names(g))
     if (!pinned.count(n)) {
       movable.push_back(n);
-      w[n] = cand[uniform_index(rng, cand.size())];
+      w[n] = drawn[n] = cand[uniform_index(rng, cand.size())];
     }
   BitConfig c = with_bits(g, abits, w);
+  const AssignmentSolver solver(g, ce, b, cand, abits, pinned);  // exact verdicts, fast
+  if (movable.empty()) {
+    if (!solver.fits(c)) solver.require_feasible("random");
+    return c;
+  }
   auto pick = [&] { return movable[uniform_index(rng, movable.size())]; };
-  if (movable.empty()) return c;
-  for (int guard = 0; !fits(ce, b, c); ++guard) {
-    if (guard > 100000) fail("random: no assignment fits the budgets");
+  // Random layers lowered until every budget holds; if the bottom is reached over budget (a
+  // non-monotone model), the feasible assignment nearest to the draw (ties: random).
+  while (!solver.fits(c)) {
     bool any = false;
     for (const std::string& n : movable) any = any || step_down(cand, wbits_of(c, n));
-    if (!any) fail("random: no assignment fits the budgets even with every layer at {} bits", cand.front());
+    if (!any) {
+      solver.require_feasible("random");
+      std::map<std::string, std::vector<double>> noise;
+      for (const std::string& n : movable)
+        for (size_t j = 0; j < cand.size(); ++j) noise[n].push_back(uniform01(rng));
+      std::optional<BitConfig> r = solver.nearest(drawn, [&](const std::string& n, int bits) {
+        return noise.at(n)[std::find(cand.begin(), cand.end(), bits) - cand.begin()];
+      });
+      if (!r) fail("random: internal error: the exact solver found no assignment");
+      c = *r;
+      break;
+    }
     std::string n = pick();
     if (int to = step_down(cand, wbits_of(c, n))) set_wbits(c, n, to);
   }
@@ -498,15 +574,16 @@ BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budge
     if (!to) continue;
     BitConfig t = c;
     set_wbits(t, n, to);
-    if (fits(ce, b, t)) c = t;
+    if (solver.fits(t)) c = t;
   }
   return c;
 }
 
 std::vector<BitConfig> feasible_assignments(const Graph& g, const CostEvaluator& ce,
-                                            const Budgets& b, const std::vector<int>& cand,
+                                            const Budgets& b, const std::vector<int>& candidates,
                                             int abits, int64_t limit,
                                             const std::map<std::string, int>& pinned) {
+  const std::vector<int> cand = candidate_widths(candidates, ce.target());
   std::vector<std::string> names;
   for (const std::string& n : layer_names(g))
     if (!pinned.count(n)) names.push_back(n);

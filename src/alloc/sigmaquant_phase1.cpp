@@ -90,7 +90,7 @@ double sigma_damage(double sigma, int64_t weights, int bits) {
 
 Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Options& o) {
   check_options(g, o);
-  const std::vector<int>& cand = o.candidate_bits;
+  const std::vector<int> cand = candidate_widths(o.candidate_bits, t);
   const int m = static_cast<int>(cand.size());
   const Budgets budgets = o.budgets ? *o.budgets : t.budgets;
 
@@ -145,51 +145,18 @@ Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Opti
   }
   std::vector<int> bits(n);  // current weight bits per layer
   for (int i = 0; i < n; ++i) bits[i] = cfg.layers[r.layers[i].name].wbits;
+  // Feasibility, decided exactly over every assignment of the candidates (each budget's floor
+  // is every layer at its cheapest candidate for it, which under mcu can be 8 bits; budgets that
+  // can each be met alone but not together are refused too, by the exact solver).
+  const AssignmentSolver solver(g, ev, budgets, cand, o.abits, o.pinned, o.granularity);
+  solver.require_feasible("phase 1");
+  r.candidates = cand;
+  // The fitter's budget verdicts: check_budgets(ev.evaluate(cfg)) bit for bit, from the solver's
+  // per-layer tables (far cheaper than a full evaluation per trial move).
   auto checks_for = [&](const std::vector<int>& b) {
     for (int i = 0; i < n; ++i) cfg.layers[r.layers[i].name].wbits = b[i];
-    return check_budgets(ev.evaluate(cfg), budgets);
+    return solver.check(cfg);
   };
-
-  // Feasibility. A budget is out of reach when even the per-layer cheapest candidate for that
-  // budget's metric, summed over the layers, exceeds it (the totals are per-layer sums; activation
-  // memory does not depend on the weight bits). For every model but mcu the cheapest candidate is
-  // the smallest; mcu's 8-bit weights skip the unpack step and can be cheaper in time and energy.
-  {
-    std::vector<CostReport> uni;  // every free layer at candidate j, pinned layers as given
-    for (int j = 0; j < m; ++j) {
-      std::vector<int> b = bits;
-      for (int i = 0; i < n; ++i)
-        if (!r.layers[i].pinned) b[i] = cand[j];
-      for (int i = 0; i < n; ++i) cfg.layers[r.layers[i].name].wbits = b[i];
-      uni.push_back(ev.evaluate(cfg));
-    }
-    CostReport least = uni[0];  // totals replaced by the sums of the per-layer minima
-    auto lower_layer = [&](auto lfield) {
-      double best = 0;
-      for (size_t l = 0; l < least.layers.size(); ++l) {
-        double v = static_cast<double>(uni[0].layers[l].*lfield);
-        for (int j = 1; j < m; ++j) v = std::min(v, static_cast<double>(uni[j].layers[l].*lfield));
-        best += v;
-      }
-      return best;
-    };
-    least.weight_bytes = static_cast<int64_t>(lower_layer(&LayerCost::weight_bytes));
-    least.bops = static_cast<int64_t>(lower_layer(&LayerCost::bops));
-    least.latency_s = lower_layer(&LayerCost::latency_s);
-    least.energy_j = lower_layer(&LayerCost::energy_j);
-    std::string msg;
-    for (const BudgetCheck& c : check_budgets(least, budgets))
-      if (!c.fits)
-        msg += fmt::format("{}{} budget ({}) cannot be met: {} against {}, over by {} (+{:.1f} %)",
-                           msg.empty() ? "" : "; ", c.metric, c.key, show(c.unit, c.value),
-                           show(c.unit, c.budget), show(c.unit, c.excess), c.excess_pct);
-    if (!msg.empty())
-      fail(
-          "phase 1: no bit assignment fits target '{}': even with every non-pinned layer at its "
-          "cheapest candidate bitwidth ({} bits, the smallest, unless the model rewards wider "
-          "weights){} and activations at {} bits, {}",
-          t.name, cand[0], o.pinned.empty() ? "" : ", the pinned layers as given", o.abits, msg);
-  }
 
   // Free layers by ascending sigma (ties in graph order). The monotone constraint compares sigmas
   // strictly: layers of equal sigma may hold different bits.
@@ -255,7 +222,9 @@ Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Opti
     // applied move leads to a state not visited before, so the loop ends.
     std::vector<BudgetCheck> cur = checks_for(bits);
     std::set<std::vector<int>> visited = {bits};
+    const int max_moves = 8 * n * m + 64;  // far above what a monotone model needs (n x m)
     while (!all_fit(cur)) {
+      if (r.lowered >= max_moves) break;  // wandering: the exact solver below takes over
       const double before = overflow(cur);
       struct Move {
         std::vector<int> layers;
@@ -322,22 +291,29 @@ Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Opti
           fallback_bits = std::move(nb);
         }
       }
-      if (best < 0 && fallback < 0) {
-        std::string over;
-        for (const BudgetCheck& c : cur)
-          if (!c.fits)
-            over += fmt::format("{}{} {} against {}", over.empty() ? "" : ", ", c.metric,
-                                show(c.unit, c.value), show(c.unit, c.budget));
-        fail(
-            "phase 1: the budget fitter found no assignment meeting every budget of target '{}' "
-            "together (each alone can be met; the {} model is not monotone in the weight bits): "
-            "closest {}",
-            t.name, cost_model_name(t.kind), over);
-      }
+      if (best < 0 && fallback < 0) break;  // stuck: the exact solver below takes over
       bits = best >= 0 ? std::move(best_bits) : std::move(fallback_bits);
       cur = best >= 0 ? std::move(best_checks) : std::move(fallback_checks);
       visited.insert(bits);
       ++r.lowered;
+    }
+    if (!all_fit(cur)) {
+      // The greedy fitter got stuck or wandered (a model not monotone in the weight bits, or
+      // budgets pulling apart under the sigma-order constraint); a feasible assignment exists
+      // (checked above). The exact solver gives the one nearest to the sigma mapping, in
+      // candidate steps, ties broken by the damage proxy.
+      std::map<std::string, int> proposal;
+      for (int i : free_layers) proposal[r.layers[i].name] = r.layers[i].initial_bits;
+      std::optional<BitConfig> fit = solver.nearest(
+          proposal, [&](const std::string& name, int b) {
+            for (int i : free_layers)
+              if (r.layers[i].name == name) return damage_of(i, b);
+            return 0.0;
+          });
+      if (!fit) fail("phase 1: internal error: the exact solver found no assignment");
+      for (int i : free_layers) bits[i] = fit->layers.at(r.layers[i].name).wbits;
+      cur = checks_for(bits);
+      r.exact_fit = true;
     }
 
     // 4b. raise while comfortably under every budget, one layer one candidate step at a time,
@@ -429,8 +405,12 @@ std::string phase1_table(const Phase1Result& r) {
   out += fmt::format("\nclusters {} (centres", r.k);
   for (size_t c = 0; c < r.centers.size(); ++c)
     out += fmt::format(" {:.4g}->{}b", r.centers[c], r.cluster_bits[c]);
-  out += fmt::format("); budget fitting: {} step(s) while over budget, {} raise(s) after\n",
-                     r.lowered, r.raised);
+  out += fmt::format("); budget fitting: {} step(s) while over budget{}, {} raise(s) after\n",
+                     r.lowered,
+                     r.exact_fit ? " (greedy stuck: the exact solver gave the feasible assignment "
+                                   "nearest the sigma mapping)"
+                                 : "",
+                     r.raised);
   if (!r.budgets.empty()) {
     Table bt({"budget", "value", "limit", "verdict"},
              {Align::Left, Align::Right, Align::Right, Align::Left});
@@ -465,6 +445,8 @@ nlohmann::ordered_json phase1_to_json(const Phase1Result& r) {
           {"silhouette", r.criterion},
           {"lowered", r.lowered},
           {"raised", r.raised},
+          {"exact_fit", r.exact_fit},
+          {"candidates", r.candidates},
           {"damage", r.damage},
           {"layers", layers},
           {"cost", cost_to_json(r.cost)["total"]},

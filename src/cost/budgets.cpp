@@ -1,8 +1,73 @@
-// Budget verdicts and the JSON form of a cost report.
+// Budget verdicts, their text for people, and the JSON form of a cost report.
+#include <cmath>
+
 #include "sigmaquant/cost.h"
 #include "sigmaquant/error.h"
 
 namespace sq {
+
+namespace {
+
+// The display scale of a quantity: a divisor and the unit's name.
+struct Scaled {
+  double div;
+  std::string name;
+};
+Scaled scale_for(double v, const std::string& unit) {
+  const double a = std::fabs(v);
+  if (unit == "B") {
+    if (a >= 1024.0 * 1024 * 1024) return {1024.0 * 1024 * 1024, "GiB"};
+    if (a >= 1024.0 * 1024) return {1024.0 * 1024, "MiB"};
+    if (a >= 1024.0) return {1024.0, "KiB"};
+    return {1, "B"};
+  }
+  if (unit == "ops") return {1e9, "GBOPs"};
+  if (unit == "s" || unit == "J") {
+    static const std::pair<double, const char*> kPrefixes[] = {
+        {1, ""}, {1e-3, "m"}, {1e-6, "u"}, {1e-9, "n"}, {1e-12, "p"}};
+    for (const auto& [f, p] : kPrefixes)
+      if (a >= f) return {f, p + unit};
+    // Below a pico-unit (or zero): the exponent form in milli-units, the budgets' file unit.
+    return a == 0 ? Scaled{1e-3, "m" + unit} : Scaled{1, unit};
+  }
+  return {1, unit};
+}
+
+std::string scaled_text(double v, const Scaled& s, int digits) {
+  return fmt::format("{:.{}g} {}", v / s.div, digits, s.name);
+}
+
+}  // namespace
+
+std::string budget_value_text(double v, const std::string& unit) {
+  return scaled_text(v, scale_for(v, unit), 4);
+}
+
+std::string budget_percent_text(double pct) {
+  const double a = std::fabs(pct);
+  if (!std::isfinite(pct) || a >= 1e6) return fmt::format("{:.3g} %", pct);
+  if (a >= 0.1 || a == 0) return fmt::format("{:.1f} %", pct);
+  return fmt::format("{:.2g} %", pct);
+}
+
+std::string budget_check_text(const BudgetCheck& c) {
+  // Both in the budget's scale, with the fewest significant digits (4 at least) that tell them
+  // apart: an overshoot of 0.0001 % must not read "0.065 ms against 0.065 ms".
+  const Scaled s = scale_for(c.budget, c.unit);
+  int digits = 4;
+  while (digits < 17 && c.value != c.budget &&
+         scaled_text(c.value, s, digits) == scaled_text(c.budget, s, digits))
+    ++digits;
+  std::string text = fmt::format("{} against {}", scaled_text(c.value, s, digits),
+                                 scaled_text(c.budget, s, digits));
+  if (c.fits) {
+    if (c.budget > 0)
+      text += fmt::format(", {} used", budget_percent_text(100.0 * c.value / c.budget));
+    return text;
+  }
+  return text + fmt::format(", over by {} (+{})", budget_value_text(c.excess, c.unit),
+                            budget_percent_text(c.excess_pct));
+}
 
 std::vector<BudgetCheck> check_budgets(const CostReport& r, const Budgets& b) {
   std::vector<BudgetCheck> out;

@@ -8,15 +8,7 @@
 
 namespace sq::jsonf {
 
-json read_json_file(const std::string& path) {
-  std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {  // parse errors and numbers beyond double
-    fail("{}: not valid JSON ({})", path, e.what());
-  }
-}
-
+json read_json_file(const std::string& path) { return parse_json_strict(read_file(path), path); }
 
 std::string join(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;

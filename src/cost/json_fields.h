@@ -13,8 +13,9 @@ namespace sq::jsonf {
 
 using json = nlohmann::json;
 
-// Reads and parses a JSON file; throws sq::Error "PATH: not valid JSON (...)" on any parse
-// error, numbers beyond double's range included.
+// Reads and parses a JSON file with parse_json_strict (fileutil.h); throws sq::Error
+// "PATH: not valid JSON (...)" on any parse error, numbers beyond double's range included, and
+// "PATH: duplicate key 'K' in 'P' ..." when an object holds a key twice.
 json read_json_file(const std::string& path);
 
 // "params" + "clock_mhz" -> "params.clock_mhz"; "" + "x" -> "x".

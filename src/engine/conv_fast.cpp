@@ -422,8 +422,10 @@ Isa best_isa() {
   return cpu_has_avxvnni() ? Isa::AvxVnni : cpu_has_avx2() ? Isa::Avx2 : Isa::Portable;
 }
 
-const char* PreparedConv2d::kernel_name() const {
-  switch (kernel_) {
+namespace {
+
+const char* name_of(Kernel k) {
+  switch (k) {
     case Kernel::Avx2Madd16:
       return "avx2_madd16";
     case Kernel::Avx2Maddubs:
@@ -435,13 +437,15 @@ const char* PreparedConv2d::kernel_name() const {
   }
 }
 
+// maddubs sums two u8 × s8 products in int16: 2·255·64 = 32640 fits, 2·255·65 does not.
+constexpr int32_t kMaddubsMaxWeight = 64;
+
+}  // namespace
+
+const char* PreparedConv2d::kernel_name() const { return name_of(kernel_); }
+
+// The dispatch: an ISA and the layer's weights name the kernel; the Kernel form does the rest.
 PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa) {
-  check_conv(s, &L);
-  if (s.groups != 1)
-    fail("prepare_conv2d_u8: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)", L.name,
-         s.groups);
-  if (L.out_node < 0)
-    fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
   if (isa == Isa::Reference)
     fail(
         "prepare_conv2d_u8: Isa::Reference is for executors (expected Auto, Portable, Avx2 or "
@@ -450,6 +454,30 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
   if (isa == Isa::Avx2 && !cpu_has_avx2()) fail("prepare_conv2d_u8: this CPU has no AVX2");
   if (isa == Isa::AvxVnni && !cpu_has_avxvnni())
     fail("prepare_conv2d_u8: this CPU has no AVX-VNNI");
+  int64_t wmax = 0;  // weights beyond 8 bits are rejected by the Kernel form
+  for (int32_t w : L.weights) wmax = std::max<int64_t>(wmax, w < 0 ? -int64_t{w} : w);
+  const Kernel kernel = isa == Isa::AvxVnni ? Kernel::AvxVnniDpbusd
+                        : isa == Isa::Avx2
+                            ? (wmax <= kMaddubsMaxWeight ? Kernel::Avx2Maddubs : Kernel::Avx2Madd16)
+                            : Kernel::Portable;
+  return prepare_conv2d_u8(s, L, kernel);
+}
+
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Kernel kernel) {
+  check_conv(s, &L);
+  if (s.groups != 1)
+    fail("prepare_conv2d_u8: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)", L.name,
+         s.groups);
+  if (L.out_node < 0)
+    fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
+  if (kernel != Kernel::Portable && kernel != Kernel::Avx2Madd16 &&
+      kernel != Kernel::Avx2Maddubs && kernel != Kernel::AvxVnniDpbusd)
+    fail("prepare_conv2d_u8: unknown kernel {} (expected a PreparedConv2d::Kernel)",
+         static_cast<int>(kernel));
+  if (kernel != Kernel::Portable && !cpu_has_avx2())
+    fail("prepare_conv2d_u8: kernel {} needs AVX2, which this CPU lacks", name_of(kernel));
+  if (kernel == Kernel::AvxVnniDpbusd && !cpu_has_avxvnni())
+    fail("prepare_conv2d_u8: kernel {} needs AVX-VNNI, which this CPU lacks", name_of(kernel));
   PreparedConv2d c;
   c.s_ = s;
   c.k_ = s.in_c * s.kernel * s.kernel;
@@ -462,9 +490,11 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa)
       fail("prepare_conv2d_u8: layer '{}' has weight {} (expected 8 bits)", L.name, w);
     wmax = std::max(wmax, w < 0 ? -w : w);
   }
-  c.kernel_ = isa == Isa::AvxVnni ? Kernel::AvxVnniDpbusd
-              : isa == Isa::Avx2  ? (wmax <= 64 ? Kernel::Avx2Maddubs : Kernel::Avx2Madd16)
-                                  : Kernel::Portable;
+  if (kernel == Kernel::Avx2Maddubs && wmax > kMaddubsMaxWeight)
+    fail("prepare_conv2d_u8: layer '{}' has a weight of magnitude {} (avx2_maddubs is exact only "
+         "up to {})",
+         L.name, wmax, kMaddubsMaxWeight);
+  c.kernel_ = kernel;
   const bool int8 = uses_int8_layout(c.kernel_);
   const int64_t taps = int8 ? kTaps8 : kTaps16, kk = s.kernel * s.kernel;
   // Direct (im2col-free) when padding each pixel's channels to the tap group costs at most a

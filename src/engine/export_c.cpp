@@ -8,9 +8,14 @@
 // fractions), and the logits use the float bias exactly as conv2d_f32_ref.
 #include "sigmaquant/export_c.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <climits>
 #include <cmath>
 #include <map>
@@ -40,6 +45,7 @@ struct Plan {
   int64_t input_plane = 0;
 };
 
+// g and im after fold_input_batchnorm (the plan's layer and node indices are g's).
 Plan make_plan(const Graph& g, const IntModel& im) {
   for (const Node& n : g.nodes)
     if (n.op == Op::BatchNorm)
@@ -48,6 +54,16 @@ Plan make_plan(const Graph& g, const IntModel& im) {
     if (!std::isfinite(q.scale))
       fail("export c: quantization point {} has scale {} (expected a finite positive number)", node,
            q.scale);
+  // What load_sqm and the engine refuse, refused before any file is written.
+  for (const IntLayer& L : im.layers)
+    for (size_t c = 0; c < L.weight_scales.size(); ++c) {
+      if (!std::isfinite(L.weight_scales[c]) || L.weight_scales[c] < 0)
+        fail("export c: layer '{}': channel {} has weight scale {} (expected a finite number >= 0)",
+             L.name, c, L.weight_scales[c]);
+      if (c < L.bias_float.size() && !std::isfinite(L.bias_float[c]))
+        fail("export c: layer '{}': channel {} has bias {} (expected a finite number)", L.name, c,
+             L.bias_float[c]);
+    }
   Plan p;
   try {
     p.ex = GraphExecutor::prepare(g, im, Isa::Reference);
@@ -59,7 +75,9 @@ Plan make_plan(const Graph& g, const IntModel& im) {
     using K = GraphExecutor::Step::Kind;
     if (st.kind == K::ConvFast || st.kind == K::AddLut)
       fail("export c: step '{}' is an optimized kernel (expected the reference plan)", st.name);
-    if (st.kind != K::ConvRef && st.kind != K::ConvF32 && st.kind != K::ConvGap) continue;
+    if (st.kind != K::ConvRef && st.kind != K::ConvF32 && st.kind != K::ConvGap &&
+        st.kind != K::ConvPool)
+      continue;
     const ConvShape& c = st.conv;
     const int64_t taps = c.in_c / c.groups * c.kernel * c.kernel;
     if (taps > kMaxTaps)
@@ -120,8 +138,7 @@ struct Written {
   int64_t packed_bytes = 0;
 };
 
-Written write_model(const QuantModel& qm, const Plan& p) {
-  const Graph& g = qm.graph;
+Written write_model(const Graph& g, const Plan& p) {
   Written w;
   std::string d;
   d += fmt::format(
@@ -158,7 +175,8 @@ Written write_model(const QuantModel& qm, const Plan& p) {
   for (const GraphExecutor::Step& s : p.ex.steps()) {
     ++k;
     const std::string pn = fmt::format("sq_step{}", k);
-    const bool conv = s.kind == Kind::ConvRef || s.kind == Kind::ConvF32 || s.kind == Kind::ConvGap;
+    const bool conv = s.kind == Kind::ConvRef || s.kind == Kind::ConvF32 ||
+                      s.kind == Kind::ConvGap || s.kind == Kind::ConvPool;
     std::string id;
     if (conv) {
       // The layer's constants.
@@ -203,7 +221,7 @@ Written write_model(const QuantModel& qm, const Plan& p) {
           c.groups, L.in_zero_point, id, id, id, id, u8 ? id + "_rq" : "0",
           u8 ? L.out_zero_point : 0, u8 ? L.out_lo : 0, u8 ? L.out_hi : 0, c_float(L.in_scale),
           f32 ? id + "_w_scale" : "0", b_float ? id + "_b_float" : "0");
-      if (s.kind == Kind::ConvGap) {
+      if (s.kind == Kind::ConvGap || s.kind == Kind::ConvPool) {
         const bool cap = !s.gap_hi.empty() && s.gap_hi[0] >= 0;
         if (cap)
           d += c_array(
@@ -220,6 +238,12 @@ Written write_model(const QuantModel& qm, const Plan& p) {
             "static const sq_conv_gap_params {}_gap = {{{}, {}, {}, {}_gap_m, {}, {}, {}}};\n", id,
             s.relu ? 1 : 0, cap ? id + "_gap_cap" : "0", frac ? id + "_gap_frac" : "0", id,
             s.zp_out, s.lo, s.hi);
+        if (s.kind == Kind::ConvPool) {
+          const PoolShape& q = s.pool;
+          d += fmt::format(
+              "static const sq_pool_shape {}_pool = {{{}, {}, {}, {}, {}, {}, {}, {}}};\n", id, q.c,
+              q.in_h, q.in_w, q.out_h(), q.out_w(), q.kernel, q.stride, q.padding);
+        }
       }
       d += "\n";
     }
@@ -238,6 +262,10 @@ Written write_model(const QuantModel& qm, const Plan& p) {
       case Kind::ConvGap:
         body += fmt::format("  sq_conv_gap_u8(&{}, &{}_gap, {}, {}, &sq_ws);\n", id, id,
                             buf_ref(p, s.in), buf_ref(p, s.out));
+        break;
+      case Kind::ConvPool:
+        body += fmt::format("  sq_conv_avgpool_u8(&{}, &{}_gap, &{}_pool, {}, {}, &sq_ws);\n", id,
+                            id, id, buf_ref(p, s.in), buf_ref(p, s.out));
         break;
       case Kind::Add:
         d += fmt::format("static const sq_add_params {} = {{{}, {}, {}, {}, {}, {}, {}}};\n", pn,
@@ -374,20 +402,91 @@ const char* kMakefile =
     "\n"
     ".PHONY: clean\n";
 
+// The staging directory: every file is written there first, so that a failure leaves the
+// destination as it was. Removed (with what it holds) unless released.
+class Staging {
+ public:
+  explicit Staging(std::string dir) : dir_(std::move(dir)) {}
+  Staging(const Staging&) = delete;
+  Staging& operator=(const Staging&) = delete;
+  ~Staging() {
+    if (dir_.empty()) return;
+    for (const std::string& f : files_) ::unlink((dir_ + "/" + f).c_str());
+    ::rmdir(dir_.c_str());
+  }
+  const std::string& dir() const { return dir_; }
+  void add(const std::string& name, const std::string& bytes) {
+    write_file_atomic(dir_ + "/" + name, bytes);
+    files_.push_back(name);
+  }
+  const std::vector<std::string>& files() const { return files_; }
+  void release() { dir_.clear(); }
+
+ private:
+  std::string dir_;
+  std::vector<std::string> files_;
+};
+
+// Writes the named files into out_dir as one set: into a fresh directory next to it
+// (OUT.tmp.<pid>), which then becomes out_dir by one rename — or, when out_dir exists already
+// (it may hold other files: a built demo, inputs), whose files are moved in one by one once every
+// destination name is known to be free or a regular file. Any failure before the moves leaves
+// out_dir untouched and removes the staging directory.
+void write_file_set(const std::string& out_dir,
+                    const std::vector<std::pair<std::string, std::string>>& files) {
+  std::string dir = out_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir.empty()) fail("export c: empty output directory name");
+  const size_t slash = dir.rfind('/');
+  if (slash != std::string::npos && slash > 0) make_dirs(dir.substr(0, slash));
+  struct stat st;
+  const bool exists = ::stat(dir.c_str(), &st) == 0;
+  if (exists && !S_ISDIR(st.st_mode)) fail("{}: exists and is not a directory", dir);
+  if (exists)
+    for (const auto& f : files) {
+      const std::string dst = dir + "/" + f.first;
+      if (::lstat(dst.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        fail("{}: exists and is not a regular file (nothing was written)", dst);
+    }
+  Staging stage(dir + ".tmp." + std::to_string(::getpid()));
+  if (::mkdir(stage.dir().c_str(), 0755) != 0) {
+    const int e = errno;
+    stage.release();  // not ours to remove
+    fail("{}: cannot create the staging directory ({})", dir + ".tmp." + std::to_string(::getpid()),
+         std::strerror(e));
+  }
+  for (const auto& [name, bytes] : files) stage.add(name, bytes);
+  if (!exists) {
+    if (::rename(stage.dir().c_str(), dir.c_str()) != 0)
+      fail("{}: cannot rename the staging directory into place ({})", dir, std::strerror(errno));
+    stage.release();
+    return;
+  }
+  for (const std::string& name : stage.files()) {
+    const std::string from = stage.dir() + "/" + name, to = dir + "/" + name;
+    if (::rename(from.c_str(), to.c_str()) != 0)
+      fail("{}: cannot move the new file into place ({})", to, std::strerror(errno));
+  }
+}
+
 }  // namespace
 
 void export_c(const QuantModel& qm, const std::string& out_dir) {
-  const IntModel im = integerize(qm);
-  const Plan plan = make_plan(qm.graph, im);
-  const Written w = write_model(qm, plan);
-  make_dirs(out_dir);
-  const std::string dir = out_dir.empty() || out_dir.back() == '/' ? out_dir : out_dir + "/";
-  write_file_atomic(dir + "model.h", w.model_h);
-  write_file_atomic(dir + "model_data.c", w.model_data_c);
-  write_file_atomic(dir + "sq_runtime.h", detail::kCRuntimeHeader);
-  write_file_atomic(dir + "sq_runtime.c", detail::kCRuntimeSource);
-  write_file_atomic(dir + "main_example.c", kMainExample);
-  write_file_atomic(dir + "Makefile", kMakefile);
+  Graph g = qm.graph;
+  IntModel im = integerize(qm);
+  try {
+    fold_input_batchnorm(g, im);  // as GraphExecutor::prepare: the plan's indices are g's
+  } catch (const Error& e) {
+    fail("export c: {}", e.what());
+  }
+  const Plan plan = make_plan(g, im);
+  const Written w = write_model(g, plan);
+  write_file_set(out_dir, {{"model.h", w.model_h},
+                           {"model_data.c", w.model_data_c},
+                           {"sq_runtime.h", detail::kCRuntimeHeader},
+                           {"sq_runtime.c", detail::kCRuntimeSource},
+                           {"main_example.c", kMainExample},
+                           {"Makefile", kMakefile}});
 }
 
 }  // namespace sq

@@ -57,11 +57,97 @@ bool same_point(const ActQuant& a, const ActQuant& b) {
 
 size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
+// The batchnorm that is the input's only reader, or -1.
+int input_batchnorm(const Graph& g) {
+  if (g.nodes.size() < 2 || g.nodes[0].op != Op::Input) return -1;
+  const std::vector<int> cons = consumers(g, 0);
+  return cons.size() == 1 && g.nodes[cons[0]].op == Op::BatchNorm ? cons[0] : -1;
+}
+
 }  // namespace
 
-GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa) {
+bool fold_input_batchnorm(Graph& g, IntModel& im) {
+  bool folded = false;
+  for (int k = input_batchnorm(g); k > 0; k = input_batchnorm(g)) {
+    const Node& bn = g.nodes[k];
+    if (g.input_shape.size() != 3)
+      fail("engine: batchnorm '{}' reads the input of shape {} (expected C,H,W)", bn.name,
+           shape_str(g.input_shape));
+    const int64_t c = g.input_shape[0];
+    const char* names[] = {"weight", "bias", "running_mean", "running_var"};
+    for (const char* pn : names) {
+      auto it = bn.params.find(pn);
+      if (it == bn.params.end() || static_cast<int64_t>(it->second.data.size()) != c)
+        fail(
+            "engine: batchnorm '{}' right after the input has no '{}' of {} values (expected its "
+            "parameters, to fold it into the input normalization)",
+            bn.name, pn, c);
+    }
+    const auto& gamma = bn.params.at("weight").data;
+    const auto& beta = bn.params.at("bias").data;
+    const auto& mu = bn.params.at("running_mean").data;
+    const auto& var = bn.params.at("running_var").data;
+    // bn((x − m) / s) = a · ((x − m) / s − mu) + beta = (x − m2) / s2 with
+    // a = gamma / √(var + eps), m2 = m + s · (mu − beta / a), s2 = s / a: a normalization again
+    // when a > 0.
+    std::vector<float> mean(static_cast<size_t>(c)), sd(static_cast<size_t>(c));
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const double m = g.input_mean.empty() ? 0.0 : g.input_mean[ch];
+      const double s = g.input_std.empty() || !(g.input_std[ch] > 0) ? 1.0 : g.input_std[ch];
+      const double a = gamma[ch] / std::sqrt(static_cast<double>(var[ch]) + bn.eps);
+      const double m2 = m + s * (mu[ch] - beta[ch] / a), s2 = s / a;
+      if (!(a > 0) || !std::isfinite(a) || !std::isfinite(m2) || !(s2 > 0) ||
+          !std::isfinite(static_cast<float>(s2)) || !std::isfinite(static_cast<float>(m2)))
+        fail(
+            "engine: batchnorm '{}' right after the input has scale gamma / sqrt(var + eps) = {} "
+            "on channel {} (expected a finite positive scale: the engine folds a leading "
+            "batchnorm into the input normalization (x - mean) / std)",
+            bn.name, a, ch);
+      mean[ch] = static_cast<float>(m2);
+      sd[ch] = static_cast<float>(s2);
+    }
+    if (im.points.count(0))
+      fail("engine: the input of '{}' is a quantization point and is read by batchnorm '{}'",
+           g.name, bn.name);
+    // Drop node k: its readers read the input, later indices shift down by one.
+    auto remap = [k](int i) { return i == k ? 0 : (i > k ? i - 1 : i); };
+    g.nodes.erase(g.nodes.begin() + k);
+    for (Node& n : g.nodes)
+      for (int& in : n.inputs) in = remap(in);
+    g.input_mean = std::move(mean);
+    g.input_std = std::move(sd);
+    std::map<int, ActQuant> points;
+    for (const auto& [node, q] : im.points) points[remap(node)] = q;
+    im.points = std::move(points);
+    for (IntLayer& L : im.layers) {
+      L.node = remap(L.node);
+      L.in_node = remap(L.in_node);
+      if (L.out_node >= 0) L.out_node = remap(L.out_node);
+    }
+    folded = true;
+  }
+  return folded;
+}
+
+GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa isa) {
+  if (input_batchnorm(g0) > 0) {
+    Graph g = g0;
+    IntModel im = im0;
+    fold_input_batchnorm(g, im);
+    return prepare(g, im, isa);
+  }
+  const Graph& g = g0;
+  const IntModel& im = im0;
   if (g.nodes.empty() || g.nodes[0].op != Op::Input)
     fail("engine: graph '{}' has no input", g.name);
+  // Up front, so that the message does not depend on where the walk meets it.
+  for (const Node& n : g.nodes)
+    if (n.op == Op::BatchNorm)
+      fail(
+          "engine: batchnorm '{}' (expected a BN-folded graph: a batchnorm must follow a conv or "
+          "linear layer, which absorbs it, or be the input's only reader, which the input "
+          "normalization absorbs)",
+          n.name);
   if (g.input_shape.size() != 3)
     fail("engine: graph '{}' input shape {} (expected C,H,W)", g.name, shape_str(g.input_shape));
   for (const Node& n : g.nodes)
@@ -285,7 +371,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
           emit_path(w, out);
           break;
         }
-        // A float output inside the graph: conv → ReLU/ReLU6 → global average pooling.
+        // A float output inside the graph: conv → ReLU/ReLU6 → (global) average pooling.
         int cur = i;
         bool relu = false, relu6 = false;
         for (;;) {
@@ -293,28 +379,39 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
           if (cons.size() != 1)
             fail(
                 "engine: layer '{}' has no quantization point downstream and '{}' has {} readers "
-                "(expected conv → relu/relu6 → global average pooling)",
+                "(expected conv → relu/relu6 → average pooling)",
                 L.name, g.nodes[cur].name, cons.size());
           cur = cons[0];
           const Op op = g.nodes[cur].op;
-          if (op == Op::GlobalAvgPool) break;
+          if (op == Op::GlobalAvgPool || op == Op::AvgPool) break;
           if (op != Op::ReLU && op != Op::ReLU6)
             fail(
                 "engine: layer '{}' has no quantization point downstream and is read by '{}' "
-                "(expected conv → relu/relu6 → global average pooling)",
+                "(expected conv → relu/relu6 → average pooling)",
                 L.name, g.nodes[cur].name);
           relu |= op == Op::ReLU;
           relu6 |= op == Op::ReLU6;
           val[cur].done = true;
         }
         const int gap = cur;
+        const Node& pool = g.nodes[gap];
         Walk w = walk_to_point(g, gap, pts);
         if (w.point < 0)
-          fail("engine: global average pooling '{}' reaches no quantization point",
-               g.nodes[gap].name);
+          fail("engine: average pooling '{}' reaches no quantization point", pool.name);
         const ActQuant& q = point(w.point);
-        const int64_t hw = st.conv.out_h() * st.conv.out_w();
+        // The window each output averages over: the whole plane (global) or kernel² taps, the
+        // padded ones counting as zeros (count_include_pad, as the float model).
+        int64_t hw = st.conv.out_h() * st.conv.out_w();
         st.kind = Step::Kind::ConvGap;
+        if (pool.op == Op::AvgPool) {
+          st.kind = Step::Kind::ConvPool;
+          st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(), pool.kernel,
+                              pool.stride, pool.padding};
+          if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 || 2 * pool.padding > pool.kernel)
+            fail("engine: average pooling '{}': window {}, stride {}, padding {} over {}x{}",
+                 pool.name, pool.kernel, pool.stride, pool.padding, st.pool.in_h, st.pool.in_w);
+          hw = pool.kernel * pool.kernel;
+        }
         st.relu = relu || relu6;
         for (int64_t c = 0; c < st.conv.out_c; ++c) {
           const float sw = L.weight_scales.at(c);
@@ -333,7 +430,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
         }
         std::tie(st.lo, st.hi) = act_range(q, w.relu, w.relu6);
         st.zp_out = q.zero_point;
-        st.out = new_buffer(st.conv.out_c);
+        st.out = new_buffer(numel_of(gap));
         const int out = st.out;
         ex.acc_.resize(std::max(ex.acc_.size(), static_cast<size_t>(st.conv.out_size())));
         push(st);
@@ -427,7 +524,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
         ensure_point(i);
         break;
       }
-      case Op::BatchNorm:
+      case Op::BatchNorm:  // refused above
         fail("engine: batchnorm '{}' (expected a BN-folded graph)", n.name);
     }
   }
@@ -502,21 +599,45 @@ void GraphExecutor::execute() {
       case Step::Kind::ConvF32:
         conv2d_f32_ref(st.conv, layers_[st.layer], in, logits_);
         break;
-      case Step::Kind::ConvGap: {
+      case Step::Kind::ConvGap:
+      case Step::Kind::ConvPool: {
         conv2d_acc_ref(st.conv, layers_[st.layer], in, acc_.data());
         const int64_t hw = st.conv.out_h() * st.conv.out_w();
         for (int64_t c = 0; c < st.conv.out_c; ++c) {
-          const int64_t* a = acc_.data() + c * hw;
+          // The activation on the accumulators, in 2^−8 units, in place.
+          int64_t* a = acc_.data() + c * hw;
           const int64_t cap = st.gap_hi[c];
-          int64_t sum = 0;
           for (int64_t p = 0; p < hw; ++p) {
             int64_t v = a[p] * (int64_t{1} << kGapFrac) + st.gap_frac[c];
             if (st.relu) v = std::max<int64_t>(v, 0);
             if (cap >= 0) v = std::min(v, cap);
-            sum += v;
+            a[p] = v;
           }
-          const int64_t y = int64_t{requantize(sum, st.gap_m[c])} + st.zp_out;
-          out[c] = static_cast<uint8_t>(std::clamp<int64_t>(y, st.lo, st.hi));
+          auto emit = [&](int64_t sum) {
+            const int64_t y = int64_t{requantize(sum, st.gap_m[c])} + st.zp_out;
+            return static_cast<uint8_t>(std::clamp<int64_t>(y, st.lo, st.hi));
+          };
+          if (st.kind == Step::Kind::ConvGap) {
+            int64_t sum = 0;
+            for (int64_t p = 0; p < hw; ++p) sum += a[p];
+            out[c] = emit(sum);
+            continue;
+          }
+          // Average pooling windows (avgpool_u8_ref's loops): padded taps add 0, count in M.
+          const PoolShape& ps = st.pool;
+          const int64_t oh = ps.out_h(), ow = ps.out_w();
+          for (int64_t oy = 0; oy < oh; ++oy)
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              int64_t sum = 0;
+              for (int64_t ky = 0; ky < ps.kernel; ++ky)
+                for (int64_t kx = 0; kx < ps.kernel; ++kx) {
+                  const int64_t iy = oy * ps.stride - ps.padding + ky,
+                                ix = ox * ps.stride - ps.padding + kx;
+                  if (iy < 0 || iy >= ps.in_h || ix < 0 || ix >= ps.in_w) continue;
+                  sum += a[iy * ps.in_w + ix];
+                }
+              out[(c * oh + oy) * ow + ox] = emit(sum);
+            }
         }
         break;
       }
@@ -554,8 +675,9 @@ void GraphExecutor::execute() {
 }
 
 std::vector<std::string> GraphExecutor::describe() const {
-  static const char* kinds[] = {"conv", "conv(ref)", "conv(f32)", "conv+gap", "add(ref)",
-                                "add",  "maxpool",   "avgpool",   "gap",      "table"};
+  static const char* kinds[] = {"conv",    "conv(ref)", "conv(f32)", "conv+gap",
+                                "add(ref)", "add",       "maxpool",   "avgpool",
+                                "gap",      "table",     "conv+avgpool"};
   std::vector<std::string> lines;
   for (const Step& st : steps_) {
     std::string k = kinds[static_cast<int>(st.kind)];

@@ -14,6 +14,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -72,8 +73,27 @@ int node_at(const Graph& g, const nlohmann::json& j, const char* key, const std:
 
 }  // namespace
 
-void save_sqm(const std::string& path, const Graph& g, const IntModel& im,
+void save_sqm(const std::string& path, const Graph& g0, const IntModel& im0,
               const nlohmann::json& meta) {
+  // A batchnorm reading the input is stored folded into the input normalization (the file holds
+  // no float parameters to run it with), exactly as GraphExecutor::prepare folds it.
+  Graph folded_g;
+  IntModel folded_im;
+  const bool fold = g0.nodes.size() > 1 && g0.nodes[0].op == Op::Input &&
+                    std::any_of(g0.nodes.begin(), g0.nodes.end(), [](const Node& n) {
+                      return n.op == Op::BatchNorm && n.inputs.size() == 1 && n.inputs[0] == 0;
+                    });
+  if (fold) {
+    folded_g = g0;
+    folded_im = im0;
+    try {
+      fold_input_batchnorm(folded_g, folded_im);
+    } catch (const Error& e) {
+      fail("{}: {}", path, e.what());
+    }
+  }
+  const Graph& g = fold ? folded_g : g0;
+  const IntModel& im = fold ? folded_im : im0;
   const auto wl = g.weight_layers();
   if (wl.size() != im.layers.size())
     fail("{}: the integer model has {} layers (expected {}, one per weight layer)", path,
@@ -82,6 +102,12 @@ void save_sqm(const std::string& path, const Graph& g, const IntModel& im,
   for (const auto& [node, q] : im.points) {
     if (node < 0 || node >= static_cast<int>(g.nodes.size()))
       fail("{}: quantization point at node {} (expected 0..{})", path, node, g.nodes.size() - 1);
+    if (q.bits < 1 || q.bits > 8 || !(q.scale > 0) || !std::isfinite(q.scale) ||
+        q.zero_point < 0 || q.zero_point > q.qmax())
+      fail(
+          "{}: quantization point '{}': {} bits, scale {}, zero point {} (expected 1..8 bits, a "
+          "finite scale > 0, 0 <= zero point <= 2^bits - 1)",
+          path, g.nodes[node].name, q.bits, q.scale, q.zero_point);
     points.push_back({{"node", g.nodes[node].name},
                       {"bits", q.bits},
                       {"scale", q.scale},
@@ -109,6 +135,15 @@ void save_sqm(const std::string& path, const Graph& g, const IntModel& im,
       if (key >= 0 && !im.points.count(key))
         fail("{}: layer '{}' uses node {}, which is not a quantization point", path, L.name, key);
     if (L.in_node < 0) fail("{}: layer '{}' reads no quantization point", path, L.name);
+    // What load_sqm refuses is refused here, before a file is written that cannot be run.
+    for (int64_t c = 0; c < rows; ++c) {
+      if (!std::isfinite(L.weight_scales[c]) || L.weight_scales[c] < 0)
+        fail("{}: layer '{}': channel {} has weight scale {} (expected a finite number >= 0)",
+             path, L.name, c, L.weight_scales[c]);
+      if (!std::isfinite(L.bias_float[c]))
+        fail("{}: layer '{}': channel {} has bias {} (expected a finite number)", path, L.name, c,
+             L.bias_float[c]);
+    }
     const int64_t cols = static_cast<int64_t>(L.weights.size()) / rows;
     const PackedRows p = pack_rows(L.weights, rows, cols, L.channel_bits);
     nlohmann::json jl = {{"name", L.name},
@@ -220,7 +255,7 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
                  static_cast<uLong>(hz.size() - 4)) != Z_OK ||
       got != hlen)
     fail("{}: header does not inflate to the {} bytes it declares (corrupt)", path, hlen);
-  const nlohmann::json h = binio::parse_header(text.begin(), text.end(), path, kMaxHeaderDepth);
+  const nlohmann::json h = parse_json_strict(text, path + ": header", kMaxHeaderDepth);
   if (!h.is_object()) fail("{}: header is not a JSON object", path);
 
   SqmModel m;

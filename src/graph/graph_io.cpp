@@ -11,6 +11,7 @@
 
 #include <zlib.h>
 
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -63,8 +64,15 @@ std::vector<float> floats_field(const nlohmann::json& j, const char* key, const 
   for (const auto& x : v) {
     if (!x.is_number()) fail("{}: field '{}' must be an array of numbers", where, key);
     out.push_back(x.get<float>());
+    if (!std::isfinite(out.back()))
+      fail("{}: field '{}' holds {} at index {} (expected finite numbers)", where, key,
+           x.dump(), out.size() - 1);
   }
   return out;
+}
+
+std::string nonfinite_name(float v) {
+  return std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf");
 }
 
 }  // namespace
@@ -151,7 +159,9 @@ Graph graph_from_json(const nlohmann::json& j, const std::string& where) {
       n.has_bias = jn["bias"].get<bool>();
     }
     if (jn.contains("eps")) {
-      if (!jn["eps"].is_number()) fail("{}: field 'eps' must be a number", w);
+      if (!jn["eps"].is_number() || !std::isfinite(jn["eps"].get<double>()) ||
+          jn["eps"].get<double>() < 0)
+        fail("{}: field 'eps' must be a finite number >= 0", w);
       n.eps = jn["eps"].get<double>();
     }
     if ((i == 0) != (n.op == Op::Input))
@@ -219,9 +229,9 @@ GraphFile load_graph_file(const std::string& path) {
     fail("{}: checksum mismatch: the file is corrupt or truncated", path);
   uint64_t hlen = get_at<uint64_t>(s, 16);
   if (hlen > s.size() - kPreamble - 4) fail("{}: header length {} exceeds the file", path, hlen);
-  const nlohmann::json header = binio::parse_header(s.begin() + kPreamble,
-                                                    s.begin() + kPreamble + hlen, path,
-                                                    kMaxHeaderDepth);
+  // Strict: a key twice in the header is refused rather than resolved to its last value.
+  const nlohmann::json header = parse_json_strict(s.substr(kPreamble, hlen), path + ": header",
+                                                  kMaxHeaderDepth);
   const size_t payload_off = kPreamble + hlen;
   const size_t payload_size = s.size() - 4 - payload_off;
   auto check_range = [&](const nlohmann::json& e, const std::string& w, size_t& off, size_t& nb) {
@@ -264,6 +274,11 @@ GraphFile load_graph_file(const std::string& path) {
     if (g.nodes[idx].params.count(pname)) fail("{}: stored twice", w);
     Tensor t(shape);
     std::memcpy(t.data.data(), s.data() + payload_off + off, nb);
+    // NaN or Inf would evaluate to a NaN loss and be quantized into garbage downstream.
+    for (size_t k = 0; k < t.data.size(); ++k)
+      if (!std::isfinite(t.data[k]))
+        fail("{}: holds {} at element {} of shape {} (expected finite numbers)", w,
+             nonfinite_name(t.data[k]), k, shape_str(shape));
     g.nodes[idx].params[pname] = std::move(t);
   }
   g.check_params(path);

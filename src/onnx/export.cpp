@@ -170,9 +170,14 @@ class Exporter {
     if (s.size() == 1) s.assign(static_cast<size_t>(out), s[0]);
     if (static_cast<int64_t>(s.size()) != out)
       fail("export_onnx: '{}' has {} weight scales for {} channels", n.name, s.size(), out);
+    for (int64_t c = 0; c < out; ++c)
+      if (!std::isfinite(s[c]) || s[c] < 0)
+        fail("export_onnx: layer '{}': channel {} has weight scale {} (expected a finite number "
+             ">= 0)",
+             n.name, c, s[c]);
     std::vector<int32_t> q = quantized_weights(qm_, n.name);
     for (int64_t c = 0; c < out; ++c)
-      if (!(s[c] > 0) || !std::isfinite(s[c]) || lb.channel_bits(c) == 0) {
+      if (s[c] == 0 || lb.channel_bits(c) == 0) {
         s[c] = 1.0f;  // pruned channel: its integers are 0, any positive scale
         std::fill(q.begin() + c * (w.size() / out), q.begin() + (c + 1) * (w.size() / out), 0);
       }

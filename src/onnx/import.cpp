@@ -96,6 +96,14 @@ class Importer {
     g_.num_classes = os[0];
     g_.infer_shapes();
     g_.check_params(where_);
+    // The constants were checked as they were read; scaling (Gemm's alpha, beta) and the sums of
+    // bias constants can still overflow to Inf.
+    for (const Node& nd : g_.nodes)
+      for (const auto& [pname, t] : nd.params)
+        for (size_t i = 0; i < t.data.size(); ++i)
+          if (!std::isfinite(t.data[i]))
+            fail("{}: parameter {}.{} is {} at element {} after import (expected finite numbers)",
+                 where_, nd.name, pname, t.data[i], i);
     return std::move(g_);
   }
 
@@ -349,6 +357,16 @@ class Importer {
       if (d != 1) bad_attr(n, "dilations", fmt::format("{} is not supported (only 1)", d));
   }
 
+  // NaN / Inf in a constant that becomes a parameter (or the input normalization) is refused
+  // here, naming the ONNX tensor: it would evaluate to a NaN loss and be quantized into garbage.
+  void require_finite(const onnx::NodeProto& n, int k, const Const& c, const char* role) {
+    for (size_t i = 0; i < c.f.size(); ++i)
+      if (!std::isfinite(c.f[i]))
+        fail("{}: node '{}' ({}): {} '{}' holds {} at element {} (expected finite numbers)",
+             where_, cur_, n.op_type(), role, n.input(k),
+             std::isnan(c.f[i]) ? "NaN" : (c.f[i] > 0 ? "+Inf" : "-Inf"), i);
+  }
+
   // ---- values ----
   std::string input_name(const onnx::NodeProto& n, int k) {
     if (k >= n.input_size() || n.input(k).empty())
@@ -481,6 +499,7 @@ class Importer {
       fail("{}: node '{}' ({}): supported only as the input normalization: Sub(input, mean) then "
            "Div(., std) by per-channel constants ([1, C, 1, 1]) at the start of the graph",
            where_, cur_, n.op_type());
+    require_finite(n, 1, *k, sub ? "mean" : "std");
     std::vector<float> v(static_cast<size_t>(c));
     for (int64_t i = 0; i < c; ++i) v[i] = k->f.size() == 1 ? k->f[0] : k->f[i];
     if (sub) {
@@ -550,6 +569,7 @@ class Importer {
     if (groups > shape(x)[0] || shape(x)[0] % groups != 0 || shape(x)[0] / groups != w->dims[1])
       fail("{}: node '{}' (Conv): weight {} with group {} does not match {} input channels", where_, cur_,
            shape_str(w->dims), groups, shape(x)[0]);
+    require_finite(n, 1, *w, "weight");
     bool bias = has_input(n, 2);
     int idx = g_.conv2d(node_name(n, k), x, w->dims[0], kern, stride, pad, groups, bias);
     g_.nodes[idx].params["weight"] = Tensor(w->dims);
@@ -557,6 +577,7 @@ class Importer {
     if (bias) {
       auto b = const_in(n, 2);
       expect_shape(n, "bias", *b, {w->dims[0]});
+      require_finite(n, 2, *b, "bias");
       g_.nodes[idx].params["bias"] = Tensor({w->dims[0]});
       g_.nodes[idx].params["bias"].data = b->f;
     }
@@ -595,6 +616,7 @@ class Importer {
     float alpha = attr_float(n, "alpha", 1.0f), beta = attr_float(n, "beta", 1.0f);
     int x = flat_input(n, 0);
     auto w = const_in(n, 1);
+    require_finite(n, 1, *w, "weight");
     int idx = linear(n, k, x, *w, transB == 0, alpha);
     if (has_input(n, 2)) {
       auto c = const_in(n, 2);
@@ -603,6 +625,7 @@ class Importer {
                                               (c->dims == Shape{out} || c->dims == Shape{1, out}))))
         fail("{}: node '{}' (Gemm): C has shape {}, expected [{}] or [1, {}]", where_, cur_,
              shape_str(c->dims), out, out);
+      require_finite(n, 2, *c, "C (bias)");
       std::vector<float> b = c->f;
       for (float& v : b) v *= beta;
       add_bias(idx, b);
@@ -614,6 +637,7 @@ class Importer {
     allow(n, {});
     int x = flat_input(n, 0);
     auto w = const_in(n, 1);
+    require_finite(n, 1, *w, "weight");
     set_out(n, Value{push_done(linear(n, k, x, *w, true, 1.0f)), nullptr});
   }
 
@@ -667,6 +691,7 @@ class Importer {
     if (!layer || !bias_shape)
       fail("{}: node '{}' (Add): adding constant of shape {} is supported only as the bias of "
            "the Conv/Gemm/MatMul right before it", where_, cur_, shape_str(c.dims));
+    require_finite(n, a.node >= 0 ? 1 : 0, c, "bias constant");
     add_bias(t.node, c.f);
     set_out(n, Value{t.node, nullptr});
   }
@@ -703,6 +728,7 @@ class Importer {
     for (int i = 0; i < 4; ++i) {
       auto c = const_in(n, i + 1);
       expect_shape(n, onnx_names[i], *c, {ch});
+      require_finite(n, i + 1, *c, onnx_names[i]);
       g_.nodes[idx].params[names[i]] = Tensor({ch});
       g_.nodes[idx].params[names[i]].data = c->f;
     }

@@ -57,6 +57,11 @@ std::vector<int32_t> quantized_weights(const QuantModel& qm, const std::string& 
   const Tensor& w = n.params.at("weight");
   const auto& s = qm.weight_scales.at(layer);
   const int64_t out = w.shape[0], per = w.size() / out;
+  // A negative scale would flip the signs, a non-finite one makes no integers at all.
+  for (size_t c = 0; c < s.size(); ++c)
+    if (!std::isfinite(s[c]) || s[c] < 0)
+      fail("layer '{}': channel {} has weight scale {} (expected a finite number >= 0)", layer, c,
+           s[c]);
   std::vector<int32_t> q(w.data.size());
   for (int64_t c = 0; c < out; ++c) {
     int bits = lb.channel_bits(c);
@@ -118,8 +123,14 @@ QuantModel from_graph_file(GraphFile f, const std::string& path) {
       aq.scale = a.at("scale");
       aq.zero_point = a.at("zero_point");
       qm.graph.index_of(name);
-      if (aq.bits < 2 || aq.bits > 16 || !(aq.scale > 0))
-        fail("activation '{}': bits {} / scale {} out of range", name, aq.bits, aq.scale);
+      if (aq.bits < 2 || aq.bits > 16 || !(aq.scale > 0) || !std::isfinite(aq.scale))
+        fail("activation '{}': bits {} / scale {} out of range (expected 2..16 bits and a finite "
+             "scale > 0)",
+             name, aq.bits, aq.scale);
+      if (aq.zero_point < 0 || aq.zero_point > aq.qmax() || !std::isfinite(aq.lo) ||
+          !std::isfinite(aq.hi))
+        fail("activation '{}': zero point {} / range [{}, {}] (expected 0..{} and a finite range)",
+             name, aq.zero_point, aq.lo, aq.hi, aq.qmax());
       qm.acts[name] = aq;
     }
   } catch (const Error& e) {
@@ -133,6 +144,11 @@ QuantModel from_graph_file(GraphFile f, const std::string& path) {
     if (it == qm.weight_scales.end() ||
         (it->second.size() != 1 && static_cast<int64_t>(it->second.size()) != n.out_channels))
       fail("{}: quant.weight_scales.{} must hold 1 or {} values", path, n.name, n.out_channels);
+    // The engine refuses these when it runs: refuse them before anything is exported.
+    for (size_t c = 0; c < it->second.size(); ++c)
+      if (!std::isfinite(it->second[c]) || it->second[c] < 0)
+        fail("{}: quant.weight_scales.{}[{}] is {} (expected a finite number >= 0)", path, n.name,
+             c, it->second[c]);
   }
   for (const auto& [node, bits] : activation_quant_points(qm.graph, qm.bits))
     if (!qm.acts.count(qm.graph.nodes[node].name))

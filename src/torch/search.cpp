@@ -161,6 +161,9 @@ double QatOracle::train_and_evaluate(const BitConfig& bits, double epochs, int i
   t.epochs = 1;
   t.lr = m.o.lr;
   t.batch_size = m.o.batch_size;
+  t.augment = m.o.augment;
+  t.augment_pad = m.o.augment_pad;
+  t.augment_flip = m.o.augment_flip;
   t.seed = m.o.seed + static_cast<uint64_t>(iteration);
   t.progress = m.o.progress;
   t.label = "cycle " + std::to_string(iteration);

@@ -10,6 +10,7 @@
 
 #include "sigmaquant/cost.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
 #include "sigmaquant/zoo.h"
 #include "test_util.h"
 
@@ -380,6 +381,9 @@ TEST(Targets, ShippedTargetsLoad) {
   for (const auto& f : files) {
     Target t;
     ASSERT_NO_THROW(t = sq::load_target(dir + "/" + f)) << f;
+    const nlohmann::json file = nlohmann::json::parse(sq::read_file(dir + "/" + f));
+    EXPECT_EQ(t.name, file.value("name", std::string(sq::cost_model_name(t.kind)))) << f;
+    EXPECT_EQ(sq::cost_model_name(t.kind), file.at("model").get<std::string>()) << f;
     EXPECT_FALSE(t.budgets.empty()) << f;
     // A target round-trips through its JSON form.
     Target back = sq::target_from_json(nlohmann::json::parse(sq::target_to_json(t).dump()), f);
@@ -388,7 +392,35 @@ TEST(Targets, ShippedTargetsLoad) {
     EXPECT_DOUBLE_EQ(a.energy_j, b.energy_j) << f;
     EXPECT_DOUBLE_EQ(a.cycles, b.cycles) << f;
     EXPECT_EQ(a.weight_bytes, b.weight_bytes) << f;
-    EXPECT_NO_THROW(sq::check_budgets(a, t.budgets)) << f;
+    // One verdict per budget of the file, in check_budgets' order, each against the report's
+    // own figure and the file's limit in base units.
+    const std::vector<sq::BudgetCheck> checks = sq::check_budgets(a, t.budgets);
+    const nlohmann::json& limits = file.at("budgets");
+    struct Want {
+      const char* key;
+      double value, unit;
+    };
+    const Want order[] = {{"weight_kib", static_cast<double>(a.weight_bytes), 1024},
+                          {"activation_kib", static_cast<double>(a.activation_bytes), 1024},
+                          {"latency_ms", a.latency_s, 1e-3},
+                          {"energy_uj", a.energy_j, 1e-6},
+                          {"gbops", static_cast<double>(a.bops), 1e9}};
+    size_t k = 0;
+    for (const Want& w : order) {
+      if (!limits.contains(w.key)) continue;
+      ASSERT_LT(k, checks.size()) << f << ": no verdict for " << w.key;
+      const sq::BudgetCheck& c = checks[k++];
+      EXPECT_EQ(c.key, w.key) << f;
+      EXPECT_DOUBLE_EQ(c.value, w.value) << f << " " << w.key;
+      EXPECT_DOUBLE_EQ(c.budget, limits.at(w.key).get<double>() * w.unit) << f << " " << w.key;
+      EXPECT_EQ(c.fits, c.value <= c.budget) << f << " " << w.key;
+      EXPECT_DOUBLE_EQ(c.excess, c.fits ? 0.0 : c.value - c.budget) << f << " " << w.key;
+      EXPECT_GT(c.value, 0) << f << " " << w.key;
+    }
+    EXPECT_EQ(k, checks.size()) << f << ": a verdict for a budget the file does not set";
+    EXPECT_EQ(sq::fits_budgets(a, t.budgets),
+              std::all_of(checks.begin(), checks.end(), [](const auto& c) { return c.fits; }))
+        << f;
   }
   // The shipped files restate the builtin defaults.
   for (const char* n : {"shiftadd", "shiftadd-csd", "mpic", "mcu"}) {

@@ -1,15 +1,18 @@
 // The integer engine: bit packing round trips, reference kernels by hand, and the optimized
-// conv2d/linear against the reference exactly over (weight bits, activation bits) × shapes.
+// conv2d/linear against the reference exactly: every micro-kernel (those whose ISA this CPU lacks
+// are reported as skipped) × (weight bits, activation bits) × shapes, and the ISA dispatch.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 #include <tuple>
 
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/qmodel.h"
+#include "test_util.h"
 
 namespace {
 
@@ -305,55 +308,152 @@ void spread_outputs(sq::IntLayer& L, const sq::ConvShape& s, const std::vector<u
   }
 }
 
-using Bits = std::tuple<int, int>;  // weight bits, activation bits
-class EngineConvFast : public ::testing::TestWithParam<Bits> {};
+// Every micro-kernel is run by name (prepare_conv2d_u8's Kernel form), not only the one the
+// dispatch picks on this CPU; a kernel whose ISA the CPU lacks is reported as skipped, naming it.
+using Kernel = sq::PreparedConv2d::Kernel;
+struct KernelCase {
+  Kernel kernel;
+  const char* name;
+};
+const KernelCase kKernels[] = {{Kernel::Portable, "portable"},
+                               {Kernel::Avx2Madd16, "avx2_madd16"},
+                               {Kernel::Avx2Maddubs, "avx2_maddubs"},
+                               {Kernel::AvxVnniDpbusd, "avxvnni_dpbusd"}};
+
+// The ISA a kernel needs that this CPU lacks, or nullptr when the kernel runs here.
+const char* missing_isa(Kernel k) {
+  if (k != Kernel::Portable && !sq::cpu_has_avx2()) return "AVX2";
+  if (k == Kernel::AvxVnniDpbusd && !sq::cpu_has_avxvnni()) return "AVX-VNNI";
+  return nullptr;
+}
+
+// One shape's layer, input and reference output.
+struct RefCase {
+  sq::IntLayer layer;
+  std::vector<uint8_t> x, want;
+};
+
+// The cases of one (weight bits, activation bits) pair over kShapes, made once and shared by
+// every kernel's test (the reference is most of the time). With `maddubs_range` the weights are
+// clamped to ±64 before the requantization is calibrated: avx2_maddubs is exact only there.
+const std::vector<RefCase>& ref_cases(int wbits, int abits, bool maddubs_range) {
+  static std::map<std::tuple<int, int, bool>, std::vector<RefCase>> cache;
+  std::vector<RefCase>& cases = cache[{wbits, abits, maddubs_range}];
+  if (!cases.empty()) return cases;
+  std::mt19937_64 rng(1000 + 16 * wbits + abits);
+  for (const Case& c : kShapes) {
+    RefCase rc;
+    rc.layer = random_layer(c.s, wbits, abits, rng);
+    if (maddubs_range)
+      for (auto& w : rc.layer.weights) w = std::clamp(w, -64, 64);
+    rc.x = random_input(c.s, abits, rng);
+    spread_outputs(rc.layer, c.s, rc.x, abits, rng);
+    rc.want.resize(c.s.out_size());
+    sq::conv2d_u8_ref(c.s, rc.layer, rc.x.data(), rc.want.data());
+    cases.push_back(std::move(rc));
+  }
+  return cases;
+}
+
+using KernelBits = std::tuple<KernelCase, int, int>;  // kernel, weight bits, activation bits
+class EngineConvFast : public ::testing::TestWithParam<KernelBits> {};
 
 TEST_P(EngineConvFast, EqualsTheReferenceExactly) {
-  const auto [wbits, abits] = GetParam();
-  std::mt19937_64 rng(1000 + 16 * wbits + abits);
-  std::vector<sq::Isa> isas = {sq::Isa::Portable, sq::Isa::Auto};
-  if (sq::cpu_has_avx2()) isas.push_back(sq::Isa::Avx2);
-  if (sq::cpu_has_avxvnni()) isas.push_back(sq::Isa::AvxVnni);
-  for (const Case& c : kShapes) {
-    sq::IntLayer L = random_layer(c.s, wbits, abits, rng);
-    const auto x = random_input(c.s, abits, rng);
-    spread_outputs(L, c.s, x, abits, rng);
-    std::vector<uint8_t> want(c.s.out_size());
-    sq::conv2d_u8_ref(c.s, L, x.data(), want.data());
+  const auto [kc, wbits, abits] = GetParam();
+  if (const char* isa = missing_isa(kc.kernel))
+    GTEST_SKIP() << "this CPU lacks " << isa << ": kernel " << kc.name << " not tested";
+  // 8-bit layers reach -128: avx2_maddubs must refuse them, and is tested clamped to ±64.
+  const bool clamp = kc.kernel == Kernel::Avx2Maddubs && wbits == 8;
+  if (clamp) {
+    const RefCase& full = ref_cases(wbits, abits, false)[0];
+    EXPECT_NE(sqtest::error_of([&] {
+                sq::prepare_conv2d_u8(kShapes[0].s, full.layer, kc.kernel);
+              }).find("exact only up to 64"),
+              std::string::npos);
+  }
+  const std::vector<RefCase>& cases = ref_cases(wbits, abits, clamp);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = kShapes[i];
+    const RefCase& rc = cases[i];
     // The random requantization spreads the outputs (a test of all-clamped outputs is weak).
-    std::vector<uint8_t> distinct = want;
+    std::vector<uint8_t> distinct = rc.want;
     std::sort(distinct.begin(), distinct.end());
     const auto n_distinct = std::unique(distinct.begin(), distinct.end()) - distinct.begin();
     if (c.s.out_size() >= 64 && abits >= 4) {
       EXPECT_GE(n_distinct, 4) << c.name;
     }
-    for (sq::Isa isa : isas) {
-      sq::PreparedConv2d conv = sq::prepare_conv2d_u8(c.s, L, isa);
-      std::vector<uint8_t> got(c.s.out_size(), 0xAB);
-      conv.run(x.data(), got.data());
-      EXPECT_EQ(got, want) << c.name << " kernel=" << conv.kernel_name();
-      if (isa == sq::Isa::Avx2) {  // weights reach -2^(w-1): maddubs is exact only down to -64
-        EXPECT_STREQ(conv.kernel_name(), wbits == 8 ? "avx2_madd16" : "avx2_maddubs");
-      }
-      // A second run on the same prepared object (scratch reused) gives the same.
-      std::fill(got.begin(), got.end(), 0xCD);
-      conv.run(x.data(), got.data());
-      EXPECT_EQ(got, want) << c.name << " (second run)";
-    }
+    sq::PreparedConv2d conv = sq::prepare_conv2d_u8(c.s, rc.layer, kc.kernel);
+    ASSERT_STREQ(conv.kernel_name(), kc.name);
+    std::vector<uint8_t> got(c.s.out_size(), 0xAB);
+    conv.run(rc.x.data(), got.data());
+    EXPECT_EQ(got, rc.want) << c.name;
+    // A second run on the same prepared object (scratch reused) gives the same.
+    std::fill(got.begin(), got.end(), 0xCD);
+    conv.run(rc.x.data(), got.data());
+    EXPECT_EQ(got, rc.want) << c.name << " (second run)";
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Engine, EngineConvFast,
-                         ::testing::Combine(::testing::Range(2, 9), ::testing::Range(2, 9)),
+                         ::testing::Combine(::testing::ValuesIn(kKernels), ::testing::Range(2, 9),
+                                            ::testing::Range(2, 9)),
                          [](const auto& info) {
-                           return "w" + std::to_string(std::get<0>(info.param)) + "a" +
-                                  std::to_string(std::get<1>(info.param));
+                           return std::string(std::get<0>(info.param).name) + "_w" +
+                                  std::to_string(std::get<1>(info.param)) + "a" +
+                                  std::to_string(std::get<2>(info.param));
                          });
+
+// The dispatch: an Isa and the layer's weights pick the kernel (Auto: the best the CPU has), and
+// an ISA the CPU lacks is refused rather than run.
+TEST(EngineConvFastDispatch, IsaAndWeightsPickTheKernel) {
+  std::mt19937_64 rng(12);
+  const sq::ConvShape s{16, 6, 6, 20, 3, 1, 1, 1};
+  sq::IntLayer w7 = random_layer(s, 7, 8, rng);  // |w| <= 64
+  sq::IntLayer w8 = w7;
+  w8.weights[3] = -65;
+  const auto kernel_of = [&](const sq::IntLayer& L, sq::Isa isa) {
+    return std::string(sq::prepare_conv2d_u8(s, L, isa).kernel_name());
+  };
+  EXPECT_EQ(kernel_of(w8, sq::Isa::Portable), "portable");
+  if (sq::cpu_has_avx2()) {
+    EXPECT_EQ(kernel_of(w7, sq::Isa::Avx2), "avx2_maddubs");
+    EXPECT_EQ(kernel_of(w8, sq::Isa::Avx2), "avx2_madd16");
+  } else {
+    EXPECT_THROW(kernel_of(w7, sq::Isa::Avx2), sq::Error);
+    EXPECT_THROW(sq::prepare_conv2d_u8(s, w7, Kernel::Avx2Madd16), sq::Error);
+  }
+  if (sq::cpu_has_avxvnni()) {
+    EXPECT_EQ(kernel_of(w8, sq::Isa::AvxVnni), "avxvnni_dpbusd");
+  } else {
+    EXPECT_THROW(kernel_of(w8, sq::Isa::AvxVnni), sq::Error);
+    EXPECT_THROW(sq::prepare_conv2d_u8(s, w8, Kernel::AvxVnniDpbusd), sq::Error);
+  }
+  for (const sq::IntLayer* L : {&w7, &w8})
+    EXPECT_EQ(kernel_of(*L, sq::Isa::Auto), kernel_of(*L, sq::best_isa()));
+  EXPECT_EQ(sq::best_isa(), sq::cpu_has_avxvnni() ? sq::Isa::AvxVnni
+                            : sq::cpu_has_avx2()  ? sq::Isa::Avx2
+                                                  : sq::Isa::Portable);
+  EXPECT_THROW(kernel_of(w7, sq::Isa::Reference), sq::Error);
+  EXPECT_THROW(sq::prepare_conv2d_u8(s, w7, static_cast<Kernel>(17)), sq::Error);
+  // What Auto runs equals the reference too.
+  const auto x = random_input(s, 8, rng);
+  spread_outputs(w8, s, x, 8, rng);
+  std::vector<uint8_t> want(s.out_size()), got(s.out_size());
+  sq::conv2d_u8_ref(s, w8, x.data(), want.data());
+  sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, w8);
+  conv.run(x.data(), got.data());
+  EXPECT_EQ(got, want) << conv.kernel_name();
+}
+
+class EngineConvFastLimits : public ::testing::TestWithParam<KernelCase> {};
 
 // With M = 1 and the zero point mid-range every accumulator maps to its own output, so an
 // off-by-one anywhere in the sum shows (the random cases above scale it down); M = 1/2 and 1/4
 // make exact ties (a = ±1.5 · 2^k), which must round half up in every epilogue.
-TEST(EngineConvFastLimits, AccumulatorsExactAtUnitScaleAndTies) {
+TEST_P(EngineConvFastLimits, AccumulatorsExactAtUnitScaleAndTies) {
+  const KernelCase kc = GetParam();
+  if (const char* isa = missing_isa(kc.kernel))
+    GTEST_SKIP() << "this CPU lacks " << isa << ": kernel " << kc.name << " not tested";
   std::mt19937_64 rng(9);
   for (double m : {1.0, 0.5, 0.25})
     for (sq::ConvShape s :
@@ -369,20 +469,19 @@ TEST(EngineConvFastLimits, AccumulatorsExactAtUnitScaleAndTies) {
       std::vector<uint8_t> want(s.out_size()), got(s.out_size());
       sq::conv2d_u8_ref(s, L, x.data(), want.data());
       for (uint8_t v : want) ASSERT_TRUE(v > 0 && v < 255);  // nothing clamped
-      std::vector<sq::Isa> isas = {sq::Isa::Portable};
-      if (sq::cpu_has_avx2()) isas.push_back(sq::Isa::Avx2);
-      if (sq::cpu_has_avxvnni()) isas.push_back(sq::Isa::AvxVnni);
-      for (sq::Isa isa : isas) {
-        sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L, isa);
-        conv.run(x.data(), got.data());
-        EXPECT_EQ(got, want) << conv.kernel_name() << " M=" << m;
-      }
+      sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L, kc.kernel);
+      conv.run(x.data(), got.data());
+      EXPECT_EQ(got, want) << " M=" << m;
     }
 }
 
 // The extremes every kernel must survive: x = 255 against weights of ±64 (maddubs's int16 pair
-// sums reach ±32640) and of -128/127 (beyond maddubs; madd16 and dpbusd stay exact).
-TEST(EngineConvFastLimits, ExtremeWeightsAndActivations) {
+// sums reach ±32640) and of -128/127 (beyond maddubs, which refuses them; madd16 and dpbusd stay
+// exact).
+TEST_P(EngineConvFastLimits, ExtremeWeightsAndActivations) {
+  const KernelCase kc = GetParam();
+  if (const char* isa = missing_isa(kc.kernel))
+    GTEST_SKIP() << "this CPU lacks " << isa << ": kernel " << kc.name << " not tested";
   for (int32_t wext : {-64, 64, -128, 127}) {
     sq::ConvShape s{64, 5, 5, 20, 3, 1, 1, 1};  // K = 576, as resnet20's last stage
     sq::IntLayer L =
@@ -393,18 +492,43 @@ TEST(EngineConvFastLimits, ExtremeWeightsAndActivations) {
     std::vector<uint8_t> x(s.in_size(), 255), want(s.out_size()), got(s.out_size());
     x[3] = 0;
     sq::conv2d_u8_ref(s, L, x.data(), want.data());
-    for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Avx2, sq::Isa::AvxVnni}) {
-      if ((isa == sq::Isa::Avx2 && !sq::cpu_has_avx2()) ||
-          (isa == sq::Isa::AvxVnni && !sq::cpu_has_avxvnni()))
-        continue;
-      sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L, isa);
-      conv.run(x.data(), got.data());
-      EXPECT_EQ(got, want) << "w=" << wext << " kernel=" << conv.kernel_name();
+    if (kc.kernel == Kernel::Avx2Maddubs && (wext < -64 || wext > 64)) {
+      EXPECT_THROW(sq::prepare_conv2d_u8(s, L, kc.kernel), sq::Error) << "w=" << wext;
+      continue;
     }
+    sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L, kc.kernel);
+    conv.run(x.data(), got.data());
+    EXPECT_EQ(got, want) << "w=" << wext;
   }
 }
 
-TEST(EngineConvFastLimits, RejectsWhatItDoesNotRun) {
+// Requantization shifts outside the vector epilogues' range (1..62): a tile holding such a
+// channel takes the scalar epilogue whatever the kernel, the other tiles the vector ones. M =
+// 2^31 (shift −1: saturates), 2^−40 (shift 70: rounds to 0) and ordinary multipliers side by side.
+TEST_P(EngineConvFastLimits, ScalarEpilogueForExtremeShifts) {
+  const KernelCase kc = GetParam();
+  if (const char* isa = missing_isa(kc.kernel))
+    GTEST_SKIP() << "this CPU lacks " << isa << ": kernel " << kc.name << " not tested";
+  std::mt19937_64 rng(21);
+  const sq::ConvShape s{9, 6, 5, 37, 3, 1, 1, 1};  // tiles of channels 0-15, 16-31, 32-36
+  sq::IntLayer L = random_layer(s, 6, 8, rng);
+  const auto x = random_input(s, 8, rng);
+  spread_outputs(L, s, x, 8, rng);
+  L.requant[2] = sq::quantize_multiplier(std::ldexp(1.0, 31));
+  L.requant[20] = sq::quantize_multiplier(std::ldexp(1.0, -40));
+  ASSERT_LT(L.requant[2].shift, 1);
+  ASSERT_GT(L.requant[20].shift, 62);
+  std::vector<uint8_t> want(s.out_size()), got(s.out_size());
+  sq::conv2d_u8_ref(s, L, x.data(), want.data());
+  sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L, kc.kernel);
+  conv.run(x.data(), got.data());
+  EXPECT_EQ(got, want);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engine, EngineConvFastLimits, ::testing::ValuesIn(kKernels),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(EngineConvFastDispatch, RejectsWhatItDoesNotRun) {
   std::mt19937_64 rng(5);
   sq::ConvShape grouped{4, 4, 4, 4, 3, 1, 1, 2};
   sq::IntLayer L = random_layer(grouped, 4, 8, rng);

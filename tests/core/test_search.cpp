@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <random>
 
@@ -303,6 +305,180 @@ TEST(SearchBaselines, ExhaustiveEnumeratesExactlyTheFeasibleAssignments) {
   EXPECT_LT(all.size(), total);
   std::string e = sqtest::error_of([&] { sq::feasible_assignments(s.g, *s.ce, s.b, cand, 8, 10); });
   EXPECT_NE(e.find("limit"), std::string::npos) << e;
+}
+
+// ---- regressions: budgets that were refused although an assignment fits ----
+
+sq::Target target_file(const std::string& name) {
+  return sq::load_target(std::string(SQ_SOURCE_DIR) + "/targets/" + name + ".json");
+}
+
+std::map<std::string, double> unit_traces(const Graph& g) {
+  std::map<std::string, double> tr;
+  double v = 1;
+  for (const std::string& n : names(g)) tr[n] = (v *= 1.7);
+  return tr;
+}
+
+TEST(SearchRegressions, HessianOnMpicHonoursTheTargetWidths) {
+  // mpic stores {2,4,8}: 3, 5 and 6 cost what 4 and 8 cost. With the default widths the old
+  // greedy repair found no lowering that relieved anything and refused every such budget.
+  Graph g = model("resnet20");
+  const sq::Target t = target_file("mpic");
+  sq::CostEvaluator ce(g, t);
+  const sq::CostReport u4 = ce.evaluate(BitConfig::uniform(g, 4, 8));
+  sq::Budgets b;
+  b.weight_bytes = 1.02 * static_cast<double>(u4.weight_bytes);
+  b.latency_s = 1.02 * u4.latency_s;
+  b.energy_j = 1.02 * u4.energy_j;
+  for (int u : {2, 3, 4}) ASSERT_TRUE(sq::fits(ce, b, BitConfig::uniform(g, u, 8))) << u;
+  const auto tr = unit_traces(g);
+  BitConfig d = sq::hessian_allocation(g, ce, b, tr, {2, 3, 4, 5, 6, 8}, 8);
+  BitConfig p = sq::hessian_allocation(g, ce, b, tr, {2, 4, 8}, 8);
+  EXPECT_TRUE(sq::fits(ce, b, d));
+  EXPECT_TRUE(sq::fits(ce, b, p));
+  // A pinned layer and the tool's paths too.
+  BitConfig pinned = sq::hessian_allocation(g, ce, b, tr, {2, 3, 4, 5, 6, 8}, 8, {{"fc", 8}});
+  EXPECT_TRUE(sq::fits(ce, b, pinned));
+  EXPECT_EQ(pinned.for_layer("fc").wbits, 8);
+}
+
+TEST(SearchRegressions, McuNonMonotoneBudgetIsMetByEveryAllocator) {
+  // On mcu 8-bit weights skip the unpack step: a latency budget below uniform 2 bits can only be
+  // met with wide MAC-heavy layers, and the weight budget forces the weight-heavy ones narrow.
+  // Phase 1 and the baselines used to refuse it ("even with every layer at 2 bits").
+  Graph g = model("lenet5");
+  const sq::Target t = target_file("mcu");
+  sq::CostEvaluator ce(g, t);
+  const sq::CostReport u2 = ce.evaluate(BitConfig::uniform(g, 2, 8));
+  const sq::CostReport u8 = ce.evaluate(BitConfig::uniform(g, 8, 8));
+  ASSERT_LT(u8.latency_s, u2.latency_s);
+  sq::Budgets b;
+  b.latency_s = u8.latency_s + 0.2 * (u2.latency_s - u8.latency_s);
+  b.weight_bytes =
+      u2.weight_bytes + 0.35 * static_cast<double>(u8.weight_bytes - u2.weight_bytes);
+  const std::vector<int> cand = {2, 3, 4, 5, 6, 8};
+  ASSERT_FALSE(sq::fits(ce, b, BitConfig::uniform(g, 2, 8)));
+  ASSERT_FALSE(sq::fits(ce, b, BitConfig::uniform(g, 8, 8)));
+  ASSERT_FALSE(sq::feasible_assignments(g, ce, b, cand, 8).empty()) << "exhaustive: none fits";
+
+  sq::Phase1Options o;
+  o.budgets = b;
+  const sq::Phase1Result r = sq::sigmaquant_phase1(g, t, o);
+  EXPECT_TRUE(sq::fits(ce, b, r.bits));
+  if (getenv("SQ_DEBUG_ALLOC")) printf("%s", sq::phase1_table(r).c_str());
+  EXPECT_TRUE(sq::fits(ce, b, sq::hessian_allocation(g, ce, b, unit_traces(g), cand, 8)));
+  std::map<std::string, double> p, tt;
+  for (const std::string& n : names(g)) p[n] = 1, tt[n] = 1;
+  EXPECT_TRUE(sq::fits(ce, b, sq::adaptive_allocation(g, ce, b, p, tt, cand, 8)));
+  for (uint64_t seed = 1; seed <= 4; ++seed)
+    EXPECT_TRUE(sq::fits(ce, b, sq::random_allocation(g, ce, b, cand, 8, seed))) << seed;
+  // No uniform width fits: the refusal says a mixed assignment would.
+  std::string e = sqtest::error_of([&] { sq::nearest_feasible_uniform(g, ce, b, cand, 8); });
+  EXPECT_NE(e.find("a mixed assignment over these widths does fit"), std::string::npos) << e;
+
+  // Truly out of reach: the bound is the per-layer minimum (8 bits under mcu), not "every layer
+  // at 2 bits", and the message names it.
+  sq::Budgets tight;
+  tight.latency_s = 0.99 * u8.latency_s;
+  e = sqtest::error_of([&] { sq::hessian_allocation(g, ce, tight, unit_traces(g), cand, 8); });
+  EXPECT_NE(e.find("hessian: no assignment over {2,3,4,5,6,8}"), std::string::npos) << e;
+  EXPECT_NE(e.find("latency budget (latency_ms) cannot be met"), std::string::npos) << e;
+  EXPECT_EQ(e.find("every layer at 2 bits"), std::string::npos) << e;
+}
+
+TEST(SearchRegressions, AverageBitsAdmitTheUniformAssignmentOnEveryModelAndTarget) {
+  // --avg-bits 3 was refused by 0.33 bytes of rounding when the budget was interpolated between
+  // uniform 2 and uniform 8 bits.
+  for (const std::string m : {"lenet5", "mlp", "resnet8", "resnet20", "mobilenetv2"}) {
+    Graph g = model(m);
+    for (const std::string tn : {"size", "shiftadd", "mpic", "mcu", "custom", "bops"}) {
+      sq::Target t = target_file(tn);
+      t.budgets = sq::Budgets();  // the weight budget alone
+      sq::CostEvaluator ce(g, t);
+      for (int bits = 2; bits <= 8; ++bits) {
+        const sq::Budgets b = sq::budgets_for_avg_bits(g, t, bits, 8);
+        EXPECT_EQ(*b.weight_bytes,
+                  static_cast<double>(ce.evaluate(BitConfig::uniform(g, bits, 8)).weight_bytes));
+        EXPECT_TRUE(sq::fits(ce, b, BitConfig::uniform(g, bits, 8))) << m << " " << tn << " " << bits;
+        EXPECT_GE(sq::nearest_feasible_uniform(g, ce, b, {2, 3, 4, 5, 6, 7, 8}, 8), bits);
+      }
+      const sq::Budgets b3 = sq::budgets_for_avg_bits(g, t, 3, 8);
+      sq::Phase1Options o;
+      o.budgets = b3;
+      EXPECT_TRUE(sq::fits(ce, b3, sq::sigmaquant_phase1(g, t, o).bits)) << m << " " << tn;
+      // Between integers: linear between the two neighbouring uniform widths.
+      const sq::Budgets half = sq::budgets_for_avg_bits(g, t, 3.5, 8);
+      const double w3 = *b3.weight_bytes, w4 = *sq::budgets_for_avg_bits(g, t, 4, 8).weight_bytes;
+      EXPECT_DOUBLE_EQ(*half.weight_bytes, w3 + 0.5 * (w4 - w3));
+    }
+  }
+}
+
+// A stand-in whose accuracy can be made to drop on the spending step.
+class SpendOracle : public StandIn {
+ public:
+  using StandIn::StandIn;
+  double train_and_evaluate(const BitConfig& bits, double epochs, int it) override {
+    last_iteration = it;
+    return StandIn::train_and_evaluate(bits, epochs, it) - (it >= penalise_from ? 0.5 : 0.0);
+  }
+  int penalise_from = 1 << 30;
+  int last_iteration = -1;
+};
+
+TEST(SearchPhase2, SpendsLeftoverBudgetAndNeverReturnsAWorseState) {
+  Problem s(4.0);
+  BitConfig start = BitConfig::uniform(s.g, 3, 8);  // well under the 4-bit budgets
+  ASSERT_TRUE(sq::fits(*s.ce, s.b, start));
+  SpendOracle oracle(s.g, *s.ce, s.b, 11);
+  sq::Phase2Options o;
+  o.target_accuracy = oracle.accuracy(start) - 0.01;  // met at once: in band
+  sq::Phase2Result r = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, oracle, o);
+  EXPECT_EQ(r.stop_reason, "in band");
+  ASSERT_EQ(r.steps.size(), 2u);
+  const sq::Phase2Step& spend = r.steps[1];
+  ASSERT_FALSE(spend.changes.empty());
+  for (const sq::BitChange& c : spend.changes) {
+    EXPECT_EQ(c.why, "spend leftover budget");
+    EXPECT_GT(c.to, c.from);
+  }
+  EXPECT_TRUE(sq::fits(*s.ce, s.b, spend.bits));
+  EXPECT_EQ(r.best_step, 1);
+  EXPECT_GT(r.accuracy, r.steps[0].accuracy);
+  // Nothing left to spend: no single raise of a layer still fits every budget.
+  for (const std::string& n : names(s.g))
+    for (int to : {4, 5, 6, 8}) {
+      if (to <= spend.bits.for_layer(n).wbits) continue;
+      BitConfig up = spend.bits;
+      up.layers[n].wbits = to;
+      EXPECT_FALSE(sq::fits(*s.ce, s.b, up)) << n << " -> " << to;
+    }
+  EXPECT_DOUBLE_EQ(r.qat_epochs, 2 * o.cycle_epochs);
+
+  // The spending cycle measures worse: it is recorded, but the best state is kept.
+  SpendOracle worse(s.g, *s.ce, s.b, 11);
+  worse.penalise_from = 1;
+  sq::Phase2Result w = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, worse, o);
+  ASSERT_EQ(w.steps.size(), 2u);
+  EXPECT_EQ(w.best_step, 0);
+  EXPECT_EQ(w.bits, start);
+
+  // Resuming after the spending step trains nothing more and gives the same result.
+  SpendOracle again(s.g, *s.ce, s.b, 11);
+  sq::Phase2Result resumed = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, again, o, r.steps);
+  EXPECT_EQ(again.trained, 0);
+  EXPECT_EQ(resumed.bits, r.bits);
+  EXPECT_EQ(resumed.stop_reason, "in band");
+
+  // Minimising resources: the leftover is the point, nothing is spent.
+  SpendOracle m(s.g, *s.ce, s.b, 11);
+  sq::Phase2Options om = o;
+  om.minimize = true;
+  om.band = 1.0;
+  sq::Phase2Result rm = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, m, om);
+  for (const sq::Phase2Step& st : rm.steps)
+    for (const sq::BitChange& c : st.changes) EXPECT_NE(c.why, "spend leftover budget");
 }
 
 // ---- weight statistics ----

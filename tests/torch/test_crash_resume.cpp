@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,7 +22,10 @@ namespace {
 
 using sqtest::have_fashion_mnist;
 
-constexpr int kEpochs = 8;  // enough that a kill after the first checkpoint lands mid-run
+// The kill comes right after the first checkpoint, with kEpochs - 1 epochs still to run; the
+// test asserts that it landed (the process died of SIGKILL) instead of passing when the run ends
+// first.
+constexpr int kEpochs = 8;
 
 std::string joined(const std::vector<std::string>& args) {
   std::string s;
@@ -32,9 +36,16 @@ std::string joined(const std::vector<std::string>& args) {
 using sqtest::files_in;
 using sqtest::spawn_cli;
 
-// Runs `job -o dir/full.sqg` to the end, then `job -o dir/run.sqg` killed with SIGKILL as soon as
-// its first checkpoint (written by rename) appears, then `job -o dir/run.sqg --resume --json`.
-// Returns the resumed run's JSON; checks the checkpoint and the temporaries along the way.
+// The "history" array of a checkpoint's meta.
+nlohmann::json checkpoint_history(const std::string& path) {
+  return sq::load_graph_file(path).meta["checkpoint"]["history"];
+}
+
+// Runs `job -o dir/full.sqg` to the end, then `job -o dir/run.sqg`, killed with SIGKILL as soon
+// as its first checkpoint (written by rename) appears, then `job -o dir/run.sqg --resume --json`.
+// Returns the resumed run's JSON with "checkpoint_epoch" (where the kill left it) added; checks
+// along the way that the kill landed mid-run, that the checkpoint is whole, that no temporary is
+// left, and that the resumed run carried the killed run's epochs over and completed the rest.
 nlohmann::json kill_then_resume(const std::vector<std::string>& job, const std::string& dir) {
   nlohmann::json none;
   auto r = sqtest::run_cli(joined(job) + " -o " + dir + "/full.sqg");
@@ -46,39 +57,63 @@ nlohmann::json kill_then_resume(const std::vector<std::string>& job, const std::
   const pid_t pid = spawn_cli(args, dir + "/killed.log");
   EXPECT_GT(pid, 0);
   if (pid <= 0) return none;
+  // Wait for the artefact, not for a time: the checkpoint appears under its final name only once
+  // it is whole (temp file + rename). The deadline only bounds a run that never writes one.
   int status = 0;
   bool exited = false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-  while (!sq::file_exists(ckpt) && !exited && std::chrono::steady_clock::now() < deadline) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (!sq::file_exists(ckpt) && std::chrono::steady_clock::now() < deadline) {
     exited = ::waitpid(pid, &status, WNOHANG) == pid;
+    if (exited) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   if (!exited) {
     ::kill(pid, SIGKILL);
     EXPECT_EQ(::waitpid(pid, &status, 0), pid);
   }
+  // The run was still going and the signal ended it: it did not finish (or fail) before the kill.
+  const bool killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  EXPECT_TRUE(killed) << "the run was not killed mid-run (wait status " << status << "); log:\n"
+                      << sq::read_file(dir + "/killed.log");
   EXPECT_TRUE(sq::file_exists(ckpt)) << "no checkpoint appeared; log:\n"
                                      << sq::read_file(dir + "/killed.log");
-  if (!sq::file_exists(ckpt)) return none;
-  const bool killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  if (!sq::file_exists(ckpt) || !killed) return none;
+  EXPECT_FALSE(sq::file_exists(out)) << "the result is written only when training ends";
 
   // Whatever the moment of the kill, the checkpoint under its final name is whole: it loads.
   const sq::GraphFile ck = sq::load_graph_file(ckpt);
   const int epoch = ck.meta["checkpoint"]["epoch"].get<int>();
+  const nlohmann::json killed_history = ck.meta["checkpoint"]["history"];
   EXPECT_GE(epoch, 1);
+  EXPECT_LT(epoch, kEpochs);
+  EXPECT_EQ(killed_history.size(), static_cast<size_t>(epoch));
   ::testing::Test::RecordProperty("killed_after_epoch", epoch);
-  if (killed) {
-    EXPECT_LT(epoch, kEpochs);
-    EXPECT_FALSE(sq::file_exists(out)) << "the result is written only when training ends";
-  } else {  // the run outpaced the poll: resuming must still give the same result (a no-op)
-    std::cerr << "note: the run finished before the kill (exit status " << status << ")\n";
-  }
 
   r = sqtest::run_cli(joined(args) + " --resume --json");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   const auto brace = r.output.find('{');
   EXPECT_NE(brace, std::string::npos) << r.output;
   if (r.exit_code != 0 || brace == std::string::npos) return none;
+  EXPECT_TRUE(sq::file_exists(out));
+
+  // The resumed run is complete: its last checkpoint is at the last epoch with every epoch's
+  // record, and the killed run's records were carried over (timings included), not recomputed.
+  const nlohmann::json history = checkpoint_history(ckpt);
+  EXPECT_EQ(sq::load_graph_file(ckpt).meta["checkpoint"]["epoch"], kEpochs);
+  EXPECT_EQ(history.size(), static_cast<size_t>(kEpochs));
+  for (size_t e = 0; e < history.size(); ++e) {
+    EXPECT_EQ(history[e]["epoch"], e + 1);
+    if (e < killed_history.size()) {
+      EXPECT_EQ(history[e], killed_history[e]) << "epoch " << e + 1;
+    }
+  }
+  // The same losses as the uninterrupted run, epoch for epoch.
+  const nlohmann::json full = checkpoint_history(dir + "/full.sqg.ckpt");
+  EXPECT_EQ(full.size(), history.size());
+  for (size_t e = 0; e < std::min(full.size(), history.size()); ++e) {
+    EXPECT_EQ(full[e]["train_loss"], history[e]["train_loss"]) << "epoch " << e + 1;
+    EXPECT_EQ(full[e]["train_accuracy"], history[e]["train_accuracy"]) << "epoch " << e + 1;
+  }
 
   // No temporary is left, except one a SIGKILL cut off in the middle of a checkpoint write (the
   // killed process cannot remove it; it never replaces a final name).

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "common.h"
-#include "search_driver.h"
+#include "search_flags.h"
 #include "sigmaquant/alloc.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"

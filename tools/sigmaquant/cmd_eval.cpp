@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "sigmaquant/error.h"
 #include "sigmaquant/train.h"
 
 namespace sqcli {
@@ -19,6 +20,22 @@ void run_eval(const EvalFlags& f) {
   sq::configure_runtime(f.common.threads);
   sq::DataBundle d = load_data(f.data);
   sq::Graph g = resolve_model(f.model.model, d.test.image_shape, d.test.num_classes, f.model.seed);
+  // Name the model, the data and the first label the model cannot output (the trainer's check
+  // names neither).
+  if (d.test.num_classes > g.num_classes) {
+    const std::string data = fmt::format("'{}' data{}", f.data.format,
+                                         f.data.dir.empty() ? "" : " in " + f.data.dir);
+    for (int64_t i = 0; i < d.test.size(); ++i)
+      if (d.test.labels[i] >= g.num_classes)
+        sq::fail(
+            "--model '{}' has {} outputs but the {} has {} classes: test label {} at index {} "
+            "(expected labels 0..{}, or a model with {} outputs)",
+            f.model.model, g.num_classes, data, d.test.num_classes, d.test.labels[i], i,
+            g.num_classes - 1, d.test.num_classes);
+    sq::fail("--model '{}' has {} outputs but the {} has {} classes (expected a model with {} "
+             "outputs)",
+             f.model.model, g.num_classes, data, d.test.num_classes, d.test.num_classes);
+  }
   sq::EvalOptions o;
   o.batch_size = f.batch_size;
   o.device = f.device;

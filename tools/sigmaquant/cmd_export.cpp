@@ -6,6 +6,7 @@
 #include <map>
 
 #include "common.h"
+#include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/export_c.h"
 #include "sigmaquant/fileutil.h"
@@ -30,7 +31,16 @@ void export_sqm(const sq::QuantModel& qm, const ExportFlags& f) {
   const nlohmann::json meta = {{"source", f.model},
                                {"model", qm.graph.name},
                                {"avg_weight_bits", sq::average_weight_bits(qm.bits, qm.graph)}};
-  sq::save_sqm(f.out, qm.graph, sq::integerize(qm), meta);
+  const sq::IntModel im = sq::integerize(qm);
+  // What `run` would refuse is refused now, not after the file is written: the engine's plan is
+  // made once and thrown away.
+  try {
+    sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
+  } catch (const sq::Error& e) {
+    sq::fail("{}: the integer engine cannot run this model, so it is not exported: {}", f.model,
+             e.what());
+  }
+  sq::save_sqm(f.out, qm.graph, im, meta);
 }
 
 // The formats by name; each writes f.out from the quantized model.

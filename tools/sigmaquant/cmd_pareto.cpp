@@ -1,16 +1,13 @@
 // sigmaquant pareto — several allocation methods at several average-weight-bit budgets under one
 // target: a table (CSV + JSON) of accuracy against weight memory, energy and latency, and the
-// report with the fronts. Each (method, budget) run lives in its own directory, so an interrupted
-// sweep continues with --resume and reuses every finished run.
+// report with the fronts (the library's sq::pareto_sweep).
 #include <fmt/format.h>
 
 #include <sstream>
 
 #include "common.h"
-#include "search_driver.h"
+#include "search_flags.h"
 #include "sigmaquant/error.h"
-#include "sigmaquant/fileutil.h"
-#include "sigmaquant/report.h"
 #include "sigmaquant/table.h"
 #include "sigmaquant/train.h"
 
@@ -18,7 +15,7 @@ namespace sqcli {
 namespace {
 
 struct ParetoCmd {
-  SearchSettings s;
+  SearchFlags s;
   DataFlags data;
   Common common;
   std::string methods = "sigmaquant,uniform,adaptive,hessian";
@@ -34,12 +31,9 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-void run_pareto(ParetoCmd& f) {
-  sq::configure_runtime(f.common.threads);
-  f.s.progress = !f.common.quiet && !f.common.json;
-  std::vector<std::string> methods = split_list(f.methods);
+std::vector<double> parse_budgets(const std::string& list) {
   std::vector<double> budgets;
-  for (const std::string& b : split_list(f.budgets)) {
+  for (const std::string& b : split_list(list)) {
     if (b == "target") {  // the target file's own budgets
       budgets.push_back(0);
       continue;
@@ -52,57 +46,31 @@ void run_pareto(ParetoCmd& f) {
     } catch (const std::exception&) {
       sq::fail("--budgets '{}': expected average weight bits in 1..8 or 'target' (the target's "
                "own budgets), comma-separated (e.g. 2.5,3,4)",
-               f.budgets);
+               list);
     }
   }
-  if (methods.empty() || budgets.empty()) sq::fail("--methods and --budgets must not be empty");
-  std::string base = f.s.out_dir.empty() ? "runs/pareto" : f.s.out_dir;
-  prepare_output(base + "/pareto.json", "--out-dir");
-  sq::DataBundle d = load_data(f.data);
+  return budgets;
+}
 
-  nlohmann::ordered_json points = nlohmann::ordered_json::array();
-  nlohmann::ordered_json first_log;
-  std::string model_name, target_name;
-  double fp32 = 0;
-  for (double b : budgets)
-    for (const std::string& m : methods) {
-      SearchSettings s = f.s;
-      s.method = m;
-      s.avg_bits = b;
-      std::string label = b > 0 ? fmt::format("{} bits", b) : "target budgets";
-      s.out_dir = b > 0 ? fmt::format("{}/{}-{}bits", base, m, b) : fmt::format("{}/{}", base, m);
-      s.report = true;
-      if (s.progress) fmt::print(stderr, "== {} at {} ==\n", m, label);
-      nlohmann::ordered_json log = run_search(s, d);
-      const auto& fin = log.at("final");
-      nlohmann::ordered_json p = {{"method", m},
-                                  {"budget", label},
-                                  {"avg_bits", fin.at("avg_bits")},
-                                  {"accuracy", fin.at("accuracy")},
-                                  {"weight_bytes", fin.at("cost").at("weight_bytes")}};
-      for (const char* k : {"energy_j", "latency_s"})
-        if (fin.at("cost").contains(k)) p[k] = fin.at("cost").at(k);
-      p["qat_epochs"] = fin.at("qat_epochs_total");
-      p["search_qat_epochs"] = fin.at("search_qat_epochs");
-      p["seconds"] = fin.at("seconds_total");
-      p["search_seconds"] = fin.at("search_seconds");
-      p["run_dir"] = s.out_dir;
-      points.push_back(p);
-      model_name = log.at("model").at("name");
-      target_name = log.at("target").at("name");
-      fp32 = log.at("model").at("fp32_accuracy");
-      if (first_log.is_null() || (m == "sigmaquant" && first_log.value("method", "") != "sigmaquant"))
-        first_log = log;
-    }
-  nlohmann::ordered_json pareto = {{"format", "sigmaquant-pareto"}, {"version", 1},
-                                   {"model", model_name},           {"target", target_name},
-                                   {"fp32_accuracy", fp32},         {"points", points}};
-  sq::write_file_atomic(base + "/pareto.json", pareto.dump(2) + "\n");
-  sq::write_file_atomic(base + "/pareto.csv", sq::pareto_csv(pareto));
-  nlohmann::json pj = pareto;
-  sq::write_report(base + "/report.html", first_log, &pj);
+std::string opt3(const std::optional<double>& v, double scale) {
+  return v ? fmt::format("{:.3f}", scale * *v) : "-";
+}
+
+void run_pareto(ParetoCmd& f) {
+  sq::configure_runtime(f.common.threads);
+  const bool chatty = !f.common.quiet && !f.common.json;
+  sq::ParetoRequest req;
+  req.methods = split_list(f.methods);
+  req.budgets = parse_budgets(f.budgets);
+  if (req.methods.empty() || req.budgets.empty()) sq::fail("--methods and --budgets must not be empty");
+  req.out_dir = f.s.out_dir.empty() ? "runs/pareto" : f.s.out_dir;
+  f.s.method = req.methods.front();
+  req.base = make_request(f.s, chatty);
+  sq::DataBundle d = load_data(f.data);
+  StderrObserver obs;
+  sq::ParetoResult p = sq::pareto_sweep(req, d, chatty ? &obs : nullptr);
   if (f.common.json) {
-    print_json(pareto);
+    print_json(p.to_json());
     return;
   }
   sq::Table t({"budget", "method", "avg bits", "accuracy", "weight KiB", "energy uJ", "latency ms",
@@ -110,18 +78,13 @@ void run_pareto(ParetoCmd& f) {
               {sq::Align::Left, sq::Align::Left, sq::Align::Right, sq::Align::Right,
                sq::Align::Right, sq::Align::Right, sq::Align::Right, sq::Align::Right,
                sq::Align::Right, sq::Align::Right});
-  for (const auto& p : points)
-    t.add({p["budget"].get<std::string>(), p["method"].get<std::string>(),
-           fmt::format("{:.2f}", p["avg_bits"].get<double>()),
-           fmt::format("{:.2f}%", 100 * p["accuracy"].get<double>()),
-           fmt::format("{:.2f}", p["weight_bytes"].get<double>() / 1024),
-           p.contains("energy_j") ? fmt::format("{:.3f}", 1e6 * p["energy_j"].get<double>()) : "-",
-           p.contains("latency_s") ? fmt::format("{:.3f}", 1e3 * p["latency_s"].get<double>()) : "-",
-           fmt::format("{:.2f}", p["qat_epochs"].get<double>()),
-           fmt::format("{:.0f}", p["search_seconds"].get<double>()),
-           fmt::format("{:.0f}", p["seconds"].get<double>())});
-  fmt::print("{} under {} (FP32 {:.2f}%)\n{}", model_name, target_name, 100 * fp32, t.str());
-  fmt::print("table: {0}/pareto.csv, {0}/pareto.json; report: {0}/report.html\n", base);
+  for (const sq::ParetoPoint& q : p.points)
+    t.add({q.budget, q.method, fmt::format("{:.2f}", q.avg_bits),
+           fmt::format("{:.2f}%", 100 * q.accuracy), fmt::format("{:.2f}", q.weight_bytes / 1024),
+           opt3(q.energy_j, 1e6), opt3(q.latency_s, 1e3), fmt::format("{:.2f}", q.qat_epochs),
+           fmt::format("{:.0f}", q.search_seconds), fmt::format("{:.0f}", q.seconds)});
+  fmt::print("{} under {} (FP32 {:.2f}%)\n{}", p.model, p.target, 100 * p.fp32_accuracy, t.str());
+  fmt::print("table: {0}/pareto.csv, {0}/pareto.json; report: {0}/report.html\n", req.out_dir);
 }
 
 }  // namespace

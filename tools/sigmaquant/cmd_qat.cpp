@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "quant_flags.h"
+#include "training_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
@@ -21,7 +22,7 @@ struct QatCmd {
   sq::TrainOptions opts;
   sq::QatOptions qat;
   std::string out;
-  bool no_augment = false;
+  AugmentFlags augment;
 };
 
 void run_qat(QatCmd& f) {
@@ -49,7 +50,7 @@ void run_qat(QatCmd& f) {
 
   sq::TrainOptions o = f.opts;
   o.seed = f.model.seed;
-  o.augment = !f.no_augment;
+  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet);
   o.progress = progress;
   o.label = "qat";
   if (f.out.empty()) f.out = "runs/" + qm.graph.name + "-qat.sqg";
@@ -99,7 +100,7 @@ void add_qat(CLI::App& app) {
   cmd->add_option("--weight-decay,--wd", o.weight_decay, "weight decay")->capture_default_str();
   cmd->add_option("--weight-quant", f->qat.weight_mode, "lsq, ste or fixed")->capture_default_str();
   cmd->add_option("--act-quant", f->qat.act_mode, "lsq, pact or fixed")->capture_default_str();
-  cmd->add_flag("--no-augment", f->no_augment, "no data augmentation");
+  add_augment_flags(cmd, f->augment);
   cmd->add_option("--checkpoint", o.checkpoint, "checkpoint file (default <out>.ckpt)");
   cmd->add_flag("--resume", o.resume, "continue from the checkpoint if it exists");
   cmd->add_option("--stop-after", o.stop_after_epoch, "stop after this epoch (resume later)");

@@ -1,10 +1,10 @@
 // sigmaquant quantize — a bit allocation under a target's budgets and an accuracy target, by
 // SigmaQuant (Phase 1 + Phase 2) or a baseline, then the final QAT: bits, quantized model, run log
-// and report in one directory.
+// and report in one directory. The flow is the library's sq::run_allocation.
 #include <fmt/format.h>
 
 #include "common.h"
-#include "search_driver.h"
+#include "search_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/train.h"
 
@@ -12,29 +12,33 @@ namespace sqcli {
 namespace {
 
 struct QuantizeCmd {
-  SearchSettings s;
+  SearchFlags s;
   DataFlags data;
   Common common;
 };
 
+std::string default_out_dir(const SearchFlags& s) {
+  std::string stem = s.model;
+  auto slash = stem.find_last_of('/');
+  if (slash != std::string::npos) stem = stem.substr(slash + 1);
+  auto dot = stem.rfind('.');
+  if (dot != std::string::npos) stem = stem.substr(0, dot);
+  return "runs/" + stem + "-" + s.method;
+}
+
 void run_quantize(QuantizeCmd& f) {
   sq::configure_runtime(f.common.threads);
-  f.s.progress = !f.common.quiet && !f.common.json;
-  if (f.s.out_dir.empty()) {
-    std::string stem = f.s.model;
-    auto slash = stem.find_last_of('/');
-    if (slash != std::string::npos) stem = stem.substr(slash + 1);
-    auto dot = stem.rfind('.');
-    if (dot != std::string::npos) stem = stem.substr(0, dot);
-    f.s.out_dir = "runs/" + stem + "-" + f.s.method;
-  }
+  const bool chatty = !f.common.quiet && !f.common.json;
+  if (f.s.out_dir.empty()) f.s.out_dir = default_out_dir(f.s);
+  sq::AllocationRequest req = make_request(f.s, chatty);
   sq::DataBundle d = load_data(f.data);
-  nlohmann::ordered_json log = run_search(f.s, d);
+  StderrObserver obs;
+  sq::RunResult r = sq::run_allocation(req, d, chatty ? &obs : nullptr);
   if (f.common.json) {
-    print_json(log);
+    print_json(r.log.to_json());
     return;
   }
-  fmt::print("{}", summarize_run(log));
+  fmt::print("{}", sq::summarize_run(r.log));
 }
 
 }  // namespace
@@ -44,7 +48,8 @@ void add_quantize(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "quantize", "mixed-precision allocation (SigmaQuant or a baseline) + final QAT under a target");
   cmd->add_option("--model,-m", f->s.model, "trained FP32 model (.sqg)")->required();
-  cmd->add_option("--seed", f->s.seed, "random seed")->capture_default_str();
+  cmd->add_option("--seed", f->s.seed, "random seed (validation split, QAT order)")
+      ->capture_default_str();
   cmd->add_option("--avg-bits", f->s.avg_bits,
                   "weight-memory budget: the size at this average weight width (replaces the "
                   "target's weight budget)");

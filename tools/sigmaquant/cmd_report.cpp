@@ -21,7 +21,7 @@ nlohmann::json read_json(const std::string& path, const char* flag) {
   if (!sq::file_exists(path)) sq::fail("{} '{}': no such file", flag, path);
   const std::string text = sq::read_file(path);
   try {
-    return nlohmann::json::parse(text);
+    return sq::parse_json_strict(text, path);
   } catch (const nlohmann::json::exception& e) {
     sq::fail("{}: not valid JSON ({})", path, e.what());
   }

@@ -3,6 +3,7 @@
 
 
 #include "common.h"
+#include "training_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
@@ -18,15 +19,14 @@ struct TrainFlags {
   sq::TrainOptions opts;
   std::string out;
   double val_fraction = 0.0;
-  bool no_augment = false, no_flip = false, step_losses = false;
+  AugmentFlags augment;
+  bool step_losses = false;
 };
 
 void run_train(TrainFlags& f) {
   sq::configure_runtime(f.common.threads);
   sq::TrainOptions o = f.opts;
   o.seed = f.model.seed;
-  o.augment = !f.no_augment;
-  o.augment_flip = !f.no_flip;
   o.progress = !f.common.quiet;
   o.record_step_losses = f.step_losses;
   if (f.out.empty()) f.out = "runs/" + f.model.model + ".sqg";
@@ -37,6 +37,7 @@ void run_train(TrainFlags& f) {
   sq::DataBundle d = load_data(f.data);
   sq::Dataset train_set = d.train, val;
   if (f.val_fraction > 0) std::tie(train_set, val) = sq::split(d.train, f.val_fraction, o.seed);
+  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet);
   sq::Graph g = resolve_model(f.model.model, d.train.image_shape, d.train.num_classes, o.seed);
   if (!f.common.json)
     fmt::print(stderr, "training {} ({} parameters) on {}: {} train / {} val / {} test images, "
@@ -105,9 +106,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--schedule", o.schedule, "cosine or constant")->capture_default_str();
   cmd->add_option("--warmup-epochs", o.warmup_epochs, "linear warm-up epochs")
       ->capture_default_str();
-  cmd->add_flag("--no-augment", f->no_augment, "no data augmentation");
-  cmd->add_option("--augment-pad", o.augment_pad, "random shift in pixels")->capture_default_str();
-  cmd->add_flag("--no-flip", f->no_flip, "no random horizontal flips");
+  add_augment_flags(cmd, f->augment);
   cmd->add_option("--val-fraction", f->val_fraction, "hold out this fraction of train for validation")
       ->capture_default_str();
   cmd->add_option("--checkpoint", o.checkpoint, "checkpoint file (default <out>.ckpt)");

@@ -26,12 +26,17 @@ void add_data_flags(CLI::App* app, DataFlags& f) {
   app->add_option("--data-dir", f.dir, "directory of the dataset files (default: the format's)");
   app->add_option("--limit-train", f.limit_train, "use only the first N training samples");
   app->add_option("--limit-test", f.limit_test, "use only the first N test samples");
+  app->add_option("--classes", f.classes,
+                  "class count of the data (idx, npy; default: the largest training label + 1, "
+                  "refused if a class below it has no training sample)")
+      ->check(CLI::PositiveNumber);
 }
 
 sq::DataBundle load_data(const DataFlags& f) {
   sq::DataSpec spec;
   spec.format = f.format;
   spec.dir = f.dir;
+  spec.num_classes = f.classes;
   sq::DataBundle b = sq::load_data(spec);
   if (f.limit_train < 0 || f.limit_test < 0) sq::fail("--limit-train/--limit-test must be >= 0");
   b.train = sq::take(b.train, f.limit_train);

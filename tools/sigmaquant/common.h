@@ -15,6 +15,7 @@ struct DataFlags {
   std::string dir;
   int64_t limit_train = 0;  // use only the first N training samples (0 = all)
   int64_t limit_test = 0;
+  int64_t classes = 0;  // --classes: the class count of an idx / npy dataset (0 = inferred)
 };
 void add_data_flags(CLI::App* app, DataFlags& f);
 sq::DataBundle load_data(const DataFlags& f);

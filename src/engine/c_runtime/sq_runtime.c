@@ -200,6 +200,34 @@ void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const u
   }
 }
 
+/* The activation of one conv output of channel oc in 2^−8 accumulator units (sq_conv_gap_u8). */
+static int64_t gap_value(const sq_conv_layer* L, const sq_conv_gap_params* p, int32_t oc,
+                         int32_t dot) {
+  int64_t v = ((int64_t)L->bias[oc] + dot) * 256 + (p->frac ? p->frac[oc] : 0);
+  if (p->relu && v < 0) v = 0;
+  if (p->cap && v > p->cap[oc]) v = p->cap[oc];
+  return v;
+}
+
+void sq_conv_avgpool_u8(const sq_conv_layer* L, const sq_conv_gap_params* p,
+                        const sq_pool_shape* s, const uint8_t* x, uint8_t* y, const sq_work* w) {
+  int32_t oc, oy, ox, ky, kx;
+  for (oc = 0; oc < L->out_c; ++oc) {
+    conv_dots(L, x, oc, w);
+    for (oy = 0; oy < s->out_h; ++oy)
+      for (ox = 0; ox < s->out_w; ++ox) {
+        int64_t sum = 0;
+        for (ky = 0; ky < s->kernel; ++ky)
+          for (kx = 0; kx < s->kernel; ++kx) {
+            const int32_t iy = oy * s->stride - s->padding + ky, ix = ox * s->stride - s->padding + kx;
+            if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
+            sum += gap_value(L, p, oc, w->dot[iy * s->in_w + ix]);
+          }
+        *y++ = (uint8_t)clamp32((int64_t)sq_requantize(sum, p->m[oc]) + p->zp_out, p->lo, p->hi);
+      }
+  }
+}
+
 void sq_add_u8(const sq_add_params* p, const uint8_t* a, const uint8_t* b, int32_t n, uint8_t* y) {
   int32_t i;
   for (i = 0; i < n; ++i) {

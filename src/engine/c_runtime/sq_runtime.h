@@ -122,6 +122,13 @@ typedef struct {
 void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const uint8_t* x,
                     uint8_t* y, const sq_work* w);
 
+/* conv → ReLU/ReLU6 → average pooling (not global) with no quantization point in between: v as in
+ * sq_conv_gap_u8 per conv output pixel, then per window of s (kernel, stride, padding over the
+ * conv's output plane; padded taps add 0 and count, m[c] = s_x · s_w[c] / (2^8 · kernel² · s_out))
+ * y = clamp(rq(Σ_window v, m[c]) + zp_out, lo, hi), written [out_c][s->out_h][s->out_w]. */
+void sq_conv_avgpool_u8(const sq_conv_layer* L, const sq_conv_gap_params* p,
+                        const sq_pool_shape* s, const uint8_t* x, uint8_t* y, const sq_work* w);
+
 /* y[i] = table[x[i]]: a ReLU/ReLU6 on codes, or a rescale from one quantization point to another
  * (the table is built at export time). */
 void sq_lut_u8(const uint8_t* table, const uint8_t* x, int32_t n, uint8_t* y);

@@ -1,0 +1,107 @@
+// Engine: a .sqm model on the integer engine (GraphExecutor), numpy images in, logits out.
+#include "sigmaquant/engine.h"
+
+#include <fmt/format.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "bindings.h"
+#include "sigmaquant/data.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/sqm.h"
+
+namespace sqpy {
+namespace {
+
+using Images = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// One loaded model and one prepared executor: run() allocates only its result. One call at a
+// time per Engine (the executor's arena is shared); use one Engine per thread to run in parallel
+// (run() releases the GIL).
+class Engine {
+ public:
+  explicit Engine(const std::filesystem::path& path)
+      : path_(path.string()),
+        model_(sq::load_sqm(path_)),
+        ex_(sq::GraphExecutor::prepare(model_.graph, model_.model)) {}
+
+  // N x C x H x W float32 images as stored in a Dataset ([0, 1], not normalized) -> N x classes.
+  py::array_t<float> run(const Images& images) {
+    const sq::Shape& in = model_.graph.input_shape;
+    bool ok = images.ndim() == 4;
+    for (size_t k = 0; ok && k < 3; ++k)
+      ok = images.shape(static_cast<py::ssize_t>(k + 1)) == in[k];
+    if (!ok) {
+      std::vector<int64_t> got(images.shape(), images.shape() + images.ndim());
+      sq::fail("Engine.run: {} takes N x {} x {} x {} images (got shape {})", path_, in[0], in[1],
+               in[2], sq::shape_str(got));
+    }
+    const int64_t n = images.shape(0), classes = ex_.output_size();
+    py::array_t<float> logits({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(classes)});
+    const float* x = images.data();
+    float* y = logits.mutable_data();
+    {
+      py::gil_scoped_release unlocked;
+      for (int64_t i = 0; i < n; ++i) ex_.run(x + i * ex_.input_size(), y + i * classes);
+    }
+    return logits;
+  }
+
+  // Top-1 accuracy (fraction) over a Dataset.
+  double evaluate(const sq::Dataset& d) {
+    if (d.image_shape != model_.graph.input_shape)
+      sq::fail("Engine.evaluate: {} takes {} images, {} has {}", path_,
+               sq::shape_str(model_.graph.input_shape), d.name, sq::shape_str(d.image_shape));
+    py::gil_scoped_release unlocked;
+    const int64_t classes = ex_.output_size();
+    std::vector<float> logits(static_cast<size_t>(classes));
+    int64_t correct = 0;
+    for (int64_t i = 0; i < d.size(); ++i) {
+      ex_.run(d.image(i), logits.data());
+      correct += std::max_element(logits.begin(), logits.end()) - logits.begin() == d.labels[i];
+    }
+    return d.size() ? static_cast<double>(correct) / d.size() : 0.0;
+  }
+
+  const sq::SqmModel& model() const { return model_; }
+  const sq::GraphExecutor& executor() const { return ex_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  sq::SqmModel model_;
+  sq::GraphExecutor ex_;
+};
+
+}  // namespace
+
+void bind_engine(py::module_& m) {
+  py::class_<Engine>(m, "Engine", "A .sqm model on the integer engine (torch-free runtime).")
+      .def(py::init<const std::filesystem::path&>(), py::arg("path"))
+      .def("run", &Engine::run, py::arg("images"),
+           "logits (N x classes float32) of N x C x H x W float32 images in [0, 1]")
+      .def("evaluate", &Engine::evaluate, py::arg("data"), "top-1 accuracy on a Dataset")
+      .def_property_readonly("name", [](const Engine& e) { return e.model().graph.name; })
+      .def_property_readonly(
+          "input_shape",
+          [](const Engine& e) { return py::tuple(py::cast(e.model().graph.input_shape)); })
+      .def_property_readonly("num_classes",
+                             [](const Engine& e) { return e.executor().output_size(); })
+      .def_property_readonly("meta", [](const Engine& e) { return to_python(e.model().meta); })
+      .def_property_readonly("arena_bytes",
+                             [](const Engine& e) { return e.executor().arena_bytes(); })
+      .def(
+          "describe", [](const Engine& e) { return e.executor().describe(); },
+          "one line per step of the execution plan")
+      .def("__repr__", [](const Engine& e) {
+        return fmt::format("<sigmaquant.Engine '{}' ({}): {} -> {} classes>", e.model().graph.name,
+                           e.path(), sq::shape_str(e.model().graph.input_shape),
+                           e.executor().output_size());
+      });
+}
+
+}  // namespace sqpy

@@ -1,0 +1,239 @@
+// The allocation-method registry and the built-in methods. A method turns the prepared problem
+// (MethodContext) into an assignment that fits every budget, optionally with a trained model to
+// start the final QAT from. Add one with register_method(); the built-ins are one table below.
+#include <fmt/format.h>
+
+#include <mutex>
+
+#include "pipeline_internal.h"
+#include "sigmaquant/alloc.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
+
+namespace sq {
+namespace {
+
+// ---- sigmaquant: Phase 1 from sigma, Phase 2 with short QAT cycles ----
+
+MethodResult run_sigmaquant(MethodContext& c) {
+  const AllocationRequest& r = c.request;
+  MethodResult out;
+  Phase1Options o1;
+  o1.candidate_bits = c.candidates;
+  o1.abits = r.abits;
+  o1.pinned = c.pinned;
+  o1.budgets = c.budgets;
+  Phase1Result p1 = sigmaquant_phase1(c.fp32, c.cost.target(), o1);
+  for (const Phase1Layer& L : p1.layers) {
+    out.phase1_bits[L.name] = L.bits;
+    out.cluster[L.name] = L.cluster;
+  }
+  c.log.clusters = {{"k", p1.k}, {"centers", p1.centers}, {"bits", p1.cluster_bits}};
+
+  QatOracle oracle(c.fp32, c.train, c.val, c.oracle);
+  Phase2Options o2;
+  o2.target_accuracy = c.accuracy_target;
+  o2.band = r.band;
+  o2.minimize = r.minimize;
+  o2.max_iterations = r.max_iterations;
+  o2.cycle_epochs = r.cycle_epochs;
+  o2.max_raises = r.max_raises;
+  o2.candidate_bits = c.candidates;
+  o2.pinned = c.pinned;
+
+  // Resume: the recorded steps, and the model of the last one.
+  std::vector<Phase2Step> done;
+  std::optional<QuantModel> best_model;
+  double best_acc = -1;
+  if (c.previous && !c.previous->iterations.empty()) {
+    for (const RunIteration& it : c.previous->iterations)
+      done.push_back(step_from_iteration(it, c.folded, r.abits, c.cost, c.budgets));
+    const std::string& mp = c.previous->search_model;
+    if (mp.empty() || !file_exists(mp))
+      fail("{}: the search model '{}' of the last step is missing; delete the directory to start "
+           "afresh",
+           c.request.out_dir, mp);
+    oracle.set_model(load_qmodel(mp));
+    std::string bp = path_in(r.out_dir, "search-best.sqg");
+    if (file_exists(bp)) {
+      best_model = load_qmodel(bp);
+      for (const Phase2Step& s : done) best_acc = std::max(best_acc, s.accuracy);
+    }
+    c.observer.message(fmt::format("resuming the search after iteration {}", done.back().iteration));
+    for (const Phase2Step& s : done) c.log.iterations.push_back(to_iteration(s, c.folded));
+  }
+
+  auto on_step = [&](const Phase2Step& st) {
+    // The best state so far is kept (in memory and, with files, on disk) so that the final QAT
+    // starts from the best validated model, not from the last one.
+    if (st.accuracy > best_acc) {
+      best_acc = st.accuracy;
+      best_model = oracle.model();
+      if (!r.out_dir.empty()) save_qmodel(path_in(r.out_dir, "search-best.sqg"), *best_model);
+    }
+    c.log.iterations.push_back(to_iteration(st, c.folded));
+    c.checkpoint(&oracle.model());
+    c.observer.iteration(c.log.iterations.back());
+  };
+  Phase2Result p2 =
+      sigmaquant_phase2(c.folded, c.cost, c.budgets, p1.bits, oracle, o2, done, on_step);
+  c.log.phase2_stop_reason = p2.stop_reason;
+  c.log.phase2_best_iteration = p2.best_step;
+  c.log.phase2_best_val_accuracy = p2.accuracy;
+  out.bits = p2.bits;
+  out.search_qat_epochs = p2.qat_epochs;
+  // The best step's trained model carries exactly p2.bits; requantize only if it does not.
+  const QuantModel* from = best_model ? &*best_model : &oracle.model();
+  out.start_model = requantize_model(c.fp32, from, out.bits, c.train, r.calib_samples, r.seed);
+  for (int i : c.folded.weight_layers()) {
+    const std::string& n = c.folded.nodes[i].name;
+    out.layer_kl[n] = oracle.layer_kl(n, out.bits.for_layer(n).wbits);
+  }
+  return out;
+}
+
+MethodResult run_uniform(MethodContext& c) {
+  MethodResult out;
+  int b = nearest_feasible_uniform(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
+                                   c.pinned);
+  out.bits = uniform_with_pins(c.folded, b, c.request.abits, c.pinned);
+  c.log.settings["uniform_bits"] = b;
+  return out;
+}
+
+MethodResult run_adaptive(MethodContext& c) {
+  const AllocationRequest& r = c.request;
+  MethodResult out;
+  std::map<std::string, double> p, t;
+  adaptive_measure(c.fp32, c.train, r.adaptive_samples, r.adaptive_drop, r.seed, p, t);
+  out.bits = adaptive_allocation(c.folded, c.cost, c.budgets, p, t, c.candidates, r.abits,
+                                 c.pinned);
+  nlohmann::ordered_json m = nlohmann::ordered_json::object();
+  for (const auto& [n, v] : p) m[n] = {{"p", v}, {"t", t[n]}};
+  c.log.measurements = m;
+  return out;
+}
+
+MethodResult run_hessian(MethodContext& c) {
+  const AllocationRequest& r = c.request;
+  MethodResult out;
+  auto traces = hutchinson_traces(c.fp32, c.train, r.hessian_samples, r.hessian_probes, r.seed);
+  out.bits = hessian_allocation(c.folded, c.cost, c.budgets, traces, c.candidates, r.abits,
+                                c.pinned);
+  nlohmann::ordered_json m = nlohmann::ordered_json::object();
+  for (const auto& [n, v] : traces) m[n] = {{"trace", v}};
+  c.log.measurements = m;
+  return out;
+}
+
+MethodResult run_random(MethodContext& c) {
+  MethodResult out;
+  out.bits = random_allocation(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
+                               c.request.seed, c.pinned);
+  return out;
+}
+
+// Every feasible assignment gets the same short QAT cycle from the same PTQ start; the best
+// validated one wins.
+MethodResult run_exhaustive(MethodContext& c) {
+  const AllocationRequest& r = c.request;
+  MethodResult out;
+  std::vector<BitConfig> all = feasible_assignments(c.folded, c.cost, c.budgets, c.candidates,
+                                                    r.abits, r.exhaustive_limit, c.pinned);
+  if (all.empty()) fail("exhaustive: no assignment over the candidate widths fits the budgets");
+  OracleOptions q = c.oracle;
+  q.progress = false;
+  QatOracle o(c.fp32, c.train, c.val, q);  // one oracle: validation set and folding made once
+  double best = -1;
+  int k = 0;
+  for (const BitConfig& cand : all) {
+    o.reset_model();
+    double before = o.qat_epochs();
+    double acc = o.train_and_evaluate(cand, r.cycle_epochs, 0);
+    RunIteration it;
+    it.iter = k++;
+    it.stage = "exhaustive";
+    it.accuracy = acc;
+    it.avg_bits = average_weight_bits(cand, c.folded);
+    CostReport cr = c.cost.evaluate(cand);
+    it.cost = summarize_cost(cr);
+    it.budgets = check_budgets(cr, c.budgets);
+    it.qat_epochs = o.qat_epochs() - before;
+    it.bits = bits_map(cand, c.folded);
+    out.search_qat_epochs += it.qat_epochs;
+    c.log.iterations.push_back(it);
+    c.observer.iteration(it);
+    if (acc > best) {
+      best = acc;
+      out.bits = cand;
+      out.start_model = o.model();
+    }
+    if (r.progress)
+      fmt::print(stderr, "\rexhaustive: {}/{} assignments, best {:.2f}%", k, all.size(), 100 * best);
+  }
+  if (r.progress) fmt::print(stderr, "\n");
+  c.log.settings["exhaustive_assignments"] = all.size();
+  return out;
+}
+
+struct Registry {
+  std::mutex mu;
+  std::vector<MethodInfo> methods;
+};
+
+Registry& registry() {
+  static Registry* r = [] {
+    auto* reg = new Registry;
+    reg->methods = {
+        {"sigmaquant", "Phase 1 (adaptive k-means over weight sigma) + Phase 2 (KL-guided QAT cycles)",
+         true, run_sigmaquant},
+        {"uniform", "the widest uniform width that fits every budget", false, run_uniform},
+        {"adaptive", "Zhou et al., AAAI 2018: bits from measured noise gain and robustness", false,
+         run_adaptive},
+        {"hessian", "Hessian-aware: Hutchinson traces, exact integer program under every budget",
+         false, run_hessian},
+        {"random", "a random assignment that fits (control)", false, run_random},
+        {"exhaustive", "every feasible assignment, each after one short QAT cycle (small networks)",
+         true, run_exhaustive},
+    };
+    return reg;
+  }();
+  return *r;
+}
+
+}  // namespace
+
+void register_method(MethodInfo m) {
+  if (m.name.empty() || !m.run) fail("register_method: a method needs a name and a function");
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (MethodInfo& e : r.methods)
+    if (e.name == m.name) {
+      e = std::move(m);
+      return;
+    }
+  r.methods.push_back(std::move(m));
+}
+
+std::vector<std::string> method_names() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<std::string> out;
+  for (const MethodInfo& m : r.methods) out.push_back(m.name);
+  return out;
+}
+
+const MethodInfo& find_method(const std::string& name) {
+  Registry& r = registry();
+  {
+    std::lock_guard<std::mutex> lock(r.mu);
+    for (const MethodInfo& m : r.methods)
+      if (m.name == name) return m;
+  }
+  std::string known;
+  for (const std::string& n : method_names()) known += (known.empty() ? "" : ", ") + n;
+  fail("method '{}': expected one of {}", name, known);
+}
+
+}  // namespace sq

@@ -1,0 +1,41 @@
+#include "training_flags.h"
+
+#include <fmt/format.h>
+
+#include "sigmaquant/error.h"
+
+namespace sqcli {
+
+void add_augment_flags(CLI::App* cmd, AugmentFlags& f) {
+  cmd->add_option("--augment", f.augment,
+                  "data augmentation: auto (shift + flip on fashion-mnist/cifar, shift on mnist, "
+                  "none on idx/npy data), on or off")
+      ->capture_default_str();
+  cmd->add_flag("--no-augment", f.no_augment, "same as --augment off");
+  cmd->add_option("--augment-pad", f.pad, "largest random shift in pixels (auto caps it at H/8)")
+      ->capture_default_str();
+  cmd->add_flag("--flip", f.flip, "random horizontal flips (default: the data set's)");
+  cmd->add_flag("--no-flip", f.no_flip, "no random horizontal flips");
+}
+
+sq::TrainingSettings training_settings(const AugmentFlags& f) {
+  if (f.flip && f.no_flip) sq::fail("--flip and --no-flip contradict each other");
+  if (f.pad < 0) sq::fail("--augment-pad {}: must be >= 0", f.pad);
+  sq::TrainingSettings t;
+  t.augment = f.no_augment ? sq::AugmentMode::Off : sq::parse_augment_mode(f.augment, "--augment");
+  t.augment_pad = f.pad;
+  if (f.flip) t.flip = true;
+  if (f.no_flip) t.flip = false;
+  return t;
+}
+
+void apply_augmentation(const AugmentFlags& f, const sq::Dataset& data, sq::TrainOptions& o,
+                        bool print) {
+  sq::Augmentation a = sq::resolve_augmentation(training_settings(f), data);
+  o.augment = a.on;
+  o.augment_pad = a.pad;
+  o.augment_flip = a.flip;
+  if (print) fmt::print(stderr, "{}\n", sq::describe(a));
+}
+
+}  // namespace sqcli
