@@ -470,8 +470,8 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Kernel k
          s.groups);
   if (L.out_node < 0)
     fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
-  if (kernel != Kernel::Portable && kernel != Kernel::Avx2Madd16 &&
-      kernel != Kernel::Avx2Maddubs && kernel != Kernel::AvxVnniDpbusd)
+  if (kernel != Kernel::Portable && kernel != Kernel::Avx2Madd16 && kernel != Kernel::Avx2Maddubs &&
+      kernel != Kernel::AvxVnniDpbusd)
     fail("prepare_conv2d_u8: unknown kernel {} (expected a PreparedConv2d::Kernel)",
          static_cast<int>(kernel));
   if (kernel != Kernel::Portable && !cpu_has_avx2())
@@ -491,9 +491,10 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Kernel k
     wmax = std::max(wmax, w < 0 ? -w : w);
   }
   if (kernel == Kernel::Avx2Maddubs && wmax > kMaddubsMaxWeight)
-    fail("prepare_conv2d_u8: layer '{}' has a weight of magnitude {} (avx2_maddubs is exact only "
-         "up to {})",
-         L.name, wmax, kMaddubsMaxWeight);
+    fail(
+        "prepare_conv2d_u8: layer '{}' has a weight of magnitude {} (avx2_maddubs is exact only "
+        "up to {})",
+        L.name, wmax, kMaddubsMaxWeight);
   c.kernel_ = kernel;
   const bool int8 = uses_int8_layout(c.kernel_);
   const int64_t taps = int8 ? kTaps8 : kTaps16, kk = s.kernel * s.kernel;

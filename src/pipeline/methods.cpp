@@ -139,6 +139,8 @@ MethodResult run_random(MethodContext& c) {
 MethodResult run_exhaustive(MethodContext& c) {
   const AllocationRequest& r = c.request;
   MethodResult out;
+  AssignmentSolver(c.folded, c.cost, c.budgets, c.candidates, r.abits, c.pinned)
+      .require_feasible("exhaustive");
   std::vector<BitConfig> all = feasible_assignments(c.folded, c.cost, c.budgets, c.candidates,
                                                     r.abits, r.exhaustive_limit, c.pinned);
   if (all.empty()) fail("exhaustive: no assignment over the candidate widths fits the budgets");

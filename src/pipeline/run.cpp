@@ -316,9 +316,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
            req.target.name);
     Graph folded = fold_batchnorm(fp32);
     CostEvaluator ce(folded, req.target);
-    std::vector<int> candidates = req.bits_set;  // TODO(alloc): one rule for target widths
-    std::sort(candidates.begin(), candidates.end());
-    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    const std::vector<int> candidates = candidate_widths(req.bits_set, req.target);
     std::map<std::string, int> pinned;
     if (req.first_last_bits) {
       auto w = fp32.weight_layers();
