@@ -65,6 +65,8 @@ sq::Graph small_cnn(bool bn_first, bool avgpools) {
   g.linear("fc", g.flatten("flat", x), 10);
   g.infer_shapes();
   g.init_params(3);
+  g.input_mean = {0.2f};  // as `train` records them
+  g.input_std = {0.3f};
   if (bn_first) {
     sq::Node& bn = g.nodes[g.index_of("bn0")];
     bn.params["weight"].data = {1.5f};

@@ -124,6 +124,7 @@ void every_method(const sq::DataBundle& data, const std::string& zoo, int epochs
     SCOPED_TRACE(m);
     Recorder rec;
     sq::AllocationRequest r = small_request(g, m);
+    if (m == "exhaustive") r.bits_set = {4, 8};  // 2^5 assignments on lenet5
     r.out_dir = sqtest::temp_dir("pipe-" + m);
     sq::RunResult res = sq::run_allocation(r, data, &rec);
     ASSERT_TRUE(res.log.final.has_value());
