@@ -45,12 +45,6 @@ std::string fmt_count(double v) {  // 992.7 M
   if (v < 1e9) return fmt::format("{:.1f} M", v / 1e6);
   return fmt::format("{:.2f} G", v / 1e9);
 }
-std::string fmt_value(double v, const std::string& unit) {
-  if (unit == "B") return fmt_bytes(v);
-  if (unit == "s") return fmt_seconds(v);
-  if (unit == "J") return fmt_joules(v);
-  return fmt_count(v);
-}
 
 std::string target_summary(const sq::Target& t) {
   std::string s = fmt::format("{} ({}", t.name, sq::cost_model_name(t.kind));
@@ -151,10 +145,12 @@ void run_cost(const CostFlags& f) {
       sq::Table bt({"budget", "value", "limit", "verdict"},
                    {sq::Align::Left, sq::Align::Right, sq::Align::Right, sq::Align::Left});
       for (const auto& c : checks)
-        bt.add({c.metric, fmt_value(c.value, c.unit), fmt_value(c.budget, c.unit),
-                c.fits ? fmt::format("fits ({:.1f} % used)", 100.0 * c.value / c.budget)
-                       : fmt::format("EXCEEDS by {} (+{:.1f} %)", fmt_value(c.excess, c.unit),
-                                     c.excess_pct)});
+        bt.add({c.metric, sq::budget_value_text(c.value, c.unit),
+                sq::budget_value_text(c.budget, c.unit),
+                c.fits ? fmt::format("fits ({} used)",
+                                     sq::budget_percent_text(100.0 * c.value / c.budget))
+                       : fmt::format("EXCEEDS by {} (+{})", sq::budget_value_text(c.excess, c.unit),
+                                     sq::budget_percent_text(c.excess_pct))});
       fmt::print("{}", bt.str());
       fmt::print("{}\n", all_fit ? "fits every budget" : "over budget");
     }
