@@ -38,6 +38,7 @@
 #include "sigmaquant/qmodel.h"
 #include "sigmaquant/run_log.h"
 #include "sigmaquant/search.h"
+#include "sigmaquant/train.h"
 
 namespace sq {
 
@@ -70,6 +71,8 @@ struct Augmentation {
 };
 Augmentation resolve_augmentation(const TrainingSettings& t, const Dataset& d);
 std::string describe(const Augmentation& a);
+// Puts the resolved augmentation on training options (the one place that maps it).
+void apply(const Augmentation& a, TrainOptions& o);
 
 // ---- the request ----
 

@@ -223,9 +223,7 @@ FinalQat final_qat(QuantModel start, const AllocationRequest& r, const Dataset& 
   }
   t.lr = r.training.lr;
   t.batch_size = r.training.batch_size;
-  t.augment = aug.on;
-  t.augment_pad = aug.pad;
-  t.augment_flip = aug.flip;
+  apply(aug, t);
   t.seed = r.seed;
   t.progress = r.progress;
   t.label = "final QAT";

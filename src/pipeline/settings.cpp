@@ -71,6 +71,12 @@ Augmentation resolve_augmentation(const TrainingSettings& t, const Dataset& d) {
   return a;
 }
 
+void apply(const Augmentation& a, TrainOptions& o) {
+  o.augment = a.on;
+  o.augment_pad = a.pad;
+  o.augment_flip = a.flip;
+}
+
 std::string describe(const Augmentation& a) {
   if (!a.on) return "augmentation " + a.why;
   std::string what = a.pad > 0 ? fmt::format("random shift by up to {} px", a.pad) : "";

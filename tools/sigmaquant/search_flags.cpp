@@ -91,13 +91,10 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   };
   sq::AllocationRequest r;
   r.method = s.method;
-  {  // an unknown method fails before the model is read, naming the flag
-    const auto names = sq::method_names();
-    if (std::find(names.begin(), names.end(), s.method) == names.end()) {
-      std::string known;
-      for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
-      sq::fail("--method '{}': expected one of {}", s.method, known);
-    }
+  try {  // an unknown method fails before the model is read, naming the flag
+    sq::find_method(s.method);
+  } catch (const sq::Error& e) {
+    sq::fail("--{}", e.what());  // "--method 'x': expected one of ..."
   }
   if (!sq::file_exists(s.model))
     sq::fail("--model '{}': quantize needs a trained FP32 model file (.sqg)", s.model);

@@ -32,9 +32,7 @@ sq::TrainingSettings training_settings(const AugmentFlags& f) {
 void apply_augmentation(const AugmentFlags& f, const sq::Dataset& data, sq::TrainOptions& o,
                         bool print) {
   sq::Augmentation a = sq::resolve_augmentation(training_settings(f), data);
-  o.augment = a.on;
-  o.augment_pad = a.pad;
-  o.augment_flip = a.flip;
+  sq::apply(a, o);
   if (print) fmt::print(stderr, "{}\n", sq::describe(a));
 }
 
