@@ -13,7 +13,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all setup configure build test test-sanitize fuzz run clean
+.PHONY: all setup configure build test test-sanitize fuzz run clean mcu
 
 all: build
 
@@ -47,6 +47,16 @@ fuzz: setup
 	  -DSQ_BUILD_BENCH=OFF
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The C export on Cortex-M4/M7 under QEMU (docs/mcu.md): 8-bit, 4-bit and SigmaQuant assignments
+# of each MCU_MODELS model checked bit for bit against the engine, with footprint and instruction
+# counts against the mcu cost model (runs/mcu/), for the portable and the Cortex-M DSP kernels.
+MCU_MODELS ?= models/lenet5-fmnist.sqg
+MCU_IMAGES ?= 100
+MCU_C_TARGET ?= portable,cortex-m-dsp
+mcu: build
+	bash mcu/report.sh --sigmaquant $(BUILD)/bin/sigmaquant --ref $(BUILD)/bin/sq_mcu_ref \
+	  --images $(MCU_IMAGES) --c-target $(MCU_C_TARGET) $(MCU_MODELS)
 
 run: build
 	bash scripts/main_job.sh $(BUILD)/bin/sigmaquant $(RUN_DIR)

@@ -14,6 +14,8 @@ PACKAGES=(
   chromium                              # the report-rendering test (headless screenshot)
   pybind11-dev python3-pybind11         # the Python module (python/)
   python3-numpy python3-pytest          # its arrays and its tests
+  verilator yosys                       # the shift-add accelerator's RTL: simulation and synthesis
+  gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm   # the C export on a Cortex-M (QEMU)
 )
 # ONNX Runtime for the export tests comes from npm (onnxruntime-node); Debian's nodejs/npm unless
 # a Node.js with npm is already installed.

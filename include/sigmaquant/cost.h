@@ -53,6 +53,12 @@ enum class ShiftAddVariant { BitSerial, Csd };
 // Width of one packed sub-word: the full product (a_bits + w_bits + guard, no lane can overflow)
 // or the activation only (a_bits + guard, the accumulator lives elsewhere).
 enum class SubwordRule { Product, Activation };
+// How output channels are spread over the parallel datapaths. Even: the layer's work divided by
+// the number of datapaths (an ideal balance, a lower bound). RoundRobin: the hardware of hw/ (the
+// shift-add RTL): the layer's non-pruned channels are dealt to the datapaths in turn, the layer
+// takes as long as its busiest datapath, and a lane group without a non-zero weight (csd) still
+// takes one cycle to write its accumulators (docs/cost-models.md, docs/hardware.md).
+enum class ShiftAddSchedule { Even, RoundRobin };
 
 struct StorageParams {
   int scale_bits = 32;  // per weight scale (fp32 by default; an int32 multiplier + shift = 64)
@@ -69,6 +75,7 @@ struct ShiftAddParams {
   int datapath_bits = 32;
   SubwordRule subword = SubwordRule::Product;
   int guard_bits = 0;
+  ShiftAddSchedule schedule = ShiftAddSchedule::Even;
 };
 
 struct McuParams {

@@ -29,6 +29,17 @@ namespace sq {
 // anything is written), or naming the path that cannot be written.
 // A batchnorm that is the input's only reader is folded into the input normalization first
 // (fold_input_batchnorm, engine.h), as the engine does.
-void export_c(const QuantModel& qm, const std::string& out_dir);
+// The kernels the exported runtime compiles to (`--c-target`):
+//   Portable    plain C99 loops, any C compiler (the default; the files above, unchanged)
+//   CortexMDsp  the conv/linear dot products on the Cortex-M DSP extension (SMLAD, dual 16-bit
+//               multiply-accumulate, as CMSIS-NN): sq_runtime.c starts with
+//               `#define SQ_TARGET_CORTEX_M_DSP 1` and refuses (#error) a compiler without
+//               __ARM_FEATURE_DSP (Cortex-M4, M7, M33 with DSP). Same integers, same logits bit for
+//               bit (mcu/run_qemu.sh checks both under QEMU; docs/mcu.md).
+enum class CTarget { Portable, CortexMDsp };
+// "portable" or "cortex-m-dsp"; anything else throws sq::Error naming the value and the choices.
+CTarget parse_c_target(const std::string& name);
+
+void export_c(const QuantModel& qm, const std::string& out_dir, CTarget target = CTarget::Portable);
 
 }  // namespace sq

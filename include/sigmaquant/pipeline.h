@@ -105,6 +105,12 @@ struct AllocationRequest {
   int64_t adaptive_samples = 1000;
   double adaptive_drop = 0.01;  // fraction
   int64_t exhaustive_limit = 2000;
+  // dnas / dnas-layer (the differentiable search, include/sigmaquant/dnas.h)
+  std::vector<int> abits_set;                 // searched activation widths (empty: {abits})
+  std::vector<int> dnas_wbits = {0, 2, 4, 8};  // weight widths per channel (0 = pruned)
+  int dnas_epochs = 4;                        // search epochs per lambda tried
+  double dnas_lambda = 0;                     // > 0: fixed strength; 0: chosen to meet the budgets
+  int dnas_bisect_steps = 3;
   uint64_t seed = 1;
   // output
   std::string out_dir;  // "": nothing is written (no resume)
@@ -185,7 +191,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data,
 // ---- the Pareto sweep ----
 
 struct ParetoRequest {
-  AllocationRequest base;        // method and avg_bits are set per run
+  AllocationRequest base;  // method and avg_bits are set per run; abits_set reaches dnas* only
   std::vector<std::string> methods = {"sigmaquant", "uniform", "adaptive", "hessian"};
   std::vector<double> budgets = {2.5, 3, 4};  // average weight bits; 0 = the target's budgets
   std::string out_dir = "runs/pareto";        // one sub-directory per run; pareto.{json,csv}

@@ -268,6 +268,10 @@ CostReport CostEvaluator::evaluate(const BitConfig& bits,
     lc.weights = L.channels * L.weights_per_channel;
     double cycles = 0, bit_sum = 0;
     double work = 0;  // shiftadd: datapath cycles summed over the parallel datapaths
+    // shiftadd, round_robin schedule: the work of each datapath (active channel j -> j mod n).
+    std::vector<double> dp_work;
+    if (T.kind == CostModelKind::ShiftAdd && T.shiftadd.schedule == ShiftAddSchedule::RoundRobin)
+      dp_work.assign(static_cast<size_t>(T.shiftadd.datapaths), 0.0);
     int64_t active = 0;
     for (int64_t c = 0; c < L.channels; ++c) {
       const int b = lb.channel_bits(c);
@@ -291,11 +295,22 @@ CostReport CostEvaluator::evaluate(const BitConfig& bits,
           const ShiftAddParams& P = T.shiftadd;
           const int sub = a + (P.subword == SubwordRule::Product ? b : 0) + P.guard_bits;
           const int64_t lanes = std::max(1, P.datapath_bits / sub);
-          const double digits = P.variant == ShiftAddVariant::BitSerial
-                                    ? static_cast<double>(L.weights_per_channel * b)
-                                    : layer_digit_sum(L, lb, c, q);
-          work += digits * static_cast<double>(ceil_div(L.positions, lanes));
-          cycles = work / P.datapaths;  // output channels spread evenly over the datapaths
+          double digits = P.variant == ShiftAddVariant::BitSerial
+                              ? static_cast<double>(L.weights_per_channel * b)
+                              : layer_digit_sum(L, lb, c, q);
+          const double groups = static_cast<double>(ceil_div(L.positions, lanes));
+          if (dp_work.empty()) {
+            work += digits * groups;
+            cycles = work / P.datapaths;  // output channels spread evenly over the datapaths
+          } else {
+            // The RTL spends one cycle on a lane group with nothing to multiply (an all-zero
+            // channel under csd): it still writes the group's accumulators.
+            digits = std::max(digits, 1.0);
+            work += digits * groups;
+            double& w = dp_work[static_cast<size_t>((active - 1) % P.datapaths)];
+            w += digits * groups;
+            cycles = std::max(cycles, w);  // the busiest datapath sets the layer's time
+          }
           break;
         }
         case CostModelKind::Mpic:

@@ -173,9 +173,9 @@ void parse_params(const nlohmann::json& j, const std::string& where, Target& t) 
       break;
     case CostModelKind::ShiftAdd: {
       check_keys(j, where, p,
-                 {"variant", "datapaths", "datapath_bits", "subword", "guard_bits", "clock_mhz",
-                  "energy_pj_per_cycle", "weight_memory_pj_per_bit", "activation_memory_pj_per_bit",
-                  "logic_area_um2", "memory_area_um2_per_bit"});
+                 {"variant", "datapaths", "datapath_bits", "subword", "guard_bits", "schedule",
+                  "clock_mhz", "energy_pj_per_cycle", "weight_memory_pj_per_bit",
+                  "activation_memory_pj_per_bit", "logic_area_um2", "memory_area_um2_per_bit"});
       ShiftAddParams& s = t.shiftadd;
       if (auto v = opt_string(j, "variant", where, p, {"bit_serial", "csd"}))
         s.variant = *v == "csd" ? ShiftAddVariant::Csd : ShiftAddVariant::BitSerial;
@@ -187,6 +187,8 @@ void parse_params(const nlohmann::json& j, const std::string& where, Target& t) 
         s.subword = *v == "activation" ? SubwordRule::Activation : SubwordRule::Product;
       s.guard_bits =
           static_cast<int>(opt_integer(j, "guard_bits", where, p, 0, 32).value_or(s.guard_bits));
+      if (auto v = opt_string(j, "schedule", where, p, {"even", "round_robin"}))
+        s.schedule = *v == "round_robin" ? ShiftAddSchedule::RoundRobin : ShiftAddSchedule::Even;
       clock(false);
       pj("energy_pj_per_cycle", e.energy_per_cycle_j);
       pj("weight_memory_pj_per_bit", e.weight_mem_j_per_bit);
@@ -401,6 +403,7 @@ nlohmann::ordered_json target_to_json(const Target& t) {
     p["datapath_bits"] = t.shiftadd.datapath_bits;
     p["subword"] = t.shiftadd.subword == SubwordRule::Product ? "product" : "activation";
     p["guard_bits"] = t.shiftadd.guard_bits;
+    if (t.shiftadd.schedule == ShiftAddSchedule::RoundRobin) p["schedule"] = "round_robin";
   }
   if (t.kind == CostModelKind::Custom) {
     p["a_bits"] = t.table.a_bits;

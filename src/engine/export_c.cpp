@@ -471,7 +471,13 @@ void write_file_set(const std::string& out_dir,
 
 }  // namespace
 
-void export_c(const QuantModel& qm, const std::string& out_dir) {
+CTarget parse_c_target(const std::string& name) {
+  if (name == "portable") return CTarget::Portable;
+  if (name == "cortex-m-dsp") return CTarget::CortexMDsp;
+  fail("C target '{}' is not supported (expected portable or cortex-m-dsp)", name);
+}
+
+void export_c(const QuantModel& qm, const std::string& out_dir, CTarget target) {
   Graph g = qm.graph;
   IntModel im = integerize(qm);
   try {
@@ -481,10 +487,17 @@ void export_c(const QuantModel& qm, const std::string& out_dir) {
   }
   const Plan plan = make_plan(g, im);
   const Written w = write_model(g, plan);
+  // The target selects the runtime's kernels at compile time (sq_runtime.c, "SQ_TARGET_...").
+  std::string runtime = detail::kCRuntimeSource;
+  if (target == CTarget::CortexMDsp)
+    runtime =
+        "/* Exported with --c-target cortex-m-dsp: the dot products use the Cortex-M DSP "
+        "extension. */\n#define SQ_TARGET_CORTEX_M_DSP 1\n" +
+        runtime;
   write_file_set(out_dir, {{"model.h", w.model_h},
                            {"model_data.c", w.model_data_c},
                            {"sq_runtime.h", detail::kCRuntimeHeader},
-                           {"sq_runtime.c", detail::kCRuntimeSource},
+                           {"sq_runtime.c", runtime},
                            {"main_example.c", kMainExample},
                            {"Makefile", kMakefile}});
 }

@@ -7,6 +7,7 @@
 
 #include "pipeline_internal.h"
 #include "sigmaquant/alloc.h"
+#include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
@@ -179,6 +180,73 @@ MethodResult run_exhaustive(MethodContext& c) {
   return out;
 }
 
+// ---- dnas: the channel-wise (or layer-wise) differentiable search of Risso et al. ----
+
+MethodResult run_dnas(MethodContext& c, bool channelwise) {
+  const AllocationRequest& r = c.request;
+  MethodResult out;
+  const std::vector<int> abits = r.abits_set.empty() ? std::vector<int>{r.abits} : r.abits_set;
+  DnasSpace space = make_dnas_space(c.folded, r.dnas_wbits, abits, c.pinned, channelwise);
+  DnasCostTable table = make_dnas_cost(space, c.folded, c.cost, c.budgets);
+  DnasOptions o;
+  o.epochs = r.dnas_epochs;
+  o.lambda = r.dnas_lambda;
+  o.bisect_steps = r.dnas_bisect_steps;
+  o.batch_size = c.oracle.batch_size;
+  o.calib_samples = r.calib_samples;
+  o.seed = r.seed;
+  o.augment = c.oracle.augment;
+  o.augment_pad = c.oracle.augment_pad;
+  o.augment_flip = c.oracle.augment_flip;
+  o.progress = r.progress;
+  c.log.settings["dnas"] = {{"granularity", channelwise ? "channel" : "layer"},
+                            {"wbits", r.dnas_wbits},
+                            {"abits", abits},
+                            {"epochs", r.dnas_epochs},
+                            {"lambda", r.dnas_lambda > 0 ? nlohmann::json(r.dnas_lambda)
+                                                         : nlohmann::json("budget")},
+                            {"cost_metrics", table.metrics}};
+  int k = 0;
+  auto on_trial = [&](const DnasTrial& tr) {
+    RunIteration it;
+    it.iter = k++;
+    it.stage = fmt::format("dnas lambda={:.4g}{}", tr.lambda, tr.fits ? "" : " (repaired)");
+    it.accuracy = tr.val_accuracy;
+    it.avg_bits = tr.avg_bits;
+    CostReport cr = c.cost.evaluate(tr.bits);
+    it.cost = summarize_cost(cr);
+    it.budgets = check_budgets(cr, c.budgets);
+    it.qat_epochs = tr.epochs;
+    it.seconds = tr.seconds;
+    it.bits = bits_map(tr.bits, c.folded);
+    c.log.iterations.push_back(it);
+    c.observer.iteration(it);
+  };
+  DnasOutcome res = dnas_search(c.folded, c.train, c.val, space, table, c.cost, c.budgets, o,
+                                on_trial);
+  out.bits = res.bits;
+  out.search_qat_epochs = res.epochs;
+  c.log.settings["dnas"]["chosen_lambda"] = res.lambda;
+  // The final QAT fine-tunes the searched weights at the chosen widths.
+  out.start_model = requantize_model(res.trained, nullptr, out.bits, c.train, r.calib_samples, r.seed);
+  return out;
+}
+
+MethodResult run_dnas_channel(MethodContext& c) { return run_dnas(c, true); }
+
+// ---- sigmaquant-channel: Phase 1 per output channel, then the final QAT ----
+
+MethodResult run_sigmaquant_channel(MethodContext& c) {
+  MethodResult out;
+  ChannelPhase1Result p1 = sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, c.candidates,
+                                                     c.request.abits, c.pinned);
+  c.log.clusters = {{"k", p1.k}, {"centers", p1.centers}, {"bits", p1.cluster_bits},
+                    {"channels", p1.channels}};
+  out.bits = p1.bits;
+  return out;
+}
+MethodResult run_dnas_layer(MethodContext& c) { return run_dnas(c, false); }
+
 struct Registry {
   std::mutex mu;
   std::vector<MethodInfo> methods;
@@ -198,6 +266,13 @@ Registry& registry() {
         {"random", "a random assignment that fits (control)", false, run_random},
         {"exhaustive", "every feasible assignment, each after one short QAT cycle (small networks)",
          true, run_exhaustive},
+        {"sigmaquant-channel", "SigmaQuant Phase 1 per output channel (sigma per channel, "
+         "k-means, budget fitting per channel); no Phase 2", false, run_sigmaquant_channel},
+        {"dnas", "Risso et al., IGSC 2022: differentiable search of per-channel weight widths "
+         "(0 = pruned) and activation widths, lambda chosen to meet the budgets", true,
+         run_dnas_channel},
+        {"dnas-layer", "the same search with one weight width per layer (the paper's baseline)",
+         true, run_dnas_layer},
     };
     return reg;
   }();

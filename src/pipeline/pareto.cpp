@@ -24,6 +24,8 @@ ParetoResult pareto_sweep(const ParetoRequest& req, const DataBundle& data, Obse
     for (const std::string& m : req.methods) {
       AllocationRequest r = req.base;
       r.method = m;
+      // Searched activation widths go to the methods that search them; the others run at abits.
+      if (m != "dnas" && m != "dnas-layer") r.abits_set.clear();
       r.avg_bits = b;
       r.out_dir = b > 0 ? fmt::format("{}/{}-{}bits", req.out_dir, m, b)
                         : fmt::format("{}/{}", req.out_dir, m);

@@ -100,6 +100,16 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
   if (r.training.batch_size < 1) fail("batch_size {}: must be >= 1", r.training.batch_size);
   if (r.abits < kMinActBits || r.abits > kMaxActBits)
     fail("abits {} is out of range ({}..{})", r.abits, kMinActBits, kMaxActBits);
+  for (int a : r.abits_set)
+    if (a < kMinActBits || a > kMaxActBits)
+      fail("abits_set: {} is not an activation width in {}..{}", a, kMinActBits, kMaxActBits);
+  if (r.abits_set.size() > 1 && r.method != "dnas" && r.method != "dnas-layer")
+    fail("abits_set: method '{}' takes one activation width (abits); searched activation widths "
+         "are supported by dnas and dnas-layer",
+         r.method);
+  if (r.dnas_epochs < 1) fail("dnas_epochs {}: must be >= 1", r.dnas_epochs);
+  if (bad(r.dnas_lambda, 0, 1e12)) fail("dnas_lambda {}: expected >= 0 (0: chosen to meet the budgets)", r.dnas_lambda);
+  if (r.dnas_bisect_steps < 0) fail("dnas_bisect_steps {}: must be >= 0", r.dnas_bisect_steps);
   if (r.bits_set.empty()) fail("bits_set is empty");
   for (int b : r.bits_set)
     if (b < 1 || b > 8) fail("bits_set: {} is not a weight width in 1..8", b);

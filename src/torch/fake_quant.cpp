@@ -5,9 +5,10 @@
 #include "sigmaquant/error.h"
 
 namespace sq {
-namespace {
 
 torch::Tensor round_ste(const torch::Tensor& x) { return (x.round() - x).detach() + x; }
+
+namespace {
 
 // Activation fake quantization in one pass over memory (CPU), with the STE / LSQ gradients:
 //   y = (clamp(round(x / s) + zp, 0, qmax) - zp) * s

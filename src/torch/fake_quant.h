@@ -26,15 +26,29 @@ enum class ActMode { Fixed, LSQ, PACT };
 WeightMode weight_mode_from_name(const std::string& s);
 ActMode act_mode_from_name(const std::string& s);
 
-class QuantSim : public torch::nn::Module {
+// What GraphModule asks while it runs the graph: which weights and node outputs are quantized,
+// and their simulated quantized values. QuantSim (one width per channel and point) and the
+// differentiable search's mixture (src/torch/dnas.cpp) implement it.
+class QuantHook : public torch::nn::Module {
+ public:
+  virtual bool quantizes_weight(int node) const = 0;
+  virtual bool quantizes_act(int node) const = 0;
+  virtual torch::Tensor weight(int node, const torch::Tensor& w) = 0;
+  virtual torch::Tensor act(int node, const torch::Tensor& x) = 0;
+};
+
+// Rounding with the straight-through estimator: forward round(x), backward identity.
+torch::Tensor round_ste(const torch::Tensor& x);
+
+class QuantSim : public QuantHook {
  public:
   // with_acts = false: weights only (used while calibrating the activation ranges).
   QuantSim(const QuantModel& qm, WeightMode wm, ActMode am, bool with_acts = true);
 
-  bool quantizes_weight(int node) const { return weights_.count(node) > 0; }
-  bool quantizes_act(int node) const { return acts_.count(node) > 0; }
-  torch::Tensor weight(int node, const torch::Tensor& w);
-  torch::Tensor act(int node, const torch::Tensor& x);
+  bool quantizes_weight(int node) const override { return weights_.count(node) > 0; }
+  bool quantizes_act(int node) const override { return acts_.count(node) > 0; }
+  torch::Tensor weight(int node, const torch::Tensor& w) override;
+  torch::Tensor act(int node, const torch::Tensor& x) override;
   // Writes the current (possibly learned) scales into qm.
   void export_to(QuantModel& qm) const;
   // Loads qm's scales into this module's tensors (in place, so optimizer state stays attached).

@@ -32,7 +32,7 @@ GraphModule::GraphModule(const Graph& g)
   }
 }
 
-void GraphModule::set_quant(std::shared_ptr<QuantSim> q) {
+void GraphModule::set_quant(std::shared_ptr<QuantHook> q) {
   quant_ = q ? register_module("quant", q) : nullptr;
 }
 

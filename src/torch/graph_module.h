@@ -26,8 +26,8 @@ class GraphModule : public torch::nn::Module {
   void import_from(const Graph& g);
 
   // Simulated quantization of weights and activations (nullptr: plain FP32).
-  void set_quant(std::shared_ptr<QuantSim> q);
-  QuantSim* quant() { return quant_.get(); }
+  void set_quant(std::shared_ptr<QuantHook> q);
+  QuantHook* quant() { return quant_.get(); }
   // Called with every node's output (before activation fake-quant), e.g. to calibrate ranges.
   std::function<void(int, const torch::Tensor&)> observer;
 
@@ -38,7 +38,7 @@ class GraphModule : public torch::nn::Module {
   Graph graph_;  // structure (parameters are the torch tensors below)
   std::vector<std::map<std::string, torch::Tensor>> params_;
   std::vector<int> last_use_;
-  std::shared_ptr<QuantSim> quant_;  // per node: the last node reading its output (-1: none)
+  std::shared_ptr<QuantHook> quant_;  // per node: the last node reading its output (-1: none)
 };
 
 torch::Tensor to_torch(const Tensor& t);

@@ -437,4 +437,28 @@ TEST(ExportC, WritesTheFilesAndRejectsWhatItCannotRun) {
   EXPECT_NE(sqtest::error_of([&] { sq::export_c(bn, dir); }).find("batchnorm"), std::string::npos);
 }
 
+// --c-target cortex-m-dsp: the same files, the runtime behind one define that selects the DSP
+// kernels (their equality with the portable ones runs under QEMU: mcu/kernel_test.sh).
+TEST(ExportC, CortexMDspTargetIsTheRuntimeBehindOneDefine) {
+  EXPECT_EQ(sq::parse_c_target("portable"), sq::CTarget::Portable);
+  EXPECT_EQ(sq::parse_c_target("cortex-m-dsp"), sq::CTarget::CortexMDsp);
+  const std::string e = sqtest::error_of([] { sq::parse_c_target("neon"); });
+  EXPECT_NE(e.find("'neon'"), std::string::npos) << e;
+  EXPECT_NE(e.find("cortex-m-dsp"), std::string::npos) << e;
+
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("lenet5", {1, 28, 28}, 10, 2);
+  const std::string portable = sqtest::temp_dir("export_c_target") + "/portable";
+  const std::string dsp = sqtest::temp_dir("export_c_target") + "/dsp";
+  sq::export_c(qm, portable);
+  sq::export_c(qm, dsp, sq::CTarget::CortexMDsp);
+  const std::string src = sq::read_file(dsp + "/sq_runtime.c");
+  const std::string base = sq::read_file(portable + "/sq_runtime.c");
+  ASSERT_GT(src.size(), base.size());
+  EXPECT_EQ(src.substr(src.size() - base.size()), base);  // the portable source, unchanged
+  EXPECT_NE(src.substr(0, src.size() - base.size()).find("#define SQ_TARGET_CORTEX_M_DSP 1"),
+            std::string::npos);
+  for (const char* f : {"model.h", "model_data.c", "sq_runtime.h", "main_example.c", "Makefile"})
+    EXPECT_EQ(sq::read_file(dsp + "/" + f), sq::read_file(portable + "/" + f)) << f;
+}
+
 }  // namespace

@@ -125,6 +125,11 @@ void every_method(const sq::DataBundle& data, const std::string& zoo, int epochs
     Recorder rec;
     sq::AllocationRequest r = small_request(g, m);
     if (m == "exhaustive") r.bits_set = {4, 8};  // 2^5 assignments on lenet5
+    if (m.rfind("dnas", 0) == 0) {  // searched activation widths; a short search
+      r.abits_set = {4, 8};
+      r.dnas_epochs = 2;
+      r.dnas_bisect_steps = 1;
+    }
     r.out_dir = sqtest::temp_dir("pipe-" + m);
     sq::RunResult res = sq::run_allocation(r, data, &rec);
     ASSERT_TRUE(res.log.final.has_value());

@@ -22,6 +22,7 @@ struct ExportFlags {
   std::string model;
   std::string format = "sqm";
   std::string out;
+  std::string c_target;  // --format c only: portable (default) or cortex-m-dsp
   Common common;
 };
 
@@ -48,7 +49,11 @@ using Writer = std::function<void(const sq::QuantModel&, const ExportFlags&)>;
 const std::map<std::string, Writer>& formats() {
   static const std::map<std::string, Writer> m = {
       {"sqm", export_sqm},
-      {"c", [](const sq::QuantModel& qm, const ExportFlags& f) { sq::export_c(qm, f.out); }},
+      {"c",
+       [](const sq::QuantModel& qm, const ExportFlags& f) {
+         sq::export_c(qm, f.out,
+                      f.c_target.empty() ? sq::CTarget::Portable : sq::parse_c_target(f.c_target));
+       }},
       {"onnx",
        [](const sq::QuantModel& qm, const ExportFlags& f) {
          prepare_output(f.out, "-o");
@@ -64,6 +69,15 @@ void run_export(const ExportFlags& f) {
     std::string known;
     for (const auto& [name, w] : formats()) known += (known.empty() ? "" : ", ") + name;
     sq::fail("--format '{}' is not supported (expected one of: {})", f.format, known);
+  }
+  if (!f.c_target.empty() && f.format != "c")
+    sq::fail("--c-target applies to --format c (got --format {})", f.format);
+  if (!f.c_target.empty()) {
+    try {
+      sq::parse_c_target(f.c_target);  // refused before the model is read
+    } catch (const sq::Error& e) {
+      sq::fail("--c-target: {}", e.what());
+    }
   }
   const sq::QuantModel qm = sq::load_qmodel(f.model);
   it->second(qm, f);
@@ -89,6 +103,9 @@ void add_export(CLI::App& app) {
   cmd->add_option("--format", f->format, "sqm (integer engine), c (C source) or onnx (QDQ)")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->out, "output file (sqm, onnx) or directory (c)")->required();
+  cmd->add_option("--c-target", f->c_target,
+                  "with --format c: portable (plain C99, default) or cortex-m-dsp (Cortex-M DSP "
+                  "extension kernels, docs/mcu.md)");
   add_common_flags(cmd, f->common);
   cmd->callback([f] { run_export(*f); });
 }

@@ -12,7 +12,7 @@
 
 namespace sqcli {
 
-std::vector<int> parse_bits_set(const std::string& s, const std::string& flag) {
+std::vector<int> parse_width_list(const std::string& s, const std::string& flag, int lo, int hi) {
   std::vector<int> bits;
   std::stringstream ss(s);
   std::string part;
@@ -20,17 +20,21 @@ std::vector<int> parse_bits_set(const std::string& s, const std::string& flag) {
     try {
       size_t used = 0;
       int b = std::stoi(part, &used);
-      if (used != part.size() || b < 1 || b > 8) throw std::invalid_argument(part);
+      if (used != part.size() || b < lo || b > hi) throw std::invalid_argument(part);
       bits.push_back(b);
     } catch (const std::exception&) {
-      sq::fail("{} '{}': expected a comma-separated list of bitwidths in 1..8 (e.g. 2,4,8)", flag,
-               s);
+      sq::fail("{} '{}': expected a comma-separated list of bitwidths in {}..{} (e.g. 2,4,8)", flag,
+               s, lo, hi);
     }
   }
   std::sort(bits.begin(), bits.end());
   bits.erase(std::unique(bits.begin(), bits.end()), bits.end());
   if (bits.empty()) sq::fail("{} '{}' is empty", flag, s);
   return bits;
+}
+
+std::vector<int> parse_bits_set(const std::string& s, const std::string& flag) {
+  return parse_width_list(s, flag, 1, 8);
 }
 
 void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
@@ -48,6 +52,17 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
   cmd->add_option("--bits-set", s.bits_set, "candidate weight bitwidths (the paper's: 2,4,8)")
       ->capture_default_str();
   cmd->add_option("--abits", s.abits, "activation bits")->capture_default_str();
+  cmd->add_option("--abits-set", s.abits_set,
+                  "activation widths to search (dnas, dnas-layer), e.g. 2,4,8; one width = --abits");
+  cmd->add_option("--dnas-wbits", s.dnas_wbits, "dnas: weight widths per channel (0 = pruned)")
+      ->capture_default_str();
+  cmd->add_option("--dnas-epochs", s.dnas_epochs, "dnas: search epochs per lambda tried")
+      ->capture_default_str();
+  cmd->add_option("--dnas-lambda", s.dnas_lambda,
+                  "dnas: cost strength (0: bisected until the argmax meets the budgets)")
+      ->capture_default_str();
+  cmd->add_option("--dnas-bisect", s.dnas_bisect, "dnas: bisection steps on lambda")
+      ->capture_default_str();
   cmd->add_option("--first-last-bits", s.first_last, "pin the first and last weight layers");
   cmd->add_option("--cycle-epochs", s.cycle_epochs, "QAT per Phase 2 cycle (fraction of an epoch)")
       ->capture_default_str();
@@ -111,6 +126,17 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.max_drop = pct(s.max_drop, "--max-drop");
   r.bits_set = parse_bits_set(s.bits_set);
   r.abits = s.abits;
+  if (!s.abits_set.empty()) {
+    r.abits_set = parse_width_list(s.abits_set, "--abits-set", sq::kMinActBits, sq::kMaxActBits);
+    if (r.abits_set.size() == 1) {
+      r.abits = r.abits_set[0];
+      r.abits_set.clear();
+    }
+  }
+  r.dnas_wbits = parse_width_list(s.dnas_wbits, "--dnas-wbits", 0, 8);
+  r.dnas_epochs = s.dnas_epochs;
+  r.dnas_lambda = s.dnas_lambda;
+  r.dnas_bisect_steps = s.dnas_bisect;
   r.first_last_bits = s.first_last;
   r.cycle_epochs = s.cycle_epochs;
   r.max_iterations = s.max_iterations;

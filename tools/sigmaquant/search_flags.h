@@ -20,6 +20,11 @@ struct SearchFlags {
   double max_drop = 0.5;       // points
   std::string bits_set = "2,3,4,5,6,8";
   int abits = 8;
+  std::string abits_set;  // "": --abits alone
+  std::string dnas_wbits = "0,2,4,8";
+  int dnas_epochs = 4;
+  double dnas_lambda = 0;
+  int dnas_bisect = 3;
   int first_last = 0;
   double cycle_epochs = 0.1;
   int max_iterations = 6;
@@ -45,6 +50,8 @@ struct SearchFlags {
 
 void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method);
 std::vector<int> parse_bits_set(const std::string& s, const std::string& flag = "--bits-set");
+// A comma-separated list of widths in lo..hi, sorted, duplicates removed; errors name the flag.
+std::vector<int> parse_width_list(const std::string& s, const std::string& flag, int lo, int hi);
 // Loads the model and the target named by the flags; every field named by its flag on error.
 sq::AllocationRequest make_request(const SearchFlags& s, bool progress);
 

@@ -108,6 +108,99 @@ void sq_quantize_input(const float* x, int32_t channels, int32_t plane, const fl
   }
 }
 
+#if defined(SQ_TARGET_CORTEX_M_DSP)
+/* Exported with --c-target cortex-m-dsp: the dot products use the Cortex-M DSP extension's dual
+ * 16-bit multiply-accumulate (SMLAD: acc + a.lo·b.lo + a.hi·b.hi), as CMSIS-NN does. Both
+ * operands fit 16 bits (x − zp_x in [−255, 255], w in [−128, 127]) and no partial sum can leave
+ * int32 (SQ_MAX_TAPS), so every dot product is the same integer as the portable loop's, in any
+ * order: the logits stay bit-identical. */
+#if !defined(__ARM_FEATURE_DSP)
+#error "exported with --c-target cortex-m-dsp: compile for a DSP-extension core (-mcpu=cortex-m4)"
+#endif
+#include <arm_acle.h>
+#include <string.h>
+
+static uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+/* Two 16-bit lanes: lo in bits 0..15, hi in bits 16..31. */
+static int16x2_t pair16(int32_t lo, int32_t hi) {
+  return (int16x2_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+
+/* Σ w[i] · (x[i] − zp) over n taps, four at a time: one word of activations and one of weights
+ * split into their even and odd bytes (UXTB16 / SXTB16), the zero point subtracted from both
+ * lanes at once (SSUB16), two SMLADs. */
+static int32_t dot_dsp(const uint8_t* x, const int8_t* w, int32_t n, int32_t zp) {
+  const int16x2_t zz = pair16(zp, zp);
+  int32_t acc = 0, i = 0;
+  for (; i + 4 <= n; i += 4) {
+    uint32_t xv, wv;
+    memcpy(&xv, x + i, 4); /* an unaligned LDR on ARMv7E-M */
+    memcpy(&wv, w + i, 4);
+    acc = __smlad(__ssub16((int16x2_t)__uxtb16(xv), zz), __sxtb16((int8x4_t)wv), acc);
+    acc = __smlad(__ssub16((int16x2_t)__uxtb16(ror8(xv)), zz), __sxtb16((int8x4_t)ror8(wv)), acc);
+  }
+  for (; i < n; ++i) acc += w[i] * ((int32_t)x[i] - zp);
+  return acc;
+}
+
+/* conv_dots (below) with the reduction taken two input channels at a time: for channels i and
+ * i+1 at the same (ky, kx) the output pixels whose input lies inside the image are the same, so
+ * the portable loop's bounds hold and each pixel costs one SMLAD for two taps. Linear layers
+ * (a 1×1 input plane, 1×1 kernel) take dot_dsp over the whole row. */
+static void conv_dots_dsp(const sq_conv_layer* L, const uint8_t* x, int32_t oc, const sq_work* w) {
+  const int32_t icg = L->in_c / L->groups, k = L->kernel, s = L->stride, pad = L->padding;
+  const int32_t pix = L->out_h * L->out_w, plane = L->in_h * L->in_w, zp = L->in_zp;
+  const int32_t in_h = L->in_h, in_w = L->in_w, out_h = L->out_h, out_w = L->out_w;
+  const int16x2_t zz = pair16(zp, zp);
+  const uint8_t* xg = x + (int64_t)(oc / (L->out_c / L->groups)) * icg * plane;
+  const int8_t* row = w->row;
+  int32_t* dot = w->dot;
+  int32_t i, ky, kx, oy, ox, p;
+  /* An 8-bit row is already int8 two's complement bytes: read in place (CMSIS-NN's int8 weights);
+   * narrower rows are unpacked once per output channel. */
+  if (L->w_bits[oc] == 8)
+    row = (const int8_t*)(L->w + L->w_off[oc]);
+  else
+    sq_unpack_row(L->w + L->w_off[oc], icg * k * k, L->w_bits[oc], w->row);
+  if (plane == 1 && k == 1 && pad == 0) { /* linear, or a 1×1 conv of a 1×1 image */
+    dot[0] = dot_dsp(xg, row, icg, zp);
+    return;
+  }
+  for (p = 0; p < pix; ++p) dot[p] = 0;
+  for (i = 0; i < icg; i += 2) {
+    const uint8_t* x0 = xg + (int64_t)i * plane;
+    const uint8_t* x1 = x0 + plane;
+    const int pair = i + 1 < icg;
+    for (ky = 0; ky < k; ++ky) {
+      const int32_t top = in_h - 1 + pad - ky;
+      const int32_t oy0 = pad > ky ? (pad - ky + s - 1) / s : 0;
+      const int32_t oy1 = top < 0 ? 0 : (top / s + 1 < out_h ? top / s + 1 : out_h);
+      for (kx = 0; kx < k; ++kx) {
+        const int32_t w0 = row[(i * k + ky) * k + kx];
+        const int32_t w1 = pair ? row[((i + 1) * k + ky) * k + kx] : 0;
+        const int32_t right = in_w - 1 + pad - kx;
+        const int32_t ox0 = pad > kx ? (pad - kx + s - 1) / s : 0;
+        const int32_t ox1 = right < 0 ? 0 : (right / s + 1 < out_w ? right / s + 1 : out_w);
+        if (w0 == 0 && w1 == 0) continue;
+        for (oy = oy0; oy < oy1; ++oy) {
+          const int32_t base = (oy * s - pad + ky) * in_w + kx - pad; /* + ox·s >= 0 */
+          int32_t* d = dot + oy * out_w;
+          if (!pair) {
+            for (ox = ox0; ox < ox1; ++ox) d[ox] += w0 * ((int32_t)x0[base + ox * s] - zp);
+          } else {
+            const int16x2_t wp = pair16(w0, w1);
+            for (ox = ox0; ox < ox1; ++ox) {
+              const int32_t q = base + ox * s;
+              d[ox] = __smlad(__ssub16(pair16(x0[q], x1[q]), zz), wp, d[ox]);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+#endif
+
 /* dot[p] = Σ w · (x − zp_x) over the taps of every output pixel p of channel oc, weight-stationary:
  * for each tap, the range of output pixels whose input lies inside the image, then a plain loop
  * over them (padded taps are the input zero point, the real value 0: they add nothing). Zero
@@ -118,6 +211,10 @@ static void conv_dots(const sq_conv_layer* L, const uint8_t* x, int32_t oc, cons
   const uint8_t* xg = x + (int64_t)(oc / (L->out_c / L->groups)) * icg * plane;
   int32_t* dot = w->dot;
   int32_t i, ky, kx, oy, ox, p;
+#if defined(SQ_TARGET_CORTEX_M_DSP)
+  conv_dots_dsp(L, x, oc, w);
+  return;
+#endif
   sq_unpack_row(L->w + L->w_off[oc], icg * k * k, L->w_bits[oc], w->row);
   for (p = 0; p < pix; ++p) dot[p] = 0;
   if (k == 1 && s == 1 && pad == 0) { /* 1×1 convolutions and linear layers: no bounds */

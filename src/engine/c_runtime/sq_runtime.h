@@ -12,7 +12,10 @@
  *                                                   half up, saturating to int32; offset: the part
  *                                                   of the float bias the int32 bias cannot hold)
  *   logits        (acc − bias[c]) · s_x · s_w[c] + b_float[c]     (double, then float)
- */
+ *
+ * With SQ_TARGET_CORTEX_M_DSP defined (`export --c-target cortex-m-dsp` writes it at the top of
+ * sq_runtime.c) the conv/linear dot products use the Cortex-M DSP extension (SMLAD); the integers
+ * are the same (docs/mcu.md). */
 #ifndef SQ_RUNTIME_H
 #define SQ_RUNTIME_H
 

@@ -1,0 +1,283 @@
+// The differentiable search's space, its expected-cost table and the repair step (torch-free).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <tuple>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "sigmaquant/dnas.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/qmodel.h"
+
+namespace sq {
+namespace {
+
+std::vector<int> sorted_unique(std::vector<int> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+// Every layer at its choice's widths (channel-wise layers as channel_wbits).
+BitConfig bits_of(const DnasSpace& s, const Graph& g, const DnasChoice& c) {
+  BitConfig b = BitConfig::uniform(g, 8, 8);
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const DnasSpace::Layer& L = s.layers[l];
+    LayerBits& lb = b.layers[L.name];
+    lb.abits = s.points[L.point].abits[c.a[L.point]];
+    lb.granularity = Granularity::PerChannel;
+    const std::vector<int>& ch = c.w[l];
+    bool same = std::all_of(ch.begin(), ch.end(), [&](int x) { return x == ch[0]; });
+    if (!L.channelwise || (same && L.wbits[ch[0]] > 0)) {
+      lb.wbits = L.wbits[ch[0]];
+      lb.channel_wbits.clear();
+    } else {
+      lb.channel_wbits.resize(static_cast<size_t>(L.channels));
+      int mx = 0;
+      for (int64_t k = 0; k < L.channels; ++k) {
+        lb.channel_wbits[k] = L.wbits[ch[k]];
+        mx = std::max(mx, lb.channel_wbits[k]);
+      }
+      lb.wbits = std::max(mx, kMinWeightBits);
+    }
+  }
+  return b;
+}
+
+// The budgets that normalise the metrics: the real ones, or (none given) the reference value of
+// energy, else weight memory.
+Budgets norm_budgets(const Budgets& b, const CostReport& ref) {
+  if (!b.empty()) return b;
+  Budgets n;
+  if (ref.has_energy && ref.energy_j > 0)
+    n.energy_j = ref.energy_j;
+  else
+    n.weight_bytes = static_cast<double>(std::max<int64_t>(1, ref.weight_bytes));
+  return n;
+}
+
+}  // namespace
+
+DnasSpace make_dnas_space(const Graph& g, const std::vector<int>& wbits_in,
+                          const std::vector<int>& abits_in,
+                          const std::map<std::string, int>& pinned, bool channelwise) {
+  const std::vector<int> wbits = sorted_unique(wbits_in);
+  const std::vector<int> abits = sorted_unique(abits_in);
+  if (wbits.empty() || wbits.back() < kMinWeightBits)
+    fail("dnas: candidate weight widths {{{}}} need at least one non-zero width",
+         fmt::join(wbits_in, ","));
+  for (int b : wbits)
+    if (b < 0 || b > kMaxWeightBits)
+      fail("dnas: candidate weight width {} is out of range (expected 0..{})", b, kMaxWeightBits);
+  if (abits.empty()) fail("dnas: no candidate activation widths (expected e.g. 2,4,8)");
+  for (int a : abits)
+    if (a < kMinActBits || a > kMaxActBits)
+      fail("dnas: candidate activation width {} is out of range (expected {}..{})", a, kMinActBits,
+           kMaxActBits);
+  for (const auto& [name, b] : pinned) {
+    int idx = -1;
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      if (g.nodes[i].name == name) idx = static_cast<int>(i);
+    if (idx < 0 || !is_weight_layer(g.nodes[idx]))
+      fail("dnas: pinned layer '{}' is not a weight layer of '{}'", name, g.name);
+  }
+
+  DnasSpace s;
+  const std::vector<int> wl = g.weight_layers();
+  std::map<int, int> point_of;  // node -> index in s.points
+  for (size_t k = 0; k < wl.size(); ++k) {
+    const Node& n = g.nodes[wl[k]];
+    DnasSpace::Layer L;
+    L.name = n.name;
+    L.node = wl[k];
+    L.channels = n.out_channels;
+    L.channelwise = channelwise;
+    auto pin = pinned.find(n.name);
+    if (pin != pinned.end()) {
+      L.wbits = {pin->second};
+      L.channelwise = false;
+    } else {
+      for (int b : wbits)
+        if (b > 0 || (channelwise && k + 1 < wl.size())) L.wbits.push_back(b);
+    }
+    const int in = n.inputs[0];
+    auto it = point_of.find(in);
+    if (it == point_of.end()) {
+      DnasSpace::Point P;
+      P.node = in;
+      P.name = g.nodes[in].name;
+      P.abits = abits;
+      it = point_of.emplace(in, static_cast<int>(s.points.size())).first;
+      s.points.push_back(P);
+    }
+    L.point = it->second;
+    s.points[L.point].layers.push_back(static_cast<int>(s.layers.size()));
+    if (pin != pinned.end()) s.points[L.point].abits = {pin->second};
+    s.layers.push_back(L);
+  }
+  return s;
+}
+
+DnasChoice widest_choice(const DnasSpace& s) {
+  DnasChoice c;
+  for (const DnasSpace::Layer& L : s.layers)
+    c.w.emplace_back(static_cast<size_t>(L.choices()), static_cast<int>(L.wbits.size()) - 1);
+  for (const DnasSpace::Point& P : s.points) c.a.push_back(static_cast<int>(P.abits.size()) - 1);
+  return c;
+}
+
+BitConfig dnas_bits(const DnasSpace& s, const Graph& g, const DnasChoice& c) {
+  BitConfig b = bits_of(s, g, c);
+  b.model = g.name;
+  return b;
+}
+
+DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& g, const CostEvaluator& ce,
+                             const Budgets& budgets) {
+  DnasCostTable t;
+  const DnasChoice ref_choice = widest_choice(s);
+  const CostReport ref = ce.evaluate(bits_of(s, g, ref_choice));
+  const Budgets nb = norm_budgets(budgets, ref);
+  for (const BudgetCheck& c : check_budgets(ref, nb)) {
+    if (!(c.budget > 0))
+      fail("dnas: budget {} must be positive to weigh the cost (got {})", c.key, c.budget);
+    t.metrics.push_back(c.key);
+    t.divisor.push_back(c.budget);
+  }
+  t.reference = measured_cost(t, ref);
+  const BitConfig ref_bits = bits_of(s, g, ref_choice);
+  // Probes: every reader of a point at activation width a (so the buffer's own width, which is
+  // the widest among its readers, moves with them), and optionally one layer at weight width p
+  // (0: pruned; -1: its widest).
+  auto probe = [&](const DnasSpace::Point& P, size_t a, int layer, int wbits) {
+    BitConfig b = ref_bits;
+    for (int r : P.layers) b.layers[s.layers[r].name].abits = P.abits[a];
+    if (layer >= 0 && wbits >= 0) {
+      LayerBits& lb = b.layers[s.layers[layer].name];
+      lb.granularity = Granularity::PerChannel;
+      if (wbits > 0) {
+        lb.wbits = wbits;
+        lb.channel_wbits.clear();
+      } else {
+        lb.channel_wbits.assign(static_cast<size_t>(s.layers[layer].channels), 0);
+        lb.wbits = kMinWeightBits;
+      }
+    }
+    return measured_cost(t, ce.evaluate(b));
+  };
+  t.layers.resize(s.layers.size());
+  for (const DnasSpace::Point& P : s.points) {
+    for (size_t a = 0; a < P.abits.size(); ++a) {
+      const double at_a = probe(P, a, -1, -1);  // every reader at a, weights at their widest
+      for (size_t k = 0; k < P.layers.size(); ++k) {
+        const int l = P.layers[k];
+        const DnasSpace::Layer& L = s.layers[l];
+        DnasCostTable::Layer& T = t.layers[l];
+        const size_t np = L.wbits.size();
+        T.fixed.resize(P.abits.size());
+        T.per_channel.resize(P.abits.size() * np);
+        const double pruned = probe(P, a, l, 0);
+        // The point's own term (its buffer and its readers' activation-dependent costs) goes to
+        // its first reader; each reader adds the step from its widest weights to none. A
+        // layer-wise layer has no pruned state; fixed + channels x per_channel is what counts.
+        T.fixed[a] = (k == 0 ? at_a - t.reference : 0.0) + (pruned - at_a);
+        for (size_t p = 0; p < np; ++p)
+          T.per_channel[a * np + p] =
+              L.wbits[p] == 0
+                  ? 0.0
+                  : (probe(P, a, l, L.wbits[p]) - pruned) / static_cast<double>(L.channels);
+      }
+    }
+  }
+  return t;
+}
+
+double measured_cost(const DnasCostTable& t, const CostReport& r) {
+  Budgets b;
+  b.weight_bytes = b.activation_bytes = b.latency_s = b.energy_j = b.bops =
+      std::numeric_limits<double>::max();
+  if (!r.has_timing) b.latency_s.reset();
+  if (!r.has_energy) b.energy_j.reset();
+  double sum = 0;
+  for (const BudgetCheck& c : check_budgets(r, b))
+    for (size_t k = 0; k < t.metrics.size(); ++k)
+      if (c.key == t.metrics[k]) sum += c.value / t.divisor[k];
+  return sum;
+}
+
+double table_cost(const DnasCostTable& t, const DnasSpace& s, const DnasChoice& c) {
+  double sum = t.reference;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const DnasSpace::Layer& L = s.layers[l];
+    const DnasCostTable::Layer& T = t.layers[l];
+    const size_t a = static_cast<size_t>(c.a[L.point]);
+    const size_t np = L.wbits.size();
+    sum += T.fixed[a];
+    const double reps = L.channelwise ? 1.0 : static_cast<double>(L.channels);
+    for (int p : c.w[l]) sum += reps * T.per_channel[a * np + p];
+  }
+  return sum;
+}
+
+bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                   const DnasCostTable& t,
+                   const std::vector<std::vector<std::vector<double>>>& wscore,
+                   const std::vector<std::vector<double>>& ascore, DnasChoice& c) {
+  auto fits_now = [&] { return fits_budgets(ce.evaluate(bits_of(s, g, c)), b); };
+  if (fits_now()) return true;
+  // Each round applies the best-scored twentieth of the possible one-step-down moves (at least
+  // one), then asks the evaluator; the table and the scores decide the order.
+  for (;;) {
+    struct Move {
+      double score;
+      int kind, i, j;  // kind 0: weight (layer i, channel j); 1: activation (point i)
+    };
+    std::vector<Move> moves;
+    const double base = table_cost(t, s, c);
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      const DnasSpace::Layer& L = s.layers[l];
+      for (int64_t k = 0; k < L.choices(); ++k) {
+        int p = c.w[l][k];
+        if (p == 0) continue;
+        DnasChoice d = c;
+        d.w[l][k] = p - 1;
+        double saved = base - table_cost(t, s, d);
+        if (!(saved > 0)) continue;
+        double lost = wscore.empty() ? 1.0
+                                     : std::max(1e-9, wscore[l][k][p] - wscore[l][k][p - 1]);
+        moves.push_back({saved / std::max(lost, 1e-9), 0, static_cast<int>(l),
+                         static_cast<int>(k)});
+      }
+    }
+    for (size_t q = 0; q < s.points.size(); ++q) {
+      int a = c.a[q];
+      if (a == 0) continue;
+      DnasChoice d = c;
+      d.a[q] = a - 1;
+      double saved = base - table_cost(t, s, d);
+      if (!(saved > 0)) continue;
+      double lost = ascore.empty() ? 1.0 : std::max(1e-9, ascore[q][a] - ascore[q][a - 1]);
+      moves.push_back({saved / lost, 1, static_cast<int>(q), 0});
+    }
+    if (moves.empty()) return false;
+    std::sort(moves.begin(), moves.end(), [](const Move& x, const Move& y) {
+      if (x.score != y.score) return x.score > y.score;
+      if (x.kind != y.kind) return x.kind < y.kind;
+      return std::tie(x.i, x.j) < std::tie(y.i, y.j);
+    });
+    const size_t take = std::max<size_t>(1, moves.size() / 20);
+    for (size_t m = 0; m < take; ++m) {
+      const Move& mv = moves[m];
+      if (mv.kind == 0)
+        --c.w[mv.i][mv.j];
+      else
+        --c.a[mv.i];
+    }
+    if (fits_now()) return true;
+  }
+}
+
+}  // namespace sq

@@ -1,0 +1,107 @@
+// SigmaQuant Phase 1 per output channel (include/sigmaquant/dnas.h): sigma per channel, exact
+// 1-D k-means, clusters to widths in sigma order, budget fitting at channel level with the
+// channel-wise cost table of the differentiable search.
+#include <algorithm>
+#include <cmath>
+
+#include "sigmaquant/alloc.h"
+#include "sigmaquant/dnas.h"
+#include "sigmaquant/error.h"
+
+namespace sq {
+
+ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluator& ce,
+                                              const Budgets& budgets,
+                                              const std::vector<int>& candidates, int abits,
+                                              const std::map<std::string, int>& pinned) {
+  const std::vector<int> cands = candidate_widths(candidates, ce.target());
+  DnasSpace s = make_dnas_space(g, cands, {abits}, pinned, true);
+  DnasCostTable t = make_dnas_cost(s, g, ce, budgets);
+
+  // sigma and weight count per channel; damage n sigma^2 4^-b as the (negated) preference score
+  std::vector<std::vector<double>> sigma(s.layers.size());
+  std::vector<std::vector<std::vector<double>>> score(s.layers.size());
+  std::vector<double> x;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const DnasSpace::Layer& L = s.layers[l];
+    const Tensor& w = g.nodes[L.node].params.at("weight");
+    const int64_t per = static_cast<int64_t>(w.size()) / L.channels;
+    for (int64_t c = 0; c < L.channels; ++c) {
+      double m = 0, m2 = 0;
+      for (int64_t i = 0; i < per; ++i) {
+        const double v = w.data[static_cast<size_t>(c * per + i)];
+        m += v;
+        m2 += v * v;
+      }
+      m /= static_cast<double>(per);
+      const double sd = std::sqrt(std::max(0.0, m2 / static_cast<double>(per) - m * m));
+      sigma[l].push_back(sd);
+      std::vector<double> sc;
+      for (int b : L.wbits)
+        sc.push_back(-static_cast<double>(per) * sd * sd * std::pow(4.0, -b));
+      score[l].push_back(sc);
+      if (L.wbits.size() > 1) x.push_back(std::log(std::max(sd, 1e-12)));
+    }
+  }
+  ChannelPhase1Result res;
+  res.channels = static_cast<int64_t>(x.size());
+  DnasChoice c = widest_choice(s);
+  if (!x.empty()) {
+    const int max_k = static_cast<int>(cands.size());
+    KMeans1D km = kmeans_1d_adaptive(x, max_k);
+    res.k = km.k;
+    for (double v : km.centers) res.centers.push_back(std::exp(v));
+    // cluster j (ascending sigma) -> the (k - j)-th highest candidate
+    size_t i = 0;
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      const DnasSpace::Layer& L = s.layers[l];
+      if (L.wbits.size() <= 1) continue;
+      const int top = static_cast<int>(L.wbits.size()) - 1;
+      for (int64_t ch = 0; ch < L.channels; ++ch)
+        c.w[l][ch] = std::max(0, top - (km.k - 1 - km.labels[i++]));
+    }
+    for (int j = 0; j < km.k; ++j)
+      res.cluster_bits.push_back(cands[std::max<int>(0, static_cast<int>(cands.size()) - km.k + j)]);
+  }
+  if (!repair_choice(s, g, ce, budgets, t, score, {}, c))
+    fail("sigmaquant-channel: no assignment over the widths {{{}}} fits the budgets",
+         fmt::join(cands, ","));
+
+  // Raises while every budget holds: most damage removed per unit of added (table) cost first.
+  for (bool changed = true; changed;) {
+    changed = false;
+    struct Raise {
+      double gain;
+      size_t l;
+      int64_t ch;
+    };
+    std::vector<Raise> rs;
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      const DnasSpace::Layer& L = s.layers[l];
+      const DnasCostTable::Layer& T = t.layers[l];
+      const size_t np = L.wbits.size();
+      for (int64_t ch = 0; ch < L.channels; ++ch) {
+        const int p = c.w[l][ch];
+        if (p + 1 >= static_cast<int>(np)) continue;
+        // one activation width: the table's row 0
+        const double dcost = T.per_channel[static_cast<size_t>(p) + 1] -
+                             T.per_channel[static_cast<size_t>(p)];
+        const double dgain = score[l][ch][p + 1] - score[l][ch][p];
+        rs.push_back({dgain / std::max(dcost, 1e-15), l, ch});
+      }
+    }
+    std::stable_sort(rs.begin(), rs.end(), [](const Raise& a, const Raise& b) { return a.gain > b.gain; });
+    for (const Raise& r : rs) {
+      ++c.w[r.l][r.ch];
+      if (fits_budgets(ce.evaluate(dnas_bits(s, g, c)), budgets)) {
+        changed = true;
+      } else {
+        --c.w[r.l][r.ch];
+      }
+    }
+  }
+  res.bits = dnas_bits(s, g, c);
+  return res;
+}
+
+}  // namespace sq

@@ -1,0 +1,215 @@
+// The differentiable search's torch-free parts: the search space, channel-wise costs by hand, the
+// expected-cost table against the evaluator, and the repair step.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "sigmaquant/cost.h"
+#include "sigmaquant/dnas.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/zoo.h"
+
+using sq::BitConfig;
+using sq::Graph;
+
+namespace {
+
+// input [1,4,4] -> conv 1->4 3x3 pad 1 -> relu -> flatten -> fc 64->3.
+// conv: 9 weights and 144 MACs per output channel, no bias; fc: 64 weights and MACs per output,
+// bias of 3.
+Graph two_layer() {
+  Graph g("two", {1, 4, 4}, 3);
+  int x = g.conv2d("conv", g.input(), 4, 3, 1, 1);
+  x = g.relu("relu", x);
+  x = g.flatten("flat", x);
+  g.linear("fc", x, 3);
+  g.infer_shapes();
+  g.init_params(3);
+  return g;
+}
+
+TEST(DnasCost, ChannelWiseTwoLayerByHand) {
+  Graph g = two_layer();
+  BitConfig b = BitConfig::uniform(g, 8, 8);
+  b.layers["conv"].channel_wbits = {8, 4, 0, 2};  // channel 2 pruned
+  b.layers["fc"].abits = 4;
+  for (const char* model : {"size", "bops", "mpic"}) {
+    SCOPED_TRACE(model);
+    sq::CostReport r = sq::compute_cost(g, sq::builtin_target(model), b);
+    ASSERT_EQ(r.layers.size(), 2u);
+    // conv: 9 x (8 + 4 + 2) = 126 bits -> 16 B, 3 fp32 scales (the pruned channel keeps none).
+    EXPECT_EQ(r.layers[0].weight_bits, 126);
+    EXPECT_EQ(r.layers[0].weight_bytes, 16 + 12);
+    EXPECT_EQ(r.layers[0].pruned_channels, 1);
+    EXPECT_EQ(r.layers[0].macs, 3 * 144);
+    EXPECT_EQ(r.layers[0].bops, 144 * 8 * (8 + 4 + 2));
+    // fc: 192 weights x 8 bits = 192 B + 3 scales + 3 biases.
+    EXPECT_EQ(r.layers[1].weight_bytes, 192 + 12 + 12);
+    EXPECT_EQ(r.layers[1].bops, 192 * 8 * 4);
+    if (std::string(model) == "mpic") {
+      // MACs per cycle from the MPIC table (SPEC §6), rounded up to its rows and columns.
+      sq::ThroughputTable t = sq::mpic_table();
+      auto mpc = [&](int a, int w) {
+        size_t ai = 0, wi = 0;
+        while (t.a_bits[ai] < a) ++ai;
+        while (t.w_bits[wi] < w) ++wi;
+        return t.macs_per_cycle[ai][wi];
+      };
+      EXPECT_DOUBLE_EQ(r.layers[0].cycles, 144 / mpc(8, 8) + 144 / mpc(8, 4) + 144 / mpc(8, 2));
+      EXPECT_DOUBLE_EQ(r.layers[1].cycles, 3 * 64 / mpc(4, 8));
+    }
+  }
+}
+
+TEST(DnasSpace, CandidatesPinsAndTheLastLayer) {
+  Graph g = sq::make_zoo_model("lenet5", {1, 16, 16}, 10);
+  auto w = g.weight_layers();
+  sq::DnasSpace s = sq::make_dnas_space(g, {8, 0, 4, 2, 4}, {8, 2, 4}, {}, true);
+  ASSERT_EQ(s.layers.size(), w.size());
+  EXPECT_EQ(s.layers.front().wbits, (std::vector<int>{0, 2, 4, 8}));
+  EXPECT_EQ(s.layers.back().wbits, (std::vector<int>{2, 4, 8}));  // the logits are never pruned
+  EXPECT_EQ(s.points.front().abits, (std::vector<int>{2, 4, 8}));
+  EXPECT_EQ(s.layers.front().choices(), s.layers.front().channels);
+
+  sq::DnasSpace lw = sq::make_dnas_space(g, {0, 2, 4, 8}, {8}, {}, false);
+  for (const auto& L : lw.layers) {
+    EXPECT_EQ(L.wbits, (std::vector<int>{2, 4, 8})) << L.name;  // a whole layer is never pruned
+    EXPECT_EQ(L.choices(), 1);
+  }
+
+  std::map<std::string, int> pinned{{g.nodes[w.front()].name, 8}};
+  sq::DnasSpace p = sq::make_dnas_space(g, {0, 2, 4, 8}, {2, 4, 8}, pinned, true);
+  EXPECT_EQ(p.layers.front().wbits, std::vector<int>{8});
+  EXPECT_EQ(p.points[p.layers.front().point].abits, std::vector<int>{8});
+
+  EXPECT_THROW(sq::make_dnas_space(g, {0}, {8}, {}, true), sq::Error);
+  EXPECT_THROW(sq::make_dnas_space(g, {2, 9}, {8}, {}, true), sq::Error);
+  EXPECT_THROW(sq::make_dnas_space(g, {2, 8}, {1}, {}, true), sq::Error);
+  EXPECT_THROW(sq::make_dnas_space(g, {2, 8}, {8}, {{"nope", 8}}, true), sq::Error);
+}
+
+// The table's cost of a hard choice equals the evaluator's wherever the metric adds up over
+// layers and channels: size, BOPs, and the cycle/energy models.
+TEST(DnasCost, TableEqualsTheEvaluatorOnHardChoices) {
+  Graph g = sq::make_zoo_model("resnet8", {1, 16, 16}, 10);
+  g.init_params(5);
+  struct Case {
+    const char* target;
+    sq::Budgets b;
+  };
+  std::vector<Case> cases(4);
+  cases[0].target = "size";
+  cases[0].b.weight_bytes = 20000;
+  cases[1].target = "bops";
+  cases[1].b.bops = 1e8;
+  cases[2].target = "mpic";
+  cases[2].b.latency_s = 1e-3;
+  cases[3].target = "shiftadd";
+  cases[3].b.energy_j = 1e-6;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.target);
+    sq::CostEvaluator ce(g, sq::builtin_target(c.target));
+    for (bool channelwise : {true, false}) {
+      sq::DnasSpace s = sq::make_dnas_space(g, {0, 2, 4, 8}, {2, 4, 8}, {}, channelwise);
+      sq::DnasCostTable t = sq::make_dnas_cost(s, g, ce, c.b);
+      ASSERT_EQ(t.metrics.size(), 1u);
+      std::mt19937 rng(7);
+      for (int trial = 0; trial < 20; ++trial) {
+        sq::DnasChoice ch = sq::widest_choice(s);
+        for (size_t l = 0; l < s.layers.size(); ++l)
+          for (int& x : ch.w[l]) x = static_cast<int>(rng() % s.layers[l].wbits.size());
+        // one activation width for all points: no buffer is read by layers of two points at
+        // different widths (the table's first-order case), so the table is exact
+        int a = static_cast<int>(rng() % 3);
+        for (int& x : ch.a) x = a;
+        const double table = sq::table_cost(t, s, ch);
+        const double measured = sq::measured_cost(t, ce.evaluate(sq::dnas_bits(s, g, ch)));
+        if (std::string(c.target) == "size")
+          EXPECT_NEAR(table, measured, 2.0 * s.layers.size() / 20000.0);  // byte rounding
+        else
+          EXPECT_NEAR(table, measured, 1e-9 * std::max(1.0, measured));
+      }
+    }
+  }
+}
+
+TEST(DnasCost, RepairMeetsTheBudgetOrSaysItCannot) {
+  Graph g = sq::make_zoo_model("lenet5", {1, 16, 16}, 10);
+  g.init_params(2);
+  sq::CostEvaluator ce(g, sq::builtin_target("mpic"));
+  sq::DnasSpace s = sq::make_dnas_space(g, {0, 2, 4, 8}, {2, 4, 8}, {}, true);
+  const double full = ce.evaluate(sq::dnas_bits(s, g, sq::widest_choice(s))).latency_s;
+  sq::Budgets b;
+  b.latency_s = 0.3 * full;
+  sq::DnasCostTable t = sq::make_dnas_cost(s, g, ce, b);
+  sq::DnasChoice c = sq::widest_choice(s);
+  ASSERT_TRUE(sq::repair_choice(s, g, ce, b, t, {}, {}, c));
+  const sq::CostReport r = ce.evaluate(sq::dnas_bits(s, g, c));
+  EXPECT_TRUE(sq::fits_budgets(r, b));
+  EXPECT_GT(r.latency_s, 0.15 * full) << "repair lowered far more than the budget needs";
+
+  // Below what the narrowest choice costs: refused.
+  sq::DnasChoice lowest = sq::widest_choice(s);
+  for (auto& v : lowest.w) std::fill(v.begin(), v.end(), 0);
+  for (int& a : lowest.a) a = 0;
+  b.latency_s = 0.5 * ce.evaluate(sq::dnas_bits(s, g, lowest)).latency_s;
+  sq::DnasChoice c2 = sq::widest_choice(s);
+  EXPECT_FALSE(sq::repair_choice(s, g, ce, b, sq::make_dnas_cost(s, g, ce, b), {}, {}, c2));
+}
+
+TEST(DnasCost, BitsOfAChoice) {
+  Graph g = two_layer();
+  sq::DnasSpace s = sq::make_dnas_space(g, {0, 2, 4, 8}, {4, 8}, {}, true);
+  sq::DnasChoice c = sq::widest_choice(s);
+  c.w[0] = {3, 0, 1, 3};  // 8, pruned, 2, 8
+  c.a[0] = 0;             // conv reads 4-bit input
+  BitConfig b = sq::dnas_bits(s, g, c);
+  EXPECT_EQ(b.layers.at("conv").channel_wbits, (std::vector<int>{8, 0, 2, 8}));
+  EXPECT_EQ(b.layers.at("conv").abits, 4);
+  EXPECT_TRUE(b.layers.at("fc").channel_wbits.empty());  // every channel at 8
+  EXPECT_EQ(b.layers.at("fc").wbits, 8);
+  sq::validate_bits(b, g, "test");
+}
+
+// SigmaQuant per channel: every budget holds, larger-sigma channels of a layer never get fewer
+// bits than the k-means mapping would give smaller ones at the start, and the budget is used
+// (raises until nothing more fits).
+TEST(SigmaQuantChannel, FitsUsesTheBudgetAndFollowsSigma) {
+  Graph g = sq::make_zoo_model("resnet8", {1, 16, 16}, 10);
+  g.init_params(4);
+  // Spread the channels' sigmas so that the clustering has structure: channel c of every layer
+  // scaled by 1 + c.
+  for (int i : g.weight_layers()) {
+    sq::Tensor& w = g.nodes[i].params.at("weight");
+    const int64_t out = g.nodes[i].out_channels, per = static_cast<int64_t>(w.size()) / out;
+    for (int64_t c = 0; c < out; ++c)
+      for (int64_t k = 0; k < per; ++k) w.data[static_cast<size_t>(c * per + k)] *= 1.0f + c % 4;
+  }
+  sq::CostEvaluator ce(g, sq::builtin_target("size"));
+  const double full = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, 8)).weight_bytes);
+  for (double frac : {0.7, 0.4}) {
+    SCOPED_TRACE(frac);
+    sq::Budgets b;
+    b.weight_bytes = frac * full;
+    sq::ChannelPhase1Result r = sq::sigmaquant_channel_phase1(g, ce, b, {2, 4, 8}, 8, {});
+    sq::validate_bits(r.bits, g, "channel phase 1");
+    const sq::CostReport rep = ce.evaluate(r.bits);
+    EXPECT_TRUE(sq::fits_budgets(rep, b));
+    // Raises one channel at a time: what is left is less than the dearest channel raise.
+    EXPECT_GT(static_cast<double>(rep.weight_bytes), frac * full - 64 * 9 * 4 / 8.0 - 8)
+        << "the budget is left unused";
+    EXPECT_GE(r.k, 1);
+    int64_t channels = 0;
+    for (int i : g.weight_layers()) channels += g.nodes[i].out_channels;
+    EXPECT_EQ(r.channels, channels);  // every channel clustered (nothing pinned)
+    // Mixed within layers: some layer holds channels of different widths.
+    bool mixed = false;
+    for (const auto& [name, lb] : r.bits.layers) mixed |= !lb.channel_wbits.empty();
+    EXPECT_TRUE(mixed);
+  }
+  sq::Budgets impossible;
+  impossible.weight_bytes = 0.05 * full;
+  EXPECT_THROW(sq::sigmaquant_channel_phase1(g, ce, impossible, {2, 4, 8}, 8, {}), sq::Error);
+}
+
+}  // namespace

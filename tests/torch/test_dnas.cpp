@@ -1,0 +1,236 @@
+// The differentiable search (src/torch/dnas.cpp): the regulariser's gradients against finite
+// differences, the temperature schedule, the argmax, and lambda chosen to meet every budget.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "../../src/torch/dnas_internal.h"
+#include "sigmaquant/dnas.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/quantize.h"
+#include "sigmaquant/search.h"
+#include "sigmaquant/train.h"
+#include "sigmaquant/transform.h"
+#include "sigmaquant/zoo.h"
+
+namespace {
+
+// Class k: a bright 2x2 blob at a position of its own on noise (8x8 images).
+sq::Dataset blobs(int64_t n, uint64_t seed) {
+  sq::Dataset d;
+  d.name = "blobs";
+  d.image_shape = {1, 8, 8};
+  d.num_classes = 10;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> noise(0.f, 0.08f);
+  d.images.resize(static_cast<size_t>(n * 64));
+  d.labels.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int k = static_cast<int>(i % 10);
+    d.labels[static_cast<size_t>(i)] = k;
+    const int r0 = 1 + (k / 4) * 1, c0 = 1 + (k % 4) * 1;
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 8; ++x) {
+        float v = 0.2f + noise(rng);
+        if (y >= r0 && y < r0 + 2 && x >= c0 && x < c0 + 2) v += 0.6f;
+        d.images[static_cast<size_t>(i * 64 + y * 8 + x)] = std::clamp(v, 0.f, 1.f);
+      }
+  }
+  return d;
+}
+
+struct Fixture {
+  sq::Graph folded;
+  sq::Dataset train = blobs(600, 1), val = blobs(200, 2);
+  Fixture() {
+    sq::Graph g = sq::make_zoo_model("lenet5", {1, 8, 8}, 10, 1);
+    sq::TrainOptions o;
+    o.epochs = 4;
+    o.batch_size = 64;
+    o.lr = 0.02;
+    o.augment = false;
+    o.progress = false;
+    sq::train(g, train, nullptr, o);
+    folded = sq::fold_batchnorm(g);
+  }
+};
+
+Fixture& fixture() {
+  static Fixture* f = new Fixture;
+  return *f;
+}
+
+TEST(Dnas, RegulariserGradientsMatchFiniteDifferences) {
+  Fixture& f = fixture();
+  sq::CostEvaluator ce(f.folded, sq::builtin_target("mpic"));
+  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {2, 4, 8}, {}, true);
+  sq::Budgets b;
+  b.latency_s = 1e-4;
+  sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, b);
+  sq::QuantModel qm8 = sq::requantize_model(f.folded, nullptr, sq::BitConfig::uniform(f.folded, 8, 8),
+                                            f.train, 64, 1);
+  sq::DnasHook h(s, qm8, 0.5);
+  h.set_tau(2.0);
+  // random logits, in double so that the differences are exact enough
+  torch::manual_seed(3);
+  for (size_t l = 0; l < s.layers.size(); ++l)
+    h.alpha_w(static_cast<int>(l)).set_data(torch::randn_like(h.alpha_w(static_cast<int>(l))).to(torch::kDouble));
+  for (size_t q = 0; q < s.points.size(); ++q)
+    h.alpha_a(static_cast<int>(q)).set_data(torch::randn_like(h.alpha_a(static_cast<int>(q))).to(torch::kDouble));
+  torch::Tensor r = h.regulariser(t);
+  r.backward();
+  const double eps = 1e-6;
+  int checked = 0;
+  auto check = [&](torch::Tensor& a) {
+    torch::NoGradGuard ng;
+    torch::Tensor flat = a.view({-1});
+    for (int64_t i = 0; i < flat.numel(); i += std::max<int64_t>(1, flat.numel() / 7)) {
+      const double x = flat[i].item<double>();
+      flat[i] = x + eps;
+      const double up = h.regulariser(t).item<double>();
+      flat[i] = x - eps;
+      const double down = h.regulariser(t).item<double>();
+      flat[i] = x;
+      const double fd = (up - down) / (2 * eps);
+      const double an = a.grad().view({-1})[i].item<double>();
+      EXPECT_NEAR(an, fd, 1e-6 * std::max(1.0, std::fabs(fd)));
+      ++checked;
+    }
+  };
+  for (size_t l = 0; l < s.layers.size(); ++l) check(h.alpha_w(static_cast<int>(l)));
+  for (size_t q = 0; q < s.points.size(); ++q) check(h.alpha_a(static_cast<int>(q)));
+  EXPECT_GT(checked, 30);
+
+  // At a (nearly) one-hot theta the regulariser is the table's cost of that choice.
+  sq::DnasChoice c = sq::widest_choice(s);
+  std::mt19937 rng(5);
+  {
+    torch::NoGradGuard ng;
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      torch::Tensor& a = h.alpha_w(static_cast<int>(l));
+      a.fill_(-1e3);
+      for (int64_t k = 0; k < a.size(1); ++k) {
+        c.w[l][k] = static_cast<int>(rng() % s.layers[l].wbits.size());
+        a[c.w[l][k]][k] = 0;
+      }
+    }
+    for (size_t q = 0; q < s.points.size(); ++q) {
+      torch::Tensor& a = h.alpha_a(static_cast<int>(q));
+      a.fill_(-1e3);
+      c.a[q] = static_cast<int>(rng() % s.points[q].abits.size());
+      a[c.a[q]] = 0;
+    }
+  }
+  EXPECT_NEAR(h.regulariser(t).item<double>(), sq::table_cost(t, s, c), 1e-9);
+  sq::DnasChoice back = h.argmax();
+  EXPECT_EQ(back.w, c.w);
+  EXPECT_EQ(back.a, c.a);
+}
+
+TEST(Dnas, TemperatureSchedule) {
+  sq::DnasOptions o;
+  EXPECT_DOUBLE_EQ(sq::dnas_temperature(o, 0), 5.0);
+  EXPECT_NEAR(sq::dnas_temperature(o, 1), 5.0 * std::exp(-0.045), 1e-12);
+  EXPECT_NEAR(sq::dnas_temperature(o, 20), 5.0 * std::exp(-0.9), 1e-12);
+  o.tau0 = 2;
+  o.tau_decay = 0.1;
+  EXPECT_NEAR(sq::dnas_temperature(o, 3), 2.0 * std::exp(-0.3), 1e-12);
+}
+
+TEST(Dnas, MixtureAtOneHotThetaIsThatQuantizer) {
+  Fixture& f = fixture();
+  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {8}, {}, true);
+  sq::QuantModel qm8 = sq::requantize_model(f.folded, nullptr, sq::BitConfig::uniform(f.folded, 8, 8),
+                                            f.train, 64, 1);
+  sq::DnasHook h(s, qm8, 0.5);
+  const sq::DnasSpace::Layer& L = s.layers[0];
+  torch::Tensor w = torch::randn({L.channels, 1, 5, 5});
+  {
+    torch::NoGradGuard ng;
+    torch::Tensor& a = h.alpha_w(0);
+    a.fill_(-1e4);
+    a[0][0] = 0;  // channel 0 pruned
+    for (int64_t k = 1; k < L.channels; ++k) a[1][k] = 0;  // the rest at 2 bits
+  }
+  torch::Tensor q = h.weight(L.node, w);
+  EXPECT_EQ(q[0].abs().max().item<float>(), 0.0f);
+  for (int64_t k = 1; k < L.channels; ++k) {
+    // 2 bits: values in {-s, 0, s}, s = max|w_k|
+    const float m = w[k].abs().max().item<float>();
+    torch::Tensor v = q[k] / m;
+    EXPECT_TRUE(torch::allclose(v, v.round(), 1e-4, 1e-4));
+    EXPECT_LE(v.abs().max().item<float>(), 1.0f + 1e-5f);
+  }
+}
+
+// Budget mode: every lambda tried gives an assignment that fits every budget, the bracket moves
+// the right way, and a strong lambda lowers the cost of the argmax against a weak one.
+TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
+  Fixture& f = fixture();
+  sq::CostEvaluator ce(f.folded, sq::builtin_target("mpic"));
+  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {2, 4, 8}, {}, true);
+  const double full = ce.evaluate(sq::dnas_bits(s, f.folded, sq::widest_choice(s))).latency_s;
+  sq::Budgets b;
+  b.latency_s = 0.45 * full;
+  b.weight_bytes = 0.6 * static_cast<double>(
+      ce.evaluate(sq::dnas_bits(s, f.folded, sq::widest_choice(s))).weight_bytes);
+  sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, b);
+  ASSERT_EQ(t.metrics.size(), 2u);
+  sq::DnasOptions o;
+  o.epochs = 2;
+  o.bisect_steps = 1;
+  o.batch_size = 64;
+  o.alpha_lr = 1.0;  // few alpha steps on 600 images: large ones
+  o.alpha_fraction = 0.5;
+  o.calib_samples = 64;
+  sq::DnasOutcome out = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o);
+  ASSERT_GE(out.trials.size(), 2u);
+  EXPECT_TRUE(sq::fits_budgets(ce.evaluate(out.bits), b));
+  double best = -1;
+  for (const sq::DnasTrial& tr : out.trials) {
+    EXPECT_TRUE(sq::fits_budgets(ce.evaluate(tr.bits), b)) << "lambda " << tr.lambda;
+    best = std::max(best, tr.val_accuracy);
+  }
+  EXPECT_DOUBLE_EQ(out.val_accuracy, best);
+  EXPECT_DOUBLE_EQ(out.trials[0].lambda, 1.0);
+  // The bracket: after a fitting lambda the next is smaller, after a failing one larger.
+  for (size_t k = 1; k < out.trials.size() && k < 3; ++k)
+    if (out.trials[k - 1].fits)
+      EXPECT_LT(out.trials[k].lambda, out.trials[k - 1].lambda);
+    else
+      EXPECT_GT(out.trials[k].lambda, out.trials[k - 1].lambda);
+  EXPECT_DOUBLE_EQ(out.epochs, 2.0 * static_cast<double>(out.trials.size()));
+
+  // A fixed lambda: strong against weak.
+  o.bisect_steps = 0;
+  o.lambda = 1e-4;
+  sq::DnasOutcome weak = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o);
+  o.lambda = 100;
+  sq::DnasOutcome strong = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o);
+  ASSERT_EQ(weak.trials.size(), 1u);
+  ASSERT_EQ(strong.trials.size(), 1u);
+  EXPECT_TRUE(strong.trials[0].fits);
+  // (cost: of the repaired argmax when it did not fit, so compare the averages of weight bits)
+  EXPECT_LT(strong.trials[0].avg_bits, weak.trials[0].avg_bits);
+}
+
+TEST(Dnas, BadOptionsAreRefused) {
+  Fixture& f = fixture();
+  sq::CostEvaluator ce(f.folded, sq::builtin_target("size"));
+  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {8}, {}, true);
+  sq::Budgets b;
+  b.weight_bytes = 1e9;
+  sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, b);
+  sq::DnasOptions o;
+  o.epochs = 0;
+  EXPECT_THROW(sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o), sq::Error);
+  o.epochs = 1;
+  o.alpha_optimizer = "rmsprop";
+  EXPECT_THROW(sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o), sq::Error);
+  o.alpha_optimizer = "adam";
+  o.lambda = -1;
+  EXPECT_THROW(sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o), sq::Error);
+}
+
+}  // namespace
