@@ -5,8 +5,10 @@
 # (the other methods run at 8-bit activations). One `pareto` per (network, target): table,
 # pareto.csv and report.html in $OUT/<net>-<target>. Resumable (rerun the script).
 #
-#   bash bench/channelwise.sh                         # lenet5 (shipped model)
+#   bash bench/channelwise.sh                         # lenet5 (shipped model), full data
 #   NETS="lenet5 resnet20" bash bench/channelwise.sh  # add resnet20 (hours on 2 cores)
+#   DATA="--limit-train 12000 --limit-test 5000" TARGETS=mpic BUDGETS=2,4 bash bench/channelwise.sh
+#                                                     # the docs/results.md table (see there)
 set -euo pipefail
 BIN=${BIN:-build/bin/sigmaquant}
 OUT=${OUT:-runs/bench-channelwise}
@@ -16,7 +18,8 @@ BUDGETS=${BUDGETS:-2,3,4}
 METHODS=${METHODS:-dnas,dnas-layer,sigmaquant,sigmaquant-channel,hessian,uniform}
 COMMON=(--bits-set 2,4,8 --dnas-wbits 0,2,4,8 --abits-set 2,4,8 --dnas-epochs "${DNAS_EPOCHS:-2}"
         --dnas-bisect "${DNAS_BISECT:-2}" --cycle-epochs 0.1 --max-iterations 4
-        --final-epochs "${FINAL_EPOCHS:-1}" --threads "${THREADS:-2}" --quiet --resume)
+        --final-epochs "${FINAL_EPOCHS:-1}" --threads "${THREADS:-2}" --quiet --resume
+        ${DATA:-})
 mkdir -p "$OUT"
 for net in $NETS; do
   for target in $TARGETS; do

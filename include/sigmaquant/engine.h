@@ -4,11 +4,11 @@
 //
 //   sq::IntModel im = sq::integerize(qm);
 //   const sq::IntLayer& L = im.layers[0];
-//   sq::ConvShape s{3, 32, 32, 16, 3, 1, 1, 1};           // in C,H,W; out C; k, stride, pad,
-//   groups std::vector<uint8_t> y(s.out_size()); sq::conv2d_u8_ref(s, L, x.data(), y.data()); //
-//   the oracle: obviously correct, slow sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L); //
-//   packs weights, plans scratch (once) conv.run(x.data(), y.data());                         // no
-//   allocation; AVX2/VNNI if present
+//   sq::ConvShape s{3, 32, 32, 16, 3, 1, 1, 1};  // in C,H,W; out C; kernel, stride, pad, groups
+//   std::vector<uint8_t> y(s.out_size());
+//   sq::conv2d_u8_ref(s, L, x.data(), y.data());        // the oracle: obviously correct, slow
+//   sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L);  // picks a kernel, packs (once)
+//   conv.run(x.data(), y.data());                       // no allocation; AVX2/VNNI if present
 //
 // Tensors are one sample, channel-major (CHW) like the IR. Activations are unsigned affine
 // integers (value = scale · (q − zero_point), q in [0, 2^bits − 1], bits <= 8) stored in uint8.
@@ -115,8 +115,8 @@ AvgPoolParams make_avgpool_params(float s_in, int32_t zp_in, float s_out, int32_
 // written for clarity. Conv/linear read x at L.in_zero_point (padding is that zero point, i.e. the
 // real value 0) and write y = L.output(c, acc) (requantized, zero point, fused clamp); the _f32
 // variants are for a layer with a float output (L.out_node < 0, the logits):
-// y = (acc − bias[c]) · s_x · s_w[c] + bias_float[c] (the float bias exactly; y = acc · s_x · s_w[c]
-// when the layer has no bias_float).
+// y = (acc − bias[c]) · s_x · s_w[c] + bias_float[c] (the float bias exactly; y = acc · s_x ·
+// s_w[c] when the layer has no bias_float).
 
 void conv2d_u8_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y);
 void conv2d_f32_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, float* y);
@@ -137,76 +137,115 @@ void global_avgpool_u8_ref(int64_t c, int64_t hw, const AvgPoolParams& p, const 
 void clamp_u8_ref(uint8_t* x, int64_t n, int32_t lo, int32_t hi);
 
 // ---------------------------------------------------------------------------------------------
-// Optimized conv2d / linear, groups = 1 (src/engine/conv_fast.cpp). Prepare packs the weights
-// into the kernel's layout, folds the input zero point into the bias and allocates the scratch
-// (a zp_x-bordered HWC copy of the input, or im2col rows); run() allocates nothing and equals
+// Optimized conv2d / linear, groups = 1 (src/engine/conv_fast.cpp: prepare, staging, epilogues;
+// the micro-kernels in src/engine/kernel_<isa>.cpp, listed in src/engine/kernel_table.cpp).
+// Prepare picks a micro-kernel from the table, packs the weights into its layout, folds the input
+// zero point into the bias and allocates the scratch (a zp_x-bordered HWC copy of the input, a
+// zp_x-bordered plane for one-channel inputs, or im2col rows); run() allocates nothing and equals
 // conv2d_u8_ref exactly: int32 dot products of raw uint8 x and the integer weights, plus
 // bias − zp_x·Σw in int64, then the same requantization.
 // A PreparedConv2d owns its scratch: one run at a time per object.
-//
-// Micro-kernels (16 output channels × 6 output pixels), chosen once at prepare:
-//   avxvnni_dpbusd  u8 × s8, 4 taps → int32 with no intermediate rounding (AVX-VNNI, 256-bit)
-//   avx2_maddubs    u8 × s8 pairs → int16, exact only while max|w| <= 64 (any weights of
-//                   <= 7 bits): 2·255·64 = 32640 fits int16
-//   avx2_madd16     int16 × int16 pairs → int32 (8-bit weights reaching −128 or beyond ±64)
-//   portable        the int16 layout in plain loops
 
 // Reference: for the executors only (GraphExecutor): every step on the reference kernels, the
-// oracle the optimized plan is tested against. prepare_conv2d_u8 rejects it.
-enum class Isa { Auto, Portable, Avx2, AvxVnni, Reference };
+// oracle the optimized plan is tested against. prepare_conv2d_u8 rejects it. The other values
+// name a tier of the kernel table (a kernel's `isa`); Auto is best_isa().
+enum class Isa { Auto, Portable, Avx2, AvxVnni, Avx512Vnni, Reference };
 
 // The kernels' packed weights: per tile of 16 output channels, one block per group of consecutive
 // taps, channel-major, so that a 32-bit broadcast of one pixel's tap group meets w[o][group] in
-// 32-bit lane o. A block is two 256-bit vectors (channels 0-7, 8-15).
+// 32-bit lane o. A block is two 256-bit vectors (channels 0-7, 8-15) or one 512-bit vector.
 struct Pair16Block {
   int16_t w[16][2];  // int16 layout (avx2_madd16, portable): 2 taps
 };
 struct Quad8Block {
-  int8_t w[16][4];  // int8 layout (avx2_maddubs, avxvnni_dpbusd): 4 taps
+  int8_t w[16][4];  // int8 layout (maddubs, dpbusd kernels): 4 taps
 };
 static_assert(sizeof(Pair16Block) == 64 && sizeof(Quad8Block) == 64,
               "a block is two 256-bit vectors");
+enum class WeightLayout { Pair16, Quad8 };
 
 bool cpu_has_avx2();
-bool cpu_has_avxvnni();
-Isa best_isa();  // what Auto resolves to on this CPU
+bool cpu_has_avxvnni();         // VEX-encoded vpdpbusd (ymm)
+bool cpu_has_avx512vnni();      // AVX-512 F, BW, VL and VNNI, with the OS saving the zmm state
+Isa best_isa();                 // what Auto resolves to on this CPU
+const char* isa_name(Isa isa);  // "portable", "avx2", "avxvnni", "avx512vnni", ...
+
+// One micro-kernel computes one tile, acc[p][o] = Σ_j Σ_e w[j][o][e] · x_p[j][e] for mr = 16
+// output channels o and nr pixels p, where pixel p's tap group j (kr taps) starts at
+// src + pix[p] + grp[j] (elements of the layout's type) and w holds ng blocks. `flush`: the tap
+// groups an int16-accumulating kernel may sum before widening to int32 (others ignore it).
+// acc is [nr][16] int32.
+using ConvTileFn = void (*)(const void* w, const void* src, const int64_t* pix, const int64_t* grp,
+                            int64_t ng, int64_t flush, int32_t* acc);
+
+// An entry of the micro-kernel table (XNNPACK's gemm configs, ruy's paths): what a kernel needs
+// and computes. Prepare considers the kernels of the requested tier that this CPU runs and that
+// support the layer (`supports`: exact for these weights and activations), and takes the one of
+// highest `rank` (set from sq_bench's figures on the resnet20 shapes).
+struct ConvMicroKernel {
+  const char* name;   // "<isa>_<instruction>[_variant]", e.g. "avx2_maddubs"
+  Isa isa;            // its tier
+  bool (*cpu_has)();  // whether this CPU runs it
+  int mr, nr, kr;     // tile: 16 output channels × nr pixels; kr taps a group (the block's)
+  WeightLayout layout;
+  // Exact (and within the kernel's preconditions) for weights |w| <= w_max and activation codes
+  // 0..x_max.
+  bool (*supports)(int32_t w_max, int32_t x_max);
+  // int16-accumulating kernels: the tap groups between widenings for these bounds (else 0).
+  int64_t (*flush)(int32_t w_max, int32_t x_max);
+  int rank;
+  ConvTileFn tile;
+};
+// The table, every kernel compiled in (whether or not this CPU runs it), in tier order.
+const std::vector<const ConvMicroKernel*>& conv_kernels();
+// By name; throws sq::Error listing the names if there is none.
+const ConvMicroKernel& conv_kernel(const std::string& name);
 
 class PreparedConv2d {
  public:
-  static constexpr int kOcTile = 16, kPixTile = 6;
+  static constexpr int kOcTile = 16;      // every kernel's mr
+  static constexpr int kMaxPixTile = 12;  // the largest nr in the table
 
   const ConvShape& shape() const { return s_; }
-  const char* kernel_name() const;
+  const char* kernel_name() const { return kernel_->name; }
+  const ConvMicroKernel& kernel() const { return *kernel_; }
   void run(const uint8_t* x, uint8_t* y);
 
-  enum class Kernel { Portable, Avx2Madd16, Avx2Maddubs, AvxVnniDpbusd };  // see kernel_name()
-
  private:
-  friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, Kernel);
+  friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, const ConvMicroKernel&,
+                                          int);
+  enum class Stage { Hwc, Plane, Im2col };
+  // prepare_conv2d_u8's steps, in order.
+  void plan_staging();
+  void pack_weights(const IntLayer& L);
+  void plan_epilogue(const IntLayer& L);
+  template <typename T>
+  void stage_input(const uint8_t* x, T* scratch) const;
   ConvShape s_;
-  Kernel kernel_ = Kernel::Portable;
-  int64_t k_ = 0, kp_ = 0;  // reduction length (in_c·k·k), padded to the kernel's tap group
-  int64_t oc_pad_ = 0, pix_ = 0, pix_pad_ = 0;
+  const ConvMicroKernel* kernel_ = nullptr;
+  int64_t k_ = 0, kp_ = 0;  // reduction length (in_c·k·k), and as the kernels run it (padded)
+  int64_t oc_pad_ = 0, pix_ = 0, pix_pad_ = 0, flush_ = 0;
   int32_t zp_x_ = 0;
   std::vector<Pair16Block> w16_;  // [oc_pad/16][kp/2] blocks (one of the two layouts)
   std::vector<Quad8Block> w8_;    // [oc_pad/16][kp/4] blocks
   std::vector<int64_t> bias_;     // bias − zp_x · Σ_k w, per output channel
   std::vector<Requant> requant_;
   int32_t zp_out_ = 0, lo_ = 0, hi_ = 255;
-  std::vector<int16_t> col16_;  // im2col scratch [pix_pad][kp]; padding taps hold zp_x
-  std::vector<uint8_t> col8_;   // (one of the two, matching the weight layout)
-  std::vector<int32_t> acc_;    // [kPixTile][kOcTile] dot products of one tile
+  std::vector<int16_t> col16_;  // staged input (one of the two, matching the weight layout)
+  std::vector<uint8_t> col8_;
+  std::vector<int32_t> acc_;  // [nr][kOcTile] dot products of one tile
   // The vectorized epilogue's constants, per channel padded to oc_pad: bias (= bias_), multiplier,
   // right shift and its rounding term 2^(shift−1), as int64 lanes; per tile whether every channel
   // has 1 <= shift <= 62 (else that tile takes the scalar epilogue).
   std::vector<int64_t> ep_bias_, ep_mult_, ep_shift_, ep_round_;
   std::vector<uint8_t> ep_vector_ok_;
-  // Direct (im2col-free) mode: the scratch holds a zp_x-bordered HWC copy of the input (channels
-  // padded to the tap group) and the taps are ordered (ky, kx, i); else it holds im2col rows.
-  // Either way the kernels read tap group j of pixel p at scratch + pix_off_[p] + grp_off_[j].
-  bool direct_ = false;
-  int64_t cp_ = 0;                          // direct: channels per HWC pixel (in_c rounded up)
-  std::vector<int64_t> pix_off_, grp_off_;  // [pix_pad], [kp / taps], in scratch elements
+  // How the input is staged (docs/engine.md, "Run"): Hwc (direct: a zp_x-bordered HWC copy,
+  // taps (ky, kx, i), channels padded to cp; with `sub_` = stride for a 1×1 unpadded conv, only
+  // the pixels it reads), Plane (one input channel: the zp_x-bordered plane, a tap group = kr
+  // consecutive kx of one row, the taps past k against zero weights), Im2col.
+  Stage stage_ = Stage::Im2col;
+  int64_t cp_ = 0, sub_ = 1;
+  std::vector<int64_t> pix_off_, grp_off_;  // [pix_pad], [kp / kr], in scratch elements
   // The int32 epilogue (tiles whose channels all have 32 <= shift <= 62 and |bias'| + K·255·128
   // < 2^31): bias as int32, (shift − 32), and per 8 channels the multipliers and rounding terms
   // as int64 lanes, even channels then odd ones.
@@ -214,56 +253,24 @@ class PreparedConv2d {
   std::vector<int64_t> q_mult_, q_round_;
   std::vector<uint8_t> q_ok_;
 };
-// Throws sq::Error if groups != 1, the layer has a float output, a weight exceeds 8 bits, or the
-// reduction is so long that int32 dot products could overflow (in_c·k·k > 2^31 / (255·128)).
-// Naming an ISA the CPU lacks throws too; Auto picks the best one (best_isa()).
-PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto);
+// `in_bits`: the activations' width (codes 0..2^in_bits − 1, the input zero point among them);
+// run() requires its input within that range (the executor's codes are). Kernels that sum in
+// int16 are exact only under that bound.
+// Throws sq::Error if groups != 1, the layer has a float output, a weight exceeds 8 bits, the
+// input zero point exceeds the range, or the reduction is so long that int32 dot products could
+// overflow (in_c·k·k > 2^31 / (255·128)). Naming an ISA the CPU lacks throws too; Auto picks the
+// best one (best_isa()).
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto,
+                                 int in_bits = 8);
 // Linear = a 1×1 convolution over a 1×1 image.
 PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, const IntLayer& L,
-                                 Isa isa = Isa::Auto);
-// One named micro-kernel instead of the ISA's choice, for tests and benchmarks: every kernel the
-// CPU runs can be checked, not only the one its ISA would pick for these weights. Throws as the
-// Isa form does, and if the CPU lacks the kernel's ISA or, for avx2_maddubs, a weight is beyond
-// ±64 (where that kernel is not exact).
-PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L,
-                                 PreparedConv2d::Kernel kernel);
-
-// ---------------------------------------------------------------------------------------------
-// A tiny executor (src/engine/executor.cpp) for a chain of weight layers: every layer reads the
-// quantization point the previous one writes, with only ReLU, ReLU6, max-pooling and flatten
-// between them (the shapes integerize() fuses; no add, no average pooling yet), and the last
-// layer's output is float (the logits). Prepare builds the steps, prepares the groups = 1
-// convolutions and linears (optimized kernels) and plans the memory: two uint8 arenas of the
-// largest intermediate tensor, used in turn; run() allocates nothing.
-//
-//   sq::ChainExecutor ex = sq::ChainExecutor::prepare(qm.graph, sq::integerize(qm));
-//   std::vector<float> logits(ex.output_size());
-//   ex.run(xq.data(), logits.data());  // xq: the input, quantized at the first layer's point
-
-class ChainExecutor {
- public:
-  // Throws sq::Error naming the layer or node that makes the model something other than a chain.
-  static ChainExecutor prepare(const Graph& g, const IntModel& im, Isa isa = Isa::Auto);
-  int64_t input_size() const { return input_size_; }
-  int64_t output_size() const { return output_size_; }
-  size_t arena_bytes() const { return arena_[0].size() + arena_[1].size(); }
-  void run(const uint8_t* x, float* logits);
-
- private:
-  struct Step {
-    enum class Kind { ConvFast, ConvRef, MaxPool, ConvF32 } kind;
-    int layer = -1;  // index into layers_ (conv kinds)
-    int fast = -1;   // index into fast_ (ConvFast)
-    ConvShape conv;  // conv kinds (a linear is a 1×1 conv over a 1×1 image)
-    PoolShape pool;  // MaxPool
-  };
-  std::vector<IntLayer> layers_;
-  std::vector<PreparedConv2d> fast_;
-  std::vector<Step> steps_;
-  std::vector<uint8_t> arena_[2];
-  int64_t input_size_ = 0, output_size_ = 0;
-};
-
+                                 Isa isa = Isa::Auto, int in_bits = 8);
+// One kernel of the table instead of the tier's choice, for tests and benchmarks: every kernel the
+// CPU runs can be checked, not only the one the dispatch would pick. Throws as the Isa form does,
+// and if the CPU lacks the kernel's ISA or the kernel does not support the layer's weights at
+// in_bits (`supports`).
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const ConvMicroKernel& k,
+                                 int in_bits = 8);
 // ---------------------------------------------------------------------------------------------
 // The graph executor (src/engine/graph_executor.cpp): any graph a QuantModel supports (the zoo's
 // lenet5, resnet8/20, mobilenetv2, mlp): conv (grouped, depthwise), linear, residual add, max /
@@ -340,11 +347,11 @@ class GraphExecutor {
       Lut,
       ConvPool
     } kind;
-    std::string name;  // the node it computes
-    int layer = -1;    // index into layers_ (conv kinds)
-    int fast = -1;     // index into fast_ (ConvFast)
+    std::string name;                 // the node it computes
+    int layer = -1;                   // index into layers_ (conv kinds)
+    int fast = -1;                    // index into fast_ (ConvFast)
     int in = -1, in2 = -1, out = -1;  // buffer ids (out = -1: the logits)
-    int64_t n = 0;                     // elements (Add, Lut)
+    int64_t n = 0;                    // elements (Add, Lut)
     ConvShape conv;
     PoolShape pool;
     AddParams add;
@@ -365,7 +372,7 @@ class GraphExecutor {
   };
   const std::vector<Step>& steps() const { return steps_; }
   const std::vector<Buffer>& buffers() const { return buffers_; }
-  const std::vector<IntLayer>& layers() const { return layers_; }   // Step::layer indexes these
+  const std::vector<IntLayer>& layers() const { return layers_; }  // Step::layer indexes these
   const std::array<uint8_t, 256>& table(int i) const { return luts_.at(i); }  // Step::table (Lut)
   const std::vector<float>& input_mean() const { return mean_; }  // per input channel (0 if none)
   const std::vector<float>& input_std() const { return std_; }    // per input channel (> 0)

@@ -46,7 +46,11 @@ struct RunLayer {
   std::string name;
   int64_t weights = 0;
   double sigma = 0;
-  int bits = 0;
+  int bits = 0;  // weight bits (channel-wise layers: the widest channel's)
+  int abits = 0;  // its input activation's bits (0: not recorded, logs before issue 13)
+  // Channel-wise layers only: the weight-weighted mean width and the pruned (0-bit) channels.
+  std::optional<double> mean_bits;
+  std::optional<int64_t> pruned_channels;
   std::optional<int> cluster, phase1_bits;
   std::optional<double> kl;
 };

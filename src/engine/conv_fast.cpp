@@ -1,134 +1,29 @@
-// Optimized conv2d / linear (groups = 1): the raw activations staged as a zp_x-bordered HWC copy
-// (direct mode: most layers) or as im2col rows (few-channel stems), then a 16-channel × 6-pixel
-// micro-kernel per ISA, chosen once in prepare (engine.h lists them), and the requantizing
-// epilogue. Every kernel computes Σ w·x in int32 over raw x (padding taps hold zp_x) without
-// rounding or saturation; the bias absorbs −zp_x·Σw in int64, so acc equals the reference's bias +
-// Σ w·(x − zp_x) exactly. int32 cannot overflow: prepare checks K·255·128 < 2^31.
+// Optimized conv2d / linear (groups = 1), the driver around the micro-kernel table
+// (kernel_table.cpp): prepare picks a kernel, packs its weights and plans how the raw activations
+// are staged — a zp_x-bordered HWC copy (direct mode: most layers; only the pixels read, for a
+// 1×1 strided conv), a zp_x-bordered plane (one input channel: stems) or im2col rows — then run()
+// calls the kernel tile by tile and requantizes in the epilogue. Every kernel computes Σ w·x in
+// int32 over raw x (padding taps hold zp_x) without rounding or saturation; the bias absorbs
+// −zp_x·Σw in int64, so acc equals the reference's bias + Σ w·(x − zp_x) exactly. int32 cannot
+// overflow: prepare checks K·255·128 < 2^31.
 #include <algorithm>
 #include <climits>
 #include <cstring>
 #include <type_traits>
 
-#include "sigmaquant/engine.h"
+#include "kernels.h"
 #include "sigmaquant/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
-#include <immintrin.h>
-#define SQ_X86 1
 #endif
 
 namespace sq {
 
 namespace {
 
-constexpr int kOc = PreparedConv2d::kOcTile, kPix = PreparedConv2d::kPixTile;
-using Kernel = PreparedConv2d::Kernel;
-
-// 16 channels × 6 pixels = 12 accumulators + 2 weight vectors + 1 broadcast: the 16 ymm
-// registers, and enough independent dpbusd chains (latency 5) for 2 a cycle. 16×4 ran
-// ~latency-bound.
-static_assert(kOc == 16 && kPix == 6, "the micro-kernels are written for a 16x6 tile");
-static_assert(sizeof(Pair16Block::w) / sizeof(Pair16Block::w[0]) == kOc &&
-                  sizeof(Quad8Block::w) / sizeof(Quad8Block::w[0]) == kOc,
-              "a weight block holds one tile of output channels");
-constexpr int64_t kTaps16 = 2, kTaps8 = 4;  // taps per block
-
-// Every micro-kernel computes one tile, acc[p][o] = Σ_j Σ_e w[j][o][e] · x_p[j][e], where pixel
-// p's tap group j (2 int16 or 4 uint8 taps) starts at src + pix[p] + grp[j]: consecutive im2col
-// rows (pix[p] = p·kp, grp[j] = j·taps) or the padded HWC input (direct mode, see prepare).
-void tile_portable(const void* wv, const void* srcv, const int64_t* pix, const int64_t* grp,
-                   int64_t ng, int32_t* acc) {
-  const int16_t* w = static_cast<const int16_t*>(wv);
-  for (int p = 0; p < kPix; ++p) {
-    const int16_t* c = static_cast<const int16_t*>(srcv) + pix[p];
-    int32_t a[kOc] = {};
-    for (int64_t j = 0; j < ng; ++j) {
-      const int16_t* wj = w + j * 2 * kOc;
-      const int32_t x0 = c[grp[j]], x1 = c[grp[j] + 1];
-      for (int o = 0; o < kOc; ++o) a[o] += wj[2 * o] * x0 + wj[2 * o + 1] * x1;
-    }
-    std::copy(a, a + kOc, acc + p * kOc);
-  }
-}
-
-#ifdef SQ_X86
-// Broadcasts one group of activations (2 int16 or 4 uint8 = 32 bits) to every 32-bit lane. A
-// function, not a lambda: lambdas do not inherit the target attribute.
-__attribute__((target("avx2"))) inline __m256i broadcast32(const void* c) {
-  int32_t v;
-  std::memcpy(&v, c, sizeof v);
-  return _mm256_set1_epi32(v);
-}
-
-// The three AVX2-class micro-kernels differ only in the element type and the multiply-accumulate
-// step, STEP(acc, broadcast activations, weights) → acc. One macro writes them with 12 named
-// accumulators and 6 named pixel pointers: GCC kept an __m256i a[6][2] array partly on the stack
-// (a store per accumulator per tap group), which cost as much as the dpbusds.
-#define SQ_PIX_STEP(P, STEP)                 \
-  do {                                       \
-    const __m256i b = broadcast32(x##P + g); \
-    a##P##0 = STEP(a##P##0, b, w0);          \
-    a##P##1 = STEP(a##P##1, b, w1);          \
-  } while (0)
-#define SQ_PIX_STORE(P)                                                          \
-  do {                                                                           \
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + P * kOc), a##P##0);     \
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + P * kOc + 8), a##P##1); \
-  } while (0)
-#define SQ_TILE_KERNEL(NAME, TARGET, T, WT, STEP)                                                \
-  __attribute__((target(TARGET))) void NAME(const void* wv, const void* src, const int64_t* pix, \
-                                            const int64_t* grp, int64_t ng, int32_t* acc) {      \
-    const WT* w = static_cast<const WT*>(wv);                                                    \
-    const T* base = static_cast<const T*>(src);                                                  \
-    const T *x0 = base + pix[0], *x1 = base + pix[1], *x2 = base + pix[2], *x3 = base + pix[3],  \
-            *x4 = base + pix[4], *x5 = base + pix[5];                                            \
-    const __m256i z = _mm256_setzero_si256();                                                    \
-    __m256i a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z, a40 = z,     \
-            a41 = z, a50 = z, a51 = z;                                                           \
-    constexpr int64_t kStep = 64 / sizeof(WT); /* one 64-byte block per tap group */             \
-    for (int64_t j = 0; j < ng; ++j) {                                                           \
-      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * kStep));    \
-      const __m256i w1 =                                                                         \
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * kStep + kStep / 2));       \
-      const int64_t g = grp[j];                                                                  \
-      SQ_PIX_STEP(0, STEP);                                                                      \
-      SQ_PIX_STEP(1, STEP);                                                                      \
-      SQ_PIX_STEP(2, STEP);                                                                      \
-      SQ_PIX_STEP(3, STEP);                                                                      \
-      SQ_PIX_STEP(4, STEP);                                                                      \
-      SQ_PIX_STEP(5, STEP);                                                                      \
-    }                                                                                            \
-    SQ_PIX_STORE(0);                                                                             \
-    SQ_PIX_STORE(1);                                                                             \
-    SQ_PIX_STORE(2);                                                                             \
-    SQ_PIX_STORE(3);                                                                             \
-    SQ_PIX_STORE(4);                                                                             \
-    SQ_PIX_STORE(5);                                                                             \
-  }
-static_assert(kPix == 6, "SQ_TILE_KERNEL names 6 pixels");
-
-// int16 × int16 pairs summed into int32: exact for any 8-bit weight and uint8 activation.
-#define SQ_STEP_MADD16(a, b, w) _mm256_add_epi32(a, _mm256_madd_epi16(w, b))
-SQ_TILE_KERNEL(tile_avx2_madd16, "avx2", int16_t, int16_t, SQ_STEP_MADD16)
-
-// u8 × s8 pairs into int16 (maddubs), then pairs of those into int32 (madd with ones). maddubs
-// saturates at ±32767: exact only for max|w| <= 64 (checked in prepare).
-#define SQ_STEP_MADDUBS(a, b, w) \
-  _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(b, w), _mm256_set1_epi16(1)))
-SQ_TILE_KERNEL(tile_avx2_maddubs, "avx2", uint8_t, int8_t, SQ_STEP_MADDUBS)
-
-// u8 × s8, 4 taps summed straight into int32 (AVX-VNNI vpdpbusd): exact for all 8-bit weights.
-#define SQ_STEP_DPBUSD(a, b, w) _mm256_dpbusd_avx_epi32(a, b, w)
-SQ_TILE_KERNEL(tile_avxvnni_dpbusd, "avx2,avxvnni", uint8_t, int8_t, SQ_STEP_DPBUSD)
-
-#undef SQ_STEP_DPBUSD
-#undef SQ_STEP_MADDUBS
-#undef SQ_STEP_MADD16
-#undef SQ_TILE_KERNEL
-#undef SQ_PIX_STORE
-#undef SQ_PIX_STEP
-#endif
+using kernels::kEpiloguePix;
+using kernels::kMr;
 
 // sq::requantize (integerize.cpp) without its 128-bit product where 64 bits are exact: for
 // |a| < 2^31 and multiplier < 2^31 the product is below 2^62 and adding 2^(shift−1) (shift <= 62)
@@ -170,14 +65,14 @@ __attribute__((target("avx2"))) void epilogue_avx2(const int32_t* acc, const int
     const __m256i rd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(round + g));
     const int64_t ng = std::min<int64_t>(4, noc - g);
     for (int64_t p = 0; p < np; ++p) {
-      const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(acc + p * kOc + g));
+      const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(acc + p * kMr + g));
       const __m256i a = _mm256_add_epi64(b, _mm256_cvtepi32_epi64(d));
       const __m256i fits =
           _mm256_and_si256(_mm256_cmpgt_epi64(lim_hi, a), _mm256_cmpgt_epi64(a, lim_lo));
       if (_mm256_movemask_epi8(fits) != -1) {  // rare: |a| >= 2^31
         for (int64_t i = 0; i < ng; ++i) {
           const int64_t v =
-              int64_t{requantize_fast(bias[g + i] + acc[p * kOc + g + i], requant[g + i])} + zp_out;
+              int64_t{requantize_fast(bias[g + i] + acc[p * kMr + g + i], requant[g + i])} + zp_out;
           y[(g + i) * pix + p] = static_cast<uint8_t>(std::clamp<int64_t>(v, lo, hi));
         }
         continue;
@@ -221,9 +116,10 @@ __attribute__((target("avx2"))) void epilogue_avx2_q32(const int32_t* acc, const
     const __m256i re = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(round + 8 * h));
     const __m256i ro = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(round + 8 * h + 4));
     __m256i packed[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // pixels 0-3, 4-5
-    for (int p = 0; p < kPix; ++p) {  // pixels past np hold padded rows: computed, not stored
+    for (int p = 0; p < kEpiloguePix;
+         ++p) {  // pixels past np hold padded rows: computed, not stored
       const __m256i a = _mm256_add_epi32(
-          b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + p * kOc + 8 * h)));
+          b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + p * kMr + 8 * h)));
       const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(a, me), re);
       const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), mo), ro);
       const __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
@@ -236,10 +132,10 @@ __attribute__((target("avx2"))) void epilogue_avx2_q32(const int32_t* acc, const
     _mm256_store_si256(reinterpret_cast<__m256i*>(out[1]), packed[1]);
     const int64_t nc = std::min<int64_t>(8, noc - 8 * h);
     uint8_t* yo = y + 8 * h * pix;
-    if (np == kPix) {
+    if (np == kEpiloguePix) {
       for (int64_t i = 0; i < nc; ++i) {
         std::memcpy(yo + i * pix, &out[0][i], 4);
-        std::memcpy(yo + i * pix + 4, &out[1][i], kPix - 4);
+        std::memcpy(yo + i * pix + 4, &out[1][i], kEpiloguePix - 4);
       }
     } else {
       const auto n0 = static_cast<size_t>(std::min<int64_t>(np, 4));
@@ -252,26 +148,6 @@ __attribute__((target("avx2"))) void epilogue_avx2_q32(const int32_t* acc, const
   }
 }
 #endif
-
-using TileFn = void (*)(const void*, const void*, const int64_t*, const int64_t*, int64_t,
-                        int32_t*);
-
-TileFn tile_fn(Kernel k) {
-  switch (k) {
-#ifdef SQ_X86
-    case Kernel::Avx2Madd16:
-      return tile_avx2_madd16;
-    case Kernel::Avx2Maddubs:
-      return tile_avx2_maddubs;
-    case Kernel::AvxVnniDpbusd:
-      return tile_avxvnni_dpbusd;
-#endif
-    default:
-      return tile_portable;
-  }
-}
-
-bool uses_int8_layout(Kernel k) { return k == Kernel::Avx2Maddubs || k == Kernel::AvxVnniDpbusd; }
 
 // im2col: row p of col (kp entries) holds the receptive field of output pixel p in weight order
 // (i, ky, kx); padding taps hold zp (the real value 0). Entries k..kp−1 stay 0 (zero weights).
@@ -319,13 +195,10 @@ void im2col_any(const ConvShape& s, const uint8_t* x, T zp, int64_t kp, int64_t 
 }
 
 #ifdef SQ_X86
-// 16 channels × 8 pixels of CHW bytes (channel c's 8 bytes at x + c·cstride) → 8 pixels × 16
-// channels (pixel q's at dst + q·cp): a byte transpose in four rounds of SSE2 unpacks, 16 loads
-// and 8 stores for 128 bytes.
-inline void transpose_16x8_u8(const uint8_t* x, int64_t cstride, uint8_t* dst, int64_t cp) {
-  __m128i r[16], t[8], u[8], v[8];
-  for (int c = 0; c < 16; ++c)
-    r[c] = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + c * cstride));
+// 16 rows of 8 bytes (channel c's 8 pixels in the low half of r[c]) → 8 pixels × 16 channels
+// (pixel q's at dst + q·cp): a byte transpose in three rounds of SSE2 unpacks and 8 stores.
+inline void transpose_16x8_u8(const __m128i* r, uint8_t* dst, int64_t cp) {
+  __m128i t[8], u[8], v[8];
   for (int i = 0; i < 8; ++i) t[i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);  // 8 px × 2 ch
   for (int i = 0; i < 4; ++i) {  // channels 4i..4i+3: pixels 0-3, pixels 4-7
     u[2 * i] = _mm_unpacklo_epi16(t[2 * i], t[2 * i + 1]);
@@ -344,49 +217,80 @@ inline void transpose_16x8_u8(const uint8_t* x, int64_t cstride, uint8_t* dst, i
                      _mm_unpackhi_epi64(v[k], v[4 + k]));
   }
 }
+
+// 16 channels × 8 consecutive pixels of CHW bytes (channel c's at x + c·cstride).
+inline void load_16x8_u8(const uint8_t* x, int64_t cstride, __m128i* r) {
+  for (int c = 0; c < 16; ++c)
+    r[c] = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + c * cstride));
+}
+
+// The same for every other pixel: 16 bytes a channel, the even ones packed into the low half.
+inline void load_16x8_u8_stride2(const uint8_t* x, int64_t cstride, __m128i* r) {
+  const __m128i even = _mm_set1_epi16(0x00FF);
+  for (int c = 0; c < 16; ++c) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + c * cstride));
+    r[c] = _mm_packus_epi16(_mm_and_si128(v, even), _mm_setzero_si128());
+  }
+}
 #endif
 
-// Direct mode: x (CHW) into the interior of the zp_x-bordered HWC scratch (pixel-major, cp
-// entries a pixel); the border and the padded channels were filled at prepare and stay as they are.
-// in_c·H·W writes in place of im2col's k²·in_c·out_h·out_w. uint8 rows of at least 8 pixels go
-// through the 16×8 transpose, 16 channels at a time (the last block of a row overlaps the one
-// before, rewriting the same bytes); the rest, and the int16 layout, element by element. The
-// shape is copied into locals: stores through T* = uint8_t* may alias it, and GCC reloaded it.
+// Direct mode: x (CHW) into the zp_x-bordered HWC scratch (pixel-major, cp entries a pixel); the
+// border and the padded channels were filled at prepare and stay as they are. in_c·H·W writes
+// in place of im2col's k²·in_c·out_h·out_w. With sub > 1 (a 1×1 unpadded conv of that stride)
+// only the pixels the conv reads are copied, out_h × out_w of them and no border: a quarter of
+// the input at stride 2. uint8 rows of at least 8 (read) pixels go through the 16×8 transpose,
+// 16 channels at a time (the last block of a row overlaps the one before, rewriting the same
+// bytes); the rest, and the int16 layout, element by element. The shape is copied into locals:
+// stores through T* = uint8_t* may alias it, and GCC reloaded it.
 template <typename T>
-void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, T* buf) {
-  const int64_t h = s.in_h, w = s.in_w, c = s.in_c, pad = s.padding, wp = w + 2 * pad,
-                plane = h * w;
+void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* buf) {
+  const int64_t pad = sub > 1 ? 0 : s.padding, c = s.in_c, plane = s.in_h * s.in_w, in_w = s.in_w;
+  const int64_t h = sub > 1 ? s.out_h() : s.in_h, w = sub > 1 ? s.out_w() : s.in_w,
+                wp = w + 2 * pad;
   int64_t c_vec = 0;  // channels [0, c_vec) by transposes
 #ifdef SQ_X86
-  if constexpr (std::is_same_v<T, uint8_t>) c_vec = w >= 8 ? c / 16 * 16 : 0;
+  // Stride 2 reads 16 bytes from pixel 2·at: within the row when 2·w <= in_w.
+  const bool vec_ok = w >= 8 && (sub == 1 || (sub == 2 && 2 * w <= in_w));
+  if constexpr (std::is_same_v<T, uint8_t>) c_vec = vec_ok ? c / 16 * 16 : 0;
 #endif
   for (int64_t iy = 0; iy < h; ++iy) {
     T* row = buf + ((iy + pad) * wp + pad) * cp;
-    const uint8_t* xr = x + iy * w;
+    const uint8_t* xr = x + iy * sub * in_w;
 #ifdef SQ_X86
     if constexpr (std::is_same_v<T, uint8_t>) {
+      __m128i r[16];
       for (int64_t c0 = 0; c0 < c_vec; c0 += 16)
         for (int64_t ix = 0;; ix += 8) {
           const int64_t at = std::min(ix, w - 8);
-          transpose_16x8_u8(xr + c0 * plane + at, plane, row + at * cp + c0, cp);
+          if (sub == 1) {
+            load_16x8_u8(xr + c0 * plane + at, plane, r);
+          } else {
+            load_16x8_u8_stride2(xr + c0 * plane + 2 * at, plane, r);
+          }
+          transpose_16x8_u8(r, row + at * cp + c0, cp);
           if (at == w - 8) break;
         }
     }
 #endif
     for (int64_t i = c_vec; i < c; ++i) {
       const uint8_t* xc = xr + i * plane;
-      for (int64_t ix = 0; ix < w; ++ix) row[ix * cp + i] = static_cast<T>(xc[ix]);
+      for (int64_t ix = 0; ix < w; ++ix) row[ix * cp + i] = static_cast<T>(xc[ix * sub]);
     }
   }
 }
 
+// Plane mode (one input channel): x into the interior of the zp_x-bordered plane.
 template <typename T>
-void stage_input(const ConvShape& s, const uint8_t* x, T zp, bool direct, int64_t cp, int64_t kp,
-                 int64_t pix, T* scratch) {
-  if (direct) {
-    to_hwc(s, x, cp, scratch);
-  } else {
-    im2col_any(s, x, zp, kp, pix, scratch);
+void to_plane(const ConvShape& s, const uint8_t* x, T* buf) {
+  const int64_t h = s.in_h, w = s.in_w, pad = s.padding, wp = w + 2 * pad;
+  for (int64_t iy = 0; iy < h; ++iy) {
+    T* row = buf + (iy + pad) * wp + pad;
+    const uint8_t* xr = x + iy * w;
+    if constexpr (std::is_same_v<T, uint8_t>) {
+      std::memcpy(row, xr, static_cast<size_t>(w));
+    } else {
+      for (int64_t ix = 0; ix < w; ++ix) row[ix] = static_cast<T>(xr[ix]);
+    }
   }
 }
 
@@ -418,258 +322,373 @@ bool cpu_has_avxvnni() {
 #endif
 }
 
+bool cpu_has_avx512vnni() {
+#ifdef SQ_X86
+  // CPUID leaf 7 sub-leaf 0: EBX bits 16 (AVX512F), 30 (BW), 31 (VL), ECX bit 11 (VNNI); and the
+  // OS must save the opmask and zmm state: XCR0 bits 1, 2 (SSE, AVX) and 5, 6, 7 (opmask,
+  // ZMM_Hi256, Hi16_ZMM), readable by xgetbv once CPUID.1:ECX bit 27 (OSXSAVE) is set.
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!cpu_has_avx2() || !__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !((ecx >> 27) & 1u))
+      return false;
+    unsigned xlo = 0, xhi = 0;
+    __asm__("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    if ((xlo & 0xE6u) != 0xE6u) return false;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    return ((ebx >> 16) & 1u) && ((ebx >> 30) & 1u) && ((ebx >> 31) & 1u) && ((ecx >> 11) & 1u);
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 Isa best_isa() {
-  return cpu_has_avxvnni() ? Isa::AvxVnni : cpu_has_avx2() ? Isa::Avx2 : Isa::Portable;
+  return cpu_has_avx512vnni() ? Isa::Avx512Vnni
+         : cpu_has_avxvnni()  ? Isa::AvxVnni
+         : cpu_has_avx2()     ? Isa::Avx2
+                              : Isa::Portable;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Auto:
+      return "auto";
+    case Isa::Portable:
+      return "portable";
+    case Isa::Avx2:
+      return "avx2";
+    case Isa::AvxVnni:
+      return "avxvnni";
+    case Isa::Avx512Vnni:
+      return "avx512vnni";
+    case Isa::Reference:
+      return "reference";
+  }
+  return "?";
 }
 
 namespace {
 
-const char* name_of(Kernel k) {
-  switch (k) {
-    case Kernel::Avx2Madd16:
-      return "avx2_madd16";
-    case Kernel::Avx2Maddubs:
-      return "avx2_maddubs";
-    case Kernel::AvxVnniDpbusd:
-      return "avxvnni_dpbusd";
-    default:
-      return "portable";
-  }
-}
-
-// maddubs sums two u8 × s8 products in int16: 2·255·64 = 32640 fits, 2·255·65 does not.
-constexpr int32_t kMaddubsMaxWeight = 64;
-
-}  // namespace
-
-const char* PreparedConv2d::kernel_name() const { return name_of(kernel_); }
-
-// The dispatch: an ISA and the layer's weights name the kernel; the Kernel form does the rest.
-PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa) {
-  if (isa == Isa::Reference)
-    fail(
-        "prepare_conv2d_u8: Isa::Reference is for executors (expected Auto, Portable, Avx2 or "
-        "AvxVnni)");
-  if (isa == Isa::Auto) isa = best_isa();
-  if (isa == Isa::Avx2 && !cpu_has_avx2()) fail("prepare_conv2d_u8: this CPU has no AVX2");
-  if (isa == Isa::AvxVnni && !cpu_has_avxvnni())
-    fail("prepare_conv2d_u8: this CPU has no AVX-VNNI");
-  int64_t wmax = 0;  // weights beyond 8 bits are rejected by the Kernel form
-  for (int32_t w : L.weights) wmax = std::max<int64_t>(wmax, w < 0 ? -int64_t{w} : w);
-  const Kernel kernel = isa == Isa::AvxVnni ? Kernel::AvxVnniDpbusd
-                        : isa == Isa::Avx2
-                            ? (wmax <= kMaddubsMaxWeight ? Kernel::Avx2Maddubs : Kernel::Avx2Madd16)
-                            : Kernel::Portable;
-  return prepare_conv2d_u8(s, L, kernel);
-}
-
-PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Kernel kernel) {
-  check_conv(s, &L);
-  if (s.groups != 1)
-    fail("prepare_conv2d_u8: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)", L.name,
-         s.groups);
-  if (L.out_node < 0)
-    fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
-  if (kernel != Kernel::Portable && kernel != Kernel::Avx2Madd16 && kernel != Kernel::Avx2Maddubs &&
-      kernel != Kernel::AvxVnniDpbusd)
-    fail("prepare_conv2d_u8: unknown kernel {} (expected a PreparedConv2d::Kernel)",
-         static_cast<int>(kernel));
-  if (kernel != Kernel::Portable && !cpu_has_avx2())
-    fail("prepare_conv2d_u8: kernel {} needs AVX2, which this CPU lacks", name_of(kernel));
-  if (kernel == Kernel::AvxVnniDpbusd && !cpu_has_avxvnni())
-    fail("prepare_conv2d_u8: kernel {} needs AVX-VNNI, which this CPU lacks", name_of(kernel));
-  PreparedConv2d c;
-  c.s_ = s;
-  c.k_ = s.in_c * s.kernel * s.kernel;
-  if (c.k_ > INT32_MAX / (255 * 128))
-    fail("prepare_conv2d_u8: layer '{}' reduces over {} taps (at most {} keep int32 exact)", L.name,
-         c.k_, INT32_MAX / (255 * 128));
+// The largest |weight| of a layer (and checks every weight has 8 bits).
+int32_t max_abs_weight(const IntLayer& L) {
   int32_t wmax = 0;
   for (int32_t w : L.weights) {
     if (w < -128 || w > 127)
       fail("prepare_conv2d_u8: layer '{}' has weight {} (expected 8 bits)", L.name, w);
     wmax = std::max(wmax, w < 0 ? -w : w);
   }
-  if (kernel == Kernel::Avx2Maddubs && wmax > kMaddubsMaxWeight)
+  return wmax;
+}
+
+int32_t x_max_of(int in_bits) {
+  if (in_bits < 1 || in_bits > 8)
+    fail("prepare_conv2d_u8: {} activation bits (expected 1..8)", in_bits);
+  return (1 << in_bits) - 1;
+}
+
+}  // namespace
+
+namespace {
+
+// The kernel a tier runs for these bounds: its highest-ranked one that supports them.
+const ConvMicroKernel& choose_kernel(Isa isa, int32_t w_max, int32_t x_max) {
+  const ConvMicroKernel* best = nullptr;
+  for (const ConvMicroKernel* k : conv_kernels())
+    if (k->isa == isa && k->cpu_has() && k->supports(w_max, x_max) &&
+        (!best || k->rank > best->rank))
+      best = k;
+  if (!best)
+    fail("prepare_conv2d_u8: no {} kernel supports weights up to {} and activations up to {}",
+         isa_name(isa), w_max, x_max);
+  return *best;
+}
+
+bool cpu_has(Isa isa) {
+  switch (isa) {
+    case Isa::Portable:
+      return true;
+    case Isa::Avx2:
+      return cpu_has_avx2();
+    case Isa::AvxVnni:
+      return cpu_has_avxvnni();
+    case Isa::Avx512Vnni:
+      return cpu_has_avx512vnni();
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// The dispatch: an ISA tier and the layer's bounds name the kernel; the kernel form does the rest.
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa, int in_bits) {
+  if (isa == Isa::Reference)
     fail(
-        "prepare_conv2d_u8: layer '{}' has a weight of magnitude {} (avx2_maddubs is exact only "
+        "prepare_conv2d_u8: Isa::Reference is for executors (expected Auto, Portable, Avx2, "
+        "AvxVnni or Avx512Vnni)");
+  if (isa == Isa::Auto) isa = best_isa();
+  if (!cpu_has(isa)) fail("prepare_conv2d_u8: this CPU has no {}", isa_name(isa));
+  return prepare_conv2d_u8(s, L, choose_kernel(isa, max_abs_weight(L), x_max_of(in_bits)), in_bits);
+}
+
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const ConvMicroKernel& k,
+                                 int in_bits) {
+  check_conv(s, &L);
+  if (s.groups != 1)
+    fail("prepare_conv2d_u8: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)", L.name,
+         s.groups);
+  if (L.out_node < 0)
+    fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
+  if (!k.cpu_has())
+    fail("prepare_conv2d_u8: kernel {} needs {}, which this CPU lacks", k.name, isa_name(k.isa));
+  const int32_t x_max = x_max_of(in_bits), w_max = max_abs_weight(L);
+  PreparedConv2d c;
+  c.s_ = s;
+  c.k_ = s.in_c * s.kernel * s.kernel;
+  if (c.k_ > INT32_MAX / (255 * 128))
+    fail("prepare_conv2d_u8: layer '{}' reduces over {} taps (at most {} keep int32 exact)", L.name,
+         c.k_, INT32_MAX / (255 * 128));
+  if (!k.supports(w_max, x_max))
+    fail(
+        "prepare_conv2d_u8: kernel {} is not exact for layer '{}' (weights up to {}, activations "
         "up to {})",
-        L.name, wmax, kMaddubsMaxWeight);
-  c.kernel_ = kernel;
-  const bool int8 = uses_int8_layout(c.kernel_);
-  const int64_t taps = int8 ? kTaps8 : kTaps16, kk = s.kernel * s.kernel;
-  // Direct (im2col-free) when padding each pixel's channels to the tap group costs at most a
-  // quarter more taps than im2col's padding of K: every layer but the few-channel first ones.
-  // The int16 layout has no vectorized HWC copy: there direct also needs the copy to write no
-  // more than im2col would (not so for a 1×1 stride-2 conv: 4× the pixels; sq_bench, madd16).
-  c.cp_ = (s.in_c + taps - 1) / taps * taps;
-  const int64_t kp_im2col = (c.k_ + taps - 1) / taps * taps;
-  c.direct_ = kk * c.cp_ * 4 <= kp_im2col * 5 &&
-              (int8 || s.in_h * s.in_w * c.cp_ <= s.out_h() * s.out_w() * kp_im2col);
-  c.kp_ = c.direct_ ? kk * c.cp_ : kp_im2col;
-  c.oc_pad_ = (s.out_c + kOc - 1) / kOc * kOc;
-  c.pix_ = s.out_h() * s.out_w();
-  c.pix_pad_ = (c.pix_ + kPix - 1) / kPix * kPix;
+        k.name, L.name, w_max, x_max);
   c.zp_x_ = L.in_zero_point;
-  if (c.zp_x_ < 0 || c.zp_x_ > 255)
-    fail("prepare_conv2d_u8: layer '{}' input zero point {} (expected 0..255)", L.name, c.zp_x_);
-  const size_t blocks = static_cast<size_t>(c.oc_pad_ / kOc * (c.kp_ / taps));
-  if (int8) {
-    c.w8_.assign(blocks, Quad8Block{});
-  } else {
-    c.w16_.assign(blocks, Pair16Block{});
-  }
-  c.bias_.resize(static_cast<size_t>(s.out_c));
-  for (int64_t oc = 0; oc < s.out_c; ++oc) {
-    int64_t sum = 0;
-    for (int64_t k = 0; k < c.k_; ++k) {
-      const int32_t w = L.weights[oc * c.k_ + k];
-      sum += w;
-      // The tap's place in the kernels' reduction: im2col keeps the weights' order (i, ky, kx);
-      // direct mode orders (ky, kx, i) with i padded to cp, as the HWC scratch holds it.
-      const int64_t i = k / kk, kyx = k % kk, kd = c.direct_ ? kyx * c.cp_ + i : k;
-      // Block (tile t, tap group j), channel o within the tile, tap e within the group.
-      const int64_t t = oc / kOc, o = oc % kOc, j = kd / taps, e = kd % taps;
-      const size_t b = static_cast<size_t>(t * (c.kp_ / taps) + j);
-      if (int8) {
-        c.w8_[b].w[o][e] = static_cast<int8_t>(w);
-      } else {
-        c.w16_[b].w[o][e] = static_cast<int16_t>(w);
-      }
-    }
-    c.bias_[oc] = int64_t{L.bias[oc]} - int64_t{c.zp_x_} * sum;
-  }
-  c.requant_ = L.requant;
-  // The vectorized epilogue's int64 lanes; padded channels compute 0 and are discarded.
-  c.ep_bias_.assign(static_cast<size_t>(c.oc_pad_), 0);
-  c.ep_mult_.assign(static_cast<size_t>(c.oc_pad_), 0);
-  c.ep_shift_.assign(static_cast<size_t>(c.oc_pad_), 1);
-  c.ep_round_.assign(static_cast<size_t>(c.oc_pad_), 1);
-  c.ep_vector_ok_.assign(static_cast<size_t>(c.oc_pad_ / kOc), 1);
-  for (int64_t oc = 0; oc < s.out_c; ++oc) {
-    const Requant& r = c.requant_[oc];
-    c.ep_bias_[oc] = c.bias_[oc];
-    if (r.multiplier == 0) continue;  // M = 0: (a·0 + 1) >> 1 = 0, as requantize gives
-    if (r.shift < 1 || r.shift > 62) c.ep_vector_ok_[oc / kOc] = 0;
-    c.ep_mult_[oc] = r.multiplier;
-    c.ep_shift_[oc] = std::clamp(r.shift, 1, 62);
-    c.ep_round_[oc] = (int64_t{1} << (c.ep_shift_[oc] - 1)) + r.offset;
-  }
-  c.zp_out_ = L.out_zero_point;
-  c.lo_ = L.out_lo;
-  c.hi_ = L.out_hi;
-  if (c.lo_ < 0 || c.hi_ > 255 || c.lo_ > c.hi_)
-    fail("prepare_conv2d_u8: layer '{}' output range {}..{} (expected within 0..255)", L.name,
-         c.lo_, c.hi_);
-  // The int32 epilogue's constants (epilogue_avx2_q32), and which tiles may take it.
-  c.q_bias_.assign(static_cast<size_t>(c.oc_pad_), 0);
-  c.q_shift_.assign(static_cast<size_t>(c.oc_pad_), 0);
-  c.q_mult_.assign(static_cast<size_t>(c.oc_pad_), 0);
-  c.q_round_.assign(static_cast<size_t>(c.oc_pad_), 0);
-  c.q_ok_.assign(static_cast<size_t>(c.oc_pad_ / kOc), c.kernel_ != Kernel::Portable);
-  const int64_t dot_max = c.k_ * 255 * 128;
-  for (int64_t oc = 0; oc < s.out_c; ++oc) {
-    const Requant& r = c.requant_[oc];
-    const size_t slot = static_cast<size_t>(oc / 8 * 8 + (oc % 2) * 4 + (oc % 8) / 2);
-    const bool zero = r.multiplier == 0 && r.offset == 0;  // requantize gives 0 for any a
-    if ((!zero && (r.shift < 32 || r.shift > 62)) ||
-        (c.bias_[oc] < 0 ? -c.bias_[oc] : c.bias_[oc]) + dot_max >= (int64_t{1} << 31)) {
-      c.q_ok_[oc / kOc] = 0;
-      continue;
-    }
-    c.q_bias_[oc] = static_cast<int32_t>(c.bias_[oc]);
-    if (zero) continue;
-    c.q_shift_[oc] = r.shift - 32;
-    c.q_mult_[slot] = r.multiplier;
-    c.q_round_[slot] = (int64_t{1} << (r.shift - 1)) + r.offset;
-  }
-  // Where the kernels find each pixel's tap groups (see engine.h).
-  const int64_t ng = c.kp_ / taps;
-  c.grp_off_.resize(static_cast<size_t>(ng));
-  c.pix_off_.assign(static_cast<size_t>(c.pix_pad_), 0);
-  if (c.direct_) {
-    // The scratch is the input with a border of `padding` pixels holding zp_x, HWC, cp entries a
-    // pixel (the padded channels hold zp_x too, against zero weights); run() writes the interior.
-    const int64_t wp = s.in_w + 2 * s.padding, hp = s.in_h + 2 * s.padding, ow = s.out_w();
-    for (int64_t j = 0; j < ng; ++j) {
-      const int64_t tap = j * taps / c.cp_, ky = tap / s.kernel, kx = tap % s.kernel;
-      c.grp_off_[j] = (ky * wp + kx) * c.cp_ + j * taps % c.cp_;
-    }
-    // Pixels past pix_ read pixel 0's taps; their outputs are discarded.
-    for (int64_t p = 0; p < c.pix_; ++p)
-      c.pix_off_[p] = ((p / ow) * s.stride * wp + (p % ow) * s.stride) * c.cp_;
-    const auto n = static_cast<size_t>(hp * wp * c.cp_);
-    if (int8) {
-      c.col8_.assign(n, static_cast<uint8_t>(c.zp_x_));
-    } else {
-      c.col16_.assign(n, static_cast<int16_t>(c.zp_x_));
-    }
-  } else {
-    for (int64_t j = 0; j < ng; ++j) c.grp_off_[j] = j * taps;
-    for (int64_t p = 0; p < c.pix_pad_; ++p) c.pix_off_[p] = p * c.kp_;
-    // Rows past pix_ and taps past k_ stay zero: computed against zero weights or discarded.
-    if (int8) {
-      c.col8_.assign(static_cast<size_t>(c.pix_pad_ * c.kp_), 0);
-    } else {
-      c.col16_.assign(static_cast<size_t>(c.pix_pad_ * c.kp_), 0);
-    }
-  }
-  c.acc_.assign(static_cast<size_t>(kOc * kPix), 0);
+  if (c.zp_x_ < 0 || c.zp_x_ > x_max)
+    fail("prepare_conv2d_u8: layer '{}' input zero point {} (expected 0..{})", L.name, c.zp_x_,
+         x_max);
+  c.kernel_ = &k;
+  c.flush_ = k.flush(w_max, x_max);
+  c.oc_pad_ = (s.out_c + kMr - 1) / kMr * kMr;
+  c.pix_ = s.out_h() * s.out_w();
+  c.pix_pad_ = (c.pix_ + k.nr - 1) / k.nr * k.nr;
+  c.plan_staging();
+  c.pack_weights(L);
+  c.plan_epilogue(L);
+  c.acc_.assign(static_cast<size_t>(kMr * k.nr), 0);
   return c;
 }
 
+// How the input is staged (engine.h's Stage): which mode, the reduction as the kernel runs it
+// (kp_), where pixel p's tap group j starts (pix_off_[p] + grp_off_[j]) and the scratch, filled
+// with what run() does not rewrite (borders and padded channels: zp_x; im2col's padded taps: 0).
+void PreparedConv2d::plan_staging() {
+  const ConvShape& s = s_;
+  const int64_t kr = kernel_->kr, kk = s.kernel * s.kernel, ow = s.out_w();
+  const bool int8 = kernel_->layout == WeightLayout::Quad8;
+  const int64_t kp_im2col = (k_ + kr - 1) / kr * kr;
+  // Plane: a tap group is kr consecutive kx of one kernel row (gpr groups a row).
+  const int64_t gpr = (s.kernel + kr - 1) / kr, kp_plane = s.kernel * gpr * kr;
+  const bool pointwise_strided = s.kernel == 1 && s.padding == 0 && s.stride > 1;
+  cp_ = (s.in_c + kr - 1) / kr * kr;
+  sub_ = pointwise_strided ? s.stride : 1;
+  // Direct (HWC) when padding each pixel's channels to the tap group costs at most a quarter more
+  // taps than im2col's padding of K: every layer but the few-channel first ones. The int16 layout
+  // has no vectorized HWC copy: there direct also needs the copy to write no more than im2col.
+  const int64_t copy = (pointwise_strided ? pix_ : s.in_h * s.in_w) * cp_;
+  if (s.in_c == 1 && kp_plane * 4 <= kp_im2col * 5) {
+    stage_ = Stage::Plane;
+    kp_ = kp_plane;
+  } else if (kk * cp_ * 4 <= kp_im2col * 5 && (int8 || copy <= pix_ * kp_im2col)) {
+    stage_ = Stage::Hwc;
+    kp_ = kk * cp_;
+  } else {
+    stage_ = Stage::Im2col;
+    kp_ = kp_im2col;
+  }
+  const int64_t ng = kp_ / kr;
+  grp_off_.resize(static_cast<size_t>(ng));
+  pix_off_.assign(static_cast<size_t>(pix_pad_), 0);  // pixels past pix_ read pixel 0's taps
+  size_t n = 0;
+  uint8_t fill = static_cast<uint8_t>(zp_x_);
+  const int64_t wp = s.in_w + 2 * s.padding, hp = s.in_h + 2 * s.padding;
+  if (stage_ == Stage::Hwc && sub_ > 1) {  // only the pixels read, densely
+    for (int64_t j = 0; j < ng; ++j) grp_off_[j] = j * kr;
+    for (int64_t p = 0; p < pix_; ++p) pix_off_[p] = p * cp_;
+    n = static_cast<size_t>(pix_ * cp_);
+  } else if (stage_ == Stage::Hwc) {
+    for (int64_t j = 0; j < ng; ++j) {
+      const int64_t tap = j * kr / cp_, ky = tap / s.kernel, kx = tap % s.kernel;
+      grp_off_[j] = (ky * wp + kx) * cp_ + j * kr % cp_;
+    }
+    for (int64_t p = 0; p < pix_; ++p)
+      pix_off_[p] = ((p / ow) * s.stride * wp + (p % ow) * s.stride) * cp_;
+    n = static_cast<size_t>(hp * wp * cp_);
+  } else if (stage_ == Stage::Plane) {
+    // A group reads up to kr − 1 elements past its row's window: into the next row, or for the
+    // last pixel past the plane (the slack), against zero weights either way.
+    for (int64_t j = 0; j < ng; ++j) grp_off_[j] = (j / gpr) * wp + (j % gpr) * kr;
+    for (int64_t p = 0; p < pix_; ++p) pix_off_[p] = (p / ow) * s.stride * wp + (p % ow) * s.stride;
+    n = static_cast<size_t>(hp * wp + kr);
+  } else {
+    for (int64_t j = 0; j < ng; ++j) grp_off_[j] = j * kr;
+    for (int64_t p = 0; p < pix_pad_; ++p) pix_off_[p] = p * kp_;
+    n = static_cast<size_t>(pix_pad_ * kp_);
+    fill = 0;  // rows past pix_ and taps past k_: computed against zero weights or discarded
+  }
+  if (int8) {
+    col8_.assign(n, fill);
+  } else {
+    col16_.assign(n, static_cast<int16_t>(fill));
+  }
+}
+
+// The weights in the kernel's blocks, in the staging's tap order, and the folded bias.
+void PreparedConv2d::pack_weights(const IntLayer& L) {
+  const ConvShape& s = s_;
+  const int64_t kr = kernel_->kr, kk = s.kernel * s.kernel, ng = kp_ / kr;
+  const int64_t gpr = (s.kernel + kr - 1) / kr;
+  const bool int8 = kernel_->layout == WeightLayout::Quad8;
+  const size_t blocks = static_cast<size_t>(oc_pad_ / kMr * ng);
+  if (int8) {
+    w8_.assign(blocks, Quad8Block{});
+  } else {
+    w16_.assign(blocks, Pair16Block{});
+  }
+  bias_.resize(static_cast<size_t>(s.out_c));
+  for (int64_t oc = 0; oc < s.out_c; ++oc) {
+    int64_t sum = 0;
+    for (int64_t k = 0; k < k_; ++k) {
+      const int32_t w = L.weights[oc * k_ + k];
+      sum += w;
+      // The tap's place in the kernel's reduction: im2col keeps the weights' order (i, ky, kx);
+      // HWC orders (ky, kx, i) with i padded to cp; the plane (ky, kx) with kx padded to gpr·kr.
+      const int64_t i = k / kk, kyx = k % kk;
+      const int64_t kd = stage_ == Stage::Hwc     ? kyx * cp_ + i
+                         : stage_ == Stage::Plane ? kyx / s.kernel * gpr * kr + kyx % s.kernel
+                                                  : k;
+      // Block (tile t, tap group j), channel o within the tile, tap e within the group.
+      const int64_t t = oc / kMr, o = oc % kMr, j = kd / kr, e = kd % kr;
+      const size_t b = static_cast<size_t>(t * ng + j);
+      if (int8) {
+        w8_[b].w[o][e] = static_cast<int8_t>(w);
+      } else {
+        w16_[b].w[o][e] = static_cast<int16_t>(w);
+      }
+    }
+    bias_[oc] = int64_t{L.bias[oc]} - int64_t{zp_x_} * sum;
+  }
+}
+
+// The requantization constants of the two vector epilogues, and which tiles may take them.
+void PreparedConv2d::plan_epilogue(const IntLayer& L) {
+  const ConvShape& s = s_;
+  requant_ = L.requant;
+  zp_out_ = L.out_zero_point;
+  lo_ = L.out_lo;
+  hi_ = L.out_hi;
+  if (lo_ < 0 || hi_ > 255 || lo_ > hi_)
+    fail("prepare_conv2d_u8: layer '{}' output range {}..{} (expected within 0..255)", L.name, lo_,
+         hi_);
+  const bool vector = kernel_->isa != Isa::Portable;  // every other tier has AVX2
+  // The int64-lane epilogue; padded channels compute 0 and are discarded.
+  const auto npad = static_cast<size_t>(oc_pad_);
+  ep_bias_.assign(npad, 0);
+  ep_mult_.assign(npad, 0);
+  ep_shift_.assign(npad, 1);
+  ep_round_.assign(npad, 1);
+  ep_vector_ok_.assign(npad / kMr, vector);
+  for (int64_t oc = 0; oc < s.out_c; ++oc) {
+    const Requant& r = requant_[oc];
+    ep_bias_[oc] = bias_[oc];
+    if (r.multiplier == 0) continue;  // M = 0: (a·0 + 1) >> 1 = 0, as requantize gives
+    if (r.shift < 1 || r.shift > 62) ep_vector_ok_[oc / kMr] = 0;
+    ep_mult_[oc] = r.multiplier;
+    ep_shift_[oc] = std::clamp(r.shift, 1, 62);
+    ep_round_[oc] = (int64_t{1} << (ep_shift_[oc] - 1)) + r.offset;
+  }
+  // The int32 epilogue (epilogue_avx2_q32).
+  q_bias_.assign(npad, 0);
+  q_shift_.assign(npad, 0);
+  q_mult_.assign(npad, 0);
+  q_round_.assign(npad, 0);
+  q_ok_.assign(npad / kMr, vector);
+  const int64_t dot_max = k_ * 255 * 128;
+  for (int64_t oc = 0; oc < s.out_c; ++oc) {
+    const Requant& r = requant_[oc];
+    const size_t slot = static_cast<size_t>(oc / 8 * 8 + (oc % 2) * 4 + (oc % 8) / 2);
+    const bool zero = r.multiplier == 0 && r.offset == 0;  // requantize gives 0 for any a
+    if ((!zero && (r.shift < 32 || r.shift > 62)) ||
+        (bias_[oc] < 0 ? -bias_[oc] : bias_[oc]) + dot_max >= (int64_t{1} << 31)) {
+      q_ok_[oc / kMr] = 0;
+      continue;
+    }
+    q_bias_[oc] = static_cast<int32_t>(bias_[oc]);
+    if (zero) continue;
+    q_shift_[oc] = r.shift - 32;
+    q_mult_[slot] = r.multiplier;
+    q_round_[slot] = (int64_t{1} << (r.shift - 1)) + r.offset;
+  }
+}
+
 PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, const IntLayer& L,
-                                 Isa isa) {
-  return prepare_conv2d_u8(ConvShape{in_features, 1, 1, out_features, 1, 1, 0, 1}, L, isa);
+                                 Isa isa, int in_bits) {
+  return prepare_conv2d_u8(ConvShape{in_features, 1, 1, out_features, 1, 1, 0, 1}, L, isa, in_bits);
+}
+
+template <typename T>
+void PreparedConv2d::stage_input(const uint8_t* x, T* scratch) const {
+  switch (stage_) {
+    case Stage::Hwc:
+      return to_hwc(s_, x, cp_, sub_, scratch);
+    case Stage::Plane:
+      return to_plane(s_, x, scratch);
+    case Stage::Im2col:
+      return im2col_any(s_, x, static_cast<T>(zp_x_), kp_, pix_, scratch);
+  }
 }
 
 void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
-  const bool int8 = uses_int8_layout(kernel_);
-  const int64_t ng = kp_ / (int8 ? kTaps8 : kTaps16);  // tap groups
+  const bool int8 = kernel_->layout == WeightLayout::Quad8;
+  const int64_t ng = kp_ / kernel_->kr, nr = kernel_->nr;
   const void* src;
   const void* wbase;
   size_t wtile_bytes;
   if (int8) {
-    stage_input<uint8_t>(s_, x, static_cast<uint8_t>(zp_x_), direct_, cp_, kp_, pix_, col8_.data());
+    stage_input(x, col8_.data());
     src = col8_.data();
     wbase = w8_.data();
     wtile_bytes = static_cast<size_t>(ng) * sizeof(Quad8Block);
   } else {
-    stage_input<int16_t>(s_, x, static_cast<int16_t>(zp_x_), direct_, cp_, kp_, pix_,
-                         col16_.data());
+    stage_input(x, col16_.data());
     src = col16_.data();
     wbase = w16_.data();
     wtile_bytes = static_cast<size_t>(ng) * sizeof(Pair16Block);
   }
-  const TileFn tile = tile_fn(kernel_);
-  for (int64_t t = 0; t < oc_pad_ / kOc; ++t) {
+  const ConvTileFn tile = kernel_->tile;
+  for (int64_t t = 0; t < oc_pad_ / kMr; ++t) {
     const void* w = static_cast<const uint8_t*>(wbase) + t * wtile_bytes;
-    const int64_t oc0 = t * kOc, noc = std::min<int64_t>(kOc, s_.out_c - oc0);
-    for (int64_t p0 = 0; p0 < pix_pad_; p0 += kPix) {
-      tile(w, src, pix_off_.data() + p0, grp_off_.data(), ng, acc_.data());
-      const int64_t np = std::min<int64_t>(kPix, pix_ - p0);
+    const int64_t oc0 = t * kMr, noc = std::min<int64_t>(kMr, s_.out_c - oc0);
+    for (int64_t p0 = 0; p0 < pix_pad_; p0 += nr) {
+      tile(w, src, pix_off_.data() + p0, grp_off_.data(), ng, flush_, acc_.data());
+      // The epilogue, 6 pixels at a time.
+      for (int64_t q = 0; q < nr && p0 + q < pix_; q += kEpiloguePix) {
+        const int32_t* acc = acc_.data() + q * kMr;
+        const int64_t np = std::min<int64_t>(kEpiloguePix, pix_ - p0 - q);
+        uint8_t* yt = y + oc0 * pix_ + p0 + q;
 #ifdef SQ_X86
-      if (q_ok_[t]) {
-        epilogue_avx2_q32(acc_.data(), q_bias_.data() + oc0, q_mult_.data() + oc0,
-                          q_round_.data() + oc0, q_shift_.data() + oc0, noc, np, pix_, zp_out_, lo_,
-                          hi_, y + oc0 * pix_ + p0);
-        continue;
-      }
-      if (kernel_ != Kernel::Portable && ep_vector_ok_[t]) {
-        epilogue_avx2(acc_.data(), ep_bias_.data() + oc0, ep_mult_.data() + oc0,
-                      ep_shift_.data() + oc0, ep_round_.data() + oc0, requant_.data() + oc0, noc,
-                      np, pix_, zp_out_, lo_, hi_, y + oc0 * pix_ + p0);
-        continue;
-      }
+        if (q_ok_[t]) {
+          epilogue_avx2_q32(acc, q_bias_.data() + oc0, q_mult_.data() + oc0, q_round_.data() + oc0,
+                            q_shift_.data() + oc0, noc, np, pix_, zp_out_, lo_, hi_, yt);
+          continue;
+        }
+        if (ep_vector_ok_[t]) {
+          epilogue_avx2(acc, ep_bias_.data() + oc0, ep_mult_.data() + oc0, ep_shift_.data() + oc0,
+                        ep_round_.data() + oc0, requant_.data() + oc0, noc, np, pix_, zp_out_, lo_,
+                        hi_, yt);
+          continue;
+        }
 #endif
-      for (int64_t o = 0; o < noc; ++o) {
-        const int64_t oc = oc0 + o;
-        const Requant r = requant_[oc];
-        uint8_t* yo = y + oc * pix_ + p0;
-        for (int64_t p = 0; p < np; ++p) {
-          // IntLayer::output: requantize, add the zero point, clamp.
-          const int64_t v = int64_t{requantize_fast(bias_[oc] + acc_[p * kOc + o], r)} + zp_out_;
-          yo[p] = static_cast<uint8_t>(std::clamp<int64_t>(v, lo_, hi_));
+        for (int64_t o = 0; o < noc; ++o) {
+          const int64_t oc = oc0 + o;
+          const Requant r = requant_[oc];
+          uint8_t* yo = yt + o * pix_;
+          for (int64_t p = 0; p < np; ++p) {
+            // IntLayer::output: requantize, add the zero point, clamp.
+            const int64_t v = int64_t{requantize_fast(bias_[oc] + acc[p * kMr + o], r)} + zp_out_;
+            yo[p] = static_cast<uint8_t>(std::clamp<int64_t>(v, lo_, hi_));
+          }
         }
       }
     }

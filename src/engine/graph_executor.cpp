@@ -360,7 +360,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
           if (isa != Isa::Reference && st.conv.groups == 1) {
             st.kind = Step::Kind::ConvFast;
             st.fast = static_cast<int>(ex.fast_.size());
-            ex.fast_.push_back(prepare_conv2d_u8(st.conv, L, isa));
+            ex.fast_.push_back(prepare_conv2d_u8(st.conv, L, isa, point(L.in_node).bits));
           } else {
             st.kind = Step::Kind::ConvRef;
           }
@@ -405,8 +405,8 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
         st.kind = Step::Kind::ConvGap;
         if (pool.op == Op::AvgPool) {
           st.kind = Step::Kind::ConvPool;
-          st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(), pool.kernel,
-                              pool.stride, pool.padding};
+          st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(),
+                              pool.kernel,   pool.stride,     pool.padding};
           if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 || 2 * pool.padding > pool.kernel)
             fail("engine: average pooling '{}': window {}, stride {}, padding {} over {}x{}",
                  pool.name, pool.kernel, pool.stride, pool.padding, st.pool.in_h, st.pool.in_w);
@@ -675,8 +675,8 @@ void GraphExecutor::execute() {
 }
 
 std::vector<std::string> GraphExecutor::describe() const {
-  static const char* kinds[] = {"conv",    "conv(ref)", "conv(f32)", "conv+gap",
-                                "add(ref)", "add",       "maxpool",   "avgpool",
+  static const char* kinds[] = {"conv",     "conv(ref)", "conv(f32)",   "conv+gap",
+                                "add(ref)", "add",       "maxpool",     "avgpool",
                                 "gap",      "table",     "conv+avgpool"};
   std::vector<std::string> lines;
   for (const Step& st : steps_) {

@@ -34,6 +34,19 @@ void check_conv(const ConvShape& s, const IntLayer* L) {
     fail("layer '{}': {} weight scales (expected {})", L->name, L->weight_scales.size(), s.out_c);
 }
 
+ConvShape conv_shape_of(const Graph& g, int node) {
+  const Node& n = g.nodes.at(node);
+  const Shape& in = g.nodes[n.inputs.at(0)].out_shape;
+  if (n.op == Op::Linear) {
+    int64_t f = 1;
+    for (int64_t d : in) f *= d;
+    return ConvShape{f, 1, 1, n.out_channels, 1, 1, 0, 1};
+  }
+  if (in.size() != 3)
+    fail("engine: conv '{}' reads a tensor of rank {} (expected C,H,W)", n.name, in.size());
+  return ConvShape{in[0], in[1], in[2], n.out_channels, n.kernel, n.stride, n.padding, n.groups};
+}
+
 namespace {
 
 // Calls out(c, pixel, acc) with acc = bias[c] + Σ w · (x − zp_x) for every output.
@@ -93,9 +106,9 @@ void conv2d_f32_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, flo
   const bool exact_bias = L.bias_float.size() == L.bias.size();
   conv2d_acc_ref(s, L, x, [&](int64_t c, int64_t p, int64_t acc) {
     const double unit = static_cast<double>(L.in_scale) * L.weight_scales[c];
-    y[c * pix + p] = static_cast<float>(
-        exact_bias ? static_cast<double>(acc - L.bias[c]) * unit + L.bias_float[c]
-                   : static_cast<double>(acc) * unit);
+    y[c * pix + p] = static_cast<float>(exact_bias ? static_cast<double>(acc - L.bias[c]) * unit +
+                                                         L.bias_float[c]
+                                                   : static_cast<double>(acc) * unit);
   });
 }
 

@@ -414,7 +414,19 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
       L.name = nd.name;
       L.weights = static_cast<int64_t>(nd.params.at("weight").size());
       L.sigma = weight_std(nd);
-      L.bits = mr.bits.for_layer(nd.name).wbits;
+      const LayerBits& lb = mr.bits.for_layer(nd.name);
+      L.bits = lb.wbits;
+      L.abits = lb.abits;
+      if (!lb.channel_wbits.empty()) {
+        int64_t pruned = 0;
+        double sum = 0;
+        for (int b : lb.channel_wbits) {
+          pruned += b == 0;
+          sum += b;
+        }
+        L.mean_bits = sum / static_cast<double>(lb.channel_wbits.size());
+        L.pruned_channels = pruned;
+      }
       if (mr.cluster.count(nd.name)) L.cluster = mr.cluster.at(nd.name);
       if (mr.phase1_bits.count(nd.name)) L.phase1_bits = mr.phase1_bits.at(nd.name);
       if (mr.layer_kl.count(nd.name)) L.kl = mr.layer_kl.at(nd.name);

@@ -112,8 +112,14 @@ struct Iter {
 struct Layer {
   std::string name;
   int64_t weights = 0, bits = 0;
-  std::optional<double> sigma, kl;
-  std::optional<int64_t> cluster, phase1_bits;
+  std::optional<double> sigma, kl, mean_bits;  // mean_bits, pruned: channel-wise layers
+  std::optional<int64_t> cluster, phase1_bits, pruned;
+  // What the layer holds, for people: "4", or "8 max, mean 3.2, 5 pruned" for a channel-wise one.
+  std::string bits_text() const {
+    if (!mean_bits) return std::to_string(bits);
+    return fmt::format("{} max, mean {:.2f}{}", bits, *mean_bits,
+                       pruned && *pruned > 0 ? fmt::format(", {} pruned", *pruned) : "");
+  }
 };
 struct Clusters {
   std::vector<double> centers;
@@ -246,6 +252,8 @@ RunLog parse_run_log(const json& j, const std::string& where) {
     x.sigma = opt_num(l, "sigma", where, p, 0);
     x.kl = opt_num(l, "kl", where, p);
     x.phase1_bits = opt_int(l, "phase1_bits", where, p, 0, 32);
+    x.mean_bits = opt_num(l, "mean_bits", where, p, 0);
+    x.pruned = opt_int(l, "pruned_channels", where, p, 0, INT64_MAX);
     const int64_t kmax = r.clusters ? static_cast<int64_t>(r.clusters->centers.size()) - 1 : 63;
     x.cluster = opt_int(l, "cluster", where, p, 0, kmax);
     r.layers.push_back(x);
@@ -616,8 +624,8 @@ void bits_section(Html& h, const RunLog& r) {
       p1.tooltips.push_back(fmt::format("{}: {} bits after Phase 1", l.name, *l.phase1_bits));
     }
     fin.x.push_back(static_cast<double>(i));
-    fin.y.push_back(static_cast<double>(l.bits));
-    fin.tooltips.push_back(fmt::format("{}: {} bits", l.name, l.bits));
+    fin.y.push_back(l.mean_bits ? *l.mean_bits : static_cast<double>(l.bits));
+    fin.tooltips.push_back(fmt::format("{}: {} bits", l.name, l.bits_text()));
   }
   if (any_p1) p.series.push_back(p1);
   p.series.push_back(fin);
@@ -826,7 +834,7 @@ void layers_section(Html& h, const RunLog& r) {
     if (sigma) h << td(l.sigma ? fmt::format("{:.4g}", *l.sigma) : "\u2014", "num");
     if (cluster) h << td(l.cluster ? std::to_string(*l.cluster) : "\u2014", "num");
     if (p1) h << td(l.phase1_bits ? std::to_string(*l.phase1_bits) : "\u2014", "num");
-    h << td(std::to_string(l.bits), "num");
+    h << td(l.bits_text(), "num");
     if (kl) h << td(l.kl ? fmt::format("{:.3g}", *l.kl) : "\u2014", "num");
     h << "</tr>\n";
   }

@@ -144,6 +144,9 @@ ojson RunLog::to_json() const {
     ojson ls = ojson::array();
     for (const RunLayer& L : layers) {
       ojson l = {{"name", L.name}, {"weights", L.weights}, {"sigma", L.sigma}, {"bits", L.bits}};
+      if (L.abits > 0) l["abits"] = L.abits;
+      if (L.mean_bits) l["mean_bits"] = *L.mean_bits;
+      if (L.pruned_channels) l["pruned_channels"] = *L.pruned_channels;
       if (L.cluster) l["cluster"] = *L.cluster;
       if (L.phase1_bits) l["phase1_bits"] = *L.phase1_bits;
       if (L.kl) l["kl"] = *L.kl;
@@ -213,6 +216,11 @@ RunLog RunLog::from_json(const json& j, const std::string& where) {
         L.weights = l.value("weights", int64_t{0});
         L.sigma = l.contains("sigma") && l["sigma"].is_number() ? l["sigma"].get<double>() : 0.0;
         L.bits = l.at("bits").get<int>();
+        if (l.contains("abits") && l["abits"].is_number_integer()) L.abits = l["abits"].get<int>();
+        if (l.contains("mean_bits") && l["mean_bits"].is_number())
+          L.mean_bits = l["mean_bits"].get<double>();
+        if (l.contains("pruned_channels") && l["pruned_channels"].is_number_integer())
+          L.pruned_channels = l["pruned_channels"].get<int64_t>();
         if (l.contains("cluster") && l["cluster"].is_number()) L.cluster = l["cluster"].get<int>();
         if (l.contains("phase1_bits") && l["phase1_bits"].is_number())
           L.phase1_bits = l["phase1_bits"].get<int>();

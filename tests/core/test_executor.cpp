@@ -58,8 +58,10 @@ struct IsaCase {
   sq::Isa isa;
   const char* name;
 };
-const IsaCase kIsas[] = {
-    {sq::Isa::Portable, "portable"}, {sq::Isa::Avx2, "avx2"}, {sq::Isa::AvxVnni, "avxvnni"}};
+const IsaCase kIsas[] = {{sq::Isa::Portable, "portable"},
+                         {sq::Isa::Avx2, "avx2"},
+                         {sq::Isa::AvxVnni, "avxvnni"},
+                         {sq::Isa::Avx512Vnni, "avx512vnni"}};
 class GraphExecutorIsa : public ::testing::TestWithParam<std::tuple<ZooCase, IsaCase>> {};
 
 TEST_P(GraphExecutorIsa, OptimizedEqualsReferenceExactly) {
@@ -67,6 +69,8 @@ TEST_P(GraphExecutorIsa, OptimizedEqualsReferenceExactly) {
   if (ic.isa == sq::Isa::Avx2 && !sq::cpu_has_avx2()) GTEST_SKIP() << "this CPU lacks AVX2";
   if (ic.isa == sq::Isa::AvxVnni && !sq::cpu_has_avxvnni())
     GTEST_SKIP() << "this CPU lacks AVX-VNNI";
+  if (ic.isa == sq::Isa::Avx512Vnni && !sq::cpu_has_avx512vnni())
+    GTEST_SKIP() << "this CPU lacks AVX-512 VNNI";
   const sq::QuantModel qm = sqtest::synthetic_qmodel(zc.name, zc.input, 10, 3);
   const sq::IntModel im = sq::integerize(qm);
   sq::GraphExecutor ref = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
