@@ -188,7 +188,8 @@ struct DnasOutcome {
 };
 
 // folded: the BN-folded FP32 model (its weights are the warm start); train/val: search data and
-// the validation images that choose among the lambdas tried.
+// the validation images that choose among the lambdas tried (best accuracy; at a tie, the one
+// that uses more of the budgets).
 DnasOutcome dnas_search(const Graph& folded, const Dataset& train, const Dataset& val,
                         const DnasSpace& s, const DnasCostTable& t, const CostEvaluator& ce,
                         const Budgets& budgets, const DnasOptions& o,

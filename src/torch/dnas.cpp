@@ -364,12 +364,16 @@ DnasOutcome dnas_search(const Graph& folded, const Dataset& train, const Dataset
   Search S{folded, train, val, s, t, ce, budgets, o, qm8};
   DnasOutcome out;
   bool have = false;
+  double out_cost = 0;
   int index = 0;
   auto trial = [&](double lambda) {
     Graph trained;
     DnasTrial tr = S.run(lambda, trained, index++);
     out.epochs += tr.epochs;
-    if (!have || tr.val_accuracy > out.val_accuracy) {
+    // Best validation accuracy; at a tie, the assignment that uses more of the budgets.
+    if (!have || tr.val_accuracy > out.val_accuracy ||
+        (tr.val_accuracy == out.val_accuracy && tr.cost > out_cost)) {
+      out_cost = tr.cost;
       have = true;
       out.bits = tr.bits;
       out.trained = std::move(trained);
