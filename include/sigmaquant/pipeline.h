@@ -168,9 +168,10 @@ struct MethodInfo {
   std::string name, description;
   bool trains = false;  // its search runs QAT cycles
   MethodFn run;
+  bool searches_abits = false;  // it chooses activation widths from request.abits_set
 };
-// Adds (or replaces) a method; the built-ins (sigmaquant, uniform, adaptive, hessian, random,
-// exhaustive) are registered on first use of the registry.
+// Adds (or replaces) a method; the built-ins (sigmaquant, sigmaquant-channel, uniform, adaptive,
+// hessian, random, exhaustive, dnas, dnas-layer) are registered on first use of the registry.
 void register_method(MethodInfo m);
 std::vector<std::string> method_names();
 const MethodInfo& find_method(const std::string& name);  // throws, listing the known names
@@ -191,7 +192,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data,
 // ---- the Pareto sweep ----
 
 struct ParetoRequest {
-  AllocationRequest base;  // method and avg_bits are set per run; abits_set reaches dnas* only
+  AllocationRequest base;  // method and avg_bits set per run; abits_set only for searches_abits
   std::vector<std::string> methods = {"sigmaquant", "uniform", "adaptive", "hessian"};
   std::vector<double> budgets = {2.5, 3, 4};  // average weight bits; 0 = the target's budgets
   std::string out_dir = "runs/pareto";        // one sub-directory per run; pareto.{json,csv}

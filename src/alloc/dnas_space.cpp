@@ -208,17 +208,26 @@ double measured_cost(const DnasCostTable& t, const CostReport& r) {
   return sum;
 }
 
+namespace {
+
+// Layer l's table cost with its point at activation index a and its weights as in c.
+double layer_cost(const DnasCostTable& t, const DnasSpace& s, const DnasChoice& c, size_t l,
+                  size_t a) {
+  const DnasSpace::Layer& L = s.layers[l];
+  const DnasCostTable::Layer& T = t.layers[l];
+  const size_t np = L.wbits.size();
+  const double reps = L.channelwise ? 1.0 : static_cast<double>(L.channels);
+  double sum = T.fixed[a];
+  for (int p : c.w[l]) sum += reps * T.per_channel[a * np + static_cast<size_t>(p)];
+  return sum;
+}
+
+}  // namespace
+
 double table_cost(const DnasCostTable& t, const DnasSpace& s, const DnasChoice& c) {
   double sum = t.reference;
-  for (size_t l = 0; l < s.layers.size(); ++l) {
-    const DnasSpace::Layer& L = s.layers[l];
-    const DnasCostTable::Layer& T = t.layers[l];
-    const size_t a = static_cast<size_t>(c.a[L.point]);
-    const size_t np = L.wbits.size();
-    sum += T.fixed[a];
-    const double reps = L.channelwise ? 1.0 : static_cast<double>(L.channels);
-    for (int p : c.w[l]) sum += reps * T.per_channel[a * np + p];
-  }
+  for (size_t l = 0; l < s.layers.size(); ++l)
+    sum += layer_cost(t, s, c, l, static_cast<size_t>(c.a[s.layers[l].point]));
   return sum;
 }
 
@@ -235,16 +244,17 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
       double score;
       int kind, i, j;  // kind 0: weight (layer i, channel j); 1: activation (point i)
     };
+    // The cost saved by each one-step-down move, from the table's terms of that move alone.
     std::vector<Move> moves;
-    const double base = table_cost(t, s, c);
     for (size_t l = 0; l < s.layers.size(); ++l) {
       const DnasSpace::Layer& L = s.layers[l];
+      const std::vector<double>& per = t.layers[l].per_channel;
+      const size_t row = static_cast<size_t>(c.a[L.point]) * L.wbits.size();
+      const double reps = L.channelwise ? 1.0 : static_cast<double>(L.channels);
       for (int64_t k = 0; k < L.choices(); ++k) {
         int p = c.w[l][k];
         if (p == 0) continue;
-        DnasChoice d = c;
-        d.w[l][k] = p - 1;
-        double saved = base - table_cost(t, s, d);
+        double saved = reps * (per[row + p] - per[row + p - 1]);
         if (!(saved > 0)) continue;
         double lost = wscore.empty() ? 1.0
                                      : std::max(1e-9, wscore[l][k][p] - wscore[l][k][p - 1]);
@@ -255,9 +265,10 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
     for (size_t q = 0; q < s.points.size(); ++q) {
       int a = c.a[q];
       if (a == 0) continue;
-      DnasChoice d = c;
-      d.a[q] = a - 1;
-      double saved = base - table_cost(t, s, d);
+      double saved = 0;
+      for (int l : s.points[q].layers)
+        saved += layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(a)) -
+                 layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(a - 1));
       if (!(saved > 0)) continue;
       double lost = ascore.empty() ? 1.0 : std::max(1e-9, ascore[q][a] - ascore[q][a - 1]);
       moves.push_back({saved / lost, 1, static_cast<int>(q), 0});

@@ -270,9 +270,9 @@ Registry& registry() {
          "k-means, budget fitting per channel); no Phase 2", false, run_sigmaquant_channel},
         {"dnas", "Risso et al., IGSC 2022: differentiable search of per-channel weight widths "
          "(0 = pruned) and activation widths, lambda chosen to meet the budgets", true,
-         run_dnas_channel},
+         run_dnas_channel, true},
         {"dnas-layer", "the same search with one weight width per layer (the paper's baseline)",
-         true, run_dnas_layer},
+         true, run_dnas_layer, true},
     };
     return reg;
   }();

@@ -25,7 +25,7 @@ ParetoResult pareto_sweep(const ParetoRequest& req, const DataBundle& data, Obse
       AllocationRequest r = req.base;
       r.method = m;
       // Searched activation widths go to the methods that search them; the others run at abits.
-      if (m != "dnas" && m != "dnas-layer") r.abits_set.clear();
+      if (!find_method(m).searches_abits) r.abits_set.clear();
       r.avg_bits = b;
       r.out_dir = b > 0 ? fmt::format("{}/{}-{}bits", req.out_dir, m, b)
                         : fmt::format("{}/{}", req.out_dir, m);

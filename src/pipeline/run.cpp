@@ -82,7 +82,7 @@ double since(Clock::time_point t0) {
 class NullObserver : public Observer {};
 
 void check_request(const AllocationRequest& r, const DataBundle& data) {
-  find_method(r.method);  // throws, listing the known names
+  const MethodInfo& method = find_method(r.method);  // throws, listing the known names
   auto bad = [](double v, double lo, double hi) { return !(v >= lo && v <= hi); };
   if (bad(r.cycle_epochs, 1e-6, 10)) fail("cycle_epochs {}: expected a number in (0, 10]", r.cycle_epochs);
   if (bad(r.final_epochs, 0, 1000)) fail("final_epochs {}: expected a number in [0, 1000]", r.final_epochs);
@@ -103,10 +103,14 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
   for (int a : r.abits_set)
     if (a < kMinActBits || a > kMaxActBits)
       fail("abits_set: {} is not an activation width in {}..{}", a, kMinActBits, kMaxActBits);
-  if (r.abits_set.size() > 1 && r.method != "dnas" && r.method != "dnas-layer")
+  if (r.abits_set.size() > 1 && !method.searches_abits) {
+    std::string which;
+    for (const std::string& n : method_names())
+      if (find_method(n).searches_abits) which += (which.empty() ? "" : ", ") + n;
     fail("abits_set: method '{}' takes one activation width (abits); searched activation widths "
-         "are supported by dnas and dnas-layer",
-         r.method);
+         "are supported by {}",
+         r.method, which);
+  }
   if (r.dnas_epochs < 1) fail("dnas_epochs {}: must be >= 1", r.dnas_epochs);
   if (bad(r.dnas_lambda, 0, 1e12)) fail("dnas_lambda {}: expected >= 0 (0: chosen to meet the budgets)", r.dnas_lambda);
   if (r.dnas_bisect_steps < 0) fail("dnas_bisect_steps {}: must be >= 0", r.dnas_bisect_steps);

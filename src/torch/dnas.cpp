@@ -24,16 +24,6 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::vector<int64_t> permutation(int64_t n, std::mt19937_64& rng) {
-  std::vector<int64_t> p(static_cast<size_t>(n));
-  std::iota(p.begin(), p.end(), 0);
-  for (int64_t i = n - 1; i > 0; --i) {
-    int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
-    std::swap(p[i], p[j]);
-  }
-  return p;
-}
-
 }  // namespace
 
 DnasHook::DnasHook(const DnasSpace& s, const QuantModel& qm8, double init_preference, double tau0)
@@ -249,27 +239,18 @@ struct Search {
           alphas, torch::optim::SGDOptions(alr).momentum(o.alpha_momentum));
     else
       aopt = std::make_unique<torch::optim::Adam>(alphas, torch::optim::AdamOptions(alr));
-    std::mt19937_64 rng(o.seed * 7919 + static_cast<uint64_t>(index));
+    const uint64_t order_seed = o.seed * 7919 + static_cast<uint64_t>(index) * 1000003;
     std::mt19937_64 aug_rng(o.seed * 104729 + static_cast<uint64_t>(index));
+    const Batcher batcher{train, folded};
     auto batch = [&](const int64_t* idx, int64_t k) {
-      const int64_t per = train.image_numel();
-      torch::Tensor x = torch::empty(
-          {k, train.image_shape[0], train.image_shape[1], train.image_shape[2]});
-      torch::Tensor y = torch::empty({k}, torch::kInt64);
-      float* dst = x.data_ptr<float>();
-      int64_t* lab = y.data_ptr<int64_t>();
-      for (int64_t j = 0; j < k; ++j) {
-        normalized_image(train, idx[j], folded.input_mean, folded.input_std, dst + j * per);
-        if (o.augment)
-          augment_image(dst + j * per, train.image_shape, o.augment_pad, o.augment_flip, aug_rng);
-        lab[j] = static_cast<int64_t>(train.labels[idx[j]]);
-      }
-      return std::make_pair(x, y);
+      return std::make_pair(
+          batcher.images(idx, k, o.augment ? &aug_rng : nullptr, o.augment_pad, o.augment_flip),
+          batcher.labels(idx, k));
     };
     m.train();
     for (int e = 0; e < o.epochs; ++e) {
       hook->set_tau(dnas_temperature(o, e));
-      std::vector<int64_t> perm = permutation(n, rng);
+      std::vector<int64_t> perm = permutation(n, order_seed + static_cast<uint64_t>(e));
       // The first alpha_fraction of this epoch's order updates alpha, the rest the weights;
       // the two kinds of step interleave in proportion.
       const int64_t na = std::max<int64_t>(1, static_cast<int64_t>(std::llround(o.alpha_fraction * n)));

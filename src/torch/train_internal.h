@@ -4,12 +4,28 @@
 #pragma once
 
 #include <functional>
+#include <random>
+#include <vector>
 
 #include "graph_module.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/train.h"
 
 namespace sq {
+
+// A seeded permutation of 0..n-1 (Fisher–Yates with our own RNG: std::shuffle's algorithm is
+// library-specific).
+std::vector<int64_t> permutation(int64_t n, uint64_t seed);
+
+// Builds one normalized (and optionally augmented) batch of d on the CPU, with g's input
+// statistics.
+struct Batcher {
+  const Dataset& d;
+  const Graph& g;
+  torch::Tensor images(const int64_t* idx, int64_t n, std::mt19937_64* aug_rng, int pad,
+                       bool flip) const;
+  torch::Tensor labels(const int64_t* idx, int64_t n) const;
+};
 
 struct CheckpointHooks {
   std::function<GraphFile()> snapshot;                  // the model as a file (weights, quant)

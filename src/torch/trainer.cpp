@@ -19,17 +19,6 @@
 #include "sigmaquant/train.h"
 
 namespace sq {
-namespace {
-
-torch::Device parse_device(const std::string& d) {
-  if (d == "cpu") return torch::kCPU;
-  if (d == "cuda" || d.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available())
-      fail("--device {}: this LibTorch build has no usable CUDA device (use --device cpu)", d);
-    return torch::Device(d);
-  }
-  fail("--device '{}' is not supported (expected cpu or cuda)", d);
-}
 
 // Fisher–Yates with our own RNG (std::shuffle's algorithm is library-specific).
 std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
@@ -43,28 +32,36 @@ std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
   return p;
 }
 
-// Builds one normalized (and optionally augmented) batch on the CPU.
-struct Batcher {
-  const Dataset& d;
-  const Graph& g;
-  torch::Tensor images(const int64_t* idx, int64_t n, std::mt19937_64* aug_rng, int pad,
-                       bool flip) const {
-    const int64_t per = d.image_numel();
-    torch::Tensor x = torch::empty({n, d.image_shape[0], d.image_shape[1], d.image_shape[2]});
-    float* dst = x.data_ptr<float>();
-    for (int64_t k = 0; k < n; ++k) {
-      normalized_image(d, idx[k], g.input_mean, g.input_std, dst + k * per);
-      if (aug_rng) augment_image(dst + k * per, d.image_shape, pad, flip, *aug_rng);
-    }
-    return x;
+torch::Tensor Batcher::images(const int64_t* idx, int64_t n, std::mt19937_64* aug_rng, int pad,
+                              bool flip) const {
+  const int64_t per = d.image_numel();
+  torch::Tensor x = torch::empty({n, d.image_shape[0], d.image_shape[1], d.image_shape[2]});
+  float* dst = x.data_ptr<float>();
+  for (int64_t k = 0; k < n; ++k) {
+    normalized_image(d, idx[k], g.input_mean, g.input_std, dst + k * per);
+    if (aug_rng) augment_image(dst + k * per, d.image_shape, pad, flip, *aug_rng);
   }
-  torch::Tensor labels(const int64_t* idx, int64_t n) const {
-    torch::Tensor y = torch::empty({n}, torch::kInt64);
-    int64_t* p = y.data_ptr<int64_t>();
-    for (int64_t k = 0; k < n; ++k) p[k] = d.labels[idx[k]];
-    return y;
+  return x;
+}
+
+torch::Tensor Batcher::labels(const int64_t* idx, int64_t n) const {
+  torch::Tensor y = torch::empty({n}, torch::kInt64);
+  int64_t* p = y.data_ptr<int64_t>();
+  for (int64_t k = 0; k < n; ++k) p[k] = d.labels[idx[k]];
+  return y;
+}
+
+namespace {
+
+torch::Device parse_device(const std::string& d) {
+  if (d == "cpu") return torch::kCPU;
+  if (d == "cuda" || d.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      fail("--device {}: this LibTorch build has no usable CUDA device (use --device cpu)", d);
+    return torch::Device(d);
   }
-};
+  fail("--device '{}' is not supported (expected cpu or cuda)", d);
+}
 
 void check_compatible(const Graph& g, const Dataset& d) {
   if (d.size() == 0) fail("dataset '{}' is empty", d.name);
