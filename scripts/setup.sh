@@ -9,6 +9,7 @@ PACKAGES=(
   dataset-fashion-mnist                 # the default data (idx files, gzip)
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
+  libboost-dev                          # Boost.Math: Student's t for the seed statistics
   libonnx-dev libprotobuf-dev           # ONNX import/export (protobuf messages + checker)
   libglpk-dev                           # the allocators' exact integer programs (GLPK)
   chromium                              # the report-rendering test (headless screenshot)

@@ -195,10 +195,16 @@ struct ParetoRequest {
   AllocationRequest base;  // method and avg_bits set per run; abits_set only for searches_abits
   std::vector<std::string> methods = {"sigmaquant", "uniform", "adaptive", "hessian"};
   std::vector<double> budgets = {2.5, 3, 4};  // average weight bits; 0 = the target's budgets
-  std::string out_dir = "runs/pareto";        // one sub-directory per run; pareto.{json,csv}
+  // Seeds (split, initial order, final QAT); each (method, budget) runs once per seed. Empty:
+  // base.seed alone, runs in out_dir/<method>-<b>bits; else in out_dir/seed<s>/<method>-<b>bits
+  // (the layout of `pareto --seed s -o out_dir/seed<s>`, so such runs are reused).
+  std::vector<uint64_t> seeds;
+  std::string out_dir = "runs/pareto";  // one sub-directory per run; pareto.{json,csv}
+  std::string reference = "uniform";    // the summary's iso-accuracy memory reference
 };
-// Every method at every budget (finished runs in out_dir are reused with base.resume), then
-// pareto.json, pareto.csv and report.html in out_dir.
+// Every method at every budget and seed (finished runs in out_dir are reused with base.resume),
+// then pareto.json, pareto.csv, summary.json / summary.md (sq::summarize_pareto: mean ± std,
+// Welch's t-test, iso-accuracy memory saving) and report.html in out_dir.
 ParetoResult pareto_sweep(const ParetoRequest& req, const DataBundle& data,
                           Observer* observer = nullptr);
 

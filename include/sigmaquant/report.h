@@ -43,7 +43,7 @@ std::string pareto_svg(const nlohmann::json& pareto, const std::string& metric);
 
 // The points as CSV (RFC 4180 quoting), one row a point, in the file's order; columns
 //   method,budget,avg_bits,accuracy,weight_bytes,energy_j,latency_s,qat_epochs,seconds,
-//   front_weight_bytes,front_energy_j,front_latency_s
+//   front_weight_bytes,front_energy_j,front_latency_s,seed
 // (missing values empty; front_* are 1 for points on their method's front for that metric).
 std::string pareto_csv(const nlohmann::json& pareto);
 

@@ -9,6 +9,7 @@
 // Units: accuracies are fractions in [0, 1]; costs in base units (bytes, s, J).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -102,6 +103,8 @@ struct ParetoPoint {
   double avg_bits = 0, accuracy = 0, weight_bytes = 0;
   std::optional<double> energy_j, latency_s;
   double qat_epochs = 0, search_qat_epochs = 0, seconds = 0, search_seconds = 0;
+  double final_qat_epochs = 0, final_seconds = 0;  // the final QAT alone
+  uint64_t seed = 0;                               // the run's seed (0: not recorded)
   std::string run_dir;
 };
 struct ParetoResult {

@@ -156,8 +156,8 @@ int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budg
     for (const BudgetCheck& c : checks)
       if (!c.fits) {
         if (ok)
-          broken = fmt::format("{} bits: the {} budget, {}{}", *it, c.metric,
-                               budget_check_text(c), broken.empty() ? "" : "; " + broken);
+          broken = fmt::format("{} bits: the {} budget, {}{}", *it, c.metric, budget_check_text(c),
+                               broken.empty() ? "" : "; " + broken);
         ok = false;
       }
     if (ok) return *it;
@@ -197,7 +197,8 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
       double freed = added_use(usage(ce.evaluate(t), b), use);
       double loss = std::max(0.0, oracle.layer_kl(n, to) - oracle.layer_kl(n, from));
       double score = loss / std::max(freed, 1e-12);
-      if (freed > 0 && score < best) best = score, pick = {n, from, to, "minimise: least KL per cost freed"};
+      if (freed > 0 && score < best)
+        best = score, pick = {n, from, to, "minimise: least KL per cost freed"};
     }
     if (!pick.layer.empty()) changes.push_back(pick);
     return changes;
@@ -312,12 +313,11 @@ std::vector<BitChange> spend_leftover(const Graph& g, const CostEvaluator& ce, c
 }  // namespace
 
 Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Budgets& b,
-                               const BitConfig& start, SearchOracle& oracle,
-                               const Phase2Options& o, std::vector<Phase2Step> done,
-                               const Phase2StepHook& on_step) {
+                               const BitConfig& start, SearchOracle& oracle, const Phase2Options& o,
+                               std::vector<Phase2Step> done, const Phase2StepHook& on_step) {
   if (o.candidate_bits.empty()) fail("Phase 2: no candidate bitwidths");
   const std::vector<int> cand = candidate_widths(o.candidate_bits, ce.target());
-  if (!(o.cycle_epochs > 0)) fail("Phase 2: the QAT cycle must be longer than 0 epochs");
+  if (!(o.cycle_epochs >= 0)) fail("Phase 2: the QAT cycle must be 0 (PTQ only) or longer");
   if (!fits(ce, b, start)) fail("Phase 2: the starting assignment breaks a budget");
   auto now = [] { return std::chrono::steady_clock::now(); };
 
@@ -397,8 +397,8 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
     }
     return best;
   };
-  int best = best_of(spent ? static_cast<int>(r.steps.size()) - 1
-                           : static_cast<int>(r.steps.size()));
+  int best =
+      best_of(spent ? static_cast<int>(r.steps.size()) - 1 : static_cast<int>(r.steps.size()));
 
   // Spend the budget left at the best step (not when minimising resources: there the leftover is
   // the point), one more QAT cycle, and keep it only if validation accuracy does not drop.
@@ -488,9 +488,8 @@ BitConfig adaptive_allocation(const Graph& g, const CostEvaluator& ce, const Bud
   // No member fits (a non-monotone model, or budgets that pull apart): repair to feasibility, the
   // assignment nearest to the closest member, ties broken by Zhou's objective sum p/t * 4^-b.
   solver.require_feasible("adaptive");
-  std::optional<BitConfig> r = solver.nearest(*closest, [&](const std::string& n, int bits) {
-    return gain.at(n) * std::pow(4.0, -bits);
-  });
+  std::optional<BitConfig> r = solver.nearest(
+      *closest, [&](const std::string& n, int bits) { return gain.at(n) * std::pow(4.0, -bits); });
   if (!r) solver.require_feasible("adaptive");
   if (!r) fail("adaptive: internal error: the exact solver found no assignment");
   return *r;
@@ -589,9 +588,10 @@ std::vector<BitConfig> feasible_assignments(const Graph& g, const CostEvaluator&
     if (!pinned.count(n)) names.push_back(n);
   double combos = std::pow(static_cast<double>(cand.size()), static_cast<double>(names.size()));
   if (combos > static_cast<double>(limit))
-    fail("exhaustive search: {} layers x {} candidates = {:.3g} assignments (limit {}): use a "
-         "smaller network or fewer candidates",
-         names.size(), cand.size(), combos, limit);
+    fail(
+        "exhaustive search: {} layers x {} candidates = {:.3g} assignments (limit {}): use a "
+        "smaller network or fewer candidates",
+        names.size(), cand.size(), combos, limit);
   std::vector<BitConfig> out;
   std::vector<size_t> idx(names.size(), 0);
   while (true) {
@@ -624,7 +624,8 @@ double weight_kl(const Node& layer, int bits, int bins) {
     p[bin(w.data[i])] += 1;
     q[bin(dq.data[i])] += 1;
   }
-  double sp = std::accumulate(p.begin(), p.end(), 0.0), sq_ = std::accumulate(q.begin(), q.end(), 0.0);
+  double sp = std::accumulate(p.begin(), p.end(), 0.0),
+         sq_ = std::accumulate(q.begin(), q.end(), 0.0);
   double kl = 0;
   for (int k = 0; k < bins; ++k) kl += p[k] / sp * std::log((p[k] / sp) / (q[k] / sq_));
   return kl;
@@ -638,7 +639,8 @@ std::vector<float> mse_weight_scales(const Node& layer, int bits, bool per_chann
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = w.data.data() + r * cols;
     double m = 0, mean_abs = 0;
-    for (int64_t k = 0; k < cols; ++k) m = std::max(m, double(std::abs(x[k]))), mean_abs += std::abs(x[k]);
+    for (int64_t k = 0; k < cols; ++k)
+      m = std::max(m, double(std::abs(x[k]))), mean_abs += std::abs(x[k]);
     if (m == 0) continue;
     if (bits == 1) {  // binary: the scale that minimises the MSE of sign(w) * s is mean |w|
       scales[r] = static_cast<float>(mean_abs / cols);

@@ -52,16 +52,18 @@ MethodResult run_sigmaquant(MethodContext& c) {
       done.push_back(step_from_iteration(it, c.folded, r.abits, c.cost, c.budgets));
     const std::string& mp = c.previous->search_model;
     if (mp.empty() || !file_exists(mp))
-      fail("{}: the search model '{}' of the last step is missing; delete the directory to start "
-           "afresh",
-           c.request.out_dir, mp);
+      fail(
+          "{}: the search model '{}' of the last step is missing; delete the directory to start "
+          "afresh",
+          c.request.out_dir, mp);
     oracle.set_model(load_qmodel(mp));
     std::string bp = path_in(r.out_dir, "search-best.sqg");
     if (file_exists(bp)) {
       best_model = load_qmodel(bp);
       for (const Phase2Step& s : done) best_acc = std::max(best_acc, s.accuracy);
     }
-    c.observer.message(fmt::format("resuming the search after iteration {}", done.back().iteration));
+    c.observer.message(
+        fmt::format("resuming the search after iteration {}", done.back().iteration));
     for (const Phase2Step& s : done) c.log.iterations.push_back(to_iteration(s, c.folded));
   }
 
@@ -94,6 +96,19 @@ MethodResult run_sigmaquant(MethodContext& c) {
   return out;
 }
 
+// SigmaQuant with Phase 2 scored by PTQ on the validation set instead of QAT cycles: the same
+// Phase 1 and the same KL-guided moves, a search that trains nothing (issue 16: a cheaper
+// search); the final QAT starts from the best step's PTQ model.
+MethodResult run_sigmaquant_ptq(MethodContext& c) {
+  AllocationRequest r = c.request;
+  r.cycle_epochs = 0;
+  c.log.settings["cycle_epochs"] = 0;
+  MethodContext ptq{r,        c.fp32,     c.folded,    c.cost,   c.budgets,         c.candidates,
+                    c.pinned, c.train,    c.val,       c.oracle, c.accuracy_target, c.previous,
+                    c.log,    c.observer, c.checkpoint};
+  return run_sigmaquant(ptq);
+}
+
 MethodResult run_uniform(MethodContext& c) {
   MethodResult out;
   int b = nearest_feasible_uniform(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
@@ -108,8 +123,8 @@ MethodResult run_adaptive(MethodContext& c) {
   MethodResult out;
   std::map<std::string, double> p, t;
   adaptive_measure(c.fp32, c.train, r.adaptive_samples, r.adaptive_drop, r.seed, p, t);
-  out.bits = adaptive_allocation(c.folded, c.cost, c.budgets, p, t, c.candidates, r.abits,
-                                 c.pinned);
+  out.bits =
+      adaptive_allocation(c.folded, c.cost, c.budgets, p, t, c.candidates, r.abits, c.pinned);
   nlohmann::ordered_json m = nlohmann::ordered_json::object();
   for (const auto& [n, v] : p) m[n] = {{"p", v}, {"t", t[n]}};
   c.log.measurements = m;
@@ -120,8 +135,8 @@ MethodResult run_hessian(MethodContext& c) {
   const AllocationRequest& r = c.request;
   MethodResult out;
   auto traces = hutchinson_traces(c.fp32, c.train, r.hessian_samples, r.hessian_probes, r.seed);
-  out.bits = hessian_allocation(c.folded, c.cost, c.budgets, traces, c.candidates, r.abits,
-                                c.pinned);
+  out.bits =
+      hessian_allocation(c.folded, c.cost, c.budgets, traces, c.candidates, r.abits, c.pinned);
   nlohmann::ordered_json m = nlohmann::ordered_json::object();
   for (const auto& [n, v] : traces) m[n] = {{"trace", v}};
   c.log.measurements = m;
@@ -173,7 +188,8 @@ MethodResult run_exhaustive(MethodContext& c) {
       out.start_model = o.model();
     }
     if (r.progress)
-      fmt::print(stderr, "\rexhaustive: {}/{} assignments, best {:.2f}%", k, all.size(), 100 * best);
+      fmt::print(stderr, "\rexhaustive: {}/{} assignments, best {:.2f}%", k, all.size(),
+                 100 * best);
   }
   if (r.progress) fmt::print(stderr, "\n");
   c.log.settings["exhaustive_assignments"] = all.size();
@@ -199,13 +215,13 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.augment_pad = c.oracle.augment_pad;
   o.augment_flip = c.oracle.augment_flip;
   o.progress = r.progress;
-  c.log.settings["dnas"] = {{"granularity", channelwise ? "channel" : "layer"},
-                            {"wbits", r.dnas_wbits},
-                            {"abits", abits},
-                            {"epochs", r.dnas_epochs},
-                            {"lambda", r.dnas_lambda > 0 ? nlohmann::json(r.dnas_lambda)
-                                                         : nlohmann::json("budget")},
-                            {"cost_metrics", table.metrics}};
+  c.log.settings["dnas"] = {
+      {"granularity", channelwise ? "channel" : "layer"},
+      {"wbits", r.dnas_wbits},
+      {"abits", abits},
+      {"epochs", r.dnas_epochs},
+      {"lambda", r.dnas_lambda > 0 ? nlohmann::json(r.dnas_lambda) : nlohmann::json("budget")},
+      {"cost_metrics", table.metrics}};
   int k = 0;
   auto on_trial = [&](const DnasTrial& tr) {
     RunIteration it;
@@ -222,13 +238,14 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
     c.log.iterations.push_back(it);
     c.observer.iteration(it);
   };
-  DnasOutcome res = dnas_search(c.folded, c.train, c.val, space, table, c.cost, c.budgets, o,
-                                on_trial);
+  DnasOutcome res =
+      dnas_search(c.folded, c.train, c.val, space, table, c.cost, c.budgets, o, on_trial);
   out.bits = res.bits;
   out.search_qat_epochs = res.epochs;
   c.log.settings["dnas"]["chosen_lambda"] = res.lambda;
   // The final QAT fine-tunes the searched weights at the chosen widths.
-  out.start_model = requantize_model(res.trained, nullptr, out.bits, c.train, r.calib_samples, r.seed);
+  out.start_model =
+      requantize_model(res.trained, nullptr, out.bits, c.train, r.calib_samples, r.seed);
   return out;
 }
 
@@ -240,8 +257,8 @@ MethodResult run_sigmaquant_channel(MethodContext& c) {
   MethodResult out;
   ChannelPhase1Result p1 = sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, c.candidates,
                                                      c.request.abits, c.pinned);
-  c.log.clusters = {{"k", p1.k}, {"centers", p1.centers}, {"bits", p1.cluster_bits},
-                    {"channels", p1.channels}};
+  c.log.clusters = {
+      {"k", p1.k}, {"centers", p1.centers}, {"bits", p1.cluster_bits}, {"channels", p1.channels}};
   out.bits = p1.bits;
   return out;
 }
@@ -256,8 +273,13 @@ Registry& registry() {
   static Registry* r = [] {
     auto* reg = new Registry;
     reg->methods = {
-        {"sigmaquant", "Phase 1 (adaptive k-means over weight sigma) + Phase 2 (KL-guided QAT cycles)",
-         true, run_sigmaquant},
+        {"sigmaquant",
+         "Phase 1 (adaptive k-means over weight sigma) + Phase 2 (KL-guided QAT cycles)", true,
+         run_sigmaquant},
+        {"sigmaquant-ptq",
+         "SigmaQuant with Phase 2 steps scored by PTQ validation accuracy "
+         "(no QAT cycles): a search that trains nothing",
+         false, run_sigmaquant_ptq},
         {"uniform", "the widest uniform width that fits every budget", false, run_uniform},
         {"adaptive", "Zhou et al., AAAI 2018: bits from measured noise gain and robustness", false,
          run_adaptive},
@@ -266,11 +288,14 @@ Registry& registry() {
         {"random", "a random assignment that fits (control)", false, run_random},
         {"exhaustive", "every feasible assignment, each after one short QAT cycle (small networks)",
          true, run_exhaustive},
-        {"sigmaquant-channel", "SigmaQuant Phase 1 per output channel (sigma per channel, "
-         "k-means, budget fitting per channel); no Phase 2", false, run_sigmaquant_channel},
-        {"dnas", "Risso et al., IGSC 2022: differentiable search of per-channel weight widths "
-         "(0 = pruned) and activation widths, lambda chosen to meet the budgets", true,
-         run_dnas_channel, true},
+        {"sigmaquant-channel",
+         "SigmaQuant Phase 1 per output channel (sigma per channel, "
+         "k-means, budget fitting per channel); no Phase 2",
+         false, run_sigmaquant_channel},
+        {"dnas",
+         "Risso et al., IGSC 2022: differentiable search of per-channel weight widths "
+         "(0 = pruned) and activation widths, lambda chosen to meet the budgets",
+         true, run_dnas_channel, true},
         {"dnas-layer", "the same search with one weight width per layer (the paper's baseline)",
          true, run_dnas_layer, true},
     };

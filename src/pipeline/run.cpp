@@ -33,7 +33,8 @@ BitConfig bits_from_map(const std::map<std::string, int>& m, const Graph& g, int
   for (int i : g.weight_layers()) {
     const std::string& n = g.nodes[i].name;
     auto it = m.find(n);
-    if (it == m.end()) fail("{}: field 'bits.{}' is missing (expected an integer bitwidth)", where, n);
+    if (it == m.end())
+      fail("{}: field 'bits.{}' is missing (expected an integer bitwidth)", where, n);
     b.layers[n].wbits = it->second;
   }
   return b;
@@ -84,8 +85,11 @@ class NullObserver : public Observer {};
 void check_request(const AllocationRequest& r, const DataBundle& data) {
   const MethodInfo& method = find_method(r.method);  // throws, listing the known names
   auto bad = [](double v, double lo, double hi) { return !(v >= lo && v <= hi); };
-  if (bad(r.cycle_epochs, 1e-6, 10)) fail("cycle_epochs {}: expected a number in (0, 10]", r.cycle_epochs);
-  if (bad(r.final_epochs, 0, 1000)) fail("final_epochs {}: expected a number in [0, 1000]", r.final_epochs);
+  if (bad(r.cycle_epochs, 0, 10))
+    fail("cycle_epochs {}: expected a number in [0, 10] (0: Phase 2 scores steps by PTQ)",
+         r.cycle_epochs);
+  if (bad(r.final_epochs, 0, 1000))
+    fail("final_epochs {}: expected a number in [0, 1000]", r.final_epochs);
   if (r.max_iterations < 0) fail("max_iterations {}: must be >= 0", r.max_iterations);
   if (r.avg_bits != 0 && bad(r.avg_bits, 1, 8))
     fail("avg_bits {}: expected an average weight width in [1, 8] (or 0: the target's budgets)",
@@ -95,8 +99,10 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
          r.accuracy_target);
   if (bad(r.max_drop, 0, 1)) fail("max_drop {}: expected a fraction in [0, 1]", r.max_drop);
   if (bad(r.band, 0, 1)) fail("band {}: expected a fraction in [0, 1]", r.band);
-  if (bad(r.adaptive_drop, 1e-9, 1)) fail("adaptive_drop {}: expected a fraction in (0, 1]", r.adaptive_drop);
-  if (bad(r.training.lr, 1e-12, 10)) fail("lr {}: expected a positive learning rate", r.training.lr);
+  if (bad(r.adaptive_drop, 1e-9, 1))
+    fail("adaptive_drop {}: expected a fraction in (0, 1]", r.adaptive_drop);
+  if (bad(r.training.lr, 1e-12, 10))
+    fail("lr {}: expected a positive learning rate", r.training.lr);
   if (r.training.batch_size < 1) fail("batch_size {}: must be >= 1", r.training.batch_size);
   if (r.abits < kMinActBits || r.abits > kMaxActBits)
     fail("abits {} is out of range ({}..{})", r.abits, kMinActBits, kMaxActBits);
@@ -107,12 +113,14 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
     std::string which;
     for (const std::string& n : method_names())
       if (find_method(n).searches_abits) which += (which.empty() ? "" : ", ") + n;
-    fail("abits_set: method '{}' takes one activation width (abits); searched activation widths "
-         "are supported by {}",
-         r.method, which);
+    fail(
+        "abits_set: method '{}' takes one activation width (abits); searched activation widths "
+        "are supported by {}",
+        r.method, which);
   }
   if (r.dnas_epochs < 1) fail("dnas_epochs {}: must be >= 1", r.dnas_epochs);
-  if (bad(r.dnas_lambda, 0, 1e12)) fail("dnas_lambda {}: expected >= 0 (0: chosen to meet the budgets)", r.dnas_lambda);
+  if (bad(r.dnas_lambda, 0, 1e12))
+    fail("dnas_lambda {}: expected >= 0 (0: chosen to meet the budgets)", r.dnas_lambda);
   if (r.dnas_bisect_steps < 0) fail("dnas_bisect_steps {}: must be >= 0", r.dnas_bisect_steps);
   if (r.bits_set.empty()) fail("bits_set is empty");
   for (int b : r.bits_set)
@@ -122,13 +130,14 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
   if (r.val_samples < 1) fail("val_samples {}: must be >= 1", r.val_samples);
   if (r.model.nodes.empty()) fail("the model is empty");
   if (data.train.size() < 10)
-    fail("the training set has {} images; the search needs at least 10 (check the data and its "
-         "limits)",
-         data.train.size());
+    fail(
+        "the training set has {} images; the search needs at least 10 (check the data and its "
+        "limits)",
+        data.train.size());
   if (data.test.size() < 1) fail("the test set is empty (check the data and its limits)");
   if (data.train.image_shape != r.model.input_shape)
-    fail("the data's images are {} but the model '{}' expects {}", shape_str(data.train.image_shape),
-         r.model.name, shape_str(r.model.input_shape));
+    fail("the data's images are {} but the model '{}' expects {}",
+         shape_str(data.train.image_shape), r.model.name, shape_str(r.model.input_shape));
   if (data.train.num_classes > r.model.num_classes)
     fail("the data has {} classes but the model '{}' outputs {}", data.train.num_classes,
          r.model.name, r.model.num_classes);
@@ -136,8 +145,8 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
 
 // Files this run writes into out_dir (removed when a run that created the directory fails
 // before its first checkpoint).
-const char* const kRunFiles[] = {"log.json", "bits.json", "model.sqg", "report.html",
-                                 "final.ckpt", "search-best.sqg"};
+const char* const kRunFiles[] = {"log.json",    "bits.json",  "model.sqg",
+                                 "report.html", "final.ckpt", "search-best.sqg"};
 
 struct OutputDir {
   std::string dir;
@@ -264,10 +273,10 @@ FinalQat final_qat(QuantModel start, const AllocationRequest& r, const Dataset& 
     f.model = std::move(start);
     f.kept = "before final QAT";
   }
-  obs.message(fmt::format("final QAT: validation {:.2f}% before, {:.2f}% after; kept the model {}",
-                          100 * f.before_val, 100 * f.after_val,
-                          f.kept == "final QAT" ? "after the final QAT"
-                                                : "from before the final QAT (it was better)"));
+  obs.message(fmt::format(
+      "final QAT: validation {:.2f}% before, {:.2f}% after; kept the model {}", 100 * f.before_val,
+      100 * f.after_val,
+      f.kept == "final QAT" ? "after the final QAT" : "from before the final QAT (it was better)"));
   return f;
 }
 
@@ -348,7 +357,8 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     log.fp32_val_accuracy = fp32_val;
     log.target_name = req.target.name;
     log.cost_model = cost_model_name(req.target.kind);
-    log.target_budgets = check_budgets(ce.evaluate(BitConfig::uniform(folded, 8, req.abits)), budgets);
+    log.target_budgets =
+        check_budgets(ce.evaluate(BitConfig::uniform(folded, 8, req.abits)), budgets);
     log.settings = settings_json(req, target_acc, train, val, data.test, aug);
 
     OracleOptions oo;
@@ -370,8 +380,9 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
       // The model first (under its own name), then the log that points at it: a kill between
       // the two leaves the previous consistent pair.
       if (m) {
-        std::string mp = path_in(dir, fmt::format("search-model-{}.sqg",
-                                                  log.iterations.empty() ? 0 : log.iterations.back().iter));
+        std::string mp =
+            path_in(dir, fmt::format("search-model-{}.sqg",
+                                     log.iterations.empty() ? 0 : log.iterations.back().iter));
         save_qmodel(mp, *m);
         log.search_model = mp;
       }
@@ -384,9 +395,9 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     // ---- the search ----
     obs.stage("search");
     auto t_search = Clock::now();
-    MethodContext ctx{req,        fp32, folded, ce,  budgets, candidates,
-                      pinned,     train, val,   oo,  target_acc,
-                      previous ? &*previous : nullptr, log, obs, checkpoint};
+    MethodContext ctx{req,    fp32,  folded,    ce, budgets,    candidates,
+                      pinned, train, val,       oo, target_acc, previous ? &*previous : nullptr,
+                      log,    obs,   checkpoint};
     MethodResult mr = method.run(ctx);
     double search_seconds = since(t_search);
     if (!fits(ce, budgets, mr.bits))
@@ -404,8 +415,8 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     FinalQat fq = final_qat(std::move(start), req, train, val, aug, obs);
     double final_seconds = since(t_final);
     QuantModel& qm = fq.model;
-    double test_acc = fq.kept == "before final QAT" ? before_test
-                                                     : evaluate_quant(qm, data.test).accuracy;
+    double test_acc =
+        fq.kept == "before final QAT" ? before_test : evaluate_quant(qm, data.test).accuracy;
     qm.meta["eval"] = {{"data", data.test.name},
                        {"samples", data.test.size()},
                        {"accuracy", test_acc},

@@ -14,6 +14,7 @@
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/progress.h"
 #include "sigmaquant/report.h"
+#include "sigmaquant/stats.h"
 #include "sigmaquant/table.h"
 
 namespace sq {
@@ -308,7 +309,9 @@ RunLog parse_run_log(const json& j, const std::string& where) {
 struct Point {
   std::string method, budget;
   double accuracy = 0;
-  std::optional<double> avg_bits, weight_bytes, energy_j, latency_s, qat_epochs, seconds;
+  std::optional<double> avg_bits, weight_bytes, energy_j, latency_s, qat_epochs, seconds, seed;
+  // After aggregate(): the accuracies of the seeds this point is the mean of.
+  std::vector<double> accuracies;
   std::optional<double> metric(const std::string& m) const {
     return m == "weight_bytes" ? weight_bytes : m == "energy_j" ? energy_j : latency_s;
   }
@@ -331,6 +334,7 @@ Point parse_point(const json& o, const std::string& where, const std::string& p)
   x.latency_s = opt_num(o, "latency_s", where, p, 0);
   x.qat_epochs = opt_num(o, "qat_epochs", where, p, 0);
   x.seconds = opt_num(o, "seconds", where, p, 0);
+  x.seed = opt_num(o, "seed", where, p, 0);
   return x;
 }
 
@@ -355,6 +359,52 @@ Pareto parse_pareto(const json& j, const std::string& where) {
     fail("{}: missing field 'points' (expected an array of point objects)", where);
   p.points = parse_points(j.at("points"), where, "points");
   return p;
+}
+
+// One point per (method, budget): the mean over its seeds (points without a budget stay alone).
+Pareto aggregate(const Pareto& pa) {
+  Pareto out = pa;
+  out.points.clear();
+  std::vector<std::vector<const Point*>> groups;
+  for (const Point& p : pa.points) {
+    bool placed = false;
+    for (auto& g : groups)
+      if (!p.budget.empty() && g[0]->method == p.method && g[0]->budget == p.budget) {
+        g.push_back(&p);
+        placed = true;
+        break;
+      }
+    if (!placed) groups.push_back({&p});
+  }
+  for (const auto& g : groups) {
+    Point m = *g[0];
+    m.accuracies.clear();
+    auto mean_of = [&](std::optional<double> Point::*f) -> std::optional<double> {
+      double s = 0;
+      int n = 0;
+      for (const Point* q : g)
+        if (q->*f) s += *(q->*f), ++n;
+      return n ? std::optional<double>(s / n) : std::nullopt;
+    };
+    for (std::optional<double> Point::*f :
+         {&Point::avg_bits, &Point::weight_bytes, &Point::energy_j, &Point::latency_s,
+          &Point::qat_epochs, &Point::seconds})
+      m.*f = mean_of(f);
+    for (const Point* q : g)  // (an aggregated point brings its seeds along)
+      if (q->accuracies.empty())
+        m.accuracies.push_back(q->accuracy);
+      else
+        m.accuracies.insert(m.accuracies.end(), q->accuracies.begin(), q->accuracies.end());
+    m.accuracy = mean_std(m.accuracies).mean;
+    m.seed.reset();
+    out.points.push_back(m);
+  }
+  return out;
+}
+bool has_seeds(const Pareto& agg) {
+  for (const Point& p : agg.points)
+    if (p.accuracies.size() > 1) return true;
+  return false;
 }
 
 void check_metric(const std::string& metric) {
@@ -733,7 +783,8 @@ void trajectory_section(Html& h, const RunLog& r) {
   h << "</table>\n</section>\n";
 }
 
-std::string pareto_plot(const Pareto& pa, const std::string& metric) {
+std::string pareto_plot(const Pareto& raw, const std::string& metric) {
+  const Pareto pa = aggregate(raw);
   double max = 0;
   bool any = false;
   for (const auto& pt : pa.points)
@@ -760,14 +811,18 @@ std::string pareto_plot(const Pareto& pa, const std::string& metric) {
       if (pt.method != methods[m] || !v) continue;
       pts.x.push_back(*v / u.scale);
       pts.y.push_back(100 * pt.accuracy);
+      const MeanStd acc = mean_std(pt.accuracies);
+      pts.yerr.push_back(100 * acc.std);
       pts.hollow.push_back(!front[i]);
-      pts.tooltips.push_back(fmt::format("{}{}: {:.2f} %, {}{}", pt.method,
-                                         pt.budget.empty() ? "" : " (" + pt.budget + ")",
-                                         100 * pt.accuracy,
-                                         fmt_value(*v, metric == "weight_bytes" ? "B"
-                                                       : metric == "energy_j"   ? "J"
-                                                                                : "s"),
-                                         front[i] ? "" : ", dominated"));
+      pts.tooltips.push_back(fmt::format(
+          "{}{}: {}, {}{}", pt.method, pt.budget.empty() ? "" : " (" + pt.budget + ")",
+          acc.n > 1
+              ? fmt::format("{:.2f} \u00b1 {:.2f} % (n = {})", 100 * acc.mean, 100 * acc.std, acc.n)
+              : fmt::format("{:.2f} %", 100 * pt.accuracy),
+          fmt_value(*v, metric == "weight_bytes" ? "B"
+                        : metric == "energy_j"   ? "J"
+                                                 : "s"),
+          front[i] ? "" : ", dominated"));
       if (front[i]) fr.emplace_back(*v / u.scale, 100 * pt.accuracy);
     }
     std::sort(fr.begin(), fr.end());
@@ -782,11 +837,17 @@ std::string pareto_plot(const Pareto& pa, const std::string& metric) {
   return svg::render(p);
 }
 
-void pareto_section(Html& h, const Pareto& pa) {
-  if (pa.points.empty()) return;
+void pareto_section(Html& h, const Pareto& raw) {
+  if (raw.points.empty()) return;
+  const Pareto pa = aggregate(raw);
+  const bool seeds = has_seeds(pa);
   h << "<section id=\"pareto\">\n<h2>Pareto fronts</h2>\n<p class=\"note\">Each method's "
        "non-dominated points (lower cost and higher accuracy) are joined; open markers are "
        "dominated points.";
+  if (seeds)
+    h << " Points are means over the seeds of each method and budget; bars are \u00b1 one "
+         "standard deviation; p is Welch's t-test against the budget's most accurate method "
+         "(* : p &lt; 0.05).";
   if (!pa.model.empty() || !pa.target.empty())
     h << " Model " << escape(pa.model.empty() ? "?" : pa.model) << ", target "
       << escape(pa.target.empty() ? "?" : pa.target) << ".";
@@ -794,15 +855,33 @@ void pareto_section(Html& h, const Pareto& pa) {
   for (const char* m : {"weight_bytes", "energy_j", "latency_s"}) h << pareto_plot(pa, m);
   const std::vector<bool> fw = front_flags(pa.points, "weight_bytes");
   h << "<table id=\"pareto-points\">\n<tr>" << th("method") << th("budget")
-    << "<th class=\"num\">avg bits</th><th class=\"num\">accuracy</th><th class=\"num\">weight "
+    << (seeds ? "<th class=\"num\">seeds</th>" : "")
+    << "<th class=\"num\">avg bits</th><th class=\"num\">accuracy</th>"
+    << (seeds ? "<th class=\"num\">p vs best</th>" : "")
+    << "<th class=\"num\">weight "
        "memory</th><th class=\"num\">energy</th><th class=\"num\">latency</th><th "
        "class=\"num\">QAT epochs</th><th class=\"num\">time</th>"
     << th("front (memory)") << "</tr>\n";
   for (size_t i = 0; i < pa.points.size(); ++i) {
     const Point& pt = pa.points[i];
+    std::string acc = pct(pt.accuracy), p = "\u2014";
+    if (seeds) {
+      const MeanStd m = mean_std(pt.accuracies);
+      if (m.n > 1) acc = fmt::format("{:.2f} \u00b1 {:.2f} %", 100 * m.mean, 100 * m.std);
+      const Point* best = nullptr;
+      for (const Point& q : pa.points)
+        if (q.budget == pt.budget && (!best || q.accuracy > best->accuracy)) best = &q;
+      if (best && best != &pt && !pt.budget.empty()) {
+        const WelchTest w = welch_t_test(pt.accuracies, best->accuracies);
+        if (w.defined) p = fmt::format("{:.3f}{}", w.p, w.p < 0.05 ? " *" : "");
+      } else if (best == &pt) {
+        p = "best";
+      }
+    }
     h << "<tr>" << td(pt.method) << td(pt.budget.empty() ? "\u2014" : pt.budget)
-      << td(pt.avg_bits ? fmt::format("{:.2f}", *pt.avg_bits) : "\u2014", "num")
-      << td(pct(pt.accuracy), "num") << td(opt_text(pt.weight_bytes, "B"), "num")
+      << (seeds ? td(std::to_string(pt.accuracies.size()), "num") : "")
+      << td(pt.avg_bits ? fmt::format("{:.2f}", *pt.avg_bits) : "\u2014", "num") << td(acc, "num")
+      << (seeds ? td(p, "num") : "") << td(opt_text(pt.weight_bytes, "B"), "num")
       << td(opt_text(pt.energy_j, "J"), "num") << td(opt_text(pt.latency_s, "s"), "num")
       << td(pt.qat_epochs ? fmt::format("{:g}", *pt.qat_epochs) : "\u2014", "num")
       << td(pt.seconds ? format_duration(*pt.seconds) : "\u2014", "num")
@@ -916,13 +995,13 @@ std::string pareto_csv(const nlohmann::json& pareto) {
                           fl = front_flags(pa.points, "latency_s");
   std::string o =
       "method,budget,avg_bits,accuracy,weight_bytes,energy_j,latency_s,qat_epochs,seconds,"
-      "front_weight_bytes,front_energy_j,front_latency_s\n";
+      "front_weight_bytes,front_energy_j,front_latency_s,seed\n";
   for (size_t i = 0; i < pa.points.size(); ++i) {
     const Point& p = pa.points[i];
-    o += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\n", cell(p.method), cell(p.budget),
+    o += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", cell(p.method), cell(p.budget),
                      num(p.avg_bits), num(p.accuracy), num(p.weight_bytes), num(p.energy_j),
                      num(p.latency_s), num(p.qat_epochs), num(p.seconds), fw[i] ? 1 : 0,
-                     fe[i] ? 1 : 0, fl[i] ? 1 : 0);
+                     fe[i] ? 1 : 0, fl[i] ? 1 : 0, num(p.seed));
   }
   return o;
 }

@@ -311,6 +311,9 @@ ojson ParetoResult::to_json() const {
     j["search_qat_epochs"] = p.search_qat_epochs;
     j["seconds"] = p.seconds;
     j["search_seconds"] = p.search_seconds;
+    j["final_qat_epochs"] = p.final_qat_epochs;
+    j["final_seconds"] = p.final_seconds;
+    if (p.seed) j["seed"] = p.seed;
     j["run_dir"] = p.run_dir;
     pts.push_back(j);
   }
@@ -344,6 +347,9 @@ ParetoResult ParetoResult::from_json(const json& j, const std::string& where) {
       q.search_qat_epochs = num("search_qat_epochs");
       q.seconds = num("seconds");
       q.search_seconds = num("search_seconds");
+      q.final_qat_epochs = num("final_qat_epochs");
+      q.final_seconds = num("final_seconds");
+      if (p.contains("seed") && p["seed"].is_number_unsigned()) q.seed = p["seed"].get<uint64_t>();
       q.run_dir = p.contains("run_dir") && p["run_dir"].is_string() ? p["run_dir"].get<std::string>() : "";
       r.points.push_back(q);
     }

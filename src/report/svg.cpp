@@ -204,7 +204,9 @@ std::string render(const Plot& p) {
       if (p.y.log && s.y[i] <= 0) continue;
       if (p.x.log && s.x[i] <= 0) continue;
       xlo = std::min(xlo, s.x[i]), xhi = std::max(xhi, s.x[i]);
-      ylo = std::min(ylo, s.y[i]), yhi = std::max(yhi, s.y[i]);
+      const double e = i < s.yerr.size() && std::isfinite(s.yerr[i]) ? std::fabs(s.yerr[i]) : 0;
+      const double lo = p.y.log && s.y[i] - e <= 0 ? s.y[i] : s.y[i] - e;
+      ylo = std::min(ylo, lo), yhi = std::max(yhi, s.y[i] + e);
     }
   }
   for (const auto& h : p.hlines)
@@ -345,6 +347,19 @@ std::string render(const Plot& p) {
     o += fmt::format(R"(<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{}/>)", pts,
                      s.color, s.dashed ? R"( stroke-dasharray="5,3")" : "") +
          "\n";
+  }
+  for (const auto& s : p.series) {  // error bars under the markers
+    if (s.bars) continue;
+    for (size_t i = 0; i < s.x.size() && i < s.y.size() && i < s.yerr.size(); ++i) {
+      const double e = std::fabs(s.yerr[i]);
+      if (!(e > 0) || !std::isfinite(e) || !inside_x(s.x[i]) || !inside_y(s.y[i])) continue;
+      const double lo = inside_y(s.y[i] - e) ? s.y[i] - e : s.y[i];
+      const double x = X(s.x[i]), y0 = Y(lo), y1 = Y(s.y[i] + e);
+      o += fmt::format(
+          R"(<path class="errbar" d="M{0},{1}V{2}M{3},{1}H{4}M{3},{2}H{4}" stroke="{5}" stroke-width="1.2" fill="none"/>)",
+          num(x), num(y0), num(y1), num(x - 4), num(x + 4), s.color);
+      o += "\n";
+    }
   }
   for (const auto& s : p.series) {
     if (s.bars || !s.markers) continue;

@@ -57,6 +57,7 @@ struct Series {
   bool bars = false;  // grouped bars on a categorical x axis
   bool in_legend = true;
   std::vector<bool> hollow;           // per point: an open marker (e.g. dominated points)
+  std::vector<double> yerr;           // per point: a vertical error bar y ± yerr (0: none)
   std::vector<std::string> tooltips;  // per point: a <title> shown on hover
 };
 inline Series series(std::string name, std::string color) {

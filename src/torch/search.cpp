@@ -95,7 +95,8 @@ QuantModel requantize_model(const Graph& fp32, const QuantModel* from, const Bit
     const Node& n = qm.graph.nodes[i];
     const LayerBits &was = from->bits.for_layer(n.name), &now = bits.for_layer(n.name);
     if (was == now) continue;
-    if (!now.channel_wbits.empty()) fail("Phase 2 works on per-layer bits ('{}' has per-channel bits)", n.name);
+    if (!now.channel_wbits.empty())
+      fail("Phase 2 works on per-layer bits ('{}' has per-channel bits)", n.name);
     qm.weight_scales[n.name] =
         mse_weight_scales(n, now.wbits, now.granularity == Granularity::PerChannel);
   }
@@ -138,7 +139,8 @@ struct QatOracle::Impl {
         float& v = w.data[r * cols + k];
         if (s[r] == 0) continue;
         v = bits == 1 ? (v >= 0 ? s[r] : -s[r])
-                      : static_cast<float>(std::clamp(std::nearbyint(double(v) / s[r]), -qmax, qmax) * s[r]);
+                      : static_cast<float>(
+                            std::clamp(std::nearbyint(double(v) / s[r]), -qmax, qmax) * s[r]);
       }
     return mean_kl(ref_probs, softmax_rows(predict(g, kl_data), g.num_classes), g.num_classes);
   }
@@ -153,6 +155,10 @@ double QatOracle::train_and_evaluate(const BitConfig& bits, double epochs, int i
   Impl& m = *impl_;
   QuantModel qm = requantize_model(m.fp32, m.current ? &*m.current : nullptr, bits, m.train,
                                    m.o.calib_samples, m.o.seed);
+  if (epochs <= 0) {  // no cycle: the step is scored by post-training quantization alone
+    m.current = qm;
+    return evaluate_quant(qm, m.val).accuracy;
+  }
   int64_t n = std::max<int64_t>(m.o.batch_size, std::llround(epochs * m.train.size()));
   // The cycle's slice depends only on the iteration, so a resumed search sees the same data.
   int64_t first = (static_cast<int64_t>(iteration) * n) % m.train.size();

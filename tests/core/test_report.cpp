@@ -190,6 +190,31 @@ TEST(Report, HasTheSectionsAndPlots) {
   EXPECT_EQ(check_tags(h), "");
 }
 
+TEST(Report, SeedsBecomeMeansWithErrorBars) {
+  json log = fixture_log(), pa = fixture_pareto();
+  json pts = json::array();
+  for (const json& p : pa["points"])
+    for (int seed = 1; seed <= 3; ++seed) {
+      json q = p;
+      q["seed"] = seed;
+      q["accuracy"] = p["accuracy"].get<double>() + 0.01 * (seed - 2);  // ± 1 point
+      pts.push_back(q);
+    }
+  pa["points"] = pts;
+  const std::string h = sq::render_report_html(log, &pa);
+  // One bar per (method, budget) and plot: 12 on memory, 12 on latency, 8 on energy.
+  EXPECT_EQ(count(h, "class=\"errbar\""), 32u);
+  EXPECT_NE(h.find("Welch"), std::string::npos);
+  EXPECT_NE(h.find("\u00b1 1.00 %"), std::string::npos);  // the seeds' spread in the table
+  EXPECT_EQ(count(h, "<tr><td>sigmaquant</td>"), 4u);     // one row per budget, not per seed
+  EXPECT_EQ(check_tags(h), "");
+  // Without seeds: no bars, no p column.
+  json plain = fixture_pareto();
+  const std::string h2 = sq::render_report_html(log, &plain);
+  EXPECT_EQ(count(h2, "errbar"), 0u);
+  EXPECT_EQ(h2.find("p vs best"), std::string::npos);
+}
+
 TEST(Report, IsSelfContained) {
   json log = fixture_log(), pa = fixture_pareto();
   std::string h = sq::render_report_html(log, &pa);
@@ -339,7 +364,7 @@ TEST(Pareto, CsvAndSvg) {
   std::getline(in, line);
   EXPECT_EQ(line,
             "method,budget,avg_bits,accuracy,weight_bytes,energy_j,latency_s,qat_epochs,"
-            "seconds,front_weight_bytes,front_energy_j,front_latency_s");
+            "seconds,front_weight_bytes,front_energy_j,front_latency_s,seed");
   std::getline(in, line);
   EXPECT_EQ(line.rfind("\"sigma, \"\"quant\"\"\",2.0 bits,2,0.8,68000,5e-06,0.008,2,120,1,1,1", 0),
             0u)

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -159,6 +160,46 @@ TEST(CliSearch, ParetoWritesTheTableAndTheReport) {
   ASSERT_EQ(again.exit_code, 0) << again.output;
   json q = json::parse(again.output.substr(again.output.find('{')));
   EXPECT_EQ(q["points"], p["points"]);
+}
+
+TEST(CliSearch, ParetoOverSeedsSummarisesWithErrorBars) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const std::string dir = sqtest::temp_dir("pareto_seeds");
+  // sigmaquant-ptq: Phase 2 scored by PTQ (no QAT cycle), the cheap variant.
+  auto r = run_cli("pareto --methods sigmaquant-ptq,uniform --budgets 3 --seeds 1,2" +
+                   small("--max-iterations 1 -o " + dir));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json p = read_json(dir + "/pareto.json");
+  ASSERT_EQ(p["points"].size(), 4u);
+  std::set<uint64_t> seeds;
+  for (const json& q : p["points"]) {
+    seeds.insert(q["seed"].get<uint64_t>());
+    EXPECT_NE(q["run_dir"].get<std::string>().find("/seed"), std::string::npos);
+  }
+  EXPECT_EQ(seeds, (std::set<uint64_t>{1, 2}));
+  for (const json& q : p["points"]) {
+    if (q["method"] == "sigmaquant-ptq") {
+      EXPECT_EQ(q["search_qat_epochs"], 0) << q.dump();
+    }
+  }
+  // The two seeds draw different validation splits: the runs are not copies of each other.
+  json s = read_json(dir + "/summary.json");
+  EXPECT_EQ(s["format"], "sigmaquant-pareto-summary");
+  ASSERT_EQ(s["cells"].size(), 2u);
+  for (const json& c : s["cells"]) EXPECT_EQ(c["accuracy"]["n"], 2);
+  const std::string md = sq::read_file(dir + "/summary.md");
+  EXPECT_NE(md.find("| 3 bits |"), std::string::npos) << md;
+  EXPECT_NE(r.output.find("Welch"), std::string::npos);
+  // The report draws means over the seeds (error bars where the seeds differ: the unit test
+  // Report.SeedsBecomeMeansWithErrorBars counts them).
+  EXPECT_NE(sq::read_file(dir + "/report.html").find("Welch"), std::string::npos);
+  // A seed listed twice is refused before anything runs.
+  auto bad = run_cli("pareto --methods uniform --budgets 3 --seeds 1,1" + small("-o " + dir + "x"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("seed 1 is listed twice"), std::string::npos) << bad.output;
+  auto junk = run_cli("pareto --methods uniform --budgets 3 --seeds 1,x" + small("-o " + dir + "y"));
+  EXPECT_NE(junk.exit_code, 0);
+  EXPECT_NE(junk.output.find("--seeds"), std::string::npos) << junk.output;
 }
 
 // The words of an argument string (the tests' arguments hold no quoted spaces).

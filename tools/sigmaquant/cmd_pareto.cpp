@@ -8,6 +8,7 @@
 #include "common.h"
 #include "search_flags.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/stats.h"
 #include "sigmaquant/table.h"
 #include "sigmaquant/train.h"
 
@@ -20,6 +21,8 @@ struct ParetoCmd {
   Common common;
   std::string methods = "sigmaquant,uniform,adaptive,hessian";
   std::string budgets = "2.5,3,4";
+  std::string seeds;  // "": --seed alone
+  std::string reference = "uniform";
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -44,12 +47,31 @@ std::vector<double> parse_budgets(const std::string& list) {
       if (used != b.size() || !(v >= 1 && v <= 8)) throw std::invalid_argument(b);
       budgets.push_back(v);
     } catch (const std::exception&) {
-      sq::fail("--budgets '{}': expected average weight bits in 1..8 or 'target' (the target's "
-               "own budgets), comma-separated (e.g. 2.5,3,4)",
-               list);
+      sq::fail(
+          "--budgets '{}': expected average weight bits in 1..8 or 'target' (the target's "
+          "own budgets), comma-separated (e.g. 2.5,3,4)",
+          list);
     }
   }
   return budgets;
+}
+
+std::vector<uint64_t> parse_seeds(const std::string& list) {
+  std::vector<uint64_t> seeds;
+  for (const std::string& v : split_list(list)) {
+    size_t used = 0;
+    unsigned long long x = 0;
+    try {
+      x = std::stoull(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != v.size() || v.empty() || v[0] == '-')
+      sq::fail("--seeds '{}': expected non-negative integers, comma-separated (e.g. 1,2,3)", list);
+    seeds.push_back(x);
+  }
+  if (seeds.empty()) sq::fail("--seeds '{}': expected at least one seed", list);
+  return seeds;
 }
 
 std::string opt3(const std::optional<double>& v, double scale) {
@@ -62,8 +84,11 @@ void run_pareto(ParetoCmd& f) {
   sq::ParetoRequest req;
   req.methods = split_list(f.methods);
   req.budgets = parse_budgets(f.budgets);
-  if (req.methods.empty() || req.budgets.empty()) sq::fail("--methods and --budgets must not be empty");
+  if (req.methods.empty() || req.budgets.empty())
+    sq::fail("--methods and --budgets must not be empty");
   req.out_dir = f.s.out_dir.empty() ? "runs/pareto" : f.s.out_dir;
+  if (!f.seeds.empty()) req.seeds = parse_seeds(f.seeds);
+  req.reference = f.reference;
   f.s.method = req.methods.front();
   req.base = make_request(f.s, chatty);
   sq::DataBundle d = load_data(f.data);
@@ -73,18 +98,23 @@ void run_pareto(ParetoCmd& f) {
     print_json(p.to_json());
     return;
   }
-  sq::Table t({"budget", "method", "avg bits", "accuracy", "weight KiB", "energy uJ", "latency ms",
-               "QAT epochs", "search s", "total s"},
+  sq::Table t({"budget", "method", "seed", "avg bits", "accuracy", "weight KiB", "energy uJ",
+               "latency ms", "QAT epochs", "search s", "total s"},
               {sq::Align::Left, sq::Align::Left, sq::Align::Right, sq::Align::Right,
                sq::Align::Right, sq::Align::Right, sq::Align::Right, sq::Align::Right,
-               sq::Align::Right, sq::Align::Right});
+               sq::Align::Right, sq::Align::Right, sq::Align::Right});
   for (const sq::ParetoPoint& q : p.points)
-    t.add({q.budget, q.method, fmt::format("{:.2f}", q.avg_bits),
+    t.add({q.budget, q.method, std::to_string(q.seed), fmt::format("{:.2f}", q.avg_bits),
            fmt::format("{:.2f}%", 100 * q.accuracy), fmt::format("{:.2f}", q.weight_bytes / 1024),
            opt3(q.energy_j, 1e6), opt3(q.latency_s, 1e3), fmt::format("{:.2f}", q.qat_epochs),
            fmt::format("{:.0f}", q.search_seconds), fmt::format("{:.0f}", q.seconds)});
   fmt::print("{} under {} (FP32 {:.2f}%)\n{}", p.model, p.target, 100 * p.fp32_accuracy, t.str());
-  fmt::print("table: {0}/pareto.csv, {0}/pareto.json; report: {0}/report.html\n", req.out_dir);
+  if (!req.seeds.empty())
+    fmt::print("\n{}", sq::pareto_summary_markdown(sq::summarize_pareto(p, req.reference)));
+  fmt::print(
+      "table: {0}/pareto.csv, {0}/pareto.json; over seeds: {0}/summary.md, "
+      "{0}/summary.json; report: {0}/report.html\n",
+      req.out_dir);
 }
 
 }  // namespace
@@ -98,6 +128,12 @@ void add_pareto(CLI::App& app) {
   cmd->add_option("--methods", f->methods, "comma-separated methods")->capture_default_str();
   cmd->add_option("--budgets", f->budgets,
                   "average weight bits, comma-separated; 'target': the target file's budgets")
+      ->capture_default_str();
+  cmd->add_option("--seeds", f->seeds,
+                  "run every method and budget once per seed, comma-separated (e.g. 1,2,3): "
+                  "mean ± std and Welch's t-test in summary.md; replaces --seed");
+  cmd->add_option("--reference", f->reference,
+                  "the method the summary's memory saving at equal accuracy is measured against")
       ->capture_default_str();
   cmd->add_option("--out-dir,-o", f->s.out_dir, "output directory (default runs/pareto)");
   add_search_flags(cmd, f->s, false);
