@@ -78,6 +78,9 @@ struct Phase2Options {
   int max_iterations = 6;
   double cycle_epochs = 0.1;  // QAT per cycle (fraction of the training set)
   int max_raises = 2;         // raises per iteration (each paid for by lowerings)
+  // Below the target with no swap whose payment costs less KL than its raise removes: try the
+  // least unprofitable swap anyway (its QAT cycle decides; the best step is kept), once in a row.
+  bool explore = true;
   std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};  // then candidate_widths(., target)
   std::map<std::string, int> pinned;  // never moved
 };
@@ -86,7 +89,7 @@ struct BitChange {
   std::string layer;
   int from = 0, to = 0;
   std::string why;  // "raise: largest KL per cost", "pay: smallest KL per cost", "minimise: ...",
-                    // "spend leftover budget"
+                    // "raise (explore): ...", "spend leftover budget"
 };
 
 struct Phase2Step {

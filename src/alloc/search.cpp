@@ -173,6 +173,14 @@ int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budg
 // ---------------------------------------------------------------------------------------------
 // Phase 2
 
+namespace {
+const char* const kExploreWhy =
+    "raise (explore): no swap pays by KL, the least unprofitable one; its QAT cycle decides";
+bool is_explore_step(const Phase2Step& s) {
+  return !s.changes.empty() && s.changes.front().why == kExploreWhy;
+}
+}  // namespace
+
 std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                                     const BitConfig& bits, SearchOracle& oracle,
                                     const Phase2Options& o, bool raise,
@@ -205,6 +213,9 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
   }
 
   std::set<std::string> raised;
+  // The least unprofitable admissible swap (largest gain − paid), for exploration.
+  std::vector<BitChange> explore_step;
+  double explore_net = -std::numeric_limits<double>::infinity();
   for (int r = 0; r < o.max_raises; ++r) {
     // Candidate raises ranked by KL removed per unit of budget added.
     struct Raise {
@@ -247,7 +258,15 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
         step.push_back({low.layer, low.from, low.to, "pay: smallest KL per cost"});
         u = usage(ce.evaluate(t), b);
       }
-      if (!all_fit(u) || paid >= rz.gain || seen(visited, t)) continue;  // not worth it
+      if (!all_fit(u) || seen(visited, t)) continue;
+      if (paid >= rz.gain) {  // not worth it by KL; remembered as a candidate to explore
+        if (r == 0 && rz.gain - paid > explore_net) {
+          explore_net = rz.gain - paid;
+          explore_step = step;
+          explore_step[0].why = kExploreWhy;
+        }
+        continue;
+      }
       cur = t;
       use = u;
       raised.insert(rz.layer);
@@ -257,6 +276,7 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
     }
     if (!made) break;
   }
+  if (changes.empty() && o.explore) return explore_step;
   return changes;
 }
 
@@ -367,7 +387,16 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
       break;
     }
     bool raise = last.accuracy < o.target_accuracy;
-    std::vector<BitChange> ch = phase2_moves(g, ce, b, last.bits, oracle, o, raise, visited);
+    // Explore once in a row: after an exploration that did not beat every earlier step, only a
+    // KL-profitable swap may follow.
+    Phase2Options om = o;
+    if (is_explore_step(last)) {
+      double before = -1;
+      for (size_t i = 0; i + 1 < r.steps.size(); ++i)
+        before = std::max(before, r.steps[i].accuracy);
+      if (last.accuracy <= before) om.explore = false;
+    }
+    std::vector<BitChange> ch = phase2_moves(g, ce, b, last.bits, oracle, om, raise, visited);
     if (ch.empty()) {
       r.stop_reason = "fixed point";
       break;

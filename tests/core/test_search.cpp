@@ -126,7 +126,7 @@ TEST(SearchPhase2, EveryStepFitsEveryBudgetAndAccuracyImproves) {
       }
       EXPECT_GT(r.steps.size(), 1u) << "Phase 1 left nothing to refine?";
       EXPECT_GE(r.accuracy, oracle.accuracy(start));
-      EXPECT_GT(r.steps.back().accuracy, r.steps.front().accuracy) << avg << " " << seed;
+      EXPECT_GT(r.accuracy, r.steps.front().accuracy) << avg << " " << seed;
       EXPECT_TRUE(r.stop_reason == "iteration limit" || r.stop_reason == "fixed point");
       EXPECT_DOUBLE_EQ(r.qat_epochs, o.cycle_epochs * static_cast<double>(r.steps.size()));
     }
@@ -149,6 +149,50 @@ TEST(SearchPhase2, RaiseIsPaidForByTheLeastSensitiveLayers) {
   // Net: the stand-in accuracy goes up (the payment costs less KL than the raise removes).
   EXPECT_GT(oracle.accuracy(next), oracle.accuracy(start));
   for (size_t i = 1; i < moves.size(); ++i) EXPECT_LT(moves[i].to, moves[i].from);
+}
+
+// KL alike for every layer: one layer's raise never pays for the lowering it needs.
+class FlatKl : public StandIn {
+ public:
+  using StandIn::StandIn;
+  double layer_kl(const std::string&, int bits) override { return std::pow(4.0, -bits); }
+};
+
+TEST(SearchPhase2, ExploresWhenNoSwapPaysByKl) {
+  Problem s(3.0);
+  FlatKl oracle(s.g, *s.ce, s.b, 4);
+  BitConfig start = BitConfig::uniform(s.g, 3, 8);
+  sq::Phase2Options o;
+  o.explore = false;
+  EXPECT_TRUE(sq::phase2_moves(s.g, *s.ce, s.b, start, oracle, o, true, {start}).empty());
+  o.explore = true;
+  auto moves = sq::phase2_moves(s.g, *s.ce, s.b, start, oracle, o, true, {start});
+  ASSERT_FALSE(moves.empty());
+  EXPECT_NE(moves[0].why.find("explore"), std::string::npos) << moves[0].why;
+  EXPECT_GT(moves[0].to, moves[0].from);
+  BitConfig next = start;
+  for (const auto& m : moves) next.layers[m.layer].wbits = m.to;
+  EXPECT_TRUE(sq::fits(*s.ce, s.b, next));
+  // A whole search: explorations happen, but never two in a row after one that did not beat
+  // every earlier step; the result is the best step.
+  o.target_accuracy = 0.99;
+  o.max_iterations = 8;
+  sq::Phase2Result r = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, oracle, o, {}, nullptr);
+  ASSERT_GT(r.steps.size(), 1u) << "uniform 3 bits was left as it was";
+  auto explored = [](const sq::Phase2Step& st) {
+    return !st.changes.empty() && st.changes[0].why.find("explore") != std::string::npos;
+  };
+  double best_before = r.steps[0].accuracy;
+  for (size_t i = 1; i < r.steps.size(); ++i) {
+    if (explored(r.steps[i]) && explored(r.steps[i - 1])) {
+      double before = 0;
+      for (size_t k = 0; k + 1 < i; ++k) before = std::max(before, r.steps[k].accuracy);
+      EXPECT_GT(r.steps[i - 1].accuracy, before) << "step " << i;
+    }
+    best_before = std::max(best_before, r.steps[i].accuracy);
+  }
+  EXPECT_DOUBLE_EQ(r.accuracy, best_before);
+  for (const sq::Phase2Step& st : r.steps) EXPECT_TRUE(sq::fits(*s.ce, s.b, st.bits));
 }
 
 TEST(SearchPhase2, StopsInBandAndMinimises) {
@@ -192,7 +236,8 @@ TEST(SearchPhase2, ResumingFromRecordedStepsGivesTheSameResult) {
   StandIn b(s.g, *s.ce, s.b, 4);
   auto resumed = sq::sigmaquant_phase2(s.g, *s.ce, s.b, start, b, o, done);
   ASSERT_EQ(resumed.steps.size(), full.steps.size());
-  for (size_t i = 0; i < full.steps.size(); ++i) EXPECT_EQ(resumed.steps[i].bits, full.steps[i].bits);
+  for (size_t i = 0; i < full.steps.size(); ++i)
+    EXPECT_EQ(resumed.steps[i].bits, full.steps[i].bits);
   EXPECT_EQ(resumed.bits, full.bits);
   EXPECT_EQ(b.trained, a.trained - 3);  // the recorded steps are not trained again
 }
@@ -200,9 +245,8 @@ TEST(SearchPhase2, ResumingFromRecordedStepsGivesTheSameResult) {
 TEST(SearchPhase2, RejectsAStartOverBudget) {
   Problem s(2.5);
   StandIn oracle(s.g, *s.ce, s.b, 1);
-  std::string e = sqtest::error_of([&] {
-    sq::sigmaquant_phase2(s.g, *s.ce, s.b, BitConfig::uniform(s.g, 8, 8), oracle, {});
-  });
+  std::string e = sqtest::error_of(
+      [&] { sq::sigmaquant_phase2(s.g, *s.ce, s.b, BitConfig::uniform(s.g, 8, 8), oracle, {}); });
   EXPECT_NE(e.find("breaks a budget"), std::string::npos) << e;
 }
 
@@ -247,9 +291,11 @@ TEST(SearchBaselines, HessianKnapsackIsTheExactOptimumOverFeasibleAssignments) {
     for (int i : s.g.weight_layers()) {
       const sq::Node& n = s.g.nodes[i];
       const sq::Tensor& w = n.params.at("weight");
-      sq::Tensor q = sq::dequantize(sq::quantize_weights_symmetric(w, c.for_layer(n.name).wbits, true));
+      sq::Tensor q =
+          sq::dequantize(sq::quantize_weights_symmetric(w, c.for_layer(n.name).wbits, true));
       double e = 0;
-      for (int64_t k = 0; k < w.size(); ++k) e += double(q.data[k] - w.data[k]) * (q.data[k] - w.data[k]);
+      for (int64_t k = 0; k < w.size(); ++k)
+        e += double(q.data[k] - w.data[k]) * (q.data[k] - w.data[k]);
       d += tr[n.name] / static_cast<double>(w.size()) * e;
     }
     return d;
@@ -358,8 +404,7 @@ TEST(SearchRegressions, McuNonMonotoneBudgetIsMetByEveryAllocator) {
   ASSERT_LT(u8.latency_s, u2.latency_s);
   sq::Budgets b;
   b.latency_s = u8.latency_s + 0.2 * (u2.latency_s - u8.latency_s);
-  b.weight_bytes =
-      u2.weight_bytes + 0.35 * static_cast<double>(u8.weight_bytes - u2.weight_bytes);
+  b.weight_bytes = u2.weight_bytes + 0.35 * static_cast<double>(u8.weight_bytes - u2.weight_bytes);
   const std::vector<int> cand = {2, 3, 4, 5, 6, 8};
   ASSERT_FALSE(sq::fits(ce, b, BitConfig::uniform(g, 2, 8)));
   ASSERT_FALSE(sq::fits(ce, b, BitConfig::uniform(g, 8, 8)));
@@ -403,7 +448,8 @@ TEST(SearchRegressions, AverageBitsAdmitTheUniformAssignmentOnEveryModelAndTarge
         const sq::Budgets b = sq::budgets_for_avg_bits(g, t, bits, 8);
         EXPECT_EQ(*b.weight_bytes,
                   static_cast<double>(ce.evaluate(BitConfig::uniform(g, bits, 8)).weight_bytes));
-        EXPECT_TRUE(sq::fits(ce, b, BitConfig::uniform(g, bits, 8))) << m << " " << tn << " " << bits;
+        EXPECT_TRUE(sq::fits(ce, b, BitConfig::uniform(g, bits, 8)))
+            << m << " " << tn << " " << bits;
         EXPECT_GE(sq::nearest_feasible_uniform(g, ce, b, {2, 3, 4, 5, 6, 7, 8}, 8), bits);
       }
       const sq::Budgets b3 = sq::budgets_for_avg_bits(g, t, 3, 8);
