@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libonnx-dev libprotobuf-dev           # ONNX import/export (protobuf messages + checker)
   libglpk-dev                           # the allocators' exact integer programs (GLPK)
+  libgloo-dev                           # Gloo headers for c10d::ProcessGroupGloo (data parallelism)
   chromium                              # the report-rendering test (headless screenshot)
   pybind11-dev python3-pybind11         # the Python module (python/)
   python3-numpy python3-pytest          # its arrays and its tests

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <utility>
 #include <vector>
 #include <string>
 
@@ -34,6 +35,9 @@ CliResult run_cli(const std::string& args);
 // Starts the program in the background (no shell: a signal reaches the program itself), stdout
 // and stderr to `log`; returns its pid (-1 in a build without the program).
 pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log);
+// The same with extra environment variables (name, value) for the program.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log,
+                const std::vector<std::pair<std::string, std::string>>& env);
 // Debian's dataset-fashion-mnist is installed (its train and test images).
 bool have_fashion_mnist();
 // The JSON object a command printed (from the first '{' of its output; a test failure if none).

@@ -196,6 +196,10 @@ struct ParetoRequest {
   std::vector<std::string> methods = {"sigmaquant", "uniform", "adaptive", "hessian"};
   std::vector<double> budgets = {2.5, 3, 4};  // average weight bits; 0 = the target's budgets
   std::string out_dir = "runs/pareto";        // one sub-directory per run; pareto.{json,csv}
+  // Several ranks (distributed.h): run i of the sweep (budget-major, then method) goes to rank
+  // i % world; rank 0 then collects every run from out_dir (shared by the ranks) and writes the
+  // table and report. Each run trains in one process. nullptr: every run here.
+  std::shared_ptr<DistContext> dist;
 };
 // Every method at every budget (finished runs in out_dir are reused with base.resume), then
 // pareto.json, pareto.csv and report.html in out_dir.
