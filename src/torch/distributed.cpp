@@ -28,6 +28,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kBeat{200};
 constexpr std::chrono::milliseconds kSilence{1500};  // no beat for this long: the rank has gone
+constexpr std::chrono::milliseconds kWaitSilence{10000};  // the same while waiting at a barrier
 
 std::chrono::milliseconds to_ms(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
@@ -364,7 +365,9 @@ void DistContext::finish_step(torch::Tensor& extra) {
 void DistContext::broadcast(std::vector<torch::Tensor>& tensors, const std::string& what) {
   torch::NoGradGuard ng;
   for (torch::Tensor& t : tensors) {
-    std::vector<torch::Tensor> v{t};
+    // Gloo has no bool: such masks (the quantizer's 1-bit channels) travel as bytes.
+    const bool as_bytes = t.scalar_type() == torch::kBool;
+    std::vector<torch::Tensor> v{as_bytes ? t.to(torch::kByte) : t};
     c10::intrusive_ptr<c10d::Work> w;
     try {
       w = pg_->broadcast(v);
@@ -372,6 +375,7 @@ void DistContext::broadcast(std::vector<torch::Tensor>& tensors, const std::stri
       fail_collective(what, e.what());
     }
     wait_work(w, what);
+    if (as_bytes) t.copy_(v[0]);
   }
 }
 
@@ -380,23 +384,32 @@ void DistContext::wait_all(const std::string& what) {
   auto key = [&](int r) { return fmt::format("sq/wait/{}/{}", seq, r); };
   try {
     store_->set(key(cfg_.rank), bytes_of("1"));
-    // No deadline while the others are alive (a rank may be busy with a long run); a rank whose
-    // heartbeat stops while the others wait for it is named.
+    // No deadline while the others are alive (a rank may be busy with a long run). A rank is
+    // taken for gone when its heartbeat has not moved for kWaitSilence: much longer than
+    // kSilence, since here the silence itself is the failure (a busy machine may starve the
+    // heartbeat thread for a moment).
+    std::map<int, std::pair<std::string, Clock::time_point>> last;
     while (true) {
-      std::vector<int> missing;
+      std::vector<int> missing, gone;
       for (int r = 0; r < cfg_.world_size; ++r)
         if (!store_->check({key(r)})) missing.push_back(r);
       if (missing.empty()) return;
-      std::vector<int> silent = ranks_silent(kSilence);
-      std::vector<int> gone;
-      for (int r : silent)
-        if (!store_->check({key(r)})) gone.push_back(r);
+      const auto now = Clock::now();
+      for (int r : missing) {
+        const std::string k = fmt::format("sq/hb/{}", r);
+        const std::string beat = store_->check({k}) ? string_of(store_->get(k)) : "";
+        auto it = last.find(r);
+        if (it == last.end() || it->second.first != beat)
+          last[r] = {beat, now};
+        else if (now - it->second.second > kWaitSilence)
+          gone.push_back(r);
+      }
       if (!gone.empty())
-        fail(
-            "{}: rank{} {} stopped (no heartbeat for {:.1f} s) before reaching it; rank {} stops "
-            "too",
-            what, gone.size() > 1 ? "s" : "", join_ints(gone),
-            static_cast<double>(kSilence.count()) / 1000, cfg_.rank);
+        fail("{}: rank{} {} stopped (no heartbeat for {:.0f} s) before reaching it; rank {} stops "
+             "too",
+             what, gone.size() > 1 ? "s" : "", join_ints(gone),
+             static_cast<double>(kWaitSilence.count()) / 1000, cfg_.rank);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   } catch (const sq::Error&) {
     throw;

@@ -31,7 +31,7 @@ void run_qat(QatCmd& f) {
   sq::configure_runtime(f.common.threads);
   launch_if_asked(f.dist);
   std::shared_ptr<sq::DistContext> dist =
-      join_job(f.dist, f.opts.batch_size, !f.common.quiet && !f.common.json);
+      join_job(f.dist, f.opts.batch_size, !f.common.json);
   // Every rank prepares the same quantized model (PTQ is deterministic); rank 0 alone evaluates,
   // writes and prints.
   const bool rank0 = sq::dist_rank(dist.get()) == 0;

@@ -29,7 +29,7 @@ void run_train(TrainFlags& f) {
   sq::configure_runtime(f.common.threads);
   launch_if_asked(f.dist);
   sq::TrainOptions o = f.opts;
-  o.dist = join_job(f.dist, o.batch_size, !f.common.quiet && !f.common.json);
+  o.dist = join_job(f.dist, o.batch_size, !f.common.json);
   // Rank 0 alone writes and prints; the other ranks only train.
   const bool rank0 = sq::dist_rank(o.dist.get()) == 0;
   o.seed = f.model.seed;

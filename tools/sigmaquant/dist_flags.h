@@ -28,7 +28,7 @@ void set_program_args(int argc, char** argv);
 // With --nproc N: runs this command as N local workers and throws ExitStatus with their result.
 void launch_if_asked(const DistFlags& f);
 // Joins the job described by the environment (nullptr: one process). Rank 0 prints the layout
-// (ranks, per-rank and global batch) unless quiet.
+// (ranks, per-rank and global batch) when `print`.
 std::shared_ptr<sq::DistContext> join_job(const DistFlags& f, int64_t batch_size, bool print);
 
 // {"world_size", "batch_per_rank", "global_batch", "allreduce_bytes_per_step",
