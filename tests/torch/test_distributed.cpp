@@ -247,6 +247,19 @@ TEST(Distributed, BadLaunchEnvironmentIsNamed) {
   auto r = run_cli("train -m mlp --epochs 1 -q --nproc 0 -o " + dir + "/m.sqg");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--nproc"), std::string::npos) << r.output;
+  // quantize is one process: under a job's environment it refuses instead of letting every rank
+  // write the same run directory.
+  const std::string src = SQ_SOURCE_DIR;
+  const pid_t q = sqtest::spawn_cli(words("quantize -m " + src + "/models/lenet5-fmnist.sqg -t " +
+                                          src + "/targets/shiftadd.json -q -o " + dir + "/qz"),
+                                    dir + "/qlog", rank_env(0, 2, free_port()));
+  const int qs = wait_for(q);
+  const std::string qlog = sq::read_file(dir + "/qlog");
+  EXPECT_TRUE(WIFEXITED(qs) && WEXITSTATUS(qs) == 1) << qlog;
+  EXPECT_NE(qlog.find("quantize runs as one process (the environment says WORLD_SIZE=2)"),
+            std::string::npos)
+      << qlog;
+  EXPECT_FALSE(sq::file_exists(dir + "/qz"));
 }
 
 TEST(Distributed, ParetoRunsAreSharedOutAndMergedByRankZero) {
