@@ -3,12 +3,11 @@
 
 #include <sys/types.h>
 
-#include <nlohmann/json.hpp>
-
 #include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <utility>
 #include <vector>
-#include <string>
 
 #include "sigmaquant/data.h"
 

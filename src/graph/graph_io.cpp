@@ -214,7 +214,9 @@ void save_graph_file(const std::string& path, const GraphFile& file) {
   write_file_atomic(path, out);
 }
 
-GraphFile load_graph_file(const std::string& path) { return parse_graph_file(read_file(path), path); }
+GraphFile load_graph_file(const std::string& path) {
+  return parse_graph_file(read_file(path), path);
+}
 
 GraphFile parse_graph_file(const std::string& s, const std::string& path) {
   if (s.size() < kPreamble + 4) fail("{}: truncated ({} bytes): not a SigmaQuant graph file", path,

@@ -33,9 +33,10 @@ RunResult run_one(const ParetoRequest& req, const SweepRun& run, const DataBundl
   if (collect) {
     const std::string log = path_in(r.out_dir, "log.json");
     if (!file_exists(log))
-      fail("pareto: {} (rank {}'s run) is not here: across machines the runs' --out-dir must be "
-           "on a file system every rank shares",
-           log, owner);
+      fail(
+          "pareto: {} (rank {}'s run) is not here: across machines the runs' --out-dir must be "
+          "on a file system every rank shares",
+          log, owner);
     r.resume = true;
   } else if (observer) {
     const int world = dist_world_size(req.dist.get());
@@ -63,11 +64,13 @@ RunResult run_one(const ParetoRequest& req, const SweepRun& run, const DataBundl
 }  // namespace
 
 ParetoResult pareto_sweep(const ParetoRequest& req, const DataBundle& data, Observer* observer) {
-  if (req.methods.empty() || req.budgets.empty()) fail("pareto: methods and budgets must not be empty");
+  if (req.methods.empty() || req.budgets.empty())
+    fail("pareto: methods and budgets must not be empty");
   for (const std::string& m : req.methods) find_method(m);
   for (double b : req.budgets)
     if (b != 0 && !(b >= 1 && b <= 8))
-      fail("pareto: budget {}: expected average weight bits in [1, 8] or 0 (the target's budgets)", b);
+      fail("pareto: budget {}: expected average weight bits in [1, 8] or 0 (the target's budgets)",
+           b);
   if (req.out_dir.empty()) fail("pareto: an output directory is needed");
   make_dirs(req.out_dir);
   std::vector<SweepRun> runs;

@@ -405,10 +405,11 @@ void DistContext::wait_all(const std::string& what) {
           gone.push_back(r);
       }
       if (!gone.empty())
-        fail("{}: rank{} {} stopped (no heartbeat for {:.0f} s) before reaching it; rank {} stops "
-             "too",
-             what, gone.size() > 1 ? "s" : "", join_ints(gone),
-             static_cast<double>(kWaitSilence.count()) / 1000, cfg_.rank);
+        fail(
+            "{}: rank{} {} stopped (no heartbeat for {:.0f} s) before reaching it; rank {} stops "
+            "too",
+            what, gone.size() > 1 ? "s" : "", join_ints(gone),
+            static_cast<double>(kWaitSilence.count()) / 1000, cfg_.rank);
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   } catch (const sq::Error&) {

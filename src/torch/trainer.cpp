@@ -12,12 +12,12 @@
 
 #include "distributed_internal.h"
 #include "graph_module.h"
-#include "train_internal.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/progress.h"
 #include "sigmaquant/train.h"
+#include "train_internal.h"
 
 namespace sq {
 
@@ -93,10 +93,18 @@ double lr_at(const TrainOptions& o, int64_t step, int64_t steps_per_epoch) {
 }
 
 nlohmann::json options_json(const TrainOptions& o) {
-  nlohmann::json j = {{"epochs", o.epochs}, {"batch_size", o.batch_size}, {"optimizer", o.optimizer},
-          {"lr", o.lr}, {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
-          {"schedule", o.schedule}, {"warmup_epochs", o.warmup_epochs}, {"seed", o.seed},
-          {"augment", o.augment}, {"augment_pad", o.augment_pad}, {"augment_flip", o.augment_flip}};
+  nlohmann::json j = {{"epochs", o.epochs},
+                      {"batch_size", o.batch_size},
+                      {"optimizer", o.optimizer},
+                      {"lr", o.lr},
+                      {"momentum", o.momentum},
+                      {"weight_decay", o.weight_decay},
+                      {"schedule", o.schedule},
+                      {"warmup_epochs", o.warmup_epochs},
+                      {"seed", o.seed},
+                      {"augment", o.augment},
+                      {"augment_pad", o.augment_pad},
+                      {"augment_flip", o.augment_flip}};
   // batch_size is per rank: a resume must keep the world size (absent for one process, so that
   // checkpoints of one process stay as they were).
   if (dist_world_size(o.dist.get()) > 1) j["world_size"] = dist_world_size(o.dist.get());

@@ -58,6 +58,13 @@ Env rank_env(int rank, int world, int port) {
           {"MASTER_PORT", std::to_string(port)}, {"TORCHELASTIC_USE_AGENT_STORE", ""}};
 }
 
+std::string sci(double v) {
+  std::ostringstream os;
+  os.precision(3);
+  os << std::scientific << v;
+  return os.str();
+}
+
 std::vector<std::string> words(const std::string& s) {
   std::vector<std::string> w;
   std::istringstream in(s);
@@ -120,7 +127,7 @@ TEST(Distributed, TwoRanksTrainLikeOneProcessWithTheGlobalBatch) {
       << two.output;
   const sq::Graph a = sq::load_graph(dir + "/one.sqg"), b = sq::load_graph(dir + "/two.sqg");
   const double d = max_rel_diff(a, b);
-  RecordProperty("train_max_rel_diff", std::to_string(d));
+  RecordProperty("train_max_rel_diff", sci(d));
   EXPECT_LT(d, 1e-4) << "two ranks x 16 differ from one process x 32";
   // A different global batch is a different run: the comparison can tell them apart.
   auto other = run_cli(job + " -b 16 -o " + dir + "/other.sqg");
@@ -201,7 +208,7 @@ TEST(Distributed, KilledRankStopsTheOtherAndResumeReachesTheUninterruptedResult)
   ASSERT_TRUE(WIFEXITED(t0) && WEXITSTATUS(t0) == 0) << sq::read_file(dir + "/q0.log");
   ASSERT_TRUE(WIFEXITED(t1) && WEXITSTATUS(t1) == 0) << sq::read_file(dir + "/q1.log");
   const double d = max_rel_diff(sq::load_graph(dir + "/full.sqg"), sq::load_graph(out));
-  RecordProperty("resume_max_rel_diff", std::to_string(d));
+  RecordProperty("resume_max_rel_diff", sci(d));
   EXPECT_LT(d, 1e-6);
   const auto hist = sq::load_graph_file(ckpt).meta["checkpoint"]["history"];
   const auto full_hist = sq::load_graph_file(dir + "/full.sqg.ckpt").meta["checkpoint"]["history"];

@@ -5,11 +5,11 @@
 #include "common.h"
 #include "dist_flags.h"
 #include "quant_flags.h"
-#include "training_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/quantize.h"
+#include "training_flags.h"
 
 namespace sqcli {
 namespace {
@@ -30,8 +30,7 @@ struct QatCmd {
 void run_qat(QatCmd& f) {
   sq::configure_runtime(f.common.threads);
   launch_if_asked(f.dist);
-  std::shared_ptr<sq::DistContext> dist =
-      join_job(f.dist, f.opts.batch_size, !f.common.json);
+  std::shared_ptr<sq::DistContext> dist = join_job(f.dist, f.opts.batch_size, !f.common.json);
   // Every rank prepares the same quantized model (PTQ is deterministic); rank 0 alone evaluates,
   // writes and prints.
   const bool rank0 = sq::dist_rank(dist.get()) == 0;
@@ -80,10 +79,15 @@ void run_qat(QatCmd& f) {
   sq::save_qmodel(f.out, qm);
   double avg = sq::average_weight_bits(qm.bits, qm.graph);
   if (f.common.json) {
-    print_json({{"model", qm.graph.name}, {"fp32_accuracy", fp32_acc},
-                {"ptq_accuracy", before.accuracy}, {"accuracy", after.accuracy},
-                {"avg_weight_bits", avg}, {"epochs", o.epochs}, {"qat_seconds", secs},
-                {"samples", after.samples}, {"out", f.out},
+    print_json({{"model", qm.graph.name},
+                {"fp32_accuracy", fp32_acc},
+                {"ptq_accuracy", before.accuracy},
+                {"accuracy", after.accuracy},
+                {"avg_weight_bits", avg},
+                {"epochs", o.epochs},
+                {"qat_seconds", secs},
+                {"samples", after.samples},
+                {"out", f.out},
                 {"images_per_second", r.epochs.empty() ? 0.0 : r.epochs.back().images_per_second},
                 {"data_parallel", data_parallel_json(dist.get(), o.batch_size)}});
     return;

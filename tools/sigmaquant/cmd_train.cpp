@@ -1,14 +1,13 @@
 // sigmaquant train — FP32 training of a zoo model (or a model file) with checkpoints and resume.
 #include <fmt/format.h>
 
-
 #include "common.h"
 #include "dist_flags.h"
-#include "training_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/train.h"
+#include "training_flags.h"
 
 namespace sqcli {
 namespace {
@@ -70,13 +69,21 @@ void run_train(TrainFlags& f) {
                     {"train_accuracy", ep.train_accuracy}, {"val_accuracy", ep.val_accuracy},
                     {"seconds", ep.seconds}, {"images_per_second", ep.images_per_second}});
   }
-  nlohmann::json summary = {
-      {"model", g.name}, {"data", d.train.name}, {"train_samples", train_set.size()},
-      {"test_samples", e.samples}, {"test_accuracy", e.accuracy}, {"test_loss", e.loss},
-      {"epochs", o.epochs}, {"lr", o.lr}, {"seed", o.seed}, {"threads", f.common.threads},
-      {"train_seconds", total_s}, {"resumed_from_epoch", r.resumed_from_epoch},
-      {"history", hist}, {"out", f.out},
-      {"data_parallel", data_parallel_json(o.dist.get(), o.batch_size)}};
+  nlohmann::json summary = {{"model", g.name},
+                            {"data", d.train.name},
+                            {"train_samples", train_set.size()},
+                            {"test_samples", e.samples},
+                            {"test_accuracy", e.accuracy},
+                            {"test_loss", e.loss},
+                            {"epochs", o.epochs},
+                            {"lr", o.lr},
+                            {"seed", o.seed},
+                            {"threads", f.common.threads},
+                            {"train_seconds", total_s},
+                            {"resumed_from_epoch", r.resumed_from_epoch},
+                            {"history", hist},
+                            {"out", f.out},
+                            {"data_parallel", data_parallel_json(o.dist.get(), o.batch_size)}};
   if (f.step_losses) summary["step_losses"] = r.step_losses;
   sq::GraphFile file{g, {{"train", summary}}, {}};
   file.meta["train"].erase("step_losses");
