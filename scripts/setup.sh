@@ -12,6 +12,7 @@ PACKAGES=(
   libboost-dev                          # Boost.Math: Student's t for the seed statistics
   libonnx-dev libprotobuf-dev           # ONNX import/export (protobuf messages + checker)
   libglpk-dev                           # the allocators' exact integer programs (GLPK)
+  libgloo-dev                           # Gloo headers for c10d::ProcessGroupGloo (data parallelism)
   chromium                              # the report-rendering test (headless screenshot)
   pybind11-dev python3-pybind11         # the Python module (python/)
   python3-numpy python3-pytest          # its arrays and its tests

@@ -120,11 +120,29 @@ std::vector<std::string> files_in(const std::string& dir) {
 }
 
 pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
+  return spawn_cli(args, log, {});
+}
+
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log,
+                const std::vector<std::pair<std::string, std::string>>& env) {
 #ifndef SQ_CLI
   (void)args;
   (void)log;
+  (void)env;
   return -1;
 #else
+  // The environment is built before the fork (the child makes only async-signal-safe calls).
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    bool replaced = false;
+    for (const auto& [k, v] : env) replaced |= kv.rfind(k + "=", 0) == 0;
+    if (!replaced) envs.push_back(kv);
+  }
+  for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(e.data());
+  envp.push_back(nullptr);
   std::vector<std::string> all = {SQ_CLI};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -137,7 +155,7 @@ pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
     }
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   return pid;

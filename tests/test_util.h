@@ -3,11 +3,11 @@
 
 #include <sys/types.h>
 
-#include <nlohmann/json.hpp>
-
 #include <functional>
-#include <vector>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "sigmaquant/data.h"
 
@@ -34,6 +34,9 @@ CliResult run_cli(const std::string& args);
 // Starts the program in the background (no shell: a signal reaches the program itself), stdout
 // and stderr to `log`; returns its pid (-1 in a build without the program).
 pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log);
+// The same with extra environment variables (name, value) for the program.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log,
+                const std::vector<std::pair<std::string, std::string>>& env);
 // Debian's dataset-fashion-mnist is installed (its train and test images).
 bool have_fashion_mnist();
 // The JSON object a command printed (from the first '{' of its output; a test failure if none).

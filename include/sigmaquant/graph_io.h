@@ -26,6 +26,8 @@ struct GraphFile {
 
 void save_graph_file(const std::string& path, const GraphFile& file);
 GraphFile load_graph_file(const std::string& path);
+// The bytes of a .sqg file (e.g. handed over by another rank); `where` names them in errors.
+GraphFile parse_graph_file(const std::string& bytes, const std::string& where);
 
 inline void save_graph(const std::string& path, const Graph& g) { save_graph_file(path, {g, {}, {}}); }
 inline Graph load_graph(const std::string& path) { return load_graph_file(path).graph; }

@@ -201,6 +201,11 @@ struct ParetoRequest {
   std::vector<uint64_t> seeds;
   std::string out_dir = "runs/pareto";  // one sub-directory per run; pareto.{json,csv}
   std::string reference = "uniform";    // the summary's iso-accuracy memory reference
+  // Several ranks (distributed.h): run i of the sweep (seed-major, then budget, then method)
+  // goes to rank i % world; rank 0 then collects every run from out_dir (shared by the ranks)
+  // and writes the table, summary and report. Each run trains in one process. nullptr: every
+  // run here.
+  std::shared_ptr<DistContext> dist;
 };
 // Every method at every budget and seed (finished runs in out_dir are reused with base.resume),
 // then pareto.json, pareto.csv, summary.json / summary.md (sq::summarize_pareto: mean ± std,

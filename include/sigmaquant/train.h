@@ -9,10 +9,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "sigmaquant/data.h"
+#include "sigmaquant/distributed.h"
 #include "sigmaquant/graph.h"
 
 namespace sq {
@@ -43,6 +45,13 @@ struct TrainOptions {
   bool record_step_losses = false;
   int64_t eval_batch_size = 512;
   std::string label = "epoch";  // progress-bar label
+  // Data parallelism (include/sigmaquant/distributed.h; nullptr: one process). batch_size is then
+  // per rank: the global batch is batch_size x world size, and rank r trains on positions
+  // [r * batch_size, (r + 1) * batch_size) of every global batch of the epoch's permutation (the
+  // same permutation on every rank), so a run on W ranks sees the batches of a one-process run
+  // with batch_size x W. lr is used as given (no scaling with the world size). Only rank 0
+  // writes the checkpoint; a resume reads rank 0's.
+  std::shared_ptr<DistContext> dist;
 };
 
 struct EpochStats {

@@ -215,7 +215,10 @@ void save_graph_file(const std::string& path, const GraphFile& file) {
 }
 
 GraphFile load_graph_file(const std::string& path) {
-  const std::string s = read_file(path);
+  return parse_graph_file(read_file(path), path);
+}
+
+GraphFile parse_graph_file(const std::string& s, const std::string& path) {
   if (s.size() < kPreamble + 4) fail("{}: truncated ({} bytes): not a SigmaQuant graph file", path,
                                      s.size());
   if (std::memcmp(s.data(), kMagic, sizeof(kMagic)) != 0)

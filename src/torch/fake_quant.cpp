@@ -165,7 +165,8 @@ torch::Tensor QuantSim::weight(int node, const torch::Tensor& w) {
 torch::Tensor QuantSim::act(int node, const torch::Tensor& x) {
   A& a = acts_.at(node);
   if (x.device().is_cpu() && x.scalar_type() == torch::kFloat && !a.pact) {
-    double g = 1.0 / std::sqrt(static_cast<double>(x.numel()) * static_cast<double>(a.qmax));
+    double g = 1.0 / std::sqrt(static_cast<double>(x.numel()) * batch_factor *
+                               static_cast<double>(a.qmax));
     return ActFakeQuant::apply(x, a.scale, a.zero_point, a.qmax, g);
   }
   if (am_ == ActMode::Fixed) {
@@ -182,7 +183,8 @@ torch::Tensor QuantSim::act(int node, const torch::Tensor& x) {
     torch::Tensor s = alpha / static_cast<double>(a.qmax);
     return round_ste(y / s) * s;
   }
-  double g = 1.0 / std::sqrt(static_cast<double>(x.numel()) * static_cast<double>(a.qmax));
+  double g =
+      1.0 / std::sqrt(static_cast<double>(x.numel()) * batch_factor * static_cast<double>(a.qmax));
   torch::Tensor s = scale_grad(a.scale, g).abs().clamp_min(1e-12);
   torch::Tensor v = torch::clamp(x / s + static_cast<double>(a.zero_point), 0.0,
                                  static_cast<double>(a.qmax));

@@ -35,6 +35,10 @@ class QuantHook : public torch::nn::Module {
   virtual bool quantizes_act(int node) const = 0;
   virtual torch::Tensor weight(int node, const torch::Tensor& w) = 0;
   virtual torch::Tensor act(int node, const torch::Tensor& x) = 0;
+  // Global batch / this rank's batch in data-parallel training (1 otherwise): LSQ's activation
+  // gradient scale 1/sqrt(numel * qmax) counts the global batch's elements, so that W ranks
+  // train exactly like one process with the W-times larger batch.
+  double batch_factor = 1.0;
 };
 
 // Rounding with the straight-through estimator: forward round(x), backward identity.

@@ -10,13 +10,14 @@
 #include <numeric>
 #include <sstream>
 
+#include "distributed_internal.h"
 #include "graph_module.h"
-#include "train_internal.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/progress.h"
 #include "sigmaquant/train.h"
+#include "train_internal.h"
 
 namespace sq {
 
@@ -92,10 +93,71 @@ double lr_at(const TrainOptions& o, int64_t step, int64_t steps_per_epoch) {
 }
 
 nlohmann::json options_json(const TrainOptions& o) {
-  return {{"epochs", o.epochs}, {"batch_size", o.batch_size}, {"optimizer", o.optimizer},
-          {"lr", o.lr}, {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
-          {"schedule", o.schedule}, {"warmup_epochs", o.warmup_epochs}, {"seed", o.seed},
-          {"augment", o.augment}, {"augment_pad", o.augment_pad}, {"augment_flip", o.augment_flip}};
+  nlohmann::json j = {{"epochs", o.epochs},
+                      {"batch_size", o.batch_size},
+                      {"optimizer", o.optimizer},
+                      {"lr", o.lr},
+                      {"momentum", o.momentum},
+                      {"weight_decay", o.weight_decay},
+                      {"schedule", o.schedule},
+                      {"warmup_epochs", o.warmup_epochs},
+                      {"seed", o.seed},
+                      {"augment", o.augment},
+                      {"augment_pad", o.augment_pad},
+                      {"augment_flip", o.augment_flip}};
+  // batch_size is per rank: a resume must keep the world size (absent for one process, so that
+  // checkpoints of one process stay as they were).
+  if (dist_world_size(o.dist.get()) > 1) j["world_size"] = dist_world_size(o.dist.get());
+  return j;
+}
+
+// Rank r's share [lo, hi) of a global batch of gbs positions (per-rank batch b).
+std::pair<int64_t, int64_t> local_range(int64_t gbs, int64_t b, int rank) {
+  const int64_t lo = std::min(gbs, b * rank);
+  return {lo, std::min(gbs, lo + b)};
+}
+
+// Draws the augmentation random numbers of positions [from, to) without keeping the images, so
+// that every rank's stream stays where one process's would be (the draws per image vary).
+void skip_augmentation(const Dataset& d, int64_t count, std::mt19937_64& rng, int pad, bool flip) {
+  std::vector<float> scratch(static_cast<size_t>(d.image_numel()));
+  for (int64_t k = 0; k < count; ++k) augment_image(scratch.data(), d.image_shape, pad, flip, rng);
+}
+
+// Forward and backward of this rank's share (x, y) of a global batch of gbs images (no pass when
+// the share is empty), with the gradients all-reduced during the backward pass. Returns the
+// global batch's mean loss and correct count (they travel with the gradients).
+std::pair<double, int64_t> data_parallel_step(GraphModule& m, DistContext& dist,
+                                              const torch::Tensor& x, const torch::Tensor& y,
+                                              int64_t gbs) {
+  // Each rank's loss is its share of the global batch's mean (sum / global batch), so the
+  // all-reduced sum of the gradients is the one-process gradient of the global batch.
+  const int64_t bs = x.size(0);
+  double local_sum = 0;
+  int64_t correct = 0;
+  dist.begin_step();
+  if (bs > 0) {
+    if (m.quant()) m.quant()->batch_factor = static_cast<double>(gbs) / static_cast<double>(bs);
+    torch::Tensor out = m.forward(x);
+    torch::Tensor loss =
+        torch::nn::functional::cross_entropy(
+            out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+        static_cast<double>(gbs);
+    loss.backward();
+    local_sum = loss.item<double>() * static_cast<double>(gbs);
+    correct = out.argmax(1).eq(y).sum().item<int64_t>();
+  }
+  torch::Tensor extra = torch::tensor({local_sum, static_cast<double>(correct)}, torch::kDouble);
+  dist.finish_step(extra);
+  return {extra[0].item<double>() / static_cast<double>(gbs),
+          static_cast<int64_t>(std::llround(extra[1].item<double>()))};
+}
+
+// The parameters and buffers of m, in registration order (the same on every rank).
+std::vector<torch::Tensor> state_tensors(GraphModule& m) {
+  std::vector<torch::Tensor> v = m.parameters();
+  for (const torch::Tensor& b : m.buffers()) v.push_back(b);
+  return v;
 }
 
 nlohmann::json epoch_json(const EpochStats& e) {
@@ -194,9 +256,17 @@ TrainResult train_module(GraphModule& m, const Dataset& train_set, const Dataset
                             .nesterov(o.momentum > 0)
                             .weight_decay(o.weight_decay));
 
+  DistContext* dist = o.dist.get();
+  const int rank = dist_rank(dist), world = dist_world_size(dist);
   int start_epoch = 0;
-  if (o.resume && !o.checkpoint.empty() && file_exists(o.checkpoint)) {
-    GraphFile ck = load_graph_file(o.checkpoint);
+  // Every rank resumes from rank 0's checkpoint: rank 0 reads it, the store hands the bytes over.
+  std::string ck_bytes;
+  if (rank == 0 && o.resume && !o.checkpoint.empty() && file_exists(o.checkpoint))
+    ck_bytes = "+" + read_file(o.checkpoint);
+  if (dist && o.resume) ck_bytes = dist->share_from_rank0("checkpoint", ck_bytes);
+  if (!ck_bytes.empty()) {
+    GraphFile ck = parse_graph_file(ck_bytes.substr(1), o.checkpoint);
+    ck_bytes.clear();
     if (graph_to_json(ck.graph)["nodes"] != graph_to_json(g)["nodes"])
       fail("{}: the checkpoint holds a different architecture than model '{}'", o.checkpoint,
            g.name);
@@ -214,45 +284,72 @@ TrainResult train_module(GraphModule& m, const Dataset& train_set, const Dataset
     start_epoch = c["epoch"].get<int>();
     for (const auto& e : c["history"]) result.epochs.push_back(epoch_from_json(e));
     result.resumed_from_epoch = start_epoch;
-    if (o.progress)
+    if (o.progress && rank == 0)
       fmt::print(stderr, "resuming from {} after epoch {}/{}\n", o.checkpoint, start_epoch,
                  o.epochs);
   }
+  if (dist) {
+    // The same starting point everywhere, whatever each rank initialised.
+    std::vector<torch::Tensor> st = state_tensors(m);
+    dist->broadcast(st, fmt::format("rank {}: broadcast of the parameters", rank));
+  }
 
   const int64_t n = train_set.size();
-  const int64_t steps_per_epoch = (n + o.batch_size - 1) / o.batch_size;
+  const int64_t global_batch = o.batch_size * world;
+  const int64_t steps_per_epoch = (n + global_batch - 1) / global_batch;
+  const bool show = o.progress && rank == 0;
   Batcher batcher{train_set, m.graph()};
+  if (dist) dist->attach(m.parameters());  // gradient hooks: all-reduce during backward
+  struct Detach {
+    DistContext* d;
+    ~Detach() {
+      if (d) d->detach();
+    }
+  } detach_hooks{dist};
   for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
     m.train();
     const uint64_t epoch_seed = o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch);
     std::vector<int64_t> order = permutation(n, epoch_seed);
     std::mt19937_64 aug_rng(epoch_seed ^ 0xA5A5A5A5ULL);
-    Progress bar(fmt::format("{} {}/{}", o.label, epoch + 1, o.epochs), n, "img", o.progress);
+    Progress bar(fmt::format("{} {}/{}", o.label, epoch + 1, o.epochs), n, "img", show);
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     EpochStats st;
     st.epoch = epoch + 1;
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
-      int64_t s = step * o.batch_size, bs = std::min(o.batch_size, n - s);
+      const int64_t gs = step * global_batch, gbs = std::min(global_batch, n - gs);
+      const auto [lo, hi] = local_range(gbs, o.batch_size, rank);
+      const int64_t s = gs + lo, bs = hi - lo;
+      if (world > 1 && o.augment)
+        skip_augmentation(train_set, lo, aug_rng, o.augment_pad, o.augment_flip);
       torch::Tensor x = batcher.images(order.data() + s, bs, o.augment ? &aug_rng : nullptr,
                                        o.augment_pad, o.augment_flip)
                             .to(dev);
+      if (world > 1 && o.augment)
+        skip_augmentation(train_set, gbs - hi, aug_rng, o.augment_pad, o.augment_flip);
       torch::Tensor y = batcher.labels(order.data() + s, bs).to(dev);
       st.lr = lr_at(o, epoch * steps_per_epoch + step, steps_per_epoch);
       set_lr(*opt, o.optimizer, st.lr);
       opt->zero_grad();
-      torch::Tensor out = m.forward(x);
-      torch::Tensor loss = torch::nn::functional::cross_entropy(out, y);
-      loss.backward();
+      double l = 0;
+      int64_t step_correct = 0;
+      if (!dist) {
+        torch::Tensor out = m.forward(x);
+        torch::Tensor loss = torch::nn::functional::cross_entropy(out, y);
+        loss.backward();
+        l = loss.item<double>();
+        step_correct = out.argmax(1).eq(y).sum().item<int64_t>();
+      } else {
+        std::tie(l, step_correct) = data_parallel_step(m, *dist, x, y, gbs);
+      }
       opt->step();
-      double l = loss.item<double>();
       if (!std::isfinite(l))
         fail("training diverged at epoch {} step {} (loss {}); try a lower --lr", epoch + 1, step,
              l);
       if (o.record_step_losses) result.step_losses.push_back(l);
-      loss_sum += l * static_cast<double>(bs);
-      correct += out.argmax(1).eq(y).sum().item<int64_t>();
-      seen += bs;
+      loss_sum += l * static_cast<double>(gbs);
+      correct += step_correct;
+      seen += gbs;
       bar.update(seen, fmt::format("loss {:.4f} acc {:.2f}%", loss_sum / static_cast<double>(seen),
                                    100.0 * static_cast<double>(correct) / static_cast<double>(seen)));
     }
@@ -266,7 +363,7 @@ TrainResult train_module(GraphModule& m, const Dataset& train_set, const Dataset
                            val ? fmt::format(" val {:.2f}%", 100 * st.val_accuracy) : ""));
     result.epochs.push_back(st);
 
-    if (!o.checkpoint.empty()) {
+    if (!o.checkpoint.empty() && rank == 0) {
       GraphFile ck = hooks.snapshot();
       nlohmann::json hist = nlohmann::json::array();
       for (const auto& e : result.epochs) hist.push_back(epoch_json(e));

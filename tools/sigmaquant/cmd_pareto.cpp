@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common.h"
+#include "dist_flags.h"
 #include "search_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/stats.h"
@@ -19,6 +20,7 @@ struct ParetoCmd {
   SearchFlags s;
   DataFlags data;
   Common common;
+  DistFlags dist;
   std::string methods = "sigmaquant,uniform,adaptive,hessian";
   std::string budgets = "2.5,3,4";
   std::string seeds;  // "": --seed alone
@@ -80,8 +82,14 @@ std::string opt3(const std::optional<double>& v, double scale) {
 
 void run_pareto(ParetoCmd& f) {
   sq::configure_runtime(f.common.threads);
+  launch_if_asked(f.dist);
   const bool chatty = !f.common.quiet && !f.common.json;
   sq::ParetoRequest req;
+  req.dist = sq::init_distributed(sq::dist_config_from_env(f.dist.timeout));
+  const bool rank0 = sq::dist_rank(req.dist.get()) == 0;
+  if (req.dist && chatty && rank0)
+    fmt::print(stderr, "pareto: the runs are shared out over {} ranks (run i on rank i % {})\n",
+               sq::dist_world_size(req.dist.get()), sq::dist_world_size(req.dist.get()));
   req.methods = split_list(f.methods);
   req.budgets = parse_budgets(f.budgets);
   if (req.methods.empty() || req.budgets.empty())
@@ -94,6 +102,7 @@ void run_pareto(ParetoCmd& f) {
   sq::DataBundle d = load_data(f.data);
   StderrObserver obs;
   sq::ParetoResult p = sq::pareto_sweep(req, d, chatty ? &obs : nullptr);
+  if (!rank0) return;
   if (f.common.json) {
     print_json(p.to_json());
     return;
@@ -139,6 +148,7 @@ void add_pareto(CLI::App& app) {
   add_search_flags(cmd, f->s, false);
   add_data_flags(cmd, f->data);
   add_common_flags(cmd, f->common);
+  add_dist_flags(cmd, f->dist);
   cmd->callback([f] { run_pareto(*f); });
 }
 

@@ -3,12 +3,13 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "dist_flags.h"
 #include "quant_flags.h"
-#include "training_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/quantize.h"
+#include "training_flags.h"
 
 namespace sqcli {
 namespace {
@@ -23,16 +24,22 @@ struct QatCmd {
   sq::QatOptions qat;
   std::string out;
   AugmentFlags augment;
+  DistFlags dist;
 };
 
 void run_qat(QatCmd& f) {
   sq::configure_runtime(f.common.threads);
+  launch_if_asked(f.dist);
+  std::shared_ptr<sq::DistContext> dist = join_job(f.dist, f.opts.batch_size, !f.common.json);
+  // Every rank prepares the same quantized model (PTQ is deterministic); rank 0 alone evaluates,
+  // writes and prints.
+  const bool rank0 = sq::dist_rank(dist.get()) == 0;
   if (!sq::file_exists(f.model.model))
     sq::fail("--model '{}': qat needs a trained model file (.sqg), FP32 or quantized",
              f.model.model);
   sq::GraphFile file = sq::load_graph_file(f.model.model);
   sq::DataBundle d = load_data(f.data);
-  bool progress = !f.common.quiet && !f.common.json;
+  bool progress = !f.common.quiet && !f.common.json && rank0;
   sq::QuantModel qm;
   double fp32_acc = -1;
   if (sq::is_qmodel(file.meta)) {
@@ -43,21 +50,26 @@ void run_qat(QatCmd& f) {
     fp32_acc = qm.meta.value("eval", nlohmann::json::object()).value("fp32_accuracy", -1.0);
   } else {
     sq::BitConfig bits = resolve_bits(f.bits, file.graph);
-    fp32_acc = sq::evaluate(file.graph, d.test, {512, "cpu", progress}).accuracy;
+    if (rank0) fp32_acc = sq::evaluate(file.graph, d.test, {512, "cpu", progress}).accuracy;
     qm = sq::ptq(file.graph, bits, d.train, ptq_options(f.ptq, f.model.seed));
   }
-  sq::EvalResult before = sq::evaluate_quant(qm, d.test, {512, "cpu", progress});
+  sq::EvalResult before;
+  if (rank0) before = sq::evaluate_quant(qm, d.test, {512, "cpu", progress});
 
   sq::TrainOptions o = f.opts;
   o.seed = f.model.seed;
-  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet);
+  o.dist = dist;
+  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet && rank0);
   o.progress = progress;
   o.label = "qat";
   if (f.out.empty()) f.out = "runs/" + qm.graph.name + "-qat.sqg";
   if (o.checkpoint.empty()) o.checkpoint = f.out + ".ckpt";
-  prepare_output(f.out, "--out");
-  prepare_output(o.checkpoint, "--checkpoint");
+  if (rank0) {
+    prepare_output(f.out, "--out");
+    prepare_output(o.checkpoint, "--checkpoint");
+  }
   sq::TrainResult r = sq::qat(qm, d.train, nullptr, o, f.qat);
+  if (!rank0) return;
   sq::EvalResult after = sq::evaluate_quant(qm, d.test, {512, "cpu", progress});
   double secs = 0;
   for (const auto& e : r.epochs) secs += e.seconds;
@@ -67,10 +79,17 @@ void run_qat(QatCmd& f) {
   sq::save_qmodel(f.out, qm);
   double avg = sq::average_weight_bits(qm.bits, qm.graph);
   if (f.common.json) {
-    print_json({{"model", qm.graph.name}, {"fp32_accuracy", fp32_acc},
-                {"ptq_accuracy", before.accuracy}, {"accuracy", after.accuracy},
-                {"avg_weight_bits", avg}, {"epochs", o.epochs}, {"qat_seconds", secs},
-                {"samples", after.samples}, {"out", f.out}});
+    print_json({{"model", qm.graph.name},
+                {"fp32_accuracy", fp32_acc},
+                {"ptq_accuracy", before.accuracy},
+                {"accuracy", after.accuracy},
+                {"avg_weight_bits", avg},
+                {"epochs", o.epochs},
+                {"qat_seconds", secs},
+                {"samples", after.samples},
+                {"out", f.out},
+                {"images_per_second", r.epochs.empty() ? 0.0 : r.epochs.back().images_per_second},
+                {"data_parallel", data_parallel_json(dist.get(), o.batch_size)}});
     return;
   }
   fmt::print("{} QAT ({:.2f} avg weight bits, {} epochs, {:.0f} s): accuracy {:.2f}% (before QAT "
@@ -105,6 +124,7 @@ void add_qat(CLI::App& app) {
   cmd->add_flag("--resume", o.resume, "continue from the checkpoint if it exists");
   cmd->add_option("--stop-after", o.stop_after_epoch, "stop after this epoch (resume later)");
   cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  add_dist_flags(cmd, f->dist);
   cmd->callback([f] { run_qat(*f); });
 }
 

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "search_flags.h"
+#include "sigmaquant/distributed.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/train.h"
 
@@ -28,6 +29,12 @@ std::string default_out_dir(const SearchFlags& s) {
 
 void run_quantize(QuantizeCmd& f) {
   sq::configure_runtime(f.common.threads);
+  // One allocation is not data-parallel: several ranks would write the same run directory.
+  if (const int world = sq::dist_config_from_env(300).world_size; world > 1)
+    sq::fail(
+        "quantize runs as one process (the environment says WORLD_SIZE={}): start it without "
+        "RANK/WORLD_SIZE, or share whole runs out over ranks with pareto",
+        world);
   const bool chatty = !f.common.quiet && !f.common.json;
   if (f.s.out_dir.empty()) f.s.out_dir = default_out_dir(f.s);
   sq::AllocationRequest req = make_request(f.s, chatty);

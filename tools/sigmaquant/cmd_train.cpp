@@ -1,13 +1,13 @@
 // sigmaquant train — FP32 training of a zoo model (or a model file) with checkpoints and resume.
 #include <fmt/format.h>
 
-
 #include "common.h"
-#include "training_flags.h"
+#include "dist_flags.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/train.h"
+#include "training_flags.h"
 
 namespace sqcli {
 namespace {
@@ -20,26 +20,33 @@ struct TrainFlags {
   std::string out;
   double val_fraction = 0.0;
   AugmentFlags augment;
+  DistFlags dist;
   bool step_losses = false;
 };
 
 void run_train(TrainFlags& f) {
   sq::configure_runtime(f.common.threads);
+  launch_if_asked(f.dist);
   sq::TrainOptions o = f.opts;
+  o.dist = join_job(f.dist, o.batch_size, !f.common.json);
+  // Rank 0 alone writes and prints; the other ranks only train.
+  const bool rank0 = sq::dist_rank(o.dist.get()) == 0;
   o.seed = f.model.seed;
-  o.progress = !f.common.quiet;
+  o.progress = !f.common.quiet && rank0;
   o.record_step_losses = f.step_losses;
   if (f.out.empty()) f.out = "runs/" + f.model.model + ".sqg";
   if (o.checkpoint.empty()) o.checkpoint = f.out + ".ckpt";
-  prepare_output(f.out, "--out");
-  prepare_output(o.checkpoint, "--checkpoint");
+  if (rank0) {
+    prepare_output(f.out, "--out");
+    prepare_output(o.checkpoint, "--checkpoint");
+  }
 
   sq::DataBundle d = load_data(f.data);
   sq::Dataset train_set = d.train, val;
   if (f.val_fraction > 0) std::tie(train_set, val) = sq::split(d.train, f.val_fraction, o.seed);
-  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet);
+  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet && rank0);
   sq::Graph g = resolve_model(f.model.model, d.train.image_shape, d.train.num_classes, o.seed);
-  if (!f.common.json)
+  if (!f.common.json && rank0)
     fmt::print(stderr, "training {} ({} parameters) on {}: {} train / {} val / {} test images, "
                "{} epochs, batch {}, {} threads\n",
                g.name, g.total_params(), d.train.name, train_set.size(), val.size(), d.test.size(),
@@ -51,6 +58,7 @@ void run_train(TrainFlags& f) {
     o.lr = o.optimizer == "adam" ? 1e-3 : has_bn ? 0.1 : 0.02;
   }
   sq::TrainResult r = sq::train(g, train_set, f.val_fraction > 0 ? &val : nullptr, o);
+  if (!rank0) return;
   sq::EvalResult e = sq::evaluate(g, d.test, {o.eval_batch_size, o.device, false});
 
   nlohmann::json hist = nlohmann::json::array();
@@ -61,12 +69,21 @@ void run_train(TrainFlags& f) {
                     {"train_accuracy", ep.train_accuracy}, {"val_accuracy", ep.val_accuracy},
                     {"seconds", ep.seconds}, {"images_per_second", ep.images_per_second}});
   }
-  nlohmann::json summary = {
-      {"model", g.name}, {"data", d.train.name}, {"train_samples", train_set.size()},
-      {"test_samples", e.samples}, {"test_accuracy", e.accuracy}, {"test_loss", e.loss},
-      {"epochs", o.epochs}, {"lr", o.lr}, {"seed", o.seed}, {"threads", f.common.threads},
-      {"train_seconds", total_s}, {"resumed_from_epoch", r.resumed_from_epoch},
-      {"history", hist}, {"out", f.out}};
+  nlohmann::json summary = {{"model", g.name},
+                            {"data", d.train.name},
+                            {"train_samples", train_set.size()},
+                            {"test_samples", e.samples},
+                            {"test_accuracy", e.accuracy},
+                            {"test_loss", e.loss},
+                            {"epochs", o.epochs},
+                            {"lr", o.lr},
+                            {"seed", o.seed},
+                            {"threads", f.common.threads},
+                            {"train_seconds", total_s},
+                            {"resumed_from_epoch", r.resumed_from_epoch},
+                            {"history", hist},
+                            {"out", f.out},
+                            {"data_parallel", data_parallel_json(o.dist.get(), o.batch_size)}};
   if (f.step_losses) summary["step_losses"] = r.step_losses;
   sq::GraphFile file{g, {{"train", summary}}, {}};
   file.meta["train"].erase("step_losses");
@@ -114,6 +131,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--stop-after", o.stop_after_epoch,
                   "stop after this epoch (checkpoint written); continue later with --resume");
   cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  add_dist_flags(cmd, f->dist);
   cmd->add_flag("--step-losses", f->step_losses, "include every step's loss in the JSON output");
   cmd->callback([f] { run_train(*f); });
 }

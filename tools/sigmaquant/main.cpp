@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common.h"
+#include "dist_flags.h"
 #include "sigmaquant/error.h"
 
 int main(int argc, char** argv) {
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   sqcli::add_export(app);
   sqcli::add_run(app);
   sqcli::add_bench(app);
+  sqcli::set_program_args(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
       return static_cast<int>(CLI::ExitCodes::RequiredError);
     }
     return app.exit(e);
+  } catch (const sqcli::ExitStatus& e) {
+    return e.code;
   } catch (const sq::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
