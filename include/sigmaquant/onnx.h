@@ -1,10 +1,11 @@
 // ONNX export (QDQ, opset 13) of a quantized model and import of float CNNs from ONNX.
 //
 // Export: QuantizeLinear/DequantizeLinear ("QDQ") graph of a QuantModel (BN already folded):
-//   - weights are int8 initializers with per-output-channel (axis 0) float scales and a zero
-//     point of 0; sub-8-bit layers use the narrow range |q| <= 2^(b-1)-1 inside the int8
-//     container and their true bitwidth is recorded in metadata_props ("sq.bits.<layer>") and in
-//     the DequantizeLinear node's doc_string;
+//   - weights are the integers + 128 as uint8 initializers with a zero point of 128 and
+//     per-output-channel (axis 0) float scales (ONNX Runtime's u8s8 kernels saturate on x86 without
+//     VNNI, its u8u8 ones do not); sub-8-bit layers use the narrow range |q| <= 2^(b-1)-1 inside
+//     the 8-bit container and their true bitwidth is recorded in metadata_props
+//     ("sigmaquant.wbits.<layer>") and in the DequantizeLinear node's doc_string;
 //   - activations are quantized (uint8 QuantizeLinear -> DequantizeLinear) at
 //     activation_quant_points(), with the ActQuant scale / zero point of the QuantModel, and also
 //     at the output of every node from which ReLU / max-pool / flatten lead to a point (with that

@@ -192,7 +192,8 @@ class Exporter {
     return dq;
   }
 
-  // int8 weight initializer + per-channel DequantizeLinear; returns the float weight's value.
+  // uint8 weight initializer (zero point 128) + per-channel DequantizeLinear; returns the float
+  // weight's value.
   std::string weight(int i) {
     const Node& n = g_.nodes[i];
     const LayerBits& lb = qm_.bits.for_layer(n.name);
