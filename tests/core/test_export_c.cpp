@@ -236,9 +236,9 @@ TEST(ExportC, AvgPoolGroupsAndFusedChains) {
 
 // The table-driven activations (hardswish, silu, sigmoid, leaky_relu, hardsigmoid): each is a
 // 256-entry table from its input point's codes to its own. The engine agrees with the float
-// simulation (fake quantization at the points) on top-1 for >= 99.9 % of random images and within
-// two output steps on every logit; the C program equals the engine bit for bit; the graph survives
-// .sqg and the QDQ export passes the ONNX checker.
+// simulation (fake quantization at the points) on top-1 for >= 99.9 % of random images and every
+// logit within 2 % of the largest |logit|; the C program equals the engine bit for bit; the graph
+// survives .sqg and the QDQ export passes the ONNX checker.
 TEST(ExportC, TableDrivenActivations) {
   sq::QuantModel qm;
   sq::Graph& g = qm.graph;
@@ -246,10 +246,10 @@ TEST(ExportC, TableDrivenActivations) {
   int x = g.activation("hswish", sq::Op::HardSwish, g.conv2d("c1", g.input(), 8, 3, 1, 1, 1, true));
   x = g.activation("silu", sq::Op::SiLU, g.conv2d("dw", x, 8, 3, 2, 1, 8, true));
   x = g.activation("sig", sq::Op::Sigmoid, g.conv2d("c2", x, 12, 1, 1, 0, 1, true));
-  x = g.activation("leaky", sq::Op::LeakyReLU, g.conv2d("c3", x, 12, 3, 1, 1, 1, true), 0.1);
+  x = g.activation("hsig", sq::Op::HardSigmoid, g.conv2d("c3", x, 12, 3, 1, 1, 1, true));
   x = g.maxpool("mp", x, 2, 2);
-  x = g.activation("hsig", sq::Op::HardSigmoid, g.conv2d("c4", x, 10, 1, 1, 0, 1, true));
-  g.linear("fc", g.flatten("flat", g.global_avgpool("gap", x)), 6);
+  x = g.activation("leaky", sq::Op::LeakyReLU, g.conv2d("c4", x, 10, 1, 1, 0, 1, true), 0.1);
+  g.linear("fc", g.flatten("flat", x), 6);  // no global pooling: random images would average out
   g.infer_shapes();
   g.init_params(5);
   g.input_mean = {0.5f, 0.5f, 0.5f};
