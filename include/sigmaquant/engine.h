@@ -283,6 +283,10 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const Co
 //   relu/relu6/maxpool/flatten that are not fused: on the codes (clamp, max, nothing); a node that
 //                    is itself a point but holds another point's codes is rescaled by a 256-entry
 //                    table built once (requantize(q − zp_in, s_in/s_out) + zp_out, clamped)
+//   sigmoid, hardsigmoid, hardswish, silu, leaky_relu (input and output are points, qmodel.h):
+//                    a 256-entry table per node, built once: code c → the function of the
+//                    dequantized value, in float as the simulation computes it, quantized at
+//                    the node's point (TFLite Micro's int8 LUT activations)
 //   avgpool / gap    integer window sum, fixed-point rescale to the next point downstream
 //   conv → relu/relu6 → gap or avgpool (no point in between, MobileNetV2's head; a non-global
 //                    average pooling with its kernel, stride and padding): int64 accumulators,

@@ -40,10 +40,22 @@ enum class Op {
   AvgPool,
   GlobalAvgPool,
   Flatten,
+  // Element-wise activations that do not commute with quantization: their input and output are
+  // quantization points (qmodel.h) and the integer engine maps codes to codes by a 256-entry
+  // table, as TFLite Micro does for int8 (activation_value() is the function).
+  Sigmoid,      // 1 / (1 + e^-x)
+  HardSigmoid,  // clamp(x / 6 + 1/2, 0, 1) (PyTorch's hardsigmoid)
+  HardSwish,    // x · hardsigmoid(x)
+  SiLU,         // x · sigmoid(x) (swish)
+  LeakyReLU,    // x >= 0 ? x : alpha · x
 };
 
 const char* op_name(Op op);                 // "conv2d", "linear", ...
 Op op_from_name(const std::string& name);   // throws sq::Error on an unknown name
+// Sigmoid, HardSigmoid, HardSwish, SiLU, LeakyReLU: the table-driven activations above.
+bool is_lut_activation(Op op);
+// The function of a table-driven activation node at x (double precision).
+double activation_value(Op op, double alpha, double x);
 
 struct Node {
   std::string name;
@@ -60,6 +72,7 @@ struct Node {
   int64_t groups = 1;
   bool has_bias = false;
   double eps = 1e-5;
+  double alpha = 0.01;  // leaky_relu: the slope for x < 0
 
   std::map<std::string, Tensor> params;
   Shape out_shape;  // filled by Graph::infer_shapes()
@@ -96,6 +109,8 @@ class Graph {
   int avgpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0);
   int global_avgpool(const std::string& name, int in);
   int flatten(const std::string& name, int in);
+  // One of the table-driven activations (is_lut_activation); alpha only for LeakyReLU.
+  int activation(const std::string& name, Op op, int in, double alpha = 0.01);
 
   // Validates the structure and fills every node's out_shape. Throws sq::Error naming the node.
   void infer_shapes();

@@ -1,13 +1,17 @@
 // ONNX export (QDQ, opset 13) of a quantized model and import of float CNNs from ONNX.
 //
 // Export: QuantizeLinear/DequantizeLinear ("QDQ") graph of a QuantModel (BN already folded):
-//   - weights are int8 initializers with per-output-channel (axis 0) float scales and a zero
-//     point of 0; sub-8-bit layers use the narrow range |q| <= 2^(b-1)-1 inside the int8
-//     container and their true bitwidth is recorded in metadata_props ("sq.bits.<layer>") and in
-//     the DequantizeLinear node's doc_string;
-//   - activations are quantized (uint8 QuantizeLinear -> DequantizeLinear) exactly at
-//     activation_quant_points(), with the ActQuant scale / zero point of the QuantModel;
-//   - biases stay float (added by the Conv / Gemm after the dequantized weight);
+//   - weights are the integers + 128 as uint8 initializers with a zero point of 128 and
+//     per-output-channel (axis 0) float scales (ONNX Runtime's u8s8 kernels saturate on x86 without
+//     VNNI, its u8u8 ones do not); sub-8-bit layers use the narrow range |q| <= 2^(b-1)-1 inside
+//     the 8-bit container and their true bitwidth is recorded in metadata_props
+//     ("sigmaquant.wbits.<layer>") and in the DequantizeLinear node's doc_string;
+//   - activations are quantized (uint8 QuantizeLinear -> DequantizeLinear) at
+//     activation_quant_points(), with the ActQuant scale / zero point of the QuantModel, and also
+//     at the output of every node from which ReLU / max-pool / flatten lead to a point (with that
+//     point's quantizer, which commutes with them: same numbers), so that ONNX Runtime fuses
+//     DequantizeLinear -> Conv/Gemm -> QuantizeLinear into QLinearConv / QGemm;
+//   - biases are int32 at scale s_x * s_w[c] behind a DequantizeLinear (the fusable form);
 //   - the graph input is the raw image in [0, 1] ("input", float32 [N, C, H, W], N dynamic),
 //     normalized by Sub(mean) / Div(std) when the graph has input_mean / input_std; the output
 //     is "logits", float32 [N, num_classes].
@@ -19,8 +23,10 @@
 //
 // Import: float CNNs made of Conv, Gemm, MatMul(+Add), Relu, Clip(0,6), Add, MaxPool,
 // AveragePool, GlobalAveragePool, Flatten / Reshape (to 2-D), BatchNormalization, Identity,
-// Dropout; a leading Sub(mean) / Div(std) becomes the graph's input_mean / input_std (otherwise
-// they stay empty). Anything else throws sq::Error naming every unsupported operator and node.
+// Dropout; shape arithmetic on constants (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice)
+// is folded, so PyTorch's dynamic-batch flatten imports; a leading Sub(mean) / Div(std) becomes the
+// graph's input_mean / input_std (otherwise they stay empty). Anything else throws sq::Error
+// naming, in one message, every unsupported operator and attribute with its nodes.
 #pragma once
 
 #include <string>

@@ -6,7 +6,10 @@
 //   - every tensor read by a weight layer (conv2d / linear), at the largest abits among the
 //     weight layers that read it (a tensor is quantized once, whoever reads it);
 //   - every input and the output of a residual add, at 8 bits unless already a point above
-//     (the integer engine adds two requantized 8-bit operands).
+//     (the integer engine adds two requantized 8-bit operands);
+//   - the input and the output of every table-driven activation (sigmoid, hardsigmoid,
+//     hardswish, silu, leaky_relu), at 8 bits unless already a point above (the engine maps the
+//     input's codes to the output's by a 256-entry table).
 // Weights: per weight layer, w_q = clamp(round(w / s[c]), -qmax[c], qmax[c]) with
 // qmax[c] = 2^(bits[c]-1) - 1 (0-bit channels are zero); s from max|w| (PTQ) or learned (LSQ).
 #pragma once

@@ -250,6 +250,33 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
     push(st);
     val[node] = {st.out, q_node, true};
   };
+  // A table-driven activation (sigmoid, hardswish, ...): codes at the input's point → the
+  // function in float, as the simulation computes it on the dequantized value → codes at the
+  // node's own point. Input codes beyond the input point's qmax cannot occur; they map as qmax.
+  auto activation_step = [&](int node, const Val& in) {
+    const Node& a = g.nodes[node];
+    if (!pts.count(node))
+      fail("engine: activation '{}' ({}) is not a quantization point", a.name, op_name(a.op));
+    const ActQuant& p = point(in.point);
+    const ActQuant& q = point(node);
+    std::array<uint8_t, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+      const float x = static_cast<float>(std::min(c, p.qmax()) - p.zero_point) * p.scale;
+      const float y = static_cast<float>(activation_value(a.op, a.alpha, x));
+      const float r = std::nearbyint(y / q.scale) + static_cast<float>(q.zero_point);
+      t[c] = static_cast<uint8_t>(std::clamp(r, 0.0f, static_cast<float>(q.qmax())));
+    }
+    Step st;
+    st.kind = Step::Kind::Lut;
+    st.name = a.name;
+    st.in = in.buf;
+    st.n = numel_of(node);
+    st.table = static_cast<int>(ex.luts_.size());
+    ex.luts_.push_back(t);
+    st.out = new_buffer(st.n);
+    push(st);
+    val[node] = {st.out, node, true};
+  };
   // A node that is a point but holds another point's codes is rescaled to its own.
   auto ensure_point = [&](int node) {
     if (!pts.count(node) || val[node].point == node) return;
@@ -524,6 +551,13 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
         ensure_point(i);
         break;
       }
+      case Op::Sigmoid:
+      case Op::HardSigmoid:
+      case Op::HardSwish:
+      case Op::SiLU:
+      case Op::LeakyReLU:
+        activation_step(i, input_val(n.inputs.at(0), i));
+        break;
       case Op::BatchNorm:  // refused above
         fail("engine: batchnorm '{}' (expected a BN-folded graph)", n.name);
     }

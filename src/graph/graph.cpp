@@ -1,6 +1,7 @@
 #include "sigmaquant/graph.h"
 #include "sigmaquant/random.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -18,6 +19,8 @@ constexpr OpInfo kOps[] = {
     {Op::BatchNorm, "batchnorm"}, {Op::ReLU, "relu"},       {Op::ReLU6, "relu6"},
     {Op::Add, "add"},             {Op::MaxPool, "maxpool"}, {Op::AvgPool, "avgpool"},
     {Op::GlobalAvgPool, "global_avgpool"}, {Op::Flatten, "flatten"},
+    {Op::Sigmoid, "sigmoid"},     {Op::HardSigmoid, "hardsigmoid"}, {Op::HardSwish, "hardswish"},
+    {Op::SiLU, "silu"},           {Op::LeakyReLU, "leaky_relu"},
 };
 
 int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
@@ -51,6 +54,24 @@ Op op_from_name(const std::string& name) {
   std::string known;
   for (const auto& o : kOps) known += std::string(known.empty() ? "" : ", ") + o.name;
   fail("unknown operator '{}' (expected one of: {})", name, known);
+}
+
+bool is_lut_activation(Op op) {
+  return op == Op::Sigmoid || op == Op::HardSigmoid || op == Op::HardSwish || op == Op::SiLU ||
+         op == Op::LeakyReLU;
+}
+
+double activation_value(Op op, double alpha, double x) {
+  const double sig = 1.0 / (1.0 + std::exp(-x));
+  const double hsig = std::clamp(x / 6.0 + 0.5, 0.0, 1.0);
+  switch (op) {
+    case Op::Sigmoid: return sig;
+    case Op::HardSigmoid: return hsig;
+    case Op::HardSwish: return x * hsig;
+    case Op::SiLU: return x * sig;
+    case Op::LeakyReLU: return x >= 0 ? x : alpha * x;
+    default: fail("activation_value: {} is not a table-driven activation", op_name(op));
+  }
 }
 
 bool is_weight_layer(const Node& n) { return n.op == Op::Conv2d || n.op == Op::Linear; }
@@ -142,6 +163,12 @@ Node pool(const std::string& nm, Op op, int in, int64_t k, int64_t s, int64_t p)
 int Graph::relu(const std::string& nm, int in) { return push(simple(nm, Op::ReLU, {in})); }
 int Graph::relu6(const std::string& nm, int in) { return push(simple(nm, Op::ReLU6, {in})); }
 int Graph::add(const std::string& nm, int a, int b) { return push(simple(nm, Op::Add, {a, b})); }
+int Graph::activation(const std::string& nm, Op op, int in, double alpha) {
+  if (!is_lut_activation(op)) fail("graph '{}': '{}' is not an activation", name, op_name(op));
+  Node n = simple(nm, op, {in});
+  n.alpha = alpha;
+  return push(n);
+}
 int Graph::maxpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p) {
   return push(pool(nm, Op::MaxPool, in, k, s, p));
 }
@@ -242,6 +269,14 @@ void Graph::infer_shapes() {
         break;
       case Op::Flatten:
         n.out_shape = {numel(in)};
+        break;
+      case Op::Sigmoid:
+      case Op::HardSigmoid:
+      case Op::HardSwish:
+      case Op::SiLU:
+      case Op::LeakyReLU:
+        if (!std::isfinite(n.alpha)) bad(fmt::format("alpha {} must be finite", n.alpha));
+        n.out_shape = in;
         break;
     }
     if (bounded_numel(n.out_shape) < 0)

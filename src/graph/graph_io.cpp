@@ -100,6 +100,9 @@ nlohmann::json graph_to_json(const Graph& g) {
       case Op::BatchNorm:
         jn["eps"] = n.eps;
         break;
+      case Op::LeakyReLU:
+        jn["alpha"] = n.alpha;
+        break;
       case Op::MaxPool:
       case Op::AvgPool:
         jn["kernel"] = n.kernel;
@@ -163,6 +166,11 @@ Graph graph_from_json(const nlohmann::json& j, const std::string& where) {
           jn["eps"].get<double>() < 0)
         fail("{}: field 'eps' must be a finite number >= 0", w);
       n.eps = jn["eps"].get<double>();
+    }
+    if (jn.contains("alpha")) {
+      if (!jn["alpha"].is_number() || !std::isfinite(jn["alpha"].get<double>()))
+        fail("{}: field 'alpha' must be a finite number", w);
+      n.alpha = jn["alpha"].get<double>();
     }
     if ((i == 0) != (n.op == Op::Input))
       fail("{}: the first node, and only it, must have op 'input'", w);

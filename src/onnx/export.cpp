@@ -12,6 +12,7 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/onnx.h"
+#include "sigmaquant/transform.h"
 
 namespace sq {
 namespace {
@@ -54,8 +55,9 @@ class Exporter {
     m.set_model_version(1);
     m.set_doc_string(fmt::format(
         "SigmaQuant quantized model '{}' as QDQ (QuantizeLinear/DequantizeLinear). Weights are "
-        "int8 initializers with per-channel scales; layers below 8 bits use the narrow range "
-        "|q| <= 2^(b-1)-1 inside int8 (their true bitwidth: metadata_props sigmaquant.wbits.*). "
+        "uint8 initializers (zero point 128) with per-channel scales; layers below 8 bits use "
+        "the narrow range |q| <= 2^(b-1)-1 (their true bitwidth: metadata_props "
+        "sigmaquant.wbits.*). "
         "Input: raw image in [0, 1]; output: logits.",
         g_.name));
     onnx::OperatorSetIdProto* op = m.add_opset_import();
@@ -74,6 +76,7 @@ class Exporter {
     for (int64_t d : g_.input_shape) tt->mutable_shape()->add_dim()->set_dim_value(d);
 
     points_ = activation_quant_points(g_, qm_.bits);
+    place_quantizers();
     values_.assign(g_.nodes.size(), "");
     for (size_t i = 0; i < g_.nodes.size(); ++i) emit(static_cast<int>(i));
 
@@ -125,12 +128,43 @@ class Exporter {
     return normalized;
   }
 
-  // Q -> DQ of a node's output at its quantization point; returns the dequantized value.
-  std::string quantize_act(int i, const std::string& x) {
+  // Where Q -> DQ pairs go, so that ONNX Runtime's QDQ fusion (DQ -> Conv/Gemm -> Q into
+  // QLinearConv / QGemm) matches: at every quantization point, and also at the output of every
+  // node from which single-reader ReLU / max-pool / flatten nodes lead to a point, with that
+  // point's quantizer. A monotone quantizer q with q(0) = 0 commutes with ReLU and max (and
+  // flatten), and q(q(x)) = q(x), so the extra pairs leave the numbers as the simulation has
+  // them. A node directly read by a ReLU gets none: ReLU -> Q is what ORT folds into the Q.
+  // ReLU6 (Clip) is not walked: clip(q(x), 0, 6) differs from q(clip(x, 0, 6)) when 6 is not
+  // on the grid.
+  void place_quantizers() {
+    quant_at_ = {};
+    for (const auto& pt : points_) quant_at_[pt.first] = pt.first;
+    for (int k = 0; k < static_cast<int>(g_.nodes.size()); ++k) {
+      if (points_.count(k) || g_.nodes[k].op == Op::Input) continue;
+      std::vector<int> cons = consumers(g_, k);
+      if (cons.size() != 1 || g_.nodes[cons[0]].op == Op::ReLU) continue;
+      int cur = k;
+      while (!points_.count(cur)) {
+        std::vector<int> c = consumers(g_, cur);
+        Op op = c.size() == 1 ? g_.nodes[c[0]].op : Op::Input;
+        if (op != Op::ReLU && op != Op::MaxPool && op != Op::Flatten) break;
+        cur = c[0];
+      }
+      if (points_.count(cur)) quant_at_[k] = cur;
+    }
+  }
+
+  const ActQuant& act_of(int point) const {
+    const std::string& name = g_.nodes[point].name;
+    auto it = qm_.acts.find(name);
+    if (it == qm_.acts.end()) fail("export_onnx: no activation quantizer for '{}'", name);
+    return it->second;
+  }
+
+  // Q -> DQ of node i's output x with the quantizer of point p; returns the dequantized value.
+  std::string quantize_act(int i, int p, const std::string& x) {
     const Node& n = g_.nodes[i];
-    auto it = qm_.acts.find(n.name);
-    if (it == qm_.acts.end()) fail("export_onnx: no activation quantizer for '{}'", n.name);
-    const ActQuant& a = it->second;
+    const ActQuant& a = act_of(p);
     if (a.bits < 1 || a.bits > 8) fail("export_onnx: '{}': activation bits {} (expected 1..8)", n.name, a.bits);
     if (!(a.scale > 0) || !std::isfinite(a.scale))
       fail("export_onnx: '{}': activation scale {} (expected > 0)", n.name, a.scale);
@@ -158,7 +192,8 @@ class Exporter {
     return dq;
   }
 
-  // int8 weight initializer + per-channel DequantizeLinear; returns the float weight's value.
+  // uint8 weight initializer (zero point 128) + per-channel DequantizeLinear; returns the float
+  // weight's value.
   std::string weight(int i) {
     const Node& n = g_.nodes[i];
     const LayerBits& lb = qm_.bits.for_layer(n.name);
@@ -176,26 +211,69 @@ class Exporter {
              ">= 0)",
              n.name, c, s[c]);
     std::vector<int32_t> q = quantized_weights(qm_, n.name);
+    const float in_scale = act_of(n.inputs[0]).scale;
     for (int64_t c = 0; c < out; ++c)
       if (s[c] == 0 || lb.channel_bits(c) == 0) {
-        s[c] = 1.0f;  // pruned channel: its integers are 0, any positive scale
+        // Pruned channel: its integers are 0 and any positive scale will do; pick one that
+        // leaves the int32 bias (at in_scale * s) about 2^20 steps for its value.
+        const float b = n.has_bias ? std::fabs(n.params.at("bias").data[c]) : 0.0f;
+        s[c] = std::max(b, 1e-3f) / (in_scale * 1048576.0f);
         std::fill(q.begin() + c * (w.size() / out), q.begin() + (c + 1) * (w.size() / out), 0);
       }
     std::string qn = unique(n.name + ".weight_quantized"), sn = unique(n.name + ".weight_scale"),
                 zn = unique(n.name + ".weight_zero_point"), wn = unique(n.name + ".weight");
-    init(int8_tensor(qn, w.shape, q));
+    // uint8 container with zero point 128 (the int8 value + 128: the same numbers). ONNX
+    // Runtime's u8s8 kernels on x86 without VNNI sum pairs of u8 x s8 products in int16
+    // (vpmaddubsw), which saturates and costs accuracy; its u8u8 kernels do not.
+    for (int32_t& v : q) v += 128;
+    init(uint8_tensor(qn, w.shape, q));
     init(float_tensor(sn, {out}, s));
-    init(int8_tensor(zn, {out}, std::vector<int32_t>(static_cast<size_t>(out), 0)));
+    init(uint8_tensor(zn, {out}, std::vector<int32_t>(static_cast<size_t>(out), 128)));
+    weight_scale_ = s;
     onnx::NodeProto* dq = add_node(*gp_, "DequantizeLinear", unique(n.name + ".weight_dequantize"),
                                    {qn, sn, zn}, {wn});
     set_int(*dq, "axis", 0);
     int b = lb.wbits;
     dq->set_doc_string(
         lb.channel_wbits.empty()
-            ? fmt::format("{}-bit weights, narrow range [-{}, {}], int8 container, per-channel scales",
+            ? fmt::format("{}-bit weights, narrow range [-{}, {}], uint8 container (zero point "
+                          "128), per-channel scales",
                           b, b <= 1 ? 1 : (1 << (b - 1)) - 1, b <= 1 ? 1 : (1 << (b - 1)) - 1)
-            : fmt::format("per-channel bitwidths ({}), int8 container", wbits_text(lb, out)));
+            : fmt::format("per-channel bitwidths ({}), uint8 container (zero point 128)",
+                          wbits_text(lb, out)));
     return wn;
+  }
+
+  // int32 bias at scale in_scale * weight_scale[c] behind a DequantizeLinear (the form ORT's
+  // QDQ fusion takes into QLinearConv / QGemm); call after weight(i). The rounding is the
+  // accumulator's unit, far below one output step.
+  std::string bias(int i) {
+    const Node& n = g_.nodes[i];
+    const Tensor& b = n.params.at("bias");
+    const float in_scale = act_of(n.inputs[0]).scale;
+    const int64_t out = n.out_channels;
+    if (b.size() != out)
+      fail("export_onnx: '{}' has {} biases for {} channels", n.name, b.size(), out);
+    std::vector<float> scale(static_cast<size_t>(out));
+    std::vector<int32_t> q(static_cast<size_t>(out));
+    for (int64_t c = 0; c < out; ++c) {
+      scale[c] = in_scale * weight_scale_.at(c);
+      const double v = std::nearbyint(static_cast<double>(b.data[c]) / scale[c]);
+      if (!(std::fabs(v) <= 2147483647.0))
+        fail("export_onnx: '{}': channel {} bias {} does not fit int32 at scale {} (input scale {} "
+             "x weight scale {})",
+             n.name, c, b.data[c], scale[c], in_scale, weight_scale_.at(c));
+      q[c] = static_cast<int32_t>(v);
+    }
+    std::string qn = unique(n.name + ".bias_quantized"), sn = unique(n.name + ".bias_scale"),
+                zn = unique(n.name + ".bias_zero_point"), bn = unique(n.name + ".bias");
+    init(int32_tensor(qn, {out}, q));
+    init(float_tensor(sn, {out}, scale));
+    init(int32_tensor(zn, {out}, std::vector<int32_t>(static_cast<size_t>(out), 0)));
+    onnx::NodeProto* dq = add_node(*gp_, "DequantizeLinear", unique(n.name + ".bias_dequantize"),
+                                   {qn, sn, zn}, {bn});
+    set_int(*dq, "axis", 0);
+    return bn;
   }
 
   void emit(int i) {
@@ -208,10 +286,7 @@ class Exporter {
         break;
       case Op::Conv2d: {
         std::vector<std::string> ins = {in(0), weight(i)};
-        if (n.has_bias) {
-          ins.push_back(unique(n.name + ".bias"));
-          init(float_tensor(ins.back(), n.params.at("bias").shape, n.params.at("bias").data));
-        }
+        if (n.has_bias) ins.push_back(bias(i));
         y = unique(n.name);
         onnx::NodeProto* c = add_node(*gp_, "Conv", n.name, ins, {y});
         set_ints(*c, "kernel_shape", {n.kernel, n.kernel});
@@ -223,10 +298,7 @@ class Exporter {
       }
       case Op::Linear: {
         std::vector<std::string> ins = {in(0), weight(i)};
-        if (n.has_bias) {
-          ins.push_back(unique(n.name + ".bias"));
-          init(float_tensor(ins.back(), n.params.at("bias").shape, n.params.at("bias").data));
-        }
+        if (n.has_bias) ins.push_back(bias(i));
         y = unique(n.name);
         onnx::NodeProto* gm = add_node(*gp_, "Gemm", n.name, ins, {y});
         set_int(*gm, "transB", 1);
@@ -280,14 +352,45 @@ class Exporter {
         set_int(*f, "axis", 1);
         break;
       }
+      case Op::Sigmoid:
+      case Op::SiLU: {
+        // SiLU at opset 13 (HardSwish and a SiLU operator came later): x · Sigmoid(x).
+        const bool silu = n.op == Op::SiLU;
+        std::string s = unique(silu ? n.name + ".sigmoid" : n.name);
+        add_node(*gp_, "Sigmoid", silu ? unique(n.name + ".sigmoid") : n.name, {in(0)}, {s});
+        y = s;
+        if (silu) add_node(*gp_, "Mul", n.name, {in(0), s}, {y = unique(n.name)});
+        break;
+      }
+      case Op::HardSigmoid:
+      case Op::HardSwish: {
+        const bool hswish = n.op == Op::HardSwish;
+        std::string s = unique(hswish ? n.name + ".hardsigmoid" : n.name);
+        onnx::NodeProto* h = add_node(*gp_, "HardSigmoid",
+                                      hswish ? unique(n.name + ".hardsigmoid") : n.name, {in(0)}, {s});
+        set_float(*h, "alpha", 1.0f / 6.0f);
+        set_float(*h, "beta", 0.5f);
+        y = s;
+        if (hswish) add_node(*gp_, "Mul", n.name, {in(0), s}, {y = unique(n.name)});
+        break;
+      }
+      case Op::LeakyReLU: {
+        y = unique(n.name);
+        onnx::NodeProto* l = add_node(*gp_, "LeakyRelu", n.name, {in(0)}, {y});
+        set_float(*l, "alpha", static_cast<float>(n.alpha));
+        break;
+      }
     }
-    values_[i] = points_.count(i) ? quantize_act(i, y) : y;
+    auto q = quant_at_.find(i);
+    values_[i] = q != quant_at_.end() ? quantize_act(i, q->second, y) : y;
   }
 
   const QuantModel& qm_;
   const Graph& g_;
   onnx::GraphProto* gp_ = nullptr;
   std::map<int, int> points_;
+  std::map<int, int> quant_at_;      // node -> the point whose quantizer its output gets
+  std::vector<float> weight_scale_;  // the last weight(i)'s per-channel scales
   std::vector<std::string> values_;
   std::set<std::string> used_ = {"input", "logits"};
 };

@@ -6,6 +6,14 @@
 // that do not change values (Identity, Dropout, Flatten/Reshape of a flat tensor) just alias.
 // A constant added to the output of a Conv / Gemm / MatMul (read by nothing else) becomes its
 // bias, so MatMul+Add imports as one linear layer.
+//
+// Shape arithmetic is folded: Shape of a computed tensor is a constant [N, C, H, W] whose batch
+// entry is a symbol (kBatch), and Gather / Unsqueeze / Squeeze / Concat / Cast / Slice of
+// constants are computed here, so the dynamic-batch flatten PyTorch writes for
+// x.view(x.size(0), -1) (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) is a flatten.
+//
+// Before anything is built, every node is checked: unsupported operators and unsupported
+// attributes are reported together, in one error naming every node.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,13 +39,23 @@ constexpr int64_t kMaxConstElements = int64_t{1} << 28;
 const std::set<std::string> kSupported = {
     "Conv",    "Gemm",       "MatMul",  "Relu",    "Clip",
     "Add",     "MaxPool",    "AveragePool", "GlobalAveragePool", "Flatten",
-    "Reshape", "BatchNormalization", "Identity", "Dropout", "Constant", "Sub", "Div"};
+    "Reshape", "BatchNormalization", "Identity", "Dropout", "Constant", "Sub", "Div",
+    "Shape",   "Gather",     "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice",
+    "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Mul"};
+
+// Operators that are supported only on constants (folded at import: shape arithmetic).
+const std::set<std::string> kFoldOnly = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
+                                         "Slice"};
+
+// The batch size in a folded shape: unknown at import (dynamic batch) and kept as a symbol.
+constexpr int64_t kBatch = std::numeric_limits<int64_t>::min() / 2;
 
 struct Const {
   Shape dims;
   std::vector<float> f;     // float tensors
   std::vector<int64_t> i;   // integer tensors (shapes)
   bool is_int = false;
+  bool has_batch = false;   // some entry of i is kBatch (a folded Shape's batch size)
 };
 
 struct Value {
@@ -58,8 +76,8 @@ class Importer {
     if (opset_ == 0 && m_.opset_import_size() == 0) opset_ = 1;  // IR 2: no opset_import
     if (opset_ < 7) fail("{}: opset {} of the default domain is not supported (expected >= 7)", where_, opset_);
     check_supported(gp);
-
     for (const auto& t : gp.initializer()) consts_[t.name()] = std::make_shared<Const>(to_const(t, "initializer"));
+
     for (const auto& n : gp.node())
       for (const auto& in : n.input()) ++uses_[in];
     for (const auto& o : gp.output()) ++uses_[o.name()];
@@ -108,21 +126,46 @@ class Importer {
   }
 
  private:
-  // Every unsupported operator type, named with its nodes (the first three of each), before
-  // anything else.
+  // Every unsupported operator type, named with its nodes (the first three of each), and every
+  // unsupported attribute, named with its node, in one error before anything is built.
   void check_supported(const onnx::GraphProto& gp) {
     std::vector<std::string> order;
     std::map<std::string, std::vector<std::string>> nodes;
+    std::vector<std::string> attrs;
+    // Values known at import time: initializers, Constant and Shape outputs, and what the
+    // fold-only operators compute from them.
+    std::set<std::string> known;
+    for (const auto& t : gp.initializer()) known.insert(t.name());
+    std::map<std::string, const onnx::NodeProto*> producer;
+    std::map<std::string, int> reads;
+    for (const auto& n : gp.node()) {
+      for (const auto& o : n.output()) producer[o] = &n;
+      for (const auto& in : n.input()) ++reads[in];
+    }
+    for (const auto& o : gp.output()) ++reads[o.name()];
     for (int k = 0; k < gp.node_size(); ++k) {
       const auto& n = gp.node(k);
+      cur_ = label(n, k);
       std::string op;
+      bool all_known = true;
+      for (const auto& in : n.input()) all_known &= in.empty() || known.count(in) > 0;
       if (!n.domain().empty() && n.domain() != "ai.onnx") op = fmt::format("{} (domain '{}')", n.op_type(), n.domain());
       else if (!kSupported.count(n.op_type())) op = n.op_type();
-      else continue;
+      else if (kFoldOnly.count(n.op_type()) && !all_known)
+        op = n.op_type() + " of computed tensors";
+      else if (n.op_type() == "Mul" && swish_gate(n, producer, reads) < 0)
+        op = "Mul (other than x * Sigmoid(x) or x * HardSigmoid(x))";
+      if (n.op_type() == "Constant" || n.op_type() == "Shape" ||
+          (kFoldOnly.count(n.op_type()) && all_known))
+        for (const auto& o : n.output()) known.insert(o);
+      if (op.empty()) {
+        check_attrs(n, attrs);
+        continue;
+      }
       if (!nodes.count(op)) order.push_back(op);
       nodes[op].push_back(label(n, k));
     }
-    if (order.empty()) return;
+    if (order.empty() && attrs.empty()) return;
     std::string list;
     for (const auto& op : order) {
       const auto& v = nodes[op];
@@ -133,10 +176,115 @@ class Importer {
               (v.size() == 1 ? fmt::format("{} (node {})", op, names)
                              : fmt::format("{} ({} nodes: {})", op, v.size(), names));
     }
-    fail("{}: unsupported ONNX operator{}: {} (supported: Conv, Gemm, MatMul(+Add), Relu, Clip(0..6), "
-         "Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to 2-D), "
-         "BatchNormalization, Identity, Dropout, Constant, Sub/Div as input normalization)",
-         where_, order.size() > 1 ? "s" : "", list);
+    std::string msg = where_ + ":";
+    if (!order.empty())
+      msg += fmt::format(
+          " unsupported ONNX operator{}: {} (supported: Conv, Gemm, MatMul(+Add), Relu, "
+          "Clip(0..6), Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to 2-D), "
+          "BatchNormalization, Identity, Dropout, Constant, Sub/Div as input normalization, "
+          "Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Mul as x * Sigmoid(x) or x * "
+          "HardSigmoid(x); Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice on shapes)",
+          order.size() > 1 ? "s" : "", list);
+    if (!attrs.empty())
+      msg += fmt::format("{} unsupported attribute{}: {}", order.empty() ? "" : ";",
+                         attrs.size() > 1 ? "s" : "", fmt::join(attrs, "; "));
+    fail("{}", msg);
+  }
+
+  // The attribute checks of one node that need no values (the converters below make the same
+  // calls); each problem is appended to `out` without the file name.
+  void check_attrs(const onnx::NodeProto& n, std::vector<std::string>& out) {
+    auto check = [&](const auto& f) {
+      try {
+        f();
+      } catch (const Error& e) {
+        std::string m = e.what();
+        const std::string prefix = where_ + ": ";
+        out.push_back(m.compare(0, prefix.size(), prefix) == 0 ? m.substr(prefix.size()) : m);
+      }
+    };
+    const std::string& op = n.op_type();
+    if (op == "Conv") {
+      check([&] { allow(n, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}); });
+      check([&] { no_auto_pad(n); });
+      check([&] { unit_dilations(n); });
+      check([&] { square(n, "kernel_shape", 1, false); });
+      check([&] { square(n, "strides", 1, false); });
+      check([&] { pads(n); });
+      check([&] {
+        if (attr_int(n, "group", 1) <= 0) bad_attr(n, "group", fmt::format("{} must be positive", attr_int(n, "group", 1)));
+      });
+    } else if (op == "MaxPool" || op == "AveragePool") {
+      check([&] { pool_attrs(n); });
+      check([&] { no_auto_pad(n); });
+      check([&] { unit_dilations(n); });
+      check([&] { square(n, "kernel_shape", 0, true); });
+      check([&] { square(n, "strides", 1, false); });
+      check([&] { pads(n); });
+    } else if (op == "Gemm") {
+      check([&] { allow(n, {"alpha", "beta", "transA", "transB"}); });
+      check([&] { if (attr_int(n, "transA", 0) != 0) bad_attr(n, "transA", "1 is not supported"); });
+    } else if (op == "Flatten") {
+      check([&] { allow(n, {"axis"}); });
+      check([&] { flatten_axis(n); });
+    } else if (op == "Reshape") {
+      check([&] { allow(n, {"allowzero"}); });
+      check([&] { if (attr_int(n, "allowzero", 0) != 0) bad_attr(n, "allowzero", "1 is not supported"); });
+    } else if (op == "BatchNormalization") {
+      check([&] { allow(n, {"epsilon", "momentum", "training_mode", "spatial"}); });
+      check([&] { if (attr_int(n, "training_mode", 0) != 0) bad_attr(n, "training_mode", "1 is not supported (export in eval mode)"); });
+      check([&] { if (attr_int(n, "spatial", 1) != 1) bad_attr(n, "spatial", "0 is not supported"); });
+    } else if (op == "HardSigmoid") {
+      check([&] { allow(n, {"alpha", "beta"}); });
+      check([&] { torch_hardsigmoid(n); });
+    } else if (op == "LeakyRelu") {
+      check([&] { allow(n, {"alpha"}); });
+    } else if (op == "Relu" || op == "GlobalAveragePool" || op == "Identity" || op == "Add" ||
+               op == "MatMul" || op == "Sub" || op == "Div" || op == "Sigmoid" ||
+               op == "HardSwish" || op == "Mul") {
+      check([&] { allow(n, {}); });
+    } else if (op == "Dropout") {
+      check([&] { allow(n, {"seed", "ratio", "is_test"}); });
+    } else if (op == "Clip") {
+      check([&] { allow(n, opset_ < 11 ? std::initializer_list<const char*>{"min", "max"}
+                                       : std::initializer_list<const char*>{}); });
+    } else if (op == "Shape") {
+      check([&] { allow(n, {"start", "end"}); });
+    } else if (op == "Gather" || op == "Concat") {
+      check([&] { allow(n, {"axis"}); });
+    } else if (op == "Unsqueeze" || op == "Squeeze") {
+      check([&] { allow(n, {"axes"}); });
+    } else if (op == "Cast") {
+      check([&] { allow(n, {"to", "saturate"}); });
+    } else if (op == "Slice") {
+      check([&] { allow(n, {"starts", "ends", "axes"}); });
+    }
+  }
+
+  // For Mul(a, b) with one input the only reader's Sigmoid / HardSigmoid of the other (SiLU,
+  // HardSwish as PyTorch writes them below opset 14): the index (0 or 1) of the gate; else -1.
+  static int swish_gate(const onnx::NodeProto& n,
+                        const std::map<std::string, const onnx::NodeProto*>& producer,
+                        const std::map<std::string, int>& reads) {
+    if (n.input_size() != 2) return -1;
+    for (int k = 0; k < 2; ++k) {
+      auto p = producer.find(n.input(k));
+      if (p == producer.end()) continue;
+      const onnx::NodeProto& s = *p->second;
+      auto r = reads.find(n.input(k));
+      if ((s.op_type() == "Sigmoid" || s.op_type() == "HardSigmoid") && s.input_size() >= 1 &&
+          s.input(0) == n.input(1 - k) && r != reads.end() && r->second == 1)
+        return k;
+    }
+    return -1;
+  }
+
+  // HardSigmoid as PyTorch's hardsigmoid: alpha 1/6, beta 0.5 (other slopes are not supported).
+  void torch_hardsigmoid(const onnx::NodeProto& n) {
+    const float a = attr_float(n, "alpha", 0.2f), b = attr_float(n, "beta", 0.5f);
+    if (std::fabs(a - 1.0f / 6.0f) > 1e-6f)
+      bad_attr(n, "alpha", fmt::format("{} is not supported (only 1/6, PyTorch's hardsigmoid)", a));
+    if (b != 0.5f) bad_attr(n, "beta", fmt::format("{} is not supported (only 0.5)", b));
   }
 
   static std::string label(const onnx::NodeProto& n, int k) {
@@ -388,11 +536,15 @@ class Importer {
            n.op_type(), n.input(k));
     return v.node;
   }
-  std::shared_ptr<const Const> const_in(const onnx::NodeProto& n, int k) {
+  // `shaped`: the caller handles a constant that holds the batch-size symbol (a folded Shape).
+  std::shared_ptr<const Const> const_in(const onnx::NodeProto& n, int k, bool shaped = false) {
     const Value& v = value(n, k);
     if (!v.c)
       fail("{}: node '{}' ({}): input '{}' must be a constant (initializer or Constant)", where_,
            cur_, n.op_type(), n.input(k));
+    if (v.c->has_batch && !shaped)
+      fail("{}: node '{}' ({}): input '{}' depends on the batch size (from a Shape); only "
+           "Reshape can use it", where_, cur_, n.op_type(), n.input(k));
     return v.c;
   }
   bool has_input(const onnx::NodeProto& n, int k) { return k < n.input_size() && !n.input(k).empty(); }
@@ -469,8 +621,7 @@ class Importer {
       set_out(n, Value{push_done(g_.global_avgpool(node_name(n, k), x)), nullptr});
     } else if (op == "Flatten") {
       allow(n, {"axis"});
-      int64_t axis = attr_int(n, "axis", 1);
-      if (axis != 1) bad_attr(n, "axis", fmt::format("{} is not supported (only 1: [N, rest])", axis));
+      flatten_axis(n);
       flatten(n, k, tensor_in(n, 0));
     } else if (op == "Reshape") {
       reshape(n, k);
@@ -478,7 +629,197 @@ class Importer {
       batchnorm(n, k);
     } else if (op == "Sub" || op == "Div") {
       normalization(n);
+    } else if (op == "Sigmoid" || op == "HardSigmoid" || op == "HardSwish" || op == "LeakyRelu") {
+      activation(n, k);
+    } else if (op == "Mul") {
+      swish(n);
+    } else if (op == "Shape") {
+      shape_of(n);
+    } else {
+      fold(n);  // kFoldOnly: check_supported made sure every input is a constant
     }
+  }
+
+  void activation(const onnx::NodeProto& n, int k) {
+    const std::string& op = n.op_type();
+    double alpha = 0.01;
+    Op o = Op::Sigmoid;
+    if (op == "HardSigmoid") {
+      allow(n, {"alpha", "beta"});
+      torch_hardsigmoid(n);
+      o = Op::HardSigmoid;
+    } else if (op == "LeakyRelu") {
+      allow(n, {"alpha"});
+      alpha = attr_float(n, "alpha", 0.01f);
+      if (!std::isfinite(alpha)) bad_attr(n, "alpha", "must be finite");
+      o = Op::LeakyReLU;
+    } else {
+      allow(n, {});
+      o = op == "HardSwish" ? Op::HardSwish : Op::Sigmoid;
+    }
+    int x = tensor_in(n, 0);
+    set_out(n, Value{push_done(g_.activation(node_name(n, k), o, x, alpha)), nullptr});
+  }
+
+  // Mul(x, Sigmoid(x)) → silu, Mul(x, HardSigmoid(x)) → hardswish: the gate node (read only by
+  // this Mul, which check_supported made sure of) becomes the product.
+  void swish(const onnx::NodeProto& n) {
+    allow(n, {});
+    const int a = tensor_in(n, 0), b = tensor_in(n, 1);
+    for (int gate : {b, a}) {
+      const int x = gate == b ? a : b;
+      Node& s = g_.nodes[gate];
+      if ((s.op == Op::Sigmoid || s.op == Op::HardSigmoid) && s.inputs[0] == x) {
+        s.op = s.op == Op::Sigmoid ? Op::SiLU : Op::HardSwish;
+        set_out(n, Value{gate, nullptr});
+        return;
+      }
+    }
+    fail("{}: node '{}' (Mul): supported only as x * Sigmoid(x) (SiLU) or x * HardSigmoid(x) "
+         "(HardSwish)", where_, cur_);
+  }
+
+  // ---- shape arithmetic, folded ----
+  void set_const(const onnx::NodeProto& n, Const c) {
+    c.is_int = true;
+    c.has_batch = std::find(c.i.begin(), c.i.end(), kBatch) != c.i.end();
+    c.f.assign(c.i.begin(), c.i.end());
+    set_out(n, Value{-1, std::make_shared<Const>(std::move(c))});
+  }
+  std::string ints_str(const std::vector<int64_t>& v) {
+    std::string s;
+    for (int64_t x : v) s += (s.empty() ? "" : ", ") + (x == kBatch ? std::string("N") : std::to_string(x));
+    return "[" + s + "]";
+  }
+  // An axis in [-rank, rank) as a non-negative index.
+  int64_t axis_in(const onnx::NodeProto& n, const char* what, int64_t a, int64_t rank) {
+    if (a < -rank || a >= rank)
+      fail("{}: node '{}' ({}): {} {} is out of range for rank {}", where_, cur_, n.op_type(), what,
+           a, rank);
+    return a < 0 ? a + rank : a;
+  }
+  const Const& int_const(const onnx::NodeProto& n, int k) {
+    auto c = const_in(n, k, true);
+    if (!c->is_int)
+      fail("{}: node '{}' ({}): input '{}' is a float tensor; only integer shape arithmetic is "
+           "folded", where_, cur_, n.op_type(), n.input(k));
+    held_.push_back(c);
+    return *c;
+  }
+  // Axes from the `axes` attribute (before opset 13) or the second input (from 13 on).
+  std::vector<int64_t> axes_of(const onnx::NodeProto& n) {
+    if (opset_ < 13) return attr_ints(n, "axes");
+    if (attr(n, "axes")) bad_attr(n, "axes", fmt::format("is an input from opset 13 on (this model is opset {})", opset_));
+    return has_input(n, 1) ? int_const(n, 1).i : std::vector<int64_t>{};
+  }
+
+  // Shape of a computed tensor: [N, per-sample dims...] with the batch as the symbol kBatch.
+  void shape_of(const onnx::NodeProto& n) {
+    allow(n, {"start", "end"});
+    const Value& v = value(n, 0);
+    std::vector<int64_t> full;
+    if (v.node >= 0) {
+      full.push_back(kBatch);
+      for (int64_t d : shape(v.node)) full.push_back(d);
+    } else {
+      full = v.c->dims;
+    }
+    const int64_t r = static_cast<int64_t>(full.size());
+    auto clampi = [&](int64_t a) { return std::clamp(a < 0 ? a + r : a, int64_t{0}, r); };
+    const int64_t b = clampi(attr_int(n, "start", 0)), e = clampi(attr_int(n, "end", r));
+    Const c;
+    for (int64_t i = b; i < e; ++i) c.i.push_back(full[i]);
+    c.dims = {static_cast<int64_t>(c.i.size())};
+    set_const(n, std::move(c));
+  }
+
+  void fold(const onnx::NodeProto& n) {
+    const std::string& op = n.op_type();
+    Const r;
+    if (op == "Gather") {
+      allow(n, {"axis"});
+      const Const& d = int_const(n, 0);
+      const Const& idx = int_const(n, 1);
+      if (d.dims.size() != 1)
+        fail("{}: node '{}' (Gather): data has shape {}; only 1-D shapes are folded", where_, cur_,
+             shape_str(d.dims));
+      axis_in(n, "axis", attr_int(n, "axis", 0), 1);
+      const int64_t len = static_cast<int64_t>(d.i.size());
+      for (int64_t x : idx.i) r.i.push_back(d.i[axis_in(n, "index", x, len)]);
+      r.dims = idx.dims;
+    } else if (op == "Unsqueeze" || op == "Squeeze") {
+      allow(n, {"axes"});
+      const Const& d = int_const(n, 0);
+      std::vector<int64_t> axes = axes_of(n);
+      r.i = d.i;
+      if (op == "Unsqueeze") {
+        const int64_t rank = static_cast<int64_t>(d.dims.size() + axes.size());
+        std::vector<bool> one(static_cast<size_t>(rank), false);
+        for (int64_t a : axes) one[axis_in(n, "axis", a, rank)] = true;
+        size_t k = 0;
+        for (int64_t i = 0; i < rank; ++i) r.dims.push_back(one[i] ? 1 : d.dims[k++]);
+      } else {
+        const int64_t rank = static_cast<int64_t>(d.dims.size());
+        std::vector<bool> drop(static_cast<size_t>(rank), false);
+        for (int64_t a : axes) drop[axis_in(n, "axis", a, rank)] = true;
+        for (int64_t i = 0; i < rank; ++i) {
+          if (axes.empty() ? d.dims[i] == 1 : drop[i]) {
+            if (d.dims[i] != 1)
+              fail("{}: node '{}' (Squeeze): axis {} has size {}, expected 1", where_, cur_, i, d.dims[i]);
+            continue;
+          }
+          r.dims.push_back(d.dims[i]);
+        }
+      }
+    } else if (op == "Concat") {
+      allow(n, {"axis"});
+      int64_t total = 0;
+      for (int k = 0; k < n.input_size(); ++k) {
+        const Const& d = int_const(n, k);
+        if (d.dims.size() != 1)
+          fail("{}: node '{}' (Concat): input '{}' has shape {}; only 1-D shapes are folded",
+               where_, cur_, n.input(k), shape_str(d.dims));
+        r.i.insert(r.i.end(), d.i.begin(), d.i.end());
+        total += d.dims[0];
+      }
+      axis_in(n, "axis", attr_int(n, "axis", 0), 1);
+      r.dims = {total};
+    } else if (op == "Cast") {
+      allow(n, {"to", "saturate"});
+      const int64_t to = attr_int(n, "to", 0);
+      if (to != onnx::TensorProto::INT64 && to != onnx::TensorProto::INT32)
+        bad_attr(n, "to", fmt::format("{} is not supported (shape arithmetic folds to int32 / int64)", to));
+      const Const& d = int_const(n, 0);
+      r.i = d.i;
+      r.dims = d.dims;
+    } else if (op == "Slice") {
+      allow(n, {"starts", "ends", "axes"});
+      const Const& d = int_const(n, 0);
+      if (d.dims.size() != 1)
+        fail("{}: node '{}' (Slice): data has shape {}; only 1-D shapes are folded", where_, cur_,
+             shape_str(d.dims));
+      std::vector<int64_t> st, en, ax, sp;
+      if (opset_ < 10) {
+        st = attr_ints(n, "starts");
+        en = attr_ints(n, "ends");
+        ax = attr_ints(n, "axes");
+      } else {
+        st = int_const(n, 1).i;
+        en = int_const(n, 2).i;
+        if (has_input(n, 3)) ax = int_const(n, 3).i;
+        if (has_input(n, 4)) sp = int_const(n, 4).i;
+      }
+      const int64_t len = d.dims[0];
+      if (st.size() != 1 || en.size() != 1 || ax.size() > 1 || sp.size() > 1)
+        fail("{}: node '{}' (Slice): only one axis of a 1-D shape is folded", where_, cur_);
+      if (!ax.empty()) axis_in(n, "axis", ax[0], 1);
+      const int64_t step = sp.empty() ? 1 : sp[0];
+      if (step != 1) fail("{}: node '{}' (Slice): step {} is not supported (only 1)", where_, cur_, step);
+      auto clampi = [&](int64_t a) { return std::clamp(a < 0 ? a + len : a, int64_t{0}, len); };
+      for (int64_t i = clampi(st[0]); i < clampi(en[0]); ++i) r.i.push_back(d.i[i]);
+      r.dims = {static_cast<int64_t>(r.i.size())};
+    }
+    set_const(n, std::move(r));
   }
 
   // Sub(input, mean) then Div(., std) by per-channel constants right at the input: the model's
@@ -516,6 +857,11 @@ class Importer {
     set_out(n, Value{0, nullptr});
   }
 
+  void flatten_axis(const onnx::NodeProto& n) {
+    int64_t axis = attr_int(n, "axis", 1);
+    if (axis != 1) bad_attr(n, "axis", fmt::format("{} is not supported (only 1: [N, rest])", axis));
+  }
+
   void flatten(const onnx::NodeProto& n, int k, int x) {
     if (shape(x).size() == 1) set_out(n, Value{x, nullptr});  // already [N, F]
     else set_out(n, Value{push_done(g_.flatten(node_name(n, k), x)), nullptr});
@@ -525,15 +871,16 @@ class Importer {
     allow(n, {"allowzero"});
     if (attr_int(n, "allowzero", 0) != 0) bad_attr(n, "allowzero", "1 is not supported");
     int x = tensor_in(n, 0);
-    auto s = const_in(n, 1);
+    auto s = const_in(n, 1, true);
     if (!s->is_int) fail("{}: node '{}' (Reshape): shape input must be int64", where_, cur_);
     const int64_t per = numel(shape(x));
-    // Only [N, F] targets: (0 | -1 | N) for the batch, (F | -1) for the features.
-    bool ok = s->i.size() == 2 && (s->i[0] == 0 || s->i[0] == -1 || s->i[0] > 0) &&
+    // Only [N, F] targets: (0 | -1 | N | the batch symbol of a folded Shape) for the batch,
+    // (F | -1) for the features.
+    bool ok = s->i.size() == 2 && (s->i[0] == 0 || s->i[0] == -1 || s->i[0] > 0 || s->i[0] == kBatch) &&
               (s->i[1] == per || (s->i[1] == -1 && s->i[0] != -1));
     if (!ok)
-      fail("{}: node '{}' (Reshape): target shape [{}] is not supported (only a flatten to "
-           "[N, {}])", where_, cur_, fmt::join(s->i, ", "), per);
+      fail("{}: node '{}' (Reshape): target shape {} is not supported (only a flatten to "
+           "[N, {}])", where_, cur_, ints_str(s->i), per);
     flatten(n, k, x);
   }
 
@@ -696,19 +1043,27 @@ class Importer {
     set_out(n, Value{t.node, nullptr});
   }
 
-  void pool(const onnx::NodeProto& n, int k) {
+  // A pool's attribute names and modes (ceil_mode, storage_order, count_include_pad).
+  void pool_attrs(const onnx::NodeProto& n) {
     const bool maxp = n.op_type() == "MaxPool";
     if (maxp) allow(n, {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode", "storage_order"});
     else allow(n, {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"});
-    no_auto_pad(n);
-    unit_dilations(n);
     if (attr_int(n, "ceil_mode", 0) != 0) bad_attr(n, "ceil_mode", "1 is not supported");
     if (attr_int(n, "storage_order", 0) != 0) bad_attr(n, "storage_order", "1 is not supported");
+    auto p = attr_ints(n, "pads");
+    const bool padded = std::any_of(p.begin(), p.end(), [](int64_t v) { return v != 0; });
+    if (!maxp && padded && attr_int(n, "count_include_pad", 0) == 0)
+      bad_attr(n, "count_include_pad", "0 with padding is not supported (SigmaQuant counts padded zeros)");
+  }
+
+  void pool(const onnx::NodeProto& n, int k) {
+    const bool maxp = n.op_type() == "MaxPool";
+    pool_attrs(n);
+    no_auto_pad(n);
+    unit_dilations(n);
     int64_t kern = square(n, "kernel_shape", 0, true);
     int64_t stride = square(n, "strides", 1, false);
     int64_t pad = pads(n);
-    if (!maxp && pad > 0 && attr_int(n, "count_include_pad", 0) == 0)
-      bad_attr(n, "count_include_pad", "0 with padding is not supported (SigmaQuant counts padded zeros)");
     int x = tensor_in(n, 0);
     int idx = maxp ? g_.maxpool(node_name(n, k), x, kern, stride, pad)
                    : g_.avgpool(node_name(n, k), x, kern, stride, pad);
@@ -745,6 +1100,7 @@ class Importer {
   std::map<std::string, Value> values_;
   std::map<std::string, int> uses_;
   std::set<std::string> names_;
+  std::vector<std::shared_ptr<const Const>> held_;  // keeps int_const()'s references alive
 };
 
 }  // namespace

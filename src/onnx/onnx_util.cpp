@@ -33,6 +33,21 @@ onnx::TensorProto int8_tensor(const std::string& name, const std::vector<int64_t
   return int_tensor(name, dims, values, onnx::TensorProto::INT8);
 }
 
+onnx::TensorProto int32_tensor(const std::string& name, const std::vector<int64_t>& dims,
+                               const std::vector<int32_t>& values) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::INT32);
+  for (int64_t d : dims) t.add_dims(d);
+  std::string raw(values.size() * sizeof(int32_t), '\0');
+  for (size_t i = 0; i < values.size(); ++i) {  // little-endian, as ONNX raw_data requires
+    const uint32_t v = static_cast<uint32_t>(values[i]);
+    for (int k = 0; k < 4; ++k) raw[4 * i + k] = static_cast<char>((v >> (8 * k)) & 0xff);
+  }
+  t.set_raw_data(std::move(raw));
+  return t;
+}
+
 onnx::TensorProto uint8_tensor(const std::string& name, const std::vector<int64_t>& dims,
                                const std::vector<int32_t>& values) {
   return int_tensor(name, dims, values, onnx::TensorProto::UINT8);

@@ -15,6 +15,8 @@ onnx::TensorProto float_tensor(const std::string& name, const std::vector<int64_
                                const std::vector<float>& values);
 onnx::TensorProto int8_tensor(const std::string& name, const std::vector<int64_t>& dims,
                               const std::vector<int32_t>& values);
+onnx::TensorProto int32_tensor(const std::string& name, const std::vector<int64_t>& dims,
+                               const std::vector<int32_t>& values);
 onnx::TensorProto uint8_tensor(const std::string& name, const std::vector<int64_t>& dims,
                                const std::vector<int32_t>& values);
 

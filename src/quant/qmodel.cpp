@@ -17,6 +17,12 @@ std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits
     pts[in] = std::max(pts.count(in) ? pts[in] : 0, b);
   }
   for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (is_lut_activation(g.nodes[i].op)) {  // codes in, codes out: a table in the engine
+      const int in = g.nodes[i].inputs[0];
+      if (!pts.count(in)) pts[in] = kAddBits;
+      if (!pts.count(static_cast<int>(i))) pts[static_cast<int>(i)] = kAddBits;
+    }
+  for (size_t i = 0; i < g.nodes.size(); ++i)
     if (g.nodes[i].op == Op::Add) {
       for (int in : g.nodes[i].inputs)
         if (!pts.count(in)) pts[in] = kAddBits;

@@ -83,6 +83,21 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
       case Op::Flatten:
         v[i] = in.flatten(1);
         break;
+      case Op::Sigmoid:
+        v[i] = torch::sigmoid(in);
+        break;
+      case Op::HardSigmoid:
+        v[i] = torch::hardsigmoid(in);
+        break;
+      case Op::HardSwish:
+        v[i] = torch::hardswish(in);
+        break;
+      case Op::SiLU:
+        v[i] = torch::silu(in);
+        break;
+      case Op::LeakyReLU:
+        v[i] = torch::leaky_relu(in, n.alpha);
+        break;
     }
     if (observer) observer(static_cast<int>(i), v[i]);
     if (quant_ && quant_->quantizes_act(static_cast<int>(i)))

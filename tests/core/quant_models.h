@@ -131,6 +131,14 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
       case sq::Op::Flatten:
         y = in;
         break;
+      case sq::Op::Sigmoid:
+      case sq::Op::HardSigmoid:
+      case sq::Op::HardSwish:
+      case sq::Op::SiLU:
+      case sq::Op::LeakyReLU:
+        y = in;
+        for (float& x : y) x = static_cast<float>(sq::activation_value(n.op, n.alpha, x));
+        break;
       case sq::Op::BatchNorm:
         ADD_FAILURE() << "simulate: batchnorm (fold first)";
         break;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -84,26 +85,47 @@ TEST(OnnxExport, QdqStructureBitsAndMetadata) {
   // Normalization first, then one Q/DQ pair per quantization point.
   EXPECT_EQ(m.graph().node(0).op_type(), "Sub");
   EXPECT_EQ(m.graph().node(1).op_type(), "Div");
+  // One Q/DQ pair per quantization point, plus one at gap's output (flatten leads from it to the
+  // point 'flat', so its quantizer goes there too: the form ORT fuses); a DequantizeLinear per
+  // weight and per bias (conv1 and fc have one).
   const auto points = sq::activation_quant_points(qm.graph, qm.bits);
-  EXPECT_EQ(count_ops(m, "QuantizeLinear"), static_cast<int>(points.size()));
+  EXPECT_EQ(count_ops(m, "QuantizeLinear"), static_cast<int>(points.size()) + 1);
   EXPECT_EQ(count_ops(m, "DequantizeLinear"),
-            static_cast<int>(points.size() + qm.graph.weight_layers().size()));
+            static_cast<int>(points.size() + 1 + qm.graph.weight_layers().size() + 2));
+  ASSERT_NE(initializer(m, "gap.act_scale"), nullptr);
+  EXPECT_EQ(initializer(m, "gap.act_scale")->float_data(0), qm.acts.at("flat").scale);
+  // The bias: int32 at scale s_in · s_w[c] behind a per-channel DequantizeLinear.
+  const auto* bq = initializer(m, "conv1.bias_quantized");
+  const auto* bs = initializer(m, "conv1.bias_scale");
+  ASSERT_NE(bq, nullptr);
+  ASSERT_NE(bs, nullptr);
+  EXPECT_EQ(bq->data_type(), onnx::TensorProto::INT32);
+  ASSERT_EQ(bq->raw_data().size(), 8 * sizeof(int32_t));
+  const float s_in = qm.acts.at("input").scale;
+  for (int c = 0; c < 8; ++c) {
+    int32_t v;
+    std::memcpy(&v, bq->raw_data().data() + 4 * c, 4);
+    const float sc = s_in * qm.weight_scales.at("conv1")[c];
+    EXPECT_FLOAT_EQ(bs->float_data(c), sc);
+    EXPECT_EQ(v, static_cast<int32_t>(std::nearbyint(
+                     double(qm.graph.node("conv1").params.at("bias").data[c]) / sc)));
+  }
   // conv2 reads relu1 at 4 bits... but relu1 is also read by the add (8 bits) and conv1's input
   // is 8-bit: relu1 stays 8-bit unless a weight layer wants more. The 4-bit point gets a Clip.
   int clips = 0;
   for (const auto& [node, bits] : points) clips += bits < 8;
   EXPECT_EQ(count_ops(m, "Clip"), clips + 1);  // + the ReLU6
-  // 4-bit weights: narrow range inside int8, per-channel scales.
+  // 4-bit weights: narrow range inside a uint8 container (value + 128), per-channel scales.
   const auto* w = initializer(m, "conv2.weight_quantized");
   ASSERT_NE(w, nullptr);
-  EXPECT_EQ(w->data_type(), onnx::TensorProto::INT8);
+  EXPECT_EQ(w->data_type(), onnx::TensorProto::UINT8);
   int maxabs = 0;
-  for (char c : w->raw_data()) maxabs = std::max(maxabs, std::abs(static_cast<int>(static_cast<int8_t>(c))));
+  for (char c : w->raw_data()) maxabs = std::max(maxabs, std::abs(static_cast<int>(static_cast<uint8_t>(c)) - 128));
   EXPECT_EQ(maxabs, 7);
   EXPECT_EQ(initializer(m, "conv2.weight_scale")->float_data_size(), 8);
   const auto* w8 = initializer(m, "conv1.weight_quantized");
   maxabs = 0;
-  for (char c : w8->raw_data()) maxabs = std::max(maxabs, std::abs(static_cast<int>(static_cast<int8_t>(c))));
+  for (char c : w8->raw_data()) maxabs = std::max(maxabs, std::abs(static_cast<int>(static_cast<uint8_t>(c)) - 128));
   EXPECT_EQ(maxabs, 127);
   auto md = metadata(m);
   EXPECT_EQ(md["sigmaquant.wbits.conv2"], "4");
@@ -117,7 +139,8 @@ TEST(OnnxExport, QdqStructureBitsAndMetadata) {
   // Integer weights equal quantized_weights().
   std::vector<int32_t> q = sq::quantized_weights(qm, "conv2");
   ASSERT_EQ(w->raw_data().size(), q.size());
-  for (size_t i = 0; i < q.size(); ++i) EXPECT_EQ(static_cast<int8_t>(w->raw_data()[i]), q[i]);
+  for (size_t i = 0; i < q.size(); ++i)
+    EXPECT_EQ(static_cast<int>(static_cast<uint8_t>(w->raw_data()[i])) - 128, q[i]);
   EXPECT_EQ(m.graph().output(0).name(), "logits");
 }
 
@@ -133,7 +156,7 @@ TEST(OnnxExport, PerChannelBitsAndPrunedChannels) {
   for (int c = 0; c < 8; ++c) {
     int qmax = c == 0 ? 0 : (1 << (lb.channel_wbits[c] - 1)) - 1, seen = 0;
     for (int64_t k = 0; k < per; ++k)
-      seen = std::max(seen, std::abs(static_cast<int>(static_cast<int8_t>(w->raw_data()[c * per + k]))));
+      seen = std::max(seen, std::abs(static_cast<int>(static_cast<uint8_t>(w->raw_data()[c * per + k])) - 128));
     EXPECT_EQ(seen, qmax) << "channel " << c;
   }
   EXPECT_EQ(metadata(m)["sigmaquant.wbits.conv2"], "mixed 2..8 (1 pruned)");
@@ -355,18 +378,131 @@ TEST(OnnxImport, LeadingSubDivIsTheInputNormalization) {
 
 TEST(OnnxImport, UnsupportedOperatorsAreNamed) {
   Builder b;
-  b.node("Sigmoid", "act1", {"x"}, {"s"});
+  b.node("Softmax", "act1", {"x"}, {"s"});
   b.node("Resize", "", {"s"}, {"y"});
   b.output("y");
   std::string e = b.error();
   EXPECT_NE(e.find("t.onnx"), std::string::npos) << e;
-  EXPECT_NE(e.find("Sigmoid (node 'act1')"), std::string::npos) << e;
+  EXPECT_NE(e.find("Softmax (node 'act1')"), std::string::npos) << e;
   EXPECT_NE(e.find("Resize (node '#1')"), std::string::npos) << e;
   // The exported QDQ model is not a float CNN: its Q/DQ operators are named.
   std::string q = error_of([] { sq::import_onnx_bytes(sq::export_onnx_bytes(tiny_qmodel(8, 8)), "q.onnx"); });
   EXPECT_NE(q.find("QuantizeLinear ("), std::string::npos) << q;
-  EXPECT_NE(q.find("DequantizeLinear (8 nodes: 'input.dequantize', 'conv1.weight_dequantize', "
-                   "'relu1.dequantize', … 5 more)"), std::string::npos) << q;
+  EXPECT_NE(q.find("DequantizeLinear (11 nodes: 'input.dequantize', 'conv1.weight_dequantize', "
+                   "'conv1.bias_dequantize', … 8 more)"), std::string::npos) << q;
+}
+
+// x.view(x.size(0), -1) as torch.onnx.export writes it: Shape -> Gather -> Unsqueeze -> Concat
+// -> Reshape, folded into a flatten (Unsqueeze's axes: an attribute before opset 13, an input from
+// 13 on).
+Builder shape_flatten_net(int opset) {
+  Builder b({2, 6, 6}, opset);
+  b.init("w", {4, 2, 3, 3});
+  b.init("fw", {3, 144});
+  b.init_i64("zero", {0});
+  b.g->mutable_initializer(2)->clear_dims();  // "zero": a scalar index
+  b.init_i64("minus1", {-1});
+  b.init_i64("axes0", {0});
+  auto* c = b.node("Conv", "conv", {"x", "w"}, {"c"});
+  b.ints(c, "pads", {1, 1, 1, 1});
+  b.node("Relu", "relu", {"c"}, {"r"});
+  b.node("Shape", "shape", {"r"}, {"s"});
+  auto* ga = b.node("Gather", "gather", {"s", "zero"}, {"n"});
+  b.i(ga, "axis", 0);
+  if (opset < 13) b.ints(b.node("Unsqueeze", "unsq", {"n"}, {"n1"}), "axes", {0});
+  else b.node("Unsqueeze", "unsq", {"n", "axes0"}, {"n1"});
+  b.i(b.node("Concat", "cat", {"n1", "minus1"}, {"target"}), "axis", 0);
+  b.node("Reshape", "reshape", {"r", "target"}, {"f"});
+  auto* gm = b.node("Gemm", "fc", {"f", "fw"}, {"y"});
+  b.i(gm, "transB", 1);
+  b.output("y");
+  return b;
+}
+
+TEST(OnnxImport, DynamicBatchFlattenIsFolded) {
+  for (int opset : {11, 13, 17}) {
+    Builder b = shape_flatten_net(opset);
+    sq::Graph g = b.import();
+    std::vector<std::string> ops;
+    for (const auto& n : g.nodes) ops.push_back(sq::op_name(n.op));
+    EXPECT_EQ(ops, (std::vector<std::string>{"input", "conv2d", "relu", "flatten", "linear"}))
+        << "opset " << opset;
+  }
+  // The batch size may reach Reshape only: as a Gemm weight it is refused, naming the node.
+  Builder w = shape_flatten_net(13);
+  w.g->mutable_node(7)->set_input(1, "target");
+  w.g->mutable_node(7)->set_input(0, "f");
+  std::string e = w.error();
+  EXPECT_NE(e.find("node 'fc' (Gemm): input 'target' depends on the batch size"), std::string::npos) << e;
+  // An index out of range is named.
+  Builder r = shape_flatten_net(13);
+  r.g->mutable_initializer(2)->set_int64_data(0, 7);
+  e = r.error();
+  EXPECT_NE(e.find("node 'gather' (Gather): index 7 is out of range for rank 4"), std::string::npos) << e;
+}
+
+// Activations as PyTorch writes them: SiLU as x * Sigmoid(x), hardswish as x * HardSigmoid(x)
+// below opset 14 and HardSwish from 14, hardsigmoid with alpha 1/6, LeakyRelu with its slope.
+TEST(OnnxImport, TableDrivenActivations) {
+  Builder b({2, 6, 6}, 14);
+  b.init("w", {4, 2, 3, 3});
+  b.init("fw", {3, 4});
+  auto* c = b.node("Conv", "conv", {"x", "w"}, {"c"});
+  b.ints(c, "pads", {1, 1, 1, 1});
+  b.node("Sigmoid", "sig", {"c"}, {"s"});
+  b.node("Mul", "silu", {"c", "s"}, {"a"});
+  auto* h = b.node("HardSigmoid", "hsig", {"a"}, {"h"});
+  auto* al = h->add_attribute();
+  al->set_name("alpha");
+  al->set_type(onnx::AttributeProto::FLOAT);
+  al->set_f(1.0f / 6.0f);
+  b.node("Mul", "hswish", {"h", "a"}, {"b"});
+  auto* l = b.node("LeakyRelu", "leaky", {"b"}, {"l"});
+  auto* la = l->add_attribute();
+  la->set_name("alpha");
+  la->set_type(onnx::AttributeProto::FLOAT);
+  la->set_f(0.125f);
+  b.node("HardSwish", "hs", {"l"}, {"k"});
+  b.node("Sigmoid", "sig2", {"k"}, {"q"});
+  b.node("GlobalAveragePool", "gap", {"q"}, {"p"});
+  b.node("Flatten", "flat", {"p"}, {"f"});
+  auto* gm = b.node("Gemm", "fc", {"f", "fw"}, {"y"});
+  b.i(gm, "transB", 1);
+  b.output("y");
+  sq::Graph g = b.import();
+  std::vector<std::string> ops;
+  for (const auto& n : g.nodes) ops.push_back(sq::op_name(n.op));
+  EXPECT_EQ(ops, (std::vector<std::string>{"input", "conv2d", "silu", "hardswish", "leaky_relu",
+                                           "hardswish", "sigmoid", "global_avgpool", "flatten",
+                                           "linear"}));
+  EXPECT_EQ(g.node("leaky").alpha, 0.125);
+}
+
+TEST(OnnxImport, OneReportForOperatorsAndAttributes) {
+  Builder b({2, 6, 6});
+  b.init("w", {4, 2, 3, 3});
+  auto* c = b.node("Conv", "conv", {"x", "w"}, {"c"});
+  b.ints(c, "dilations", {2, 2});
+  b.ints(c, "strides", {1, 2});
+  b.node("Softmax", "sm", {"c"}, {"s"});
+  auto* mp = b.node("MaxPool", "pool", {"s"}, {"p"});
+  b.ints(mp, "kernel_shape", {3, 3});
+  b.i(mp, "ceil_mode", 1);
+  b.i(b.node("Concat", "cat", {"p", "c"}, {"k"}), "axis", 1);
+  b.node("Sigmoid", "gate", {"p"}, {"g"});
+  b.node("Mul", "se", {"k", "g"}, {"m"});  // a squeeze-excitation-like product: not x * sigmoid(x)
+  auto* hs = b.node("HardSigmoid", "hsig", {"m"}, {"y"});  // ONNX's default alpha 0.2
+  (void)hs;
+  b.output("y");
+  std::string e = b.error();
+  for (const char* want :
+       {"t.onnx: unsupported ONNX operators: Softmax (node 'sm'), Concat of computed tensors "
+        "(node 'cat'), Mul (other than x * Sigmoid(x) or x * HardSigmoid(x)) (node 'se')",
+        "node 'hsig' (HardSigmoid): attribute alpha: 0.2 is not supported",
+        "; unsupported attributes: node 'conv' (Conv): attribute dilations: 2 is not supported",
+        "node 'conv' (Conv): attribute strides: [1, 2] is not square",
+        "node 'pool' (MaxPool): attribute ceil_mode: 1 is not supported"})
+    EXPECT_NE(e.find(want), std::string::npos) << want << "\n" << e;
 }
 
 TEST(OnnxImport, UnsupportedAttributesAreNamed) {

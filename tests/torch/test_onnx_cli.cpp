@@ -15,11 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <random>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "sigmaquant/data.h"
+#include "sigmaquant/engine.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/onnx.h"
@@ -65,19 +68,21 @@ bool have_node() { return std::system("command -v node >/dev/null 2>&1") == 0; }
     ASSERT_TRUE(ensure_ort());                                                          \
   } while (0)
 
-// Logits of ONNX Runtime for the first n images of d (raw, in [0, 1]).
+// Logits of ONNX Runtime for the first n images of d (raw, in [0, 1]); with `log`, ORT runs with
+// its verbose log, which goes there.
 std::vector<float> ort_logits(const std::string& model, const sq::Dataset& d, int64_t n,
-                              const std::string& dir) {
+                              const std::string& dir, std::string* log = nullptr) {
   const int64_t per = d.image_numel();
   std::string images(reinterpret_cast<const char*>(d.images.data()),
                      static_cast<size_t>(n * per) * sizeof(float));
   sq::write_file_atomic(dir + "/images.f32", images);
   int code = 0;
   std::string out = sh(fmt::format("node {}/tools/onnx/run_ort.js {} {}/images.f32 {}/logits.f32 "
-                                   "--shape {},{},{} --batch 100 --threads 2",
+                                   "--shape {},{},{} --batch 100 --threads 2{}",
                                    kSrc, model, dir, dir, d.image_shape[0], d.image_shape[1],
-                                   d.image_shape[2]),
+                                   d.image_shape[2], log ? " --verbose 1" : ""),
                        &code);
+  if (log) *log = out;
   EXPECT_EQ(code, 0) << out;
   std::string bytes = code == 0 ? sq::read_file(dir + "/logits.f32") : std::string();
   std::vector<float> v(bytes.size() / sizeof(float));
@@ -161,12 +166,159 @@ void check_agreement(const std::string& fp32, int wbits, int abits, int mid_bits
   EXPECT_GE(a, min_agree);
 }
 
+// How often `what` occurs in `text`.
+int occurrences(const std::string& text, const std::string& what) {
+  int k = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++k;
+  return k;
+}
+
+// The W8A8 export in the form ORT's QDQ fusion takes: ORT's optimizer (level "all", verbose log)
+// matches every conv's and every linear layer's DQ -> Conv/Gemm (-> Q) group (QLinearConv /
+// QGemm), and no float convolution is left for its NCHWc transformer; ORT's logits agree with
+// the integer engine's and the simulation's as before.
+void check_fused(const std::string& fp32) {
+  REQUIRE_ORT();
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!sq::file_exists(fp32)) GTEST_SKIP() << fp32 << " is missing";
+  std::string dir = sqtest::temp_dir("onnx_fused");
+  two_threads();
+  sq::Graph g = fp32.size() > 5 && fp32.substr(fp32.size() - 5) == ".onnx" ? sq::import_onnx(fp32)
+                                                                           : sq::load_graph(fp32);
+  if (g.input_mean.empty()) {
+    g.input_mean = {0.0f};
+    g.input_std = {1.0f};
+  }
+  sq::DataSpec spec;
+  sq::DataBundle data = sq::load_data(spec);
+  sq::PtqOptions po;
+  po.calib_samples = 256;
+  sq::QuantModel qm = sq::ptq(g, sq::BitConfig::uniform(g, 8, 8), sq::take(data.train, 2048), po);
+  const int64_t n = 500;
+  sq::Dataset d = sq::take(data.test, n);
+  sq::export_onnx(qm, dir + "/q.onnx");
+  std::string log;
+  std::vector<float> ort = ort_logits(dir + "/q.onnx", d, n, dir, &log);
+  int convs = 0, linears = 0;
+  for (const auto& nd : qm.graph.nodes) {
+    convs += nd.op == sq::Op::Conv2d;
+    linears += nd.op == sq::Op::Linear;
+  }
+  EXPECT_EQ(occurrences(log, "MatchAndProcess] Matched Conv"), convs) << log.substr(0, 4000);
+  EXPECT_EQ(occurrences(log, "MatchAndProcess] Matched Gemm"), linears);
+  EXPECT_EQ(occurrences(log, "NchwcTransformer modified: 1"), 0) << "float convolutions left";
+  std::vector<float> sim = sq::predict_quant(qm, d, n);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const int64_t k = ex.output_size();
+  ASSERT_EQ(ort.size(), static_cast<size_t>(n * k));
+  std::vector<float> eng(static_cast<size_t>(k));
+  int64_t with_engine = 0, with_sim = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ex.run(d.image(i), eng.data());
+    const int64_t o = argmax(&ort[i * k], k);
+    with_engine += o == argmax(eng.data(), k);
+    with_sim += o == argmax(&sim[i * k], k);
+  }
+  std::printf("[onnx] %s W8A8 fused: ORT vs engine %.2f%%, vs simulated %.2f%% (%ld images)\n",
+              g.name.c_str(), 100.0 * double(with_engine) / double(n),
+              100.0 * double(with_sim) / double(n), long(n));
+  EXPECT_GE(double(with_engine) / double(n), 0.99);
+  EXPECT_GE(double(with_sim) / double(n), 0.99);
+}
+
+TEST(OnnxOrt, ExportedW8A8FusesIntoQuantizedKernelsResnet20) {
+  check_fused(kSrc + "/models/resnet20-fmnist.sqg");
+}
+
+TEST(OnnxOrt, ExportedW8A8FusesIntoQuantizedKernelsImportedCnn) {
+  check_fused(kFixture);
+}
+
 TEST(OnnxOrt, ExportedW8A8AgreesWithSimulation) {
   check_agreement(kSrc + "/models/resnet20-fmnist.sqg", 8, 8, 0, 0.99, true);
 }
 
 TEST(OnnxOrt, ExportedMixedBitsAgreesWithSimulation) {
   check_agreement(kSrc + "/models/lenet5-fmnist.sqg", 8, 8, 4, 0.99);
+}
+
+// The fixtures of scripts/make_onnx_fixtures.py (torch.onnx.export at several opsets, static and
+// dynamic batch): imported, their float logits equal PyTorch's, stored in fixtures.json.
+TEST(OnnxFixtures, ImportedLogitsEqualPyTorch) {
+  const std::string dir = kSrc + "/tests/data/onnx";
+  auto j = nlohmann::json::parse(sq::read_file(dir + "/fixtures.json"));
+  sq::Dataset d;
+  d.image_shape = j["input_shape"].get<sq::Shape>();
+  d.images = j["images"].get<std::vector<float>>();
+  d.labels.assign(d.images.size() / static_cast<size_t>(d.image_numel()), 0);
+  two_threads();
+  ASSERT_GE(j["models"].size(), 4u);
+  for (const auto& m : j["models"]) {
+    const std::string file = m["file"];
+    sq::Graph g = sq::import_onnx(dir + "/" + file);
+    if (g.input_mean.empty()) {  // raw inputs, as PyTorch saw them
+      g.input_mean.assign(static_cast<size_t>(d.image_shape[0]), 0.0f);
+      g.input_std.assign(static_cast<size_t>(d.image_shape[0]), 1.0f);
+    }
+    d.num_classes = m["classes"];
+    std::vector<float> want = m["logits"].get<std::vector<float>>();
+    std::vector<float> got = sq::predict(g, d, d.size());
+    ASSERT_EQ(got.size(), want.size()) << file;
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, double(std::fabs(got[i] - want[i])));
+    EXPECT_LT(worst, 1e-4) << file << ": largest |logit difference| against PyTorch";
+  }
+}
+
+// The activation fixtures (hardswish, hardsigmoid, silu, sigmoid, leaky_relu), imported, W8A8
+// PTQ on random images: the integer engine and ONNX Runtime on the QDQ export agree with the
+// simulated model on top-1 (random weights: images whose simulated top-2 margin is under 1 % of
+// the logit range are left out, a rounding there decides).
+TEST(OnnxFixtures, ActivationNetsQuantizeAndRunOnEngineAndOrt) {
+  REQUIRE_ORT();
+  const std::string dir = kSrc + "/tests/data/onnx";
+  const std::string tmp = sqtest::temp_dir("onnx_acts");
+  two_threads();
+  const int64_t n = 600;
+  sq::Dataset d;
+  d.image_shape = {3, 16, 16};
+  d.num_classes = 10;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  d.images.resize(static_cast<size_t>(n * d.image_numel()));
+  for (float& v : d.images) v = u(rng);
+  d.labels.assign(static_cast<size_t>(n), 0);
+  for (const char* file : {"hswishnet-op13-dyn.onnx", "hswishnet-op17-dyn.onnx",
+                           "silunet-op13-dyn.onnx", "silunet-op17-dyn.onnx"}) {
+    sq::Graph g = sq::import_onnx(dir + "/" + file);
+    g.input_mean.assign(3, 0.0f);
+    g.input_std.assign(3, 1.0f);
+    sq::PtqOptions po;
+    po.calib_samples = 256;
+    sq::QuantModel qm = sq::ptq(g, sq::BitConfig::uniform(g, 8, 8), sq::take(d, 256), po);
+    std::vector<float> sim = sq::predict_quant(qm, d, n);
+    sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+    sq::export_onnx(qm, tmp + "/q.onnx");
+    std::vector<float> ort = ort_logits(tmp + "/q.onnx", d, n, tmp);
+    ASSERT_EQ(ort.size(), sim.size()) << file;
+    std::vector<float> eng(10);
+    int64_t counted = 0, with_engine = 0, with_ort = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* s = &sim[i * 10];
+      std::vector<float> sorted(s, s + 10);
+      std::sort(sorted.begin(), sorted.end());
+      if (sorted[9] - sorted[8] < 0.01f * (sorted[9] - sorted[0])) continue;
+      ++counted;
+      ex.run(d.image(i), eng.data());
+      with_engine += argmax(eng.data(), 10) == argmax(s, 10);
+      with_ort += argmax(&ort[i * 10], 10) == argmax(s, 10);
+    }
+    std::printf("[onnx] %s W8A8: engine %ld/%ld, ORT %ld/%ld agree with the simulation\n", file,
+                long(with_engine), long(counted), long(with_ort), long(counted));
+    EXPECT_GE(counted, n / 2) << file;
+    EXPECT_GE(double(with_engine), 0.99 * double(counted)) << file;
+    EXPECT_GE(double(with_ort), 0.99 * double(counted)) << file;
+  }
 }
 
 TEST(OnnxCli, ImportEvalPtq) {

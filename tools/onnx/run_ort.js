@@ -2,12 +2,15 @@
 // Runs an ONNX model with ONNX Runtime (onnxruntime-node, CPU) on raw float32 images.
 //
 //   node tools/onnx/run_ort.js MODEL.onnx IMAGES.f32 OUT.f32 --shape C,H,W [--batch B]
-//        [--threads T] [--spin 0|1] [--bench SECONDS]
+//        [--threads T] [--spin 0|1] [--bench SECONDS] [--verbose 0|1]
 //
 // IMAGES.f32 holds N images, float32 little-endian, N x C x H x W. They are run in batches of B
 // (default 64; the last one may be smaller) with T intra-op threads (default 1). OUT.f32 receives
 // the first output, float32, N x (its per-sample size). --bench repeats the whole run for at least SECONDS and prints
-// images/s. A JSON summary goes to stdout. ONNX Runtime is looked up in $SQ_ORT_DIR (default:
+// images/s. --verbose 1 turns on ONNX Runtime's verbose log (stderr): among much else it says which
+// QDQ node groups its optimizer fused ("MatchAndProcess] Matched Conv" per DQ -> Conv -> Q turned
+// into QLinearConv) and whether float convolutions were left for the NCHWc transformer
+// (onnxruntime-node 1.20 has no optimizedModelFilePath option). A JSON summary goes to stdout. ONNX Runtime is looked up in $SQ_ORT_DIR (default:
 // .cache/onnxruntime of the repository, installed by scripts/setup_onnxruntime.sh).
 'use strict';
 const fs = require('fs');
@@ -15,13 +18,14 @@ const path = require('path');
 
 function usage(msg) {
   process.stderr.write(`run_ort.js: ${msg}\nusage: run_ort.js MODEL.onnx IMAGES.f32 OUT.f32 ` +
-                       `--shape C,H,W [--batch B] [--threads T] [--spin 0|1] [--bench SECONDS]\n`);
+                       `--shape C,H,W [--batch B] [--threads T] [--spin 0|1] [--bench SECONDS] ` +
+                       `[--verbose 0|1]\n`);
   process.exit(2);
 }
 
 const args = process.argv.slice(2);
 const pos = [];
-const opt = {batch: 64, threads: 1, bench: 0, shape: null, spin: 1};
+const opt = {batch: 64, threads: 1, bench: 0, shape: null, spin: 1, verbose: 0};
 for (let i = 0; i < args.length; ++i) {
   const a = args[i];
   if (a.startsWith('--')) {
@@ -49,14 +53,16 @@ try {
 }
 
 async function main() {
-  const session = await ort.InferenceSession.create(modelPath, {
+  const options = {
     intraOpNumThreads: opt.threads,
     interOpNumThreads: 1,
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     // --spin 0: worker threads sleep instead of spinning between ops (kinder to a shared machine).
     extra: {session: {intra_op: {allow_spinning: String(opt.spin)}}},
-  });
+  };
+  if (opt.verbose) options.logSeverityLevel = 0;
+  const session = await ort.InferenceSession.create(modelPath, options);
   const inName = session.inputNames[0];
   const outName = session.outputNames[0];
   if (!opt.shape) usage('--shape C,H,W is required');

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# ONNX Runtime throughput of the QDQ export against the float ONNX (docs/results.md, "ONNX
+# Runtime"). Networks: the PyTorch-trained Fashion-MNIST CNN of tests/data/fmnist_cnn.onnx
+# (imported, W8A8 PTQ, exported) and resnet20 (models/resnet20-fmnist.sqg, W8A8 PTQ, exported;
+# there is no float ONNX of it). Every model runs in one ONNX Runtime process after another, 1
+# intra-op thread, at batch 1 and 64, on the first 1,000 Fashion-MNIST test images, and the
+# accuracy of each on those images is printed next to it (and, for the QDQ exports, the accuracy
+# of the simulated quantized model that `ptq` measured on the same images).
+#
+# Usage: bench/onnx_qdq.sh [BIN] [OUT_DIR]
+#   SECONDS_PER_RUN (default 5): how long each model/batch is timed.
+#   EXTRA_ONNX="name=path.onnx ..." adds models to the same run.
+#   BEFORE_EXPORTER=prog: a program `prog Q.sqg OUT.onnx` that writes the QDQ export the way an
+#   older build did (e.g. export.cpp of commit 44f075d linked into a 5-line main); its exports of
+#   the same quantized models join the run as cnn-qdq-before and resnet20-qdq-before.
+# Needs node + onnxruntime-node (scripts/setup_onnxruntime.sh) and the Fashion-MNIST files.
+set -euo pipefail
+BIN=${1:-build/bin/sigmaquant}
+OUT=${2:-runs/onnx-qdq}
+SECS=${SECONDS_PER_RUN:-5}
+DATA_DIR=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$OUT"
+bash "$ROOT/scripts/setup_onnxruntime.sh" > /dev/null
+
+# 1,000 test images as raw float32 in [0, 1] (N x 1 x 28 x 28).
+node -e '
+const fs = require("fs"), zlib = require("zlib");
+const raw = zlib.gunzipSync(fs.readFileSync(process.argv[1]));
+const n = 1000, per = 28 * 28, off = 16;
+const f = new Float32Array(n * per);
+for (let i = 0; i < n * per; ++i) f[i] = raw[off + i] / 255;
+fs.writeFileSync(process.argv[2], Buffer.from(f.buffer));
+' "$DATA_DIR/t10k-images-idx3-ubyte.gz" "$OUT/images.f32"
+acc() {  # top-1 accuracy of N x 10 float32 logits against the test labels
+  node -e '
+const fs = require("fs"), zlib = require("zlib");
+const lab = zlib.gunzipSync(fs.readFileSync(process.argv[1]));
+const b = fs.readFileSync(process.argv[2]);
+const y = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+const n = y.length / 10;
+let right = 0;
+for (let i = 0; i < n; ++i) {
+  let k = 0;
+  for (let j = 1; j < 10; ++j) if (y[i * 10 + j] > y[i * 10 + k]) k = j;
+  right += k === lab[8 + i];
+}
+console.log((100 * right / n).toFixed(1));
+' "$DATA_DIR/t10k-labels-idx1-ubyte.gz" "$1"
+}
+
+"$BIN" import "$ROOT/tests/data/fmnist_cnn.onnx" -o "$OUT/cnn.sqg" --input-mean 0 --input-std 1 \
+  > /dev/null
+for m in cnn:"$OUT/cnn.sqg" resnet20:"$ROOT/models/resnet20-fmnist.sqg"; do
+  name=${m%%:*}
+  "$BIN" ptq -m "${m#*:}" --wbits 8 --abits 8 --calib-samples 256 --limit-train 2048 \
+    --limit-test 1000 --quiet --json -o "$OUT/$name.q.sqg" > "$OUT/$name.ptq.json"
+  "$BIN" export -m "$OUT/$name.q.sqg" --format onnx -o "$OUT/$name.qdq.onnx" > /dev/null
+done
+
+models=("cnn-float=$ROOT/tests/data/fmnist_cnn.onnx" "cnn-qdq=$OUT/cnn.qdq.onnx"
+        "resnet20-qdq=$OUT/resnet20.qdq.onnx")
+if [ -n "${BEFORE_EXPORTER:-}" ]; then
+  for name in cnn resnet20; do
+    "$BEFORE_EXPORTER" "$OUT/$name.q.sqg" "$OUT/$name.qdq-before.onnx"
+    models+=("$name-qdq-before=$OUT/$name.qdq-before.onnx")
+  done
+fi
+for e in ${EXTRA_ONNX:-}; do models+=("$e"); done
+for name in cnn resnet20; do
+  node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
+console.log(`${process.argv[2]} simulated W8A8 accuracy ${(100 * j.accuracy).toFixed(1)} %, fp32 ` +
+            `${(100 * j.fp32_accuracy).toFixed(1)} % (first 1,000 test images)`);' \
+    "$OUT/$name.ptq.json" "$name"
+done
+printf '%-16s %14s %14s %10s\n' model 'img/s batch 1' 'img/s batch 64' 'ORT acc %'
+for m in "${models[@]}"; do
+  name=${m%%=*} path=${m#*=}
+  r1=$(node "$ROOT/tools/onnx/run_ort.js" "$path" "$OUT/images.f32" "$OUT/$name.logits.f32" \
+         --shape 1,28,28 --batch 1 --threads 1 --bench "$SECS")
+  r64=$(node "$ROOT/tools/onnx/run_ort.js" "$path" "$OUT/images.f32" "$OUT/$name.logits.f32" \
+          --shape 1,28,28 --batch 64 --threads 1 --bench "$SECS")
+  ips() { node -e 'console.log(JSON.parse(process.argv[1]).images_per_s.toFixed(0))' "$1"; }
+  printf '%-16s %14s %14s %10s\n' "$name" "$(ips "$r1")" "$(ips "$r64")" \
+    "$(acc "$OUT/$name.logits.f32")"
+done
