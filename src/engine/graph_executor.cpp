@@ -226,6 +226,19 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
            g.nodes[node].name);
     return v;
   };
+  // A Lut step: node's codes = table[input codes], held at point `q_node`.
+  auto push_table = [&](int node, const Val& in, const std::array<uint8_t, 256>& t, int q_node) {
+    Step st;
+    st.kind = Step::Kind::Lut;
+    st.name = g.nodes[node].name;
+    st.in = in.buf;
+    st.n = numel_of(node);
+    st.table = static_cast<int>(ex.luts_.size());
+    ex.luts_.push_back(t);
+    st.out = new_buffer(st.n);
+    push(st);
+    val[node] = {st.out, q_node, true};
+  };
   // Codes at point p → codes at point q through an optional activation, by a 256-entry table.
   auto lut_step = [&](int node, const Val& in, int q_node, bool relu, bool relu6) {
     const ActQuant& p = point(in.point);
@@ -239,16 +252,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
       t[c] = static_cast<uint8_t>(
           std::clamp<int64_t>(int64_t{requantize(v, m)} + q.zero_point, lo, hi));
     }
-    Step st;
-    st.kind = Step::Kind::Lut;
-    st.name = g.nodes[node].name;
-    st.in = in.buf;
-    st.n = numel_of(node);
-    st.table = static_cast<int>(ex.luts_.size());
-    ex.luts_.push_back(t);
-    st.out = new_buffer(st.n);
-    push(st);
-    val[node] = {st.out, q_node, true};
+    push_table(node, in, t, q_node);
   };
   // A table-driven activation (sigmoid, hardswish, ...): codes at the input's point → the
   // function in float, as the simulation computes it on the dequantized value → codes at the
@@ -266,16 +270,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
       const float r = std::nearbyint(y / q.scale) + static_cast<float>(q.zero_point);
       t[c] = static_cast<uint8_t>(std::clamp(r, 0.0f, static_cast<float>(q.qmax())));
     }
-    Step st;
-    st.kind = Step::Kind::Lut;
-    st.name = a.name;
-    st.in = in.buf;
-    st.n = numel_of(node);
-    st.table = static_cast<int>(ex.luts_.size());
-    ex.luts_.push_back(t);
-    st.out = new_buffer(st.n);
-    push(st);
-    val[node] = {st.out, node, true};
+    push_table(node, in, t, node);
   };
   // A node that is a point but holds another point's codes is rescaled to its own.
   auto ensure_point = [&](int node) {

@@ -115,6 +115,25 @@ int export_and_compare(const sq::QuantModel& qm, int n, uint64_t seed, const std
 }
 
 // Σ ceil-free params × bits / 8 of the weight layers, and the packed bytes pack_rows gives.
+// Every quantization point's range from the float simulation of `count` images (min/max over
+// all of them): the activation quantizers a calibration would give.
+void calibrate_from_simulation(sq::QuantModel& qm, const std::vector<float>& imgs, int count) {
+  const auto pts = sq::activation_quant_points(qm.graph, qm.bits);
+  const int64_t numel = static_cast<int64_t>(imgs.size()) / count;
+  std::map<int, std::pair<float, float>> range;
+  for (int k = 0; k < count; ++k) {
+    auto v = sqtest::simulate_nodes(qm, imgs.data() + k * numel, false);
+    for (const auto& [node, bits] : pts) {
+      auto [lo, hi] = std::minmax_element(v[node].begin(), v[node].end());
+      auto& r = range.try_emplace(node, 0.0f, 0.0f).first->second;
+      r = {std::min(r.first, *lo), std::max(r.second, *hi)};
+    }
+  }
+  for (const auto& [node, bits] : pts)
+    qm.acts[qm.graph.nodes[node].name] =
+        sq::act_quant_from_range({range[node].first, range[node].second}, bits);
+}
+
 std::pair<double, int64_t> weight_sizes(const sq::QuantModel& qm) {
   const sq::IntModel im = sq::integerize(qm);
   double ideal = 0;
@@ -217,20 +236,7 @@ TEST(ExportC, AvgPoolGroupsAndFusedChains) {
   qm.bits.layers["c3"].wbits = 1;
   qm.bits.layers["c3"].abits = 3;
   qm.weight_scales = sq::max_weight_scales(g, qm.bits);
-  const auto pts = sq::activation_quant_points(g, qm.bits);
-  const std::vector<float> imgs = sqtest::random_images(4, 200, 8);
-  std::map<int, std::pair<float, float>> range;
-  for (int k = 0; k < 4; ++k) {
-    auto v = sqtest::simulate_nodes(qm, imgs.data() + k * 200, false);
-    for (const auto& [node, bits] : pts) {
-      auto [lo, hi] = std::minmax_element(v[node].begin(), v[node].end());
-      auto& r = range.try_emplace(node, 0.0f, 0.0f).first->second;
-      r = {std::min(r.first, *lo), std::max(r.second, *hi)};
-    }
-  }
-  for (const auto& [node, bits] : pts)
-    qm.acts[g.nodes[node].name] =
-        sq::act_quant_from_range({range[node].first, range[node].second}, bits);
+  calibrate_from_simulation(qm, sqtest::random_images(4, 200, 8), 4);
   EXPECT_EQ(export_and_compare(qm, 300, 12, "custom"), 300);
 }
 
@@ -261,19 +267,7 @@ TEST(ExportC, TableDrivenActivations) {
   for (const char* a : {"hswish", "silu", "sig", "leaky", "hsig", "c1", "dw", "c2", "c3", "c4"})
     EXPECT_TRUE(pts.count(g.index_of(a))) << a << " is not a quantization point";
   const int64_t numel = 3 * 12 * 12;
-  const std::vector<float> calib = sqtest::random_images(16, numel, 3);
-  std::map<int, std::pair<float, float>> range;
-  for (int k = 0; k < 16; ++k) {
-    auto v = sqtest::simulate_nodes(qm, calib.data() + k * numel, false);
-    for (const auto& [node, bits] : pts) {
-      auto [lo, hi] = std::minmax_element(v[node].begin(), v[node].end());
-      auto& r = range.try_emplace(node, 0.0f, 0.0f).first->second;
-      r = {std::min(r.first, *lo), std::max(r.second, *hi)};
-    }
-  }
-  for (const auto& [node, bits] : pts)
-    qm.acts[g.nodes[node].name] =
-        sq::act_quant_from_range({range[node].first, range[node].second}, bits);
+  calibrate_from_simulation(qm, sqtest::random_images(16, numel, 3), 16);
 
   sq::GraphExecutor ex = sq::GraphExecutor::prepare(g, sq::integerize(qm));
   int luts = 0;
