@@ -17,7 +17,8 @@ namespace {
 
 // ---- sigmaquant: Phase 1 from sigma, Phase 2 with short QAT cycles ----
 
-MethodResult run_sigmaquant(MethodContext& c) {
+// SigmaQuant with Phase 2 cycles of `cycle_epochs` (0: steps scored by PTQ alone).
+MethodResult sigmaquant_with_cycles(MethodContext& c, double cycle_epochs) {
   const AllocationRequest& r = c.request;
   MethodResult out;
   Phase1Options o1;
@@ -38,7 +39,7 @@ MethodResult run_sigmaquant(MethodContext& c) {
   o2.band = r.band;
   o2.minimize = r.minimize;
   o2.max_iterations = r.max_iterations;
-  o2.cycle_epochs = r.cycle_epochs;
+  o2.cycle_epochs = cycle_epochs;
   o2.max_raises = r.max_raises;
   o2.candidate_bits = c.candidates;
   o2.pinned = c.pinned;
@@ -96,17 +97,16 @@ MethodResult run_sigmaquant(MethodContext& c) {
   return out;
 }
 
+MethodResult run_sigmaquant(MethodContext& c) {
+  return sigmaquant_with_cycles(c, c.request.cycle_epochs);
+}
+
 // SigmaQuant with Phase 2 scored by PTQ on the validation set instead of QAT cycles: the same
 // Phase 1 and the same KL-guided moves, a search that trains nothing (issue 16: a cheaper
 // search); the final QAT starts from the best step's PTQ model.
 MethodResult run_sigmaquant_ptq(MethodContext& c) {
-  AllocationRequest r = c.request;
-  r.cycle_epochs = 0;
   c.log.settings["cycle_epochs"] = 0;
-  MethodContext ptq{r,        c.fp32,     c.folded,    c.cost,   c.budgets,         c.candidates,
-                    c.pinned, c.train,    c.val,       c.oracle, c.accuracy_target, c.previous,
-                    c.log,    c.observer, c.checkpoint};
-  return run_sigmaquant(ptq);
+  return sigmaquant_with_cycles(c, 0);
 }
 
 MethodResult run_uniform(MethodContext& c) {

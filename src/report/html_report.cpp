@@ -390,11 +390,7 @@ Pareto aggregate(const Pareto& pa) {
          {&Point::avg_bits, &Point::weight_bytes, &Point::energy_j, &Point::latency_s,
           &Point::qat_epochs, &Point::seconds})
       m.*f = mean_of(f);
-    for (const Point* q : g)  // (an aggregated point brings its seeds along)
-      if (q->accuracies.empty())
-        m.accuracies.push_back(q->accuracy);
-      else
-        m.accuracies.insert(m.accuracies.end(), q->accuracies.begin(), q->accuracies.end());
+    for (const Point* q : g) m.accuracies.push_back(q->accuracy);
     m.accuracy = mean_std(m.accuracies).mean;
     m.seed.reset();
     out.points.push_back(m);
@@ -783,8 +779,8 @@ void trajectory_section(Html& h, const RunLog& r) {
   h << "</table>\n</section>\n";
 }
 
-std::string pareto_plot(const Pareto& raw, const std::string& metric) {
-  const Pareto pa = aggregate(raw);
+// `pa`: aggregated (one point per method and budget, see aggregate()).
+std::string pareto_plot(const Pareto& pa, const std::string& metric) {
   double max = 0;
   bool any = false;
   for (const auto& pt : pa.points)
@@ -967,7 +963,7 @@ void write_report(const std::string& path, const nlohmann::json& run_log,
 
 std::string pareto_svg(const nlohmann::json& pareto, const std::string& metric) {
   check_metric(metric);
-  return pareto_plot(parse_pareto(pareto, "pareto"), metric);
+  return pareto_plot(aggregate(parse_pareto(pareto, "pareto")), metric);
 }
 
 nlohmann::json pareto_front(const nlohmann::json& points, const std::string& metric) {
