@@ -99,10 +99,23 @@ enum class SolverBackend { Auto, BranchAndBound };
 // Budget values are computed exactly as CostEvaluator does (per-layer terms summed in graph order),
 // so "fits" here is bit-for-bit the verdict of check_budgets on the returned BitConfig. Copies
 // share the tables and the cached feasibility verdict: use one solver per thread.
+// The activation widths an assignment is solved under: each weight layer's input at `layers[name]`
+// where given, else at `all`. (With activation widths fixed, every budget stays a sum of per-layer
+// terms of the weight bits alone: the solver's tables are built at these widths.)
+struct LayerActivationBits {
+  int all = 8;
+  std::map<std::string, int> layers;
+};
+
 class AssignmentSolver {
  public:
   AssignmentSolver(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                    const std::vector<int>& candidates, int abits,
+                   const std::map<std::string, int>& pinned = {},
+                   Granularity granularity = Granularity::PerChannel);
+  // Per-layer activation widths (searched activation bits: joint_allocation in search.h).
+  AssignmentSolver(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                   const std::vector<int>& candidates, const LayerActivationBits& abits,
                    const std::map<std::string, int>& pinned = {},
                    Granularity granularity = Granularity::PerChannel);
 
@@ -136,7 +149,7 @@ class AssignmentSolver {
   std::vector<BudgetCheck> check(const BitConfig& bits) const;
   bool fits(const BitConfig& bits) const;
   // The BitConfig of the given free-layer widths (others: pinned bits; missing: smallest
-  // candidate), with the solver's activation bits and granularity.
+  // candidate), with the solver's activation bits (per layer) and granularity.
   BitConfig config(const std::map<std::string, int>& wbits) const;
   void set_backend(SolverBackend b) { backend_ = b; }
 
@@ -207,6 +220,7 @@ struct Phase1Options {
   std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};  // ascending, unique, 1..8; then
                                                          // candidate_widths(., target)
   int abits = 8;                                         // activation bits of every layer
+  std::map<std::string, int> layer_abits;  // per-layer input activation bits (else abits)
   std::map<std::string, int> pinned;                     // layer name -> weight bits, never moved
   Granularity granularity = Granularity::PerChannel;
   bool fold_bn = true;  // sigma of the BN-folded weights (what is deployed)

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "sigmaquant/alloc.h"
 #include "sigmaquant/bits.h"
 #include "sigmaquant/cost.h"
 #include "sigmaquant/graph.h"
@@ -164,6 +165,10 @@ BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budg
 BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                             const std::vector<int>& candidates, int abits, uint64_t seed,
                             const std::map<std::string, int>& pinned = {});
+// The same at given per-layer activation widths.
+BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                            const std::vector<int>& candidates, const LayerActivationBits& abits,
+                            uint64_t seed, const std::map<std::string, int>& pinned = {});
 
 // Every assignment over `candidates` of the layers not pinned that fits (for exhaustive search on
 // small networks; throws above `limit` combinations).
@@ -179,6 +184,91 @@ double weight_kl(const Node& layer, int bits, int bins = 256);
 // Per-channel symmetric scales minimising the rounding MSE (clip ratio searched on a grid):
 // better starting scales than max|w| at 2-4 bits.
 std::vector<float> mse_weight_scales(const Node& layer, int bits, bool per_channel = true);
+
+// ---- searched activation widths (src/alloc/activation_search.cpp; docs/method.md) ----
+//
+// An activation point is a tensor read by weight layers (a layer's LayerBits::abits is the width
+// of its input point, so every reader of a point gets the same width). The layer-wise allocators
+// search the points' widths from a set (--abits-set) by an outer search over point widths around
+// their own weight allocation at those widths, scoring weight damage + activation damage (each
+// allocator's own units: docs/method.md says which).
+
+struct ActivationPoint {
+  int node = -1;
+  std::string name;                 // the producing node
+  std::vector<std::string> layers;  // the weight layers that read it
+  int64_t elements = 0;             // per sample
+  bool fixed = false;               // read by a pinned layer: kept at the widest width
+};
+// The points read by weight layers, in order of their first reader. The graph's shapes must be
+// inferred.
+std::vector<ActivationPoint> activation_points(const Graph& g,
+                                               const std::map<std::string, int>& pinned = {});
+// The per-layer activation bits of point widths (point name -> bits; points not given: other).
+LayerActivationBits point_widths_to_layers(const std::vector<ActivationPoint>& points,
+                                           const std::map<std::string, int>& widths, int other);
+
+struct WeightAllocation {
+  BitConfig bits;     // fits every budget at the given activation widths
+  double damage = 0;  // the allocator's weight damage of it
+};
+// The allocator's weight assignment at given activation widths; nullopt when none fits.
+using WeightAllocator = std::function<std::optional<WeightAllocation>(const LayerActivationBits&)>;
+// Damage of point `point` at `bits` (finite, >= 0; smaller is better).
+using PointObjective = std::function<double(const std::string& point, int bits)>;
+
+struct ActivationSearchOptions {
+  std::vector<int> abits;   // candidate widths
+  // Empty: local search (from the widest everywhere, points lowered one step at a time while no
+  // weights fit, then best-improvement moves of one point to any width until none helps).
+  // Else a group per point (0 = smallest statistic, e.g. SigmaQuant's sigma clusters): every
+  // monotone map of groups to widths (a larger group never gets fewer bits) is scored.
+  std::vector<int> groups;
+  int max_rounds = 0;  // local search: 0 = 4 x free points x widths
+};
+
+struct ActivationSearchResult {
+  BitConfig bits;                        // weights and per-layer activation widths
+  std::map<std::string, int> point_bits;  // point name -> width
+  double weight_damage = 0, activation_damage = 0;
+  int evaluations = 0;                    // activation states scored
+};
+
+// Throws sq::Error (the exact solver's reason at the narrowest widths) when no activation widths
+// let any weight assignment fit every budget.
+ActivationSearchResult search_activation_widths(
+    const Graph& g, const CostEvaluator& ce, const Budgets& b, const std::vector<int>& candidates,
+    const std::map<std::string, int>& pinned, const std::vector<ActivationPoint>& points,
+    const ActivationSearchOptions& o, const WeightAllocator& allocate,
+    const PointObjective& damage);
+
+// The local search around the exact solver: the weights minimise sum weight_damage subject to
+// every budget at each activation state (hessian and adaptive with searched activation widths).
+ActivationSearchResult joint_exact_allocation(const Graph& g, const CostEvaluator& ce,
+                                              const Budgets& b, const std::vector<int>& candidates,
+                                              const std::map<std::string, int>& pinned,
+                                              const std::vector<int>& abits,
+                                              const LayerObjective& weight_damage,
+                                              const PointObjective& point_damage);
+
+// SigmaQuant Phase 1 with searched activation widths: the free points (not read by a pinned
+// layer) are clustered by exact 1-D k-means on log sigma of their calibrated activations
+// (`point_sigma`, by point name; k by silhouette up to the number of widths), every monotone map
+// of clusters to widths (larger sigma, never fewer bits) gets Phase 1 of the weights at those
+// widths, and the map with the least total damage proxy wins: Phase 1's weight damage plus
+// kappa x n_q sigma_q^2 4^-a per point, kappa = (RMS weight sigma / RMS activation sigma)^2.
+// `info` receives the search (point widths, damages). Budgets and candidates as in `o`.
+Phase1Result sigmaquant_phase1_with_activations(const Graph& g, const Target& t,
+                                                const Phase1Options& o,
+                                                const std::vector<int>& abits,
+                                                const std::map<std::string, double>& point_sigma,
+                                                ActivationSearchResult* info = nullptr);
+
+// The weight damages of the baselines (minimised by the exact solver):
+//   hessian:  trace_l / n_l x ||Q_b(W_l) - W_l||^2
+//   adaptive: p_l / t_l x ||Q_b(W_l) - W_l||^2   (Zhou's logit noise relative to robustness)
+// quantization_error(layer, bits) = ||Q_b(W) - W||^2 with per-channel max scales.
+double weight_quantization_error(const Node& layer, int bits);
 
 // ---- LibTorch parts (src/torch/search.cpp) ----
 
@@ -232,5 +322,38 @@ std::map<std::string, double> hutchinson_traces(const Graph& g, const Dataset& d
 void adaptive_measure(const Graph& g, const Dataset& data, int64_t samples, double drop,
                       uint64_t seed, std::map<std::string, double>& p,
                       std::map<std::string, double>& t);
+
+// ---- activation measurements for searched activation widths (src/torch/search.cpp) ----
+// All on the BN-folded graph, per activation point (activation_points(), by node name).
+
+struct ActivationStats {
+  double sigma = 0;       // population std over `samples` images and the point's elements
+  int64_t elements = 0;   // per sample
+  double lo = 0, hi = 0;  // observed range
+  // Per width a: E_sample ||Q_a(x) - x||^2 of an affine a-bit quantizer over [lo, hi] shrunk by
+  // the clip ratio (of a grid 1, 0.9, ..., 0.3) that minimises it: the quantization noise energy
+  // of the point per image.
+  std::map<int, double> noise;
+};
+std::map<std::string, ActivationStats> activation_statistics(const Graph& g, const Dataset& data,
+                                                             int64_t samples,
+                                                             const std::vector<int>& widths);
+
+// Hutchinson estimate of the Hessian trace of the (batch-mean) cross-entropy with respect to each
+// point's activations (HAWQ-V2's activation sensitivity): damage at a bits = trace / elements x
+// noise(a), in the units of the weights' trace / n x ||Q_b(W) - W||^2.
+std::map<std::string, double> activation_hessian_traces(const Graph& g, const Dataset& data,
+                                                        int64_t samples, int iterations,
+                                                        uint64_t seed);
+
+// Zhou et al.'s measurements for activation points: Gaussian noise added to one point's
+// activations (sigma x 0.01 for the gain, bisection for the robustness), as adaptive_measure does
+// for weights: p = E||dlogits||^2 / E||dx||^2 per image, t = the logit-noise energy at which
+// accuracy first drops by `drop`.
+void adaptive_measure_activations(const Graph& g, const Dataset& data, int64_t samples,
+                                  double drop, uint64_t seed,
+                                  const std::map<std::string, ActivationStats>& stats,
+                                  std::map<std::string, double>& p,
+                                  std::map<std::string, double>& t);
 
 }  // namespace sq

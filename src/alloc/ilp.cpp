@@ -79,7 +79,7 @@ struct AssignmentSolver::Impl {
   Budgets budgets;
   std::string target;
   std::vector<int> cand;
-  int abits = 8;
+  std::vector<int> abits;  // per layer (graph order): its input activation's bits
   Granularity granularity = Granularity::PerChannel;
   std::map<std::string, int> pinned;
   std::vector<std::string> layers;      // every weight layer, graph order
@@ -108,12 +108,12 @@ struct AssignmentSolver::Impl {
     return true;
   }
   BitConfig config(const std::vector<int>& choice) const {
-    BitConfig c = BitConfig::uniform(*g, cand.front(), abits);
+    BitConfig c = BitConfig::uniform(*g, cand.front(), abits.front());
     for (size_t l = 0; l < layers.size(); ++l) {
       LayerBits& lb = c.layers[layers[l]];
       auto p = pinned.find(layers[l]);
       lb.wbits = p != pinned.end() ? p->second : cand[choice[l]];
-      lb.abits = abits;
+      lb.abits = abits[l];
       lb.granularity = granularity;
       lb.channel_wbits.clear();
     }
@@ -132,6 +132,14 @@ struct AssignmentSolver::Impl {
 AssignmentSolver::AssignmentSolver(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                                    const std::vector<int>& candidates, int abits,
                                    const std::map<std::string, int>& pinned,
+                                   Granularity granularity)
+    : AssignmentSolver(g, ce, b, candidates, LayerActivationBits{abits, {}}, pinned,
+                       granularity) {}
+
+AssignmentSolver::AssignmentSolver(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                                   const std::vector<int>& candidates,
+                                   const LayerActivationBits& abits,
+                                   const std::map<std::string, int>& pinned,
                                    Granularity granularity) {
   auto im = std::make_shared<Impl>();
   Impl& I = *im;
@@ -140,10 +148,21 @@ AssignmentSolver::AssignmentSolver(const Graph& g, const CostEvaluator& ce, cons
   I.budgets = b;
   I.target = ce.target().name;
   I.cand = candidate_widths(candidates, ce.target());
-  I.abits = abits;
   I.granularity = granularity;
   I.pinned = pinned;
   for (int i : g.weight_layers()) I.layers.push_back(g.nodes[i].name);
+  for (const auto& [n, a] : abits.layers)
+    if (std::find(I.layers.begin(), I.layers.end(), n) == I.layers.end())
+      fail("assignment solver: activation bits given for '{}', which is not a weight layer of "
+           "model '{}'", n, g.name);
+  for (const std::string& n : I.layers) {
+    auto it = abits.layers.find(n);
+    I.abits.push_back(it != abits.layers.end() ? it->second : abits.all);
+    if (I.abits.back() < kMinActBits || I.abits.back() > kMaxActBits)
+      fail("assignment solver: activation bits {} of layer '{}' are out of range (expected {}..{})",
+           I.abits.back(), n, kMinActBits, kMaxActBits);
+  }
+  if (I.layers.empty()) I.abits.push_back(abits.all);
   for (const auto& [n, bits] : pinned)
     if (std::find(I.layers.begin(), I.layers.end(), n) == I.layers.end())
       fail("assignment solver: pinned layer '{}' is not a weight layer of model '{}'", n, g.name);
@@ -724,7 +743,7 @@ std::vector<BudgetCheck> AssignmentSolver::check(const BitConfig& bits) const {
     const LayerBits& lb = bits.for_layer(I.layers[l]);
     auto p = I.pinned.find(I.layers[l]);
     auto c = std::find(I.cand.begin(), I.cand.end(), lb.wbits);
-    const bool ok = lb.abits == I.abits && lb.granularity == I.granularity &&
+    const bool ok = lb.abits == I.abits[l] && lb.granularity == I.granularity &&
                     lb.channel_wbits.empty() &&
                     (p != I.pinned.end() ? lb.wbits == p->second : c != I.cand.end());
     if (!ok) return check_budgets(I.ce->evaluate(bits), I.budgets);
@@ -768,8 +787,12 @@ bool AssignmentSolver::feasible() const {
 std::string AssignmentSolver::why_infeasible() const {
   if (feasible()) return "";
   const Impl& I = *impl_;
-  std::string head = fmt::format("no assignment over {} (activations at {} bits{}) fits target '{}'",
-                                 widths_text(I.cand), I.abits,
+  const bool one_width = std::all_of(I.abits.begin(), I.abits.end(),
+                                    [&](int a) { return a == I.abits.front(); });
+  const std::string acts = one_width ? fmt::format("activations at {} bits", I.abits.front())
+                                     : std::string("activation widths as given");
+  std::string head = fmt::format("no assignment over {} ({}{}) fits target '{}'",
+                                 widths_text(I.cand), acts,
                                  I.pinned.empty() ? "" : ", pinned layers as given", I.target);
   std::string over, alone;
   for (const BudgetCheck& f : I.floors) {

@@ -454,10 +454,15 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
 
 namespace {
 
-BitConfig with_bits(const Graph& g, int abits, const std::map<std::string, int>& wbits) {
-  BitConfig c = BitConfig::uniform(g, 8, abits);
+BitConfig with_bits(const Graph& g, const LayerActivationBits& abits,
+                    const std::map<std::string, int>& wbits) {
+  BitConfig c = BitConfig::uniform(g, 8, abits.all);
+  for (const auto& [n, a] : abits.layers) c.layers.at(n).abits = a;
   for (const auto& [n, bits] : wbits) set_wbits(c, n, bits);
   return c;
+}
+BitConfig with_bits(const Graph& g, int abits, const std::map<std::string, int>& wbits) {
+  return with_bits(g, LayerActivationBits{abits, {}}, wbits);
 }
 
 int nearest_candidate(const std::vector<int>& cand, double x) {
@@ -524,6 +529,15 @@ BitConfig adaptive_allocation(const Graph& g, const CostEvaluator& ce, const Bud
   return *r;
 }
 
+double weight_quantization_error(const Node& layer, int bits) {
+  const Tensor& w = layer.params.at("weight");
+  Tensor dq = dequantize(quantize_weights_symmetric(w, bits, true));
+  double err = 0;
+  for (int64_t k = 0; k < w.size(); ++k)
+    err += double(dq.data[k] - w.data[k]) * (dq.data[k] - w.data[k]);
+  return err;
+}
+
 BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                              const std::map<std::string, double>& traces,
                              const std::vector<int>& candidates, int abits,
@@ -537,15 +551,8 @@ BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budg
     if (pinned.count(n.name)) continue;
     auto tr = traces.find(n.name);
     if (tr == traces.end()) fail("hessian: no trace for layer '{}'", n.name);
-    const Tensor& w = n.params.at("weight");
-    double avg_trace = tr->second / static_cast<double>(w.size());
-    for (int bits : cand) {
-      Tensor dq = dequantize(quantize_weights_symmetric(w, bits, true));
-      double err = 0;
-      for (int64_t k = 0; k < w.size(); ++k)
-        err += double(dq.data[k] - w.data[k]) * (dq.data[k] - w.data[k]);
-      damage[n.name][bits] = avg_trace * err;
-    }
+    double avg_trace = tr->second / static_cast<double>(n.params.at("weight").size());
+    for (int bits : cand) damage[n.name][bits] = avg_trace * weight_quantization_error(n, bits);
   }
   // The integer program of HAWQ-V3: minimise the damage subject to every budget at once.
   solver.require_feasible("hessian");
@@ -559,6 +566,12 @@ BitConfig hessian_allocation(const Graph& g, const CostEvaluator& ce, const Budg
 BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
                             const std::vector<int>& candidates, int abits, uint64_t seed,
                             const std::map<std::string, int>& pinned) {
+  return random_allocation(g, ce, b, candidates, LayerActivationBits{abits, {}}, seed, pinned);
+}
+
+BitConfig random_allocation(const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                            const std::vector<int>& candidates, const LayerActivationBits& abits,
+                            uint64_t seed, const std::map<std::string, int>& pinned) {
   if (candidates.empty()) fail("random: no candidate bitwidths");
   const std::vector<int> cand = candidate_widths(candidates, ce.target());
   std::mt19937_64 rng(seed);

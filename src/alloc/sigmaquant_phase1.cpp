@@ -31,6 +31,10 @@ void check_options(const Graph& g, const Phase1Options& o) {
   if (o.abits < kMinActBits || o.abits > kMaxActBits)
     fail("phase 1: activation bits {} are out of range (expected {}..{})", o.abits, kMinActBits,
          kMaxActBits);
+  for (const auto& [name, a] : o.layer_abits)
+    if (a < kMinActBits || a > kMaxActBits)
+      fail("phase 1: activation bits {} of layer '{}' are out of range (expected {}..{})", a, name,
+           kMinActBits, kMaxActBits);
   for (const auto& [name, bits] : o.pinned) {
     int idx = -1;
     for (size_t i = 0; i < g.nodes.size(); ++i)
@@ -139,7 +143,8 @@ Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Opti
   for (const Phase1Layer& L : r.layers) {
     LayerBits lb;
     lb.wbits = L.pinned ? L.bits : cand[0];
-    lb.abits = o.abits;
+    auto a = o.layer_abits.find(L.name);
+    lb.abits = a != o.layer_abits.end() ? a->second : o.abits;
     lb.granularity = o.granularity;
     cfg.layers[L.name] = lb;
   }
@@ -148,7 +153,8 @@ Phase1Result sigmaquant_phase1(const Graph& g, const Target& t, const Phase1Opti
   // Feasibility, decided exactly over every assignment of the candidates (each budget's floor
   // is every layer at its cheapest candidate for it, which under mcu can be 8 bits; budgets that
   // can each be met alone but not together are refused too, by the exact solver).
-  const AssignmentSolver solver(g, ev, budgets, cand, o.abits, o.pinned, o.granularity);
+  const AssignmentSolver solver(g, ev, budgets, cand, LayerActivationBits{o.abits, o.layer_abits},
+                                o.pinned, o.granularity);
   solver.require_feasible("phase 1");
   r.candidates = cand;
   // The fitter's budget verdicts: check_budgets(ev.evaluate(cfg)) bit for bit, from the solver's

@@ -3,7 +3,9 @@
 // start the final QAT from. Add one with register_method(); the built-ins are one table below.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <mutex>
+#include <random>
 
 #include "pipeline_internal.h"
 #include "sigmaquant/alloc.h"
@@ -11,9 +13,24 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
+#include "sigmaquant/random.h"
 
 namespace sq {
 namespace {
+
+// ---- searched activation widths (request.abits_set of two or more widths) ----
+
+bool searches_activations(const AllocationRequest& r) { return r.abits_set.size() > 1; }
+
+void log_activation_search(MethodContext& c, const ActivationSearchResult& s,
+                           const std::string& damage) {
+  c.log.settings["activation_search"] = {{"abits_set", c.request.abits_set},
+                                         {"damage", damage},
+                                         {"point_bits", s.point_bits},
+                                         {"weight_damage", s.weight_damage},
+                                         {"activation_damage", s.activation_damage},
+                                         {"states_scored", s.evaluations}};
+}
 
 // ---- sigmaquant: Phase 1 from sigma, Phase 2 with short QAT cycles ----
 
@@ -26,7 +43,20 @@ MethodResult sigmaquant_with_cycles(MethodContext& c, double cycle_epochs) {
   o1.abits = r.abits;
   o1.pinned = c.pinned;
   o1.budgets = c.budgets;
-  Phase1Result p1 = sigmaquant_phase1(c.fp32, c.cost.target(), o1);
+  Phase1Result p1;
+  if (searches_activations(r)) {
+    // Activation widths searched: sigma of the calibrated activations clusters the points.
+    std::map<std::string, double> sigma;
+    for (const auto& [name, st] :
+         activation_statistics(c.fp32, c.train, r.calib_samples, r.abits_set))
+      sigma[name] = st.sigma;
+    ActivationSearchResult s;
+    p1 = sigmaquant_phase1_with_activations(c.fp32, c.cost.target(), o1, r.abits_set, sigma, &s);
+    log_activation_search(c, s, "phase 1 proxy: kappa n sigma^2 4^-a (sigma clusters)");
+    c.log.settings["activation_search"]["point_sigma"] = sigma;
+  } else {
+    p1 = sigmaquant_phase1(c.fp32, c.cost.target(), o1);
+  }
   for (const Phase1Layer& L : p1.layers) {
     out.phase1_bits[L.name] = L.bits;
     out.cluster[L.name] = L.cluster;
@@ -50,7 +80,7 @@ MethodResult sigmaquant_with_cycles(MethodContext& c, double cycle_epochs) {
   double best_acc = -1;
   if (c.previous && !c.previous->iterations.empty()) {
     for (const RunIteration& it : c.previous->iterations)
-      done.push_back(step_from_iteration(it, c.folded, r.abits, c.cost, c.budgets));
+      done.push_back(step_from_iteration(it, c.folded, p1.bits, c.cost, c.budgets));
     const std::string& mp = c.previous->search_model;
     if (mp.empty() || !file_exists(mp))
       fail(
@@ -111,6 +141,28 @@ MethodResult run_sigmaquant_ptq(MethodContext& c) {
 
 MethodResult run_uniform(MethodContext& c) {
   MethodResult out;
+  if (searches_activations(c.request)) {
+    // The widest uniform weight width that fits with every activation at one width of the set,
+    // and for it the widest activation width.
+    std::vector<int> acts = c.request.abits_set;
+    std::sort(acts.rbegin(), acts.rend());
+    const std::vector<int> cand = candidate_widths(c.candidates, c.cost.target());
+    int best_w = 0, best_a = 0;
+    for (int a : acts)
+      for (int w : cand)
+        if (w > best_w && fits(c.cost, c.budgets, uniform_with_pins(c.folded, w, a, c.pinned)))
+          best_w = w, best_a = a;
+    if (best_w == 0)  // the reason, at the narrowest activations
+      nearest_feasible_uniform(c.folded, c.cost, c.budgets, c.candidates, acts.back(), c.pinned);
+    out.bits = uniform_with_pins(c.folded, best_w, best_a, c.pinned);
+    c.log.settings["uniform_bits"] = best_w;
+    std::map<std::string, int> points;
+    for (const ActivationPoint& p : activation_points(c.folded, c.pinned))
+      points[p.name] = best_a;  // uniform: pinned layers too
+    c.log.settings["activation_search"] = {{"abits_set", c.request.abits_set},
+                                           {"point_bits", points}};
+    return out;
+  }
   int b = nearest_feasible_uniform(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
                                    c.pinned);
   out.bits = uniform_with_pins(c.folded, b, c.request.abits, c.pinned);
@@ -123,6 +175,34 @@ MethodResult run_adaptive(MethodContext& c) {
   MethodResult out;
   std::map<std::string, double> p, t;
   adaptive_measure(c.fp32, c.train, r.adaptive_samples, r.adaptive_drop, r.seed, p, t);
+  if (searches_activations(r)) {
+    // Zhou's objective with activations as further noise sources: sum over layers and points of
+    // p / t x quantization noise energy, minimised by the exact solver inside the search.
+    auto stats = activation_statistics(c.fp32, c.train, r.adaptive_samples, r.abits_set);
+    std::map<std::string, double> pa, ta;
+    adaptive_measure_activations(c.fp32, c.train, r.adaptive_samples, r.adaptive_drop, r.seed,
+                                 stats, pa, ta);
+    std::map<std::pair<std::string, int>, double> cache;
+    auto wdamage = [&](const std::string& n, int b) {
+      auto key = std::make_pair(n, b);
+      auto it = cache.find(key);
+      if (it != cache.end()) return it->second;
+      const double gain = std::max(p.at(n), 1e-30) / std::max(t.at(n), 1e-30);
+      return cache[key] = gain * weight_quantization_error(c.folded.node(n), b);
+    };
+    auto adamage = [&](const std::string& q, int a) {
+      return std::max(pa.at(q), 1e-30) / std::max(ta.at(q), 1e-30) * stats.at(q).noise.at(a);
+    };
+    ActivationSearchResult s = joint_exact_allocation(c.folded, c.cost, c.budgets, c.candidates,
+                                                      c.pinned, r.abits_set, wdamage, adamage);
+    out.bits = s.bits;
+    log_activation_search(c, s, "p / t x noise energy (weights: ||Q(W) - W||^2)");
+    nlohmann::ordered_json m = nlohmann::ordered_json::object();
+    for (const auto& [n, v] : p) m[n] = {{"p", v}, {"t", t[n]}};
+    for (const auto& [n, v] : pa) m["point:" + n] = {{"p", v}, {"t", ta[n]}};
+    c.log.measurements = m;
+    return out;
+  }
   out.bits =
       adaptive_allocation(c.folded, c.cost, c.budgets, p, t, c.candidates, r.abits, c.pinned);
   nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -135,6 +215,35 @@ MethodResult run_hessian(MethodContext& c) {
   const AllocationRequest& r = c.request;
   MethodResult out;
   auto traces = hutchinson_traces(c.fp32, c.train, r.hessian_samples, r.hessian_probes, r.seed);
+  if (searches_activations(r)) {
+    // HAWQ-V2's activation sensitivity: the Hessian trace with respect to each point's
+    // activations times its quantization noise energy, in the units of the weights' damage.
+    auto stats = activation_statistics(c.fp32, c.train, r.hessian_samples, r.abits_set);
+    auto atr =
+        activation_hessian_traces(c.fp32, c.train, r.hessian_samples, r.hessian_probes, r.seed);
+    std::map<std::pair<std::string, int>, double> cache;
+    auto wdamage = [&](const std::string& n, int b) {
+      auto key = std::make_pair(n, b);
+      auto it = cache.find(key);
+      if (it != cache.end()) return it->second;
+      const Node& node = c.folded.node(n);
+      const double avg = traces.at(n) / static_cast<double>(node.params.at("weight").size());
+      return cache[key] = avg * weight_quantization_error(node, b);
+    };
+    auto adamage = [&](const std::string& q, int a) {
+      const ActivationStats& st = stats.at(q);
+      return std::max(atr.at(q), 0.0) / static_cast<double>(st.elements) * st.noise.at(a);
+    };
+    ActivationSearchResult s = joint_exact_allocation(c.folded, c.cost, c.budgets, c.candidates,
+                                                      c.pinned, r.abits_set, wdamage, adamage);
+    out.bits = s.bits;
+    log_activation_search(c, s, "trace / n x noise energy");
+    nlohmann::ordered_json m = nlohmann::ordered_json::object();
+    for (const auto& [n, v] : traces) m[n] = {{"trace", v}};
+    for (const auto& [n, v] : atr) m["point:" + n] = {{"trace", v}};
+    c.log.measurements = m;
+    return out;
+  }
   out.bits =
       hessian_allocation(c.folded, c.cost, c.budgets, traces, c.candidates, r.abits, c.pinned);
   nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -145,6 +254,37 @@ MethodResult run_hessian(MethodContext& c) {
 
 MethodResult run_random(MethodContext& c) {
   MethodResult out;
+  if (searches_activations(c.request)) {
+    // Point widths drawn uniformly from the set (random points lowered while no weights fit),
+    // then random weights at those widths.
+    const std::vector<ActivationPoint> points = activation_points(c.folded, c.pinned);
+    std::vector<int> acts = c.request.abits_set;
+    std::sort(acts.begin(), acts.end());
+    std::mt19937_64 rng(c.request.seed ^ 0x9e3779b97f4a7c15ULL);
+    std::map<std::string, int> w;
+    std::vector<std::string> movable;
+    for (const ActivationPoint& p : points) {
+      w[p.name] = p.fixed ? acts.back() : acts[uniform_index(rng, acts.size())];
+      if (!p.fixed) movable.push_back(p.name);
+    }
+    auto layers = [&] { return point_widths_to_layers(points, w, acts.back()); };
+    while (!AssignmentSolver(c.folded, c.cost, c.budgets, c.candidates, layers(), c.pinned)
+                .feasible()) {
+      std::vector<std::string> lowerable;
+      for (const std::string& n : movable)
+        if (w[n] > acts.front()) lowerable.push_back(n);
+      if (lowerable.empty())
+        AssignmentSolver(c.folded, c.cost, c.budgets, c.candidates, layers(), c.pinned)
+            .require_feasible("random");
+      std::string n = lowerable[uniform_index(rng, lowerable.size())];
+      w[n] = *(std::lower_bound(acts.begin(), acts.end(), w[n]) - 1);
+    }
+    out.bits = random_allocation(c.folded, c.cost, c.budgets, c.candidates, layers(),
+                                 c.request.seed, c.pinned);
+    c.log.settings["activation_search"] = {{"abits_set", c.request.abits_set},
+                                           {"point_bits", w}};
+    return out;
+  }
   out.bits = random_allocation(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
                                c.request.seed, c.pinned);
   return out;
@@ -275,17 +415,17 @@ Registry& registry() {
     reg->methods = {
         {"sigmaquant",
          "Phase 1 (adaptive k-means over weight sigma) + Phase 2 (KL-guided QAT cycles)", true,
-         run_sigmaquant},
+         run_sigmaquant, true},
         {"sigmaquant-ptq",
          "SigmaQuant with Phase 2 steps scored by PTQ validation accuracy "
          "(no QAT cycles): a search that trains nothing",
-         false, run_sigmaquant_ptq},
-        {"uniform", "the widest uniform width that fits every budget", false, run_uniform},
+         false, run_sigmaquant_ptq, true},
+        {"uniform", "the widest uniform width that fits every budget", false, run_uniform, true},
         {"adaptive", "Zhou et al., AAAI 2018: bits from measured noise gain and robustness", false,
-         run_adaptive},
+         run_adaptive, true},
         {"hessian", "Hessian-aware: Hutchinson traces, exact integer program under every budget",
-         false, run_hessian},
-        {"random", "a random assignment that fits (control)", false, run_random},
+         false, run_hessian, true},
+        {"random", "a random assignment that fits (control)", false, run_random, true},
         {"exhaustive", "every feasible assignment, each after one short QAT cycle (small networks)",
          true, run_exhaustive},
         {"sigmaquant-channel",

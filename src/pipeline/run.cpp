@@ -27,9 +27,9 @@ std::map<std::string, int> bits_map(const BitConfig& b, const Graph& g) {
   return m;
 }
 
-BitConfig bits_from_map(const std::map<std::string, int>& m, const Graph& g, int abits,
-                        const std::string& where) {
-  BitConfig b = BitConfig::uniform(g, 8, abits);
+BitConfig bits_from_map(const std::map<std::string, int>& m, const Graph& g,
+                        const BitConfig& base, const std::string& where) {
+  BitConfig b = base;
   for (int i : g.weight_layers()) {
     const std::string& n = g.nodes[i].name;
     auto it = m.find(n);
@@ -58,11 +58,11 @@ RunIteration to_iteration(const Phase2Step& s, const Graph& g) {
   return it;
 }
 
-Phase2Step step_from_iteration(const RunIteration& it, const Graph& g, int abits,
+Phase2Step step_from_iteration(const RunIteration& it, const Graph& g, const BitConfig& base,
                                const CostEvaluator& ce, const Budgets& b) {
   Phase2Step s;
   s.iteration = it.iter;
-  s.bits = bits_from_map(it.bits, g, abits, "run log iteration " + std::to_string(it.iter));
+  s.bits = bits_from_map(it.bits, g, base, "run log iteration " + std::to_string(it.iter));
   s.accuracy = it.accuracy;
   s.qat_epochs = it.qat_epochs;
   s.seconds = it.seconds;

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "graph_module.h"
 #include "sigmaquant/error.h"
@@ -291,6 +292,216 @@ void adaptive_measure(const Graph& g, const Dataset& data, int64_t samples, doub
     if (e_at == 0) noisy(i, std::exp(hi), &e_at);
     t[name] = e_at;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation measurements (searched activation widths)
+
+namespace {
+
+// Applies `fn` to the outputs of the chosen nodes inside GraphModule's forward (weights float).
+class PointHook : public QuantHook {
+ public:
+  std::set<int> nodes;
+  std::function<torch::Tensor(int, const torch::Tensor&)> fn;
+  bool quantizes_weight(int) const override { return false; }
+  bool quantizes_act(int node) const override { return nodes.count(node) > 0; }
+  torch::Tensor weight(int, const torch::Tensor& w) override { return w; }
+  torch::Tensor act(int node, const torch::Tensor& x) override { return fn(node, x); }
+};
+
+Graph folded_with_shapes(const Graph& g) {
+  Graph f = fold_batchnorm(g);
+  f.infer_shapes();
+  return f;
+}
+
+// Affine a-bit fake quantization over [lo, hi] (lo <= 0 <= hi after widening to include 0).
+torch::Tensor affine_quant(const torch::Tensor& x, double lo, double hi, int bits) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  const double levels = std::ldexp(1.0, bits) - 1;
+  const double scale = (hi - lo) / levels;
+  if (!(scale > 0)) return torch::zeros_like(x);
+  const double zp = std::nearbyint(-lo / scale);
+  return (torch::clamp(torch::round(x / scale) + zp, 0.0, levels) - zp) * scale;
+}
+
+constexpr double kClipGrid[] = {1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3};
+
+}  // namespace
+
+std::map<std::string, ActivationStats> activation_statistics(const Graph& g, const Dataset& data,
+                                                             int64_t samples,
+                                                             const std::vector<int>& widths) {
+  if (data.size() == 0) fail("activation statistics: the dataset is empty");
+  torch::NoGradGuard ng;
+  Graph f = folded_with_shapes(g);
+  const std::vector<ActivationPoint> points = activation_points(f);
+  Dataset d = slice(data, 0, std::min(samples, data.size()));
+  GraphModule m(f);
+  m.eval();
+  std::map<int, const ActivationPoint*> at;
+  for (const ActivationPoint& p : points) at[p.node] = &p;
+  struct Acc {
+    double sum = 0, sumsq = 0, lo = 0, hi = 0;
+    int64_t count = 0;
+    std::map<std::pair<int, int>, double> sse;  // (width, clip index) -> sum of squared errors
+  };
+  std::map<int, Acc> acc;
+  bool second = false;
+  m.observer = [&](int node, const torch::Tensor& x) {
+    auto it = at.find(node);
+    if (it == at.end()) return;
+    Acc& a = acc[node];
+    torch::Tensor xd = x.to(torch::kDouble);
+    if (!second) {
+      const double lo = xd.min().item<double>(), hi = xd.max().item<double>();
+      if (a.count == 0) a.lo = lo, a.hi = hi;
+      a.lo = std::min(a.lo, lo);
+      a.hi = std::max(a.hi, hi);
+      a.sum += xd.sum().item<double>();
+      a.sumsq += (xd * xd).sum().item<double>();
+      a.count += xd.numel();
+      return;
+    }
+    for (int w : widths)
+      for (size_t c = 0; c < std::size(kClipGrid); ++c) {
+        torch::Tensor e = affine_quant(x, a.lo * kClipGrid[c], a.hi * kClipGrid[c], w) - x;
+        a.sse[{w, static_cast<int>(c)}] += e.to(torch::kDouble).pow(2).sum().item<double>();
+      }
+  };
+  predict_module(m, d, 0);
+  second = true;
+  predict_module(m, d, 0);
+  m.observer = nullptr;
+  std::map<std::string, ActivationStats> out;
+  for (const ActivationPoint& p : points) {
+    const Acc& a = acc.at(p.node);
+    ActivationStats s;
+    s.elements = p.elements;
+    s.lo = a.lo;
+    s.hi = a.hi;
+    const double mean = a.sum / static_cast<double>(a.count);
+    s.sigma = std::sqrt(std::max(0.0, a.sumsq / static_cast<double>(a.count) - mean * mean));
+    for (int w : widths) {
+      double best = std::numeric_limits<double>::infinity();
+      for (size_t c = 0; c < std::size(kClipGrid); ++c)
+        best = std::min(best, a.sse.at({w, static_cast<int>(c)}));
+      s.noise[w] = best / static_cast<double>(d.size());
+    }
+    out[p.name] = s;
+  }
+  return out;
+}
+
+std::map<std::string, double> activation_hessian_traces(const Graph& g, const Dataset& data,
+                                                        int64_t samples, int iterations,
+                                                        uint64_t seed) {
+  if (data.size() == 0) fail("activation Hessian traces: the dataset is empty");
+  if (iterations < 1) fail("activation Hessian traces: at least one probe is needed");
+  Graph f = folded_with_shapes(g);
+  const std::vector<ActivationPoint> points = activation_points(f);
+  GraphModule m(f);
+  m.eval();
+  auto hook = std::make_shared<PointHook>();
+  std::map<int, torch::Tensor> captured;
+  for (const ActivationPoint& p : points) hook->nodes.insert(p.node);
+  hook->fn = [&](int node, const torch::Tensor& x) {
+    captured[node] = x;
+    return x;
+  };
+  m.set_quant(hook);
+  std::map<int, double> tr;
+  torch::manual_seed(seed);
+  int64_t n = std::min(samples, data.size()), batch = 128, batches = 0;
+  for (int64_t first = 0; first < n; first += batch, ++batches) {
+    int64_t bs = std::min(batch, n - first);
+    torch::Tensor x = normalized_batch(data, f, first, bs).requires_grad_(true);
+    torch::Tensor y = torch::empty({bs}, torch::kLong);
+    for (int64_t k = 0; k < bs; ++k) y[k] = static_cast<int64_t>(data.labels[first + k]);
+    captured.clear();
+    torch::Tensor loss = torch::nn::functional::cross_entropy(m.forward(x), y);
+    std::vector<int> nodes;
+    std::vector<torch::Tensor> xs;
+    for (const auto& [node, t] : captured) nodes.push_back(node), xs.push_back(t);
+    auto grads = torch::autograd::grad({loss}, xs, {}, true, true);
+    for (int it = 0; it < iterations; ++it) {
+      std::vector<torch::Tensor> vs;
+      torch::Tensor dot = torch::zeros({});
+      for (size_t k = 0; k < xs.size(); ++k) {
+        vs.push_back(torch::randint(0, 2, xs[k].sizes()).to(torch::kFloat) * 2 - 1);
+        dot = dot + (grads[k] * vs[k]).sum();
+      }
+      // allow_unused: a point whose second derivative is identically zero (a ReLU network's
+      // logits are piecewise linear in a late activation) has no path in the gradient's graph.
+      auto hv = torch::autograd::grad({dot}, xs, {}, true, false, true);
+      for (size_t k = 0; k < xs.size(); ++k)
+        if (hv[k].defined()) tr[nodes[k]] += (hv[k] * vs[k]).sum().item<double>();
+    }
+  }
+  m.set_quant(nullptr);
+  std::map<std::string, double> out;
+  for (const ActivationPoint& p : points)
+    out[p.name] = tr[p.node] / (static_cast<double>(batches) * iterations);
+  return out;
+}
+
+void adaptive_measure_activations(const Graph& g, const Dataset& data, int64_t samples,
+                                  double drop, uint64_t seed,
+                                  const std::map<std::string, ActivationStats>& stats,
+                                  std::map<std::string, double>& p,
+                                  std::map<std::string, double>& t) {
+  if (data.size() == 0) fail("adaptive: the dataset is empty");
+  torch::NoGradGuard ng;
+  Graph f = folded_with_shapes(g);
+  const std::vector<ActivationPoint> points = activation_points(f);
+  Dataset d = slice(data, 0, std::min(samples, data.size()));
+  const int64_t classes = f.num_classes;
+  GraphModule m(f);
+  m.eval();
+  const std::vector<float> ref = predict_module(m, d, 0);
+  const double base = accuracy_of(ref, d, classes);
+  auto hook = std::make_shared<PointHook>();
+  m.set_quant(hook);
+  for (const ActivationPoint& pt : points) {
+    auto st = stats.find(pt.name);
+    if (st == stats.end()) fail("adaptive: no activation statistics for point '{}'", pt.name);
+    const double sigma = std::max(st->second.sigma, 1e-12);
+    hook->nodes = {pt.node};
+    double sd = 0;
+    hook->fn = [&](int, const torch::Tensor& x) { return x + sd * torch::randn_like(x); };
+    auto noisy = [&](double k, double* noise_energy) {
+      sd = sigma * k;
+      torch::manual_seed(seed + static_cast<uint64_t>(pt.node));  // the same noise at every k
+      std::vector<float> z = predict_module(m, d, 0);
+      double e = 0;
+      for (size_t i = 0; i < z.size(); ++i) e += double(z[i] - ref[i]) * (z[i] - ref[i]);
+      *noise_energy = e / static_cast<double>(d.size());
+      return accuracy_of(z, d, classes);
+    };
+    double e_small = 0;
+    noisy(0.01, &e_small);
+    const double sd_small = sigma * 0.01;
+    p[pt.name] = e_small / std::max(sd_small * sd_small * static_cast<double>(pt.elements), 1e-30);
+    double lo = std::log(0.01), hi = std::log(10.0), e_at = 0, e_hi = 0;
+    if (base - noisy(std::exp(hi), &e_hi) < drop) {
+      t[pt.name] = e_hi;
+      continue;
+    }
+    for (int it = 0; it < 7; ++it) {
+      double mid = 0.5 * (lo + hi), e = 0;
+      if (base - noisy(std::exp(mid), &e) >= drop) {
+        hi = mid;
+        e_at = e;
+      } else {
+        lo = mid;
+      }
+    }
+    if (e_at == 0) noisy(std::exp(hi), &e_at);
+    t[pt.name] = e_at;
+  }
+  m.set_quant(nullptr);
 }
 
 }  // namespace sq

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 
+#include "sigmaquant/cost.h"
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/integerize.h"
@@ -167,6 +168,42 @@ TEST(Pipeline, ForeignData16x16Mlp) {
 TEST(Pipeline, ForeignData3x32x32Resnet8) {
   sq::DataBundle d{blob_dataset(600, 3, 32, 5, "blobs32"), blob_dataset(200, 3, 32, 6, "blobs32")};
   every_method(d, "resnet8", 3, {"sigmaquant", "uniform"});
+}
+
+// Searched activation widths (--abits-set) under an mpic latency budget that no assignment meets
+// with 8-bit activations: every layer-wise method that takes them fits it by lowering some, says
+// which in the log, and the model runs on the engine.
+TEST(Pipeline, SearchedActivationWidthsMeetALatencyBudget) {
+  sq::DataBundle d{blob_dataset(800, 1, 8, 11, "blobs8"), blob_dataset(200, 1, 8, 12, "blobs8")};
+  sq::Graph g = trained("lenet5", d.train, 4);
+  const sq::Target mpic = sq::resolve_target(std::string(SQ_SOURCE_DIR) + "/targets/mpic.json");
+  const sq::CostEvaluator ce(g, mpic);
+  const double w2a8 = ce.evaluate(sq::BitConfig::uniform(g, 2, 8)).latency_s;
+  for (const std::string m : {"sigmaquant-ptq", "hessian", "adaptive", "uniform", "random"}) {
+    SCOPED_TRACE(m);
+    sq::AllocationRequest r = small_request(g, m);
+    r.target = mpic;
+    r.target.budgets.latency_s = 0.9 * w2a8;
+    r.avg_bits = 0;
+    r.abits_set = {2, 4, 8};
+    r.out_dir = sqtest::temp_dir("acts-" + m);
+    sq::RunResult res = sq::run_allocation(r, d);
+    ASSERT_TRUE(res.log.final.has_value());
+    for (const sq::BudgetCheck& b : res.log.final->budgets) EXPECT_TRUE(b.fits) << b.metric;
+    int lowest = 8;
+    for (int i : g.weight_layers())
+      lowest = std::min(lowest, res.model.bits.for_layer(g.nodes[i].name).abits);
+    EXPECT_LT(lowest, 8);
+    ASSERT_TRUE(res.log.settings.contains("activation_search"));
+    EXPECT_TRUE(res.log.settings["activation_search"].contains("point_bits"));
+    double eng = engine_accuracy(res.model, d.test, r.out_dir);
+    EXPECT_NEAR(eng, res.log.final->accuracy, 0.05);
+  }
+  // The methods that do not search them say which do.
+  sq::AllocationRequest r = small_request(g, "exhaustive");
+  r.abits_set = {4, 8};
+  const std::string e = sqtest::error_of([&] { sq::run_allocation(r, d); });
+  EXPECT_NE(e.find("hessian"), std::string::npos) << e;
 }
 
 TEST(Pipeline, FinalQatThatHurtsIsNotKept) {

@@ -53,7 +53,8 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
       ->capture_default_str();
   cmd->add_option("--abits", s.abits, "activation bits")->capture_default_str();
   cmd->add_option("--abits-set", s.abits_set,
-                  "activation widths to search (dnas, dnas-layer), e.g. 2,4,8; one width = --abits");
+                  "activation widths to search per tensor, e.g. 2,4,8 (every method but exhaustive "
+                  "and sigmaquant-channel); one width = --abits");
   cmd->add_option("--dnas-wbits", s.dnas_wbits, "dnas: weight widths per channel (0 = pruned)")
       ->capture_default_str();
   cmd->add_option("--dnas-epochs", s.dnas_epochs, "dnas: search epochs per lambda tried")
