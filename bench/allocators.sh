@@ -11,7 +11,10 @@
 #
 #   bash bench/allocators.sh                              # the defaults below (hours on 2 cores)
 #   NETS=lenet5 JOBS=1 bash bench/allocators.sh           # one network
-#   PARTS=abits NETS=lenet5 bash bench/allocators.sh      # the searched-activation-bits budget
+#   PARTS=abits NETS=lenet5 bash bench/allocators.sh      # the searched-activation-bits budget:
+#       $ABITS_TARGET (mpic) with its latency budget at $ABITS_LATENCY of the network's W8A8
+#       latency (a budget only lower activation widths meet there) and --avg-bits $ABITS_BUDGET,
+#       every method with --abits-set $ABITS_SET
 #   DATA="--limit-train 12000 --limit-test 5000" ...      # a slice of the data (say so)
 #
 # Networks: models/<net>-fmnist.sqg (lenet5, resnet8 and resnet20 are shipped); a network
@@ -27,14 +30,31 @@ SEEDS=${SEEDS:-1,2,3}
 JOBS=${JOBS:-2}
 TARGET=${TARGET:-targets/shiftadd.json}
 PARTS=${PARTS:-"layer"}
-ABITS_METHODS=${ABITS_METHODS:-dnas,dnas-layer,sigmaquant,uniform}
-ABITS_BUDGET=${ABITS_BUDGET:-2.5}
+ABITS_METHODS=${ABITS_METHODS:-sigmaquant,sigmaquant-ptq,hessian,adaptive,uniform,random,dnas,dnas-layer}
+ABITS_BUDGET=${ABITS_BUDGET:-3}
+ABITS_SET=${ABITS_SET:-2,4,8}
+ABITS_TARGET=${ABITS_TARGET:-targets/mpic.json}
+ABITS_LATENCY=${ABITS_LATENCY:-0.6}
 # The same for every method: Phase 2 cycles of 0.1 epoch (at most 6), final QAT 0.5 epoch,
 # dnas 2 search epochs per lambda and 2 bisection steps.
-COMMON=(-t "$TARGET" --cycle-epochs 0.1 --max-iterations 6 --final-epochs 0.5
+COMMON=(--cycle-epochs 0.1 --max-iterations 6 --final-epochs 0.5
         --dnas-epochs 2 --dnas-bisect 2 --threads 1 --quiet --resume ${DATA:-})
 mkdir -p "$OUT"
 start=$(date +%s)
+
+abits_target() {  # $ABITS_TARGET with its latency budget at $ABITS_LATENCY x the W8A8 latency
+  local model=$1 out=$2 lat
+  lat=$("$BIN" cost -m "$model" -t "$ABITS_TARGET" --wbits 8 --abits 8 --json |
+        /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["cost"]["total"]["latency_s"])')
+  /usr/bin/python3 - "$ABITS_TARGET" "$lat" "$ABITS_LATENCY" "$out" <<'PY'
+import json, sys
+src, lat, frac, dst = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+t = json.load(open(src))
+t["name"] += "-latency"
+t.setdefault("budgets", {})["latency_ms"] = lat * frac * 1e3
+json.dump(t, open(dst, "w"), indent=2)
+PY
+}
 
 model_of() {  # the FP32 model of a network, trained once when not shipped
   local net=$1 m="models/$1-fmnist.sqg"
@@ -70,27 +90,29 @@ for net in $NETS; do
     cmds=()
     for s in "${seeds[@]}"; do
       for b in "${budgets[@]}"; do
-        cmds+=("$BIN pareto -m $model ${COMMON[*]} --methods $METHODS --budgets $b --seeds $s \
+        cmds+=("$BIN pareto -m $model -t $TARGET ${COMMON[*]} --methods $METHODS --budgets $b --seeds $s \
                 -o $dir > $dir/logs/seed$s-$b.txt 2>&1 || { echo 'failed: see $dir/logs/seed$s-$b.txt' >&2; exit 1; }")
       done
     done
     run_parallel "${cmds[@]}"
     # Every run exists now: the combined table, summary and report reuse them.
-    "$BIN" pareto -m "$model" "${COMMON[@]}" --methods "$METHODS" --budgets "$BUDGETS" \
+    "$BIN" pareto -m "$model" -t "$TARGET" "${COMMON[@]}" --methods "$METHODS" --budgets "$BUDGETS" \
       --seeds "$SEEDS" -o "$dir" > "$dir/combined.txt"
     cat "$dir/summary.md"
   fi
   if [[ " $PARTS " == *" abits "* ]]; then
     dir="$OUT/$net-abits"
     mkdir -p "$dir/logs"
+    [ -f "$dir/target.json" ] || abits_target "$model" "$dir/target.json"
     cmds=()
     for s in "${seeds[@]}"; do
-      cmds+=("$BIN pareto -m $model ${COMMON[*]} --abits-set 4,8 --methods $ABITS_METHODS \
+      cmds+=("$BIN pareto -m $model -t $dir/target.json ${COMMON[*]} --abits-set $ABITS_SET --methods $ABITS_METHODS \
               --budgets $ABITS_BUDGET --seeds $s -o $dir > $dir/logs/seed$s.txt 2>&1 \
               || { echo 'failed: see $dir/logs/seed$s.txt' >&2; exit 1; }")
     done
     run_parallel "${cmds[@]}"
-    "$BIN" pareto -m "$model" "${COMMON[@]}" --abits-set 4,8 --methods "$ABITS_METHODS" \
+    "$BIN" pareto -m "$model" -t "$dir/target.json" "${COMMON[@]}" --abits-set "$ABITS_SET" \
+      --methods "$ABITS_METHODS" \
       --budgets "$ABITS_BUDGET" --seeds "$SEEDS" -o "$dir" > "$dir/combined.txt"
     cat "$dir/summary.md"
   fi

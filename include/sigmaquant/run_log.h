@@ -37,6 +37,8 @@ struct RunIteration {
   std::vector<BitChange> changes;
   double qat_epochs = 0, seconds = 0;
   std::map<std::string, int> bits;
+  std::map<std::string, int> abits;  // per weight layer: its input activation bits (empty in
+                                     // logs before searched activation widths)
   std::map<std::string, double> kl;
 };
 

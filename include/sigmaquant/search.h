@@ -68,6 +68,9 @@ class SearchOracle {
   virtual double train_and_evaluate(const BitConfig& bits, double epochs, int iteration) = 0;
   // Sensitivity of weight layer `layer` at `bits` (>= 0, smaller is better): a KL divergence.
   virtual double layer_kl(const std::string& layer, int bits) = 0;
+  // The same for activation point `point` (activation_points()) at `bits`: needed only when
+  // Phase 2 moves activation widths (Phase2Options::abits_set); the default refuses.
+  virtual double point_kl(const std::string& point, int bits);
 };
 
 // ---- SigmaQuant Phase 2 ----
@@ -84,13 +87,17 @@ struct Phase2Options {
   bool explore = true;
   std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 8};  // then candidate_widths(., target)
   std::map<std::string, int> pinned;  // never moved
+  // Two or more widths: activation points (not read by a pinned layer) move too, between these
+  // widths, scored by SearchOracle::point_kl like the layers by layer_kl.
+  std::vector<int> abits_set;
 };
 
 struct BitChange {
-  std::string layer;
+  std::string layer;  // a weight layer, or (activation) an activation point
   int from = 0, to = 0;
   std::string why;  // "raise: largest KL per cost", "pay: smallest KL per cost", "minimise: ...",
                     // "raise (explore): ...", "spend leftover budget"
+  bool activation = false;  // the width of activation point `layer` (its readers' abits)
 };
 
 struct Phase2Step {
@@ -296,6 +303,9 @@ class QatOracle : public SearchOracle {
   ~QatOracle() override;
   double train_and_evaluate(const BitConfig& bits, double epochs, int iteration) override;
   double layer_kl(const std::string& layer, int bits) override;
+  // KL(softmax FP32 || softmax with only that point's activations quantized at `bits`, an affine
+  // quantizer over its calibrated range at the MSE-best clip), on the KL images.
+  double point_kl(const std::string& point, int bits) override;
   // The model after the last cycle (to checkpoint, or to start the final QAT from).
   const QuantModel& model() const;
   void set_model(const QuantModel& qm);  // resume
@@ -334,6 +344,7 @@ struct ActivationStats {
   // the clip ratio (of a grid 1, 0.9, ..., 0.3) that minimises it: the quantization noise energy
   // of the point per image.
   std::map<int, double> noise;
+  std::map<int, double> clip;  // per width: that clip ratio
 };
 std::map<std::string, ActivationStats> activation_statistics(const Graph& g, const Dataset& data,
                                                              int64_t samples,

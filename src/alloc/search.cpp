@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "sigmaquant/alloc.h"
@@ -84,33 +85,103 @@ bool seen(const std::vector<BitConfig>& visited, const BitConfig& b) {
   return false;
 }
 
-// The one-candidate-step lowering, among `layers`, that adds the least loss per unit of
-// overshoot relieved (u: the budgets' usage of c). to = 0 when no lowering relieves anything.
+// A unit Phase 2 moves: a weight layer's width or (searched activation widths) an activation
+// point's width, which all the point's readers share.
+struct Item {
+  std::string name;
+  bool act = false;
+  std::vector<std::string> readers;  // act: the layers whose abits it sets
+};
+
+int width_of(const BitConfig& b, const Item& it) {
+  return it.act ? b.for_layer(it.readers.front()).abits : wbits_of(b, it.name);
+}
+void set_width(BitConfig& b, const Item& it, int w) {
+  if (!it.act) return set_wbits(b, it.name, w);
+  for (const std::string& r : it.readers) {
+    LayerBits lb = b.for_layer(r);
+    lb.abits = w;
+    b.layers[r] = lb;
+  }
+}
+
+// What Phase 2 may move: the free layers over the candidate widths and, with two or more
+// activation widths, the free activation points over those.
+struct Space {
+  std::vector<Item> items;
+  std::vector<int> cand, acts;
+  const std::vector<int>& widths(const Item& it) const { return it.act ? acts : cand; }
+  const Item& find(const std::string& name, bool act) const {
+    for (const Item& it : items)
+      if (it.name == name && it.act == act) return it;
+    fail("Phase 2: '{}' is not a movable {}", name, act ? "activation point" : "layer");
+  }
+};
+
+Space phase2_space(const Graph& g, const CostEvaluator& ce, const Phase2Options& o) {
+  Space s;
+  s.cand = candidate_widths(o.candidate_bits, ce.target());
+  for (const std::string& n : layer_names(g))
+    if (!o.pinned.count(n)) s.items.push_back({n, false, {}});
+  if (o.abits_set.size() > 1) {
+    s.acts = o.abits_set;
+    std::sort(s.acts.begin(), s.acts.end());
+    s.acts.erase(std::unique(s.acts.begin(), s.acts.end()), s.acts.end());
+    Graph shaped;
+    const Graph* gs = &g;
+    if (!g.nodes.empty() && g.nodes.front().out_shape.empty()) {
+      shaped = g;
+      shaped.infer_shapes();
+      gs = &shaped;
+    }
+    for (const ActivationPoint& p : activation_points(*gs, o.pinned))
+      if (!p.fixed) s.items.push_back({p.name, true, p.layers});
+  }
+  return s;
+}
+
+double item_kl(SearchOracle& oracle, const Item& it, int bits) {
+  return it.act ? oracle.point_kl(it.name, bits) : oracle.layer_kl(it.name, bits);
+}
+
+BitChange change_of(const Item& it, int from, int to, const std::string& why) {
+  BitChange c{it.name, from, to, why};
+  c.activation = it.act;
+  return c;
+}
+
+// The one-step lowering, among `items`, that adds the least loss per unit of overshoot relieved
+// (u: the budgets' usage of c). to = 0 when no lowering relieves anything.
 struct Lowering {
-  std::string layer;
+  Item item;
   int from = 0, to = 0;
   double loss = 0;
 };
 Lowering cheapest_lowering(const CostEvaluator& ce, const Budgets& b, const BitConfig& c,
-                           const std::vector<double>& u, const std::vector<std::string>& layers,
-                           const std::vector<int>& cand,
-                           const std::function<double(const std::string&, int)>& damage) {
+                           const std::vector<double>& u, const std::vector<Item>& items,
+                           const Space& space,
+                           const std::function<double(const Item&, int)>& damage) {
   Lowering best;
   double best_score = std::numeric_limits<double>::infinity();
-  for (const std::string& n : layers) {
-    int from = wbits_of(c, n), to = step_down(cand, from);
+  for (const Item& it : items) {
+    int from = width_of(c, it), to = step_down(space.widths(it), from);
     if (!to) continue;
     BitConfig l = c;
-    set_wbits(l, n, to);
+    set_width(l, it, to);
     double rel = relieved(u, usage(ce.evaluate(l), b));
     if (rel <= 0) continue;
-    double loss = std::max(0.0, damage(n, to) - damage(n, from));
-    if (loss / rel < best_score) best_score = loss / rel, best = {n, from, to, loss};
+    double loss = std::max(0.0, damage(it, to) - damage(it, from));
+    if (loss / rel < best_score) best_score = loss / rel, best = {it, from, to, loss};
   }
   return best;
 }
 
 }  // namespace
+
+double SearchOracle::point_kl(const std::string& point, int bits) {
+  fail("this search oracle measures no activation sensitivity (point '{}' at {} bits)", point,
+       bits);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Budgets
@@ -185,33 +256,32 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
                                     const BitConfig& bits, SearchOracle& oracle,
                                     const Phase2Options& o, bool raise,
                                     const std::vector<BitConfig>& visited) {
-  const std::vector<int> cand = candidate_widths(o.candidate_bits, ce.target());
-  std::vector<std::string> movable;
-  for (const std::string& n : layer_names(g))
-    if (!o.pinned.count(n)) movable.push_back(n);
+  const Space space = phase2_space(g, ce, o);
+  auto kl = [&](const Item& it, int w) { return item_kl(oracle, it, w); };
   BitConfig cur = bits;
   std::vector<double> use = usage(ce.evaluate(cur), b);
   std::vector<BitChange> changes;
 
   if (!raise) {  // minimise: the lowering with the least KL added per unit of budget freed
     double best = std::numeric_limits<double>::infinity();
-    BitChange pick;
-    for (const std::string& n : movable) {
-      int from = wbits_of(cur, n), to = step_down(cand, from);
+    std::optional<BitChange> pick;
+    for (const Item& it : space.items) {
+      int from = width_of(cur, it), to = step_down(space.widths(it), from);
       if (!to) continue;
       BitConfig t = cur;
-      set_wbits(t, n, to);
+      set_width(t, it, to);
       if (seen(visited, t)) continue;
       double freed = added_use(usage(ce.evaluate(t), b), use);
-      double loss = std::max(0.0, oracle.layer_kl(n, to) - oracle.layer_kl(n, from));
+      double loss = std::max(0.0, kl(it, to) - kl(it, from));
       double score = loss / std::max(freed, 1e-12);
       if (freed > 0 && score < best)
-        best = score, pick = {n, from, to, "minimise: least KL per cost freed"};
+        best = score, pick = change_of(it, from, to, "minimise: least KL per cost freed");
     }
-    if (!pick.layer.empty()) changes.push_back(pick);
+    if (pick) changes.push_back(*pick);
     return changes;
   }
 
+  auto key = [](const Item& it) { return (it.act ? "a:" : "w:") + it.name; };
   std::set<std::string> raised;
   // The least unprofitable admissible swap (largest gain − paid), for exploration.
   std::vector<BitChange> explore_step;
@@ -219,43 +289,43 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
   for (int r = 0; r < o.max_raises; ++r) {
     // Candidate raises ranked by KL removed per unit of budget added.
     struct Raise {
-      std::string layer;
+      Item item;
       int from, to;
       double gain, score;
     };
     std::vector<Raise> ranked;
-    for (const std::string& n : movable) {
-      if (raised.count(n)) continue;
-      int from = wbits_of(cur, n), to = step_up(cand, from);
+    for (const Item& it : space.items) {
+      if (raised.count(key(it))) continue;
+      int from = width_of(cur, it), to = step_up(space.widths(it), from);
       if (!to) continue;
       BitConfig t = cur;
-      set_wbits(t, n, to);
-      double gain = oracle.layer_kl(n, from) - oracle.layer_kl(n, to);
+      set_width(t, it, to);
+      double gain = kl(it, from) - kl(it, to);
       if (gain <= 0) continue;
       double add = added_use(use, usage(ce.evaluate(t), b));
-      ranked.push_back({n, from, to, gain, gain / std::max(add, 1e-9)});
+      ranked.push_back({it, from, to, gain, gain / std::max(add, 1e-9)});
     }
-    std::sort(ranked.begin(), ranked.end(), [](const Raise& x, const Raise& y) {
-      return x.score > y.score || (x.score == y.score && x.layer < y.layer);
+    std::sort(ranked.begin(), ranked.end(), [&](const Raise& x, const Raise& y) {
+      return x.score > y.score || (x.score == y.score && key(x.item) < key(y.item));
     });
     bool made = false;
     for (const Raise& rz : ranked) {
       BitConfig t = cur;
-      set_wbits(t, rz.layer, rz.to);
-      std::vector<BitChange> step = {{rz.layer, rz.from, rz.to, "raise: largest KL per cost"}};
+      set_width(t, rz.item, rz.to);
+      std::vector<BitChange> step = {
+          change_of(rz.item, rz.from, rz.to, "raise: largest KL per cost")};
       double paid = 0;
       std::vector<double> u = usage(ce.evaluate(t), b);
-      // Pay: lower the layers that add the least KL per unit of overshoot relieved.
-      std::vector<std::string> payers;
-      for (const std::string& n : movable)
-        if (n != rz.layer && !raised.count(n)) payers.push_back(n);
-      auto kl = [&](const std::string& n, int bits) { return oracle.layer_kl(n, bits); };
+      // Pay: lower the items that add the least KL per unit of overshoot relieved.
+      std::vector<Item> payers;
+      for (const Item& it : space.items)
+        if (key(it) != key(rz.item) && !raised.count(key(it))) payers.push_back(it);
       while (!all_fit(u)) {
-        Lowering low = cheapest_lowering(ce, b, t, u, payers, cand, kl);
+        Lowering low = cheapest_lowering(ce, b, t, u, payers, space, kl);
         if (!low.to) break;
         paid += low.loss;
-        set_wbits(t, low.layer, low.to);
-        step.push_back({low.layer, low.from, low.to, "pay: smallest KL per cost"});
+        set_width(t, low.item, low.to);
+        step.push_back(change_of(low.item, low.from, low.to, "pay: smallest KL per cost"));
         u = usage(ce.evaluate(t), b);
       }
       if (!all_fit(u) || seen(visited, t)) continue;
@@ -269,7 +339,7 @@ std::vector<BitChange> phase2_moves(const Graph& g, const CostEvaluator& ce, con
       }
       cur = t;
       use = u;
-      raised.insert(rz.layer);
+      raised.insert(key(rz.item));
       changes.insert(changes.end(), step.begin(), step.end());
       made = true;
       break;
@@ -295,37 +365,34 @@ bool is_spend_step(const Phase2Step& s) {
 // budgets; a raise that costs nothing under a plateau or a non-monotone model comes first) among
 // those that keep every budget, until none is left. Measured accuracy per layer would cost a QAT
 // cycle each; the oracle's KL is the sensitivity Phase 2 already uses.
-std::vector<BitChange> spend_leftover(const Graph& g, const CostEvaluator& ce, const Budgets& b,
-                                      BitConfig& bits, SearchOracle& oracle,
-                                      const std::vector<int>& cand,
-                                      const std::map<std::string, int>& pinned) {
+std::vector<BitChange> spend_leftover(const CostEvaluator& ce, const Budgets& b, BitConfig& bits,
+                                      SearchOracle& oracle, const Space& space) {
   std::vector<BitChange> changes;
   std::vector<double> use = usage(ce.evaluate(bits), b);
   while (true) {
-    std::string layer;
+    const Item* item = nullptr;
     int from = 0, to = 0;
     double best = 0;
     std::vector<double> best_use;
-    for (const std::string& n : layer_names(g)) {
-      if (pinned.count(n)) continue;
-      const int f = wbits_of(bits, n);
-      const double kl_from = oracle.layer_kl(n, f);
-      for (int t : cand) {
+    for (const Item& it : space.items) {
+      const int f = width_of(bits, it);
+      const double kl_from = item_kl(oracle, it, f);
+      for (int t : space.widths(it)) {
         if (t <= f) continue;
-        const double gain = kl_from - oracle.layer_kl(n, t);
+        const double gain = kl_from - item_kl(oracle, it, t);
         if (!(gain > 0)) continue;
         BitConfig trial = bits;
-        set_wbits(trial, n, t);
+        set_width(trial, it, t);
         std::vector<double> u = usage(ce.evaluate(trial), b);
         if (!all_fit(u)) continue;
         const double score = gain / std::max(added_use(use, u), 1e-12);
-        if (score > best) best = score, layer = n, from = f, to = t, best_use = std::move(u);
+        if (score > best) best = score, item = &it, from = f, to = t, best_use = std::move(u);
       }
     }
-    if (layer.empty()) break;
-    set_wbits(bits, layer, to);
+    if (!item) break;
+    set_width(bits, *item, to);
     use = std::move(best_use);
-    changes.push_back({layer, from, to, kSpendWhy});
+    changes.push_back(change_of(*item, from, to, kSpendWhy));
   }
   return changes;
 }
@@ -336,7 +403,7 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
                                const BitConfig& start, SearchOracle& oracle, const Phase2Options& o,
                                std::vector<Phase2Step> done, const Phase2StepHook& on_step) {
   if (o.candidate_bits.empty()) fail("Phase 2: no candidate bitwidths");
-  const std::vector<int> cand = candidate_widths(o.candidate_bits, ce.target());
+  const Space space = phase2_space(g, ce, o);
   if (!(o.cycle_epochs >= 0)) fail("Phase 2: the QAT cycle must be 0 (PTQ only) or longer");
   if (!fits(ce, b, start)) fail("Phase 2: the starting assignment breaks a budget");
   auto now = [] { return std::chrono::steady_clock::now(); };
@@ -402,7 +469,7 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
       break;
     }
     BitConfig next = last.bits;
-    for (const BitChange& c : ch) set_wbits(next, c.layer, c.to);
+    for (const BitChange& c : ch) set_width(next, space.find(c.layer, c.activation), c.to);
     visited.push_back(next);
     r.steps.push_back(record(last.iteration + 1, next, ch));
   }
@@ -433,7 +500,7 @@ Phase2Result sigmaquant_phase2(const Graph& g, const CostEvaluator& ce, const Bu
   // the point), one more QAT cycle, and keep it only if validation accuracy does not drop.
   if (!spent && !o.minimize) {
     BitConfig more = r.steps[best].bits;
-    std::vector<BitChange> ch = spend_leftover(g, ce, b, more, oracle, cand, o.pinned);
+    std::vector<BitChange> ch = spend_leftover(ce, b, more, oracle, space);
     if (!ch.empty() && !seen(visited, more)) {
       r.steps.push_back(record(r.steps.back().iteration + 1, more, ch));
       spent = true;

@@ -73,6 +73,7 @@ MethodResult sigmaquant_with_cycles(MethodContext& c, double cycle_epochs) {
   o2.max_raises = r.max_raises;
   o2.candidate_bits = c.candidates;
   o2.pinned = c.pinned;
+  if (searches_activations(r)) o2.abits_set = r.abits_set;  // Phase 2 moves points too
 
   // Resume: the recorded steps, and the model of the last one.
   std::vector<Phase2Step> done;

@@ -54,6 +54,7 @@ RunIteration to_iteration(const Phase2Step& s, const Graph& g) {
   it.qat_epochs = s.qat_epochs;
   it.seconds = s.seconds;
   it.bits = bits_map(s.bits, g);
+  for (int i : g.weight_layers()) it.abits[g.nodes[i].name] = s.bits.for_layer(g.nodes[i].name).abits;
   it.kl = s.kl;
   return it;
 }
@@ -63,6 +64,12 @@ Phase2Step step_from_iteration(const RunIteration& it, const Graph& g, const Bit
   Phase2Step s;
   s.iteration = it.iter;
   s.bits = bits_from_map(it.bits, g, base, "run log iteration " + std::to_string(it.iter));
+  for (const auto& [n, a] : it.abits) {
+    auto l = s.bits.layers.find(n);
+    if (l == s.bits.layers.end())
+      fail("run log iteration {}: field 'abits.{}' is not a weight layer", it.iter, n);
+    l->second.abits = a;
+  }
   s.accuracy = it.accuracy;
   s.qat_epochs = it.qat_epochs;
   s.seconds = it.seconds;

@@ -60,10 +60,14 @@ std::vector<BudgetCheck> budgets_from(const json& a) {
 
 ojson iteration_to_json(const RunIteration& s) {
   ojson changes = ojson::array();
-  for (const BitChange& c : s.changes)
-    changes.push_back({{"layer", c.layer}, {"from", c.from}, {"to", c.to}, {"why", c.why}});
-  ojson bits = ojson::object(), kl = ojson::object();
+  for (const BitChange& c : s.changes) {
+    ojson e = {{"layer", c.layer}, {"from", c.from}, {"to", c.to}, {"why", c.why}};
+    if (c.activation) e["activation"] = true;
+    changes.push_back(e);
+  }
+  ojson bits = ojson::object(), kl = ojson::object(), abits = ojson::object();
   for (const auto& [n, b] : s.bits) bits[n] = b;
+  for (const auto& [n, b] : s.abits) abits[n] = b;
   for (const auto& [n, v] : s.kl) kl[n] = v;
   ojson j = {{"iter", s.iter},
              {"stage", s.stage},
@@ -75,6 +79,7 @@ ojson iteration_to_json(const RunIteration& s) {
              {"qat_epochs", s.qat_epochs},
              {"seconds", s.seconds},
              {"bits", bits}};
+  if (!s.abits.empty()) j["abits"] = abits;
   if (!s.kl.empty()) j["kl"] = kl;
   return j;
 }
@@ -95,10 +100,15 @@ RunIteration iteration_from(const json& j, const std::string& where, size_t i) {
     // Named copies: items() of a temporary would dangle.
     const json changes = j.value("changes", json::array());
     const json bits = j.value("bits", json::object()), kl = j.value("kl", json::object());
-    for (const json& c : changes)
-      s.changes.push_back({c.at("layer").get<std::string>(), c.at("from").get<int>(),
-                           c.at("to").get<int>(), c.value("why", "")});
+    const json abits = j.value("abits", json::object());
+    for (const json& c : changes) {
+      BitChange ch{c.at("layer").get<std::string>(), c.at("from").get<int>(),
+                   c.at("to").get<int>(), c.value("why", "")};
+      ch.activation = c.value("activation", false);
+      s.changes.push_back(ch);
+    }
     for (const auto& [n, v] : bits.items()) s.bits[n] = v.get<int>();
+    for (const auto& [n, v] : abits.items()) s.abits[n] = v.get<int>();
     for (const auto& [n, v] : kl.items()) s.kl[n] = v.get<double>();
   } catch (const json::exception& e) {
     fail("{}: field 'iterations[{}]' is malformed ({})", where, i, e.what());

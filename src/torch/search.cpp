@@ -114,7 +114,8 @@ struct QatOracle::Impl {
   Dataset val, kl_data;
   OracleOptions o;
   std::optional<QuantModel> current;
-  std::map<std::pair<std::string, int>, double> kl_cache;
+  std::map<std::pair<std::string, int>, double> kl_cache;  // layers; points as "act:<name>"
+  std::map<std::string, ActivationStats> act_stats;      // point_kl's quantizers
   std::vector<double> ref_probs;
   double spent = 0;
   int64_t cursor = 0;  // where the next cycle's slice of the training set starts
@@ -386,13 +387,49 @@ std::map<std::string, ActivationStats> activation_statistics(const Graph& g, con
     s.sigma = std::sqrt(std::max(0.0, a.sumsq / static_cast<double>(a.count) - mean * mean));
     for (int w : widths) {
       double best = std::numeric_limits<double>::infinity();
-      for (size_t c = 0; c < std::size(kClipGrid); ++c)
-        best = std::min(best, a.sse.at({w, static_cast<int>(c)}));
+      for (size_t c = 0; c < std::size(kClipGrid); ++c) {
+        const double e = a.sse.at({w, static_cast<int>(c)});
+        if (e < best) best = e, s.clip[w] = kClipGrid[c];
+      }
       s.noise[w] = best / static_cast<double>(d.size());
     }
     out[p.name] = s;
   }
   return out;
+}
+
+double QatOracle::point_kl(const std::string& point, int bits) {
+  Impl& m = *impl_;
+  auto key = std::make_pair("act:" + point, bits);
+  auto it = m.kl_cache.find(key);
+  if (it != m.kl_cache.end()) return it->second;
+  auto st = m.act_stats.find(point);
+  if (st == m.act_stats.end() || !st->second.clip.count(bits)) {
+    std::vector<int> widths = {bits};
+    for (int w = kMinActBits; w <= 8; ++w)
+      if (w != bits) widths.push_back(w);
+    for (auto& [name, s] : activation_statistics(m.fp32, m.kl_data, m.kl_data.size(), widths))
+      m.act_stats[name] = s;
+    st = m.act_stats.find(point);
+    if (st == m.act_stats.end())
+      fail("Phase 2: '{}' is not an activation point of model '{}'", point, m.folded.name);
+  }
+  if (m.ref_probs.empty())
+    m.ref_probs = softmax_rows(predict(m.folded, m.kl_data), m.folded.num_classes);
+  torch::NoGradGuard ng;
+  GraphModule mod(m.folded);
+  mod.eval();
+  auto hook = std::make_shared<PointHook>();
+  hook->nodes = {m.folded.index_of(point)};
+  const ActivationStats& s = st->second;
+  const double r = s.clip.at(bits);
+  hook->fn = [&](int, const torch::Tensor& x) { return affine_quant(x, s.lo * r, s.hi * r, bits); };
+  mod.set_quant(hook);
+  const double v = mean_kl(m.ref_probs,
+                           softmax_rows(predict_module(mod, m.kl_data, 0), m.folded.num_classes),
+                           m.folded.num_classes);
+  m.kl_cache[key] = v;
+  return v;
 }
 
 std::map<std::string, double> activation_hessian_traces(const Graph& g, const Dataset& data,

@@ -41,6 +41,15 @@ sq::RunLog sample_log() {
   f.cost.latency_s = 0.009;
   f.budgets = {b};
   log.final = f;
+  sq::RunIteration it;
+  it.iter = 1;
+  it.stage = "phase2";
+  it.bits = {{"conv1", 4}};
+  it.abits = {{"conv1", 2}};
+  sq::BitChange c{"pool1", 4, 2, "pay: smallest KL per cost"};
+  c.activation = true;
+  it.changes = {c, {"conv1", 2, 4, "raise: largest KL per cost"}};
+  log.iterations = {it};
   return log;
 }
 
@@ -56,6 +65,12 @@ TEST(RunLog, JsonRoundTrip) {
   ASSERT_TRUE(back.final->cost.latency_s.has_value());
   EXPECT_FALSE(back.final->cost.energy_j.has_value());
   EXPECT_NE(sq::summarize_run(back).find("kept: before final QAT"), std::string::npos);
+  // Searched activation widths: a step's per-layer abits and its activation moves.
+  ASSERT_EQ(back.iterations.size(), 1u);
+  EXPECT_EQ(back.iterations[0].abits.at("conv1"), 2);
+  ASSERT_EQ(back.iterations[0].changes.size(), 2u);
+  EXPECT_TRUE(back.iterations[0].changes[0].activation);
+  EXPECT_FALSE(back.iterations[0].changes[1].activation);
 }
 
 TEST(RunLog, ErrorsNameFileAndField) {

@@ -158,6 +158,71 @@ class FlatKl : public StandIn {
   double layer_kl(const std::string&, int bits) override { return std::pow(4.0, -bits); }
 };
 
+// Searched activation widths: the stand-in's accuracy and KL depend on each point's width as on
+// each layer's; under an mpic latency budget Phase 2 moves activation widths too, every step fits,
+// every reader of a point holds the point's width, and the default oracle refuses point_kl.
+class ActStandIn : public StandIn {
+ public:
+  ActStandIn(const Graph& g, const sq::CostEvaluator& ce, const sq::Budgets& b)
+      : StandIn(g, ce, b, 5) {
+    Graph s = g;
+    s.infer_shapes();
+    points_ = sq::activation_points(s);
+    std::mt19937_64 rng(9);
+    for (const auto& p : points_) psens_[p.name] = 5 + 45 * sq::uniform01(rng);
+  }
+  double train_and_evaluate(const BitConfig& bits, double epochs, int it) override {
+    double a = StandIn::train_and_evaluate(bits, epochs, it);
+    for (const auto& p : points_) {
+      const int w = bits.for_layer(p.layers[0]).abits;
+      for (const std::string& l : p.layers) EXPECT_EQ(bits.for_layer(l).abits, w) << l;
+      a -= 0.05 * psens_.at(p.name) * std::pow(4.0, -w);
+    }
+    return a;
+  }
+  double point_kl(const std::string& point, int bits) override {
+    ++point_calls;
+    return psens_.at(point) * std::pow(4.0, -bits);
+  }
+  std::vector<sq::ActivationPoint> points_;
+  std::map<std::string, double> psens_;
+  int point_calls = 0;
+};
+
+TEST(SearchPhase2, MovesActivationWidthsWhenTheyAreSearched) {
+  Graph g = model("lenet5");
+  const sq::Target t = sq::load_target(std::string(SQ_SOURCE_DIR) + "/targets/mpic.json");
+  const sq::CostEvaluator ce(g, t);
+  sq::Budgets b = sq::budgets_for_avg_bits(g, t, 4, 8);
+  b.latency_s = ce.evaluate(BitConfig::uniform(g, 4, 4)).latency_s;
+  ActStandIn oracle(g, ce, b);
+  const BitConfig start = BitConfig::uniform(g, 4, 4);
+  ASSERT_TRUE(sq::fits(ce, b, start));
+  sq::Phase2Options o;
+  o.target_accuracy = 0.999;  // out of reach: the search runs to its limit or a fixed point
+  o.max_iterations = 6;
+  o.candidate_bits = {2, 4, 8};
+  o.abits_set = {2, 4, 8};
+  sq::Phase2Result r = sq::sigmaquant_phase2(g, ce, b, start, oracle, o);
+  bool moved_act = false;
+  for (const sq::Phase2Step& st : r.steps) {
+    EXPECT_TRUE(sq::fits(ce, b, st.bits));
+    for (const sq::BitChange& c : st.changes) moved_act = moved_act || c.activation;
+  }
+  EXPECT_TRUE(moved_act);
+  EXPECT_GT(oracle.point_calls, 0);
+  EXPECT_GE(r.accuracy, r.steps.front().accuracy);
+  // Without the set, activation widths never move and point_kl is never asked.
+  ActStandIn fixed(g, ce, b);
+  o.abits_set.clear();
+  sq::Phase2Result rf = sq::sigmaquant_phase2(g, ce, b, start, fixed, o);
+  for (const sq::Phase2Step& st : rf.steps)
+    for (int i : g.weight_layers()) EXPECT_EQ(st.bits.for_layer(g.nodes[i].name).abits, 4);
+  EXPECT_EQ(fixed.point_calls, 0);
+  StandIn plain(g, ce, b, 1);
+  EXPECT_THROW(plain.point_kl("input", 4), sq::Error);
+}
+
 TEST(SearchPhase2, ExploresWhenNoSwapPaysByKl) {
   Problem s(3.0);
   FlatKl oracle(s.g, *s.ce, s.b, 4);
