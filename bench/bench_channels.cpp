@@ -1,0 +1,214 @@
+// Channel-wise models in the engine (issue 13): images/s of the graph executor on the trained
+// resnet20 (models/resnet20-fmnist.sqg; lenet5 likewise) under bit assignments that differ in how
+// the bits are spread, and what channel groups buy per layer:
+//   ./build/bin/sq_bench --benchmark_filter='Model/|ChannelGroups/'   (from the repository root;
+//   SQ_MODELS=dir for another models directory; bench/channel_groups.sh makes the figures)
+//   Model/<net>/<assignment>     one image at a time, 8-bit activations, Isa::Auto:
+//     w8, w4                     every layer at 8 / 4 bits
+//     layers_8_2                 whole layers at 8 bits (the first, the last and every third
+//                                one) and the others at 2 bits
+//     channels_8_2               in every layer, every third channel at 8 bits, the others at 2
+//                                (the first and last layers at 8): about the same average bits
+//     w4_pruned30                w4 with the 30 % of channels of smallest L1 norm of every layer
+//                                but the first and the last pruned (0 bits)
+//   ChannelGroups/<net>/<layer>/{widest,grouped}  one layer of channels_8_2: the whole layer on
+//                                the kernel its widest channel needs (the engine before issue 13)
+//                                and as channel groups
+// The weights are the trained ones, quantized per channel at those bits; the activation points
+// get a fixed range [-4, 4] (no data here): the work per image depends on the widths and the
+// shapes, not on the scales. Labels give the average weight bits and the plan.
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sigmaquant/engine.h"
+#include "sigmaquant/graph_io.h"
+#include "sigmaquant/qmodel.h"
+#include "sigmaquant/transform.h"
+
+namespace {
+
+std::string model_path(const std::string& net) {
+  const char* dir = std::getenv("SQ_MODELS");
+  return std::string(dir ? dir : "models") + "/" + net + "-fmnist.sqg";
+}
+
+bool exists(const std::string& path) { return std::ifstream(path).good(); }
+
+using Assign = std::function<void(const sq::Graph&, sq::BitConfig&)>;
+
+// L1 norms of a layer's output channels.
+std::vector<double> channel_norms(const sq::Node& n) {
+  const auto& w = n.params.at("weight").data;
+  const int64_t per = static_cast<int64_t>(w.size()) / n.out_channels;
+  std::vector<double> norm(static_cast<size_t>(n.out_channels), 0.0);
+  for (int64_t c = 0; c < n.out_channels; ++c)
+    for (int64_t k = 0; k < per; ++k) norm[c] += std::fabs(w[c * per + k]);
+  return norm;
+}
+
+void uniform_bits(const sq::Graph& g, sq::BitConfig& b, int wbits) {
+  for (int l : g.weight_layers()) {
+    sq::LayerBits lb;
+    lb.wbits = wbits;
+    b.layers[g.nodes[l].name] = lb;
+  }
+}
+
+const std::vector<std::pair<std::string, Assign>>& assignments() {
+  static const std::vector<std::pair<std::string, Assign>> a = {
+      {"w8", [](const sq::Graph& g, sq::BitConfig& b) { uniform_bits(g, b, 8); }},
+      {"w4", [](const sq::Graph& g, sq::BitConfig& b) { uniform_bits(g, b, 4); }},
+      {"layers_8_2",
+       [](const sq::Graph& g, sq::BitConfig& b) {
+         const auto layers = g.weight_layers();
+         for (size_t k = 0; k < layers.size(); ++k)
+           b.layers[g.nodes[layers[k]].name].wbits =
+               (k == 0 || k + 1 == layers.size() || k % 3 == 0) ? 8 : 2;
+       }},
+      {"channels_8_2",
+       [](const sq::Graph& g, sq::BitConfig& b) {
+         const auto layers = g.weight_layers();
+         for (size_t k = 0; k < layers.size(); ++k) {
+           const sq::Node& n = g.nodes[layers[k]];
+           sq::LayerBits lb;
+           lb.wbits = 8;
+           if (k != 0 && k + 1 != layers.size())
+             for (int64_t c = 0; c < n.out_channels; ++c) lb.channel_wbits.push_back(c % 3 ? 2 : 8);
+           b.layers[n.name] = lb;
+         }
+       }},
+      {"w4_pruned30",
+       [](const sq::Graph& g, sq::BitConfig& b) {
+         const auto layers = g.weight_layers();
+         for (size_t k = 0; k < layers.size(); ++k) {
+           const sq::Node& n = g.nodes[layers[k]];
+           sq::LayerBits lb;
+           lb.wbits = 4;
+           if (k != 0 && k + 1 != layers.size()) {
+             const std::vector<double> norm = channel_norms(n);
+             std::vector<int64_t> order(norm.size());
+             std::iota(order.begin(), order.end(), 0);
+             std::stable_sort(order.begin(), order.end(),
+                              [&](int64_t x, int64_t y) { return norm[x] < norm[y]; });
+             lb.channel_wbits.assign(norm.size(), 4);
+             const auto pruned = static_cast<size_t>(std::llround(0.3 * norm.size()));
+             for (size_t i = 0; i < pruned; ++i) lb.channel_wbits[order[i]] = 0;
+           }
+           b.layers[n.name] = lb;
+         }
+       }},
+  };
+  return a;
+}
+
+sq::QuantModel quant_model(const std::string& net, const Assign& assign) {
+  sq::QuantModel qm;
+  qm.graph = sq::fold_batchnorm(sq::load_graph(model_path(net)));
+  uniform_bits(qm.graph, qm.bits, 8);
+  assign(qm.graph, qm.bits);
+  qm.weight_scales = sq::max_weight_scales(qm.graph, qm.bits);
+  for (const auto& [node, bits] : sq::activation_quant_points(qm.graph, qm.bits))
+    qm.acts[qm.graph.nodes[node].name] = sq::act_quant_from_range({-4.0, 4.0}, bits);
+  return qm;
+}
+
+std::vector<float> random_image(int64_t n) {
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = u(rng);
+  return x;
+}
+
+void bench_model(benchmark::State& state, const std::string& net, const Assign& assign) {
+  if (!exists(model_path(net))) {
+    state.SkipWithError(("no " + model_path(net) + " (run from the repository root)").c_str());
+    return;
+  }
+  const sq::QuantModel qm = quant_model(net, assign);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const std::vector<float> img = random_image(ex.input_size());
+  std::vector<float> logits(static_cast<size_t>(ex.output_size()));
+  for (auto _ : state) {
+    ex.run(img.data(), logits.data());
+    benchmark::DoNotOptimize(logits.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+  int grouped = 0;
+  for (const std::string& line : ex.describe()) grouped += line.find(" x") != std::string::npos;
+  state.SetLabel(fmt::format("{:.2f} avg weight bits, {} layers in channel groups",
+                             sq::average_weight_bits(qm.bits, qm.graph), grouped));
+}
+
+// One layer of channels_8_2: the previous plan (every channel on the widest channel's kernel)
+// against channel groups.
+void bench_layer(benchmark::State& state, const std::string& net, int layer, bool grouped) {
+  if (!exists(model_path(net))) {
+    state.SkipWithError(("no " + model_path(net)).c_str());
+    return;
+  }
+  const sq::QuantModel qm = quant_model(net, assignments()[3].second);
+  const sq::IntModel im = sq::integerize(qm);
+  const sq::IntLayer& L = im.layers.at(static_cast<size_t>(layer));
+  const sq::ConvShape s = sq::conv_shape_of(qm.graph, L.node);
+  std::vector<uint8_t> x(static_cast<size_t>(s.in_size())), y(static_cast<size_t>(s.out_size()));
+  std::mt19937_64 rng(2);
+  for (auto& v : x) v = static_cast<uint8_t>(rng() % 256);
+  if (grouped) {
+    sq::GroupedConv2d c = sq::prepare_conv2d_grouped(s, L);
+    for (auto _ : state) {
+      c.run(x.data(), y.data());
+      benchmark::DoNotOptimize(y.data());
+    }
+    state.SetLabel(c.kernel_names());
+  } else {
+    sq::PreparedConv2d c = sq::prepare_conv2d_u8(s, L);
+    for (auto _ : state) {
+      c.run(x.data(), y.data());
+      benchmark::DoNotOptimize(y.data());
+    }
+    state.SetLabel(c.kernel_name());
+  }
+  state.counters["GOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(s.weights() * s.out_h() * s.out_w()) *
+          static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+
+const int kRegistered = [] {
+  for (const char* net : {"resnet20", "lenet5"})
+    for (const auto& [name, assign] : assignments())
+      benchmark::RegisterBenchmark(
+          (std::string("Model/") + net + "/" + name).c_str(),
+          [net = std::string(net), assign = assign](benchmark::State& st) {
+            bench_model(st, net, assign);
+          })
+          ->Unit(benchmark::kMicrosecond);
+  // resnet20's layers of distinct shapes (layer index in graph order: stage 1, the stride-2 first
+  // conv and the shortcut of stages 2 and 3, a stage-2 and a stage-3 conv).
+  const std::pair<const char*, int> layers[] = {{"stage1", 1}, {"stage2_first", 7},
+                                                {"stage2", 9},  {"stage3_first", 14},
+                                                {"stage3", 16}};
+  for (const auto& [name, index] : layers)
+    for (bool grouped : {false, true})
+      benchmark::RegisterBenchmark(
+          (std::string("ChannelGroups/resnet20/") + name + (grouped ? "/grouped" : "/widest"))
+              .c_str(),
+          [index = index, grouped](benchmark::State& st) {
+            bench_layer(st, "resnet20", index, grouped);
+          })
+          ->Unit(benchmark::kMicrosecond);
+  return 0;
+}();
+
+}  // namespace
