@@ -30,6 +30,8 @@ const IsaCase kIsas[] = {{sq::Isa::Portable, "portable"},
                          {sq::Isa::AvxVnni, "avxvnni"},
                          {sq::Isa::Avx512Vnni, "avx512vnni"}};
 
+void PrintTo(const IsaCase& c, std::ostream* os) { *os << c.name; }
+
 bool cpu_runs(sq::Isa isa) {
   switch (isa) {
     case sq::Isa::Avx2:
@@ -47,6 +49,7 @@ struct ShapeCase {
   const char* name;
   sq::ConvShape s;
 };
+void PrintTo(const ShapeCase& c, std::ostream* os) { *os << c.name; }
 const ShapeCase kShapes[] = {
     {"hwc3x3", {16, 10, 10, 40, 3, 1, 1, 1}},       // direct HWC
     {"hwc3x3s2", {35, 12, 16, 37, 3, 2, 1, 1}},     // direct, stride 2, odd channels
@@ -235,6 +238,7 @@ struct ZooCase {
   const char* name;
   sq::Shape input;
 };
+void PrintTo(const ZooCase& c, std::ostream* os) { *os << c.name; }
 const ZooCase kZoo[] = {{"resnet8", {3, 12, 12}},
                         {"resnet20", {1, 12, 12}},
                         {"lenet5", {1, 28, 28}},
