@@ -11,6 +11,10 @@
 //                                (the first and last layers at 8): about the same average bits
 //     w4_pruned30                w4 with the 30 % of channels of smallest L1 norm of every layer
 //                                but the first and the last pruned (0 bits)
+//   ModelPaired/<net>/<rounds>/<images>  the five assignments interleaved, round after round:
+//                                median images/s of each and the median of the per-round ratios
+//                                (the figures of docs/results.md; the load of a shared machine
+//                                hits every model alike)
 //   ChannelGroups/<net>/<layer>/{widest,grouped}  one layer of channels_8_2: the whole layer on
 //                                the kernel its widest channel needs (the engine before issue 13)
 //                                and as channel groups
@@ -23,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <numeric>
@@ -185,6 +190,55 @@ void bench_layer(benchmark::State& state, const std::string& net, int layer, boo
       benchmark::Counter::kIsRate);
 }
 
+double thread_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Every assignment of one network, interleaved: in each of `rounds` rounds every model runs
+// `images` images back to back (CPU time of this thread), so that a change of the machine's load
+// (other processes on the 2 cores) hits all of them alike. Counters: each model's median images/s
+// over the rounds, and the median over the rounds of each round's ratio to w8, w4 and layers_8_2.
+void bench_paired(benchmark::State& state, const std::string& net) {
+  if (!exists(model_path(net))) {
+    state.SkipWithError(("no " + model_path(net)).c_str());
+    return;
+  }
+  const auto& as = assignments();
+  std::vector<sq::GraphExecutor> ex;
+  for (const auto& a : as) {
+    const sq::QuantModel qm = quant_model(net, a.second);
+    ex.push_back(sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm)));
+  }
+  const std::vector<float> img = random_image(ex[0].input_size());
+  std::vector<float> logits(static_cast<size_t>(ex[0].output_size()));
+  const int rounds = static_cast<int>(state.range(0)), images = static_cast<int>(state.range(1));
+  std::vector<std::vector<double>> ips(as.size());
+  for (auto _ : state) {
+    for (int r = 0; r < rounds; ++r)
+      for (size_t m = 0; m < ex.size(); ++m) {
+        const double t0 = thread_seconds();
+        for (int i = 0; i < images; ++i) ex[m].run(img.data(), logits.data());
+        ips[m].push_back(images / (thread_seconds() - t0));
+        benchmark::DoNotOptimize(logits.data());
+      }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  for (size_t m = 0; m < as.size(); ++m) {
+    state.counters[as[m].first] = median(ips[m]);
+    for (size_t base = 0; base < 3; ++base) {  // w8, w4, layers_8_2
+      if (base == m) continue;
+      std::vector<double> ratio;
+      for (size_t r = 0; r < ips[m].size(); ++r) ratio.push_back(ips[m][r] / ips[base][r]);
+      state.counters[as[m].first + "/" + as[base].first] = median(ratio);
+    }
+  }
+}
+
 const int kRegistered = [] {
   for (const char* net : {"resnet20", "lenet5"})
     for (const auto& [name, assign] : assignments())
@@ -194,11 +248,18 @@ const int kRegistered = [] {
             bench_model(st, net, assign);
           })
           ->Unit(benchmark::kMicrosecond);
-  // resnet20's layers of distinct shapes (layer index in graph order: stage 1, the stride-2 first
-  // conv and the shortcut of stages 2 and 3, a stage-2 and a stage-3 conv).
-  const std::pair<const char*, int> layers[] = {{"stage1", 1}, {"stage2_first", 7},
-                                                {"stage2", 9},  {"stage3_first", 14},
-                                                {"stage3", 16}};
+  for (const char* net : {"resnet20", "lenet5"})
+    benchmark::RegisterBenchmark((std::string("ModelPaired/") + net).c_str(),
+                                 [net = std::string(net)](benchmark::State& st) {
+                                   bench_paired(st, net);
+                                 })
+        ->Args({9, std::string(net) == "lenet5" ? 2000 : 100})
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
+  // resnet20's layers of distinct shapes, by index in graph order (stem.conv = 0).
+  const std::pair<const char*, int> layers[] = {
+      {"stage1", 1},  {"stage2_first", 7}, {"stage2_shortcut", 9}, {"stage2", 10},
+      {"stage3_first", 14}, {"stage3_shortcut", 16}, {"stage3", 17}};
   for (const auto& [name, index] : layers)
     for (bool grouped : {false, true})
       benchmark::RegisterBenchmark(
