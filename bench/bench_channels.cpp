@@ -15,6 +15,8 @@
 //                                median images/s of each and the median of the per-round ratios
 //                                (the figures of docs/results.md; the load of a shared machine
 //                                hits every model alike)
+//   LayerPaired/resnet20/<rounds>/<runs>  the same pairs interleaved: per layer the median of the
+//                                per-round speed-up of the grouped plan
 //   ChannelGroups/<net>/<layer>/{widest,grouped}  one layer of channels_8_2: the whole layer on
 //                                the kernel its widest channel needs (the engine before issue 13)
 //                                and as channel groups
@@ -239,6 +241,47 @@ void bench_paired(benchmark::State& state, const std::string& net) {
   }
 }
 
+// resnet20's layers of distinct shapes, by index in graph order (stem.conv = 0).
+const std::pair<const char*, int> kLayers[] = {
+    {"stage1", 1},        {"stage2_first", 7},     {"stage2_shortcut", 9}, {"stage2", 10},
+    {"stage3_first", 14}, {"stage3_shortcut", 16}, {"stage3", 17}};
+
+// ChannelGroups' pairs interleaved: per layer of channels_8_2, rounds of `reps` runs of the
+// widest-kernel plan then of the grouped one; counter <layer> = the median over the rounds of
+// the grouped plan's speed-up (time widest / time grouped).
+void bench_layers_paired(benchmark::State& state, const std::string& net) {
+  if (!exists(model_path(net))) {
+    state.SkipWithError(("no " + model_path(net)).c_str());
+    return;
+  }
+  const sq::QuantModel qm = quant_model(net, assignments()[3].second);
+  const sq::IntModel im = sq::integerize(qm);
+  const int rounds = static_cast<int>(state.range(0)), reps = static_cast<int>(state.range(1));
+  for (auto _ : state) {
+    for (const auto& [name, index] : kLayers) {
+      const sq::IntLayer& L = im.layers.at(static_cast<size_t>(index));
+      const sq::ConvShape s = sq::conv_shape_of(qm.graph, L.node);
+      std::vector<uint8_t> x(static_cast<size_t>(s.in_size())), y(static_cast<size_t>(s.out_size()));
+      std::mt19937_64 rng(2);
+      for (auto& v : x) v = static_cast<uint8_t>(rng() % 256);
+      sq::PreparedConv2d whole = sq::prepare_conv2d_u8(s, L);
+      sq::GroupedConv2d grouped = sq::prepare_conv2d_grouped(s, L);
+      std::vector<double> ratio;
+      for (int r = 0; r < rounds; ++r) {
+        double t0 = thread_seconds();
+        for (int i = 0; i < reps; ++i) whole.run(x.data(), y.data());
+        const double tw = thread_seconds() - t0;
+        t0 = thread_seconds();
+        for (int i = 0; i < reps; ++i) grouped.run(x.data(), y.data());
+        ratio.push_back(tw / (thread_seconds() - t0));
+        benchmark::DoNotOptimize(y.data());
+      }
+      std::sort(ratio.begin(), ratio.end());
+      state.counters[name] = ratio[ratio.size() / 2];
+    }
+  }
+}
+
 const int kRegistered = [] {
   for (const char* net : {"resnet20", "lenet5"})
     for (const auto& [name, assign] : assignments())
@@ -256,11 +299,12 @@ const int kRegistered = [] {
         ->Args({9, std::string(net) == "lenet5" ? 2000 : 100})
         ->Iterations(1)
         ->Unit(benchmark::kMillisecond);
-  // resnet20's layers of distinct shapes, by index in graph order (stem.conv = 0).
-  const std::pair<const char*, int> layers[] = {
-      {"stage1", 1},  {"stage2_first", 7}, {"stage2_shortcut", 9}, {"stage2", 10},
-      {"stage3_first", 14}, {"stage3_shortcut", 16}, {"stage3", 17}};
-  for (const auto& [name, index] : layers)
+  benchmark::RegisterBenchmark("LayerPaired/resnet20",
+                               [](benchmark::State& st) { bench_layers_paired(st, "resnet20"); })
+      ->Args({15, 200})
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+  for (const auto& [name, index] : kLayers)
     for (bool grouped : {false, true})
       benchmark::RegisterBenchmark(
           (std::string("ChannelGroups/resnet20/") + name + (grouped ? "/grouped" : "/widest"))

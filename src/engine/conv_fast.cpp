@@ -679,6 +679,25 @@ PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, cons
   return prepare_conv2d_u8(ConvShape{in_features, 1, 1, out_features, 1, 1, 0, 1}, L, isa, in_bits);
 }
 
+double PreparedConv2d::staging_uops() const {
+  const ConvShape& s = s_;
+  switch (stage_) {
+    case Stage::Plane:
+      return static_cast<double>(s.in_h * s.in_w) / 8;
+    case Stage::Im2col:
+      return static_cast<double>(pix_ * kp_);
+    case Stage::Hwc:
+      break;
+  }
+  // to_hwc's split: channels [0, c_vec) by transposes where rows have >= 8 (read) pixels.
+  const int64_t h = sub_ > 1 ? s.out_h() : s.in_h, w = sub_ > 1 ? s.out_w() : s.in_w;
+  const bool vec = kernel_->layout == WeightLayout::Quad8 && w >= 8 &&
+                   (sub_ == 1 || (sub_ == 2 && 2 * w <= s.in_w));
+  const int64_t c_vec = vec ? s.in_c / 16 * 16 : 0;
+  return static_cast<double>(h * w) * (0.25 * static_cast<double>(c_vec) +
+                                       2.0 * static_cast<double>(s.in_c - c_vec));
+}
+
 template <typename T>
 void PreparedConv2d::stage_input(const uint8_t* x, T* scratch) const {
   switch (stage_) {

@@ -5,12 +5,13 @@
 // Planning: the computed channels sorted by largest |w|, widest first, are cut into consecutive
 // runs; a run is computed by the kernel its widest channel needs (choose_kernel), which supports
 // every narrower channel of the run too. The cut minimizes, by dynamic programming over the cut
-// points, the estimated cost
-//   Σ_runs  tiles(run) · 16 · pixels_padded · taps / 32 · µops(kernel)  +  staging
-// with µops the kernel's multiplier µops per 32 MACs (docs/engine.md, "Low bits"): 1 + 1/flush for
-// the int16-accumulating kernel, 1 for vpdpbusd, 2 for the others; and staging a quarter µop per
-// input element, paid once per run (each group stages the input itself). A layer whose channels
-// all want the same kernel stays one group, exactly as prepare_conv2d_u8 prepares it.
+// points, the estimated cost in µops
+//   Σ_runs  tiles(run) · 16 · pixels_padded · taps / 32 · µops(kernel)  +  staging(kernel)
+// with µops(kernel) its multiplier µops per 32 MACs (docs/engine.md, "Low bits"): 1 + 1/flush for
+// the int16-accumulating kernel, 1 for vpdpbusd, 2 for the others; and staging(kernel) the copy
+// of the input each group makes for itself (PreparedConv2d::staging_uops: cheap for the uint8
+// transposes, dear element by element). A layer whose channels all want the same kernel stays
+// one group, exactly as prepare_conv2d_u8 prepares it.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -84,19 +85,21 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 
   // Per start position, the kernel a run beginning there takes and its cost per tile.
   const double taps = static_cast<double>(cols), pix = static_cast<double>(s.out_h() * s.out_w());
-  const double staging = 0.25 * static_cast<double>(s.in_size());
   std::vector<const ConvMicroKernel*> kern(static_cast<size_t>(n));
-  std::vector<double> tile_cost(static_cast<size_t>(n));
+  std::vector<double> tile_cost(static_cast<size_t>(n)), staging(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const int32_t w = wmax[live[i]];
     if (i > 0 && w == wmax[live[i - 1]]) {
       kern[i] = kern[i - 1];
       tile_cost[i] = tile_cost[i - 1];
+      staging[i] = staging[i - 1];
       continue;
     }
     kern[i] = &kernels::choose_kernel(isa, w, in_bits);
     const double nr = kern[i]->nr, pix_pad = std::ceil(pix / nr) * nr;
     tile_cost[i] = kMr * pix_pad * taps / 32.0 * kernel_uops(*kern[i], w, x_max);
+    // The staging depends on the kernel's layout and the shape, not on the channels: one.
+    staging[i] = prepare_conv2d_u8(s, L, *kern[i], in_bits, {live[i]}).staging_uops();
   }
   // best[j]: the cheapest plan of live[0, j); from[j]: where its last run starts. Any cut is
   // allowed: narrow channels may fill a wider run's last tile, which is computed anyway. Ties
@@ -107,7 +110,7 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
     best[j] = -1;
     for (int64_t i = 0; i < j; ++i) {
       const double tiles = static_cast<double>((j - i + kMr - 1) / kMr);
-      const double c = best[i] + tiles * tile_cost[i] + staging;
+      const double c = best[i] + tiles * tile_cost[i] + staging[i];
       if (best[j] < 0 || c < best[j]) {
         best[j] = c;
         from[j] = i;
