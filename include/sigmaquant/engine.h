@@ -210,9 +210,9 @@ class PreparedConv2d {
   const char* kernel_name() const { return kernel_->name; }
   const ConvMicroKernel& kernel() const { return *kernel_; }
   // An estimate of one run's input staging in µops, for the channel groups' cost model
-  // (conv_groups.cpp): elements written × 1/4 by the uint8 transposes, × 2 element by element
+  // (conv_groups.cpp): elements written × 1/2 by the uint8 transposes, × 3 element by element
   // (int16 layout, rows under 8 pixels, channels past the last 16), × 1/8 for the plane's row
-  // copies, × 1 for im2col.
+  // copies, × 1 for im2col (factors set from resnet20's layers, sq_bench LayerPaired).
   double staging_uops() const;
   void run(const uint8_t* x, uint8_t* y);
 

@@ -694,8 +694,8 @@ double PreparedConv2d::staging_uops() const {
   const bool vec = kernel_->layout == WeightLayout::Quad8 && w >= 8 &&
                    (sub_ == 1 || (sub_ == 2 && 2 * w <= s.in_w));
   const int64_t c_vec = vec ? s.in_c / 16 * 16 : 0;
-  return static_cast<double>(h * w) * (0.25 * static_cast<double>(c_vec) +
-                                       2.0 * static_cast<double>(s.in_c - c_vec));
+  return static_cast<double>(h * w) * (0.5 * static_cast<double>(c_vec) +
+                                       3.0 * static_cast<double>(s.in_c - c_vec));
 }
 
 template <typename T>

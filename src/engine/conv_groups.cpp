@@ -7,6 +7,7 @@
 // every narrower channel of the run too. The cut minimizes, by dynamic programming over the cut
 // points, the estimated cost in µops
 //   Σ_runs  tiles(run) · 16 · pixels_padded · taps / 32 · µops(kernel)  +  staging(kernel)
+//           + 16 · pixels_padded
 // with µops(kernel) its multiplier µops per 32 MACs (docs/engine.md, "Low bits"): 1 + 1/flush for
 // the int16-accumulating kernel, 1 for vpdpbusd, 2 for the others; and staging(kernel) the copy
 // of the input each group makes for itself (PreparedConv2d::staging_uops: cheap for the uint8
@@ -99,7 +100,10 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
     const double nr = kern[i]->nr, pix_pad = std::ceil(pix / nr) * nr;
     tile_cost[i] = kMr * pix_pad * taps / 32.0 * kernel_uops(*kern[i], w, x_max);
     // The staging depends on the kernel's layout and the shape, not on the channels: one.
-    staging[i] = prepare_conv2d_u8(s, L, *kern[i], in_bits, {live[i]}).staging_uops();
+    // Plus a group's fixed cost (its loops, tile calls and epilogue set-up): about one µop per
+    // output of one tile, set, like staging_uops' factors, from resnet20's layers.
+    staging[i] = prepare_conv2d_u8(s, L, *kern[i], in_bits, {live[i]}).staging_uops() +
+                 kMr * pix_pad;
   }
   // best[j]: the cheapest plan of live[0, j); from[j]: where its last run starts. Any cut is
   // allowed: narrow channels may fill a wider run's last tile, which is computed anyway. Ties
