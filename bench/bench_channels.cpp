@@ -11,7 +11,9 @@
 //                                (the first and last layers at 8): about the same average bits
 //     w4_pruned30                w4 with the 30 % of channels of smallest L1 norm of every layer
 //                                but the first and the last pruned (0 bits)
-//   ModelPaired/<net>/<rounds>/<images>  the five assignments interleaved, round after round:
+//   ModelPaired/<net>/<rounds>/<images>  the five assignments interleaved, round after round,
+//                                and channels_8_2 / w4_pruned30 prepared without channel groups
+//                                (GraphExecutor::prepare's channel_groups = false):
 //                                median images/s of each and the median of the per-round ratios
 //                                (the figures of docs/results.md; the load of a shared machine
 //                                hits every model alike)
@@ -207,11 +209,15 @@ void bench_paired(benchmark::State& state, const std::string& net) {
     state.SkipWithError(("no " + model_path(net)).c_str());
     return;
   }
-  const auto& as = assignments();
+  // The five assignments, then channels_8_2 and w4_pruned30 prepared without channel groups
+  // (every layer on its widest channel's kernel, pruned channels computed: the engine before).
+  std::vector<std::pair<std::string, Assign>> as = assignments();
+  as.push_back({"channels_8_2_nogroups", as[3].second});
+  as.push_back({"w4_pruned30_nogroups", as[4].second});
   std::vector<sq::GraphExecutor> ex;
-  for (const auto& a : as) {
-    const sq::QuantModel qm = quant_model(net, a.second);
-    ex.push_back(sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm)));
+  for (size_t m = 0; m < as.size(); ++m) {
+    const sq::QuantModel qm = quant_model(net, as[m].second);
+    ex.push_back(sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm), sq::Isa::Auto, m < 5));
   }
   const std::vector<float> img = random_image(ex[0].input_size());
   std::vector<float> logits(static_cast<size_t>(ex[0].output_size()));
@@ -232,7 +238,11 @@ void bench_paired(benchmark::State& state, const std::string& net) {
   };
   for (size_t m = 0; m < as.size(); ++m) {
     state.counters[as[m].first] = median(ips[m]);
-    for (size_t base = 0; base < 3; ++base) {  // w8, w4, layers_8_2
+    // Ratios to w8, w4, layers_8_2, and of each channel-grouped model to itself without groups.
+    std::vector<size_t> bases = {0, 1, 2};
+    if (m == 3) bases.push_back(5);
+    if (m == 4) bases.push_back(6);
+    for (size_t base : bases) {
       if (base == m) continue;
       std::vector<double> ratio;
       for (size_t r = 0; r < ips[m].size(); ++r) ratio.push_back(ips[m][r] / ips[base][r]);

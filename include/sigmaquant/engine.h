@@ -312,16 +312,18 @@ class GroupedConv2d {
   void run(const uint8_t* x, uint8_t* y);
 
  private:
-  friend GroupedConv2d prepare_conv2d_grouped(const ConvShape&, const IntLayer&, Isa, int);
+  friend GroupedConv2d prepare_conv2d_grouped(const ConvShape&, const IntLayer&, Isa, int, bool);
   ConvShape s_;
   std::vector<PreparedConv2d> groups_;
   std::vector<std::vector<int64_t>> group_ch_;
   std::vector<int64_t> const_ch_;
   std::vector<uint8_t> const_val_;
 };
-// Throws as prepare_conv2d_u8's Isa form does.
+// Throws as prepare_conv2d_u8's Isa form does. split = false: one group of every channel on the
+// kernel the widest needs, pruned channels computed too (the plan before channel groups; for
+// measurements).
 GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto,
-                                     int in_bits = 8);
+                                     int in_bits = 8, bool split = true);
 // ---------------------------------------------------------------------------------------------
 // The graph executor (src/engine/graph_executor.cpp): any graph a QuantModel supports (the zoo's
 // lenet5, resnet8/20, mobilenetv2, mlp): conv (grouped, depthwise), linear, residual add, max /
@@ -369,7 +371,10 @@ class GraphExecutor {
  public:
   // Throws sq::Error naming the node or layer the executor cannot run, or an inconsistency
   // between the graph and the integer model.
-  static GraphExecutor prepare(const Graph& g, const IntModel& im, Isa isa = Isa::Auto);
+  // channel_groups = false prepares every conv as one group (prepare_conv2d_grouped's split =
+  // false): the plan before issue 13, kept for measurements.
+  static GraphExecutor prepare(const Graph& g, const IntModel& im, Isa isa = Isa::Auto,
+                               bool channel_groups = true);
   int64_t input_size() const { return input_size_; }    // floats per sample (C·H·W)
   int64_t output_size() const { return output_size_; }  // logits per sample
   size_t arena_bytes() const { return arena_.size(); }

@@ -37,7 +37,8 @@ double kernel_uops(const ConvMicroKernel& k, int32_t w_max, int32_t x_max) {
 
 }  // namespace
 
-GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa isa, int in_bits) {
+GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa isa, int in_bits,
+                                     bool split) {
   check_conv(s, &L);
   if (s.groups != 1)
     fail("prepare_conv2d_grouped: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)",
@@ -70,6 +71,12 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 
   GroupedConv2d gc;
   gc.s_ = s;
+  if (!split) {
+    gc.groups_.push_back(prepare_conv2d_u8(s, L, isa, in_bits));
+    gc.group_ch_.emplace_back(static_cast<size_t>(rows));
+    std::iota(gc.group_ch_[0].begin(), gc.group_ch_[0].end(), 0);
+    return gc;
+  }
   std::vector<int64_t> live;  // computed channels, widest first (stable: by index within a width)
   for (int64_t c = 0; c < rows; ++c) {
     if (wmax[c] == 0) {

@@ -256,9 +256,13 @@ TEST_P(GraphExecutorChannelGroups, EqualsTheReferencePlanExactly) {
   const sq::IntModel im = sq::integerize(qm);
   sq::GraphExecutor ref = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
   sq::GraphExecutor fast = sq::GraphExecutor::prepare(qm.graph, im, ic.isa);
+  // Without channel groups (the plan before them, for measurements): one kernel a layer.
+  sq::GraphExecutor whole = sq::GraphExecutor::prepare(qm.graph, im, ic.isa, false);
   int pruned = 0;
   for (const std::string& line : fast.describe()) pruned += line.find("pruned x") != std::string::npos;
   EXPECT_GT(pruned, 0) << "no layer planned pruned channels";
+  for (const std::string& line : whole.describe())
+    EXPECT_EQ(line.find(" x"), std::string::npos) << line;
   const int n = 8;
   const auto imgs = sqtest::random_images(n, ref.input_size(), 19);
   int spread = 0;
@@ -267,6 +271,8 @@ TEST_P(GraphExecutorChannelGroups, EqualsTheReferencePlanExactly) {
     ref.run(imgs.data() + s * ref.input_size(), want.data());
     fast.run(imgs.data() + s * ref.input_size(), got.data());
     EXPECT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * 10)) << "sample " << s;
+    whole.run(imgs.data() + s * ref.input_size(), got.data());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * 10)) << "whole, sample " << s;
     spread += std::any_of(want.begin(), want.end(), [&](float v) { return v != want[0]; });
   }
   EXPECT_GT(spread, 0) << "constant logits";
