@@ -188,10 +188,10 @@ void bench_layer(benchmark::State& state, const std::string& net, int layer, boo
     }
     state.SetLabel(c.kernel_name());
   }
-  state.counters["GOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(s.weights() * s.out_h() * s.out_w()) *
-          static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate);
+  state.counters["GOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(s.weights() * s.out_h() * s.out_w()) *
+                             static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
 
 double thread_seconds() {
@@ -271,7 +271,8 @@ void bench_layers_paired(benchmark::State& state, const std::string& net) {
     for (const auto& [name, index] : kLayers) {
       const sq::IntLayer& L = im.layers.at(static_cast<size_t>(index));
       const sq::ConvShape s = sq::conv_shape_of(qm.graph, L.node);
-      std::vector<uint8_t> x(static_cast<size_t>(s.in_size())), y(static_cast<size_t>(s.out_size()));
+      std::vector<uint8_t> x(static_cast<size_t>(s.in_size())),
+          y(static_cast<size_t>(s.out_size()));
       std::mt19937_64 rng(2);
       for (auto& v : x) v = static_cast<uint8_t>(rng() % 256);
       sq::PreparedConv2d whole = sq::prepare_conv2d_u8(s, L);
@@ -295,17 +296,15 @@ void bench_layers_paired(benchmark::State& state, const std::string& net) {
 const int kRegistered = [] {
   for (const char* net : {"resnet20", "lenet5"})
     for (const auto& [name, assign] : assignments())
-      benchmark::RegisterBenchmark(
-          (std::string("Model/") + net + "/" + name).c_str(),
-          [net = std::string(net), assign = assign](benchmark::State& st) {
-            bench_model(st, net, assign);
-          })
+      benchmark::RegisterBenchmark((std::string("Model/") + net + "/" + name).c_str(),
+                                   [net = std::string(net), assign = assign](benchmark::State& st) {
+                                     bench_model(st, net, assign);
+                                   })
           ->Unit(benchmark::kMicrosecond);
   for (const char* net : {"resnet20", "lenet5"})
-    benchmark::RegisterBenchmark((std::string("ModelPaired/") + net).c_str(),
-                                 [net = std::string(net)](benchmark::State& st) {
-                                   bench_paired(st, net);
-                                 })
+    benchmark::RegisterBenchmark(
+        (std::string("ModelPaired/") + net).c_str(),
+        [net = std::string(net)](benchmark::State& st) { bench_paired(st, net); })
         ->Args({9, std::string(net) == "lenet5" ? 2000 : 100})
         ->Iterations(1)
         ->Unit(benchmark::kMillisecond);

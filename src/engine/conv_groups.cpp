@@ -41,8 +41,8 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
                                      bool split) {
   check_conv(s, &L);
   if (s.groups != 1)
-    fail("prepare_conv2d_grouped: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)",
-         L.name, s.groups);
+    fail("prepare_conv2d_grouped: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)", L.name,
+         s.groups);
   if (L.out_node < 0)
     fail("prepare_conv2d_grouped: layer '{}' has a float output (expected a quantized one)",
          L.name);
@@ -66,8 +66,8 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
     fail("prepare_conv2d_grouped: layer '{}' input zero point {} (expected 0..{})", L.name,
          L.in_zero_point, x_max);
   if (L.out_lo < 0 || L.out_hi > 255 || L.out_lo > L.out_hi)
-    fail("prepare_conv2d_grouped: layer '{}' output range {}..{} (expected within 0..255)",
-         L.name, L.out_lo, L.out_hi);
+    fail("prepare_conv2d_grouped: layer '{}' output range {}..{} (expected within 0..255)", L.name,
+         L.out_lo, L.out_hi);
 
   GroupedConv2d gc;
   gc.s_ = s;
@@ -87,7 +87,8 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
       live.push_back(c);
     }
   }
-  std::stable_sort(live.begin(), live.end(), [&](int64_t a, int64_t b) { return wmax[a] > wmax[b]; });
+  std::stable_sort(live.begin(), live.end(),
+                   [&](int64_t a, int64_t b) { return wmax[a] > wmax[b]; });
   const int64_t n = static_cast<int64_t>(live.size());
   if (n == 0) return gc;
 
@@ -109,8 +110,8 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
     // The staging depends on the kernel's layout and the shape, not on the channels: one.
     // Plus a group's fixed cost (its loops, tile calls and epilogue set-up): about one µop per
     // output of one tile, set, like staging_uops' factors, from resnet20's layers.
-    staging[i] = prepare_conv2d_u8(s, L, *kern[i], in_bits, {live[i]}).staging_uops() +
-                 kMr * pix_pad;
+    staging[i] =
+        prepare_conv2d_u8(s, L, *kern[i], in_bits, {live[i]}).staging_uops() + kMr * pix_pad;
   }
   // best[j]: the cheapest plan of live[0, j); from[j]: where its last run starts. Any cut is
   // allowed: narrow channels may fill a wider run's last tile, which is computed anyway. Ties

@@ -51,11 +51,11 @@ struct ShapeCase {
 };
 void PrintTo(const ShapeCase& c, std::ostream* os) { *os << c.name; }
 const ShapeCase kShapes[] = {
-    {"hwc3x3", {16, 10, 10, 40, 3, 1, 1, 1}},       // direct HWC
-    {"hwc3x3s2", {35, 12, 16, 37, 3, 2, 1, 1}},     // direct, stride 2, odd channels
+    {"hwc3x3", {16, 10, 10, 40, 3, 1, 1, 1}},         // direct HWC
+    {"hwc3x3s2", {35, 12, 16, 37, 3, 2, 1, 1}},       // direct, stride 2, odd channels
     {"shortcut1x1s2", {16, 14, 14, 48, 1, 2, 0, 1}},  // only the pixels read
-    {"stem", {1, 28, 28, 24, 3, 1, 1, 1}},          // the plane
-    {"rgb", {3, 8, 8, 33, 3, 1, 1, 1}},             // im2col
+    {"stem", {1, 28, 28, 24, 3, 1, 1, 1}},            // the plane
+    {"rgb", {3, 8, 8, 33, 3, 1, 1, 1}},               // im2col
     {"linear", {120, 1, 1, 84, 1, 1, 0, 1}},
 };
 
@@ -91,8 +91,7 @@ std::vector<int> cycling_bits(int64_t n, std::mt19937_64& rng) {
   return b;
 }
 
-class EngineChannelGroups : public ::testing::TestWithParam<std::tuple<ShapeCase, IsaCase, int>> {
-};
+class EngineChannelGroups : public ::testing::TestWithParam<std::tuple<ShapeCase, IsaCase, int>> {};
 
 TEST_P(EngineChannelGroups, MixedWidthsEqualTheReferenceExactly) {
   const auto [sc, ic, abits] = GetParam();
@@ -196,13 +195,15 @@ TEST(EngineChannelGroups, PrunedChannelsAreConstants) {
   // The checks of the whole layer still apply with every channel pruned.
   std::vector<uint8_t> x;
   sq::IntLayer L = mixed_layer(s, std::vector<int>(20, 0), 8, rng, x);
-  EXPECT_NE(sqtest::error_of([&] { sq::prepare_conv2d_grouped(s, L, sq::Isa::Auto, 9); })
-                .find("activation bits"),
+  EXPECT_NE(sqtest::error_of([&] {
+              sq::prepare_conv2d_grouped(s, L, sq::Isa::Auto, 9);
+            }).find("activation bits"),
             std::string::npos);
   L.out_node = -1;
   L.weight_scales.assign(20, 1.0f);
-  EXPECT_NE(sqtest::error_of([&] { sq::prepare_conv2d_grouped(s, L, sq::Isa::Auto, 8); })
-                .find("float output"),
+  EXPECT_NE(sqtest::error_of([&] {
+              sq::prepare_conv2d_grouped(s, L, sq::Isa::Auto, 8);
+            }).find("float output"),
             std::string::npos);
 }
 
@@ -245,8 +246,7 @@ const ZooCase kZoo[] = {{"resnet8", {3, 12, 12}},
                         {"mlp", {1, 12, 12}},
                         {"mobilenetv2", {3, 16, 16}}};
 
-class GraphExecutorChannelGroups
-    : public ::testing::TestWithParam<std::tuple<ZooCase, IsaCase>> {};
+class GraphExecutorChannelGroups : public ::testing::TestWithParam<std::tuple<ZooCase, IsaCase>> {};
 
 TEST_P(GraphExecutorChannelGroups, EqualsTheReferencePlanExactly) {
   const auto [zc, ic] = GetParam();
@@ -259,7 +259,8 @@ TEST_P(GraphExecutorChannelGroups, EqualsTheReferencePlanExactly) {
   // Without channel groups (the plan before them, for measurements): one kernel a layer.
   sq::GraphExecutor whole = sq::GraphExecutor::prepare(qm.graph, im, ic.isa, false);
   int pruned = 0;
-  for (const std::string& line : fast.describe()) pruned += line.find("pruned x") != std::string::npos;
+  for (const std::string& line : fast.describe())
+    pruned += line.find("pruned x") != std::string::npos;
   EXPECT_GT(pruned, 0) << "no layer planned pruned channels";
   for (const std::string& line : whole.describe())
     EXPECT_EQ(line.find(" x"), std::string::npos) << line;
