@@ -209,11 +209,18 @@ class PreparedConv2d {
   const ConvShape& shape() const { return s_; }
   const char* kernel_name() const { return kernel_->name; }
   const ConvMicroKernel& kernel() const { return *kernel_; }
+  // An estimate of one run's input staging in µops, for the channel groups' cost model
+  // (conv_groups.cpp): elements written × 1/2 by the uint8 transposes, × 3 element by element
+  // (int16 layout, rows under 8 pixels, channels past the last 16), × 1/8 for the plane's row
+  // copies, × 1 for im2col (factors set from resnet20's layers, sq_bench LayerPaired).
+  double staging_uops() const;
   void run(const uint8_t* x, uint8_t* y);
 
  private:
   friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, const ConvMicroKernel&,
                                           int);
+  friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, const ConvMicroKernel&,
+                                          int, const std::vector<int64_t>&);
   enum class Stage { Hwc, Plane, Im2col };
   // prepare_conv2d_u8's steps, in order.
   void plan_staging();
@@ -252,6 +259,9 @@ class PreparedConv2d {
   std::vector<int32_t> q_bias_, q_shift_;
   std::vector<int64_t> q_mult_, q_round_;
   std::vector<uint8_t> q_ok_;
+  // Per prepared output channel, the channel (plane) of y it writes: the identity for a whole
+  // layer, the subset's channels for one channel group of a layer (prepare_conv2d_grouped).
+  std::vector<int64_t> out_ch_;
 };
 // `in_bits`: the activations' width (codes 0..2^in_bits − 1, the input zero point among them);
 // run() requires its input within that range (the executor's codes are). Kernels that sum in
@@ -271,6 +281,49 @@ PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, cons
 // in_bits (`supports`).
 PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const ConvMicroKernel& k,
                                  int in_bits = 8);
+// A subset of the layer's output channels on one kernel: computes channels[o] of L (o = 0 ..
+// channels.size() − 1) and writes it to channel channels[o] of y (y + channels[o]·out_h·out_w),
+// leaving y's other channels as they are. Throws as above, and unless channels holds 1..out_c
+// distinct channels of the layer.
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const ConvMicroKernel& k,
+                                 int in_bits, const std::vector<int64_t>& channels);
+
+// A conv/linear layer (groups = 1) run as channel groups (src/engine/conv_groups.cpp): with
+// per-channel weight bits, one wide channel no longer puts the whole layer on the kernel its
+// widest weights need. Prepare sorts the output channels by their largest |w|, cuts them into
+// groups where a cheaper kernel pays (cost: tiles × the kernel's multiplier µops per MAC, plus
+// one input staging per group; docs/engine.md "Channel groups"), and prepares one PreparedConv2d
+// per group writing its channels' planes of y in place (no permutation, no gather). A channel
+// whose weights are all zero (a pruned, 0-bit channel) is not computed: its accumulator is its
+// bias, so its plane is the constant L.output(c, bias[c]), written by memset on every run (the
+// arena reuses the bytes between runs). run() equals conv2d_u8_ref exactly and allocates nothing.
+class GroupedConv2d {
+ public:
+  const ConvShape& shape() const { return s_; }
+  const std::vector<PreparedConv2d>& groups() const { return groups_; }
+  // Per group, its channels of the layer.
+  const std::vector<std::vector<int64_t>>& group_channels() const { return group_ch_; }
+  // The pruned channels and their constant output codes.
+  const std::vector<int64_t>& constant_channels() const { return const_ch_; }
+  const std::vector<uint8_t>& constant_values() const { return const_val_; }
+  // "avx2_maddubs_i16" for one group of every channel; else "avx2_madd16 x24 + avx2_maddubs_i16
+  // x40 + pruned x8".
+  std::string kernel_names() const;
+  void run(const uint8_t* x, uint8_t* y);
+
+ private:
+  friend GroupedConv2d prepare_conv2d_grouped(const ConvShape&, const IntLayer&, Isa, int, bool);
+  ConvShape s_;
+  std::vector<PreparedConv2d> groups_;
+  std::vector<std::vector<int64_t>> group_ch_;
+  std::vector<int64_t> const_ch_;
+  std::vector<uint8_t> const_val_;
+};
+// Throws as prepare_conv2d_u8's Isa form does. split = false: one group of every channel on the
+// kernel the widest needs, pruned channels computed too (the plan before channel groups; for
+// measurements).
+GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto,
+                                     int in_bits = 8, bool split = true);
 // ---------------------------------------------------------------------------------------------
 // The graph executor (src/engine/graph_executor.cpp): any graph a QuantModel supports (the zoo's
 // lenet5, resnet8/20, mobilenetv2, mlp): conv (grouped, depthwise), linear, residual add, max /
@@ -318,7 +371,10 @@ class GraphExecutor {
  public:
   // Throws sq::Error naming the node or layer the executor cannot run, or an inconsistency
   // between the graph and the integer model.
-  static GraphExecutor prepare(const Graph& g, const IntModel& im, Isa isa = Isa::Auto);
+  // channel_groups = false prepares every conv as one group (prepare_conv2d_grouped's split =
+  // false): the plan before issue 13, kept for measurements.
+  static GraphExecutor prepare(const Graph& g, const IntModel& im, Isa isa = Isa::Auto,
+                               bool channel_groups = true);
   int64_t input_size() const { return input_size_; }    // floats per sample (C·H·W)
   int64_t output_size() const { return output_size_; }  // logits per sample
   size_t arena_bytes() const { return arena_.size(); }
@@ -386,7 +442,7 @@ class GraphExecutor {
   void execute();
 
   std::vector<IntLayer> layers_;
-  std::vector<PreparedConv2d> fast_;
+  std::vector<GroupedConv2d> fast_;
   std::vector<std::array<uint8_t, 256>> luts_;
   // AddLut: per operand code, requantize((q − zp) · 2^kShift, M) (add_u8_ref's two terms), so an
   // add is two lookups, a sum and a shift — the same integers as add_u8_ref.

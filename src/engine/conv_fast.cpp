@@ -49,9 +49,9 @@ inline int32_t requantize_fast(int64_t a, const Requant& r) {
 __attribute__((target("avx2"))) void epilogue_avx2(const int32_t* acc, const int64_t* bias,
                                                    const int64_t* mult, const int64_t* shift,
                                                    const int64_t* round, const Requant* requant,
-                                                   int64_t noc, int64_t np, int64_t pix,
-                                                   int32_t zp_out, int32_t lo, int32_t hi,
-                                                   uint8_t* y) {
+                                                   const int64_t* ch, int64_t noc, int64_t np,
+                                                   int64_t pix, int32_t zp_out, int32_t lo,
+                                                   int32_t hi, uint8_t* y) {
   const __m256i zero = _mm256_setzero_si256();
   const __m256i lim_hi = _mm256_set1_epi64x(int64_t{1} << 31),
                 lim_lo = _mm256_set1_epi64x(-(int64_t{1} << 31));
@@ -73,7 +73,7 @@ __attribute__((target("avx2"))) void epilogue_avx2(const int32_t* acc, const int
         for (int64_t i = 0; i < ng; ++i) {
           const int64_t v =
               int64_t{requantize_fast(bias[g + i] + acc[p * kMr + g + i], requant[g + i])} + zp_out;
-          y[(g + i) * pix + p] = static_cast<uint8_t>(std::clamp<int64_t>(v, lo, hi));
+          y[ch[g + i] * pix + p] = static_cast<uint8_t>(std::clamp<int64_t>(v, lo, hi));
         }
         continue;
       }
@@ -84,7 +84,7 @@ __attribute__((target("avx2"))) void epilogue_avx2(const int32_t* acc, const int
       v = _mm256_blendv_epi8(v, vlo, _mm256_cmpgt_epi64(vlo, v));
       v = _mm256_blendv_epi8(v, vhi, _mm256_cmpgt_epi64(v, vhi));
       _mm256_store_si256(reinterpret_cast<__m256i*>(out), v);
-      for (int64_t i = 0; i < ng; ++i) y[(g + i) * pix + p] = static_cast<uint8_t>(out[i]);
+      for (int64_t i = 0; i < ng; ++i) y[ch[g + i] * pix + p] = static_cast<uint8_t>(out[i]);
     }
   }
 }
@@ -102,9 +102,10 @@ __attribute__((target("avx2"))) void epilogue_avx2(const int32_t* acc, const int
 // OR-ed into two 32-bit lanes and stored with a 4- and a 2-byte write, not 6 byte stores.
 __attribute__((target("avx2"))) void epilogue_avx2_q32(const int32_t* acc, const int32_t* bias,
                                                        const int64_t* mult, const int64_t* round,
-                                                       const int32_t* shift, int64_t noc,
-                                                       int64_t np, int64_t pix, int32_t zp_out,
-                                                       int32_t lo, int32_t hi, uint8_t* y) {
+                                                       const int32_t* shift, const int64_t* ch,
+                                                       int64_t noc, int64_t np, int64_t pix,
+                                                       int32_t zp_out, int32_t lo, int32_t hi,
+                                                       uint8_t* y) {
   const __m256i zp = _mm256_set1_epi32(zp_out), vlo = _mm256_set1_epi32(lo),
                 vhi = _mm256_set1_epi32(hi);
   alignas(32) uint32_t out[2][8];
@@ -131,18 +132,18 @@ __attribute__((target("avx2"))) void epilogue_avx2_q32(const int32_t* acc, const
     _mm256_store_si256(reinterpret_cast<__m256i*>(out[0]), packed[0]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(out[1]), packed[1]);
     const int64_t nc = std::min<int64_t>(8, noc - 8 * h);
-    uint8_t* yo = y + 8 * h * pix;
+    const int64_t* cho = ch + 8 * h;
     if (np == kEpiloguePix) {
       for (int64_t i = 0; i < nc; ++i) {
-        std::memcpy(yo + i * pix, &out[0][i], 4);
-        std::memcpy(yo + i * pix + 4, &out[1][i], kEpiloguePix - 4);
+        std::memcpy(y + cho[i] * pix, &out[0][i], 4);
+        std::memcpy(y + cho[i] * pix + 4, &out[1][i], kEpiloguePix - 4);
       }
     } else {
       const auto n0 = static_cast<size_t>(std::min<int64_t>(np, 4));
       const auto n1 = static_cast<size_t>(std::max<int64_t>(np - 4, 0));
       for (int64_t i = 0; i < nc; ++i) {
-        std::memcpy(yo + i * pix, &out[0][i], n0);
-        std::memcpy(yo + i * pix + 4, &out[1][i], n1);
+        std::memcpy(y + cho[i] * pix, &out[0][i], n0);
+        std::memcpy(y + cho[i] * pix + 4, &out[1][i], n1);
       }
     }
   }
@@ -391,19 +392,6 @@ int32_t x_max_of(int in_bits) {
 
 namespace {
 
-// The kernel a tier runs for these bounds: its highest-ranked one that supports them.
-const ConvMicroKernel& choose_kernel(Isa isa, int32_t w_max, int32_t x_max) {
-  const ConvMicroKernel* best = nullptr;
-  for (const ConvMicroKernel* k : conv_kernels())
-    if (k->isa == isa && k->cpu_has() && k->supports(w_max, x_max) &&
-        (!best || k->rank > best->rank))
-      best = k;
-  if (!best)
-    fail("prepare_conv2d_u8: no {} kernel supports weights up to {} and activations up to {}",
-         isa_name(isa), w_max, x_max);
-  return *best;
-}
-
 bool cpu_has(Isa isa) {
   switch (isa) {
     case Isa::Portable:
@@ -421,15 +409,29 @@ bool cpu_has(Isa isa) {
 
 }  // namespace
 
-// The dispatch: an ISA tier and the layer's bounds name the kernel; the kernel form does the rest.
-PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa, int in_bits) {
+// The kernel a tier runs for these bounds: its highest-ranked one that supports them.
+const ConvMicroKernel& kernels::choose_kernel(Isa isa, int32_t w_max, int in_bits) {
   if (isa == Isa::Reference)
     fail(
         "prepare_conv2d_u8: Isa::Reference is for executors (expected Auto, Portable, Avx2, "
         "AvxVnni or Avx512Vnni)");
   if (isa == Isa::Auto) isa = best_isa();
   if (!cpu_has(isa)) fail("prepare_conv2d_u8: this CPU has no {}", isa_name(isa));
-  return prepare_conv2d_u8(s, L, choose_kernel(isa, max_abs_weight(L), x_max_of(in_bits)), in_bits);
+  const int32_t x_max = x_max_of(in_bits);
+  const ConvMicroKernel* best = nullptr;
+  for (const ConvMicroKernel* k : conv_kernels())
+    if (k->isa == isa && k->cpu_has() && k->supports(w_max, x_max) &&
+        (!best || k->rank > best->rank))
+      best = k;
+  if (!best)
+    fail("prepare_conv2d_u8: no {} kernel supports weights up to {} and activations up to {}",
+         isa_name(isa), w_max, x_max);
+  return *best;
+}
+
+// The dispatch: an ISA tier and the layer's bounds name the kernel; the kernel form does the rest.
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa, int in_bits) {
+  return prepare_conv2d_u8(s, L, kernels::choose_kernel(isa, max_abs_weight(L), in_bits), in_bits);
 }
 
 PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const ConvMicroKernel& k,
@@ -467,6 +469,56 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const Co
   c.pack_weights(L);
   c.plan_epilogue(L);
   c.acc_.assign(static_cast<size_t>(kMr * k.nr), 0);
+  c.out_ch_.resize(static_cast<size_t>(s.out_c));
+  for (int64_t oc = 0; oc < s.out_c; ++oc) c.out_ch_[oc] = oc;
+  return c;
+}
+
+// A subset of the channels: the layer restricted to them (rows, biases, requantization), prepared
+// as a layer of channels.size() outputs whose channel o is written to plane channels[o] of y.
+PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const ConvMicroKernel& k,
+                                 int in_bits, const std::vector<int64_t>& channels) {
+  check_conv(s, &L);
+  if (channels.empty())
+    fail("prepare_conv2d_u8: layer '{}': an empty channel subset (expected 1..{} channels)",
+         L.name, s.out_c);
+  std::vector<uint8_t> seen(static_cast<size_t>(s.out_c), 0);
+  for (int64_t c : channels) {
+    if (c < 0 || c >= s.out_c || seen[c])
+      fail("prepare_conv2d_u8: layer '{}': channel subset holds {} (expected distinct channels "
+           "0..{})",
+           L.name, c, s.out_c - 1);
+    seen[c] = 1;
+  }
+  const int64_t row = static_cast<int64_t>(L.weights.size()) / s.out_c;
+  IntLayer sub;
+  sub.name = L.name;
+  sub.node = L.node;
+  sub.in_node = L.in_node;
+  sub.in_scale = L.in_scale;
+  sub.in_zero_point = L.in_zero_point;
+  sub.out_node = L.out_node;
+  sub.out_scale = L.out_scale;
+  sub.out_zero_point = L.out_zero_point;
+  sub.out_lo = L.out_lo;
+  sub.out_hi = L.out_hi;
+  for (int64_t c : channels) {
+    sub.weights.insert(sub.weights.end(), L.weights.begin() + c * row,
+                       L.weights.begin() + (c + 1) * row);
+    // Per-channel vectors as the layer has them (check_conv checked bias and requant).
+    if (static_cast<int64_t>(L.channel_bits.size()) == s.out_c)
+      sub.channel_bits.push_back(L.channel_bits[c]);
+    if (static_cast<int64_t>(L.weight_scales.size()) == s.out_c)
+      sub.weight_scales.push_back(L.weight_scales[c]);
+    if (static_cast<int64_t>(L.bias_float.size()) == s.out_c)
+      sub.bias_float.push_back(L.bias_float[c]);
+    sub.bias.push_back(L.bias[c]);
+    sub.requant.push_back(L.requant[c]);
+  }
+  ConvShape ss = s;
+  ss.out_c = static_cast<int64_t>(channels.size());
+  PreparedConv2d c = prepare_conv2d_u8(ss, sub, k, in_bits);
+  c.out_ch_ = channels;
   return c;
 }
 
@@ -627,6 +679,25 @@ PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, cons
   return prepare_conv2d_u8(ConvShape{in_features, 1, 1, out_features, 1, 1, 0, 1}, L, isa, in_bits);
 }
 
+double PreparedConv2d::staging_uops() const {
+  const ConvShape& s = s_;
+  switch (stage_) {
+    case Stage::Plane:
+      return static_cast<double>(s.in_h * s.in_w) / 8;
+    case Stage::Im2col:
+      return static_cast<double>(pix_ * kp_);
+    case Stage::Hwc:
+      break;
+  }
+  // to_hwc's split: channels [0, c_vec) by transposes where rows have >= 8 (read) pixels.
+  const int64_t h = sub_ > 1 ? s.out_h() : s.in_h, w = sub_ > 1 ? s.out_w() : s.in_w;
+  const bool vec = kernel_->layout == WeightLayout::Quad8 && w >= 8 &&
+                   (sub_ == 1 || (sub_ == 2 && 2 * w <= s.in_w));
+  const int64_t c_vec = vec ? s.in_c / 16 * 16 : 0;
+  return static_cast<double>(h * w) * (0.5 * static_cast<double>(c_vec) +
+                                       3.0 * static_cast<double>(s.in_c - c_vec));
+}
+
 template <typename T>
 void PreparedConv2d::stage_input(const uint8_t* x, T* scratch) const {
   switch (stage_) {
@@ -666,24 +737,26 @@ void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
       for (int64_t q = 0; q < nr && p0 + q < pix_; q += kEpiloguePix) {
         const int32_t* acc = acc_.data() + q * kMr;
         const int64_t np = std::min<int64_t>(kEpiloguePix, pix_ - p0 - q);
-        uint8_t* yt = y + oc0 * pix_ + p0 + q;
+        // Channel oc0 + o goes to plane out_ch_[oc0 + o] of y (the identity for a whole layer).
+        uint8_t* yt = y + p0 + q;
+        const int64_t* ch = out_ch_.data() + oc0;
 #ifdef SQ_X86
         if (q_ok_[t]) {
           epilogue_avx2_q32(acc, q_bias_.data() + oc0, q_mult_.data() + oc0, q_round_.data() + oc0,
-                            q_shift_.data() + oc0, noc, np, pix_, zp_out_, lo_, hi_, yt);
+                            q_shift_.data() + oc0, ch, noc, np, pix_, zp_out_, lo_, hi_, yt);
           continue;
         }
         if (ep_vector_ok_[t]) {
           epilogue_avx2(acc, ep_bias_.data() + oc0, ep_mult_.data() + oc0, ep_shift_.data() + oc0,
-                        ep_round_.data() + oc0, requant_.data() + oc0, noc, np, pix_, zp_out_, lo_,
-                        hi_, yt);
+                        ep_round_.data() + oc0, requant_.data() + oc0, ch, noc, np, pix_, zp_out_,
+                        lo_, hi_, yt);
           continue;
         }
 #endif
         for (int64_t o = 0; o < noc; ++o) {
           const int64_t oc = oc0 + o;
           const Requant r = requant_[oc];
-          uint8_t* yo = yt + o * pix_;
+          uint8_t* yo = yt + ch[o] * pix_;
           for (int64_t p = 0; p < np; ++p) {
             // IntLayer::output: requantize, add the zero point, clamp.
             const int64_t v = int64_t{requantize_fast(bias_[oc] + acc[p * kMr + o], r)} + zp_out_;

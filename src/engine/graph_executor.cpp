@@ -129,12 +129,13 @@ bool fold_input_batchnorm(Graph& g, IntModel& im) {
   return folded;
 }
 
-GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa isa) {
+GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa isa,
+                                     bool channel_groups) {
   if (input_batchnorm(g0) > 0) {
     Graph g = g0;
     IntModel im = im0;
     fold_input_batchnorm(g, im);
-    return prepare(g, im, isa);
+    return prepare(g, im, isa, channel_groups);
   }
   const Graph& g = g0;
   const IntModel& im = im0;
@@ -382,7 +383,8 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
           if (isa != Isa::Reference && st.conv.groups == 1) {
             st.kind = Step::Kind::ConvFast;
             st.fast = static_cast<int>(ex.fast_.size());
-            ex.fast_.push_back(prepare_conv2d_u8(st.conv, L, isa, point(L.in_node).bits));
+            ex.fast_.push_back(
+                prepare_conv2d_grouped(st.conv, L, isa, point(L.in_node).bits, channel_groups));
           } else {
             st.kind = Step::Kind::ConvRef;
           }
@@ -710,7 +712,7 @@ std::vector<std::string> GraphExecutor::describe() const {
   std::vector<std::string> lines;
   for (const Step& st : steps_) {
     std::string k = kinds[static_cast<int>(st.kind)];
-    if (st.kind == Step::Kind::ConvFast) k += fmt::format(" [{}]", fast_[st.fast].kernel_name());
+    if (st.kind == Step::Kind::ConvFast) k += fmt::format(" [{}]", fast_[st.fast].kernel_names());
     if (st.out >= 0)
       lines.push_back(fmt::format("{} {}: {} B @ {}", k, st.name, buffers_[st.out].bytes,
                                   buffers_[st.out].offset));

@@ -27,6 +27,11 @@ inline int64_t pair_max(int32_t w_max, int32_t x_max) { return 2 * int64_t{w_max
 inline bool always(int32_t, int32_t) { return true; }
 inline int64_t no_flush(int32_t, int32_t) { return 0; }
 
+// The kernel tier `isa` runs for weights |w| <= w_max at in_bits activations: its highest-ranked
+// kernel that supports them (Auto: best_isa()). Throws for Reference, a tier this CPU lacks,
+// activation bits outside 1..8, or no kernel supporting the bounds (conv_fast.cpp).
+const ConvMicroKernel& choose_kernel(Isa isa, int32_t w_max, int in_bits);
+
 #ifdef SQ_X86
 // Broadcasts one group of activations (2 int16 or 4 uint8 = 32 bits) to every 32-bit lane. A
 // function, not a lambda: lambdas do not inherit the target attribute.

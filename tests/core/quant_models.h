@@ -217,4 +217,25 @@ inline sq::QuantModel synthetic_qmodel(const std::string& zoo, const sq::Shape& 
   return qm;
 }
 
+// Gives every weight layer (the first and the last too) per-channel weight bits drawn from
+// `widths` (0 = pruned) with the weight scales to match; the activation bits and points stay as
+// calibrated. Channel 0 of every layer gets the widest width and channel 1 the narrowest, so each
+// layer mixes widths whatever the draw.
+inline void set_channel_bits(sq::QuantModel& qm, const std::vector<int>& widths, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const auto [lo, hi] = std::minmax_element(widths.begin(), widths.end());
+  for (int l : qm.graph.weight_layers()) {
+    const sq::Node& n = qm.graph.nodes[l];
+    sq::LayerBits lb = qm.bits.for_layer(n.name);
+    lb.channel_wbits.clear();
+    for (int64_t c = 0; c < n.out_channels; ++c)
+      lb.channel_wbits.push_back(c == 0   ? *hi
+                                 : c == 1 ? *lo
+                                          : widths[rng() % widths.size()]);
+    lb.wbits = *hi;
+    qm.bits.layers[n.name] = lb;
+  }
+  qm.weight_scales = sq::max_weight_scales(qm.graph, qm.bits);
+}
+
 }  // namespace sqtest

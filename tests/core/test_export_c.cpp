@@ -214,6 +214,25 @@ TEST(ExportC, MixedBitwidthsOneToEight) {
   }
 }
 
+// Channel groups (issue 13): every layer mixes 0/2/4/8-bit channels, the last one too, and the
+// engine computes each width group on its own kernel and skips the pruned channels (constants
+// from their biases, some feeding residual adds); the C runtime skips them too. Bit for bit.
+TEST(ExportC, PrunedAndChannelGroupedLayersAgreeWithTheEngine) {
+  if (!have_c_compiler()) GTEST_SKIP() << "no C compiler (cc) or make";
+  for (const char* name : {"resnet8", "lenet5"}) {
+    const sq::Shape in =
+        std::string(name) == "lenet5" ? sq::Shape{1, 28, 28} : sq::Shape{3, 12, 12};
+    sq::QuantModel qm = sqtest::synthetic_qmodel(name, in, 10, 23);
+    sqtest::set_channel_bits(qm, {0, 2, 4, 8, 8}, 29);
+    sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+    int pruned = 0;
+    for (const std::string& line : ex.describe())
+      pruned += line.find("pruned x") != std::string::npos;
+    EXPECT_GT(pruned, 0) << name;
+    EXPECT_EQ(export_and_compare(qm, 100, 31, std::string("groups_") + name), 100);
+  }
+}
+
 // What the zoo does not reach: average pooling with padding fused with ReLU6 and a max-pool on
 // the way to the next point, a depthwise conv feeding an add, conv → global average pooling with
 // no activation (1-bit weights, 3-bit input), a grouped conv, a constant input channel.

@@ -211,6 +211,10 @@ static void conv_dots(const sq_conv_layer* L, const uint8_t* x, int32_t oc, cons
   const uint8_t* xg = x + (int64_t)(oc / (L->out_c / L->groups)) * icg * plane;
   int32_t* dot = w->dot;
   int32_t i, ky, kx, oy, ox, p;
+  if (L->w_bits[oc] == 0) { /* a pruned channel: no weights, no products */
+    for (p = 0; p < pix; ++p) dot[p] = 0;
+    return;
+  }
 #if defined(SQ_TARGET_CORTEX_M_DSP)
   conv_dots_dsp(L, x, oc, w);
   return;
@@ -254,6 +258,12 @@ void sq_conv_u8(const sq_conv_layer* L, const uint8_t* x, uint8_t* y, const sq_w
   int32_t oc, p;
   for (oc = 0; oc < L->out_c; ++oc) {
     const sq_rq m = L->rq[oc];
+    if (L->w_bits[oc] == 0) { /* a pruned channel: its bias's output, one value for the plane */
+      const uint8_t v = (uint8_t)clamp32((int64_t)sq_requantize(L->bias[oc], m) + L->out_zp, L->lo,
+                                         L->hi);
+      for (p = 0; p < pix; ++p) *y++ = v;
+      continue;
+    }
     conv_dots(L, x, oc, w);
     for (p = 0; p < pix; ++p) {
       const int64_t acc = (int64_t)L->bias[oc] + w->dot[p];
