@@ -64,6 +64,26 @@ double accuracy_of(const std::vector<float>& logits, const Dataset& d, int64_t c
   return n ? static_cast<double>(right) / n : 0;
 }
 
+// Adds to tr[k], for each tensor xs[k], `iterations` Rademacher estimates of v^T H v, H the
+// Hessian of `loss` with respect to xs[k] (Hutchinson). A tensor with no second-order path (a
+// late activation of a ReLU network: piecewise linear logits) adds nothing.
+void add_hutchinson(const torch::Tensor& loss, const std::vector<torch::Tensor>& xs,
+                    int iterations, std::vector<double>& tr) {
+  auto grads = torch::autograd::grad({loss}, xs, {}, true, true, true);
+  for (int it = 0; it < iterations; ++it) {
+    std::vector<torch::Tensor> vs;
+    torch::Tensor dot = torch::zeros({});
+    for (size_t k = 0; k < xs.size(); ++k) {
+      vs.push_back(torch::randint(0, 2, xs[k].sizes()).to(torch::kFloat) * 2 - 1);
+      if (grads[k].defined()) dot = dot + (grads[k] * vs[k]).sum();
+    }
+    if (!dot.requires_grad()) continue;
+    auto hv = torch::autograd::grad({dot}, xs, {}, true, false, true);
+    for (size_t k = 0; k < xs.size(); ++k)
+      if (hv[k].defined()) tr[k] += (hv[k] * vs[k]).sum().item<double>();
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -224,17 +244,7 @@ std::map<std::string, double> hutchinson_traces(const Graph& g, const Dataset& d
     torch::Tensor y = torch::empty({bs}, torch::kLong);
     for (int64_t k = 0; k < bs; ++k) y[k] = static_cast<int64_t>(data.labels[first + k]);
     torch::Tensor loss = torch::nn::functional::cross_entropy(m.forward(x), y);
-    auto grads = torch::autograd::grad({loss}, ws, {}, true, true);
-    for (int it = 0; it < iterations; ++it) {
-      std::vector<torch::Tensor> vs;
-      torch::Tensor dot = torch::zeros({});
-      for (size_t l = 0; l < ws.size(); ++l) {
-        vs.push_back(torch::randint(0, 2, ws[l].sizes()).to(torch::kFloat) * 2 - 1);
-        dot = dot + (grads[l] * vs[l]).sum();
-      }
-      auto hv = torch::autograd::grad({dot}, ws, {}, true, false);
-      for (size_t l = 0; l < ws.size(); ++l) tr[l] += (hv[l] * vs[l]).sum().item<double>();
-    }
+    add_hutchinson(loss, ws, iterations, tr);
   }
   std::map<std::string, double> out;
   for (size_t l = 0; l < layers.size(); ++l)
@@ -462,20 +472,9 @@ std::map<std::string, double> activation_hessian_traces(const Graph& g, const Da
     std::vector<int> nodes;
     std::vector<torch::Tensor> xs;
     for (const auto& [node, t] : captured) nodes.push_back(node), xs.push_back(t);
-    auto grads = torch::autograd::grad({loss}, xs, {}, true, true);
-    for (int it = 0; it < iterations; ++it) {
-      std::vector<torch::Tensor> vs;
-      torch::Tensor dot = torch::zeros({});
-      for (size_t k = 0; k < xs.size(); ++k) {
-        vs.push_back(torch::randint(0, 2, xs[k].sizes()).to(torch::kFloat) * 2 - 1);
-        dot = dot + (grads[k] * vs[k]).sum();
-      }
-      // allow_unused: a point whose second derivative is identically zero (a ReLU network's
-      // logits are piecewise linear in a late activation) has no path in the gradient's graph.
-      auto hv = torch::autograd::grad({dot}, xs, {}, true, false, true);
-      for (size_t k = 0; k < xs.size(); ++k)
-        if (hv[k].defined()) tr[nodes[k]] += (hv[k] * vs[k]).sum().item<double>();
-    }
+    std::vector<double> batch_tr(xs.size(), 0.0);
+    add_hutchinson(loss, xs, iterations, batch_tr);
+    for (size_t k = 0; k < xs.size(); ++k) tr[nodes[k]] += batch_tr[k];
   }
   m.set_quant(nullptr);
   std::map<std::string, double> out;

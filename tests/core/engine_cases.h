@@ -3,6 +3,8 @@
 // range, and a hand-checkable identity layer.
 #pragma once
 
+#include <ostream>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -11,6 +13,17 @@
 #include "sigmaquant/engine.h"
 
 namespace sqtest {
+
+// Every ISA tier the dispatch can be given, with its name for test parameters.
+struct IsaCase {
+  sq::Isa isa;
+  const char* name;
+};
+inline const IsaCase kIsas[] = {{sq::Isa::Portable, "portable"},
+                                {sq::Isa::Avx2, "avx2"},
+                                {sq::Isa::AvxVnni, "avxvnni"},
+                                {sq::Isa::Avx512Vnni, "avx512vnni"}};
+inline void PrintTo(const IsaCase& c, std::ostream* os) { *os << c.name; }
 
 // A layer with identity requantization (M = 1), output zero point 0 and range 0..255.
 inline sq::IntLayer identity_layer(std::vector<int32_t> w, std::vector<int32_t> bias,

@@ -21,16 +21,9 @@
 
 namespace {
 
-struct IsaCase {
-  sq::Isa isa;
-  const char* name;
-};
-const IsaCase kIsas[] = {{sq::Isa::Portable, "portable"},
-                         {sq::Isa::Avx2, "avx2"},
-                         {sq::Isa::AvxVnni, "avxvnni"},
-                         {sq::Isa::Avx512Vnni, "avx512vnni"}};
+using sqtest::IsaCase;
+using sqtest::kIsas;
 
-void PrintTo(const IsaCase& c, std::ostream* os) { *os << c.name; }
 
 bool cpu_runs(sq::Isa isa) {
   switch (isa) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <tuple>
 
+#include "engine_cases.h"
 #include "quant_models.h"
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
@@ -54,14 +55,8 @@ class GraphExecutorZoo : public ::testing::TestWithParam<ZooCase> {};
 
 // The optimized plan on each ISA the dispatch can be given (Auto is one of them: see
 // AutoIsTheBestIsa); one this CPU lacks is reported as skipped, naming it.
-struct IsaCase {
-  sq::Isa isa;
-  const char* name;
-};
-const IsaCase kIsas[] = {{sq::Isa::Portable, "portable"},
-                         {sq::Isa::Avx2, "avx2"},
-                         {sq::Isa::AvxVnni, "avxvnni"},
-                         {sq::Isa::Avx512Vnni, "avx512vnni"}};
+using sqtest::IsaCase;
+using sqtest::kIsas;
 class GraphExecutorIsa : public ::testing::TestWithParam<std::tuple<ZooCase, IsaCase>> {};
 
 TEST_P(GraphExecutorIsa, OptimizedEqualsReferenceExactly) {
