@@ -57,6 +57,16 @@ int dist_world_size(const DistContext* d);  // 1 for nullptr
 void dist_wait_all(DistContext* d, const std::string& what);
 // Rank 0's bytes, on every rank (through the store).
 std::string dist_share_from_rank0(DistContext* d, const std::string& key, const std::string& bytes);
+// Rank `root`'s bytes, on every rank (through the store, waiting without a deadline while the
+// ranks' heartbeats live: the root may still be working).
+std::string dist_share_from(DistContext* d, int root, const std::string& key,
+                            const std::string& bytes);
+// Sums v over the ranks in place (Gloo all-reduce of doubles): every rank gets the same sums.
+// `what` names the point in the error when a rank has gone. Nothing happens for nullptr.
+void dist_allreduce_sum(DistContext* d, std::vector<double>& v, const std::string& what);
+// Fails on every rank that holds other values than its peers (e.g. a search whose ranks took
+// different decisions), naming `what`. Exact comparison: meant for integers (bit widths, counts).
+void dist_check_same(DistContext* d, const std::vector<double>& v, const std::string& what);
 // Bytes all-reduced so far by gradient buckets (for the benchmark), and the bucket count.
 struct DistStats {
   int64_t allreduce_bytes = 0;

@@ -155,11 +155,14 @@ double QatOracle::train_and_evaluate(const BitConfig& bits, double epochs, int i
   Impl& m = *impl_;
   QuantModel qm = requantize_model(m.fp32, m.current ? &*m.current : nullptr, bits, m.train,
                                    m.o.calib_samples, m.o.seed);
+  EvalOptions eo;
+  eo.dist = m.o.dist.get();  // shares evaluated per rank, counts all-reduced: the same everywhere
   if (epochs <= 0) {  // no cycle: the step is scored by post-training quantization alone
     m.current = qm;
-    return evaluate_quant(qm, m.val).accuracy;
+    return evaluate_quant(qm, m.val, eo).accuracy;
   }
-  int64_t n = std::max<int64_t>(m.o.batch_size, std::llround(epochs * m.train.size()));
+  const int64_t global_batch = m.o.batch_size * dist_world_size(m.o.dist.get());
+  int64_t n = std::max<int64_t>(global_batch, std::llround(epochs * m.train.size()));
   // The cycle's slice depends only on the iteration, so a resumed search sees the same data.
   int64_t first = (static_cast<int64_t>(iteration) * n) % m.train.size();
   Dataset part = slice(m.train, first, n);
@@ -171,15 +174,16 @@ double QatOracle::train_and_evaluate(const BitConfig& bits, double epochs, int i
   t.augment_pad = m.o.augment_pad;
   t.augment_flip = m.o.augment_flip;
   t.seed = m.o.seed + static_cast<uint64_t>(iteration);
-  t.progress = m.o.progress;
+  t.progress = m.o.progress && dist_rank(m.o.dist.get()) == 0;
   t.label = "cycle " + std::to_string(iteration);
+  t.dist = m.o.dist;
   QatOptions q;
   q.weight_mode = m.o.qat_weight_mode;
   q.act_mode = m.o.qat_act_mode;
   qat(qm, part, nullptr, t, q);
   m.spent += static_cast<double>(n) / m.train.size();
   m.current = qm;
-  return evaluate_quant(qm, m.val).accuracy;
+  return evaluate_quant(qm, m.val, eo).accuracy;
 }
 
 double QatOracle::layer_kl(const std::string& layer, int bits) {
@@ -187,9 +191,15 @@ double QatOracle::layer_kl(const std::string& layer, int bits) {
   auto key = std::make_pair(layer, bits);
   auto it = m.kl_cache.find(key);
   if (it != m.kl_cache.end()) return it->second;
-  double v = m.o.kl == "weight" ? weight_kl(m.folded.node(layer), bits) : m.output_kl(layer, bits);
-  m.kl_cache[key] = v;
-  return v;
+  // Rank 0 measures and every rank takes its figure (a sum with the others' zeros): decisions
+  // made from it are the same everywhere, also across machines whose float results could differ.
+  DistContext* d = m.o.dist.get();
+  std::vector<double> v{0.0};
+  if (dist_rank(d) == 0)
+    v[0] = m.o.kl == "weight" ? weight_kl(m.folded.node(layer), bits) : m.output_kl(layer, bits);
+  dist_allreduce_sum(d, v, fmt::format("Phase 2: KL of layer '{}' at {} bits", layer, bits));
+  m.kl_cache[key] = v[0];
+  return v[0];
 }
 
 const QuantModel& QatOracle::model() const {
