@@ -383,8 +383,8 @@ TEST(Distributed, ExhaustiveSharesCandidatesOutTakesTheSameWinnerAndResumes) {
   const auto l3 = nlohmann::json::parse(sq::read_file(dir + "/res/log.json"));
   ASSERT_EQ(l3["iterations"].size(), n);
   for (size_t i = 0; i < n; ++i) {
-    if (i != marked)
-      EXPECT_EQ(l3["iterations"][i]["accuracy"], l2["iterations"][i]["accuracy"]) << i;
+    if (i == marked) continue;
+    EXPECT_EQ(l3["iterations"][i]["accuracy"], l2["iterations"][i]["accuracy"]) << i;
   }
   EXPECT_EQ(l3["iterations"][marked]["accuracy"], 0.0123) << "the recorded candidate was re-run";
   for (size_t i = 0; i < l2["layers"].size(); ++i)
