@@ -11,8 +11,11 @@
 // and after a resume), every gradient (bucketed all-reduce after the backward pass; the LSQ/PACT
 // quantizer parameters are parameters and reduce like weights), the epoch's loss and accuracy, the
 // checkpoint that a resume starts from (rank 0 reads it and hands the bytes to every rank through
-// the store). Not synchronised: batch-norm running statistics (each rank keeps its own; rank 0's
-// are the ones saved), and the batch-norm batch statistics of a step (computed per rank).
+// the store). Batch norm: per rank by default (each rank's batch statistics and its own running
+// statistics; rank 0's are saved); with TrainOptions::sync_bn (--sync-bn) over the global batch,
+// running statistics equal on every rank (src/torch/sync_batchnorm.h). An allocation
+// (AllocationRequest::dist) trains Phase 2's cycles and the final QAT this way, evaluates in
+// shares and shares exhaustive's candidates out over the ranks.
 #pragma once
 
 #include <cstdint>

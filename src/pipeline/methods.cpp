@@ -7,12 +7,12 @@
 
 #include "pipeline_internal.h"
 #include "sigmaquant/alloc.h"
+#include "sigmaquant/distributed.h"
 #include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/qmodel.h"
-#include "sigmaquant/distributed.h"
 
 namespace sq {
 namespace {
@@ -259,9 +259,9 @@ MethodResult run_exhaustive(MethodContext& c) {
         dist, owner, "exhaustive-winner",
         rank == owner ? graph_file_bytes(to_graph_file(*best_model), "exhaustive winner") : "");
     if (rank != owner)
-      best_model = from_graph_file(parse_graph_file(bytes, "exhaustive winner from rank " +
-                                                               std::to_string(owner)),
-                                   "exhaustive winner");
+      best_model = from_graph_file(
+          parse_graph_file(bytes, "exhaustive winner from rank " + std::to_string(owner)),
+          "exhaustive winner");
   }
   out.bits = all[best_k];
   out.start_model = std::move(best_model);

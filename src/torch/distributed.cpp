@@ -490,9 +490,10 @@ void dist_check_same(DistContext* d, const std::vector<double>& v, const std::st
   const double w = s.back();
   for (size_t i = 0; i < v.size(); ++i)
     if (s[i] != w * v[i])
-      fail("rank {}: {}: the ranks hold different values (entry {}: {} here, mean {} over the "
-           "ranks); they would diverge",
-           d->rank(), what, i, v[i], s[i] / w);
+      fail(
+          "rank {}: {}: the ranks hold different values (entry {}: {} here, mean {} over the "
+          "ranks); they would diverge",
+          d->rank(), what, i, v[i], s[i] / w);
 }
 DistStats dist_stats(const DistContext* d) { return d ? d->stats : DistStats{}; }
 

@@ -34,19 +34,20 @@ torch::Tensor sync_batch_norm(const torch::Tensor& x, const torch::Tensor& weigh
                               const torch::Tensor& bias, torch::Tensor& running_mean,
                               torch::Tensor& running_var, double momentum, double eps,
                               DistContext& dist, bool contributes, const std::string& name) {
-  if (x.dim() < 2) fail("batch norm '{}': expected N x C (x ...) inputs, got {} dims", name, x.dim());
+  if (x.dim() < 2)
+    fail("batch norm '{}': expected N x C (x ...) inputs, got {} dims", name, x.dim());
   const int64_t c = x.size(1);
   std::vector<int64_t> dims{0}, shape(static_cast<size_t>(x.dim()), 1);
   for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
   shape[1] = c;
   const torch::Tensor xd = x.to(torch::kDouble);
   const double count = contributes ? static_cast<double>(x.numel() / std::max<int64_t>(1, c)) : 0;
-  torch::Tensor local = torch::cat({xd.sum(dims), (xd * xd).sum(dims),
-                                    torch::full({1}, count, xd.options())});
+  torch::Tensor local =
+      torch::cat({xd.sum(dims), (xd * xd).sum(dims), torch::full({1}, count, xd.options())});
   if (!contributes) local = local * 0.0;
-  const torch::Tensor global = AllReduceSum::apply(
-      local, reinterpret_cast<int64_t>(&dist),
-      fmt::format("rank {}: synchronised batch norm '{}'", dist.rank(), name));
+  const torch::Tensor global =
+      AllReduceSum::apply(local, reinterpret_cast<int64_t>(&dist),
+                          fmt::format("rank {}: synchronised batch norm '{}'", dist.rank(), name));
   const double n = global[2 * c].item<double>();
   if (n <= 1)
     fail("batch norm '{}': {} value(s) per channel in the global batch; training needs more", name,

@@ -195,15 +195,18 @@ TEST(Distributed, SyncBatchNormTrainsLikeOneProcessWithTheGlobalBatch) {
   EXPECT_GT(ls, 1e-3) << "local running statistics should differ from the global batch's";
 
   // QAT of the unfolded network (--no-fold-bn keeps batch norm in the quantized model).
-  const std::string q = "qat -m " + dir + "/one.sqg --wbits 4 --abits 4 --epochs 1 --no-fold-bn "
-                        "--calib-samples 64" + kData;
+  const std::string q = "qat -m " + dir +
+                        "/one.sqg --wbits 4 --abits 4 --epochs 1 --no-fold-bn "
+                        "--calib-samples 64" +
+                        kData;
   auto q1 = run_cli(q + " -b 32 -o " + dir + "/q1.sqg");
   ASSERT_EQ(q1.exit_code, 0) << q1.output;
   auto q2 = run_cli(q + " -b 16 --nproc 2 --sync-bn -o " + dir + "/q2.sqg");
   ASSERT_EQ(q2.exit_code, 0) << q2.output;
   const sq::QuantModel m1 = sq::load_qmodel(dir + "/q1.sqg"), m2 = sq::load_qmodel(dir + "/q2.sqg");
   ASSERT_FALSE(bn_stats(m1.graph).empty());
-  const double qw = max_rel_diff(m1.graph, m2.graph), qs = max_rel_diff(bn_stats(m1.graph), bn_stats(m2.graph));
+  const double qw = max_rel_diff(m1.graph, m2.graph),
+               qs = max_rel_diff(bn_stats(m1.graph), bn_stats(m2.graph));
   RecordProperty("qat_sync_weights_max_rel_diff", sci(qw));
   RecordProperty("qat_sync_running_stats_max_rel_diff", sci(qs));
   EXPECT_LT(qw, 1e-5);
@@ -314,10 +317,10 @@ TEST(Distributed, BadLaunchEnvironmentIsNamed) {
   // quantize joins a job too: alone as rank 0 of 2, it fails the rendezvous naming rank 1 and
   // leaves no run directory.
   const std::string src = SQ_SOURCE_DIR;
-  const pid_t q = sqtest::spawn_cli(words("quantize -m " + src + "/models/lenet5-fmnist.sqg -t " +
-                                          src + "/targets/shiftadd.json -q --dist-timeout 2 -o " +
-                                          dir + "/qz"),
-                                    dir + "/qlog", rank_env(0, 2, free_port()));
+  const pid_t q =
+      sqtest::spawn_cli(words("quantize -m " + src + "/models/lenet5-fmnist.sqg -t " + src +
+                              "/targets/shiftadd.json -q --dist-timeout 2 -o " + dir + "/qz"),
+                        dir + "/qlog", rank_env(0, 2, free_port()));
   const int qs = wait_for(q);
   const std::string qlog = sq::read_file(dir + "/qlog");
   EXPECT_TRUE(WIFEXITED(qs) && WEXITSTATUS(qs) == 1) << qlog;
@@ -397,9 +400,8 @@ TEST(Distributed, SigmaQuantPhase2CyclesRunDataParallelWithTheSameDecisions) {
   // Each rank trains its half of every cycle's global batches; a step where the ranks held
   // different assignments would stop the run (every step is compared across the ranks). A
   // target out of reach (99%) keeps the search moving for its 3 iterations.
-  const std::string job =
-      quantize_job("sigmaquant",
-                   "--avg-bits 3 --cycle-epochs 0.2 --max-iterations 3 --accuracy-target 99");
+  const std::string job = quantize_job(
+      "sigmaquant", "--avg-bits 3 --cycle-epochs 0.2 --max-iterations 3 --accuracy-target 99");
   auto one = run_cli(job + " -b 32 -o " + dir + "/one");
   ASSERT_EQ(one.exit_code, 0) << one.output;
   auto two = run_cli(job + " -b 16 --nproc 2 -o " + dir + "/two");
