@@ -11,8 +11,11 @@
 // and after a resume), every gradient (bucketed all-reduce after the backward pass; the LSQ/PACT
 // quantizer parameters are parameters and reduce like weights), the epoch's loss and accuracy, the
 // checkpoint that a resume starts from (rank 0 reads it and hands the bytes to every rank through
-// the store). Not synchronised: batch-norm running statistics (each rank keeps its own; rank 0's
-// are the ones saved), and the batch-norm batch statistics of a step (computed per rank).
+// the store). Batch norm: per rank by default (each rank's batch statistics and its own running
+// statistics; rank 0's are saved); with TrainOptions::sync_bn (--sync-bn) over the global batch,
+// running statistics equal on every rank (src/torch/sync_batchnorm.h). An allocation
+// (AllocationRequest::dist) trains Phase 2's cycles and the final QAT this way, evaluates in
+// shares and shares exhaustive's candidates out over the ranks.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +60,16 @@ int dist_world_size(const DistContext* d);  // 1 for nullptr
 void dist_wait_all(DistContext* d, const std::string& what);
 // Rank 0's bytes, on every rank (through the store).
 std::string dist_share_from_rank0(DistContext* d, const std::string& key, const std::string& bytes);
+// Rank `root`'s bytes, on every rank (through the store, waiting without a deadline while the
+// ranks' heartbeats live: the root may still be working).
+std::string dist_share_from(DistContext* d, int root, const std::string& key,
+                            const std::string& bytes);
+// Sums v over the ranks in place (Gloo all-reduce of doubles): every rank gets the same sums.
+// `what` names the point in the error when a rank has gone. Nothing happens for nullptr.
+void dist_allreduce_sum(DistContext* d, std::vector<double>& v, const std::string& what);
+// Fails on every rank that holds other values than its peers (e.g. a search whose ranks took
+// different decisions), naming `what`. Exact comparison: meant for integers (bit widths, counts).
+void dist_check_same(DistContext* d, const std::vector<double>& v, const std::string& what);
 // Bytes all-reduced so far by gradient buckets (for the benchmark), and the bucket count.
 struct DistStats {
   int64_t allreduce_bytes = 0;

@@ -25,6 +25,9 @@ struct GraphFile {
 };
 
 void save_graph_file(const std::string& path, const GraphFile& file);
+// The bytes save_graph_file writes (e.g. to hand a model to another rank); `where` names it in
+// errors.
+std::string graph_file_bytes(const GraphFile& file, const std::string& where);
 GraphFile load_graph_file(const std::string& path);
 // The bytes of a .sqg file (e.g. handed over by another rank); `where` names them in errors.
 GraphFile parse_graph_file(const std::string& bytes, const std::string& where);

@@ -117,6 +117,13 @@ struct AllocationRequest {
   bool resume = false;
   bool write_report = true;
   bool progress = false;  // training progress bars on stderr
+  // Data parallel (distributed.h; nullptr: one process). Every rank of the job calls
+  // run_allocation with the same request; training.batch_size is per rank (global batch x
+  // world). Phase 2's QAT cycles and the final QAT train data-parallel, evaluations are shared
+  // out and all-reduced, `exhaustive` shares its candidates out over the ranks; every rank takes
+  // the same decisions and returns the same result. Only rank 0 writes into out_dir; a resume
+  // reads it on every rank (across machines out_dir must be on a shared file system).
+  std::shared_ptr<DistContext> dist;
 };
 
 // ---- progress for any front end ----

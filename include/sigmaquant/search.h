@@ -28,6 +28,7 @@
 #include "sigmaquant/alloc.h"
 #include "sigmaquant/bits.h"
 #include "sigmaquant/cost.h"
+#include "sigmaquant/distributed.h"
 #include "sigmaquant/graph.h"
 
 namespace sq {
@@ -294,6 +295,12 @@ struct OracleOptions {
   bool augment = false;
   int augment_pad = 2;
   bool augment_flip = false;
+  // Data parallel (distributed.h): every cycle trains with batch_size per rank (the cycle's
+  // images: max(batch_size x world, epochs x training set), shared out as in sq::train); the
+  // validation accuracy is evaluated in shares and all-reduced, the layer KL computed by rank 0
+  // and handed to every rank: every rank gets the same numbers and the search the same
+  // decisions. nullptr: one process.
+  std::shared_ptr<DistContext> dist;
 };
 
 class QatOracle : public SearchOracle {

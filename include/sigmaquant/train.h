@@ -52,6 +52,11 @@ struct TrainOptions {
   // with batch_size x W. lr is used as given (no scaling with the world size). Only rank 0
   // writes the checkpoint; a resume reads rank 0's.
   std::shared_ptr<DistContext> dist;
+  // With dist: batch norm normalises with the global batch's statistics (every rank's share
+  // together; sums all-reduced in the forward pass, and in the backward pass for the gradient),
+  // and the running statistics stay equal on every rank, so W ranks train like one process with
+  // the W-times larger batch. false: each rank's own share (torch's DDP without SyncBatchNorm).
+  bool sync_bn = false;
 };
 
 struct EpochStats {
@@ -78,6 +83,10 @@ struct EvalOptions {
   int64_t batch_size = 512;
   std::string device = "cpu";
   bool progress = false;
+  // Data parallel: each rank evaluates its contiguous share of the images and the counts are
+  // all-reduced, so every rank returns the same figures (the model must be the same on every
+  // rank: parameters and batch-norm statistics). nullptr: every image here.
+  DistContext* dist = nullptr;
 };
 struct EvalResult {
   int64_t samples = 0;

@@ -194,6 +194,10 @@ Graph graph_from_json(const nlohmann::json& j, const std::string& where) {
 }
 
 void save_graph_file(const std::string& path, const GraphFile& file) {
+  write_file_atomic(path, graph_file_bytes(file, path));
+}
+
+std::string graph_file_bytes(const GraphFile& file, const std::string& path) {
   const Graph& g = file.graph;
   g.check_params(path);
   nlohmann::json tensors = nlohmann::json::array(), blobs = nlohmann::json::array();
@@ -219,7 +223,7 @@ void save_graph_file(const std::string& path, const GraphFile& file) {
   out += h;
   out += payload;
   put<uint32_t>(out, crc32_of(out.data(), out.size()));
-  write_file_atomic(path, out);
+  return out;
 }
 
 GraphFile load_graph_file(const std::string& path) {

@@ -9,10 +9,12 @@
 
 #include "pipeline_internal.h"
 #include "sigmaquant/alloc.h"
+#include "sigmaquant/distributed.h"
 #include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
+#include "sigmaquant/qmodel.h"
 #include "sigmaquant/random.h"
 
 namespace sq {
@@ -100,12 +102,20 @@ MethodResult sigmaquant_with_cycles(MethodContext& c, double cycle_epochs) {
   }
 
   auto on_step = [&](const Phase2Step& st) {
+    // Data parallel: the ranks decide from the same (all-reduced or handed-over) figures, so
+    // they must hold the same assignment at every step; a divergence stops the run here.
+    if (r.dist) {
+      std::vector<double> wb;
+      for (const auto& [name, b] : bits_map(st.bits, c.folded)) wb.push_back(b);
+      dist_check_same(r.dist.get(), wb, fmt::format("Phase 2 step {}", st.iteration));
+    }
     // The best state so far is kept (in memory and, with files, on disk) so that the final QAT
     // starts from the best validated model, not from the last one.
     if (st.accuracy > best_acc) {
       best_acc = st.accuracy;
       best_model = oracle.model();
-      if (!r.out_dir.empty()) save_qmodel(path_in(r.out_dir, "search-best.sqg"), *best_model);
+      if (!r.out_dir.empty() && dist_rank(r.dist.get()) == 0)
+        save_qmodel(path_in(r.out_dir, "search-best.sqg"), *best_model);
     }
     c.log.iterations.push_back(to_iteration(st, c.folded));
     c.checkpoint(&oracle.model());
@@ -292,7 +302,13 @@ MethodResult run_random(MethodContext& c) {
 }
 
 // Every feasible assignment gets the same short QAT cycle from the same PTQ start; the best
-// validated one wins.
+// validated one wins (the first of equals, in the order of feasible_assignments).
+// Data parallel (request.dist): the candidates are independent, so they are shared out in rounds
+// of W: in a round starting at candidate k, rank r trains candidate k + r in one process (rank r
+// takes r, r + W, ... of a fresh run). After each round the accuracies are all-reduced, so every
+// rank records the same results and takes the same winner; rank 0 checkpoints the log. A resume
+// skips the candidates the log records. The winner's owner hands its trained model to every rank
+// (re-training it when it was recorded before a resume: the cycle is deterministic).
 MethodResult run_exhaustive(MethodContext& c) {
   const AllocationRequest& r = c.request;
   MethodResult out;
@@ -301,39 +317,97 @@ MethodResult run_exhaustive(MethodContext& c) {
   std::vector<BitConfig> all = feasible_assignments(c.folded, c.cost, c.budgets, c.candidates,
                                                     r.abits, r.exhaustive_limit, c.pinned);
   if (all.empty()) fail("exhaustive: no assignment over the candidate widths fits the budgets");
+  DistContext* dist = r.dist.get();
+  const int world = dist_world_size(dist), rank = dist_rank(dist);
   OracleOptions q = c.oracle;
   q.progress = false;
+  q.dist = nullptr;  // each candidate trains in one process, with the global batch
+  q.batch_size *= world;
   QatOracle o(c.fp32, c.train, c.val, q);  // one oracle: validation set and folding made once
-  double best = -1;
-  int k = 0;
-  for (const BitConfig& cand : all) {
-    o.reset_model();
-    double before = o.qat_epochs();
-    double acc = o.train_and_evaluate(cand, r.cycle_epochs, 0);
+  auto record = [&](size_t k, double acc, double epochs) {
     RunIteration it;
-    it.iter = k++;
+    it.iter = static_cast<int>(k);
     it.stage = "exhaustive";
     it.accuracy = acc;
-    it.avg_bits = average_weight_bits(cand, c.folded);
-    CostReport cr = c.cost.evaluate(cand);
+    it.avg_bits = average_weight_bits(all[k], c.folded);
+    CostReport cr = c.cost.evaluate(all[k]);
     it.cost = summarize_cost(cr);
     it.budgets = check_budgets(cr, c.budgets);
-    it.qat_epochs = o.qat_epochs() - before;
-    it.bits = bits_map(cand, c.folded);
-    out.search_qat_epochs += it.qat_epochs;
+    it.qat_epochs = epochs;
+    it.bits = bits_map(all[k], c.folded);
+    out.search_qat_epochs += epochs;
     c.log.iterations.push_back(it);
-    c.observer.iteration(it);
-    if (acc > best) {
-      best = acc;
-      out.bits = cand;
-      out.start_model = o.model();
+  };
+  // Resume: the candidates recorded before (in order, the same assignments).
+  size_t start = 0;
+  double best = -1;
+  size_t best_k = 0;
+  if (c.previous)
+    for (const RunIteration& it : c.previous->iterations) {
+      if (start >= all.size() || it.stage != "exhaustive" || it.iter != static_cast<int>(start) ||
+          it.bits != bits_map(all[start], c.folded))
+        fail(
+            "{}: iteration {} of the log is not candidate {} of this exhaustive search (other "
+            "settings?); delete the directory to start afresh",
+            r.out_dir, it.iter, start);
+      record(start, it.accuracy, it.qat_epochs);
+      if (it.accuracy > best) best = it.accuracy, best_k = start;
+      ++start;
     }
-    if (r.progress)
-      fmt::print(stderr, "\rexhaustive: {}/{} assignments, best {:.2f}%", k, all.size(),
-                 100 * best);
+  if (start > 0) c.observer.message(fmt::format("resuming exhaustive after {} candidates", start));
+  std::optional<QuantModel> best_model;  // the winner so far, if this rank trained it here
+  const size_t w = static_cast<size_t>(world);
+  for (size_t round = start; round < all.size(); round += w) {
+    // [accuracy, QAT epochs] of candidate round + i at 2i, 2i + 1 (zeros from the other ranks)
+    std::vector<double> res(2 * w, 0.0);
+    std::optional<QuantModel> mine;
+    const size_t k = round + static_cast<size_t>(rank);
+    if (k < all.size()) {
+      o.reset_model();
+      const double before = o.qat_epochs();
+      res[2 * rank] = o.train_and_evaluate(all[k], r.cycle_epochs, 0);
+      res[2 * rank + 1] = o.qat_epochs() - before;
+      mine = o.model();
+    }
+    dist_allreduce_sum(dist, res, "exhaustive: gathering the round's accuracies");
+    for (size_t i = 0; i < w && round + i < all.size(); ++i) {
+      record(round + i, res[2 * i], res[2 * i + 1]);
+      c.observer.iteration(c.log.iterations.back());
+      if (res[2 * i] > best) {
+        best = res[2 * i];
+        best_k = round + i;
+        best_model.reset();
+        if (static_cast<int>(i) == rank) best_model = mine;
+      }
+    }
+    c.checkpoint(nullptr);  // the log with the finished candidates (rank 0 writes it)
+    if (r.progress && rank == 0)
+      fmt::print(stderr, "\rexhaustive: {}/{} assignments, best {:.2f}%",
+                 std::min(all.size(), round + w), all.size(), 100 * best);
   }
-  if (r.progress) fmt::print(stderr, "\n");
+  if (r.progress && rank == 0) fmt::print(stderr, "\n");
+  // The winner's trained model on every rank, from its owner.
+  const int owner = best_k < start ? 0 : static_cast<int>((best_k - start) % w);
+  if (rank == owner && !best_model) {  // recorded before a resume: train it again
+    o.reset_model();
+    const double before = o.qat_epochs();
+    o.train_and_evaluate(all[best_k], r.cycle_epochs, 0);
+    out.search_qat_epochs += o.qat_epochs() - before;
+    best_model = o.model();
+  }
+  if (dist) {
+    const std::string bytes = dist_share_from(
+        dist, owner, "exhaustive-winner",
+        rank == owner ? graph_file_bytes(to_graph_file(*best_model), "exhaustive winner") : "");
+    if (rank != owner)
+      best_model = from_graph_file(
+          parse_graph_file(bytes, "exhaustive winner from rank " + std::to_string(owner)),
+          "exhaustive winner");
+  }
+  out.bits = all[best_k];
+  out.start_model = std::move(best_model);
   c.log.settings["exhaustive_assignments"] = all.size();
+  if (world > 1) c.log.settings["exhaustive_ranks"] = world;
   return out;
 }
 

@@ -26,6 +26,7 @@ RunResult run_one(const ParetoRequest& req, const SweepRun& run, bool seed_dirs,
                   const DataBundle& data, Observer* observer, bool collect, int owner,
                   ParetoPoint& p) {
   AllocationRequest r = req.base;
+  r.dist = nullptr;  // the sweep shares whole runs out; each trains in one process
   r.method = run.method;
   r.seed = run.seed;
   // Searched activation widths go to the methods that search them; the others run at abits.

@@ -231,7 +231,9 @@ struct FinalQat {
 FinalQat final_qat(QuantModel start, const AllocationRequest& r, const Dataset& train,
                    const Dataset& val, const Augmentation& aug, Observer& obs) {
   FinalQat f;
-  f.before_val = evaluate_quant(start, val).accuracy;
+  EvalOptions eo;
+  eo.dist = r.dist.get();
+  f.before_val = evaluate_quant(start, val, eo).accuracy;
   f.after_val = f.before_val;
   if (r.final_epochs <= 0) {
     f.model = std::move(start);
@@ -242,7 +244,7 @@ FinalQat final_qat(QuantModel start, const AllocationRequest& r, const Dataset& 
   Dataset part;
   const Dataset* use = &train;
   if (r.final_epochs < 1) {
-    part = take(train, std::max<int64_t>(r.training.batch_size,
+    part = take(train, std::max<int64_t>(r.training.batch_size * dist_world_size(r.dist.get()),
                                          std::llround(r.final_epochs * train.size())));
     use = &part;
     t.epochs = 1;
@@ -255,8 +257,9 @@ FinalQat final_qat(QuantModel start, const AllocationRequest& r, const Dataset& 
   t.batch_size = r.training.batch_size;
   apply(aug, t);
   t.seed = r.seed;
-  t.progress = r.progress;
+  t.progress = r.progress && dist_rank(r.dist.get()) == 0;
   t.label = "final QAT";
+  t.dist = r.dist;
   if (!r.out_dir.empty()) {
     t.checkpoint = path_in(r.out_dir, "final.ckpt");
     t.resume = r.resume;
@@ -265,7 +268,7 @@ FinalQat final_qat(QuantModel start, const AllocationRequest& r, const Dataset& 
   bool diverged = false;
   try {
     qat(trained, *use, nullptr, t, {});
-    f.after_val = evaluate_quant(trained, val).accuracy;
+    f.after_val = evaluate_quant(trained, val, eo).accuracy;
   } catch (const Error& e) {
     // A diverged final QAT is a training step that made things worse: keep the state before it.
     if (std::string(e.what()).find("diverged") == std::string::npos) throw;
@@ -310,6 +313,11 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
   if (req.resume && req.out_dir.empty()) fail("resume needs an output directory (out_dir)");
 
   auto t_start = Clock::now();
+  DistContext* dist = req.dist.get();
+  // Data parallel: every rank runs the same flow; rank 0 alone writes files.
+  const bool writer = dist_rank(dist) == 0;
+  EvalOptions eo;
+  eo.dist = dist;  // evaluations in shares, counts all-reduced: the same figures on every rank
   const std::string& dir = req.out_dir;
   const std::string log_path = dir.empty() ? "" : path_in(dir, "log.json");
   std::optional<RunLog> previous;
@@ -320,8 +328,10 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
            log_path, previous->method, previous->model_path);
     if (previous->final) return finished_run(*previous, obs);
   }
+  // Every rank has read the recorded state before rank 0 writes the next.
+  if (req.resume) dist_wait_all(dist, "reading the run log");
   OutputDir out;
-  out.open(dir);
+  out.open(writer ? dir : "");
   out.checkpointed = previous.has_value();
   try {
     // Data: the search validates on images held out of the training set (at most a fifth of it);
@@ -352,8 +362,8 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
       pinned[fp32.nodes[w.back()].name] = req.first_last_bits;
     }
 
-    double fp32_val = evaluate(fp32, val).accuracy;
-    double fp32_test = evaluate(fp32, data.test).accuracy;
+    double fp32_val = evaluate(fp32, val, eo).accuracy;
+    double fp32_test = evaluate(fp32, data.test, eo).accuracy;
     double target_acc = req.accuracy_target > 0 ? req.accuracy_target : fp32_val - req.max_drop;
 
     RunLog log;
@@ -367,6 +377,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     log.target_budgets =
         check_budgets(ce.evaluate(BitConfig::uniform(folded, 8, req.abits)), budgets);
     log.settings = settings_json(req, target_acc, train, val, data.test, aug);
+    if (dist) log.settings["world_size"] = dist_world_size(dist);
 
     OracleOptions oo;
     oo.kl = kl_mode_name(req.kl);
@@ -380,10 +391,11 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     oo.augment = aug.on;
     oo.augment_pad = aug.pad;
     oo.augment_flip = aug.flip;
+    oo.dist = req.dist;
 
     std::string last_model = previous ? previous->search_model : "";
     auto checkpoint = [&](const QuantModel* m) {
-      if (dir.empty()) return;
+      if (dir.empty() || !writer) return;
       // The model first (under its own name), then the log that points at it: a kill between
       // the two leaves the previous consistent pair.
       if (m) {
@@ -410,7 +422,13 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     if (!fits(ce, budgets, mr.bits))
       fail("method '{}' returned an assignment that breaks a budget (a bug: please report it)",
            req.method);
-    if (!dir.empty()) save_bits(path_in(dir, "bits.json"), mr.bits, &folded);
+    if (dist) {
+      // The final QAT trains one model on every rank: the assignment must be the same.
+      std::vector<double> wb;
+      for (const auto& [name, b] : bits_map(mr.bits, folded)) wb.push_back(b);
+      dist_check_same(dist, wb, fmt::format("method '{}': the assignment", req.method));
+    }
+    if (!dir.empty() && writer) save_bits(path_in(dir, "bits.json"), mr.bits, &folded);
 
     // ---- final QAT ----
     obs.stage("final QAT");
@@ -418,12 +436,12 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     QuantModel start = mr.start_model ? std::move(*mr.start_model)
                                       : requantize_model(fp32, nullptr, mr.bits, train,
                                                          req.calib_samples, req.seed);
-    double before_test = evaluate_quant(start, data.test).accuracy;
+    double before_test = evaluate_quant(start, data.test, eo).accuracy;
     FinalQat fq = final_qat(std::move(start), req, train, val, aug, obs);
     double final_seconds = since(t_final);
     QuantModel& qm = fq.model;
     double test_acc =
-        fq.kept == "before final QAT" ? before_test : evaluate_quant(qm, data.test).accuracy;
+        fq.kept == "before final QAT" ? before_test : evaluate_quant(qm, data.test, eo).accuracy;
     qm.meta["eval"] = {{"data", data.test.name},
                        {"samples", data.test.size()},
                        {"accuracy", test_acc},
@@ -473,7 +491,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     if (!dir.empty()) {
       f.bits_file = path_in(dir, "bits.json");
       f.model_file = path_in(dir, "model.sqg");
-      save_qmodel(f.model_file, qm);
+      if (writer) save_qmodel(f.model_file, qm);
       if (req.write_report) f.report_file = path_in(dir, "report.html");
     }
     f.seconds_total = since(t_start);
@@ -481,7 +499,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     // The finished log no longer points at the search models; they go after the log is safe.
     std::string search_model = log.search_model;
     log.search_model.clear();
-    if (!dir.empty()) {
+    if (!dir.empty() && writer) {
       obs.stage("report");
       if (req.write_report) write_report(f.report_file, log.to_json());
       write_run_log(log_path, log);

@@ -433,6 +433,26 @@ std::string DistContext::share_from_rank0(const std::string& key, const std::str
   }
 }
 
+std::string DistContext::share_from(int root, const std::string& key, const std::string& bytes) {
+  if (root < 0 || root >= cfg_.world_size)
+    fail("share_from: rank {} is not in 0..{}", root, cfg_.world_size - 1);
+  const std::string k = fmt::format("sq/share/{}/{}", ++share_seq_, key);
+  try {
+    if (cfg_.rank == root) store_->set(k, bytes_of(bytes));
+  } catch (const std::exception& e) {
+    fail_collective(fmt::format("rank {}: handing over {}", cfg_.rank, key), e.what());
+  }
+  // The root may still be working (e.g. training what it hands over): a barrier, which has no
+  // deadline while the heartbeats live; the root reaches it once the bytes are in the store.
+  wait_all(fmt::format("rank {}: waiting for rank {}'s {}", cfg_.rank, root, key));
+  if (cfg_.rank == root) return bytes;
+  try {
+    return string_of(store_->get(k));
+  } catch (const std::exception& e) {
+    fail_collective(fmt::format("rank {}: reading rank {}'s {}", cfg_.rank, root, key), e.what());
+  }
+}
+
 std::shared_ptr<DistContext> init_distributed(const DistConfig& cfg) {
   if (cfg.world_size < 1) fail("WORLD_SIZE {}: expected at least 1", cfg.world_size);
   if (cfg.world_size == 1) return nullptr;
@@ -449,6 +469,31 @@ void dist_wait_all(DistContext* d, const std::string& what) {
 std::string dist_share_from_rank0(DistContext* d, const std::string& key,
                                   const std::string& bytes) {
   return d ? d->share_from_rank0(key, bytes) : bytes;
+}
+std::string dist_share_from(DistContext* d, int root, const std::string& key,
+                            const std::string& bytes) {
+  return d ? d->share_from(root, key, bytes) : bytes;
+}
+void dist_allreduce_sum(DistContext* d, std::vector<double>& v, const std::string& what) {
+  if (!d || v.empty()) return;
+  torch::Tensor t = torch::tensor(v, torch::kDouble);
+  d->allreduce(t, fmt::format("rank {}: {}", d->rank(), what));
+  std::copy(t.data_ptr<double>(), t.data_ptr<double>() + t.numel(), v.begin());
+}
+void dist_check_same(DistContext* d, const std::vector<double>& v, const std::string& what) {
+  if (!d) return;
+  // The sum over W ranks equals W times this rank's values exactly when every rank holds the
+  // same (each rank checks; if all pass, all are equal).
+  std::vector<double> s = v;
+  s.push_back(1);
+  dist_allreduce_sum(d, s, what);
+  const double w = s.back();
+  for (size_t i = 0; i < v.size(); ++i)
+    if (s[i] != w * v[i])
+      fail(
+          "rank {}: {}: the ranks hold different values (entry {}: {} here, mean {} over the "
+          "ranks); they would diverge",
+          d->rank(), what, i, v[i], s[i] / w);
 }
 DistStats dist_stats(const DistContext* d) { return d ? d->stats : DistStats{}; }
 

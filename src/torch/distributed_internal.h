@@ -43,6 +43,7 @@ class DistContext {
   void broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
   void wait_all(const std::string& what);
   std::string share_from_rank0(const std::string& key, const std::string& bytes);
+  std::string share_from(int root, const std::string& key, const std::string& bytes);
 
   int64_t bucket_bytes = 256 << 10;
   DistStats stats;

@@ -1,6 +1,7 @@
 #include "graph_module.h"
 
 #include "sigmaquant/error.h"
+#include "sync_batchnorm.h"
 
 namespace sq {
 
@@ -58,6 +59,12 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
         v[i] = torch::linear(in, w, n.has_bias ? p.at("bias") : torch::Tensor());
         break;
       case Op::BatchNorm:
+        if (sync_bn_ && is_training()) {
+          v[i] = sync_batch_norm(in, p.at("weight"), p.at("bias"), p.at("running_mean"),
+                                 p.at("running_var"), 0.1, n.eps, *sync_bn_, sync_bn_contributes_,
+                                 n.name);
+          break;
+        }
         v[i] = torch::batch_norm(in, p.at("weight"), p.at("bias"), p.at("running_mean"),
                                  p.at("running_var"), is_training(), 0.1, n.eps, false);
         break;

@@ -13,6 +13,8 @@
 
 namespace sq {
 
+class DistContext;
+
 class GraphModule : public torch::nn::Module {
  public:
   explicit GraphModule(const Graph& g);
@@ -31,6 +33,14 @@ class GraphModule : public torch::nn::Module {
   // Called with every node's output (before activation fake-quant), e.g. to calibrate ranges.
   std::function<void(int, const torch::Tensor&)> observer;
 
+  // Synchronised batch norm (sync_batchnorm.h) in training mode: batch statistics over every
+  // rank of `dist` (nullptr: this rank's own batch, as torch::batch_norm). `contributes` false:
+  // this rank's batch counts for nothing (a blank stand-in for an empty share).
+  void set_sync_bn(DistContext* dist, bool contributes = true) {
+    sync_bn_ = dist;
+    sync_bn_contributes_ = contributes;
+  }
+
   const Graph& graph() const { return graph_; }
   torch::Tensor& param(int node, const std::string& name) { return params_[node].at(name); }
 
@@ -39,6 +49,8 @@ class GraphModule : public torch::nn::Module {
   std::vector<std::map<std::string, torch::Tensor>> params_;
   std::vector<int> last_use_;
   std::shared_ptr<QuantHook> quant_;  // per node: the last node reading its output (-1: none)
+  DistContext* sync_bn_ = nullptr;
+  bool sync_bn_contributes_ = true;
 };
 
 torch::Tensor to_torch(const Tensor& t);

@@ -177,11 +177,14 @@ double QatOracle::train_and_evaluate(const BitConfig& bits, double epochs, int i
   Impl& m = *impl_;
   QuantModel qm = requantize_model(m.fp32, m.current ? &*m.current : nullptr, bits, m.train,
                                    m.o.calib_samples, m.o.seed);
+  EvalOptions eo;
+  eo.dist = m.o.dist.get();  // shares evaluated per rank, counts all-reduced: the same everywhere
   if (epochs <= 0) {  // no cycle: the step is scored by post-training quantization alone
     m.current = qm;
-    return evaluate_quant(qm, m.val).accuracy;
+    return evaluate_quant(qm, m.val, eo).accuracy;
   }
-  int64_t n = std::max<int64_t>(m.o.batch_size, std::llround(epochs * m.train.size()));
+  const int64_t global_batch = m.o.batch_size * dist_world_size(m.o.dist.get());
+  int64_t n = std::max<int64_t>(global_batch, std::llround(epochs * m.train.size()));
   // The cycle's slice depends only on the iteration, so a resumed search sees the same data.
   int64_t first = (static_cast<int64_t>(iteration) * n) % m.train.size();
   Dataset part = slice(m.train, first, n);
@@ -193,15 +196,16 @@ double QatOracle::train_and_evaluate(const BitConfig& bits, double epochs, int i
   t.augment_pad = m.o.augment_pad;
   t.augment_flip = m.o.augment_flip;
   t.seed = m.o.seed + static_cast<uint64_t>(iteration);
-  t.progress = m.o.progress;
+  t.progress = m.o.progress && dist_rank(m.o.dist.get()) == 0;
   t.label = "cycle " + std::to_string(iteration);
+  t.dist = m.o.dist;
   QatOptions q;
   q.weight_mode = m.o.qat_weight_mode;
   q.act_mode = m.o.qat_act_mode;
   qat(qm, part, nullptr, t, q);
   m.spent += static_cast<double>(n) / m.train.size();
   m.current = qm;
-  return evaluate_quant(qm, m.val).accuracy;
+  return evaluate_quant(qm, m.val, eo).accuracy;
 }
 
 double QatOracle::layer_kl(const std::string& layer, int bits) {
@@ -209,9 +213,15 @@ double QatOracle::layer_kl(const std::string& layer, int bits) {
   auto key = std::make_pair(layer, bits);
   auto it = m.kl_cache.find(key);
   if (it != m.kl_cache.end()) return it->second;
-  double v = m.o.kl == "weight" ? weight_kl(m.folded.node(layer), bits) : m.output_kl(layer, bits);
-  m.kl_cache[key] = v;
-  return v;
+  // Rank 0 measures and every rank takes its figure (a sum with the others' zeros): decisions
+  // made from it are the same everywhere, also across machines whose float results could differ.
+  DistContext* d = m.o.dist.get();
+  std::vector<double> v{0.0};
+  if (dist_rank(d) == 0)
+    v[0] = m.o.kl == "weight" ? weight_kl(m.folded.node(layer), bits) : m.output_kl(layer, bits);
+  dist_allreduce_sum(d, v, fmt::format("Phase 2: KL of layer '{}' at {} bits", layer, bits));
+  m.kl_cache[key] = v[0];
+  return v[0];
 }
 
 const QuantModel& QatOracle::model() const {
@@ -413,33 +423,43 @@ double QatOracle::point_kl(const std::string& point, int bits) {
   auto key = std::make_pair("act:" + point, bits);
   auto it = m.kl_cache.find(key);
   if (it != m.kl_cache.end()) return it->second;
-  auto st = m.act_stats.find(point);
-  if (st == m.act_stats.end() || !st->second.clip.count(bits)) {
-    std::vector<int> widths = {bits};
-    for (int w = kMinActBits; w <= 8; ++w)
-      if (w != bits) widths.push_back(w);
-    for (auto& [name, s] : activation_statistics(m.fp32, m.kl_data, m.kl_data.size(), widths))
-      m.act_stats[name] = s;
-    st = m.act_stats.find(point);
-    if (st == m.act_stats.end())
-      fail("Phase 2: '{}' is not an activation point of model '{}'", point, m.folded.name);
-  }
-  if (m.ref_probs.empty())
-    m.ref_probs = softmax_rows(predict(m.folded, m.kl_data), m.folded.num_classes);
-  torch::NoGradGuard ng;
-  GraphModule mod(m.folded);
-  mod.eval();
-  auto hook = std::make_shared<PointHook>();
-  hook->nodes = {m.folded.index_of(point)};
-  const ActivationStats& s = st->second;
-  const double r = s.clip.at(bits);
-  hook->fn = [&](int, const torch::Tensor& x) { return affine_quant(x, s.lo * r, s.hi * r, bits); };
-  mod.set_quant(hook);
-  const double v = mean_kl(m.ref_probs,
-                           softmax_rows(predict_module(mod, m.kl_data, 0), m.folded.num_classes),
-                           m.folded.num_classes);
-  m.kl_cache[key] = v;
-  return v;
+  auto measure = [&] {
+    auto st = m.act_stats.find(point);
+    if (st == m.act_stats.end() || !st->second.clip.count(bits)) {
+      std::vector<int> widths = {bits};
+      for (int w = kMinActBits; w <= 8; ++w)
+        if (w != bits) widths.push_back(w);
+      for (auto& [name, s] : activation_statistics(m.fp32, m.kl_data, m.kl_data.size(), widths))
+        m.act_stats[name] = s;
+      st = m.act_stats.find(point);
+      if (st == m.act_stats.end())
+        fail("Phase 2: '{}' is not an activation point of model '{}'", point, m.folded.name);
+    }
+    if (m.ref_probs.empty())
+      m.ref_probs = softmax_rows(predict(m.folded, m.kl_data), m.folded.num_classes);
+    torch::NoGradGuard ng;
+    GraphModule mod(m.folded);
+    mod.eval();
+    auto hook = std::make_shared<PointHook>();
+    hook->nodes = {m.folded.index_of(point)};
+    const ActivationStats& s = st->second;
+    const double r = s.clip.at(bits);
+    hook->fn = [&](int, const torch::Tensor& x) {
+      return affine_quant(x, s.lo * r, s.hi * r, bits);
+    };
+    mod.set_quant(hook);
+    return mean_kl(m.ref_probs,
+                   softmax_rows(predict_module(mod, m.kl_data, 0), m.folded.num_classes),
+                   m.folded.num_classes);
+  };
+  // As layer_kl: rank 0 measures, every rank takes its figure.
+  DistContext* d = m.o.dist.get();
+  std::vector<double> v{0.0};
+  if (dist_rank(d) == 0) v[0] = measure();
+  dist_allreduce_sum(d, v, fmt::format("Phase 2: KL of activation point '{}' at {} bits", point,
+                                       bits));
+  m.kl_cache[key] = v[0];
+  return v[0];
 }
 
 std::map<std::string, double> activation_hessian_traces(const Graph& g, const Dataset& data,

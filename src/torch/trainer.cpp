@@ -107,7 +107,10 @@ nlohmann::json options_json(const TrainOptions& o) {
                       {"augment_flip", o.augment_flip}};
   // batch_size is per rank: a resume must keep the world size (absent for one process, so that
   // checkpoints of one process stay as they were).
-  if (dist_world_size(o.dist.get()) > 1) j["world_size"] = dist_world_size(o.dist.get());
+  if (dist_world_size(o.dist.get()) > 1) {
+    j["world_size"] = dist_world_size(o.dist.get());
+    if (o.sync_bn) j["sync_bn"] = true;
+  }
   return j;
 }
 
@@ -125,17 +128,30 @@ void skip_augmentation(const Dataset& d, int64_t count, std::mt19937_64& rng, in
 }
 
 // Forward and backward of this rank's share (x, y) of a global batch of gbs images (no pass when
-// the share is empty), with the gradients all-reduced during the backward pass. Returns the
-// global batch's mean loss and correct count (they travel with the gradients).
+// the share is empty, unless batch norm is synchronised), with the gradients all-reduced during
+// the backward pass. Returns the global batch's mean loss and correct count (they travel with the
+// gradients).
 std::pair<double, int64_t> data_parallel_step(GraphModule& m, DistContext& dist,
                                               const torch::Tensor& x, const torch::Tensor& y,
-                                              int64_t gbs) {
+                                              int64_t gbs, bool sync_bn) {
   // Each rank's loss is its share of the global batch's mean (sum / global batch), so the
   // all-reduced sum of the gradients is the one-process gradient of the global batch.
   const int64_t bs = x.size(0);
   double local_sum = 0;
   int64_t correct = 0;
   dist.begin_step();
+  if (bs == 0 && sync_bn) {
+    // No images here, but synchronised batch norm all-reduces inside the forward and backward
+    // passes: run them on one blank image that counts for nothing (its statistics and its loss
+    // are multiplied by zero), so that this rank issues the same collectives in the same order.
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape[0] = 1;
+    m.set_sync_bn(&dist, false);
+    if (m.quant()) m.quant()->batch_factor = static_cast<double>(gbs);
+    torch::Tensor out = m.forward(torch::zeros(shape, x.options()));
+    (torch::nn::functional::cross_entropy(out, torch::zeros({1}, y.options())) * 0.0).backward();
+    m.set_sync_bn(&dist, true);
+  }
   if (bs > 0) {
     if (m.quant()) m.quant()->batch_factor = static_cast<double>(gbs) / static_cast<double>(bs);
     torch::Tensor out = m.forward(x);
@@ -183,14 +199,18 @@ EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOption
   torch::NoGradGuard ng;
   m.eval();
   const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
+  if (o.dist && logits_out) fail("predict: not data-parallel (every rank needs every logit)");
+  // This rank's share [lo, hi) of the images (all of them in one process).
+  const int rank = dist_rank(o.dist), world = dist_world_size(o.dist);
+  const int64_t lo = n * rank / world, hi = n * (rank + 1) / world;
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
   Batcher b{data, m.graph()};
-  Progress bar("eval", n, "img", o.progress);
+  Progress bar("eval", hi - lo, "img", o.progress);
   int64_t correct = 0;
   double loss_sum = 0;
-  for (int64_t s = 0; s < n; s += o.batch_size) {
-    int64_t bs = std::min(o.batch_size, n - s);
+  for (int64_t s = lo; s < hi; s += o.batch_size) {
+    int64_t bs = std::min(o.batch_size, hi - s);
     torch::Tensor x = b.images(idx.data() + s, bs, nullptr, 0, false).to(dev);
     torch::Tensor y = b.labels(idx.data() + s, bs).to(dev);
     torch::Tensor out = m.forward(x);
@@ -202,9 +222,15 @@ EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOption
       Tensor t = from_torch(out);
       logits_out->insert(logits_out->end(), t.data.begin(), t.data.end());
     }
-    bar.update(s + bs);
+    bar.update(s + bs - lo);
   }
   bar.finish();
+  if (o.dist) {
+    torch::Tensor sums = torch::tensor({static_cast<double>(correct), loss_sum}, torch::kDouble);
+    o.dist->allreduce(sums, fmt::format("rank {}: evaluation", rank));
+    correct = std::llround(sums[0].item<double>());
+    loss_sum = sums[1].item<double>();
+  }
   EvalResult r;
   r.samples = n;
   r.accuracy = static_cast<double>(correct) / static_cast<double>(n);
@@ -300,12 +326,15 @@ TrainResult train_module(GraphModule& m, const Dataset& train_set, const Dataset
   const bool show = o.progress && rank == 0;
   Batcher batcher{train_set, m.graph()};
   if (dist) dist->attach(m.parameters());  // gradient hooks: all-reduce during backward
+  if (dist && o.sync_bn) m.set_sync_bn(dist);
   struct Detach {
     DistContext* d;
+    GraphModule& m;
     ~Detach() {
       if (d) d->detach();
+      m.set_sync_bn(nullptr);
     }
-  } detach_hooks{dist};
+  } detach_hooks{dist, m};
   for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
     m.train();
     const uint64_t epoch_seed = o.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch);
@@ -340,7 +369,7 @@ TrainResult train_module(GraphModule& m, const Dataset& train_set, const Dataset
         l = loss.item<double>();
         step_correct = out.argmax(1).eq(y).sum().item<int64_t>();
       } else {
-        std::tie(l, step_correct) = data_parallel_step(m, *dist, x, y, gbs);
+        std::tie(l, step_correct) = data_parallel_step(m, *dist, x, y, gbs, o.sync_bn);
       }
       opt->step();
       if (!std::isfinite(l))

@@ -59,6 +59,7 @@ void run_qat(QatCmd& f) {
   sq::TrainOptions o = f.opts;
   o.seed = f.model.seed;
   o.dist = dist;
+  o.sync_bn = f.dist.sync_bn;
   apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet && rank0);
   o.progress = progress;
   o.label = "qat";
@@ -125,6 +126,7 @@ void add_qat(CLI::App& app) {
   cmd->add_option("--stop-after", o.stop_after_epoch, "stop after this epoch (resume later)");
   cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   add_dist_flags(cmd, f->dist);
+  add_sync_bn_flag(cmd, f->dist);
   cmd->callback([f] { run_qat(*f); });
 }
 

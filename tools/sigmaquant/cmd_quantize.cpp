@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "dist_flags.h"
 #include "search_flags.h"
 #include "sigmaquant/distributed.h"
 #include "sigmaquant/error.h"
@@ -16,6 +17,7 @@ struct QuantizeCmd {
   SearchFlags s;
   DataFlags data;
   Common common;
+  DistFlags dist;
 };
 
 std::string default_out_dir(const SearchFlags& s) {
@@ -29,18 +31,20 @@ std::string default_out_dir(const SearchFlags& s) {
 
 void run_quantize(QuantizeCmd& f) {
   sq::configure_runtime(f.common.threads);
-  // One allocation is not data-parallel: several ranks would write the same run directory.
-  if (const int world = sq::dist_config_from_env(300).world_size; world > 1)
-    sq::fail(
-        "quantize runs as one process (the environment says WORLD_SIZE={}): start it without "
-        "RANK/WORLD_SIZE, or share whole runs out over ranks with pareto",
-        world);
-  const bool chatty = !f.common.quiet && !f.common.json;
+  launch_if_asked(f.dist);
+  // Data parallel: every rank runs the same allocation (Phase 2's cycles and the final QAT
+  // train in shares, exhaustive shares its candidates out); rank 0 alone writes and prints.
+  std::shared_ptr<sq::DistContext> dist =
+      join_job(f.dist, f.s.batch_size, !f.common.json && !f.common.quiet);
+  const bool rank0 = sq::dist_rank(dist.get()) == 0;
+  const bool chatty = !f.common.quiet && !f.common.json && rank0;
   if (f.s.out_dir.empty()) f.s.out_dir = default_out_dir(f.s);
   sq::AllocationRequest req = make_request(f.s, chatty);
+  req.dist = dist;
   sq::DataBundle d = load_data(f.data);
   StderrObserver obs;
   sq::RunResult r = sq::run_allocation(req, d, chatty ? &obs : nullptr);
+  if (!rank0) return;
   if (f.common.json) {
     print_json(r.log.to_json());
     return;
@@ -64,6 +68,7 @@ void add_quantize(CLI::App& app) {
   add_search_flags(cmd, f->s, true);
   add_data_flags(cmd, f->data);
   add_common_flags(cmd, f->common);
+  add_dist_flags(cmd, f->dist);
   cmd->callback([f] { run_quantize(*f); });
 }
 

@@ -29,6 +29,7 @@ void run_train(TrainFlags& f) {
   launch_if_asked(f.dist);
   sq::TrainOptions o = f.opts;
   o.dist = join_job(f.dist, o.batch_size, !f.common.json);
+  o.sync_bn = f.dist.sync_bn;
   // Rank 0 alone writes and prints; the other ranks only train.
   const bool rank0 = sq::dist_rank(o.dist.get()) == 0;
   o.seed = f.model.seed;
@@ -132,6 +133,7 @@ void add_train(CLI::App& app) {
                   "stop after this epoch (checkpoint written); continue later with --resume");
   cmd->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   add_dist_flags(cmd, f->dist);
+  add_sync_bn_flag(cmd, f->dist);
   cmd->add_flag("--step-losses", f->step_losses, "include every step's loss in the JSON output");
   cmd->callback([f] { run_train(*f); });
 }

@@ -18,6 +18,12 @@ void add_dist_flags(CLI::App* cmd, DistFlags& f) {
       ->check(CLI::PositiveNumber);
 }
 
+void add_sync_bn_flag(CLI::App* cmd, DistFlags& f) {
+  cmd->add_flag("--sync-bn", f.sync_bn,
+                "data parallel: batch norm with the statistics of the global batch (all ranks), "
+                "running statistics equal on every rank (default: each rank's own share)");
+}
+
 void set_program_args(int argc, char** argv) { g_args.assign(argv, argv + argc); }
 
 void launch_if_asked(const DistFlags& f) {

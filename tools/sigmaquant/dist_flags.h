@@ -15,8 +15,11 @@ namespace sqcli {
 struct DistFlags {
   int nproc = 0;         // > 0: start this many local workers and wait for them
   double timeout = 300;  // seconds a rank waits for its peers
+  bool sync_bn = false;  // synchronised batch norm (commands that train data-parallel)
 };
 void add_dist_flags(CLI::App* cmd, DistFlags& f);
+// --sync-bn (train, qat, quantize: the commands whose training runs data-parallel).
+void add_sync_bn_flag(CLI::App* cmd, DistFlags& f);
 
 // Thrown to make main() return this status (the launcher's workers' result).
 struct ExitStatus {
