@@ -94,6 +94,8 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
                         1e-15);
       };
       auto dgain = [&](int64_t ch, int p) { return score[l][ch][p + 1] - score[l][ch][p]; };
+      // A pinned layer has one width and one choice (not one per channel): nothing to raise.
+      if (!L.channelwise) continue;
       if (!grouped) {
         for (int64_t ch = 0; ch < L.channels; ++ch) {
           const int p = c.w[l][ch];
@@ -101,7 +103,6 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
         }
         continue;
       }
-      if (!L.channelwise) continue;  // pinned: one width
       for (int p = 0; p + 1 < np; ++p) {
         std::vector<int64_t> at;
         for (int64_t ch = 0; ch < L.channels; ++ch)

@@ -187,11 +187,25 @@ TEST(ChannelSnap, SigmaQuantChannelWithGroups) {
   }
   sq::CostEvaluator ce(g, sq::builtin_target("size"));
   const double full = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, 8)).weight_bytes);
-  for (double frac : {0.7, 0.4}) {
-    SCOPED_TRACE(frac);
+  // The first and last layers pinned in one case (a pinned layer holds one choice, not one per
+  // channel: the raises once read past it).
+  const std::vector<int> wl = g.weight_layers();
+  const std::map<std::string, int> first_last{{g.nodes[wl.front()].name, 8},
+                                              {g.nodes[wl.back()].name, 8}};
+  for (auto [frac, pins] : {std::pair{0.7, std::map<std::string, int>{}}, std::pair{0.4, first_last},
+                            std::pair{0.4, std::map<std::string, int>{}}}) {
+    SCOPED_TRACE(fmt::format("{} pinned {}", frac, pins.size()));
     sq::Budgets b;
     b.weight_bytes = frac * full;
-    sq::ChannelPhase1Result r = sq::sigmaquant_channel_phase1(g, ce, b, {2, 4, 8}, 8, {}, 16);
+    sq::ChannelPhase1Result r = sq::sigmaquant_channel_phase1(g, ce, b, {2, 4, 8}, 8, pins, 16);
+    if (!pins.empty()) {
+      sq::ChannelPhase1Result free = sq::sigmaquant_channel_phase1(g, ce, b, {2, 4, 8}, 8, pins, 1);
+      EXPECT_TRUE(sq::fits_budgets(ce.evaluate(free.bits), b));
+      for (const auto& [name, w] : pins) {
+        EXPECT_EQ(r.bits.layers.at(name).wbits, w);
+        EXPECT_TRUE(r.bits.layers.at(name).channel_wbits.empty());
+      }
+    }
     sq::validate_bits(r.bits, g, "channel phase 1");
     const sq::CostReport rep = ce.evaluate(r.bits);
     EXPECT_TRUE(sq::fits_budgets(rep, b));
