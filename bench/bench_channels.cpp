@@ -291,8 +291,10 @@ void bench_snap_paired(benchmark::State& state, const std::string& net) {
   for (const auto& [name, assign] : as) {
     const sq::QuantModel qm = quant_model(net, assign);
     ex.push_back(sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm)));
-    label += fmt::format("{}{} {:.2f} bits", label.empty() ? "" : ", ", name,
-                         sq::average_weight_bits(qm.bits, qm.graph));
+    int mixed = 0;  // layers with per-channel widths
+    for (const auto& [layer, lb] : qm.bits.layers) mixed += !lb.channel_wbits.empty();
+    label += fmt::format("{}{} {:.2f} bits ({} layers mixed)", label.empty() ? "" : ", ", name,
+                         sq::average_weight_bits(qm.bits, qm.graph), mixed);
   }
   const std::vector<float> img = random_image(ex[0].input_size());
   std::vector<float> logits(static_cast<size_t>(ex[0].output_size()));
