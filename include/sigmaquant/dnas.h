@@ -118,8 +118,7 @@ double measured_cost(const DnasCostTable& t, const CostReport& r);
 bool repair_choice(const DnasSpace& s, const Graph& folded, const CostEvaluator& ce,
                    const Budgets& b, const DnasCostTable& t,
                    const std::vector<std::vector<std::vector<double>>>& wscore,
-                   const std::vector<std::vector<double>>& ascore, DnasChoice& c,
-                   int group = 1);
+                   const std::vector<std::vector<double>>& ascore, DnasChoice& c, int group = 1);
 
 // ---- channel groups (issue 13: the engine computes tiles of 16 output channels) ----
 //
@@ -148,8 +147,7 @@ bool is_group_snapped(const DnasSpace& s, const DnasChoice& c, int group);
 bool fit_channel_groups(const DnasSpace& s, const Graph& folded, const CostEvaluator& ce,
                         const Budgets& b, const DnasCostTable& t,
                         const std::vector<std::vector<std::vector<double>>>& wscore,
-                        const std::vector<std::vector<double>>& ascore, int group,
-                        DnasChoice& c);
+                        const std::vector<std::vector<double>>& ascore, int group, DnasChoice& c);
 
 // ---- SigmaQuant per channel: Phase 1 over per-channel sigma (src/alloc/sigmaquant_channel.cpp) ----
 //

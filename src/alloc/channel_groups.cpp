@@ -84,8 +84,7 @@ bool is_group_snapped(const DnasSpace& s, const DnasChoice& c, int group) {
 bool fit_channel_groups(const DnasSpace& s, const Graph& g, const CostEvaluator& ce,
                         const Budgets& b, const DnasCostTable& t,
                         const std::vector<std::vector<std::vector<double>>>& wscore,
-                        const std::vector<std::vector<double>>& ascore, int group,
-                        DnasChoice& c) {
+                        const std::vector<std::vector<double>>& ascore, int group, DnasChoice& c) {
   snap_channel_groups(s, wscore, group, c);
   return repair_choice(s, g, ce, b, t, wscore, ascore, c, group);
 }

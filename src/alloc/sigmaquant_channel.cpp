@@ -13,8 +13,7 @@ namespace sq {
 ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluator& ce,
                                               const Budgets& budgets,
                                               const std::vector<int>& candidates, int abits,
-                                              const std::map<std::string, int>& pinned,
-                                              int group) {
+                                              const std::map<std::string, int>& pinned, int group) {
   const std::vector<int> cands = candidate_widths(candidates, ce.target());
   DnasSpace s = make_dnas_space(g, cands, {abits}, pinned, true);
   DnasCostTable t = make_dnas_cost(s, g, ce, budgets);
@@ -89,9 +88,9 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
       const int np = static_cast<int>(L.wbits.size());
       // one activation width: the table's row 0
       auto dcost = [&](int p) {
-        return std::max(T.per_channel[static_cast<size_t>(p) + 1] -
-                            T.per_channel[static_cast<size_t>(p)],
-                        1e-15);
+        return std::max(
+            T.per_channel[static_cast<size_t>(p) + 1] - T.per_channel[static_cast<size_t>(p)],
+            1e-15);
       };
       auto dgain = [&](int64_t ch, int p) { return score[l][ch][p + 1] - score[l][ch][p]; };
       // A pinned layer has one width and one choice (not one per channel): nothing to raise.

@@ -398,9 +398,9 @@ MethodResult run_dnas_channel(MethodContext& c) { return run_dnas(c, true); }
 
 MethodResult run_sigmaquant_channel(MethodContext& c) {
   MethodResult out;
-  ChannelPhase1Result p1 = sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, c.candidates,
-                                                     c.request.abits, c.pinned,
-                                                     c.request.channel_group);
+  ChannelPhase1Result p1 =
+      sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
+                                c.pinned, c.request.channel_group);
   c.log.clusters = {{"k", p1.k},
                     {"centers", p1.centers},
                     {"bits", p1.cluster_bits},

@@ -28,9 +28,11 @@ namespace {
     if (n % g != 0) {
       ++off;
       if (n % g != c % g)
-        return ::testing::AssertionFailure() << layer << ": " << n << " channels at " << w << " bits";
+        return ::testing::AssertionFailure()
+               << layer << ": " << n << " channels at " << w << " bits";
     }
-  if (off > 1) return ::testing::AssertionFailure() << layer << ": " << off << " widths off the group";
+  if (off > 1)
+    return ::testing::AssertionFailure() << layer << ": " << off << " widths off the group";
   return ::testing::AssertionSuccess();
 }
 
@@ -159,7 +161,8 @@ TEST(ChannelSnap, FitKeepsBudgetsAndGroups) {
     sq::DnasSpace s = sq::make_dnas_space(g, {0, 2, 4, 8}, {8}, pinned, true);
     const sq::CostReport full = ce.evaluate(sq::dnas_bits(s, g, sq::widest_choice(s)));
     sq::Budgets b;
-    if (std::string(target) == "size") b.weight_bytes = 0.35 * static_cast<double>(full.weight_bytes);
+    if (std::string(target) == "size")
+      b.weight_bytes = 0.35 * static_cast<double>(full.weight_bytes);
     if (std::string(target) == "bops") b.bops = 0.3 * full.bops;
     if (std::string(target) == "mpic") b.latency_s = 0.4 * full.latency_s;
     sq::DnasCostTable t = sq::make_dnas_cost(s, g, ce, b);
@@ -192,8 +195,9 @@ TEST(ChannelSnap, SigmaQuantChannelWithGroups) {
   const std::vector<int> wl = g.weight_layers();
   const std::map<std::string, int> first_last{{g.nodes[wl.front()].name, 8},
                                               {g.nodes[wl.back()].name, 8}};
-  for (auto [frac, pins] : {std::pair{0.7, std::map<std::string, int>{}}, std::pair{0.4, first_last},
-                            std::pair{0.4, std::map<std::string, int>{}}}) {
+  for (auto [frac, pins] :
+       {std::pair{0.7, std::map<std::string, int>{}}, std::pair{0.4, first_last},
+        std::pair{0.4, std::map<std::string, int>{}}}) {
     SCOPED_TRACE(fmt::format("{} pinned {}", frac, pins.size()));
     sq::Budgets b;
     b.weight_bytes = frac * full;
