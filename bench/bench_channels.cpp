@@ -22,6 +22,12 @@
 //   ChannelGroups/<net>/<layer>/{widest,grouped}  one layer of channels_8_2: the whole layer on
 //                                the kernel its widest channel needs (the engine before issue 13)
 //                                and as channel groups
+//   SnapPaired/<net>/<rounds>/<images>  channel groups for the allocators (issue 13), interleaved
+//                                as ModelPaired: layers_8_2, channels_8_2, and sigmaquant-channel's
+//                                Phase 1 (widths {2, 4, 8}, the first and last layers pinned at 8,
+//                                weight-memory budget = layers_8_2's, so about its average bits)
+//                                with free per-channel widths (sqc_g1) and snapped to channel
+//                                groups of 16 (sqc_g16): ratios to layers_8_2 and sqc_g16 / sqc_g1
 // The weights are the trained ones, quantized per channel at those bits; the activation points
 // get a fixed range [-4, 4] (no data here): the work per image depends on the widths and the
 // shapes, not on the scales. Labels give the average weight bits and the plan.
@@ -34,11 +40,14 @@
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "sigmaquant/cost.h"
+#include "sigmaquant/dnas.h"
 #include "sigmaquant/engine.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/qmodel.h"
@@ -251,6 +260,72 @@ void bench_paired(benchmark::State& state, const std::string& net) {
   }
 }
 
+// sigmaquant-channel's Phase 1 at layers_8_2's weight memory (size target), channel group `group`.
+Assign sqc_assign(int group) {
+  return [group](const sq::Graph& g, sq::BitConfig& b) {
+    sq::BitConfig ref = b;
+    assignments()[2].second(g, ref);  // layers_8_2
+    sq::CostEvaluator ce(g, sq::builtin_target("size"));
+    sq::Budgets budget;
+    budget.weight_bytes = static_cast<double>(ce.evaluate(ref).weight_bytes);
+    const auto layers = g.weight_layers();
+    const std::map<std::string, int> pinned{{g.nodes[layers.front()].name, 8},
+                                            {g.nodes[layers.back()].name, 8}};
+    b = sq::sigmaquant_channel_phase1(g, ce, budget, {2, 4, 8}, 8, pinned, group).bits;
+  };
+}
+
+// Channel groups for the allocators: layers_8_2, channels_8_2, sqc_g1, sqc_g16 interleaved;
+// counters: median images/s, the median per-round ratio to layers_8_2, and sqc_g16 / sqc_g1.
+void bench_snap_paired(benchmark::State& state, const std::string& net) {
+  if (!exists(model_path(net))) {
+    state.SkipWithError(("no " + model_path(net)).c_str());
+    return;
+  }
+  const std::vector<std::pair<std::string, Assign>> as = {{"layers_8_2", assignments()[2].second},
+                                                          {"channels_8_2", assignments()[3].second},
+                                                          {"sqc_g1", sqc_assign(1)},
+                                                          {"sqc_g16", sqc_assign(16)}};
+  std::vector<sq::GraphExecutor> ex;
+  std::string label;
+  for (const auto& [name, assign] : as) {
+    const sq::QuantModel qm = quant_model(net, assign);
+    ex.push_back(sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm)));
+    int mixed = 0;  // layers with per-channel widths
+    for (const auto& [layer, lb] : qm.bits.layers) mixed += !lb.channel_wbits.empty();
+    label += fmt::format("{}{} {:.2f} bits ({} layers mixed)", label.empty() ? "" : ", ", name,
+                         sq::average_weight_bits(qm.bits, qm.graph), mixed);
+  }
+  const std::vector<float> img = random_image(ex[0].input_size());
+  std::vector<float> logits(static_cast<size_t>(ex[0].output_size()));
+  const int rounds = static_cast<int>(state.range(0)), images = static_cast<int>(state.range(1));
+  std::vector<std::vector<double>> ips(as.size());
+  for (auto _ : state) {
+    for (int r = 0; r < rounds; ++r)
+      for (size_t m = 0; m < ex.size(); ++m) {
+        const double t0 = thread_seconds();
+        for (int i = 0; i < images; ++i) ex[m].run(img.data(), logits.data());
+        ips[m].push_back(images / (thread_seconds() - t0));
+        benchmark::DoNotOptimize(logits.data());
+      }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto ratio = [&](size_t m, size_t base) {
+    std::vector<double> r;
+    for (size_t k = 0; k < ips[m].size(); ++k) r.push_back(ips[m][k] / ips[base][k]);
+    return median(r);
+  };
+  for (size_t m = 0; m < as.size(); ++m) {
+    state.counters[as[m].first] = median(ips[m]);
+    if (m > 0) state.counters[as[m].first + "/layers_8_2"] = ratio(m, 0);
+  }
+  state.counters["sqc_g16/sqc_g1"] = ratio(3, 2);
+  state.SetLabel(label);
+}
+
 // resnet20's layers of distinct shapes, by index in graph order (stem.conv = 0).
 const std::pair<const char*, int> kLayers[] = {
     {"stage1", 1},        {"stage2_first", 7},     {"stage2_shortcut", 9}, {"stage2", 10},
@@ -308,6 +383,11 @@ const int kRegistered = [] {
         ->Args({9, std::string(net) == "lenet5" ? 2000 : 100})
         ->Iterations(1)
         ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("SnapPaired/resnet20",
+                               [](benchmark::State& st) { bench_snap_paired(st, "resnet20"); })
+      ->Args({9, 100})
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("LayerPaired/resnet20",
                                [](benchmark::State& st) { bench_layers_paired(st, "resnet20"); })
       ->Args({15, 200})

@@ -11,7 +11,7 @@ set -euo pipefail
 BIN=${BIN:-build-core/bin/sq_bench}
 OUT=${OUT:-runs/bench-channel-groups}
 mkdir -p "$OUT"
-"$BIN" --benchmark_filter='ModelPaired/|LayerPaired/' --benchmark_format=json \
+"$BIN" --benchmark_filter="${FILTER:-ModelPaired/|LayerPaired/}" --benchmark_format=json \
   > "$OUT/channel_groups.json"
 python3 - "$OUT/channel_groups.json" <<'EOF'
 import json, sys
@@ -22,7 +22,7 @@ for b in d["benchmarks"]:
     counters = {k: v for k, v in b.items()
                 if isinstance(v, float) and k not in ("real_time", "cpu_time", "iterations")}
     print(f"\n{name}")
-    if name.startswith("ModelPaired"):
+    if name.startswith(("ModelPaired", "SnapPaired")):
         models = [k for k in counters if "/" not in k]
         for m in models:
             ratios = "  ".join(f"÷{k.split('/')[1]} {v:.3f}" for k, v in counters.items()

@@ -18,7 +18,8 @@ BUDGETS=${BUDGETS:-2,3,4}
 METHODS=${METHODS:-dnas,dnas-layer,sigmaquant,sigmaquant-channel,hessian,uniform}
 COMMON=(--bits-set 2,4,8 --dnas-wbits 0,2,4,8 --abits-set 2,4,8 --dnas-epochs "${DNAS_EPOCHS:-2}"
         --dnas-bisect "${DNAS_BISECT:-2}" --cycle-epochs 0.1 --max-iterations 4
-        --final-epochs "${FINAL_EPOCHS:-1}" --threads "${THREADS:-2}" --quiet --resume
+        --final-epochs "${FINAL_EPOCHS:-1}" --channel-group "${CHANNEL_GROUP:-16}"
+        --threads "${THREADS:-2}" --quiet --resume
         ${DATA:-})
 mkdir -p "$OUT"
 for net in $NETS; do

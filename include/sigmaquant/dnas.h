@@ -111,10 +111,43 @@ double measured_cost(const DnasCostTable& t, const CostReport& r);
 // table cost per unit of lost preference (`score[l][c][p]`: the search's theta; equal scores make
 // it cost-greedy), checked against the evaluator. Returns false if even the narrowest choice
 // everywhere does not fit.
+//
+// `group` > 1 keeps a choice snapped to channel groups (below) snapped: in a channel-wise layer a
+// weight move lowers a whole group at once, the `group` channels of one width with the least
+// preference lost (or every channel of that width when it holds fewer: the layer's remainder).
 bool repair_choice(const DnasSpace& s, const Graph& folded, const CostEvaluator& ce,
                    const Budgets& b, const DnasCostTable& t,
                    const std::vector<std::vector<std::vector<double>>>& wscore,
-                   const std::vector<std::vector<double>>& ascore, DnasChoice& c);
+                   const std::vector<std::vector<double>>& ascore, DnasChoice& c, int group = 1);
+
+// ---- channel groups (issue 13: the engine computes tiles of 16 output channels) ----
+//
+// A choice is snapped to groups of G channels when, in every channel-wise layer of C channels,
+// the number of channels at each weight width (0 = pruned included) is a multiple of G, except
+// at one width which also holds the remainder C mod G (a layer with C < G: all its channels at
+// one width). Layer-wise and pinned layers are untouched; which channels take which width is the
+// allocator's preference, not their position (the engine groups channels itself).
+//
+// snap_channel_groups rounds, per layer, each cumulative count "channels at width >= w" to the
+// nearest of {0, G, 2G, ..., floor(C/G) G, C} (ties down: the cheaper), which is monotone in w and
+// so defines counts; the channels, ranked by their current width and then by preference
+// (`wscore[l][c][p]`, larger = preferred: the gain of their step up, at the top width the loss of
+// their step down), take the widths in that order. Each cumulative count moves by at most
+// min(G, C)/2, so a layer's mean weight width moves by at most
+//     (w_max - w_min) x min(G, C) / (2 C)                                    (*)
+// and the model's average weight bits (a weighted mean over layers) by at most the largest (*).
+// G <= 1 returns the choice unchanged. Budgets are not looked at (fit_channel_groups does).
+void snap_channel_groups(const DnasSpace& s,
+                         const std::vector<std::vector<std::vector<double>>>& wscore, int group,
+                         DnasChoice& c);
+// True when every channel-wise layer of c is snapped to groups of `group` (as defined above).
+bool is_group_snapped(const DnasSpace& s, const DnasChoice& c, int group);
+// snap_channel_groups, then repair_choice(..., group) when a budget no longer holds: afterwards
+// every budget holds and the choice is still snapped. Returns false if nothing fits.
+bool fit_channel_groups(const DnasSpace& s, const Graph& folded, const CostEvaluator& ce,
+                        const Budgets& b, const DnasCostTable& t,
+                        const std::vector<std::vector<std::vector<double>>>& wscore,
+                        const std::vector<std::vector<double>>& ascore, int group, DnasChoice& c);
 
 // ---- SigmaQuant per channel: Phase 1 over per-channel sigma (src/alloc/sigmaquant_channel.cpp) ----
 //
@@ -132,10 +165,13 @@ struct ChannelPhase1Result {
   std::vector<int> cluster_bits;  // initial width of each cluster
   int64_t channels = 0;           // clustered channels
 };
+// `group` > 1: the clustered assignment is snapped to channel groups (fit_channel_groups, with
+// the damage scores as preference) and the lowering and raising move whole groups.
 ChannelPhase1Result sigmaquant_channel_phase1(const Graph& folded, const CostEvaluator& ce,
                                               const Budgets& budgets,
                                               const std::vector<int>& candidates, int abits,
-                                              const std::map<std::string, int>& pinned);
+                                              const std::map<std::string, int>& pinned,
+                                              int group = 1);
 
 // ---- the search (LibTorch: src/torch/dnas.cpp) ----
 
@@ -162,6 +198,8 @@ struct DnasOptions {
   int augment_pad = 2;
   bool augment_flip = false;
   bool progress = false;
+  // Channel groups (snap_channel_groups) of the channel-wise argmax; 1 = free per-channel widths.
+  int channel_group = 1;
 };
 
 // The temperature during epoch e (0-based): tau0 x exp(-tau_decay x e).

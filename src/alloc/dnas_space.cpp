@@ -234,7 +234,7 @@ double table_cost(const DnasCostTable& t, const DnasSpace& s, const DnasChoice& 
 bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, const Budgets& b,
                    const DnasCostTable& t,
                    const std::vector<std::vector<std::vector<double>>>& wscore,
-                   const std::vector<std::vector<double>>& ascore, DnasChoice& c) {
+                   const std::vector<std::vector<double>>& ascore, DnasChoice& c, int group) {
   auto fits_now = [&] { return fits_budgets(ce.evaluate(bits_of(s, g, c)), b); };
   if (fits_now()) return true;
   // Each round applies the best-scored twentieth of the possible one-step-down moves (at least
@@ -242,15 +242,42 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
   for (;;) {
     struct Move {
       double score;
-      int kind, i, j;  // kind 0: weight (layer i, channel j); 1: activation (point i)
+      int kind, i, j;  // kind 0: weight (layer i, channel j); 1: activation (point i);
+                       // 2: a group of channels of layer i (gmoves[j])
     };
     // The cost saved by each one-step-down move, from the table's terms of that move alone.
     std::vector<Move> moves;
+    std::vector<std::vector<int64_t>> gmoves;
     for (size_t l = 0; l < s.layers.size(); ++l) {
       const DnasSpace::Layer& L = s.layers[l];
       const std::vector<double>& per = t.layers[l].per_channel;
       const size_t row = static_cast<size_t>(c.a[L.point]) * L.wbits.size();
       const double reps = L.channelwise ? 1.0 : static_cast<double>(L.channels);
+      if (group > 1 && L.channelwise) {
+        // Group moves: per width p > 0, its `group` channels of least lost preference (all of
+        // them when fewer: the remainder), so every width's count stays a multiple of the group
+        // but the remainder's.
+        auto loss = [&](int64_t k, int p) {
+          return wscore.empty() ? 1.0 : std::max(1e-9, wscore[l][k][p] - wscore[l][k][p - 1]);
+        };
+        for (int p = 1; p < static_cast<int>(L.wbits.size()); ++p) {
+          std::vector<int64_t> at;
+          for (int64_t k = 0; k < L.channels; ++k)
+            if (c.w[l][k] == p) at.push_back(k);
+          if (at.empty()) continue;
+          const double saved = per[row + p] - per[row + p - 1];
+          if (!(saved > 0)) continue;
+          std::stable_sort(at.begin(), at.end(),
+                           [&](int64_t x, int64_t y) { return loss(x, p) < loss(y, p); });
+          at.resize(std::min<size_t>(at.size(), static_cast<size_t>(group)));
+          double lost = 0;
+          for (int64_t k : at) lost += loss(k, p);
+          moves.push_back({saved * static_cast<double>(at.size()) / std::max(lost, 1e-9), 2,
+                           static_cast<int>(l), static_cast<int>(gmoves.size())});
+          gmoves.push_back(std::move(at));
+        }
+        continue;
+      }
       for (int64_t k = 0; k < L.choices(); ++k) {
         int p = c.w[l][k];
         if (p == 0) continue;
@@ -284,6 +311,8 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
       const Move& mv = moves[m];
       if (mv.kind == 0)
         --c.w[mv.i][mv.j];
+      else if (mv.kind == 2)
+        for (int64_t k : gmoves[static_cast<size_t>(mv.j)]) --c.w[mv.i][k];
       else
         --c.a[mv.i];
     }

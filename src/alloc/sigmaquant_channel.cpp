@@ -13,7 +13,7 @@ namespace sq {
 ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluator& ce,
                                               const Budgets& budgets,
                                               const std::vector<int>& candidates, int abits,
-                                              const std::map<std::string, int>& pinned) {
+                                              const std::map<std::string, int>& pinned, int group) {
   const std::vector<int> cands = candidate_widths(candidates, ce.target());
   DnasSpace s = make_dnas_space(g, cands, {abits}, pinned, true);
   DnasCostTable t = make_dnas_cost(s, g, ce, budgets);
@@ -63,40 +63,66 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
     for (int j = 0; j < km.k; ++j)
       res.cluster_bits.push_back(cands[std::max<int>(0, static_cast<int>(cands.size()) - km.k + j)]);
   }
-  if (!repair_choice(s, g, ce, budgets, t, score, {}, c))
+  // Snapped to channel groups (a no-op for group 1) in the damage order, then lowered to fit.
+  if (!fit_channel_groups(s, g, ce, budgets, t, score, {}, group, c))
     fail("sigmaquant-channel: no assignment over the widths {{{}}} fits the budgets",
          fmt::join(cands, ","));
 
   // Raises while every budget holds: most damage removed per unit of added (table) cost first.
+  // A raise is one channel, or with channel groups the `group` channels of one width of a layer
+  // with the most damage removed (every channel of that width when fewer: the remainder), so the
+  // choice stays snapped. Within a pass a raise moves only channels at its own width, so the
+  // raises listed at the start of the pass stay valid while earlier ones are applied.
+  const bool grouped = group > 1;
   for (bool changed = true; changed;) {
     changed = false;
     struct Raise {
       double gain;
       size_t l;
-      int64_t ch;
+      std::vector<int64_t> ch;
     };
     std::vector<Raise> rs;
     for (size_t l = 0; l < s.layers.size(); ++l) {
       const DnasSpace::Layer& L = s.layers[l];
       const DnasCostTable::Layer& T = t.layers[l];
-      const size_t np = L.wbits.size();
-      for (int64_t ch = 0; ch < L.channels; ++ch) {
-        const int p = c.w[l][ch];
-        if (p + 1 >= static_cast<int>(np)) continue;
-        // one activation width: the table's row 0
-        const double dcost = T.per_channel[static_cast<size_t>(p) + 1] -
-                             T.per_channel[static_cast<size_t>(p)];
-        const double dgain = score[l][ch][p + 1] - score[l][ch][p];
-        rs.push_back({dgain / std::max(dcost, 1e-15), l, ch});
+      const int np = static_cast<int>(L.wbits.size());
+      // one activation width: the table's row 0
+      auto dcost = [&](int p) {
+        return std::max(
+            T.per_channel[static_cast<size_t>(p) + 1] - T.per_channel[static_cast<size_t>(p)],
+            1e-15);
+      };
+      auto dgain = [&](int64_t ch, int p) { return score[l][ch][p + 1] - score[l][ch][p]; };
+      // A pinned layer has one width and one choice (not one per channel): nothing to raise.
+      if (!L.channelwise) continue;
+      if (!grouped) {
+        for (int64_t ch = 0; ch < L.channels; ++ch) {
+          const int p = c.w[l][ch];
+          if (p + 1 < np) rs.push_back({dgain(ch, p) / dcost(p), l, {ch}});
+        }
+        continue;
+      }
+      for (int p = 0; p + 1 < np; ++p) {
+        std::vector<int64_t> at;
+        for (int64_t ch = 0; ch < L.channels; ++ch)
+          if (c.w[l][ch] == p) at.push_back(ch);
+        if (at.empty()) continue;
+        std::stable_sort(at.begin(), at.end(),
+                         [&](int64_t x, int64_t y) { return dgain(x, p) > dgain(y, p); });
+        at.resize(std::min<size_t>(at.size(), static_cast<size_t>(group)));
+        double gain = 0;
+        for (int64_t ch : at) gain += dgain(ch, p);
+        rs.push_back({gain / (static_cast<double>(at.size()) * dcost(p)), l, std::move(at)});
       }
     }
-    std::stable_sort(rs.begin(), rs.end(), [](const Raise& a, const Raise& b) { return a.gain > b.gain; });
+    std::stable_sort(rs.begin(), rs.end(),
+                     [](const Raise& a, const Raise& b) { return a.gain > b.gain; });
     for (const Raise& r : rs) {
-      ++c.w[r.l][r.ch];
+      for (int64_t ch : r.ch) ++c.w[r.l][ch];
       if (fits_budgets(ce.evaluate(dnas_bits(s, g, c)), budgets)) {
         changed = true;
       } else {
-        --c.w[r.l][r.ch];
+        for (int64_t ch : r.ch) --c.w[r.l][ch];
       }
     }
   }

@@ -430,8 +430,10 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.augment_pad = c.oracle.augment_pad;
   o.augment_flip = c.oracle.augment_flip;
   o.progress = r.progress;
+  o.channel_group = channelwise ? r.channel_group : 1;
   c.log.settings["dnas"] = {
       {"granularity", channelwise ? "channel" : "layer"},
+      {"channel_group", o.channel_group},
       {"wbits", r.dnas_wbits},
       {"abits", abits},
       {"epochs", r.dnas_epochs},
@@ -470,10 +472,14 @@ MethodResult run_dnas_channel(MethodContext& c) { return run_dnas(c, true); }
 
 MethodResult run_sigmaquant_channel(MethodContext& c) {
   MethodResult out;
-  ChannelPhase1Result p1 = sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, c.candidates,
-                                                     c.request.abits, c.pinned);
-  c.log.clusters = {
-      {"k", p1.k}, {"centers", p1.centers}, {"bits", p1.cluster_bits}, {"channels", p1.channels}};
+  ChannelPhase1Result p1 =
+      sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
+                                c.pinned, c.request.channel_group);
+  c.log.clusters = {{"k", p1.k},
+                    {"centers", p1.centers},
+                    {"bits", p1.cluster_bits},
+                    {"channels", p1.channels},
+                    {"channel_group", c.request.channel_group}};
   out.bits = p1.bits;
   return out;
 }

@@ -296,15 +296,16 @@ struct Search {
     tr.epochs = o.epochs;
 
     // The argmax, repaired when it does not fit, evaluated with PTQ scales on the trained weights.
+    // With channel groups the argmax is first snapped to them in theta's order (the snapped
+    // argmax is what `fits` reports), and the repair keeps it snapped.
     DnasChoice c = hook->argmax();
+    std::vector<std::vector<std::vector<double>>> ws;
+    std::vector<std::vector<double>> as;
+    hook->scores(ws, as);
+    snap_channel_groups(s, ws, o.channel_group, c);
     tr.fits = fits_budgets(ce.evaluate(dnas_bits(s, folded, c)), budgets);
-    if (!tr.fits) {
-      std::vector<std::vector<std::vector<double>>> ws;
-      std::vector<std::vector<double>> as;
-      hook->scores(ws, as);
-      if (!repair_choice(s, folded, ce, budgets, t, ws, as, c))
-        fail("dnas: no assignment over the candidate widths fits the budgets");
-    }
+    if (!tr.fits && !repair_choice(s, folded, ce, budgets, t, ws, as, c, o.channel_group))
+      fail("dnas: no assignment over the candidate widths fits the budgets");
     tr.bits = dnas_bits(s, folded, c);
     trained = folded;
     m.export_to(trained);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "../../src/torch/dnas_internal.h"
@@ -213,6 +214,47 @@ TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
   EXPECT_TRUE(strong.trials[0].fits);
   // (cost: of the repaired argmax when it did not fit, so compare the averages of weight bits)
   EXPECT_LT(strong.trials[0].avg_bits, weak.trials[0].avg_bits);
+}
+
+// Channel groups: each lambda's argmax is snapped (every layer's count per width a multiple of
+// the group, but one width holding the remainder) before it is checked, and the repair keeps it
+// snapped, so every trial fits and is snapped; lenet5 at 8x8 has layers of 6, 16, 120, 84, 10
+// channels (6 < 8; 120 and 84 with remainders).
+TEST(Dnas, ChannelGroupsSnapEveryArgmax) {
+  Fixture& f = fixture();
+  sq::CostEvaluator ce(f.folded, sq::builtin_target("size"));
+  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {8}, {}, true);
+  sq::Budgets b;
+  b.weight_bytes = 0.4 * static_cast<double>(
+      ce.evaluate(sq::dnas_bits(s, f.folded, sq::widest_choice(s))).weight_bytes);
+  sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, b);
+  sq::DnasOptions o;
+  o.epochs = 1;
+  o.bisect_steps = 0;
+  o.lambda = 1;
+  o.batch_size = 64;
+  o.alpha_lr = 1.0;
+  o.alpha_fraction = 0.5;
+  o.calib_samples = 64;
+  o.channel_group = 8;
+  sq::DnasOutcome out = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o);
+  ASSERT_EQ(out.trials.size(), 1u);
+  EXPECT_TRUE(sq::fits_budgets(ce.evaluate(out.bits), b));
+  for (const sq::DnasSpace::Layer& L : s.layers) {
+    const sq::LayerBits& lb = out.bits.layers.at(L.name);
+    std::map<int, int64_t> count;
+    if (lb.channel_wbits.empty())
+      count[lb.wbits] = L.channels;
+    else
+      for (int w : lb.channel_wbits) ++count[w];
+    int off = 0;
+    for (const auto& [w, n] : count)
+      if (n % 8 != 0) {
+        ++off;
+        EXPECT_EQ(n % 8, L.channels % 8) << L.name << " at " << w << " bits";
+      }
+    EXPECT_LE(off, 1) << L.name;
+  }
 }
 
 TEST(Dnas, BadOptionsAreRefused) {

@@ -238,6 +238,10 @@ TEST(Pipeline, RequestErrorsNameTheField) {
   sq::AllocationRequest r = small_request(g, "uniform");
   r.avg_bits = -2;
   EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(r, d); }).find("avg_bits -2"), std::string::npos);
+  r = small_request(g, "sigmaquant-channel");
+  r.channel_group = 0;
+  EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(r, d); }).find("channel_group 0"),
+            std::string::npos);
   r = small_request(g, "no-such-method");
   EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(r, d); }).find("sigmaquant"), std::string::npos);
   r = small_request(sq::make_zoo_model("lenet5", {1, 12, 12}, 10, 1), "uniform");

@@ -64,6 +64,10 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
       ->capture_default_str();
   cmd->add_option("--dnas-bisect", s.dnas_bisect, "dnas: bisection steps on lambda")
       ->capture_default_str();
+  cmd->add_option("--channel-group", s.channel_group,
+                  "dnas, sigmaquant-channel: channels per weight width in a layer come in "
+                  "multiples of this (16: the engine's tile; 1: free per-channel widths)")
+      ->capture_default_str();
   cmd->add_option("--first-last-bits", s.first_last, "pin the first and last weight layers");
   cmd->add_option("--cycle-epochs", s.cycle_epochs, "QAT per Phase 2 cycle (fraction of an epoch)")
       ->capture_default_str();
@@ -138,6 +142,7 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.dnas_epochs = s.dnas_epochs;
   r.dnas_lambda = s.dnas_lambda;
   r.dnas_bisect_steps = s.dnas_bisect;
+  r.channel_group = s.channel_group;
   r.first_last_bits = s.first_last;
   r.cycle_epochs = s.cycle_epochs;
   r.max_iterations = s.max_iterations;
