@@ -9,6 +9,7 @@
 //     excitation's gate), at 8 bits unless already a point above (the integer engine adds two
 //     requantized 8-bit operands, maps each concat input's codes to the output's by a table,
 //     multiplies two zero-point-centred codes and requantizes the product);
+//   - the output of an average pooling read by another average pooling, at 8 bits;
 //   - the input of a channel shuffle, at 8 bits unless a weight layer reads it at more (the
 //     engine permutes the codes; its output is a point only if something above makes it one);
 //   - the input and the output of every table-driven activation (sigmoid, hardsigmoid,
