@@ -21,6 +21,22 @@ Models:
   silunet  EfficientNet-like blocks without squeeze-excitation: Conv-BN-SiLU (x * Sigmoid(x)),
            depthwise Conv-BN-SiLU, 1x1 Conv-BN-Sigmoid, Conv-LeakyReLU(0.1), MaxPool, global
            pooling, flatten, Linear.
+  firenet  SqueezeNet / Inception-like: Conv-BN-ReLU stem, MaxPool(3, 2, ceil_mode=True) as in
+           SqueezeNet (the ceiling adds a window), two fire modules (1x1 squeeze, then
+           1x1 and 3x3 expands concatenated along the channels: Concat of computed tensors), a
+           three-branch block (1x1, 3x3, MaxPool 3/1/1) concatenated, nn.AvgPool2d(3, 2,
+           padding=1) (torch writes Pad -> AveragePool), x.mean((2, 3)) (ReduceMean,
+           keepdims 0), Linear.
+  senet    MobileNetV3 / EfficientNet-like squeeze-excitation: a block whose gate is
+           AdaptiveAvgPool2d(1) -> 1x1 Conv -> ReLU -> 1x1 Conv -> Hardsigmoid (torchvision's
+           SqueezeExcitation), a block whose gate is x.mean((2, 3)) -> Linear -> ReLU -> Linear
+           -> Sigmoid -> view(b, c, 1, 1) (the dynamic-batch view folds), each multiplying the
+           feature map (Mul with a channel broadcast), x.mean((2, 3), keepdim=True), flatten,
+           Linear and Softmax: its fixture stores PyTorch's probabilities ("softmax": true) and
+           the import ends in the logits.
+  shufflenet  ShuffleNet-like unit: grouped 1x1 convs (groups 3), torchvision's channel_shuffle
+           (view -> transpose -> view: Reshape -> Transpose -> Reshape with a dynamic batch),
+           depthwise conv, residual add, a second shuffle (groups 4), global pooling, Linear.
 """
 import json
 import os
@@ -88,11 +104,115 @@ class SiLUNet(nn.Module):
         return self.fc(torch.flatten(self.f(x), 1))
 
 
-MODELS = {"viewnet": ViewNet, "hswishnet": HSwishNet, "silunet": SiLUNet}
+class Fire(nn.Module):
+    def __init__(self, cin, squeeze, expand):
+        super().__init__()
+        self.s = nn.Sequential(nn.Conv2d(cin, squeeze, 1), nn.ReLU())
+        self.e1 = nn.Sequential(nn.Conv2d(squeeze, expand, 1), nn.ReLU())
+        self.e3 = nn.Sequential(nn.Conv2d(squeeze, expand, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        x = self.s(x)
+        return torch.cat([self.e1(x), self.e3(x)], 1)
+
+
+class FireNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.MaxPool2d(3, 2, ceil_mode=True))  # 8x8 -> 4x4 (3x3 without ceil_mode)
+        self.fire1 = Fire(8, 4, 8)
+        self.fire2 = Fire(16, 6, 8)
+        self.b1 = nn.Sequential(nn.Conv2d(16, 6, 1), nn.ReLU())
+        self.b3 = nn.Sequential(nn.Conv2d(16, 6, 3, padding=1), nn.ReLU())
+        self.bp = nn.MaxPool2d(3, 1, 1)
+        self.pool = nn.AvgPool2d(3, 2, padding=1)
+        self.fc = nn.Linear(28, 10)
+
+    def forward(self, x):
+        x = self.fire2(self.fire1(self.stem(x)))
+        x = torch.cat([self.b1(x), self.b3(x), self.bp(x)], 1)
+        return self.fc(self.pool(x).mean((2, 3)))
+
+
+class SEConv(nn.Module):  # torchvision's SqueezeExcitation with MobileNetV3's hardsigmoid
+    def __init__(self, c, r):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(c, r, 1)
+        self.fc2 = nn.Conv2d(r, c, 1)
+
+    def forward(self, x):
+        s = torch.relu(self.fc1(self.pool(x)))
+        return x * nn.functional.hardsigmoid(self.fc2(s))
+
+
+class SELinear(nn.Module):  # the classic SE-Net block: linear layers, view back to b, c, 1, 1
+    def __init__(self, c, r):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(c, r), nn.ReLU(), nn.Linear(r, c), nn.Sigmoid())
+
+    def forward(self, x):
+        b, c = x.size(0), x.size(1)
+        return x * self.fc(x.mean((2, 3))).view(b, c, 1, 1)
+
+
+class SENet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16),
+            nn.Hardswish())
+        self.dw = nn.Sequential(
+            nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.se1 = SEConv(16, 8)
+        self.pw = nn.Sequential(nn.Conv2d(16, 24, 1, bias=False), nn.BatchNorm2d(24), nn.SiLU())
+        self.se2 = SELinear(24, 6)
+        self.head = nn.Conv2d(24, 32, 1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.se2(self.pw(self.se1(self.dw(self.stem(x)))))
+        x = torch.relu(self.head(x)).mean((2, 3), keepdim=True)
+        return torch.softmax(self.fc(torch.flatten(x, 1)), 1)
+
+
+def channel_shuffle(x, groups):  # torchvision's ShuffleNetV2 channel_shuffle
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(b, -1, h, w)
+
+
+class ShuffleNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 12, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(12), nn.ReLU())
+        self.g1 = nn.Sequential(nn.Conv2d(12, 12, 1, groups=3, bias=False), nn.BatchNorm2d(12),
+                                nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(12, 12, 3, padding=1, groups=12, bias=False),
+                                nn.BatchNorm2d(12))
+        self.g2 = nn.Sequential(nn.Conv2d(12, 12, 1, groups=3, bias=False), nn.BatchNorm2d(12))
+        self.fc = nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.g2(self.dw(channel_shuffle(self.g1(x), 3)))
+        x = channel_shuffle(torch.relu(x + y), 4)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+MODELS = {"viewnet": ViewNet, "hswishnet": HSwishNet, "silunet": SiLUNet, "firenet": FireNet,
+          "senet": SENet, "shufflenet": ShuffleNet}
 EXPORTS = {  # (opset, dynamic batch)
     "viewnet": [(11, True), (13, True), (13, False), (17, True)],
     "hswishnet": [(13, True), (17, True)],
     "silunet": [(13, True), (17, True)],
+    "firenet": [(13, True), (17, True)],
+    "senet": [(13, True), (17, True)],
+    "shufflenet": [(13, True), (17, True)],
 }
 
 
@@ -118,7 +238,8 @@ def main():
                 do_constant_folding=True)
             index["models"].append({"file": tag + ".onnx", "model": name, "opset": opset,
                                     "dynamic_batch": dynamic, "logits": y.flatten().tolist(),
-                                    "classes": int(y.shape[1])})
+                                    "classes": int(y.shape[1]),
+                                    "softmax": name == "senet"})
             print(f"{path}: {os.path.getsize(path)} bytes")
     with open(os.path.join(OUT, "fixtures.json"), "w") as f:
         json.dump(index, f)

@@ -81,8 +81,19 @@ void check_conv(const ConvShape& s, const IntLayer* L = nullptr);
 struct PoolShape {
   int64_t c = 0, in_h = 0, in_w = 0;
   int64_t kernel = 1, stride = 1, padding = 0;
-  int64_t out_h() const { return (in_h + 2 * padding - kernel) / stride + 1; }
-  int64_t out_w() const { return (in_w + 2 * padding - kernel) / stride + 1; }
+  // Max pooling only: the output size rounded up (PyTorch's ceil_mode; the last window must
+  // start inside the input or the leading padding). Taps outside the input are skipped.
+  bool ceil = false;
+  int64_t out_h() const { return out_size(in_h); }
+  int64_t out_w() const { return out_size(in_w); }
+  int64_t out_size(int64_t in) const {
+    int64_t o = (in + 2 * padding - kernel) / stride + 1;
+    if (ceil && in + 2 * padding >= kernel) {
+      o = (in + 2 * padding - kernel + stride - 1) / stride + 1;
+      if ((o - 1) * stride >= in + padding) --o;
+    }
+    return o;
+  }
 };
 
 // Residual add of two requantized operands (SPEC §7: 8-bit operands):
@@ -98,6 +109,19 @@ struct AddParams {
 // lo/hi: the output range (0, qmax) or the fused ReLU/ReLU6 clamp.
 AddParams make_add_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, float s_out,
                           int32_t zp_out, int32_t lo, int32_t hi);
+
+// Element-wise product of two zero-point-centred operands, requantized to the output point
+// (squeeze-excitation's x · gate):
+//   y = clamp(requantize((a − zp_a) · (b − zp_b), M) + zp_out, lo, hi),   M = s_a · s_b / s_out
+// b is broadcast: element k of a meets element k / per of b (per = 1: same shape; per = H·W: one
+// gate value per channel).
+struct MulParams {
+  int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = 0, hi = 255;
+  int64_t per = 1;
+  Requant m;
+};
+MulParams make_mul_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, float s_out,
+                          int32_t zp_out, int32_t lo, int32_t hi, int64_t per);
 
 // Average pooling (count_include_pad = true: the padding counts as real zeros, i.e. zp_in) and
 // global average pooling, with a rescale to the output point folded in:
@@ -127,6 +151,11 @@ void linear_u8_ref(int64_t in_features, int64_t out_features, const IntLayer& L,
 void linear_f32_ref(int64_t in_features, int64_t out_features, const IntLayer& L, const uint8_t* x,
                     float* y);
 void add_u8_ref(const AddParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
+// n elements of a; b holds n / p.per.
+void mul_u8_ref(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
+// Channel shuffle of c planes of `plane` codes: output channel j·groups + i is input channel
+// i·(c / groups) + j.
+void channel_shuffle_u8_ref(int64_t c, int64_t groups, int64_t plane, const uint8_t* x, uint8_t* y);
 // Max pooling: padded positions are ignored (−∞), as in PyTorch; quantization commutes with max.
 void maxpool_u8_ref(const PoolShape& s, const uint8_t* x, uint8_t* y);
 void avgpool_u8_ref(const PoolShape& s, const AvgPoolParams& p, const uint8_t* x, uint8_t* y);
@@ -340,6 +369,11 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 //                    a 256-entry table per node, built once: code c → the function of the
 //                    dequantized value, in float as the simulation computes it, quantized at
 //                    the node's point (TFLite Micro's int8 LUT activations)
+//   concat           (inputs and output are points) one Lut step per input: its codes → the
+//                    output point's, written at the input's channel offset of the output buffer
+//   mul              (inputs and output are points) mul_u8_ref: (x − zp_x) · (g − zp_g)
+//                    requantized to the output point, the gate broadcast per channel
+//   channel_shuffle  (its input is a point) a permutation of the channel planes' codes
 //   avgpool / gap    integer window sum, fixed-point rescale to the next point downstream
 //   conv → relu/relu6 → gap or avgpool (no point in between, MobileNetV2's head; a non-global
 //                    average pooling with its kernel, stride and padding): int64 accumulators,
@@ -405,13 +439,20 @@ class GraphExecutor {
       AvgPool,
       Gap,
       Lut,
-      ConvPool
+      ConvPool,
+      Mul,
+      Shuffle
     } kind;
     std::string name;                 // the node it computes
     int layer = -1;                   // index into layers_ (conv kinds)
     int fast = -1;                    // index into fast_ (ConvFast)
     int in = -1, in2 = -1, out = -1;  // buffer ids (out = -1: the logits)
-    int64_t n = 0;                    // elements (Add, Lut)
+    int64_t n = 0;                    // elements (Add, Lut, Mul)
+    // Where the step writes inside its output buffer, in elements: a concat's inputs are Lut
+    // steps that each rescale one input into its channel slice of the concat's buffer.
+    int64_t out_offset = 0;
+    MulParams mul;
+    int64_t shuffle_groups = 0;  // Shuffle: over pool.c channels of pool.in_h · pool.in_w codes
     ConvShape conv;
     PoolShape pool;
     AddParams add;

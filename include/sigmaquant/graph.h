@@ -48,6 +48,14 @@ enum class Op {
   HardSwish,    // x · hardsigmoid(x)
   SiLU,         // x · sigmoid(x) (swish)
   LeakyReLU,    // x >= 0 ? x : alpha · x
+  // Multi-input ops whose inputs and output are quantization points (qmodel.h).
+  Concat,  // along the channels (dim 0 of the per-sample shape): Inception, DenseNet, SqueezeNet
+  Mul,     // x · gate, gate of x's shape or one value per channel ({C, 1, 1} or {C}): squeeze-
+           // excitation's rescale of a feature map by its sigmoid / hardsigmoid gate
+  // ShuffleNet's channel shuffle (`groups`): the channels viewed as [groups][C / groups],
+  // transposed; output channel j·groups + i is input channel i·(C / groups) + j. Its input is a
+  // quantization point; the engine permutes codes.
+  ChannelShuffle,
 };
 
 const char* op_name(Op op);                 // "conv2d", "linear", ...
@@ -60,9 +68,10 @@ double activation_value(Op op, double alpha, double x);
 struct Node {
   std::string name;
   Op op = Op::Input;
-  std::vector<int> inputs;  // indices of earlier nodes
+  std::vector<int> inputs;  // indices of earlier nodes (concat: two or more; add, mul: two)
 
   // Attributes. conv2d: out_channels, kernel, stride, padding, groups, has_bias.
+  // channel_shuffle: groups.
   // linear: out_channels (= out features), has_bias. pools: kernel, stride, padding.
   // batchnorm: eps.
   int64_t out_channels = 0;
@@ -73,6 +82,9 @@ struct Node {
   bool has_bias = false;
   double eps = 1e-5;
   double alpha = 0.01;  // leaky_relu: the slope for x < 0
+  // maxpool: output size rounded up (PyTorch's / ONNX's ceil_mode): the last window may start
+  // inside the input and reach past it (and past the padding); its missing taps are ignored.
+  bool ceil_mode = false;
 
   std::map<std::string, Tensor> params;
   Shape out_shape;  // filled by Graph::infer_shapes()
@@ -105,12 +117,18 @@ class Graph {
   int relu(const std::string& name, int in);
   int relu6(const std::string& name, int in);
   int add(const std::string& name, int a, int b);
-  int maxpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0);
+  int maxpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0,
+              bool ceil_mode = false);
   int avgpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0);
   int global_avgpool(const std::string& name, int in);
   int flatten(const std::string& name, int in);
   // One of the table-driven activations (is_lut_activation); alpha only for LeakyReLU.
   int activation(const std::string& name, Op op, int in, double alpha = 0.01);
+  // Channel concatenation of two or more C×H×W tensors of equal H, W (or of flat tensors).
+  int concat(const std::string& name, const std::vector<int>& ins);
+  // x · gate: gate has x's shape, or {C, 1, 1} / {C} with C = x's channels (broadcast per channel).
+  int mul(const std::string& name, int x, int gate);
+  int channel_shuffle(const std::string& name, int in, int64_t groups);
 
   // Validates the structure and fills every node's out_shape. Throws sq::Error naming the node.
   void infer_shapes();

@@ -22,14 +22,18 @@
 //   sq::Graph g = sq::import_onnx("float_cnn.onnx");  // float CNN -> SigmaQuant graph
 //
 // Import: float CNNs made of Conv, Gemm, MatMul(+Add), Relu, Clip(0,6), Add, MaxPool,
-// AveragePool, GlobalAveragePool, Flatten / Reshape (to 2-D), BatchNormalization, Identity,
-// Dropout; shape arithmetic on constants (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice)
+// AveragePool (a Pad of zeros before it folded in), GlobalAveragePool, ReduceMean over H, W,
+// Flatten / Reshape (to 2-D), BatchNormalization, Sigmoid, HardSigmoid, HardSwish, LeakyRelu,
+// Concat along the channels, Mul (same shape or a per-channel gate), Reshape -> Transpose ->
+// Reshape as a channel shuffle, Identity, Dropout, and a
+// Softmax at the output (dropped: the graph ends in the logits; a note says so); shape arithmetic on constants (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice)
 // is folded, so PyTorch's dynamic-batch flatten imports; a leading Sub(mean) / Div(std) becomes the
 // graph's input_mean / input_std (otherwise they stay empty). Anything else throws sq::Error
 // naming, in one message, every unsupported operator and attribute with its nodes.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "sigmaquant/graph.h"
 #include "sigmaquant/qmodel.h"
@@ -43,8 +47,11 @@ void export_onnx(const QuantModel& qm, const std::string& path);
 std::string export_onnx_bytes(const QuantModel& qm);
 
 // Reads a float CNN from an ONNX file. Throws sq::Error naming the file and the problem.
-Graph import_onnx(const std::string& path);
+// `notes`, if given, receives what the import changed that a user should know (e.g. a final
+// Softmax dropped).
+Graph import_onnx(const std::string& path, std::vector<std::string>* notes = nullptr);
 // Same, from the bytes of a model; `where` names it in error messages.
-Graph import_onnx_bytes(const std::string& bytes, const std::string& where);
+Graph import_onnx_bytes(const std::string& bytes, const std::string& where,
+                        std::vector<std::string>* notes = nullptr);
 
 }  // namespace sq

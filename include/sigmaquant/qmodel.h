@@ -5,8 +5,13 @@
 // Where activations are quantized (the "quantization points", one per tensor = node output):
 //   - every tensor read by a weight layer (conv2d / linear), at the largest abits among the
 //     weight layers that read it (a tensor is quantized once, whoever reads it);
-//   - every input and the output of a residual add, at 8 bits unless already a point above
-//     (the integer engine adds two requantized 8-bit operands);
+//   - every input and the output of a residual add, a channel concat and a mul (squeeze-
+//     excitation's gate), at 8 bits unless already a point above (the integer engine adds two
+//     requantized 8-bit operands, maps each concat input's codes to the output's by a table,
+//     multiplies two zero-point-centred codes and requantizes the product);
+//   - the output of an average pooling read by another average pooling, at 8 bits;
+//   - the input of a channel shuffle, at 8 bits unless a weight layer reads it at more (the
+//     engine permutes the codes; its output is a point only if something above makes it one);
 //   - the input and the output of every table-driven activation (sigmoid, hardsigmoid,
 //     hardswish, silu, leaky_relu), at 8 bits unless already a point above (the engine maps the
 //     input's codes to the output's by a 256-entry table).

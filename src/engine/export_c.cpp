@@ -306,7 +306,20 @@ Written write_model(const Graph& g, const Plan& p) {
             std::vector<uint8_t>(p.ex.table(s.table).begin(), p.ex.table(s.table).end()),
             [](uint8_t v) { return std::to_string(v); }, 20);
         body += fmt::format("  sq_lut_u8({}_table, {}, {}, {});\n", pn, buf_ref(p, s.in), s.n,
+                            s.out_offset ? fmt::format("{} + {}", buf_ref(p, s.out), s.out_offset)
+                                         : buf_ref(p, s.out));
+        break;
+      case Kind::Shuffle:
+        body += fmt::format("  sq_channel_shuffle_u8({}, {}, {}, {}, {});\n", s.pool.c,
+                            s.shuffle_groups, s.pool.in_h * s.pool.in_w, buf_ref(p, s.in),
                             buf_ref(p, s.out));
+        break;
+      case Kind::Mul:
+        d += fmt::format("static const sq_mul_params {} = {{{}, {}, {}, {}, {}, {}, {}}};\n", pn,
+                         s.mul.zp_a, s.mul.zp_b, s.mul.zp_out, s.mul.lo, s.mul.hi, s.mul.per,
+                         rq_init(s.mul.m));
+        body += fmt::format("  sq_mul_u8(&{}, {}, {}, {}, {});\n", pn, buf_ref(p, s.in),
+                            buf_ref(p, s.in2), s.n, buf_ref(p, s.out));
         break;
     }
   }

@@ -294,6 +294,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
         st.name = m.name;
         st.in = buf;
         st.pool = PoolShape{in.at(0), in.at(1), in.at(2), m.kernel, m.stride, m.padding};
+        st.pool.ceil = m.ceil_mode;
         if (m.padding >= m.kernel)
           fail("engine: max-pool '{}' pads {} >= kernel {}", m.name, m.padding, m.kernel);
         st.out = new_buffer(numel_of(node));
@@ -555,6 +556,78 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
       case Op::LeakyReLU:
         activation_step(i, input_val(n.inputs.at(0), i));
         break;
+      case Op::Concat: {
+        // Each input's codes → the concat's own point by a table (as the simulation: dequantize,
+        // then quantize at the output point), into its channel slice of one output buffer.
+        if (!pts.count(i)) fail("engine: concat '{}' is not a quantization point", n.name);
+        const ActQuant& q = point(i);
+        const int out = new_buffer(numel_of(i));
+        int64_t offset = 0;
+        for (int k : n.inputs) {
+          const Val& in = input_val(k, i);
+          const ActQuant& p = point(in.point);
+          std::array<uint8_t, 256> t{};
+          for (int c = 0; c < 256; ++c) {
+            const float x = static_cast<float>(std::min(c, p.qmax()) - p.zero_point) * p.scale;
+            const float r = std::nearbyint(x / q.scale) + static_cast<float>(q.zero_point);
+            t[c] = static_cast<uint8_t>(std::clamp(r, 0.0f, static_cast<float>(q.qmax())));
+          }
+          Step st;
+          st.kind = Step::Kind::Lut;
+          st.name = n.name + "/" + g.nodes[k].name;
+          st.in = in.buf;
+          st.n = numel_of(k);
+          st.table = static_cast<int>(ex.luts_.size());
+          ex.luts_.push_back(t);
+          st.out = out;
+          st.out_offset = offset;
+          offset += st.n;
+          push(st);
+        }
+        val[i] = {out, i, true};
+        break;
+      }
+      case Op::Mul: {
+        const Val& a = input_val(n.inputs.at(0), i);
+        const Val& b = input_val(n.inputs.at(1), i);
+        if (!pts.count(i)) fail("engine: mul '{}' is not a quantization point", n.name);
+        Walk w = walk_to_point(g, i, pts);
+        const ActQuant &pa = point(a.point), &pb = point(b.point), &q = point(w.point);
+        const auto [lo, hi] = act_range(q, w.relu, w.relu6);
+        Step st;
+        st.kind = Step::Kind::Mul;
+        st.name = n.name;
+        st.in = a.buf;
+        st.in2 = b.buf;
+        st.n = numel_of(i);
+        st.mul = make_mul_params(pa.scale, pa.zero_point, pb.scale, pb.zero_point, q.scale,
+                                 q.zero_point, lo, hi, st.n / numel_of(n.inputs[1]));
+        st.out = new_buffer(st.n);
+        const int out = st.out;
+        push(st);
+        val[i] = {out, w.point, true};
+        emit_path(w, out);
+        break;
+      }
+      case Op::ChannelShuffle: {
+        const Val in = input_val(n.inputs.at(0), i);
+        const Shape& s = n.out_shape;
+        if (s.size() != 3 || n.groups <= 0 || s[0] % n.groups != 0)
+          fail("engine: channel shuffle '{}': {} groups over {} (expected C,H,W, groups dividing C)",
+               n.name, n.groups, shape_str(s));
+        Step st;
+        st.kind = Step::Kind::Shuffle;
+        st.name = n.name;
+        st.in = in.buf;
+        st.pool = PoolShape{s[0], s[1], s[2], 1, 1, 0};
+        st.shuffle_groups = n.groups;
+        st.out = new_buffer(numel_of(i));
+        const int out = st.out;
+        push(st);
+        val[i] = {out, in.point, true};  // the same codes, permuted
+        ensure_point(i);
+        break;
+      }
       case Op::BatchNorm:  // refused above
         fail("engine: batchnorm '{}' (expected a BN-folded graph)", n.name);
     }
@@ -698,9 +771,16 @@ void GraphExecutor::execute() {
         break;
       case Step::Kind::Lut: {
         const uint8_t* t = luts_[st.table].data();
-        for (int64_t k = 0; k < st.n; ++k) out[k] = t[in[k]];
+        uint8_t* o = out + st.out_offset;  // a concat input's channel slice
+        for (int64_t k = 0; k < st.n; ++k) o[k] = t[in[k]];
         break;
       }
+      case Step::Kind::Mul:
+        mul_u8_ref(st.mul, in, buf(st.in2), st.n, out);
+        break;
+      case Step::Kind::Shuffle:
+        channel_shuffle_u8_ref(st.pool.c, st.shuffle_groups, st.pool.in_h * st.pool.in_w, in, out);
+        break;
     }
   }
 }
@@ -708,7 +788,8 @@ void GraphExecutor::execute() {
 std::vector<std::string> GraphExecutor::describe() const {
   static const char* kinds[] = {"conv",     "conv(ref)", "conv(f32)",   "conv+gap",
                                 "add(ref)", "add",       "maxpool",     "avgpool",
-                                "gap",      "table",     "conv+avgpool"};
+                                "gap",      "table",     "conv+avgpool", "mul",
+                                "shuffle"};
   std::vector<std::string> lines;
   for (const Step& st : steps_) {
     std::string k = kinds[static_cast<int>(st.kind)];

@@ -2,6 +2,7 @@
 // (direct loops, int64 accumulators), one sample at a time; see engine.h for the contracts.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
@@ -154,6 +155,40 @@ void add_u8_ref(const AddParams& p, const uint8_t* a, const uint8_t* b, int64_t 
         ((ta + tb + (int64_t{1} << (AddParams::kShift - 1))) >> AddParams::kShift) + p.zp_out;
     y[i] = static_cast<uint8_t>(std::clamp<int64_t>(v, p.lo, p.hi));
   }
+}
+
+MulParams make_mul_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, float s_out,
+                          int32_t zp_out, int32_t lo, int32_t hi, int64_t per) {
+  if (!(s_a > 0) || !(s_b > 0) || !(s_out > 0))
+    fail("mul: scales {}, {} -> {} (expected positive)", s_a, s_b, s_out);
+  if (per <= 0) fail("mul: broadcast factor {} (expected positive)", per);
+  check_u8_point("mul", zp_a, zp_b, zp_out, lo, hi);
+  MulParams p;
+  p.zp_a = zp_a;
+  p.zp_b = zp_b;
+  p.zp_out = zp_out;
+  p.lo = lo;
+  p.hi = hi;
+  p.per = per;
+  p.m = quantize_multiplier(static_cast<double>(s_a) * s_b / s_out);
+  return p;
+}
+
+void mul_u8_ref(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t prod = (int64_t{a[i]} - p.zp_a) * (int64_t{b[i / p.per]} - p.zp_b);
+    const int64_t v = int64_t{requantize(prod, p.m)} + p.zp_out;
+    y[i] = static_cast<uint8_t>(std::clamp<int64_t>(v, p.lo, p.hi));
+  }
+}
+
+void channel_shuffle_u8_ref(int64_t c, int64_t groups, int64_t plane, const uint8_t* x,
+                            uint8_t* y) {
+  const int64_t per = c / groups;
+  for (int64_t i = 0; i < groups; ++i)
+    for (int64_t j = 0; j < per; ++j)
+      std::memcpy(y + (j * groups + i) * plane, x + (i * per + j) * plane,
+                  static_cast<size_t>(plane));
 }
 
 void maxpool_u8_ref(const PoolShape& s, const uint8_t* x, uint8_t* y) {

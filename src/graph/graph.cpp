@@ -21,9 +21,18 @@ constexpr OpInfo kOps[] = {
     {Op::GlobalAvgPool, "global_avgpool"}, {Op::Flatten, "flatten"},
     {Op::Sigmoid, "sigmoid"},     {Op::HardSigmoid, "hardsigmoid"}, {Op::HardSwish, "hardswish"},
     {Op::SiLU, "silu"},           {Op::LeakyReLU, "leaky_relu"},
+    {Op::Concat, "concat"},       {Op::Mul, "mul"},         {Op::ChannelShuffle, "channel_shuffle"},
 };
 
 int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
+// ceil_mode as PyTorch: rounded up, but the last window must start inside the input or the
+// leading padding.
+int64_t pooled_ceil(int64_t in, int64_t k, int64_t s, int64_t p) {
+  if (in + 2 * p < k) return pooled(in, k, s, p);
+  int64_t out = (in + 2 * p - k + s - 1) / s + 1;
+  if ((out - 1) * s >= in + p) --out;
+  return out;
+}
 
 // Graphs come from files too: sizes beyond these cannot be a real network, and the limits keep
 // every shape, parameter-count and MAC product inside int64.
@@ -169,8 +178,21 @@ int Graph::activation(const std::string& nm, Op op, int in, double alpha) {
   n.alpha = alpha;
   return push(n);
 }
-int Graph::maxpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p) {
-  return push(pool(nm, Op::MaxPool, in, k, s, p));
+int Graph::concat(const std::string& nm, const std::vector<int>& ins) {
+  return push(simple(nm, Op::Concat, ins));
+}
+int Graph::mul(const std::string& nm, int x, int gate) {
+  return push(simple(nm, Op::Mul, {x, gate}));
+}
+int Graph::channel_shuffle(const std::string& nm, int in, int64_t groups) {
+  Node n = simple(nm, Op::ChannelShuffle, {in});
+  n.groups = groups;
+  return push(n);
+}
+int Graph::maxpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
+  Node n = pool(nm, Op::MaxPool, in, k, s, p);
+  n.ceil_mode = ceil_mode;
+  return push(n);
 }
 int Graph::avgpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p) {
   return push(pool(nm, Op::AvgPool, in, k, s, p));
@@ -194,9 +216,12 @@ void Graph::infer_shapes() {
     auto bad = [&](const std::string& why) {
       fail("graph '{}': node '{}' ({}): {}", name, n.name, op_name(n.op), why);
     };
-    size_t want_inputs = n.op == Op::Input ? 0 : n.op == Op::Add ? 2 : 1;
-    if (n.inputs.size() != want_inputs)
+    size_t want_inputs = n.op == Op::Input ? 0 : (n.op == Op::Add || n.op == Op::Mul) ? 2 : 1;
+    if (n.op == Op::Concat) {
+      if (n.inputs.size() < 2) bad(fmt::format("has {} inputs, expected 2 or more", n.inputs.size()));
+    } else if (n.inputs.size() != want_inputs) {
       bad(fmt::format("has {} inputs, expected {}", n.inputs.size(), want_inputs));
+    }
     for (int in : n.inputs)
       if (in < 0 || static_cast<size_t>(in) >= i)
         bad(fmt::format("input #{} is not an earlier node", in));
@@ -256,8 +281,10 @@ void Graph::infer_shapes() {
         need_chw();
         if (n.kernel <= 0 || n.stride <= 0 || n.padding < 0 || 2 * n.padding > n.kernel)
           bad("kernel and stride must be positive, padding at most half the kernel");
-        int64_t h = pooled(in[1], n.kernel, n.stride, n.padding);
-        int64_t w = pooled(in[2], n.kernel, n.stride, n.padding);
+        if (n.ceil_mode && n.op != Op::MaxPool) bad("ceil_mode is supported for max pooling only");
+        auto out = n.ceil_mode ? pooled_ceil : pooled;
+        int64_t h = out(in[1], n.kernel, n.stride, n.padding);
+        int64_t w = out(in[2], n.kernel, n.stride, n.padding);
         if (h <= 0 || w <= 0) bad(fmt::format("window {} is larger than the input {}", n.kernel,
                                               shape_str(in)));
         n.out_shape = {in[0], h, w};
@@ -278,6 +305,37 @@ void Graph::infer_shapes() {
         if (!std::isfinite(n.alpha)) bad(fmt::format("alpha {} must be finite", n.alpha));
         n.out_shape = in;
         break;
+      case Op::Concat: {
+        if (in.size() != 3 && in.size() != 1)
+          bad(fmt::format("needs C x H x W or flat inputs, got {}", shape_str(in)));
+        Shape out = in;
+        for (size_t k = 1; k < n.inputs.size(); ++k) {
+          const Shape& s = nodes[n.inputs[k]].out_shape;
+          if (s.size() != in.size() || !std::equal(s.begin() + 1, s.end(), in.begin() + 1))
+            bad(fmt::format("concatenates {} and {}: only the channels may differ", shape_str(in),
+                            shape_str(s)));
+          out[0] += s[0];
+        }
+        n.out_shape = out;
+        break;
+      }
+      case Op::ChannelShuffle:
+        need_chw();
+        if (n.groups <= 0 || in[0] % n.groups != 0)
+          bad(fmt::format("groups={} must be positive and divide the {} channels", n.groups, in[0]));
+        n.out_shape = in;
+        break;
+      case Op::Mul: {
+        const Shape& gs = nodes[n.inputs[1]].out_shape;
+        const bool per_channel = !in.empty() && (gs == Shape{in[0], 1, 1} || gs == Shape{in[0]});
+        if (gs != in && !per_channel)
+          bad(fmt::format("multiplies {} by {} (expected a gate of the same shape, or [{}, 1, 1] "
+                          "/ [{}]: one value per channel)",
+                          shape_str(in), shape_str(gs), in.empty() ? 0 : in[0],
+                          in.empty() ? 0 : in[0]));
+        n.out_shape = in;
+        break;
+      }
     }
     if (bounded_numel(n.out_shape) < 0)
       bad(fmt::format("output shape {} is too large (at most {} elements)", shape_str(n.out_shape),

@@ -103,11 +103,15 @@ nlohmann::json graph_to_json(const Graph& g) {
       case Op::LeakyReLU:
         jn["alpha"] = n.alpha;
         break;
+      case Op::ChannelShuffle:
+        jn["groups"] = n.groups;
+        break;
       case Op::MaxPool:
       case Op::AvgPool:
         jn["kernel"] = n.kernel;
         jn["stride"] = n.stride;
         jn["padding"] = n.padding;
+        if (n.ceil_mode) jn["ceil_mode"] = true;  // absent: false (files before it existed)
         break;
       default:
         break;
@@ -160,6 +164,10 @@ Graph graph_from_json(const nlohmann::json& j, const std::string& where) {
     if (jn.contains("bias")) {
       if (!jn["bias"].is_boolean()) fail("{}: field 'bias' must be true or false", w);
       n.has_bias = jn["bias"].get<bool>();
+    }
+    if (jn.contains("ceil_mode")) {
+      if (!jn["ceil_mode"].is_boolean()) fail("{}: field 'ceil_mode' must be true or false", w);
+      n.ceil_mode = jn["ceil_mode"].get<bool>();
     }
     if (jn.contains("eps")) {
       if (!jn["eps"].is_number() || !std::isfinite(jn["eps"].get<double>()) ||

@@ -104,6 +104,39 @@ Graph mobilenetv2(const Shape& in, int64_t classes) {
   return g;
 }
 
+// SqueezeNet's fire module: a 1x1 squeeze, then 1x1 and 3x3 expands concatenated.
+int fire(Graph& g, const std::string& p, int x, int64_t squeeze, int64_t expand) {
+  int s = g.relu(p + ".squeeze.relu", g.conv2d(p + ".squeeze", x, squeeze, 1, 1, 0, 1, true));
+  int e1 = g.relu(p + ".expand1.relu", g.conv2d(p + ".expand1", s, expand, 1, 1, 0, 1, true));
+  int e3 = g.relu(p + ".expand3.relu", g.conv2d(p + ".expand3", s, expand, 3, 1, 1, 1, true));
+  return g.concat(p + ".concat", {e1, e3});
+}
+
+// Squeeze-excitation as in MobileNetV3: global pooling, 1x1 reduce, ReLU, 1x1 expand,
+// hardsigmoid, the feature map scaled per channel.
+int squeeze_excite(Graph& g, const std::string& p, int x, int64_t ch, int64_t reduced) {
+  int s = g.global_avgpool(p + ".gap", x);
+  s = g.relu(p + ".relu", g.conv2d(p + ".reduce", s, reduced, 1, 1, 0, 1, true));
+  s = g.activation(p + ".gate", Op::HardSigmoid, g.conv2d(p + ".expand", s, ch, 1, 1, 0, 1, true));
+  return g.mul(p + ".scale", x, s);
+}
+
+// A small SqueezeNet with squeeze-excitation (what "bring your own network" users hit: channel
+// concat and SE): stem, fire + SE, pooling, fire + SE, 1x1 head, global pooling, classifier.
+// Sized for 28..32 pixel inputs.
+Graph squeezese(const Shape& in, int64_t classes) {
+  Graph g("squeezese", in, classes);
+  int x = conv_bn(g, "stem", g.input(), 16, 3, 1, 1, Op::ReLU);
+  x = g.maxpool("pool1", x, 2, 2);
+  x = squeeze_excite(g, "se1", fire(g, "fire1", x, 8, 16), 32, 8);
+  x = g.maxpool("pool2", x, 2, 2);
+  x = squeeze_excite(g, "se2", fire(g, "fire2", x, 16, 32), 64, 16);
+  x = conv_bn(g, "head", x, 64, 1, 1, 1, Op::ReLU);
+  x = g.global_avgpool("gap", x);
+  g.linear("fc", g.flatten("flatten", x), classes);
+  return g;
+}
+
 Graph mlp(const Shape& in, int64_t classes) {
   Graph g("mlp", in, classes);
   int x = g.flatten("flatten", g.input());
@@ -121,6 +154,7 @@ const std::map<std::string, Builder>& builders() {
       {"resnet20", [](const Shape& s, int64_t c) { return resnet("resnet20", s, c, 3, true); }},
       {"mobilenetv2", mobilenetv2},
       {"mlp", mlp},
+      {"squeezese", squeezese},
   };
   return b;
 }

@@ -340,6 +340,7 @@ class Exporter {
         set_ints(*p, "strides", {n.stride, n.stride});
         set_ints(*p, "pads", {n.padding, n.padding, n.padding, n.padding});
         if (n.op == Op::AvgPool) set_int(*p, "count_include_pad", 1);  // as the simulation
+        if (n.ceil_mode) set_int(*p, "ceil_mode", 1);
         break;
       }
       case Op::GlobalAvgPool:
@@ -372,6 +373,44 @@ class Exporter {
         set_float(*h, "beta", 0.5f);
         y = s;
         if (hswish) add_node(*gp_, "Mul", n.name, {in(0), s}, {y = unique(n.name)});
+        break;
+      }
+      case Op::Concat: {
+        std::vector<std::string> ins;
+        for (size_t k = 0; k < n.inputs.size(); ++k) ins.push_back(in(static_cast<int>(k)));
+        y = unique(n.name);
+        onnx::NodeProto* c = add_node(*gp_, "Concat", n.name, ins, {y});
+        set_int(*c, "axis", 1);
+        break;
+      }
+      case Op::ChannelShuffle: {
+        // As PyTorch writes it: view [N, g, C/g, H, W], swap the two channel axes, view back.
+        const Shape& s = n.out_shape;
+        std::string shape5 = unique(n.name + ".shape5"), shape4 = unique(n.name + ".shape4");
+        init(int64_tensor(shape5, {5}, {0, n.groups, s[0] / n.groups, s[1], s[2]}));
+        init(int64_tensor(shape4, {4}, {0, s[0], s[1], s[2]}));
+        std::string v5 = unique(n.name + ".grouped"), t5 = unique(n.name + ".transposed");
+        add_node(*gp_, "Reshape", unique(n.name + ".reshape5"), {in(0), shape5}, {v5});
+        onnx::NodeProto* t = add_node(*gp_, "Transpose", unique(n.name + ".transpose"), {v5}, {t5});
+        set_ints(*t, "perm", {0, 2, 1, 3, 4});
+        y = unique(n.name);
+        add_node(*gp_, "Reshape", n.name, {t5, shape4}, {y});
+        break;
+      }
+      case Op::Mul: {
+        std::string gate = in(1);
+        const Shape& xs = g_.nodes[n.inputs[0]].out_shape;
+        if (xs.size() == 3 && g_.nodes[n.inputs[1]].out_shape.size() == 1) {
+          // A flat per-channel gate [N, C] against [N, C, H, W]: numpy broadcasting aligns the
+          // trailing axes, so it becomes [N, C, 1, 1] first.
+          std::string axes = unique(n.name + ".gate_axes");
+          init(int64_tensor(axes, {2}, {2, 3}));
+          std::string u = unique(n.name + ".gate");
+          add_node(*gp_, "Unsqueeze", unique(n.name + ".unsqueeze"), {gate, axes}, {u});
+          gate = u;
+        }
+        y = unique(n.name);
+        add_node(*gp_, "Mul", n.name, {in(0), gate}, {y});
         break;
       }
       case Op::LeakyReLU: {

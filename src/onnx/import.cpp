@@ -41,7 +41,7 @@ const std::set<std::string> kSupported = {
     "Add",     "MaxPool",    "AveragePool", "GlobalAveragePool", "Flatten",
     "Reshape", "BatchNormalization", "Identity", "Dropout", "Constant", "Sub", "Div",
     "Shape",   "Gather",     "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice",
-    "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Mul"};
+    "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Mul", "ReduceMean", "Softmax", "Pad", "Transpose"};
 
 // Operators that are supported only on constants (folded at import: shape arithmetic).
 const std::set<std::string> kFoldOnly = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
@@ -66,6 +66,8 @@ struct Value {
 class Importer {
  public:
   Importer(const onnx::ModelProto& m, std::string where) : m_(m), where_(std::move(where)) {}
+
+  const std::vector<std::string>& notes() const { return notes_; }
 
   Graph run() {
     if (!m_.has_graph()) fail("{}: no graph in the ONNX model", where_);
@@ -136,13 +138,9 @@ class Importer {
     // fold-only operators compute from them.
     std::set<std::string> known;
     for (const auto& t : gp.initializer()) known.insert(t.name());
-    std::map<std::string, const onnx::NodeProto*> producer;
-    std::map<std::string, int> reads;
-    for (const auto& n : gp.node()) {
-      for (const auto& o : n.output()) producer[o] = &n;
-      for (const auto& in : n.input()) ++reads[in];
-    }
-    for (const auto& o : gp.output()) ++reads[o.name()];
+    std::map<std::string, std::vector<const onnx::NodeProto*>> readers;
+    for (const auto& n : gp.node())
+      for (const auto& in : n.input()) readers[in].push_back(&n);
     for (int k = 0; k < gp.node_size(); ++k) {
       const auto& n = gp.node(k);
       cur_ = label(n, k);
@@ -151,12 +149,16 @@ class Importer {
       for (const auto& in : n.input()) all_known &= in.empty() || known.count(in) > 0;
       if (!n.domain().empty() && n.domain() != "ai.onnx") op = fmt::format("{} (domain '{}')", n.op_type(), n.domain());
       else if (!kSupported.count(n.op_type())) op = n.op_type();
-      else if (kFoldOnly.count(n.op_type()) && !all_known)
+      else if (kFoldOnly.count(n.op_type()) && !all_known && n.op_type() != "Concat")
         op = n.op_type() + " of computed tensors";
-      else if (n.op_type() == "Mul" && swish_gate(n, producer, reads) < 0)
-        op = "Mul (other than x * Sigmoid(x) or x * HardSigmoid(x))";
+      else if (n.op_type() == "Pad" && !only_read_by(n, readers, "AveragePool"))
+        op = "Pad (other than before an AveragePool)";
+      else if (n.op_type() == "Softmax" && !last_output(n, gp))
+        op = "Softmax (other than the graph's output)";
+      // Sub / Div of known integers: shape arithmetic too (`c // groups` of a channel shuffle).
       if (n.op_type() == "Constant" || n.op_type() == "Shape" ||
-          (kFoldOnly.count(n.op_type()) && all_known))
+          ((kFoldOnly.count(n.op_type()) || n.op_type() == "Sub" || n.op_type() == "Div") &&
+           all_known))
         for (const auto& o : n.output()) known.insert(o);
       if (op.empty()) {
         check_attrs(n, attrs);
@@ -182,8 +184,11 @@ class Importer {
           " unsupported ONNX operator{}: {} (supported: Conv, Gemm, MatMul(+Add), Relu, "
           "Clip(0..6), Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to 2-D), "
           "BatchNormalization, Identity, Dropout, Constant, Sub/Div as input normalization, "
-          "Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Mul as x * Sigmoid(x) or x * "
-          "HardSigmoid(x); Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice on shapes)",
+          "Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Mul (same shape or one value per "
+          "channel), Concat along the channels, ReduceMean over H and W, Pad before "
+          "AveragePool, Softmax as the output, Reshape -> Transpose -> Reshape as a channel "
+          "shuffle; Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, "
+          "Slice on shapes)",
           order.size() > 1 ? "s" : "", list);
     if (!attrs.empty())
       msg += fmt::format("{} unsupported attribute{}: {}", order.empty() ? "" : ";",
@@ -254,6 +259,17 @@ class Importer {
       check([&] { allow(n, {"axis"}); });
     } else if (op == "Unsqueeze" || op == "Squeeze") {
       check([&] { allow(n, {"axes"}); });
+    } else if (op == "ReduceMean") {
+      check([&] { allow(n, {"axes", "keepdims"}); });
+      check([&] { spatial_axes(n); });
+    } else if (op == "Softmax") {
+      check([&] { allow(n, {"axis"}); });
+    } else if (op == "Transpose") {
+      check([&] { allow(n, {"perm"}); });
+      check([&] { shuffle_perm(n); });
+    } else if (op == "Pad") {
+      check([&] { allow(n, {"mode", "pads", "value"}); });
+      check([&] { constant_mode(n); });
     } else if (op == "Cast") {
       check([&] { allow(n, {"to", "saturate"}); });
     } else if (op == "Slice") {
@@ -261,22 +277,50 @@ class Importer {
     }
   }
 
-  // For Mul(a, b) with one input the only reader's Sigmoid / HardSigmoid of the other (SiLU,
-  // HardSwish as PyTorch writes them below opset 14): the index (0 or 1) of the gate; else -1.
-  static int swish_gate(const onnx::NodeProto& n,
-                        const std::map<std::string, const onnx::NodeProto*>& producer,
-                        const std::map<std::string, int>& reads) {
-    if (n.input_size() != 2) return -1;
-    for (int k = 0; k < 2; ++k) {
-      auto p = producer.find(n.input(k));
-      if (p == producer.end()) continue;
-      const onnx::NodeProto& s = *p->second;
-      auto r = reads.find(n.input(k));
-      if ((s.op_type() == "Sigmoid" || s.op_type() == "HardSigmoid") && s.input_size() >= 1 &&
-          s.input(0) == n.input(1 - k) && r != reads.end() && r->second == 1)
-        return k;
+  // Whether every reader of n's output is an operator of type `op` (and there is one).
+  static bool only_read_by(const onnx::NodeProto& n,
+                           const std::map<std::string, std::vector<const onnx::NodeProto*>>& readers,
+                           const std::string& op) {
+    if (n.output_size() < 1) return false;
+    auto it = readers.find(n.output(0));
+    if (it == readers.end() || it->second.empty()) return false;
+    for (const auto* r : it->second)
+      if (r->op_type() != op) return false;
+    return true;
+  }
+  // Whether n's output is the graph's (only) output.
+  static bool last_output(const onnx::NodeProto& n, const onnx::GraphProto& gp) {
+    return n.output_size() >= 1 && gp.output_size() == 1 && gp.output(0).name() == n.output(0);
+  }
+  // ReduceMean's axes: H and W of an N, C, H, W tensor ({2, 3} or {-2, -1}); attribute up to
+  // opset 17 (SigmaQuant reads opsets up to 17).
+  void spatial_axes(const onnx::NodeProto& n) {
+    std::vector<int64_t> a = attr_ints(n, "axes");
+    for (int64_t& x : a)
+      if (x < 0) x += 4;
+    std::sort(a.begin(), a.end());
+    if (a != std::vector<int64_t>{2, 3})
+      bad_attr(n, "axes", fmt::format("{} is not supported (only [2, 3]: the mean over H and W, a "
+                                      "global average pooling)", ints_str(attr_ints(n, "axes"))));
+    const int64_t keep = attr_int(n, "keepdims", 1);
+    if (keep != 0 && keep != 1) bad_attr(n, "keepdims", fmt::format("{} (expected 0 or 1)", keep));
+  }
+  // Transpose only as a channel shuffle's swap of the group axes of [N, g, C/g, H, W].
+  void shuffle_perm(const onnx::NodeProto& n) {
+    if (attr_ints(n, "perm") != std::vector<int64_t>{0, 2, 1, 3, 4})
+      bad_attr(n, "perm", fmt::format("{} is not supported (only [0, 2, 1, 3, 4]: a channel shuffle's "
+                                      "swap of [N, groups, C/groups, H, W])",
+                                      ints_str(attr_ints(n, "perm"))));
+  }
+  void constant_mode(const onnx::NodeProto& n) {
+    if (const auto* x = attr(n, "mode")) {
+      if (x->type() != onnx::AttributeProto::STRING) bad_attr(n, "mode", "expected a string");
+      if (x->s() != "constant")
+        bad_attr(n, "mode", fmt::format("'{}' is not supported (only constant zeros before an "
+                                        "AveragePool)", x->s()));
     }
-    return -1;
+    if (attr_float(n, "value", 0.0f) != 0.0f)
+      bad_attr(n, "value", fmt::format("{} is not supported (only 0)", attr_float(n, "value", 0.0f)));
   }
 
   // HardSigmoid as PyTorch's hardsigmoid: alpha 1/6, beta 0.5 (other slopes are not supported).
@@ -418,7 +462,10 @@ class Importer {
       Node m;  // n without its parameters (only the attributes matter)
       m.name = n.name;
       m.op = n.op;
-      m.inputs = n.op == Op::Add ? std::vector<int>{from, from} : std::vector<int>{from};
+      // Add and mul of the same shape: fed the input twice (mul's per-channel gate was checked
+      // by the caller; its output has the feature map's shape).
+      m.inputs = n.op == Op::Add || n.op == Op::Mul ? std::vector<int>{from, from}
+                                                    : std::vector<int>{from};
       m.out_channels = n.out_channels;
       m.kernel = n.kernel;
       m.stride = n.stride;
@@ -426,6 +473,7 @@ class Importer {
       m.groups = n.groups;
       m.has_bias = n.has_bias;
       m.eps = n.eps;
+      m.ceil_mode = n.ceil_mode;
       t.nodes.push_back(m);
     }
     try {
@@ -527,6 +575,10 @@ class Importer {
     if (it != values_.end()) return it->second;
     auto c = consts_.find(nm);
     if (c != consts_.end()) return values_[nm] = Value{-1, c->second};
+    if (grouped_.count(nm) || swapped_.count(nm))
+      fail("{}: node '{}' ({}): input '{}' is a [N, groups, C/groups, H, W] view of a channel "
+           "shuffle (supported only as Reshape -> Transpose(perm 0, 2, 1, 3, 4) -> Reshape to "
+           "[N, C, H, W])", where_, cur_, n.op_type(), nm);
     fail("{}: node '{}' ({}): input '{}' is not defined earlier", where_, cur_, n.op_type(), nm);
   }
   int tensor_in(const onnx::NodeProto& n, int k) {
@@ -580,6 +632,7 @@ class Importer {
   // ---- operators ----
   void node(const onnx::NodeProto& n, int k) {
     cur_ = label(n, k);
+    n_index_ = k;
     const std::string& op = n.op_type();
     if (op == "Constant") {
       allow(n, {"value"});
@@ -627,6 +680,8 @@ class Importer {
       reshape(n, k);
     } else if (op == "BatchNormalization") {
       batchnorm(n, k);
+    } else if ((op == "Sub" || op == "Div") && all_const(n)) {
+      arithmetic(n);
     } else if (op == "Sub" || op == "Div") {
       normalization(n);
     } else if (op == "Sigmoid" || op == "HardSigmoid" || op == "HardSwish" || op == "LeakyRelu") {
@@ -635,6 +690,16 @@ class Importer {
       swish(n);
     } else if (op == "Shape") {
       shape_of(n);
+    } else if (op == "Concat" && !all_const(n)) {
+      concat(n, k);
+    } else if (op == "ReduceMean") {
+      reduce_mean(n, k);
+    } else if (op == "Softmax") {
+      softmax(n);
+    } else if (op == "Pad") {
+      pad(n);
+    } else if (op == "Transpose") {
+      transpose(n);
     } else {
       fold(n);  // kFoldOnly: check_supported made sure every input is a constant
     }
@@ -666,17 +731,142 @@ class Importer {
   void swish(const onnx::NodeProto& n) {
     allow(n, {});
     const int a = tensor_in(n, 0), b = tensor_in(n, 1);
-    for (int gate : {b, a}) {
-      const int x = gate == b ? a : b;
+    for (int k : {1, 0}) {
+      const int gate = k == 1 ? b : a, x = k == 1 ? a : b;
       Node& s = g_.nodes[gate];
-      if ((s.op == Op::Sigmoid || s.op == Op::HardSigmoid) && s.inputs[0] == x) {
+      // The gate read by this Mul only: it becomes the product.
+      if ((s.op == Op::Sigmoid || s.op == Op::HardSigmoid) && s.inputs[0] == x &&
+          uses_[n.input(k)] == 1) {
         s.op = s.op == Op::Sigmoid ? Op::SiLU : Op::HardSwish;
         set_out(n, Value{gate, nullptr});
         return;
       }
     }
-    fail("{}: node '{}' (Mul): supported only as x * Sigmoid(x) (SiLU) or x * HardSigmoid(x) "
-         "(HardSwish)", where_, cur_);
+    // Otherwise a product of two computed tensors: of the same shape, or a feature map and one
+    // value per channel (squeeze-excitation's gate, [N, C, 1, 1] or [N, C]).
+    const Shape &sa = shape(a), &sb = shape(b);
+    const bool b_gate = sa.size() == 3 && (sb == Shape{sa[0], 1, 1} || sb == Shape{sa[0]});
+    const bool a_gate = sb.size() == 3 && (sa == Shape{sb[0], 1, 1} || sa == Shape{sb[0]});
+    if (sa != sb && !b_gate && !a_gate)
+      fail("{}: node '{}' (Mul): multiplies {} by {} (supported: x * Sigmoid(x), x * "
+           "HardSigmoid(x), and products of the same shape or of a feature map [N, C, H, W] and "
+           "one value per channel [N, C, 1, 1] / [N, C])",
+           where_, cur_, shape_str(sa), shape_str(sb));
+    const int x = a_gate && !b_gate ? b : a, gate = x == a ? b : a;
+    set_out(n, Value{push_done(g_.mul(node_name(n, n_index_), x, gate)), nullptr});
+  }
+
+  bool all_const(const onnx::NodeProto& n) {
+    for (int k = 0; k < n.input_size(); ++k)
+      if (!n.input(k).empty() && value(n, k).node >= 0) return false;
+    return true;
+  }
+
+  // Concat of computed tensors along the channels (axis 1 of N, C, H, W or of N, F).
+  void concat(const onnx::NodeProto& n, int k) {
+    allow(n, {"axis"});
+    std::vector<int> ins;
+    for (int i = 0; i < n.input_size(); ++i) ins.push_back(tensor_in(n, i));
+    const int64_t rank = static_cast<int64_t>(shape(ins[0]).size()) + 1;
+    const int64_t axis = axis_in(n, "axis", attr_int(n, "axis", 0), rank);
+    if (axis != 1)
+      bad_attr(n, "axis", fmt::format("{} is not supported (only 1: the channels)", attr_int(n, "axis", 0)));
+    if (ins.size() == 1) {
+      set_out(n, Value{ins[0], nullptr});
+      return;
+    }
+    for (size_t i = 1; i < ins.size(); ++i) {
+      const Shape &s0 = shape(ins[0]), &si = shape(ins[i]);
+      if (si.size() != s0.size() || !std::equal(si.begin() + 1, si.end(), s0.begin() + 1))
+        fail("{}: node '{}' (Concat): input '{}' has per-sample shape {}, '{}' has {} (only the "
+             "channels may differ)", where_, cur_, n.input(0), shape_str(s0), n.input(static_cast<int>(i)),
+             shape_str(si));
+    }
+    const int idx = g_.concat(node_name(n, k), ins);
+    Node& c = g_.nodes[idx];
+    c.out_shape = shape(ins[0]);
+    for (size_t i = 1; i < ins.size(); ++i) c.out_shape[0] += shape(ins[i])[0];
+    set_out(n, Value{idx, nullptr});
+  }
+
+  // ReduceMean over H, W: a global average pooling ([N, C, 1, 1]), flattened for keepdims 0.
+  void reduce_mean(const onnx::NodeProto& n, int k) {
+    allow(n, {"axes", "keepdims"});
+    spatial_axes(n);
+    const int x = tensor_in(n, 0);
+    if (shape(x).size() != 3)
+      fail("{}: node '{}' (ReduceMean): input has per-sample shape {}, expected [C, H, W]", where_,
+           cur_, shape_str(shape(x)));
+    const std::string name = node_name(n, k);
+    int idx = push_done(g_.global_avgpool(name, x));
+    if (attr_int(n, "keepdims", 1) == 0) {
+      std::string f = name + "_flat";
+      for (int j = 1; names_.count(f) || f == "input"; ++j) f = fmt::format("{}_flat_{}", name, j);
+      names_.insert(f);
+      idx = push_done(g_.flatten(f, idx));
+    }
+    set_out(n, Value{idx, nullptr});
+  }
+
+  // Softmax over the classes as the graph's output (check_supported made sure): dropped, the
+  // graph ends in the logits. The class ranking, hence top-1 accuracy, is the same; the
+  // SigmaQuant model outputs logits where the ONNX model output probabilities.
+  void softmax(const onnx::NodeProto& n) {
+    allow(n, {"axis"});
+    const int x = tensor_in(n, 0);
+    if (shape(x).size() != 1)
+      fail("{}: node '{}' (Softmax): input has per-sample shape {}, expected the logits [N, classes]",
+           where_, cur_, shape_str(shape(x)));
+    const int64_t axis = axis_in(n, "axis", attr_int(n, "axis", opset_ < 13 ? 1 : -1), 2);
+    if (axis != 1)
+      bad_attr(n, "axis", fmt::format("{} is not supported (only the classes, 1 or -1)", attr_int(n, "axis", -1)));
+    notes_.push_back(fmt::format("Softmax '{}' at the output dropped: the model outputs the logits "
+                                 "(the same class ranking, so the same top-1 accuracy)", cur_));
+    set_out(n, Value{x, nullptr});
+  }
+
+  // Transpose(perm 0, 2, 1, 3, 4) of a channel shuffle's grouped view (check_supported checked
+  // the perm).
+  void transpose(const onnx::NodeProto& n) {
+    allow(n, {"perm"});
+    shuffle_perm(n);
+    auto it = grouped_.find(input_name(n, 0));
+    if (it == grouped_.end())
+      fail("{}: node '{}' (Transpose): supported only on a Reshape to [N, groups, C/groups, H, W] "
+           "(a channel shuffle: Reshape -> Transpose -> Reshape)", where_, cur_);
+    if (n.output_size() < 1 || n.output(0).empty())
+      fail("{}: node '{}' (Transpose) has no output", where_, cur_);
+    swapped_[n.output(0)] = it->second;
+  }
+
+  // Pad with zeros of H and W only, read only by AveragePool (check_supported made sure): the
+  // pool takes the padding (count_include_pad: the padded zeros count, as they do here).
+  void pad(const onnx::NodeProto& n) {
+    allow(n, {"mode", "pads", "value"});
+    constant_mode(n);
+    const int x = tensor_in(n, 0);
+    std::vector<int64_t> p;
+    if (opset_ < 11) {
+      p = attr_ints(n, "pads");
+    } else {
+      p = int_const(n, 1).i;
+      if (has_input(n, 2)) {
+        auto v = const_in(n, 2);
+        if (v->f.size() != 1 || v->f[0] != 0.0f)
+          fail("{}: node '{}' (Pad): constant_value is not 0 (only zero padding before an "
+               "AveragePool is supported)", where_, cur_);
+      }
+      if (has_input(n, 3)) fail("{}: node '{}' (Pad): the axes input is not supported", where_, cur_);
+    }
+    // [N, C, H, W] begins then ends: only H, W, all equal.
+    if (p.size() != 8 || p[0] || p[1] || p[4] || p[5] || p[2] != p[3] || p[2] != p[6] ||
+        p[2] != p[7] || p[2] < 0)
+      fail("{}: node '{}' (Pad): pads {} are not supported (only the same zero padding on all four "
+           "sides of H and W)", where_, cur_, ints_str(p));
+    if (shape(x).size() != 3)
+      fail("{}: node '{}' (Pad): input has per-sample shape {}, expected [C, H, W]", where_, cur_,
+           shape_str(shape(x)));
+    pads_[n.output(0)] = {x, p[2]};
   }
 
   // ---- shape arithmetic, folded ----
@@ -822,6 +1012,30 @@ class Importer {
     set_const(n, std::move(r));
   }
 
+  // Sub / Div of integer constants (shape arithmetic), element-wise with a scalar broadcast; Div
+  // truncates as ONNX's integer Div.
+  void arithmetic(const onnx::NodeProto& n) {
+    allow(n, {});
+    const Const& a = int_const(n, 0);
+    const Const& b = int_const(n, 1);
+    const bool sub = n.op_type() == "Sub";
+    if (a.i.size() != b.i.size() && a.i.size() != 1 && b.i.size() != 1)
+      fail("{}: node '{}' ({}): shapes {} and {} do not broadcast (only equal sizes or a scalar are "
+           "folded)", where_, cur_, n.op_type(), shape_str(a.dims), shape_str(b.dims));
+    Const r;
+    r.dims = a.i.size() >= b.i.size() ? a.dims : b.dims;
+    const size_t len = std::max(a.i.size(), b.i.size());
+    for (size_t k = 0; k < len; ++k) {
+      const int64_t x = a.i[a.i.size() == 1 ? 0 : k], y = b.i[b.i.size() == 1 ? 0 : k];
+      if (x == kBatch || y == kBatch)
+        fail("{}: node '{}' ({}): arithmetic on the batch size is not supported", where_, cur_,
+             n.op_type());
+      if (!sub && y == 0) fail("{}: node '{}' (Div): division by zero", where_, cur_);
+      r.i.push_back(sub ? x - y : x / y);
+    }
+    set_const(n, std::move(r));
+  }
+
   // Sub(input, mean) then Div(., std) by per-channel constants right at the input: the model's
   // own input normalization, which becomes the graph's input_mean / input_std.
   void normalization(const onnx::NodeProto& n) {
@@ -870,10 +1084,46 @@ class Importer {
   void reshape(const onnx::NodeProto& n, int k) {
     allow(n, {"allowzero"});
     if (attr_int(n, "allowzero", 0) != 0) bad_attr(n, "allowzero", "1 is not supported");
-    int x = tensor_in(n, 0);
     auto s = const_in(n, 1, true);
     if (!s->is_int) fail("{}: node '{}' (Reshape): shape input must be int64", where_, cur_);
+    auto batch = [&](int64_t b) { return b == 0 || b == -1 || b > 0 || b == kBatch; };
+    if (auto sw = swapped_.find(input_name(n, 0)); sw != swapped_.end()) {
+      // The channel shuffle's last step: [N, C/g, g, H, W] viewed as [N, C, H, W] again.
+      const auto [x, groups] = sw->second;
+      const Shape& xs = shape(x);
+      const auto& t = s->i;
+      if (t.size() != 4 || !batch(t[0]) || !(t[1] == xs[0] || t[1] == -1) ||
+          !(t[2] == xs[1] || (t[2] == -1 && t[1] != -1)) || !(t[3] == xs[2] || (t[3] == -1 && t[1] != -1 && t[2] != -1)))
+        fail("{}: node '{}' (Reshape): target {} after a channel shuffle's Transpose (expected "
+             "[N, {}, {}, {}])", where_, cur_, ints_str(t), xs[0], xs[1], xs[2]);
+      set_out(n, Value{push_done(g_.channel_shuffle(node_name(n, k), x, groups)), nullptr});
+      return;
+    }
+    int x = tensor_in(n, 0);
+    if (s->i.size() == 5 && shape(x).size() == 3) {
+      // A channel shuffle's first step: [N, C, H, W] viewed as [N, g, C/g, H, W].
+      const Shape& xs = shape(x);
+      const auto& t = s->i;
+      const int64_t g = t[1];
+      if (!batch(t[0]) || g <= 0 || xs[0] % g != 0 || !(t[2] == xs[0] / g || t[2] == -1) ||
+          t[3] != xs[1] || t[4] != xs[2])
+        fail("{}: node '{}' (Reshape): target {} of a tensor [N, {}, {}, {}] is not supported (5-D "
+             "only as a channel shuffle's [N, groups, C/groups, H, W])",
+             where_, cur_, ints_str(t), xs[0], xs[1], xs[2]);
+      if (n.output_size() < 1 || n.output(0).empty())
+        fail("{}: node '{}' (Reshape) has no output", where_, cur_);
+      grouped_[n.output(0)] = {x, g};
+      return;
+    }
     const int64_t per = numel(shape(x));
+    // [N, F] → [N, F, 1, 1]: a squeeze-excitation gate computed by Linear layers, for the Mul
+    // that scales a feature map by it (the IR's mul takes a flat per-channel gate as it is).
+    const bool batch_ok = !s->i.empty() && (s->i[0] == 0 || s->i[0] == -1 || s->i[0] > 0 || s->i[0] == kBatch);
+    if (shape(x).size() == 1 && s->i.size() == 4 && batch_ok && (s->i[1] == per || s->i[1] == -1) &&
+        s->i[2] == 1 && s->i[3] == 1) {
+      set_out(n, Value{x, nullptr});
+      return;
+    }
     // Only [N, F] targets: (0 | -1 | N | the batch symbol of a folded Shape) for the batch,
     // (F | -1) for the features.
     bool ok = s->i.size() == 2 && (s->i[0] == 0 || s->i[0] == -1 || s->i[0] > 0 || s->i[0] == kBatch) &&
@@ -1048,13 +1298,24 @@ class Importer {
     const bool maxp = n.op_type() == "MaxPool";
     if (maxp) allow(n, {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode", "storage_order"});
     else allow(n, {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"});
-    if (attr_int(n, "ceil_mode", 0) != 0) bad_attr(n, "ceil_mode", "1 is not supported");
+    const int64_t ceil = attr_int(n, "ceil_mode", 0);
+    if (ceil != 0 && ceil != 1) bad_attr(n, "ceil_mode", fmt::format("{} (expected 0 or 1)", ceil));
     if (attr_int(n, "storage_order", 0) != 0) bad_attr(n, "storage_order", "1 is not supported");
     auto p = attr_ints(n, "pads");
     const bool padded = std::any_of(p.begin(), p.end(), [](int64_t v) { return v != 0; });
     if (!maxp && padded && attr_int(n, "count_include_pad", 0) == 0)
       bad_attr(n, "count_include_pad", "0 with padding is not supported (SigmaQuant counts padded zeros)");
   }
+
+  struct PoolDims {
+    int64_t k, s, p;
+    int64_t floor(int64_t in) const { return (in + 2 * p - k) / s + 1; }
+    int64_t ceil(int64_t in) const {  // PyTorch's and ONNX Runtime's ceil_mode
+      int64_t o = (in + 2 * p - k + s - 1) / s + 1;
+      if ((o - 1) * s >= in + p) --o;
+      return o;
+    }
+  };
 
   void pool(const onnx::NodeProto& n, int k) {
     const bool maxp = n.op_type() == "MaxPool";
@@ -1064,8 +1325,33 @@ class Importer {
     int64_t kern = square(n, "kernel_shape", 0, true);
     int64_t stride = square(n, "strides", 1, false);
     int64_t pad = pads(n);
-    int x = tensor_in(n, 0);
-    int idx = maxp ? g_.maxpool(node_name(n, k), x, kern, stride, pad)
+    int x = -1;
+    if (auto pp = pads_.find(input_name(n, 0)); pp != pads_.end()) {
+      if (maxp)  // check_supported lets a Pad reach only AveragePool
+        fail("{}: node '{}' (MaxPool) reads a Pad", where_, cur_);
+      if (pad != 0)
+        fail("{}: node '{}' (AveragePool): reads a Pad and pads {} itself (not supported)", where_,
+             cur_, pad);
+      x = pp->second.first;
+      pad = pp->second.second;
+    } else {
+      x = tensor_in(n, 0);
+    }
+    bool ceil = attr_int(n, "ceil_mode", 0) == 1;
+    if (ceil && !maxp && shape(x).size() == 3) {
+      // An average pooling's ceil_mode is taken only where it adds no window (the extra window
+      // would average over fewer taps than the kernel's, which the IR does not express).
+      PoolDims f{kern, stride, pad};
+      for (int d : {1, 2})
+        if (f.floor(shape(x)[d]) != f.ceil(shape(x)[d]))
+          bad_attr(n, "ceil_mode", fmt::format("1 is supported for AveragePool only where it gives "
+                                               "the same output size as 0 (here {} instead of {} "
+                                               "over an input of {})",
+                                               f.ceil(shape(x)[d]), f.floor(shape(x)[d]),
+                                               shape_str(shape(x))));
+      ceil = false;
+    }
+    int idx = maxp ? g_.maxpool(node_name(n, k), x, kern, stride, pad, ceil)
                    : g_.avgpool(node_name(n, k), x, kern, stride, pad);
     set_out(n, Value{push_done(idx), nullptr});
   }
@@ -1094,6 +1380,12 @@ class Importer {
   std::string where_;
   int64_t opset_ = 0;
   int norm_stage_ = 0;  // 0: no input normalization seen, 1: Sub seen, 2: Div seen
+  int n_index_ = 0;     // the index of the node being converted
+  std::vector<std::string> notes_;
+  // A channel shuffle under way: the 5-D view's name (grouped_) and the transposed view's
+  // (swapped_) -> (input node, groups).
+  std::map<std::string, std::pair<int, int64_t>> grouped_, swapped_;
+  std::map<std::string, std::pair<int, int64_t>> pads_;  // Pad output -> (input node, padding)
   std::string cur_;
   Graph g_;
   std::map<std::string, std::shared_ptr<const Const>> consts_;
@@ -1105,16 +1397,22 @@ class Importer {
 
 }  // namespace
 
-Graph import_onnx_bytes(const std::string& bytes, const std::string& where) {
+Graph import_onnx_bytes(const std::string& bytes, const std::string& where,
+                        std::vector<std::string>* notes) {
   onnx::ModelProto m;
   if (bytes.empty()) fail("{}: empty file (expected an ONNX model)", where);
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
     fail("{}: file too large for protobuf (over 2 GiB)", where);
   if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
     fail("{}: not a valid ONNX model (protobuf parse failed: truncated or not ONNX)", where);
-  return Importer(m, where).run();
+  Importer im(m, where);
+  Graph g = im.run();
+  if (notes) *notes = im.notes();
+  return g;
 }
 
-Graph import_onnx(const std::string& path) { return import_onnx_bytes(read_file(path), path); }
+Graph import_onnx(const std::string& path, std::vector<std::string>* notes) {
+  return import_onnx_bytes(read_file(path), path, notes);
+}
 
 }  // namespace sq

@@ -33,6 +33,16 @@ onnx::TensorProto int8_tensor(const std::string& name, const std::vector<int64_t
   return int_tensor(name, dims, values, onnx::TensorProto::INT8);
 }
 
+onnx::TensorProto int64_tensor(const std::string& name, const std::vector<int64_t>& dims,
+                               const std::vector<int64_t>& values) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::INT64);
+  for (int64_t d : dims) t.add_dims(d);
+  for (int64_t v : values) t.add_int64_data(v);
+  return t;
+}
+
 onnx::TensorProto int32_tensor(const std::string& name, const std::vector<int64_t>& dims,
                                const std::vector<int32_t>& values) {
   onnx::TensorProto t;

@@ -17,6 +17,8 @@ onnx::TensorProto int8_tensor(const std::string& name, const std::vector<int64_t
                               const std::vector<int32_t>& values);
 onnx::TensorProto int32_tensor(const std::string& name, const std::vector<int64_t>& dims,
                                const std::vector<int32_t>& values);
+onnx::TensorProto int64_tensor(const std::string& name, const std::vector<int64_t>& dims,
+                               const std::vector<int64_t>& values);
 onnx::TensorProto uint8_tensor(const std::string& name, const std::vector<int64_t>& dims,
                                const std::vector<int32_t>& values);
 

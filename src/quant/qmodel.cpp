@@ -11,6 +11,8 @@ namespace sq {
 
 std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits) {
   std::map<int, int> pts;
+  for (size_t i = 0; i < g.nodes.size(); ++i)  // a permutation of codes in the engine
+    if (g.nodes[i].op == Op::ChannelShuffle) pts[g.nodes[i].inputs[0]] = kAddBits;
   for (int i : g.weight_layers()) {
     int in = g.nodes[i].inputs[0];
     int b = bits.for_layer(g.nodes[i].name).abits;
@@ -22,8 +24,15 @@ std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits
       if (!pts.count(in)) pts[in] = kAddBits;
       if (!pts.count(static_cast<int>(i))) pts[static_cast<int>(i)] = kAddBits;
     }
+  // An average pooling read by another (firenet's AvgPool2d then x.mean((2, 3))): the engine
+  // rescales each pooling's window sum to a point.
+  auto avg = [](Op op) { return op == Op::AvgPool || op == Op::GlobalAvgPool; };
   for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (g.nodes[i].op == Op::Add) {
+    if (avg(g.nodes[i].op) && !pts.count(static_cast<int>(i)))
+      for (int c : consumers(g, static_cast<int>(i)))
+        if (avg(g.nodes[c].op)) pts[static_cast<int>(i)] = kAddBits;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (g.nodes[i].op == Op::Add || g.nodes[i].op == Op::Concat || g.nodes[i].op == Op::Mul) {
       for (int in : g.nodes[i].inputs)
         if (!pts.count(in)) pts[in] = kAddBits;
       if (!pts.count(static_cast<int>(i))) pts[static_cast<int>(i)] = kAddBits;

@@ -78,7 +78,7 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
         v[i] = in + v[n.inputs[1]];
         break;
       case Op::MaxPool:
-        v[i] = torch::max_pool2d(in, n.kernel, n.stride, n.padding);
+        v[i] = torch::max_pool2d(in, n.kernel, n.stride, n.padding, 1, n.ceil_mode);
         break;
       case Op::AvgPool:
         // count_include_pad = true: padded zeros count in the mean (the engine does the same).
@@ -105,6 +105,25 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
       case Op::LeakyReLU:
         v[i] = torch::leaky_relu(in, n.alpha);
         break;
+      case Op::Concat: {
+        std::vector<torch::Tensor> parts;
+        for (int k : n.inputs) parts.push_back(v[k]);
+        v[i] = torch::cat(parts, 1);
+        break;
+      }
+      case Op::ChannelShuffle: {
+        const int64_t c = in.size(1), h = in.size(2), w = in.size(3);
+        v[i] = in.reshape({in.size(0), n.groups, c / n.groups, h, w})
+                   .transpose(1, 2)
+                   .reshape({in.size(0), c, h, w});
+        break;
+      }
+      case Op::Mul: {
+        // A per-channel gate [N, C] or [N, C, 1, 1] broadcasts over H, W.
+        const torch::Tensor& gate = v[n.inputs[1]];
+        v[i] = in * (gate.dim() < in.dim() ? gate.reshape({gate.size(0), gate.size(1), 1, 1}) : gate);
+        break;
+      }
     }
     if (observer) observer(static_cast<int>(i), v[i]);
     if (quant_ && quant_->quantizes_act(static_cast<int>(i)))

@@ -139,6 +139,26 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
         y = in;
         for (float& x : y) x = static_cast<float>(sq::activation_value(n.op, n.alpha, x));
         break;
+      case sq::Op::Concat:
+        y.clear();
+        for (int k : n.inputs) y.insert(y.end(), v[k].begin(), v[k].end());
+        break;
+      case sq::Op::ChannelShuffle: {
+        const int64_t c = is[0], plane = is[1] * is[2], per = c / n.groups;
+        y.resize(in.size());
+        for (int64_t i = 0; i < n.groups; ++i)
+          for (int64_t j = 0; j < per; ++j)
+            std::copy_n(in.begin() + (i * per + j) * plane, plane,
+                        y.begin() + (j * n.groups + i) * plane);
+        break;
+      }
+      case sq::Op::Mul: {
+        const std::vector<float>& gate = v[n.inputs[1]];
+        const size_t per = in.size() / gate.size();
+        y = in;
+        for (size_t k = 0; k < y.size(); ++k) y[k] *= gate[k / per];
+        break;
+      }
       case sq::Op::BatchNorm:
         ADD_FAILURE() << "simulate: batchnorm (fold first)";
         break;

@@ -169,7 +169,8 @@ INSTANTIATE_TEST_SUITE_P(Zoo, ExportCZoo,
                          ::testing::Values(ZooCase{"lenet5", {1, 28, 28}, 300},
                                            ZooCase{"resnet8", {3, 12, 12}, 300},
                                            ZooCase{"mobilenetv2", {3, 16, 16}, 200},
-                                           ZooCase{"mlp", {1, 12, 12}, 300}),
+                                           ZooCase{"mlp", {1, 12, 12}, 300},
+                                           ZooCase{"squeezese", {3, 16, 16}, 200}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // Every weight width 1..8 as whole layers, and per-channel mixtures of 0..8 bits (pruned and
@@ -317,6 +318,130 @@ TEST(ExportC, TableDrivenActivations) {
   sq::save_qmodel(dir + "/q.sqg", qm);
   EXPECT_EQ(sq::load_qmodel(dir + "/q.sqg").graph.node("leaky").alpha, 0.1);
   EXPECT_NO_THROW(sq::export_onnx_bytes(qm));
+}
+
+// Channel concat (an Inception-like block: 1x1, 3x3 and max-pool branches at different points)
+// and squeeze-excitation (x · gate with the gate from global pooling → conv 1x1 → ReLU → conv 1x1
+// → HardSigmoid, and from global pooling → flatten → linear → ReLU → linear → Sigmoid, a flat
+// gate), and a max-pool with ceil_mode: the optimized engine equals its Isa::Reference plan bit for bit, agrees with the float
+// simulation (fake quantization at the points) on top-1 for >= 99 % of random images; the C
+// program equals the engine bit for bit; the graph survives .sqg; the QDQ export passes the
+// ONNX checker.
+TEST(ExportC, ConcatAndSqueezeExcitation) {
+  sq::QuantModel qm;
+  sq::Graph& g = qm.graph;
+  g = sq::Graph("concat_se", {3, 12, 12}, 6);
+  int stem = g.relu("stem_relu", g.conv2d("stem", g.input(), 8, 3, 1, 1, 1, true));
+  int b1 = g.relu("b1_relu", g.conv2d("b1", stem, 6, 1, 1, 0, 1, true));
+  int b2 = g.relu6("b2_relu6", g.conv2d("b2", stem, 10, 3, 1, 1, 1, true));
+  int b3 = g.maxpool("b3_pool", stem, 3, 1, 1);
+  int cat = g.concat("cat", {b1, b2, b3});  // 24 channels
+  // SE with 1x1 convs on the pooled vector.
+  int s = g.global_avgpool("se1_gap", cat);
+  s = g.relu("se1_relu", g.conv2d("se1_reduce", s, 6, 1, 1, 0, 1, true));
+  s = g.activation("se1_gate", sq::Op::HardSigmoid, g.conv2d("se1_expand", s, 24, 1, 1, 0, 1, true));
+  int x = g.mul("se1_mul", cat, s);
+  x = g.activation("dw_act", sq::Op::HardSwish, g.conv2d("dw", x, 24, 3, 2, 1, 24, true));
+  // SE with linear layers: a flat gate.
+  int t = g.flatten("se2_flat", g.global_avgpool("se2_gap", x));
+  t = g.relu("se2_relu", g.linear("se2_reduce", t, 8));
+  t = g.activation("se2_gate", sq::Op::Sigmoid, g.linear("se2_expand", t, 24));
+  x = g.mul("se2_mul", x, t);
+  x = g.maxpool("cpool", x, 3, 2, 0, /*ceil_mode=*/true);  // 6x6 -> 3x3 (2x2 without)
+  x = g.concat("cat2", {x, g.relu("pw_relu", g.conv2d("pw", x, 8, 1, 1, 0, 1, true))});
+  g.linear("fc", g.flatten("flat", x), 6);  // no global pooling: random images would average out
+  g.infer_shapes();
+  ASSERT_EQ(g.node("cat").out_shape, (sq::Shape{24, 12, 12}));
+  ASSERT_EQ(g.node("cat2").out_shape, (sq::Shape{32, 3, 3}));
+  g.init_params(9);
+  g.input_mean = {0.5f, 0.5f, 0.5f};
+  g.input_std = {0.25f, 0.25f, 0.25f};
+  qm.bits = sq::BitConfig::uniform(g, 8, 8);
+  qm.bits.layers["b2"].wbits = 4;
+  qm.bits.layers["pw"].abits = 6;
+  qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+  const auto pts = sq::activation_quant_points(g, qm.bits);
+  for (const char* a : {"cat", "b1_relu", "b2_relu6", "b3_pool", "se1_mul", "se1_gate", "se2_mul",
+                        "se2_gate", "cat2", "pw_relu"})
+    EXPECT_TRUE(pts.count(g.index_of(a))) << a << " is not a quantization point";
+  const int64_t numel = 3 * 12 * 12;
+  calibrate_from_simulation(qm, sqtest::random_images(16, numel, 4), 16);
+
+  const sq::IntModel im = sq::integerize(qm);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(g, im);
+  sq::GraphExecutor ref = sq::GraphExecutor::prepare(g, im, sq::Isa::Reference);
+  int muls = 0, luts = 0;
+  for (const std::string& d : ex.describe()) {
+    muls += d.rfind("mul ", 0) == 0;
+    luts += d.rfind("table cat", 0) == 0;
+  }
+  EXPECT_EQ(muls, 2);
+  EXPECT_EQ(luts, 5);  // one table per concat input
+  const int n = 1000;
+  const std::vector<float> imgs = sqtest::random_images(n, numel, 23);
+  int agree = 0, exact = 0;
+  double worst = 0, spread = 0;
+  std::vector<float> got(6), oracle(6);
+  for (int i = 0; i < n; ++i) {
+    const std::vector<float> want = sqtest::simulate(qm, imgs.data() + i * numel);
+    ex.run(imgs.data() + i * numel, got.data());
+    ref.run(imgs.data() + i * numel, oracle.data());
+    exact += std::memcmp(got.data(), oracle.data(), sizeof(float) * 6) == 0;
+    agree += std::max_element(want.begin(), want.end()) - want.begin() ==
+             std::max_element(got.begin(), got.end()) - got.begin();
+    for (int c = 0; c < 6; ++c) {
+      worst = std::max(worst, double(std::fabs(want[c] - got[c])));
+      spread = std::max(spread, double(std::fabs(want[c])));
+    }
+  }
+  std::printf("[ concat+se ] engine vs simulation: top-1 %d/%d, largest logit difference %.5f "
+              "(largest |logit| %.3f); engine = reference plan on %d/%d\n",
+              agree, n, worst, spread, exact, n);
+  EXPECT_EQ(exact, n);
+  EXPECT_GE(agree, n * 99 / 100);
+  EXPECT_LT(worst, 0.05 * spread);
+  EXPECT_EQ(export_and_compare(qm, 100, 31, "concat_se"), 100);
+  const std::string dir = sqtest::temp_dir("concat_se_io");
+  sq::save_qmodel(dir + "/q.sqg", qm);
+  const sq::QuantModel back = sq::load_qmodel(dir + "/q.sqg");
+  EXPECT_EQ(back.graph.node("cat").inputs.size(), 3u);
+  EXPECT_EQ(back.graph.node("se2_mul").op, sq::Op::Mul);
+  EXPECT_TRUE(back.graph.node("cpool").ceil_mode);
+  EXPECT_NO_THROW(sq::export_onnx_bytes(qm));
+}
+
+// The PyTorch fixtures with concat and squeeze-excitation (scripts/make_onnx_fixtures.py:
+// firenet has Concat, Pad + AveragePool, MaxPool with ceil_mode and ReduceMean; senet has Mul
+// gates from 1x1 convs and from linear layers, ReduceMean and a dropped Softmax; shufflenet has
+// two channel shuffles), imported, BN folded, W8A8 with 4-bit
+// weights in one layer, calibrated on the float simulation: the engine equals its reference
+// plan, and the C program equals the engine, bit for bit.
+TEST(ExportC, ImportedConcatAndSqueezeExcitationFixtures) {
+  if (!have_c_compiler()) GTEST_SKIP() << "no C compiler (cc) or make";
+  for (const char* file : {"firenet-op13-dyn", "senet-op17-dyn", "shufflenet-op13-dyn"}) {
+    sq::QuantModel qm;
+    qm.graph = sq::fold_batchnorm(
+        sq::import_onnx(std::string(SQ_SOURCE_DIR) + "/tests/data/onnx/" + file + ".onnx"));
+    qm.graph.input_mean.assign(3, 0.0f);
+    qm.graph.input_std.assign(3, 1.0f);
+    qm.bits = sq::BitConfig::uniform(qm.graph, 8, 8);
+    qm.bits.layers[qm.graph.nodes[qm.graph.weight_layers()[1]].name].wbits = 4;
+    qm.weight_scales = sq::max_weight_scales(qm.graph, qm.bits);
+    calibrate_from_simulation(qm, sqtest::random_images(8, 3 * 16 * 16, 6), 8);
+    const sq::IntModel im = sq::integerize(qm);
+    sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, im);
+    sq::GraphExecutor ref = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
+    const std::vector<float> imgs = sqtest::random_images(200, 3 * 16 * 16, 8);
+    std::vector<float> a(10), b(10);
+    int exact = 0;
+    for (int i = 0; i < 200; ++i) {
+      ex.run(imgs.data() + i * 3 * 16 * 16, a.data());
+      ref.run(imgs.data() + i * 3 * 16 * 16, b.data());
+      exact += std::memcmp(a.data(), b.data(), sizeof(float) * 10) == 0;
+    }
+    EXPECT_EQ(exact, 200) << file << ": optimized engine against its reference plan";
+    EXPECT_EQ(export_and_compare(qm, 100, 41, file), 100) << file;
+  }
 }
 
 // The runtime's fixed-point arithmetic against the C++ engine's, on values the models rarely

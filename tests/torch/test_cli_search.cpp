@@ -75,6 +75,38 @@ TEST(CliSearch, SigmaQuantWritesItsOutputsAndHoldsEveryBudgetAtEveryStep) {
   EXPECT_EQ(c.exit_code, 0) << c.output;
 }
 
+// A network with channel concat and squeeze-excitation (the zoo's squeezese: fire modules and
+// SE blocks with hardsigmoid gates) through the whole command-line flow on a slice of
+// Fashion-MNIST: train briefly, allocate (Phase 1), quantize (SigmaQuant with QAT cycles) under
+// a budget that holds at every step, then export to .sqm, C and QDQ ONNX.
+TEST(CliSearch, ConcatAndSqueezeExcitationNetworkEndToEnd) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const std::string dir = sqtest::temp_dir("quantize_squeezese");
+  auto r = run_cli("train -m squeezese --epochs 1 --batch-size 32 --limit-train 1200 "
+                   "--limit-test 300 --threads 1 --quiet --json -o " + dir + "/m.sqg");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto a = run_cli("allocate -m " + dir + "/m.sqg -t " + kSrc +
+                   "/targets/shiftadd.json --json -o " + dir + "/p1.bits.json");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const std::string q = dir + "/q";
+  r = run_cli("quantize -m " + dir + "/m.sqg -t " + kSrc +
+              "/targets/shiftadd.json --limit-train 1200 --limit-test 300 --val-samples 300 "
+              "--kl-samples 128 --cycle-epochs 0.2 --final-epochs 0.2 --calib-samples 256 "
+              "--threads 1 --quiet --avg-bits 4 --max-iterations 1 --no-report --json -o " + q);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json log = read_json(q + "/log.json");
+  for (const auto& it : log["iterations"]) expect_fits(it["budgets"], "iteration " + it["iter"].dump());
+  expect_fits(log["final"]["budgets"], "final");
+  EXPECT_EQ(log["iterations"][0]["kl"].size(), 13u);  // squeezese's weight layers
+  EXPECT_GT(log["final"]["accuracy"].get<double>(), 0.2);  // 10 classes: chance is 0.1
+  for (const char* fmt_ext : {"sqm:/q.sqm", "c:/c", "onnx:/q.onnx"}) {
+    const std::string spec = fmt_ext, f = spec.substr(0, spec.find(':'));
+    auto e = run_cli("export -m " + q + "/model.sqg --format " + f + " -o " + dir +
+                     spec.substr(spec.find(':') + 1));
+    EXPECT_EQ(e.exit_code, 0) << f << "\n" << e.output;
+  }
+}
+
 TEST(CliSearch, EveryBaselineFitsTheSameBudget) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   for (const char* m : {"uniform", "adaptive", "hessian", "random"}) {

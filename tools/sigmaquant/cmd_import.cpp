@@ -35,7 +35,8 @@ std::vector<float> parse_floats(const std::string& s, const char* flag) {
 
 void run_import(const ImportFlags& f) {
   prepare_output(f.out, "--out");
-  sq::Graph g = sq::import_onnx(f.in);
+  std::vector<std::string> notes;
+  sq::Graph g = sq::import_onnx(f.in, &notes);
   // Exporters name graphs generically ("torch_jit", "main_graph"): default to the file's stem.
   std::string stem = f.in.substr(f.in.find_last_of('/') + 1);
   stem = stem.substr(0, stem.rfind('.') == 0 ? stem.size() : stem.rfind('.'));
@@ -57,13 +58,16 @@ void run_import(const ImportFlags& f) {
     if (!(s > 0)) sq::fail("--input-std: {} must be positive", s);
   sq::GraphFile file{g, nlohmann::json::object(), {}};
   file.meta["import"] = {{"source", f.in}, {"format", "onnx"}};
+  if (!notes.empty()) file.meta["import"]["notes"] = notes;
   sq::save_graph_file(f.out, file);
   if (f.common.json) {
     print_json({{"model", g.name}, {"input_shape", g.input_shape}, {"classes", g.num_classes},
                 {"nodes", g.nodes.size()}, {"weight_layers", g.weight_layers().size()},
-                {"total_params", g.total_params()}, {"total_macs", g.total_macs()}, {"out", f.out}});
+                {"total_params", g.total_params()}, {"total_macs", g.total_macs()}, {"out", f.out},
+                {"notes", notes}});
     return;
   }
+  for (const std::string& n : notes) fmt::print("note: {}\n", n);
   fmt::print("imported {}: {} nodes, {} weight layers, {} parameters, {} MACs per sample -> {}\n",
              f.in, g.nodes.size(), g.weight_layers().size(), g.total_params(), g.total_macs(), f.out);
 }

@@ -344,6 +344,23 @@ void sq_add_u8(const sq_add_params* p, const uint8_t* a, const uint8_t* b, int32
   }
 }
 
+void sq_mul_u8(const sq_mul_params* p, const uint8_t* a, const uint8_t* b, int32_t n, uint8_t* y) {
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    const int64_t prod = ((int64_t)a[i] - p->zp_a) * ((int64_t)b[i / p->per] - p->zp_b);
+    y[i] = (uint8_t)clamp32((int64_t)sq_requantize(prod, p->m) + p->zp_out, p->lo, p->hi);
+  }
+}
+
+void sq_channel_shuffle_u8(int32_t c, int32_t groups, int32_t plane, const uint8_t* x, uint8_t* y) {
+  const int32_t per = c / groups;
+  int32_t i, j, k;
+  for (i = 0; i < groups; ++i)
+    for (j = 0; j < per; ++j)
+      for (k = 0; k < plane; ++k)
+        y[((int64_t)j * groups + i) * plane + k] = x[((int64_t)i * per + j) * plane + k];
+}
+
 void sq_maxpool_u8(const sq_pool_shape* s, const uint8_t* x, uint8_t* y) {
   int32_t c, oy, ox, ky, kx;
   for (c = 0; c < s->c; ++c)

@@ -92,6 +92,17 @@ typedef struct {
 } sq_add_params;
 void sq_add_u8(const sq_add_params* p, const uint8_t* a, const uint8_t* b, int32_t n, uint8_t* y);
 
+/* Element-wise product (squeeze-excitation's x · gate), b broadcast: element i of a meets
+ * element i / per of b:  y = clamp(rq((a − zp_a) · (b − zp_b), m) + zp_out, lo, hi) */
+typedef struct {
+  int32_t zp_a, zp_b, zp_out, lo, hi, per;
+  sq_rq m;
+} sq_mul_params;
+void sq_mul_u8(const sq_mul_params* p, const uint8_t* a, const uint8_t* b, int32_t n, uint8_t* y);
+
+/* Channel shuffle (ShuffleNet): output channel j·groups + i is input channel i·(c/groups) + j. */
+void sq_channel_shuffle_u8(int32_t c, int32_t groups, int32_t plane, const uint8_t* x, uint8_t* y);
+
 typedef struct {
   int32_t c, in_h, in_w, out_h, out_w, kernel, stride, padding;
 } sq_pool_shape;
