@@ -33,12 +33,14 @@ fi
 [[ "$cases" =~ ^[1-9][0-9]*$ ]] || { echo "kernel_test.sh: --cases '$cases': expected a positive integer" >&2; exit 2; }
 [[ -n "$work" ]] || work="$root/runs/mcu/kernel_test"
 mkdir -p "$work"
-# The portable copy's public symbols, renamed ref_* so that both copies link into one program.
+# The portable copy's public symbols (every function sq_runtime.h declares), renamed ref_* so
+# that both copies link into one program.
 ren=()
-for s in sq_requantize sq_unpack_row sq_quantize_input sq_conv_u8 sq_conv_f32 sq_add_u8 \
-         sq_maxpool_u8 sq_avgpool_u8 sq_global_avgpool_u8 sq_conv_gap_u8 sq_conv_avgpool_u8 sq_lut_u8; do
+for s in $(grep -oE '^[a-z][a-z0-9_ ]*[ *](sq_[a-z0-9_]+)\(' "$rt/sq_runtime.h" |
+           grep -oE 'sq_[a-z0-9_]+' | sort -u); do
   ren+=("-D$s=ref_$s")
 done
+[[ ${#ren[@]} -ge 12 ]] || { echo "kernel_test.sh: found only ${#ren[@]} functions in $rt/sq_runtime.h" >&2; exit 2; }
 status=0
 IFS=',' read -r -a cpu_list <<< "$cpus"
 for cpu in "${cpu_list[@]}"; do
