@@ -19,6 +19,20 @@
 
 namespace sqtest {
 
+// resnet8 with initialised weights whose output channel c of every layer is scaled by 1 + c % 4,
+// so that per-channel sigmas have structure for the channel-wise allocators.
+inline sq::Graph resnet8_with_channel_spread() {
+  sq::Graph g = sq::make_zoo_model("resnet8", {1, 16, 16}, 10);
+  g.init_params(4);
+  for (int i : g.weight_layers()) {
+    sq::Tensor& w = g.nodes[i].params.at("weight");
+    const int64_t out = g.nodes[i].out_channels, per = static_cast<int64_t>(w.size()) / out;
+    for (int64_t c = 0; c < out; ++c)
+      for (int64_t k = 0; k < per; ++k) w.data[static_cast<size_t>(c * per + k)] *= 1.0f + c % 4;
+  }
+  return g;
+}
+
 // Every node's output for one image (CHW floats in [0, 1], not normalized). With quantize, the
 // weights are w_q · s and every activation point is fake-quantized as in QuantSim::act.
 inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, const float* image,

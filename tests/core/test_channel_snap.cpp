@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "quant_models.h"
 #include "sigmaquant/cost.h"
 #include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
@@ -180,14 +181,7 @@ TEST(ChannelSnap, FitKeepsBudgetsAndGroups) {
 // SigmaQuant per channel with groups of 16 (resnet8: 16, 32, 64 channels; the last layer 10):
 // every budget holds, the result is snapped, and it still mixes widths within some layer.
 TEST(ChannelSnap, SigmaQuantChannelWithGroups) {
-  Graph g = sq::make_zoo_model("resnet8", {1, 16, 16}, 10);
-  g.init_params(4);
-  for (int i : g.weight_layers()) {
-    sq::Tensor& w = g.nodes[i].params.at("weight");
-    const int64_t out = g.nodes[i].out_channels, per = static_cast<int64_t>(w.size()) / out;
-    for (int64_t c = 0; c < out; ++c)
-      for (int64_t k = 0; k < per; ++k) w.data[static_cast<size_t>(c * per + k)] *= 1.0f + c % 4;
-  }
+  Graph g = sqtest::resnet8_with_channel_spread();
   sq::CostEvaluator ce(g, sq::builtin_target("size"));
   const double full = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, 8)).weight_bytes);
   // The first and last layers pinned in one case (a pinned layer holds one choice, not one per

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "quant_models.h"
 #include "sigmaquant/cost.h"
 #include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
@@ -175,16 +176,7 @@ TEST(DnasCost, BitsOfAChoice) {
 // bits than the k-means mapping would give smaller ones at the start, and the budget is used
 // (raises until nothing more fits).
 TEST(SigmaQuantChannel, FitsUsesTheBudgetAndFollowsSigma) {
-  Graph g = sq::make_zoo_model("resnet8", {1, 16, 16}, 10);
-  g.init_params(4);
-  // Spread the channels' sigmas so that the clustering has structure: channel c of every layer
-  // scaled by 1 + c.
-  for (int i : g.weight_layers()) {
-    sq::Tensor& w = g.nodes[i].params.at("weight");
-    const int64_t out = g.nodes[i].out_channels, per = static_cast<int64_t>(w.size()) / out;
-    for (int64_t c = 0; c < out; ++c)
-      for (int64_t k = 0; k < per; ++k) w.data[static_cast<size_t>(c * per + k)] *= 1.0f + c % 4;
-  }
+  Graph g = sqtest::resnet8_with_channel_spread();
   sq::CostEvaluator ce(g, sq::builtin_target("size"));
   const double full = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, 8)).weight_bytes);
   for (double frac : {0.7, 0.4}) {
