@@ -2,7 +2,7 @@
 # ONNX Runtime throughput of the QDQ export against the float ONNX (docs/results.md, "ONNX
 # Runtime"). Networks: the PyTorch-trained Fashion-MNIST CNN of tests/data/fmnist_cnn.onnx
 # (imported, W8A8 PTQ, exported) and resnet20 (models/resnet20-fmnist.sqg, W8A8 PTQ, exported;
-# there is no float ONNX of it). Every model runs in one ONNX Runtime process after another, 1
+# its float ONNX is `export --format onnx` of the FP32 model). Every model runs in one ONNX Runtime process after another, 1
 # intra-op thread, at batch 1 and 64, on the first 1,000 Fashion-MNIST test images, and the
 # accuracy of each on those images is printed next to it (and, for the QDQ exports, the accuracy
 # of the simulated quantized model that `ptq` measured on the same images).
@@ -58,8 +58,11 @@ for m in cnn:"$OUT/cnn.sqg" resnet20:"$ROOT/models/resnet20-fmnist.sqg"; do
   "$BIN" export -m "$OUT/$name.q.sqg" --format onnx -o "$OUT/$name.qdq.onnx" > /dev/null
 done
 
+# resnet20's float ONNX: SigmaQuant's own float export of the FP32 model (BatchNorm as it is).
+"$BIN" export -m "$ROOT/models/resnet20-fmnist.sqg" --format onnx -o "$OUT/resnet20.float.onnx" \
+  > /dev/null
 models=("cnn-float=$ROOT/tests/data/fmnist_cnn.onnx" "cnn-qdq=$OUT/cnn.qdq.onnx"
-        "resnet20-qdq=$OUT/resnet20.qdq.onnx")
+        "resnet20-float=$OUT/resnet20.float.onnx" "resnet20-qdq=$OUT/resnet20.qdq.onnx")
 if [ -n "${BEFORE_EXPORTER:-}" ]; then
   for name in cnn resnet20; do
     "$BEFORE_EXPORTER" "$OUT/$name.q.sqg" "$OUT/$name.qdq-before.onnx"

@@ -46,6 +46,12 @@ void export_onnx(const QuantModel& qm, const std::string& path);
 // The ONNX model bytes that export_onnx writes.
 std::string export_onnx_bytes(const QuantModel& qm);
 
+// Writes an FP32 graph (BatchNorm folded or not) as a float ONNX model (opset 13): the same
+// input, normalization and output as export_onnx, float weights and biases, no quantization —
+// the baseline to time the QDQ export against. Throws sq::Error on failure.
+void export_onnx_float(const Graph& g, const std::string& path);
+std::string export_onnx_float_bytes(const Graph& g);
+
 // Reads a float CNN from an ONNX file. Throws sq::Error naming the file and the problem.
 // `notes`, if given, receives what the import changed that a user should know (e.g. a final
 // Softmax dropped).

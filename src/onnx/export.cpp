@@ -42,7 +42,10 @@ std::string wbits_text(const LayerBits& lb, int64_t channels) {
 
 class Exporter {
  public:
-  explicit Exporter(const QuantModel& qm) : qm_(qm), g_(qm.graph) {}
+  // float_model: the FP32 graph as it is (float weights and biases, no Q/DQ): the baseline a
+  // user compares the QDQ export with.
+  Exporter(const QuantModel& qm, bool float_model)
+      : qm_(qm), g_(qm.graph), float_(float_model) {}
 
   onnx::ModelProto build() {
     if (g_.nodes.empty() || g_.nodes[0].op != Op::Input)
@@ -53,7 +56,9 @@ class Exporter {
     m.set_producer_version("0.1.0");
     m.set_domain("sigmaquant");
     m.set_model_version(1);
-    m.set_doc_string(fmt::format(
+    m.set_doc_string(float_ ? fmt::format(
+        "SigmaQuant float model '{}' (FP32 weights, no quantization). Input: raw image in "
+        "[0, 1]; output: logits.", g_.name) : fmt::format(
         "SigmaQuant quantized model '{}' as QDQ (QuantizeLinear/DequantizeLinear). Weights are "
         "uint8 initializers (zero point 128) with per-channel scales; layers below 8 bits use "
         "the narrow range |q| <= 2^(b-1)-1 (their true bitwidth: metadata_props "
@@ -75,8 +80,10 @@ class Exporter {
     tt->mutable_shape()->add_dim()->set_dim_param("N");
     for (int64_t d : g_.input_shape) tt->mutable_shape()->add_dim()->set_dim_value(d);
 
-    points_ = activation_quant_points(g_, qm_.bits);
-    place_quantizers();
+    if (!float_) {
+      points_ = activation_quant_points(g_, qm_.bits);
+      place_quantizers();
+    }
     values_.assign(g_.nodes.size(), "");
     for (size_t i = 0; i < g_.nodes.size(); ++i) emit(static_cast<int>(i));
 
@@ -90,6 +97,7 @@ class Exporter {
     for (int64_t d : g_.nodes.back().out_shape) ot->mutable_shape()->add_dim()->set_dim_value(d);
 
     set_meta(m, "sigmaquant.model", g_.name);
+    if (float_) return m;
     set_meta(m, "sigmaquant.bits", bits_to_json(qm_.bits, &g_).dump());
     for (int i : g_.weight_layers()) {
       const Node& n = g_.nodes[i];
@@ -196,6 +204,11 @@ class Exporter {
   // weight's value.
   std::string weight(int i) {
     const Node& n = g_.nodes[i];
+    if (float_) {
+      std::string wn = unique(n.name + ".weight");
+      init(float_tensor(wn, n.params.at("weight").shape, n.params.at("weight").data));
+      return wn;
+    }
     const LayerBits& lb = qm_.bits.for_layer(n.name);
     const Tensor& w = n.params.at("weight");
     auto sit = qm_.weight_scales.find(n.name);
@@ -250,6 +263,11 @@ class Exporter {
   std::string bias(int i) {
     const Node& n = g_.nodes[i];
     const Tensor& b = n.params.at("bias");
+    if (float_) {
+      std::string bn = unique(n.name + ".bias");
+      init(float_tensor(bn, {n.out_channels}, b.data));
+      return bn;
+    }
     const float in_scale = act_of(n.inputs[0]).scale;
     const int64_t out = n.out_channels;
     if (b.size() != out)
@@ -426,6 +444,7 @@ class Exporter {
 
   const QuantModel& qm_;
   const Graph& g_;
+  const bool float_;
   onnx::GraphProto* gp_ = nullptr;
   std::map<int, int> points_;
   std::map<int, int> quant_at_;      // node -> the point whose quantizer its output gets
@@ -436,12 +455,14 @@ class Exporter {
 
 }  // namespace
 
-std::string export_onnx_bytes(const QuantModel& qm) {
+namespace {
+
+std::string model_bytes(const QuantModel& qm, bool float_model) {
   Graph g = qm.graph;
   g.infer_shapes();  // out_shape of every node (the output's, for the value info)
   QuantModel shaped = qm;
   shaped.graph = std::move(g);
-  onnx::ModelProto m = Exporter(shaped).build();
+  onnx::ModelProto m = Exporter(shaped, float_model).build();
   try {
     onnx::checker::check_model(m);
     onnx::shape_inference::InferShapes(m, onnx::OpSchemaRegistry::Instance(),
@@ -452,6 +473,20 @@ std::string export_onnx_bytes(const QuantModel& qm) {
   std::string bytes;
   if (!m.SerializeToString(&bytes)) fail("export_onnx: cannot serialize model '{}'", qm.graph.name);
   return bytes;
+}
+
+}  // namespace
+
+std::string export_onnx_bytes(const QuantModel& qm) { return model_bytes(qm, false); }
+
+std::string export_onnx_float_bytes(const Graph& g) {
+  QuantModel qm;
+  qm.graph = g;
+  return model_bytes(qm, true);
+}
+
+void export_onnx_float(const Graph& g, const std::string& path) {
+  write_file_atomic(path, export_onnx_float_bytes(g));
 }
 
 void export_onnx(const QuantModel& qm, const std::string& path) {

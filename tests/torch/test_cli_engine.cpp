@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/sqm.h"
 #include "test_util.h"
@@ -39,6 +41,41 @@ TEST(CliEngine, PtqExportRunCompareBench) {
   EXPECT_GT(j["accuracy"].get<double>(), 0.6);
   EXPECT_GE(j["compare"]["agreement"].get<double>(), 0.995) << j.dump();
   EXPECT_NEAR(j["accuracy"].get<double>(), j["compare"]["simulated_accuracy"].get<double>(), 0.01);
+
+  // --logits: the engine's, the simulated model's (eval of a quantized .sqg) and the FP32
+  // model's logits as raw float32, images x classes; the engine's top-1 is the simulation's on
+  // (almost) every image, and eval of the quantized model reports its simulated accuracy.
+  r = run_cli("run -m " + dir + "/q.sqm --limit-test 200 --threads 1 -q --logits " + dir +
+              "/engine.f32");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_cli("eval -m " + dir + "/q.sqg --limit-test 200 --threads 1 --json --logits " + dir +
+              "/sim.f32");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(json_of(r)["quantized"].get<bool>());
+  const double sim_acc = json_of(r)["accuracy"].get<double>();
+  r = run_cli("eval -m " + kSrc + "/models/lenet5-fmnist.sqg --limit-test 200 --threads 1 -q "
+              "--logits " + dir + "/fp32.f32");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  {
+    const std::string e = sq::read_file(dir + "/engine.f32"), s = sq::read_file(dir + "/sim.f32"),
+                      f = sq::read_file(dir + "/fp32.f32");
+    ASSERT_EQ(e.size(), 200u * 10 * sizeof(float));
+    ASSERT_EQ(s.size(), e.size());
+    ASSERT_EQ(f.size(), e.size());
+    auto top1 = [](const std::string& b, int i) {
+      const float* p = reinterpret_cast<const float*>(b.data()) + i * 10;
+      return std::max_element(p, p + 10) - p;
+    };
+    int agree = 0, fp32_agree = 0;
+    for (int i = 0; i < 200; ++i) {
+      agree += top1(e, i) == top1(s, i);
+      fp32_agree += top1(f, i) == top1(s, i);
+    }
+    EXPECT_GE(agree, 198);
+    EXPECT_GE(fp32_agree, 180);  // 4-bit weights move some predictions, not most
+    EXPECT_NE(s, f);             // the quantized model's logits are not the FP32 ones
+    EXPECT_GT(sim_acc, 0.6);
+  }
 
   r = run_cli("run -m " + dir + "/q.sqm --limit 100");  // the human-readable form
   ASSERT_EQ(r.exit_code, 0) << r.output;

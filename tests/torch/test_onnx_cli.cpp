@@ -28,6 +28,8 @@
 #include "sigmaquant/onnx.h"
 #include "sigmaquant/quantize.h"
 #include "sigmaquant/train.h"
+#include "sigmaquant/transform.h"
+#include "sigmaquant/zoo.h"
 #include "test_util.h"
 
 namespace {
@@ -120,6 +122,43 @@ TEST(OnnxOrt, ImportedFixtureEqualsOrt) {
   double worst = 0;
   for (size_t i = 0; i < ours.size(); ++i) worst = std::max(worst, double(std::fabs(ours[i] - ort[i])));
   EXPECT_LT(worst, 1e-4) << "largest |logit difference| over " << n << " images";
+}
+
+// The float export of an FP32 model (`export --format onnx` of an FP32 .sqg): ONNX Runtime's
+// logits equal LibTorch's, with the BatchNorms as they are (zoo squeezese: concat, SE, hardsigmoid)
+// and folded (resnet20, trained), and the file imports back to the same logits.
+TEST(OnnxOrt, FloatExportEqualsLibTorch) {
+  REQUIRE_ORT();
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  std::string dir = sqtest::temp_dir("onnx_float_export");
+  const int64_t n = 64;
+  sq::Dataset d = test_images(n);
+  two_threads();
+  std::vector<sq::Graph> graphs = {sq::make_zoo_model("squeezese", d.image_shape, 10, 3)};
+  graphs[0].input_mean = {0.3f};  // what training sets: the export normalizes with it
+  graphs[0].input_std = {0.35f};
+  if (sq::file_exists(kSrc + "/models/resnet20-fmnist.sqg"))
+    graphs.push_back(sq::fold_batchnorm(sq::load_graph(kSrc + "/models/resnet20-fmnist.sqg")));
+  for (const sq::Graph& g : graphs) {
+    SCOPED_TRACE(g.name);
+    const std::string path = dir + "/" + g.name + ".onnx";
+    sq::export_onnx_float(g, path);
+    std::vector<float> ours = sq::predict(g, d, n);
+    std::vector<float> ort = ort_logits(path, d, n, dir);
+    ASSERT_EQ(ours.size(), ort.size());
+    double worst = 0, range = 0;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      worst = std::max(worst, double(std::fabs(ours[i] - ort[i])));
+      range = std::max(range, double(std::fabs(ours[i])));
+    }
+    EXPECT_LT(worst, 1e-4 * std::max(1.0, range)) << "largest |logit difference| over " << n;
+    std::vector<float> back = sq::predict(sq::import_onnx(path), d, n);
+    ASSERT_EQ(back.size(), ours.size());
+    double worst_back = 0;
+    for (size_t i = 0; i < ours.size(); ++i)
+      worst_back = std::max(worst_back, double(std::fabs(ours[i] - back[i])));
+    EXPECT_LT(worst_back, 1e-4 * std::max(1.0, range));
+  }
 }
 
 // Exports PTQ models and compares ONNX Runtime's top-1 with the simulated quantized model's.

@@ -1,5 +1,6 @@
 // sigmaquant export — a quantized model (.sqg from ptq/qat) to a deployable format, dispatched by
-// name: sqm (the integer engine's model file), c (C source + runtime), onnx (QDQ).
+// name: sqm (the integer engine's model file), c (C source + runtime), onnx (QDQ); and an FP32
+// model to float ONNX (the baseline the QDQ export is timed against).
 #include <fmt/format.h>
 
 #include <functional>
@@ -10,6 +11,7 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/export_c.h"
 #include "sigmaquant/fileutil.h"
+#include "sigmaquant/graph_io.h"
 #include "sigmaquant/integerize.h"
 #include "sigmaquant/onnx.h"
 #include "sigmaquant/qmodel.h"
@@ -79,8 +81,18 @@ void run_export(const ExportFlags& f) {
       sq::fail("--c-target: {}", e.what());
     }
   }
-  const sq::QuantModel qm = sq::load_qmodel(f.model);
-  it->second(qm, f);
+  sq::GraphFile file = sq::load_graph_file(f.model);
+  if (sq::is_qmodel(file.meta)) {
+    it->second(sq::from_graph_file(std::move(file), f.model), f);
+  } else if (f.format == "onnx") {
+    // An FP32 model: the float ONNX, to compare the QDQ export with.
+    prepare_output(f.out, "-o");
+    sq::export_onnx_float(file.graph, f.out);
+  } else {
+    sq::fail("--model '{}' is an FP32 model: --format {} needs a quantized one (from ptq, qat or "
+             "quantize); only --format onnx exports an FP32 model (as float ONNX)",
+             f.model, f.format);
+  }
   size_t bytes = 0;
   if (f.format != "c" && sq::file_exists(f.out)) bytes = sq::read_file(f.out).size();
   if (f.common.json) {
@@ -96,8 +108,10 @@ void run_export(const ExportFlags& f) {
 
 void add_export(CLI::App& app) {
   auto f = std::make_shared<ExportFlags>();
-  CLI::App* cmd = app.add_subcommand("export", "export a quantized model (sqm, c, onnx)");
-  cmd->add_option("--model,-m", f->model, "quantized model (.sqg from ptq or qat)")
+  CLI::App* cmd = app.add_subcommand("export", "export a quantized model (sqm, c, onnx) or an FP32 one (onnx)");
+  cmd->add_option("--model,-m", f->model,
+                  "quantized model (.sqg from ptq, qat or quantize); with --format onnx also an "
+                  "FP32 model (float ONNX)")
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--format", f->format, "sqm (integer engine), c (C source) or onnx (QDQ)")

@@ -21,6 +21,7 @@ struct RunFlags {
   std::string split = "test";
   int64_t limit = 0;
   std::string compare;
+  std::string logits;
 };
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
@@ -47,6 +48,7 @@ void run_run(const RunFlags& f) {
   run_engine(ex, set.images.data(), n, logits.data());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!f.logits.empty()) write_logits(f.logits, logits);
   int64_t correct = 0;
   for (int64_t i = 0; i < n; ++i) correct += argmax(&logits[i * classes], classes) == set.labels[i];
   const double accuracy = n ? static_cast<double>(correct) / n : 0.0;
@@ -118,6 +120,8 @@ void add_run(CLI::App& app) {
   cmd->add_option("--compare", f->compare,
                   "quantized model (.sqg) whose simulated predictions to compare with")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--logits", f->logits,
+                  "also write the engine's logits to this file: raw float32, images x classes");
   add_common_flags(cmd, f->common);
   cmd->callback([f] { run_run(*f); });
 }

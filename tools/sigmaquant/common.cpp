@@ -91,6 +91,11 @@ sq::Graph resolve_model(const std::string& spec, const sq::Shape& input_shape, i
            spec, known);
 }
 
+void write_logits(const std::string& path, const std::vector<float>& logits) {
+  sq::write_file_atomic(path, std::string(reinterpret_cast<const char*>(logits.data()),
+                                          logits.size() * sizeof(float)));
+}
+
 void add_common_flags(CLI::App* app, Common& c) {
   app->add_flag("--json", c.json, "print machine-readable JSON on stdout");
   app->add_option("--threads", c.threads, "CPU threads for LibTorch")

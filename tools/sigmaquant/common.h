@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "sigmaquant/data.h"
 #include "sigmaquant/graph.h"
@@ -42,6 +43,10 @@ void add_common_flags(CLI::App* app, Common& c);
 CLI::Validator positive_number();
 
 void print_json(const nlohmann::json& j);
+
+// Writes n x classes logits to PATH as raw float32 (little-endian, row-major), atomically; the
+// format `--logits` of eval and run writes (and tools/onnx/run_ort.js's output).
+void write_logits(const std::string& path, const std::vector<float>& logits);
 
 // Creates the directory of an output file and checks that the file can be written there, so that
 // a bad path fails before the work rather than after it. `flag` names the option in the error.
