@@ -233,8 +233,8 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
 }
 
 void GraphExecutor::execute(float* logits) {
-  const ops::Run r{arena_.data(),     buffers_.data(),   layers_.data(), fast_.data(),
-                   luts_.data(),      add_terms_.data(), acc_.data(),    logits};
+  const ops::Run r{arena_.data(), buffers_.data(),   layers_.data(), fast_.data(),
+                   luts_.data(),  add_terms_.data(), acc_.data(),    logits};
   for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
 }
 

@@ -41,8 +41,8 @@ std::array<int32_t, 256> add_term(const Requant& m, int32_t zp) {
 void prepare_add(Context& c, int node) {
   Context::Binary b = c.binary(node, "add", false);
   Step& st = b.st;
-  st.add = make_add_params(b.pa->scale, b.pa->zero_point, b.pb->scale, b.pb->zero_point,
-                           b.q->scale, b.q->zero_point, b.lo, b.hi);
+  st.add = make_add_params(b.pa->scale, b.pa->zero_point, b.pb->scale, b.pb->zero_point, b.q->scale,
+                           b.q->zero_point, b.lo, b.hi);
   const StepType* type = &kAddRef;
   if (c.isa != Isa::Reference) {
     type = &kAddLut;

@@ -69,8 +69,8 @@ void prepare_conv(Context& c, int node) {
          L.requant.size(), st.conv.out_c);
   const int64_t bytes = st.conv.out_size();
   if (c.isa != Isa::Reference && st.conv.groups == 1) {
-    GroupedConv2d conv = prepare_conv2d_grouped(st.conv, L, c.isa, c.point(L.in_node).bits,
-                                                c.channel_groups);
+    GroupedConv2d conv =
+        prepare_conv2d_grouped(st.conv, L, c.isa, c.point(L.in_node).bits, c.channel_groups);
     const std::string detail = fmt::format(" [{}]", conv.kernel_names());
     st.fast = c.add_fast(std::move(conv));
     return c.push_output(node, std::move(st), kConvFast, w, bytes, detail);

@@ -114,8 +114,8 @@ void push_conv_pool(Context& c, int node, Step st) {
   for (int64_t ch = 0; ch < st.conv.out_c; ++ch) {
     const float sw = L.weight_scales.at(ch);
     const double unit = static_cast<double>(L.in_scale) * (sw > 0 ? sw : 1.0);
-    st.gap_hi.push_back(relu6 ? static_cast<int64_t>(std::min(std::ldexp(6.0 / unit, kGapFrac),
-                                                              std::ldexp(1.0, 62)))
+    st.gap_hi.push_back(relu6 ? static_cast<int64_t>(
+                                    std::min(std::ldexp(6.0 / unit, kGapFrac), std::ldexp(1.0, 62)))
                               : -1);
     st.gap_m.push_back(quantize_multiplier(unit / (std::ldexp(1.0, kGapFrac) * hw * q.scale)));
     // The part of the float bias the int32 bias does not hold (as channel_bias's offset).

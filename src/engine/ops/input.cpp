@@ -7,8 +7,7 @@ namespace sq::ops {
 
 void prepare_input(Context& c, int node) {
   const Graph& g = c.g;
-  if (node != 0)
-    fail("engine: graph '{}' has a second input '{}'", g.name, g.nodes[node].name);
+  if (node != 0) fail("engine: graph '{}' has a second input '{}'", g.name, g.nodes[node].name);
   Walk w = c.walk(0);
   if (w.point < 0) fail("engine: the input of '{}' reaches no quantization point", g.name);
   for (int n : w.path)

@@ -62,8 +62,8 @@ void push_requant_table(Context& c, int node, const Context::Val& in, int q_node
   for (int code = 0; code < 256; ++code) {
     int64_t v = code - p.zero_point;
     if (relu || relu6) v = std::max<int64_t>(v, 0);
-    t[code] = static_cast<uint8_t>(
-        std::clamp<int64_t>(int64_t{requantize(v, m)} + q.zero_point, lo, hi));
+    t[code] =
+        static_cast<uint8_t>(std::clamp<int64_t>(int64_t{requantize(v, m)} + q.zero_point, lo, hi));
   }
   push_table(c, node, in, t, q_node);
 }

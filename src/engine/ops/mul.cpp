@@ -17,9 +17,8 @@ const StepType kMul{Step::Kind::Mul, "mul", eval_mul};
 void prepare_mul(Context& c, int node) {
   Context::Binary b = c.binary(node, "mul", true);
   Step& st = b.st;
-  st.mul = make_mul_params(b.pa->scale, b.pa->zero_point, b.pb->scale, b.pb->zero_point,
-                           b.q->scale, b.q->zero_point, b.lo, b.hi,
-                           st.n / c.numel(c.g.nodes[node].inputs[1]));
+  st.mul = make_mul_params(b.pa->scale, b.pa->zero_point, b.pb->scale, b.pb->zero_point, b.q->scale,
+                           b.q->zero_point, b.lo, b.hi, st.n / c.numel(c.g.nodes[node].inputs[1]));
   const int64_t n = st.n;
   c.push_output(node, std::move(st), kMul, b.w, n);
 }

@@ -113,11 +113,11 @@ class Context {
   // The executor's layers and tables.
   int layer_index(int node) const { return layer_of_.at(node); }
   const IntLayer& layer(int index) const;
-  int add_fast(GroupedConv2d conv);                                 // → Step::fast
-  int add_table(const std::array<uint8_t, 256>& t);                 // → Step::table (Lut)
+  int add_fast(GroupedConv2d conv);                  // → Step::fast
+  int add_table(const std::array<uint8_t, 256>& t);  // → Step::table (Lut)
   int add_terms(const std::array<int32_t, 256>& a, const std::array<int32_t, 256>& b);
-  void reserve_acc(int64_t n);                                      // ConvGap scratch
-  void set_logits(int64_t n);                                       // the output layer's size
+  void reserve_acc(int64_t n);  // ConvGap scratch
+  void set_logits(int64_t n);   // the output layer's size
   void set_input(const ActQuant& q, std::vector<float> mean, std::vector<float> std);
 
  private:

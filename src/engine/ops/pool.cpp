@@ -65,13 +65,12 @@ void prepare_avgpool(Context& c, int node) {
   const StepType* type = &kAvgPool;
   if (n.op == Op::AvgPool) {
     st.pool = PoolShape{s[0], s[1], s[2], n.kernel, n.stride, n.padding};
-    st.avg = make_avgpool_params(p.scale, p.zero_point, q.scale, q.zero_point,
-                                 n.kernel * n.kernel, lo, hi);
+    st.avg = make_avgpool_params(p.scale, p.zero_point, q.scale, q.zero_point, n.kernel * n.kernel,
+                                 lo, hi);
   } else {
     type = &kGap;
     st.pool = PoolShape{s[0], s[1], s[2], 1, 1, 0};
-    st.avg = make_avgpool_params(p.scale, p.zero_point, q.scale, q.zero_point, s[1] * s[2], lo,
-                                 hi);
+    st.avg = make_avgpool_params(p.scale, p.zero_point, q.scale, q.zero_point, s[1] * s[2], lo, hi);
   }
   c.push_output(node, std::move(st), *type, w, c.numel(node));
 }
