@@ -354,7 +354,8 @@ class GroupedConv2d {
 GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto,
                                      int in_bits = 8, bool split = true);
 // ---------------------------------------------------------------------------------------------
-// The graph executor (src/engine/graph_executor.cpp): any graph a QuantModel supports (the zoo's
+// The graph executor (src/engine/graph_executor.cpp; one file per op under src/engine/ops/, mapped
+// from graph ops by ops/registry.cpp): any graph a QuantModel supports (the zoo's
 // lenet5, resnet8/20, mobilenetv2, mlp): conv (grouped, depthwise), linear, residual add, max /
 // average / global average pooling, ReLU/ReLU6, flatten. Every tensor the float simulation
 // quantizes (IntModel::points) is held as uint8 codes at that point's scale and zero point; the
@@ -382,7 +383,8 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 //   input → batchnorm (the input's only reader): folded into the input normalization
 //                    (fold_input_batchnorm) when every channel's gamma / √(var + eps) is positive
 //   the last layer   float logits: (acc − bias) · s_x · s_w[c] + the float bias
-// Prepare builds the steps, prepares the optimized groups = 1 convolutions, and plans memory once:
+// Prepare walks the graph, each node's op (the registry) building its steps and preparing the
+// optimized groups = 1 convolutions, and plans memory once:
 // every intermediate tensor gets an offset in one arena, tensors whose lifetimes do not overlap
 // share bytes (greedy by size, 64-byte aligned). run() allocates nothing; one run at a time per
 // object (one executor per thread).
@@ -400,6 +402,11 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 // channel's a is not a finite positive number (no normalization with std > 0 equals it).
 // GraphExecutor::prepare, save_sqm and export_c apply it, so all three run the same integers.
 bool fold_input_batchnorm(Graph& g, IntModel& im);
+
+namespace ops {  // src/engine/ops/op.h: the executor's ops, internal to the engine
+class Context;
+struct StepType;
+}  // namespace ops
 
 class GraphExecutor {
  public:
@@ -479,8 +486,9 @@ class GraphExecutor {
   const std::vector<float>& input_std() const { return std_; }    // per input channel (> 0)
 
  private:
+  friend class ops::Context;  // the ops' prepares build the plan through it
   uint8_t* buf(int id) { return arena_.data() + buffers_[id].offset; }
-  void execute();
+  void execute(float* logits);  // every step's eval, in order
 
   std::vector<IntLayer> layers_;
   std::vector<GroupedConv2d> fast_;
@@ -489,10 +497,11 @@ class GraphExecutor {
   // add is two lookups, a sum and a shift — the same integers as add_u8_ref.
   std::vector<std::array<int32_t, 256>> add_terms_;
   std::vector<Step> steps_;
+  std::vector<const ops::StepType*> step_types_;  // per step: its eval (an op's static entry)
+  std::vector<std::string> step_labels_;          // per step: describe()'s first words
   std::vector<Buffer> buffers_;
   std::vector<uint8_t> arena_;
   std::vector<int64_t> acc_;  // ConvGap scratch: one channel's accumulators
-  float* logits_ = nullptr;
   ActQuant in_q_;
   std::vector<float> mean_, std_;  // per input channel (std 0 → 1, as normalized_image)
   int64_t input_size_ = 0, output_size_ = 0, input_plane_ = 0;

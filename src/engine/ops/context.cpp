@@ -1,0 +1,171 @@
+// The prepare walk's shared state (op.h): points, per-node values, buffers and their lifetimes.
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "op.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/transform.h"
+
+namespace sq::ops {
+
+namespace {
+
+bool commutes(Op op) {
+  return op == Op::ReLU || op == Op::ReLU6 || op == Op::MaxPool || op == Op::Flatten;
+}
+
+bool same_point(const ActQuant& a, const ActQuant& b) {
+  return a.scale == b.scale && a.zero_point == b.zero_point && a.bits == b.bits;
+}
+
+}  // namespace
+
+std::pair<int32_t, int32_t> act_range(const ActQuant& q, bool relu, bool relu6) {
+  int32_t lo = (relu || relu6) ? q.zero_point : 0, hi = q.qmax();
+  if (relu6)
+    hi = std::min<int32_t>(hi, static_cast<int32_t>(std::nearbyint(6.0 / q.scale)) + q.zero_point);
+  return {lo, std::max(lo, hi)};
+}
+
+Context::Context(const Graph& graph, const IntModel& im, Isa isa_, bool groups, GraphExecutor& ex,
+                 std::map<int, int> layer_of)
+    : g(graph),
+      isa(isa_),
+      channel_groups(groups),
+      ex_(ex),
+      pts_(im.points),
+      layer_of_(std::move(layer_of)),
+      val_(graph.nodes.size()) {}
+
+const ActQuant& Context::point(int node) const {
+  auto it = pts_.find(node);
+  if (it == pts_.end()) fail("engine: '{}' is not a quantization point", g.nodes[node].name);
+  return it->second;
+}
+
+int64_t Context::numel(int node) const {
+  int64_t n = 1;
+  for (int64_t d : node == 0 ? g.input_shape : g.nodes[node].out_shape) n *= d;
+  return n;
+}
+
+Walk Context::walk(int from) const {
+  Walk w;
+  int cur = from;
+  while (!pts_.count(cur)) {
+    auto cons = consumers(g, cur);
+    if (cons.size() != 1 || !commutes(g.nodes[cons[0]].op)) break;
+    cur = cons[0];
+    w.relu |= g.nodes[cur].op == Op::ReLU;
+    w.relu6 |= g.nodes[cur].op == Op::ReLU6;
+    w.path.push_back(cur);
+  }
+  if (pts_.count(cur)) w.point = cur;
+  return w;
+}
+
+const Context::Val& Context::input(int node, int reader) const {
+  const Val& v = val_[node];
+  if (v.buf < 0)
+    fail("engine: '{}' reads '{}', which the engine does not hold as codes", g.nodes[reader].name,
+         g.nodes[node].name);
+  return v;
+}
+
+Context::Binary Context::binary(int node, const char* what, bool must_be_point) {
+  const Node& n = g.nodes[node];
+  const Val& a = input(n.inputs.at(0), node);
+  const Val& b = input(n.inputs.at(1), node);
+  if (must_be_point && !is_point(node))
+    fail("engine: {} '{}' is not a quantization point", what, n.name);
+  Binary r{};
+  r.w = walk(node);
+  if (r.w.point < 0) fail("engine: {} '{}' reaches no quantization point", what, n.name);
+  r.pa = &point(a.point);
+  r.pb = &point(b.point);
+  r.q = &point(r.w.point);
+  std::tie(r.lo, r.hi) = act_range(*r.q, r.w.relu, r.w.relu6);
+  r.st.name = n.name;
+  r.st.in = a.buf;
+  r.st.in2 = b.buf;
+  r.st.n = numel(node);
+  return r;
+}
+
+int Context::new_buffer(int64_t bytes) {
+  GraphExecutor::Buffer b;
+  b.bytes = bytes;
+  b.first = b.last = static_cast<int>(ex_.steps_.size());  // the step about to be pushed
+  ex_.buffers_.push_back(b);
+  return static_cast<int>(ex_.buffers_.size()) - 1;
+}
+
+void Context::push(Step st, const StepType& type, std::string detail) {
+  const int idx = static_cast<int>(ex_.steps_.size());
+  for (int b : {st.in, st.in2})
+    if (b >= 0) ex_.buffers_[b].last = std::max(ex_.buffers_[b].last, idx);
+  st.kind = type.kind;
+  ex_.steps_.push_back(std::move(st));
+  ex_.step_types_.push_back(&type);
+  ex_.step_labels_.push_back(type.label + detail);
+}
+
+void Context::push_output(int node, Step st, const StepType& type, const Walk& w, int64_t bytes,
+                          std::string detail) {
+  st.out = new_buffer(bytes);
+  const int out = st.out;
+  push(std::move(st), type, std::move(detail));
+  val_[node] = {out, w.point, true};
+  emit_path(w, out);
+}
+
+void Context::emit_path(const Walk& w, int buf) {
+  for (int node : w.path) {
+    if (g.nodes[node].op == Op::MaxPool) buf = push_maxpool(*this, node, buf);
+    val_[node] = {buf, w.point, true};
+  }
+}
+
+void Context::ensure_point(int node) {
+  if (!is_point(node) || val_[node].point == node) return;
+  if (same_point(point(val_[node].point), point(node))) {
+    val_[node].point = node;
+    return;
+  }
+  push_requant_table(*this, node, val_[node], node, false, false);
+}
+
+const IntLayer& Context::layer(int index) const { return ex_.layers_.at(index); }
+
+int Context::add_fast(GroupedConv2d conv) {
+  ex_.fast_.push_back(std::move(conv));
+  return static_cast<int>(ex_.fast_.size()) - 1;
+}
+
+int Context::add_table(const std::array<uint8_t, 256>& t) {
+  ex_.luts_.push_back(t);
+  return static_cast<int>(ex_.luts_.size()) - 1;
+}
+
+int Context::add_terms(const std::array<int32_t, 256>& a, const std::array<int32_t, 256>& b) {
+  ex_.add_terms_.push_back(a);
+  ex_.add_terms_.push_back(b);
+  return static_cast<int>(ex_.add_terms_.size()) - 2;
+}
+
+void Context::reserve_acc(int64_t n) {
+  ex_.acc_.resize(std::max(ex_.acc_.size(), static_cast<size_t>(n)));
+}
+
+void Context::set_logits(int64_t n) { ex_.output_size_ = n; }
+
+void Context::set_input(const ActQuant& q, std::vector<float> mean, std::vector<float> std) {
+  ex_.in_q_ = q;
+  ex_.input_size_ = numel(0);
+  ex_.input_plane_ = ex_.input_size_ / g.input_shape[0];
+  ex_.mean_ = std::move(mean);
+  ex_.std_ = std::move(std);
+}
+
+}  // namespace sq::ops

@@ -1,0 +1,132 @@
+// conv → ReLU/ReLU6 → global or windowed average pooling with no quantization point in between
+// (MobileNetV2's head): one step on int64 accumulators, the activation applied to them at 2^−8
+// accumulator units, summed over the window (padded taps add 0 and count), requantized per
+// channel to the point after the pooling.
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "op.h"
+#include "sigmaquant/error.h"
+#include "sigmaquant/transform.h"
+
+namespace sq::ops {
+
+namespace {
+
+constexpr int kGapFrac = 8;  // activation bounds and sums at 2^−8 accumulator units
+
+template <bool kGlobal>
+void eval_conv_pool(const Run& r, const Step& st) {
+  conv2d_acc_ref(st.conv, r.layers[st.layer], r.in(st), r.acc);
+  uint8_t* out = r.out(st);
+  const int64_t hw = st.conv.out_h() * st.conv.out_w();
+  for (int64_t c = 0; c < st.conv.out_c; ++c) {
+    // The activation on the accumulators, in 2^−8 units, in place.
+    int64_t* a = r.acc + c * hw;
+    const int64_t cap = st.gap_hi[c];
+    for (int64_t p = 0; p < hw; ++p) {
+      int64_t v = a[p] * (int64_t{1} << kGapFrac) + st.gap_frac[c];
+      if (st.relu) v = std::max<int64_t>(v, 0);
+      if (cap >= 0) v = std::min(v, cap);
+      a[p] = v;
+    }
+    auto emit = [&](int64_t sum) {
+      const int64_t y = int64_t{requantize(sum, st.gap_m[c])} + st.zp_out;
+      return static_cast<uint8_t>(std::clamp<int64_t>(y, st.lo, st.hi));
+    };
+    if (kGlobal) {
+      int64_t sum = 0;
+      for (int64_t p = 0; p < hw; ++p) sum += a[p];
+      out[c] = emit(sum);
+      continue;
+    }
+    // Average pooling windows (avgpool_u8_ref's loops): padded taps add 0, count in M.
+    const PoolShape& ps = st.pool;
+    const int64_t oh = ps.out_h(), ow = ps.out_w();
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        int64_t sum = 0;
+        for (int64_t ky = 0; ky < ps.kernel; ++ky)
+          for (int64_t kx = 0; kx < ps.kernel; ++kx) {
+            const int64_t iy = oy * ps.stride - ps.padding + ky,
+                          ix = ox * ps.stride - ps.padding + kx;
+            if (iy < 0 || iy >= ps.in_h || ix < 0 || ix >= ps.in_w) continue;
+            sum += a[iy * ps.in_w + ix];
+          }
+        out[(c * oh + oy) * ow + ox] = emit(sum);
+      }
+  }
+}
+
+const StepType kConvGap{Step::Kind::ConvGap, "conv+gap", eval_conv_pool<true>};
+const StepType kConvPool{Step::Kind::ConvPool, "conv+avgpool", eval_conv_pool<false>};
+
+// From the layer through ReLU/ReLU6 nodes (marked done: fused) to the pooling node.
+int find_pool(Context& c, const IntLayer& L, int node, bool& relu, bool& relu6) {
+  const Graph& g = c.g;
+  int cur = node;
+  for (;;) {
+    auto cons = consumers(g, cur);
+    if (cons.size() != 1)
+      fail(
+          "engine: layer '{}' has no quantization point downstream and '{}' has {} readers "
+          "(expected conv → relu/relu6 → average pooling)",
+          L.name, g.nodes[cur].name, cons.size());
+    cur = cons[0];
+    const Op op = g.nodes[cur].op;
+    if (op == Op::GlobalAvgPool || op == Op::AvgPool) return cur;
+    if (op != Op::ReLU && op != Op::ReLU6)
+      fail(
+          "engine: layer '{}' has no quantization point downstream and is read by '{}' "
+          "(expected conv → relu/relu6 → average pooling)",
+          L.name, g.nodes[cur].name);
+    relu |= op == Op::ReLU;
+    relu6 |= op == Op::ReLU6;
+    c.val(cur).done = true;
+  }
+}
+
+}  // namespace
+
+void push_conv_pool(Context& c, int node, Step st) {
+  const IntLayer& L = c.layer(st.layer);
+  bool relu = false, relu6 = false;
+  const int gap = find_pool(c, L, node, relu, relu6);
+  const Node& pool = c.g.nodes[gap];
+  Walk w = c.walk(gap);
+  if (w.point < 0) fail("engine: average pooling '{}' reaches no quantization point", pool.name);
+  const ActQuant& q = c.point(w.point);
+  // The window each output averages over: the whole plane (global) or kernel² taps, the padded
+  // ones counting as zeros (count_include_pad, as the float model).
+  int64_t hw = st.conv.out_h() * st.conv.out_w();
+  const StepType* type = &kConvGap;
+  if (pool.op == Op::AvgPool) {
+    type = &kConvPool;
+    st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(),
+                        pool.kernel,   pool.stride,     pool.padding};
+    if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 || 2 * pool.padding > pool.kernel)
+      fail("engine: average pooling '{}': window {}, stride {}, padding {} over {}x{}", pool.name,
+           pool.kernel, pool.stride, pool.padding, st.pool.in_h, st.pool.in_w);
+    hw = pool.kernel * pool.kernel;
+  }
+  st.relu = relu || relu6;
+  for (int64_t ch = 0; ch < st.conv.out_c; ++ch) {
+    const float sw = L.weight_scales.at(ch);
+    const double unit = static_cast<double>(L.in_scale) * (sw > 0 ? sw : 1.0);
+    st.gap_hi.push_back(relu6 ? static_cast<int64_t>(
+                                    std::min(std::ldexp(6.0 / unit, kGapFrac), std::ldexp(1.0, 62)))
+                              : -1);
+    st.gap_m.push_back(quantize_multiplier(unit / (std::ldexp(1.0, kGapFrac) * hw * q.scale)));
+    // The part of the float bias the int32 bias does not hold (as channel_bias's offset).
+    const double frac =
+        ch < static_cast<int64_t>(L.bias_float.size()) ? L.bias_float[ch] / unit - L.bias[ch] : 0;
+    st.gap_frac.push_back(std::fabs(frac) <= 0.5 ? std::llround(std::ldexp(frac, kGapFrac)) : 0);
+  }
+  std::tie(st.lo, st.hi) = act_range(q, w.relu, w.relu6);
+  st.zp_out = q.zero_point;
+  c.reserve_acc(st.conv.out_size());
+  c.push_output(gap, std::move(st), *type, w, c.numel(gap));
+}
+
+}  // namespace sq::ops

@@ -1,0 +1,153 @@
+// The graph executor's ops (TensorFlow Lite Micro's kernel registrations): one file per op family
+// under src/engine/ops/, each with
+//   - its prepare, `void prepare_<name>(Context&, int node)`: graph node(s) → step(s) with their
+//     constants and output buffers, through the Context below (the generic walk's state);
+//   - the evals of its steps, one StepType each (how the step runs, how describe() names it).
+// registry.cpp maps graph ops to prepares, one line per op (SQ_ENGINE_OPS). Adding an op is a new
+// file here plus its line there (plus a Step::Kind in engine.h and an emitter in export_c.cpp
+// when it runs a new kind of step). Internal to the engine: nothing here is public API.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sigmaquant/engine.h"
+
+namespace sq::ops {
+
+using Step = GraphExecutor::Step;
+
+// What a step's eval reads at run time: views of the executor's arena and tables, built on the
+// stack by GraphExecutor::execute (no allocation).
+struct Run {
+  uint8_t* arena;
+  const GraphExecutor::Buffer* buffers;
+  const IntLayer* layers;                     // Step::layer
+  GroupedConv2d* fast;                        // Step::fast
+  const std::array<uint8_t, 256>* luts;       // Step::table (Lut)
+  const std::array<int32_t, 256>* add_terms;  // Step::table (AddLut: two entries)
+  int64_t* acc;                               // ConvGap / ConvPool scratch
+  float* logits;
+
+  uint8_t* buf(int id) const { return id >= 0 ? arena + buffers[id].offset : nullptr; }
+  const uint8_t* in(const Step& st) const { return buf(st.in); }
+  const uint8_t* in2(const Step& st) const { return buf(st.in2); }
+  uint8_t* out(const Step& st) const { return buf(st.out); }
+};
+
+// A kind of step: its public kind (what back ends such as export_c read), the first word of its
+// describe() line, and its eval. Each op file defines the types of the steps it emits.
+struct StepType {
+  Step::Kind kind;
+  const char* label;
+  void (*eval)(const Run&, const Step&);
+};
+
+// From a node, through single-reader ReLU/ReLU6/max-pool/flatten nodes, to the next quantization
+// point — the walk integerize() does for a weight layer's output.
+struct Walk {
+  int point = -1;         // -1: none reached
+  std::vector<int> path;  // the nodes after `from`, up to the point (or the last one walked)
+  bool relu = false, relu6 = false;
+};
+
+// The clamp of codes at point q with a fused activation (integerize's out_lo/out_hi).
+std::pair<int32_t, int32_t> act_range(const ActQuant& q, bool relu, bool relu6);
+
+// The prepare walk's state, which every op's prepare reads and extends: the graph and its
+// quantization points, per node the buffer holding its codes and the point they are at, and the
+// executor being built (steps, buffers and lifetimes, tables, prepared convolutions).
+class Context {
+ public:
+  struct Val {
+    int buf = -1, point = -1;
+    bool done = false;  // computed (or fused into another node's step): the walk skips it
+  };
+  // What a two-input op (add, mul) starts from: its step with both operands' buffers and its
+  // element count, the operands' points, the walk to its output point and the clamp there.
+  struct Binary {
+    Step st;
+    const ActQuant *pa, *pb, *q;
+    int32_t lo, hi;
+    Walk w;
+  };
+
+  Context(const Graph& g, const IntModel& im, Isa isa, bool channel_groups, GraphExecutor& ex,
+          std::map<int, int> layer_of);
+
+  const Graph& g;
+  const Isa isa;
+  const bool channel_groups;
+
+  // Quantization points.
+  bool is_point(int node) const { return pts_.count(node) > 0; }
+  const ActQuant& point(int node) const;  // throws unless node is a point
+  int64_t numel(int node) const;          // elements of node's output (node 0: the input's)
+  Walk walk(int from) const;
+
+  // Per node: where its codes are.
+  Val& val(int node) { return val_[node]; }
+  const Val& input(int node, int reader) const;  // throws unless node's codes are held
+  // An add's or mul's operands, walk and clamp (`what` names the op in errors); `must_be_point`:
+  // the op itself must be a quantization point (mul).
+  Binary binary(int node, const char* what, bool must_be_point);
+
+  // Building the plan. A new buffer's lifetime starts at the step about to be pushed; push
+  // extends its inputs' lifetimes to it. `detail` is appended to the type's label in describe().
+  int new_buffer(int64_t bytes);
+  void push(Step st, const StepType& type, std::string detail = {});
+  // The common tail of an op: st writes a new buffer of `bytes`, node's codes are there at
+  // w.point, and the nodes walked after it follow (emit_path).
+  void push_output(int node, Step st, const StepType& type, const Walk& w, int64_t bytes,
+                   std::string detail = {});
+  // After a producer wrote codes at w.point into buffer `buf`: the walked nodes alias it (ReLU,
+  // ReLU6, flatten: fused or free) or max-pool it.
+  void emit_path(const Walk& w, int buf);
+  // A node that is a point but holds another point's codes is rescaled to its own.
+  void ensure_point(int node);
+
+  // The executor's layers and tables.
+  int layer_index(int node) const { return layer_of_.at(node); }
+  const IntLayer& layer(int index) const;
+  int add_fast(GroupedConv2d conv);                  // → Step::fast
+  int add_table(const std::array<uint8_t, 256>& t);  // → Step::table (Lut)
+  int add_terms(const std::array<int32_t, 256>& a, const std::array<int32_t, 256>& b);
+  void reserve_acc(int64_t n);  // ConvGap scratch
+  void set_logits(int64_t n);   // the output layer's size
+  void set_input(const ActQuant& q, std::vector<float> mean, std::vector<float> std);
+
+ private:
+  GraphExecutor& ex_;
+  const std::map<int, ActQuant>& pts_;
+  std::map<int, int> layer_of_;  // weight node → index into the executor's layers
+  std::vector<Val> val_;
+};
+
+// The registry (registry.cpp): the prepare of graph op `op`, or nullptr if no file implements it.
+using PrepareFn = void (*)(Context&, int node);
+PrepareFn find_prepare(Op op);
+
+// Steps other ops emit (defined in the op's file).
+// lut.cpp: the table taking code c at point p to f(dequantized c) quantized at q, in float as
+// the simulation computes it; f is the activation of node `act` (sigmoid, ...), or the identity
+// for nullptr (a concat's rescale). Codes beyond p's qmax cannot occur; they map as qmax.
+std::array<uint8_t, 256> float_table(const ActQuant& p, const ActQuant& q, const Node* act);
+// lut.cpp: a Lut step st (name, in, n, out and out_offset set) with table t.
+void push_lut(Context& c, Step st, const std::array<uint8_t, 256>& t);
+// lut.cpp: a Lut step, node's codes = t[input codes], held at point q_node.
+void push_table(Context& c, int node, const Context::Val& in, const std::array<uint8_t, 256>& t,
+                int q_node);
+// lut.cpp: codes at in.point → codes at q_node through an optional ReLU/ReLU6, by a table.
+void push_requant_table(Context& c, int node, const Context::Val& in, int q_node, bool relu,
+                        bool relu6);
+// pool.cpp: the max-pool node over buffer `in_buf`; returns its output buffer.
+int push_maxpool(Context& c, int node, int in_buf);
+// conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
+// is no point but goes through ReLU/ReLU6 into an average pooling: one fused step.
+void push_conv_pool(Context& c, int node, Step st);
+
+}  // namespace sq::ops
