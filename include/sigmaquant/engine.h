@@ -448,7 +448,11 @@ class GraphExecutor {
       Lut,
       ConvPool,
       Mul,
-      Shuffle
+      Shuffle,
+      // The output layer as conv → ReLU/ReLU6 → global average pooling (→ flatten) with float
+      // logits (SqueezeNet's classifier): per channel, the mean over the plane of
+      // act((acc − bias) · s_x · s_w + b) in double, written to the logits.
+      ConvGapF32
     } kind;
     std::string name;                 // the node it computes
     int layer = -1;                   // index into layers_ (conv kinds)
@@ -469,6 +473,7 @@ class GraphExecutor {
     // none), and the rescale of the window sum to the output point (M = unit / (2^8 · window ·
     // s_out), window = the plane or kernel²).
     bool relu = false;
+    bool relu6 = false;  // ConvGapF32: the activation is ReLU6 (relu: ReLU)
     std::vector<int64_t> gap_hi, gap_frac;  // gap_frac: the bias's fraction, 2^−8 units
     std::vector<Requant> gap_m;
     int32_t zp_out = 0, lo = 0, hi = 255;

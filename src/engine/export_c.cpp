@@ -76,7 +76,7 @@ Plan make_plan(const Graph& g, const IntModel& im) {
     if (st.kind == K::ConvFast || st.kind == K::AddLut)
       fail("export c: step '{}' is an optimized kernel (expected the reference plan)", st.name);
     if (st.kind != K::ConvRef && st.kind != K::ConvF32 && st.kind != K::ConvGap &&
-        st.kind != K::ConvPool)
+        st.kind != K::ConvPool && st.kind != K::ConvGapF32)
       continue;
     const ConvShape& c = st.conv;
     const int64_t taps = c.in_c / c.groups * c.kernel * c.kernel;
@@ -176,7 +176,8 @@ Written write_model(const Graph& g, const Plan& p) {
     ++k;
     const std::string pn = fmt::format("sq_step{}", k);
     const bool conv = s.kind == Kind::ConvRef || s.kind == Kind::ConvF32 ||
-                      s.kind == Kind::ConvGap || s.kind == Kind::ConvPool;
+                      s.kind == Kind::ConvGap || s.kind == Kind::ConvPool ||
+                      s.kind == Kind::ConvGapF32;
     std::string id;
     if (conv) {
       // The layer's constants.
@@ -203,7 +204,8 @@ Written write_model(const Graph& g, const Plan& p) {
           "uint8_t", id + "_w_bits", pr.row_bits, [](uint8_t v) { return std::to_string(v); }, 20);
       d += c_array(
           "int32_t", id + "_bias", L.bias, [](int32_t v) { return c_int(v); }, 8);
-      const bool u8 = s.kind == Kind::ConvRef, f32 = s.kind == Kind::ConvF32;
+      const bool u8 = s.kind == Kind::ConvRef,
+                 f32 = s.kind == Kind::ConvF32 || s.kind == Kind::ConvGapF32;
       // The float bias, so that the logits are (acc − bias) · unit + b exactly as the engine's
       // conv2d_f32_ref (which falls back to acc · unit without one).
       const bool b_float = f32 && L.bias_float.size() == L.bias.size();
@@ -258,6 +260,10 @@ Written write_model(const Graph& g, const Plan& p) {
         break;
       case Kind::ConvF32:
         body += fmt::format("  sq_conv_f32(&{}, {}, logits, &sq_ws);\n", id, buf_ref(p, s.in));
+        break;
+      case Kind::ConvGapF32:
+        body += fmt::format("  sq_conv_gap_f32(&{}, {}, {}, logits, &sq_ws);\n", id,
+                            s.relu6 ? 2 : s.relu ? 1 : 0, buf_ref(p, s.in));
         break;
       case Kind::ConvGap:
         body += fmt::format("  sq_conv_gap_u8(&{}, &{}_gap, {}, {}, &sq_ws);\n", id, id,

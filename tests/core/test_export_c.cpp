@@ -5,6 +5,7 @@
 // are within one byte per channel of Σ params × bits / 8.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,8 @@
 #include <random>
 #include <set>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "quant_models.h"
 #include "sigmaquant/engine.h"
@@ -258,6 +261,66 @@ TEST(ExportC, AvgPoolGroupsAndFusedChains) {
   qm.weight_scales = sq::max_weight_scales(g, qm.bits);
   calibrate_from_simulation(qm, sqtest::random_images(4, 200, 8), 4);
   EXPECT_EQ(export_and_compare(qm, 300, 12, "custom"), 300);
+}
+
+// SqueezeNet's classifier: the last layer is a conv → ReLU → global average pooling → flatten,
+// so the logits are a float mean of activated conv outputs (no point after the conv). The engine
+// (one ConvGapF32 step) agrees with the float simulation within float rounding on every logit
+// when the head reads the input point directly (`deep` = false: the same codes on both sides),
+// the optimized plan equals the reference plan, the C program equals the engine bit for bit, and
+// the QDQ export passes the ONNX checker. With ReLU, ReLU6 and no activation; and behind a
+// conv → ReLU → max-pool (`deep`), where a code the simulation rounds the other way at the head's
+// input moves logits by a step, so there the check is top-1.
+TEST(ExportC, ConvReluGlobalPoolHeadGivesTheLogits) {
+  for (const bool deep : {false, true})
+  for (const sq::Op act : {sq::Op::ReLU, sq::Op::ReLU6, sq::Op::Input}) {
+    SCOPED_TRACE(fmt::format("deep {} act {}", deep, static_cast<int>(act)));
+    sq::QuantModel qm;
+    sq::Graph& g = qm.graph;
+    g = sq::Graph("squeezehead", {3, 12, 12}, 7);
+    int x = g.input();
+    if (deep) x = g.maxpool("mp", g.relu("r1", g.conv2d("c1", x, 8, 3, 1, 1, 1, true)), 2, 2);
+    x = g.conv2d("head", x, 7, deep ? 1 : 3, 1, deep ? 0 : 1, 1, true);
+    if (act == sq::Op::ReLU) x = g.relu("head.relu", x);
+    if (act == sq::Op::ReLU6) x = g.relu6("head.relu6", x);
+    g.flatten("flat", g.global_avgpool("gap", x));
+    g.infer_shapes();
+    g.init_params(7);
+    g.input_mean = {0.5f, 0.5f, 0.5f};
+    g.input_std = {0.25f, 0.25f, 0.25f};
+    qm.bits = sq::BitConfig::uniform(g, 6, 8);
+    qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+    const int64_t numel = 3 * 12 * 12;
+    calibrate_from_simulation(qm, sqtest::random_images(8, numel, 3), 8);
+    const sq::IntModel im = sq::integerize(qm);
+    sq::GraphExecutor ex = sq::GraphExecutor::prepare(g, im);
+    sq::GraphExecutor ref = sq::GraphExecutor::prepare(g, im, sq::Isa::Reference);
+    ASSERT_EQ(ex.output_size(), 7);
+    EXPECT_NE(ex.describe().back().find("conv+gap(f32)"), std::string::npos) << ex.describe().back();
+    const int n = 200;
+    const std::vector<float> imgs = sqtest::random_images(n, numel, 17);
+    double worst = 0, spread = 0;
+    int agree = 0;
+    std::vector<float> got(7), got_ref(7);
+    for (int i = 0; i < n; ++i) {
+      const std::vector<float> want = sqtest::simulate(qm, imgs.data() + i * numel);
+      ex.run(imgs.data() + i * numel, got.data());
+      ref.run(imgs.data() + i * numel, got_ref.data());
+      ASSERT_EQ(got, got_ref);
+      for (int c = 0; c < 7; ++c) {
+        worst = std::max(worst, double(std::fabs(want[c] - got[c])));
+        spread = std::max(spread, double(std::fabs(want[c])));
+      }
+      agree += std::max_element(want.begin(), want.end()) - want.begin() ==
+               std::max_element(got.begin(), got.end()) - got.begin();
+    }
+    if (deep)
+      EXPECT_GE(agree, n * 98 / 100);
+    else
+      EXPECT_LT(worst, 1e-5 * spread);  // the same input codes: float rounding only
+    EXPECT_EQ(export_and_compare(qm, 50, 21, "squeezehead"), 50);
+    EXPECT_NO_THROW(sq::export_onnx_bytes(qm));
+  }
 }
 
 // The table-driven activations (hardswish, silu, sigmoid, leaky_relu, hardsigmoid): each is a

@@ -2,7 +2,7 @@
 // Runs an ONNX model with ONNX Runtime (onnxruntime-node, CPU) on raw float32 images.
 //
 //   node tools/onnx/run_ort.js MODEL.onnx IMAGES.f32 OUT.f32 --shape C,H,W [--batch B]
-//        [--threads T] [--spin 0|1] [--bench SECONDS] [--verbose 0|1]
+//        [--threads T] [--spin 0|1] [--bench SECONDS] [--verbose 0|1] [--optimize 0|1]
 //
 // IMAGES.f32 holds N images, float32 little-endian, N x C x H x W. They are run in batches of B
 // (default 64; the last one may be smaller) with T intra-op threads (default 1). OUT.f32 receives
@@ -19,13 +19,14 @@ const path = require('path');
 function usage(msg) {
   process.stderr.write(`run_ort.js: ${msg}\nusage: run_ort.js MODEL.onnx IMAGES.f32 OUT.f32 ` +
                        `--shape C,H,W [--batch B] [--threads T] [--spin 0|1] [--bench SECONDS] ` +
+                       `[--optimize 0|1] ` +
                        `[--verbose 0|1]\n`);
   process.exit(2);
 }
 
 const args = process.argv.slice(2);
 const pos = [];
-const opt = {batch: 64, threads: 1, bench: 0, shape: null, spin: 1, verbose: 0};
+const opt = {batch: 64, threads: 1, bench: 0, shape: null, spin: 1, verbose: 0, optimize: 1};
 for (let i = 0; i < args.length; ++i) {
   const a = args[i];
   if (a.startsWith('--')) {
@@ -57,7 +58,10 @@ async function main() {
     intraOpNumThreads: opt.threads,
     interOpNumThreads: 1,
     executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
+    // --optimize 0: no graph optimization, so a QDQ model runs literally (QuantizeLinear and
+    // DequantizeLinear as the ONNX spec defines them, float ops between): the model's exact
+    // semantics, against which the fused quantized kernels can be checked.
+    graphOptimizationLevel: opt.optimize ? 'all' : 'disabled',
     // --spin 0: worker threads sleep instead of spinning between ops (kinder to a shared machine).
     extra: {session: {intra_op: {allow_spinning: String(opt.spin)}}},
   };

@@ -288,6 +288,27 @@ void sq_conv_f32(const sq_conv_layer* L, const uint8_t* x, float* y, const sq_wo
   }
 }
 
+void sq_conv_gap_f32(const sq_conv_layer* L, int act, const uint8_t* x, float* y,
+                     const sq_work* w) {
+  const int32_t pix = L->out_h * L->out_w;
+  int32_t oc, p;
+  for (oc = 0; oc < L->out_c; ++oc) {
+    const double unit = (double)L->in_scale * (double)L->w_scale[oc];
+    double sum = 0;
+    conv_dots(L, x, oc, w);
+    for (p = 0; p < pix; ++p) {
+      const int64_t acc = (int64_t)L->bias[oc] + w->dot[p];
+      /* as the engine's ConvGapF32 step, operation for operation */
+      double v = L->b_float ? (double)(acc - L->bias[oc]) * unit + (double)L->b_float[oc]
+                            : (double)acc * unit;
+      if (act && v < 0) v = 0;
+      if (act == 2 && v > 6) v = 6;
+      sum += v;
+    }
+    y[oc] = (float)(sum / (double)pix);
+  }
+}
+
 void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const uint8_t* x,
                     uint8_t* y, const sq_work* w) {
   const int32_t pix = L->out_h * L->out_w;

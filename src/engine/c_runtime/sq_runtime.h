@@ -81,6 +81,11 @@ typedef struct {
 
 void sq_conv_u8(const sq_conv_layer* L, const uint8_t* x, uint8_t* y, const sq_work* w);
 void sq_conv_f32(const sq_conv_layer* L, const uint8_t* x, float* y, const sq_work* w);
+/* The output layer as conv → ReLU (act 1) or ReLU6 (act 2) or nothing (0) → global average
+ * pooling: y[c] = mean over the plane of act(sq_conv_f32's value), summed in double, one float
+ * per channel (SqueezeNet's classifier). */
+void sq_conv_gap_f32(const sq_conv_layer* L, int act, const uint8_t* x, float* y,
+                     const sq_work* w);
 
 /* Residual add of two 8-bit operands: each is rescaled to the output point in a 2^−16-LSB fixed
  * point, the sum is rounded half up once:

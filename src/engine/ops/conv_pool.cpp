@@ -1,7 +1,8 @@
 // conv → ReLU/ReLU6 → global or windowed average pooling with no quantization point in between
 // (MobileNetV2's head): one step on int64 accumulators, the activation applied to them at 2^−8
 // accumulator units, summed over the window (padded taps add 0 and count), requantized per
-// channel to the point after the pooling.
+// channel to the point after the pooling. When the pooling (→ flatten) is the network's output
+// (SqueezeNet's classifier: conv → ReLU → global pooling), the step writes float logits.
 #include <algorithm>
 #include <cmath>
 #include <tuple>
@@ -59,7 +60,31 @@ void eval_conv_pool(const Run& r, const Step& st) {
   }
 }
 
+// The logits: act((acc − bias) · unit + b) per pixel in double, averaged over the plane
+// (sq_conv_gap_f32 in the C runtime is the same arithmetic, operation for operation).
+void eval_conv_gap_f32(const Run& r, const Step& st) {
+  const IntLayer& L = r.layers[st.layer];
+  conv2d_acc_ref(st.conv, L, r.in(st), r.acc);
+  const int64_t hw = st.conv.out_h() * st.conv.out_w();
+  const bool b_float = L.bias_float.size() == L.bias.size();
+  for (int64_t c = 0; c < st.conv.out_c; ++c) {
+    const double unit = static_cast<double>(L.in_scale) * static_cast<double>(L.weight_scales[c]);
+    const int64_t* a = r.acc + c * hw;
+    double sum = 0;
+    for (int64_t p = 0; p < hw; ++p) {
+      double v = b_float ? static_cast<double>(a[p] - L.bias[c]) * unit +
+                               static_cast<double>(L.bias_float[c])
+                         : static_cast<double>(a[p]) * unit;
+      if ((st.relu || st.relu6) && v < 0) v = 0;
+      if (st.relu6 && v > 6) v = 6;
+      sum += v;
+    }
+    r.logits[c] = static_cast<float>(sum / static_cast<double>(hw));
+  }
+}
+
 const StepType kConvGap{Step::Kind::ConvGap, "conv+gap", eval_conv_pool<true>};
+const StepType kConvGapF32{Step::Kind::ConvGapF32, "conv+gap(f32)", eval_conv_gap_f32};
 const StepType kConvPool{Step::Kind::ConvPool, "conv+avgpool", eval_conv_pool<false>};
 
 // From the layer through ReLU/ReLU6 nodes (marked done: fused) to the pooling node.
@@ -95,7 +120,30 @@ void push_conv_pool(Context& c, int node, Step st) {
   const int gap = find_pool(c, L, node, relu, relu6);
   const Node& pool = c.g.nodes[gap];
   Walk w = c.walk(gap);
-  if (w.point < 0) fail("engine: average pooling '{}' reaches no quantization point", pool.name);
+  if (w.point < 0) {
+    // The network's output: conv → ReLU → global pooling (→ flatten) gives the float logits.
+    int cur = gap;
+    std::vector<int> tail;
+    while (cur != c.g.output()) {
+      auto cons = consumers(c.g, cur);
+      if (cons.size() != 1 || c.g.nodes[cons[0]].op != Op::Flatten) break;
+      cur = cons[0];
+      tail.push_back(cur);
+    }
+    if (cur != c.g.output() || pool.op != Op::GlobalAvgPool)
+      fail(
+          "engine: average pooling '{}' reaches no quantization point (expected one downstream, "
+          "or global pooling (→ flatten) giving the logits)",
+          pool.name);
+    st.relu = relu;
+    st.relu6 = relu6;
+    c.reserve_acc(st.conv.out_size());
+    c.set_logits(st.conv.out_c);
+    c.push(std::move(st), kConvGapF32);
+    c.val(gap).done = true;
+    for (int t : tail) c.val(t).done = true;
+    return;
+  }
   const ActQuant& q = c.point(w.point);
   // The window each output averages over: the whole plane (global) or kernel² taps, the padded
   // ones counting as zeros (count_include_pad, as the float model).
