@@ -122,7 +122,7 @@ def fit_head(m, x, labels, scale=10.0):
         y = y.repeat_interleave(hw, 0)
     f1 = torch.cat([f, torch.ones(len(f), 1, dtype=f.dtype)], 1)
     g = f1.T @ f1
-    lam = 1e-1 * g.diagonal().mean()
+    lam = 1.0 * g.diagonal().mean()
     sol = torch.linalg.solve(g + lam * torch.eye(len(g), dtype=g.dtype), f1.T @ y)
     with torch.no_grad():
         last.weight.copy_(sol[:-1].T.reshape(last.weight.shape).float())
