@@ -293,10 +293,12 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
         st.kind = Step::Kind::MaxPool;
         st.name = m.name;
         st.in = buf;
-        st.pool = PoolShape{in.at(0), in.at(1), in.at(2), m.kernel, m.stride, m.padding};
-        st.pool.ceil = m.ceil_mode;
-        if (m.padding >= m.kernel)
-          fail("engine: max-pool '{}' pads {} >= kernel {}", m.name, m.padding, m.kernel);
+        st.pool = PoolShape{in.at(0), in.at(1), in.at(2), m.window, m.ceil_mode};
+        const Window2d& mw = m.window;
+        if (std::max(mw.pad_top, mw.pad_bottom) >= mw.kernel_h ||
+            std::max(mw.pad_left, mw.pad_right) >= mw.kernel_w)
+          fail("engine: max-pool '{}' window {} pads as much as its kernel", m.name,
+               window_str(mw));
         st.out = new_buffer(numel_of(node));
         buf = st.out;
         push(st);
@@ -424,18 +426,20 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
         if (w.point < 0)
           fail("engine: average pooling '{}' reaches no quantization point", pool.name);
         const ActQuant& q = point(w.point);
-        // The window each output averages over: the whole plane (global) or kernel² taps, the
+        // The window each output averages over: the whole plane (global) or kh·kw taps, the
         // padded ones counting as zeros (count_include_pad, as the float model).
         int64_t hw = st.conv.out_h() * st.conv.out_w();
         st.kind = Step::Kind::ConvGap;
         if (pool.op == Op::AvgPool) {
           st.kind = Step::Kind::ConvPool;
-          st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(),
-                              pool.kernel,   pool.stride,     pool.padding};
-          if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 || 2 * pool.padding > pool.kernel)
-            fail("engine: average pooling '{}': window {}, stride {}, padding {} over {}x{}",
-                 pool.name, pool.kernel, pool.stride, pool.padding, st.pool.in_h, st.pool.in_w);
-          hw = pool.kernel * pool.kernel;
+          st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(), pool.window};
+          const Window2d& pw = pool.window;
+          if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 ||
+              2 * std::max(pw.pad_top, pw.pad_bottom) > pw.kernel_h ||
+              2 * std::max(pw.pad_left, pw.pad_right) > pw.kernel_w)
+            fail("engine: average pooling '{}': window {} over {}x{}", pool.name, window_str(pw),
+                 st.pool.in_h, st.pool.in_w);
+          hw = pw.taps();
         }
         st.relu = relu || relu6;
         for (int64_t c = 0; c < st.conv.out_c; ++c) {
@@ -511,9 +515,9 @@ GraphExecutor GraphExecutor::prepare(const Graph& g0, const IntModel& im0, Isa i
         st.in = in.buf;
         if (n.op == Op::AvgPool) {
           st.kind = Step::Kind::AvgPool;
-          st.pool = PoolShape{s[0], s[1], s[2], n.kernel, n.stride, n.padding};
+          st.pool = PoolShape{s[0], s[1], s[2], n.window};
           st.avg = make_avgpool_params(p.scale, p.zero_point, q.scale, q.zero_point,
-                                       n.kernel * n.kernel, lo, hi);
+                                       n.window.taps(), lo, hi);
         } else {
           st.kind = Step::Kind::Gap;
           st.pool = PoolShape{s[0], s[1], s[2], 1, 1, 0};
@@ -733,10 +737,10 @@ void GraphExecutor::execute() {
           for (int64_t oy = 0; oy < oh; ++oy)
             for (int64_t ox = 0; ox < ow; ++ox) {
               int64_t sum = 0;
-              for (int64_t ky = 0; ky < ps.kernel; ++ky)
-                for (int64_t kx = 0; kx < ps.kernel; ++kx) {
-                  const int64_t iy = oy * ps.stride - ps.padding + ky,
-                                ix = ox * ps.stride - ps.padding + kx;
+              for (int64_t ky = 0; ky < ps.window.kernel_h; ++ky)
+                for (int64_t kx = 0; kx < ps.window.kernel_w; ++kx) {
+                  const int64_t iy = oy * ps.window.stride_h - ps.window.pad_top + ky,
+                                ix = ox * ps.window.stride_w - ps.window.pad_left + kx;
                   if (iy < 0 || iy >= ps.in_h || ix < 0 || ix >= ps.in_w) continue;
                   sum += a[iy * ps.in_w + ix];
                 }
