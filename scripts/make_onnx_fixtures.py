@@ -41,7 +41,8 @@ Models:
            along the channels: 1x7 (padding (0, 3)) -> 7x1 (padding (3, 0)), 1x1 -> 1x3 and 3x1
            (padding (0, 1) / (1, 0)), a 3x3 conv of dilation 2 (padding 2), and torchvision
            Inception's pool branch F.avg_pool2d(x, 3, 1, 1) -> 1x1 (Pad -> AveragePool); then a
-           3x3 conv of stride (2, 1), MaxPool(3, 2), global pooling, Linear.
+           3x3 conv of stride (2, 1), MaxPool(3, 2), a 1x1 Conv-BN-ReLU (as Inception's
+           Conv2d_3b after its max pooling), global pooling, Linear.
 """
 import json
 import os
@@ -226,14 +227,15 @@ class RectNet(nn.Module):
         self.dil = cbr(12, 8, 3, padding=2, dilation=2)
         self.pool = cbr(12, 4, 1)
         self.s21 = cbr(32, 16, 3, stride=(2, 1), padding=1)
-        self.fc = nn.Linear(16, 10)
+        self.head = cbr(16, 24, 1)
+        self.fc = nn.Linear(24, 10)
 
     def forward(self, x):
         x = self.stem(x)
         b = self.b3(x)
         p = self.pool(nn.functional.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
         x = torch.cat([self.b7(x), self.b3a(b), self.b3b(b), self.dil(x), p], 1)
-        x = nn.functional.max_pool2d(self.s21(x), kernel_size=3, stride=2)
+        x = self.head(nn.functional.max_pool2d(self.s21(x), kernel_size=3, stride=2))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
