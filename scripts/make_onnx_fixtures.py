@@ -37,6 +37,12 @@ Models:
   shufflenet  ShuffleNet-like unit: grouped 1x1 convs (groups 3), torchvision's channel_shuffle
            (view -> transpose -> view: Reshape -> Transpose -> Reshape with a dynamic batch),
            depthwise conv, residual add, a second shuffle (groups 4), global pooling, Linear.
+  rectnet  Inception-v3-like non-square windows: a Conv-BN-ReLU stem, then branches concatenated
+           along the channels: 1x7 (padding (0, 3)) -> 7x1 (padding (3, 0)), 1x1 -> 1x3 and 3x1
+           (padding (0, 1) / (1, 0)), a 3x3 conv of dilation 2 (padding 2), and torchvision
+           Inception's pool branch F.avg_pool2d(x, 3, 1, 1) -> 1x1 (Pad -> AveragePool); then a
+           3x3 conv of stride (2, 1), MaxPool(3, 2), a 1x1 Conv-BN-ReLU (as Inception's
+           Conv2d_3b after its max pooling), global pooling, Linear.
 """
 import json
 import os
@@ -204,8 +210,37 @@ class ShuffleNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+def cbr(i, o, k, stride=1, padding=0, dilation=1):
+    return nn.Sequential(
+        nn.Conv2d(i, o, k, stride=stride, padding=padding, dilation=dilation, bias=False),
+        nn.BatchNorm2d(o), nn.ReLU())
+
+
+class RectNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = cbr(3, 12, 3, padding=1)
+        self.b7 = nn.Sequential(cbr(12, 8, (1, 7), padding=(0, 3)), cbr(8, 8, (7, 1), padding=(3, 0)))
+        self.b3 = cbr(12, 8, 1)
+        self.b3a = cbr(8, 6, (1, 3), padding=(0, 1))
+        self.b3b = cbr(8, 6, (3, 1), padding=(1, 0))
+        self.dil = cbr(12, 8, 3, padding=2, dilation=2)
+        self.pool = cbr(12, 4, 1)
+        self.s21 = cbr(32, 16, 3, stride=(2, 1), padding=1)
+        self.head = cbr(16, 24, 1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        b = self.b3(x)
+        p = self.pool(nn.functional.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        x = torch.cat([self.b7(x), self.b3a(b), self.b3b(b), self.dil(x), p], 1)
+        x = self.head(nn.functional.max_pool2d(self.s21(x), kernel_size=3, stride=2))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
 MODELS = {"viewnet": ViewNet, "hswishnet": HSwishNet, "silunet": SiLUNet, "firenet": FireNet,
-          "senet": SENet, "shufflenet": ShuffleNet}
+          "senet": SENet, "shufflenet": ShuffleNet, "rectnet": RectNet}
 EXPORTS = {  # (opset, dynamic batch)
     "viewnet": [(11, True), (13, True), (13, False), (17, True)],
     "hswishnet": [(13, True), (17, True)],
@@ -213,6 +248,7 @@ EXPORTS = {  # (opset, dynamic batch)
     "firenet": [(13, True), (17, True)],
     "senet": [(13, True), (17, True)],
     "shufflenet": [(13, True), (17, True)],
+    "rectnet": [(13, True), (17, True)],
 }
 
 

@@ -19,19 +19,20 @@ LayerProgram compile_layer(const HwConfig& hw, const sq::ConvShape& s, const sq:
   p.csd = csd;
   p.abits = abits;
   p.npos = s.out_h() * s.out_w();
-  p.K = s.in_c * s.kernel * s.kernel;
+  p.K = s.taps();
   p.out_c = s.out_c;
-  // im2col: row k = (ci, ky, kx) as in the weights [out][in][k][k]; padding holds zp_x (the real
-  // 0).
+  // im2col: row k = (ci, ky, kx) as in the weights [out][in][kh][kw]; padding holds zp_x (the
+  // real 0). Any window: tap (ky, kx) of pixel (oy, ox) is input (oy·sh − pt + ky·dh, ...).
   p.im2col.assign(static_cast<size_t>(p.K * p.npos), static_cast<uint8_t>(L.in_zero_point));
   const int64_t ow = s.out_w();
+  const sq::Window2d& w = s.window;
   for (int64_t ci = 0; ci < s.in_c; ++ci)
-    for (int64_t ky = 0; ky < s.kernel; ++ky)
-      for (int64_t kx = 0; kx < s.kernel; ++kx) {
-        const int64_t k = (ci * s.kernel + ky) * s.kernel + kx;
+    for (int64_t ky = 0; ky < w.kernel_h; ++ky)
+      for (int64_t kx = 0; kx < w.kernel_w; ++kx) {
+        const int64_t k = (ci * w.kernel_h + ky) * w.kernel_w + kx;
         for (int64_t pos = 0; pos < p.npos; ++pos) {
-          const int64_t iy = pos / ow * s.stride - s.padding + ky;
-          const int64_t ix = pos % ow * s.stride - s.padding + kx;
+          const int64_t iy = pos / ow * w.stride_h - w.pad_top + ky * w.dilation_h;
+          const int64_t ix = pos % ow * w.stride_w - w.pad_left + kx * w.dilation_w;
           if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
           const uint8_t v = x[(ci * s.in_h + iy) * s.in_w + ix];
           if (v >> abits)

@@ -5,6 +5,7 @@
 //   sq::IntModel im = sq::integerize(qm);
 //   const sq::IntLayer& L = im.layers[0];
 //   sq::ConvShape s{3, 32, 32, 16, 3, 1, 1, 1};  // in C,H,W; out C; kernel, stride, pad, groups
+//   (any window: sq::ConvShape{3, 32, 32, 16, sq::Window2d::of(1, 7, 1, 1, 0, 3), 1})
 //   std::vector<uint8_t> y(s.out_size());
 //   sq::conv2d_u8_ref(s, L, x.data(), y.data());        // the oracle: obviously correct, slow
 //   sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L);  // picks a kernel, packs (once)
@@ -12,7 +13,7 @@
 //
 // Tensors are one sample, channel-major (CHW) like the IR. Activations are unsigned affine
 // integers (value = scale · (q − zero_point), q in [0, 2^bits − 1], bits <= 8) stored in uint8.
-// Conv weights are [out][in/groups][k][k] and linear weights [out][in], as in the float graph.
+// Conv weights are [out][in/groups][kh][kw] and linear weights [out][in], as in the float graph.
 #pragma once
 
 #include <array>
@@ -61,36 +62,67 @@ std::vector<int32_t> unpack_rows(const PackedRows& p);
 // ---------------------------------------------------------------------------------------------
 // Shapes and op parameters
 
+// The window is the IR's (graph.h): kernel (kh, kw), stride, padding per side, dilation.
 struct ConvShape {
   int64_t in_c = 0, in_h = 0, in_w = 0;
   int64_t out_c = 0;
-  int64_t kernel = 1, stride = 1, padding = 0, groups = 1;
-  int64_t out_h() const { return (in_h + 2 * padding - kernel) / stride + 1; }
-  int64_t out_w() const { return (in_w + 2 * padding - kernel) / stride + 1; }
+  Window2d window = Window2d::square(1, 1, 0);
+  int64_t groups = 1;
+
+  ConvShape() = default;
+  // A k×k kernel, stride s, padding p on every side.
+  ConvShape(int64_t in_c_, int64_t in_h_, int64_t in_w_, int64_t out_c_, int64_t kernel,
+            int64_t stride, int64_t padding, int64_t groups_)
+      : ConvShape(in_c_, in_h_, in_w_, out_c_, Window2d::square(kernel, stride, padding), groups_) {
+  }
+  ConvShape(int64_t in_c_, int64_t in_h_, int64_t in_w_, int64_t out_c_, const Window2d& w,
+            int64_t groups_)
+      : in_c(in_c_), in_h(in_h_), in_w(in_w_), out_c(out_c_), window(w), groups(groups_) {}
+
+  int64_t out_h() const { return window.out_h(in_h); }
+  int64_t out_w() const { return window.out_w(in_w); }
   int64_t in_size() const { return in_c * in_h * in_w; }
   int64_t out_size() const { return out_c * out_h() * out_w(); }
-  int64_t weights() const { return out_c * (in_c / groups) * kernel * kernel; }
+  int64_t taps() const { return (in_c / groups) * window.taps(); }  // per output
+  int64_t weights() const { return out_c * taps(); }
 };
 // The conv shape of weight layer `node` of g (a linear is a 1×1 conv over a 1×1 image of its
 // flattened input). Throws sq::Error if a conv does not read a C,H,W tensor.
 ConvShape conv_shape_of(const Graph& g, int node);
-// Throws sq::Error unless the shape is valid (positive sizes, channels divisible by groups, the
-// kernel fits the padded input) and, with a layer, the layer's tensors have the shape's sizes.
+// Throws sq::Error unless the shape is valid (positive sizes, strides and dilations, padding >= 0,
+// channels divisible by groups, the dilated kernel fits the padded input) and, with a layer, the
+// layer's tensors have the shape's sizes.
 void check_conv(const ConvShape& s, const IntLayer* L = nullptr);
 
+// A pooling window: the IR's Window2d without dilation (the IR refuses dilated pools).
 struct PoolShape {
   int64_t c = 0, in_h = 0, in_w = 0;
-  int64_t kernel = 1, stride = 1, padding = 0;
+  Window2d window = Window2d::square(1, 1, 0);
   // Max pooling only: the output size rounded up (PyTorch's ceil_mode; the last window must
   // start inside the input or the leading padding). Taps outside the input are skipped.
   bool ceil = false;
-  int64_t out_h() const { return out_size(in_h); }
-  int64_t out_w() const { return out_size(in_w); }
-  int64_t out_size(int64_t in) const {
-    int64_t o = (in + 2 * padding - kernel) / stride + 1;
-    if (ceil && in + 2 * padding >= kernel) {
-      o = (in + 2 * padding - kernel + stride - 1) / stride + 1;
-      if ((o - 1) * stride >= in + padding) --o;
+
+  PoolShape() = default;
+  // A k×k window, stride s, padding p on every side.
+  PoolShape(int64_t c_, int64_t in_h_, int64_t in_w_, int64_t kernel, int64_t stride,
+            int64_t padding)
+      : PoolShape(c_, in_h_, in_w_, Window2d::square(kernel, stride, padding)) {}
+  PoolShape(int64_t c_, int64_t in_h_, int64_t in_w_, const Window2d& w, bool ceil_ = false)
+      : c(c_), in_h(in_h_), in_w(in_w_), window(w), ceil(ceil_) {}
+
+  int64_t out_h() const {
+    return out_size(in_h, window.kernel_h, window.stride_h, window.pad_top, window.pad_bottom);
+  }
+  int64_t out_w() const {
+    return out_size(in_w, window.kernel_w, window.stride_w, window.pad_left, window.pad_right);
+  }
+  int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t before, int64_t after) const {
+    const int64_t padded = in + before + after;
+    if (padded < k || s <= 0) return 0;
+    int64_t o = (padded - k) / s + 1;
+    if (ceil) {
+      o = (padded - k + s - 1) / s + 1;
+      if ((o - 1) * s >= in + before) --o;
     }
     return o;
   }

@@ -7,7 +7,8 @@
 // "running_var".
 //
 //   sq::Graph g("tiny", {1, 28, 28}, 10);
-//   int x = g.conv2d("conv1", g.input(), 8, 3, 1, 1);
+//   int x = g.conv2d("conv1", g.input(), 8, 3, 1, 1);   // 3×3, stride 1, padding 1
+//   x = g.conv2d("conv2", x, 8, sq::Window2d::of(1, 7, 1, 1, 0, 3));  // 1×7, padding (0, 3)
 //   x = g.relu("relu1", x);
 //   x = g.global_avgpool("gap", x);
 //   x = g.flatten("flat", x);
@@ -65,19 +66,71 @@ bool is_lut_activation(Op op);
 // The function of a table-driven activation node at x (double precision).
 double activation_value(Op op, double alpha, double x);
 
+// The sliding window of a conv2d or a pooling node over H and W. Output pixel (oy, ox) reads input
+// row oy·stride_h − pad_top + ky·dilation_h for ky < kernel_h, and column
+// ox·stride_w − pad_left + kx·dilation_w for kx < kernel_w; rows/columns outside the input are the
+// padding. Padding may differ per side (ONNX's pads [top, left, bottom, right]); the output size
+// per axis is floor((in + pad_before + pad_after − dilation·(kernel − 1) − 1) / stride) + 1.
+// Window2d::square(k, s, p) is the k×k, stride s, padding p form every zoo model uses.
+struct Window2d {
+  int64_t kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+
+  static Window2d square(int64_t kernel, int64_t stride, int64_t padding) {
+    return {kernel, kernel, stride, stride, padding, padding, padding, padding, 1, 1};
+  }
+  // Per-axis form: kernel (kh, kw), stride (sh, sw), padding (ph, pw) on both sides of each axis,
+  // dilation (dh, dw).
+  static Window2d of(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                     int64_t dh = 1, int64_t dw = 1) {
+    return {kh, kw, sh, sw, ph, pw, ph, pw, dh, dw};
+  }
+  // k×k, equal strides, the same padding on all four sides, no dilation (the form .sqg files and
+  // the C runtime held before non-square windows).
+  bool is_square() const {
+    return kernel_h == kernel_w && stride_h == stride_w && pad_top == pad_left &&
+           pad_top == pad_bottom && pad_top == pad_right && dilation_h == 1 && dilation_w == 1;
+  }
+  int64_t taps() const { return kernel_h * kernel_w; }
+  // Rows (columns) one window spans in the padded input: dilation·(kernel − 1) + 1.
+  int64_t extent_h() const { return dilation_h * (kernel_h - 1) + 1; }
+  int64_t extent_w() const { return dilation_w * (kernel_w - 1) + 1; }
+  // The output size (floor); 0 when the window does not fit the padded input.
+  int64_t out_h(int64_t in_h) const {
+    return out_len(in_h + pad_top + pad_bottom, extent_h(), stride_h);
+  }
+  int64_t out_w(int64_t in_w) const {
+    return out_len(in_w + pad_left + pad_right, extent_w(), stride_w);
+  }
+  bool operator==(const Window2d& o) const {
+    return kernel_h == o.kernel_h && kernel_w == o.kernel_w && stride_h == o.stride_h &&
+           stride_w == o.stride_w && pad_top == o.pad_top && pad_left == o.pad_left &&
+           pad_bottom == o.pad_bottom && pad_right == o.pad_right && dilation_h == o.dilation_h &&
+           dilation_w == o.dilation_w;
+  }
+  bool operator!=(const Window2d& o) const { return !(*this == o); }
+
+ private:
+  static int64_t out_len(int64_t padded, int64_t extent, int64_t stride) {
+    return padded < extent || stride <= 0 ? 0 : (padded - extent) / stride + 1;
+  }
+};
+// "3x3 s1 p1", "1x7 s(2,1) p(0,3)", "3x3 s1 p[0,1,1,0] d2" — for messages.
+std::string window_str(const Window2d& w);
+
 struct Node {
   std::string name;
   Op op = Op::Input;
   std::vector<int> inputs;  // indices of earlier nodes (concat: two or more; add, mul: two)
 
-  // Attributes. conv2d: out_channels, kernel, stride, padding, groups, has_bias.
+  // Attributes. conv2d: out_channels, window, groups, has_bias.
   // channel_shuffle: groups.
-  // linear: out_channels (= out features), has_bias. pools: kernel, stride, padding.
+  // linear: out_channels (= out features), has_bias. pools: window (no dilation).
   // batchnorm: eps.
   int64_t out_channels = 0;
-  int64_t kernel = 0;
-  int64_t stride = 1;
-  int64_t padding = 0;
+  Window2d window;
   int64_t groups = 1;
   bool has_bias = false;
   double eps = 1e-5;
@@ -110,8 +163,12 @@ class Graph {
 
   // ---- builders: each returns the new node's index ----
   int input();  // adds the input node (once; returns 0 afterwards)
+  // A k×k conv, stride s, padding p on every side.
   int conv2d(const std::string& name, int in, int64_t out_channels, int64_t kernel, int64_t stride,
              int64_t padding, int64_t groups = 1, bool bias = false);
+  // Any window: non-square kernels (Inception's 1×7), per-axis strides and padding, dilation.
+  int conv2d(const std::string& name, int in, int64_t out_channels, const Window2d& window,
+             int64_t groups = 1, bool bias = false);
   int linear(const std::string& name, int in, int64_t out_features, bool bias = true);
   int batchnorm(const std::string& name, int in, double eps = 1e-5);
   int relu(const std::string& name, int in);
@@ -120,6 +177,9 @@ class Graph {
   int maxpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0,
               bool ceil_mode = false);
   int avgpool(const std::string& name, int in, int64_t kernel, int64_t stride, int64_t padding = 0);
+  // Pools over any window without dilation (refused by infer_shapes).
+  int maxpool(const std::string& name, int in, const Window2d& window, bool ceil_mode = false);
+  int avgpool(const std::string& name, int in, const Window2d& window);
   int global_avgpool(const std::string& name, int in);
   int flatten(const std::string& name, int in);
   // One of the table-driven activations (is_lut_activation); alpha only for LeakyReLU.
@@ -134,7 +194,8 @@ class Graph {
   void infer_shapes();
   // The parameter shapes a node must have, given its attributes and its input's shape.
   std::map<std::string, Shape> expected_param_shapes(int node) const;
-  // Allocates missing parameters and initialises all of them (He-normal conv/linear, BN = identity).
+  // Allocates missing parameters and initialises all of them (He-normal conv/linear, BN =
+  // identity).
   void init_params(uint64_t seed);
   // Throws sq::Error unless every node holds exactly its expected parameters with their shapes.
   void check_params(const std::string& where) const;

@@ -24,7 +24,12 @@
 
 namespace sq {
 
-constexpr uint32_t kSqmVersion = 1;
+// Version 2 is version 1 plus any conv/pool window (graph.h's Window2d: non-square kernels,
+// per-axis strides, padding per side, dilation). save_sqm writes version 1 when every window is
+// square, undilated and equally padded (so such files stay readable by version-1 loaders) and 2
+// otherwise; load_sqm reads both and refuses a version-1 file with a window version 1 cannot hold.
+constexpr uint32_t kSqmVersion = 2;
+constexpr uint32_t kSqmVersionSquare = 1;
 
 struct SqmModel {
   Graph graph;  // structure and shapes only (no parameters)

@@ -3,7 +3,8 @@
  * sq_runtime.c is compiled twice into this program: once portable with every public symbol
  * renamed ref_* (the oracle: the same loops the host tests check against the C++ engine), once
  * with SQ_TARGET_CORTEX_M_DSP (the SMLAD kernels). Random layers — 1..9 input channels, grouped and
- * depthwise, kernel 1..5, stride 1..3, padding up to kernel−1, planes 1..12 (1×1: the linear path,
+ * depthwise, kernel 1..5 × 1..5, stride 1..3 per axis, padding up to kernel−1 per side, dilation
+ * 1..2 per axis, planes 1..12 (1×1: the linear path,
  * 1..70 inputs so that every tail of the 4-wide loop occurs), per-channel weight bits 0..8 with
  * random and extreme weights, random input codes and zero points — run through both. sq_conv_f32
  * with unit scales and no float bias returns each int32 accumulator exactly (< 2^24), so the dot
@@ -70,10 +71,12 @@ static uint8_t u_ref[MAX_OUT * MAX_PIX], u_dsp[MAX_OUT * MAX_PIX];
 
 static void describe(const sq_conv_layer* L) {
   int32_t c;
-  printf("layer: in %ldx%ldx%ld out %ldx%ldx%ld k %ld s %ld p %ld groups %ld zp %ld bits",
-         (long)L->in_c, (long)L->in_h, (long)L->in_w, (long)L->out_c, (long)L->out_h,
-         (long)L->out_w, (long)L->kernel, (long)L->stride, (long)L->padding, (long)L->groups,
-         (long)L->in_zp);
+  printf(
+      "layer: in %ldx%ldx%ld out %ldx%ldx%ld k %ldx%ld s %ld,%ld p %ld,%ld d %ld,%ld groups %ld "
+      "zp %ld bits",
+      (long)L->in_c, (long)L->in_h, (long)L->in_w, (long)L->out_c, (long)L->out_h, (long)L->out_w,
+      (long)L->kernel_h, (long)L->kernel_w, (long)L->stride_h, (long)L->stride_w, (long)L->pad_top,
+      (long)L->pad_left, (long)L->dilation_h, (long)L->dilation_w, (long)L->groups, (long)L->in_zp);
   for (c = 0; c < L->out_c; ++c) printf(" %d", L->w_bits[c]);
   printf("\n");
 }
@@ -84,26 +87,36 @@ static int one(long t) {
   sq_conv_gap_params gp;
   sq_work wr, wd;
   int8_t vals[MAX_LIN * MAX_K * MAX_K];
-  int32_t c, i, n, off = 0, taps, pix;
+  int32_t c, i, n, off = 0, taps, pix, pad_bottom = 0, pad_right = 0, ext_h, ext_w;
   const int linear = rnd() % 4 == 0;
   memset(&L, 0, sizeof L);
   if (linear) {
     L.in_c = range(1, MAX_LIN);
     L.in_h = L.in_w = 1;
-    L.kernel = 1;
-    L.stride = 1;
+    L.kernel_h = L.kernel_w = 1;
+    L.stride_h = L.stride_w = 1;
+    L.dilation_h = L.dilation_w = 1;
     L.groups = 1;
     L.out_c = range(1, MAX_OUT);
   } else {
     L.groups = 1;
     L.in_c = range(1, MAX_C);
-    L.kernel = range(1, MAX_K);
-    L.stride = range(1, 3);
-    L.padding = range(0, L.kernel - 1);
+    L.kernel_h = range(1, MAX_K);
+    L.kernel_w = range(1, MAX_K);
+    L.stride_h = range(1, 3);
+    L.stride_w = range(1, 3);
+    L.dilation_h = range(1, 2);
+    L.dilation_w = range(1, 2);
+    L.pad_top = range(0, L.kernel_h - 1);
+    L.pad_left = range(0, L.kernel_w - 1);
+    pad_bottom = range(0, L.kernel_h - 1);
+    pad_right = range(0, L.kernel_w - 1);
     L.in_h = range(1, MAX_HW);
     L.in_w = range(1, MAX_HW);
-    if (L.in_h + 2 * L.padding < L.kernel) L.in_h = L.kernel;
-    if (L.in_w + 2 * L.padding < L.kernel) L.in_w = L.kernel;
+    ext_h = L.dilation_h * (L.kernel_h - 1) + 1;
+    ext_w = L.dilation_w * (L.kernel_w - 1) + 1;
+    if (L.in_h + L.pad_top + pad_bottom < ext_h) L.in_h = ext_h;
+    if (L.in_w + L.pad_left + pad_right < ext_w) L.in_w = ext_w;
     switch (rnd() % 3) {
       case 0:
         L.out_c = range(1, MAX_OUT);
@@ -117,10 +130,12 @@ static int one(long t) {
         L.out_c = L.groups * range(1, MAX_OUT / L.groups);
     }
   }
-  L.out_h = (L.in_h + 2 * L.padding - L.kernel) / L.stride + 1;
-  L.out_w = (L.in_w + 2 * L.padding - L.kernel) / L.stride + 1;
+  ext_h = L.dilation_h * (L.kernel_h - 1) + 1;
+  ext_w = L.dilation_w * (L.kernel_w - 1) + 1;
+  L.out_h = (L.in_h + L.pad_top + pad_bottom - ext_h) / L.stride_h + 1;
+  L.out_w = (L.in_w + L.pad_left + pad_right - ext_w) / L.stride_w + 1;
   L.in_zp = rnd() % 8 == 0 ? 0 : range(0, 255);
-  taps = L.in_c / L.groups * L.kernel * L.kernel;
+  taps = L.in_c / L.groups * L.kernel_h * L.kernel_w;
   pix = L.out_h * L.out_w;
   for (i = 0; i < L.in_c * L.in_h * L.in_w; ++i) x[i] = (uint8_t)(rnd() % 16 == 0 ? 255 : rnd());
   for (c = 0; c < L.out_c; ++c) {

@@ -152,29 +152,33 @@ __attribute__((target("avx2"))) void epilogue_avx2_q32(const int32_t* acc, const
 
 // im2col: row p of col (kp entries) holds the receptive field of output pixel p in weight order
 // (i, ky, kx); padding taps hold zp (the real value 0). Entries k..kp−1 stay 0 (zero weights).
-// kK is the kernel size when known at compile time (the common 1 and 3: the inner copies unroll),
-// else 0 and s.kernel is used.
+// kK is the kernel size of a square, undilated window when known at compile time (the common 1
+// and 3: the inner copies unroll), else 0 and the shape's window is used (any kernel, strides,
+// padding per side, dilation).
 template <int kK, typename T>
 void im2col(const ConvShape& s, const uint8_t* x, T zp, int64_t kp, int64_t pix, T* col) {
-  const int64_t ow = s.out_w(), k = kK ? kK : s.kernel;
+  const Window2d& w = s.window;
+  const int64_t ow = s.out_w();
+  const int64_t kh = kK ? kK : w.kernel_h, kw = kK ? kK : w.kernel_w;
+  const int64_t dh = kK ? 1 : w.dilation_h, dw = kK ? 1 : w.dilation_w;
   for (int64_t p = 0; p < pix; ++p) {
     const int64_t oy = p / ow, ox = p % ow;
-    const int64_t ix0 = ox * s.stride - s.padding;
-    const bool x_inside = ix0 >= 0 && ix0 + k <= s.in_w;
+    const int64_t iy0 = oy * w.stride_h - w.pad_top, ix0 = ox * w.stride_w - w.pad_left;
+    const bool x_inside = ix0 >= 0 && ix0 + (kw - 1) * dw < s.in_w;
     T* r = col + p * kp;
     for (int64_t i = 0; i < s.in_c; ++i) {
       const uint8_t* xc = x + i * s.in_h * s.in_w;
-      for (int64_t ky = 0; ky < k; ++ky, r += k) {
-        const int64_t iy = oy * s.stride - s.padding + ky;
+      for (int64_t ky = 0; ky < kh; ++ky, r += kw) {
+        const int64_t iy = iy0 + ky * dh;
         if (iy < 0 || iy >= s.in_h) {
-          for (int64_t kx = 0; kx < k; ++kx) r[kx] = zp;
+          for (int64_t kx = 0; kx < kw; ++kx) r[kx] = zp;
         } else if (x_inside) {  // interior: no bounds checks
           const uint8_t* xr = xc + iy * s.in_w + ix0;
-          for (int64_t kx = 0; kx < k; ++kx) r[kx] = static_cast<T>(xr[kx]);
+          for (int64_t kx = 0; kx < kw; ++kx) r[kx] = static_cast<T>(xr[kx * dw]);
         } else {
           const uint8_t* xr = xc + iy * s.in_w;
-          for (int64_t kx = 0; kx < k; ++kx) {
-            const int64_t ix = ix0 + kx;
+          for (int64_t kx = 0; kx < kw; ++kx) {
+            const int64_t ix = ix0 + kx * dw;
             r[kx] = (ix < 0 || ix >= s.in_w) ? zp : static_cast<T>(xr[ix]);
           }
         }
@@ -185,7 +189,9 @@ void im2col(const ConvShape& s, const uint8_t* x, T zp, int64_t kp, int64_t pix,
 
 template <typename T>
 void im2col_any(const ConvShape& s, const uint8_t* x, T zp, int64_t kp, int64_t pix, T* col) {
-  switch (s.kernel) {
+  const Window2d& w = s.window;
+  const bool plain = w.kernel_h == w.kernel_w && w.dilation_h == 1 && w.dilation_w == 1;
+  switch (plain ? w.kernel_h : 0) {
     case 1:
       return im2col<1>(s, x, zp, kp, pix, col);
     case 3:
@@ -245,9 +251,11 @@ inline void load_16x8_u8_stride2(const uint8_t* x, int64_t cstride, __m128i* r) 
 // stores through T* = uint8_t* may alias it, and GCC reloaded it.
 template <typename T>
 void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* buf) {
-  const int64_t pad = sub > 1 ? 0 : s.padding, c = s.in_c, plane = s.in_h * s.in_w, in_w = s.in_w;
+  const int64_t pad_top = sub > 1 ? 0 : s.window.pad_top,
+                pad_left = sub > 1 ? 0 : s.window.pad_left, c = s.in_c, plane = s.in_h * s.in_w,
+                in_w = s.in_w;
   const int64_t h = sub > 1 ? s.out_h() : s.in_h, w = sub > 1 ? s.out_w() : s.in_w,
-                wp = w + 2 * pad;
+                wp = sub > 1 ? w : w + pad_left + s.window.pad_right;
   int64_t c_vec = 0;  // channels [0, c_vec) by transposes
 #ifdef SQ_X86
   // Stride 2 reads 16 bytes from pixel 2·at: within the row when 2·w <= in_w.
@@ -255,7 +263,7 @@ void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* bu
   if constexpr (std::is_same_v<T, uint8_t>) c_vec = vec_ok ? c / 16 * 16 : 0;
 #endif
   for (int64_t iy = 0; iy < h; ++iy) {
-    T* row = buf + ((iy + pad) * wp + pad) * cp;
+    T* row = buf + ((iy + pad_top) * wp + pad_left) * cp;
     const uint8_t* xr = x + iy * sub * in_w;
 #ifdef SQ_X86
     if constexpr (std::is_same_v<T, uint8_t>) {
@@ -283,9 +291,10 @@ void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* bu
 // Plane mode (one input channel): x into the interior of the zp_x-bordered plane.
 template <typename T>
 void to_plane(const ConvShape& s, const uint8_t* x, T* buf) {
-  const int64_t h = s.in_h, w = s.in_w, pad = s.padding, wp = w + 2 * pad;
+  const Window2d& win = s.window;
+  const int64_t h = s.in_h, w = s.in_w, wp = w + win.pad_left + win.pad_right;
   for (int64_t iy = 0; iy < h; ++iy) {
-    T* row = buf + (iy + pad) * wp + pad;
+    T* row = buf + (iy + win.pad_top) * wp + win.pad_left;
     const uint8_t* xr = x + iy * w;
     if constexpr (std::is_same_v<T, uint8_t>) {
       std::memcpy(row, xr, static_cast<size_t>(w));
@@ -447,7 +456,7 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const Co
   const int32_t x_max = x_max_of(in_bits), w_max = max_abs_weight(L);
   PreparedConv2d c;
   c.s_ = s;
-  c.k_ = s.in_c * s.kernel * s.kernel;
+  c.k_ = s.taps();
   if (c.k_ > INT32_MAX / (255 * 128))
     fail("prepare_conv2d_u8: layer '{}' reduces over {} taps (at most {} keep int32 exact)", L.name,
          c.k_, INT32_MAX / (255 * 128));
@@ -527,19 +536,23 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const Co
 // with what run() does not rewrite (borders and padded channels: zp_x; im2col's padded taps: 0).
 void PreparedConv2d::plan_staging() {
   const ConvShape& s = s_;
-  const int64_t kr = kernel_->kr, kk = s.kernel * s.kernel, ow = s.out_w();
+  const Window2d& win = s.window;
+  const int64_t kr = kernel_->kr, kk = win.taps(), ow = s.out_w();
   const bool int8 = kernel_->layout == WeightLayout::Quad8;
   const int64_t kp_im2col = (k_ + kr - 1) / kr * kr;
-  // Plane: a tap group is kr consecutive kx of one kernel row (gpr groups a row).
-  const int64_t gpr = (s.kernel + kr - 1) / kr, kp_plane = s.kernel * gpr * kr;
-  const bool pointwise_strided = s.kernel == 1 && s.padding == 0 && s.stride > 1;
+  // Plane: a tap group is kr consecutive kx of one kernel row (gpr groups a row); the taps of a
+  // row must be consecutive pixels, so not with a dilation along W.
+  const int64_t gpr = (win.kernel_w + kr - 1) / kr, kp_plane = win.kernel_h * gpr * kr;
+  const bool pointwise_strided = win.kernel_h == 1 && win.kernel_w == 1 && win.pad_top == 0 &&
+                                 win.pad_left == 0 && win.pad_bottom == 0 && win.pad_right == 0 &&
+                                 win.stride_h == win.stride_w && win.stride_h > 1;
   cp_ = (s.in_c + kr - 1) / kr * kr;
-  sub_ = pointwise_strided ? s.stride : 1;
+  sub_ = pointwise_strided ? win.stride_h : 1;
   // Direct (HWC) when padding each pixel's channels to the tap group costs at most a quarter more
   // taps than im2col's padding of K: every layer but the few-channel first ones. The int16 layout
   // has no vectorized HWC copy: there direct also needs the copy to write no more than im2col.
   const int64_t copy = (pointwise_strided ? pix_ : s.in_h * s.in_w) * cp_;
-  if (s.in_c == 1 && kp_plane * 4 <= kp_im2col * 5) {
+  if (s.in_c == 1 && win.dilation_w == 1 && kp_plane * 4 <= kp_im2col * 5) {
     stage_ = Stage::Plane;
     kp_ = kp_plane;
   } else if (kk * cp_ * 4 <= kp_im2col * 5 && (int8 || copy <= pix_ * kp_im2col)) {
@@ -554,24 +567,28 @@ void PreparedConv2d::plan_staging() {
   pix_off_.assign(static_cast<size_t>(pix_pad_), 0);  // pixels past pix_ read pixel 0's taps
   size_t n = 0;
   uint8_t fill = static_cast<uint8_t>(zp_x_);
-  const int64_t wp = s.in_w + 2 * s.padding, hp = s.in_h + 2 * s.padding;
+  // The bordered input (Hwc, Plane): pad_top rows above, pad_left columns left, and so on; tap
+  // (ky, kx) of output pixel (oy, ox) is bordered pixel (oy·sh + ky·dh, ox·sw + kx·dw).
+  const int64_t wp = s.in_w + win.pad_left + win.pad_right,
+                hp = s.in_h + win.pad_top + win.pad_bottom;
   if (stage_ == Stage::Hwc && sub_ > 1) {  // only the pixels read, densely
     for (int64_t j = 0; j < ng; ++j) grp_off_[j] = j * kr;
     for (int64_t p = 0; p < pix_; ++p) pix_off_[p] = p * cp_;
     n = static_cast<size_t>(pix_ * cp_);
   } else if (stage_ == Stage::Hwc) {
     for (int64_t j = 0; j < ng; ++j) {
-      const int64_t tap = j * kr / cp_, ky = tap / s.kernel, kx = tap % s.kernel;
-      grp_off_[j] = (ky * wp + kx) * cp_ + j * kr % cp_;
+      const int64_t tap = j * kr / cp_, ky = tap / win.kernel_w, kx = tap % win.kernel_w;
+      grp_off_[j] = (ky * win.dilation_h * wp + kx * win.dilation_w) * cp_ + j * kr % cp_;
     }
     for (int64_t p = 0; p < pix_; ++p)
-      pix_off_[p] = ((p / ow) * s.stride * wp + (p % ow) * s.stride) * cp_;
+      pix_off_[p] = ((p / ow) * win.stride_h * wp + (p % ow) * win.stride_w) * cp_;
     n = static_cast<size_t>(hp * wp * cp_);
   } else if (stage_ == Stage::Plane) {
     // A group reads up to kr − 1 elements past its row's window: into the next row, or for the
     // last pixel past the plane (the slack), against zero weights either way.
-    for (int64_t j = 0; j < ng; ++j) grp_off_[j] = (j / gpr) * wp + (j % gpr) * kr;
-    for (int64_t p = 0; p < pix_; ++p) pix_off_[p] = (p / ow) * s.stride * wp + (p % ow) * s.stride;
+    for (int64_t j = 0; j < ng; ++j) grp_off_[j] = (j / gpr) * win.dilation_h * wp + (j % gpr) * kr;
+    for (int64_t p = 0; p < pix_; ++p)
+      pix_off_[p] = (p / ow) * win.stride_h * wp + (p % ow) * win.stride_w;
     n = static_cast<size_t>(hp * wp + kr);
   } else {
     for (int64_t j = 0; j < ng; ++j) grp_off_[j] = j * kr;
@@ -589,8 +606,8 @@ void PreparedConv2d::plan_staging() {
 // The weights in the kernel's blocks, in the staging's tap order, and the folded bias.
 void PreparedConv2d::pack_weights(const IntLayer& L) {
   const ConvShape& s = s_;
-  const int64_t kr = kernel_->kr, kk = s.kernel * s.kernel, ng = kp_ / kr;
-  const int64_t gpr = (s.kernel + kr - 1) / kr;
+  const int64_t kr = kernel_->kr, kw = s.window.kernel_w, kk = s.window.taps(), ng = kp_ / kr;
+  const int64_t gpr = (kw + kr - 1) / kr;
   const bool int8 = kernel_->layout == WeightLayout::Quad8;
   const size_t blocks = static_cast<size_t>(oc_pad_ / kMr * ng);
   if (int8) {
@@ -608,7 +625,7 @@ void PreparedConv2d::pack_weights(const IntLayer& L) {
       // HWC orders (ky, kx, i) with i padded to cp; the plane (ky, kx) with kx padded to gpr·kr.
       const int64_t i = k / kk, kyx = k % kk;
       const int64_t kd = stage_ == Stage::Hwc     ? kyx * cp_ + i
-                         : stage_ == Stage::Plane ? kyx / s.kernel * gpr * kr + kyx % s.kernel
+                         : stage_ == Stage::Plane ? kyx / kw * gpr * kr + kyx % kw
                                                   : k;
       // Block (tile t, tap group j), channel o within the tile, tap e within the group.
       const int64_t t = oc / kMr, o = oc % kMr, j = kd / kr, e = kd % kr;

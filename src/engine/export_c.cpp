@@ -79,12 +79,18 @@ Plan make_plan(const Graph& g, const IntModel& im) {
         st.kind != K::ConvPool && st.kind != K::ConvGapF32)
       continue;
     const ConvShape& c = st.conv;
-    const int64_t taps = c.in_c / c.groups * c.kernel * c.kernel;
+    const int64_t taps = c.taps();
     if (taps > kMaxTaps)
       fail(
           "export c: layer '{}' sums {} taps per output (expected at most {}, so that the C "
           "runtime's int32 dot products cannot overflow)",
           st.name, taps, kMaxTaps);
+    // The C runtime's index arithmetic is int32: every coordinate a tap can reach must fit.
+    const Window2d& w = c.window;
+    if (c.in_h + w.pad_top + w.pad_bottom + w.extent_h() > INT32_MAX / 2 ||
+        c.in_w + w.pad_left + w.pad_right + w.extent_w() > INT32_MAX / 2)
+      fail("export c: layer '{}': window {} over {}x{} (expected coordinates within int32)",
+           st.name, window_str(w), c.in_h, c.in_w);
     p.row = std::max(p.row, taps);
     p.pix = std::max(p.pix, c.out_h() * c.out_w());
   }
@@ -92,6 +98,14 @@ Plan make_plan(const Graph& g, const IntModel& im) {
 }
 
 // ---- writing C ----
+
+// sq_pool_shape's initializer: c, in h w, out h w, kernel h w, stride h w, pad top left.
+std::string pool_init(const PoolShape& q) {
+  const Window2d& w = q.window;
+  return fmt::format("{{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}}", q.c, q.in_h, q.in_w,
+                     q.out_h(), q.out_w(), w.kernel_h, w.kernel_w, w.stride_h, w.stride_w,
+                     w.pad_top, w.pad_left);
+}
 
 std::string c_float(float v) {
   if (!std::isfinite(v)) fail("export c: a constant is {} (expected a finite number)", v);
@@ -216,13 +230,16 @@ Written write_model(const Graph& g, const Plan& p) {
       d += fmt::format(
           "static const sq_conv_layer {} = {{\n  {}, {}, {}, {}, {}, {}, /* in c h w, out c h w "
           "*/\n"
-          "  {}, {}, {}, {}, /* kernel stride padding groups */\n  {}, /* input zero point */\n"
+          "  {}, {}, {}, {}, {}, {}, {}, {}, /* kernel h w, stride h w, pad top left, dilation h w "
+          "*/\n  {}, /* groups */ {}, /* input zero point */\n"
           "  {}_w, {}_w_off, {}_w_bits, {}_bias, {},\n  {}, {}, {}, /* out zero point, clamp */\n"
           "  {}, {}, {}}};\n",
-          id, c.in_c, c.in_h, c.in_w, c.out_c, c.out_h(), c.out_w(), c.kernel, c.stride, c.padding,
-          c.groups, L.in_zero_point, id, id, id, id, u8 ? id + "_rq" : "0",
-          u8 ? L.out_zero_point : 0, u8 ? L.out_lo : 0, u8 ? L.out_hi : 0, c_float(L.in_scale),
-          f32 ? id + "_w_scale" : "0", b_float ? id + "_b_float" : "0");
+          id, c.in_c, c.in_h, c.in_w, c.out_c, c.out_h(), c.out_w(), c.window.kernel_h,
+          c.window.kernel_w, c.window.stride_h, c.window.stride_w, c.window.pad_top,
+          c.window.pad_left, c.window.dilation_h, c.window.dilation_w, c.groups, L.in_zero_point,
+          id, id, id, id, u8 ? id + "_rq" : "0", u8 ? L.out_zero_point : 0, u8 ? L.out_lo : 0,
+          u8 ? L.out_hi : 0, c_float(L.in_scale), f32 ? id + "_w_scale" : "0",
+          b_float ? id + "_b_float" : "0");
       if (s.kind == Kind::ConvGap || s.kind == Kind::ConvPool) {
         const bool cap = !s.gap_hi.empty() && s.gap_hi[0] >= 0;
         if (cap)
@@ -242,9 +259,7 @@ Written write_model(const Graph& g, const Plan& p) {
             s.zp_out, s.lo, s.hi);
         if (s.kind == Kind::ConvPool) {
           const PoolShape& q = s.pool;
-          d += fmt::format(
-              "static const sq_pool_shape {}_pool = {{{}, {}, {}, {}, {}, {}, {}, {}}};\n", id, q.c,
-              q.in_h, q.in_w, q.out_h(), q.out_w(), q.kernel, q.stride, q.padding);
+          d += fmt::format("static const sq_pool_shape {}_pool = {};\n", id, pool_init(q));
         }
       }
       d += "\n";
@@ -283,9 +298,7 @@ Written write_model(const Graph& g, const Plan& p) {
       case Kind::MaxPool:
       case Kind::AvgPool: {
         const PoolShape& q = s.pool;
-        d += fmt::format(
-            "static const sq_pool_shape {}_shape = {{{}, {}, {}, {}, {}, {}, {}, {}}};\n", pn, q.c,
-            q.in_h, q.in_w, q.out_h(), q.out_w(), q.kernel, q.stride, q.padding);
+        d += fmt::format("static const sq_pool_shape {}_shape = {};\n", pn, pool_init(q));
         if (s.kind == Kind::MaxPool) {
           body += fmt::format("  sq_maxpool_u8(&{}_shape, {}, {});\n", pn, buf_ref(p, s.in),
                               buf_ref(p, s.out));

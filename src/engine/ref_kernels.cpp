@@ -10,18 +10,22 @@
 namespace sq {
 
 void check_conv(const ConvShape& s, const IntLayer* L) {
-  if (s.in_c <= 0 || s.in_h <= 0 || s.in_w <= 0 || s.out_c <= 0 || s.kernel <= 0 || s.stride <= 0 ||
-      s.padding < 0 || s.groups <= 0)
+  const Window2d& w = s.window;
+  if (s.in_c <= 0 || s.in_h <= 0 || s.in_w <= 0 || s.out_c <= 0 || s.groups <= 0 ||
+      w.kernel_h <= 0 || w.kernel_w <= 0 || w.stride_h <= 0 || w.stride_w <= 0 ||
+      w.dilation_h <= 0 || w.dilation_w <= 0 || w.pad_top < 0 || w.pad_left < 0 ||
+      w.pad_bottom < 0 || w.pad_right < 0)
     fail(
-        "conv shape: in {}x{}x{}, out {}, kernel {}, stride {}, padding {}, groups {} "
-        "(expected positive sizes and padding >= 0)",
-        s.in_c, s.in_h, s.in_w, s.out_c, s.kernel, s.stride, s.padding, s.groups);
+        "conv shape: in {}x{}x{}, out {}, window {}, groups {} "
+        "(expected positive sizes, strides and dilations, and padding >= 0)",
+        s.in_c, s.in_h, s.in_w, s.out_c, window_str(w), s.groups);
   if (s.in_c % s.groups || s.out_c % s.groups)
     fail("conv shape: {} input and {} output channels are not divisible by {} groups", s.in_c,
          s.out_c, s.groups);
-  if (s.in_h + 2 * s.padding < s.kernel || s.in_w + 2 * s.padding < s.kernel)
-    fail("conv shape: kernel {} is larger than the padded input {}x{}", s.kernel,
-         s.in_h + 2 * s.padding, s.in_w + 2 * s.padding);
+  if (s.out_h() <= 0 || s.out_w() <= 0)
+    fail("conv shape: window {} spans {}x{}, larger than the padded input {}x{}", window_str(w),
+         w.extent_h(), w.extent_w(), s.in_h + w.pad_top + w.pad_bottom,
+         s.in_w + w.pad_left + w.pad_right);
   if (!L) return;
   if (static_cast<int64_t>(L->weights.size()) != s.weights())
     fail("layer '{}': {} weights (expected {} for the conv shape)", L->name, L->weights.size(),
@@ -45,7 +49,7 @@ ConvShape conv_shape_of(const Graph& g, int node) {
   }
   if (in.size() != 3)
     fail("engine: conv '{}' reads a tensor of rank {} (expected C,H,W)", n.name, in.size());
-  return ConvShape{in[0], in[1], in[2], n.out_channels, n.kernel, n.stride, n.padding, n.groups};
+  return ConvShape{in[0], in[1], in[2], n.out_channels, n.window, n.groups};
 }
 
 namespace {
@@ -55,7 +59,9 @@ template <typename Out>
 void conv2d_acc_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, Out out) {
   check_conv(s, &L);
   const int64_t oh = s.out_h(), ow = s.out_w();
-  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups, k = s.kernel;
+  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups;
+  const Window2d& w = s.window;
+  const int64_t kh = w.kernel_h, kw = w.kernel_w;
   const int64_t zp = L.in_zero_point;
   for (int64_t oc = 0; oc < s.out_c; ++oc) {
     const int64_t g = oc / ocg;
@@ -63,15 +69,15 @@ void conv2d_acc_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, Out
       for (int64_t ox = 0; ox < ow; ++ox) {
         int64_t acc = L.bias[oc];
         for (int64_t i = 0; i < icg; ++i)
-          for (int64_t ky = 0; ky < k; ++ky)
-            for (int64_t kx = 0; kx < k; ++kx) {
-              const int64_t iy = oy * s.stride - s.padding + ky,
-                            ix = ox * s.stride - s.padding + kx;
+          for (int64_t ky = 0; ky < kh; ++ky)
+            for (int64_t kx = 0; kx < kw; ++kx) {
+              const int64_t iy = oy * w.stride_h - w.pad_top + ky * w.dilation_h,
+                            ix = ox * w.stride_w - w.pad_left + kx * w.dilation_w;
               // Padding is the real value 0, i.e. the input zero point: it contributes nothing.
               if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
               const int64_t xv = x[((g * icg + i) * s.in_h + iy) * s.in_w + ix];
               acc +=
-                  static_cast<int64_t>(L.weights[((oc * icg + i) * k + ky) * k + kx]) * (xv - zp);
+                  static_cast<int64_t>(L.weights[((oc * icg + i) * kh + ky) * kw + kx]) * (xv - zp);
             }
         out(oc, oy * ow + ox, acc);
       }
@@ -191,15 +197,25 @@ void channel_shuffle_u8_ref(int64_t c, int64_t groups, int64_t plane, const uint
                   static_cast<size_t>(plane));
 }
 
+namespace {
+// Pools have no dilation (the IR refuses it); a shape built by hand with one is refused here.
+void check_pool_dilation(const char* op, const PoolShape& s) {
+  if (s.window.dilation_h != 1 || s.window.dilation_w != 1)
+    fail("{}: window {} is dilated (expected dilation 1)", op, window_str(s.window));
+}
+}  // namespace
+
 void maxpool_u8_ref(const PoolShape& s, const uint8_t* x, uint8_t* y) {
+  check_pool_dilation("maxpool", s);
   const int64_t oh = s.out_h(), ow = s.out_w();
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         int m = -1;  // every window holds at least one real element (padding < kernel)
-        for (int64_t ky = 0; ky < s.kernel; ++ky)
-          for (int64_t kx = 0; kx < s.kernel; ++kx) {
-            const int64_t iy = oy * s.stride - s.padding + ky, ix = ox * s.stride - s.padding + kx;
+        for (int64_t ky = 0; ky < s.window.kernel_h; ++ky)
+          for (int64_t kx = 0; kx < s.window.kernel_w; ++kx) {
+            const int64_t iy = oy * s.window.stride_h - s.window.pad_top + ky,
+                          ix = ox * s.window.stride_w - s.window.pad_left + kx;
             if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
             m = std::max<int>(m, x[(c * s.in_h + iy) * s.in_w + ix]);
           }
@@ -222,14 +238,16 @@ AvgPoolParams make_avgpool_params(float s_in, int32_t zp_in, float s_out, int32_
 }
 
 void avgpool_u8_ref(const PoolShape& s, const AvgPoolParams& p, const uint8_t* x, uint8_t* y) {
+  check_pool_dilation("avgpool", s);
   const int64_t oh = s.out_h(), ow = s.out_w();
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         int64_t sum = 0;  // padded taps are x = zp_in: they add 0 but count in the window
-        for (int64_t ky = 0; ky < s.kernel; ++ky)
-          for (int64_t kx = 0; kx < s.kernel; ++kx) {
-            const int64_t iy = oy * s.stride - s.padding + ky, ix = ox * s.stride - s.padding + kx;
+        for (int64_t ky = 0; ky < s.window.kernel_h; ++ky)
+          for (int64_t kx = 0; kx < s.window.kernel_w; ++kx) {
+            const int64_t iy = oy * s.window.stride_h - s.window.pad_top + ky,
+                          ix = ox * s.window.stride_w - s.window.pad_left + kx;
             if (iy < 0 || iy >= s.in_h || ix < 0 || ix >= s.in_w) continue;
             sum += int64_t{x[(c * s.in_h + iy) * s.in_w + ix]} - p.zp_in;
           }

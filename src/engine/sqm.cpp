@@ -71,6 +71,14 @@ int node_at(const Graph& g, const nlohmann::json& j, const char* key, const std:
   fail("{}: field '{}' names '{}', which is not a node of the graph", w, key, v.get<std::string>());
 }
 
+// Every conv/pool window in version 1's form (kSqmVersionSquare).
+bool all_square(const Graph& g) {
+  for (const Node& n : g.nodes)
+    if ((n.op == Op::Conv2d || n.op == Op::MaxPool || n.op == Op::AvgPool) && !n.window.is_square())
+      return false;
+  return true;
+}
+
 }  // namespace
 
 void save_sqm(const std::string& path, const Graph& g0, const IntModel& im0,
@@ -182,7 +190,7 @@ void save_sqm(const std::string& path, const Graph& g0, const IntModel& im0,
       {"header", &head}, {"weights", &weights}, {"scales", &scales}, {"bias", &bias}};
   const uint32_t n = 4;
   std::string out(reinterpret_cast<const char*>(kMagic), sizeof(kMagic));
-  put<uint32_t>(out, kSqmVersion);
+  put<uint32_t>(out, all_square(g) ? kSqmVersionSquare : kSqmVersion);
   put<uint32_t>(out, n);
   uint64_t off = kPreamble + n * kEntry;
   for (const auto& [name, data] : sections) {
@@ -208,8 +216,9 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
   if (std::memcmp(s.data(), kMagic, sizeof(kMagic)) != 0)
     fail("{}: bad magic: not a SigmaQuant model file (.sqm)", path);
   const uint32_t version = get_at<uint32_t>(s, 8);
-  if (version != kSqmVersion)
-    fail("{}: format version {} is not supported (expected {})", path, version, kSqmVersion);
+  if (version != kSqmVersion && version != kSqmVersionSquare)
+    fail("{}: format version {} is not supported (expected {} or {})", path, version,
+         kSqmVersionSquare, kSqmVersion);
   const uint32_t n = get_at<uint32_t>(s, 12);
   if (n < 1 || n > kMaxSections) fail("{}: {} sections (expected 1..{})", path, n, kMaxSections);
   if (s.size() < kPreamble + n * kEntry + 4)
@@ -260,6 +269,8 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
 
   SqmModel m;
   m.graph = graph_from_json(at(h, "graph", path), path + ": header.graph");
+  if (version == kSqmVersionSquare && !all_square(m.graph))
+    fail("{}: format version 1 holds a non-square or dilated window (expected version 2)", path);
   const Graph& g = m.graph;
   for (const Node& nd : g.nodes) {
     int64_t numel = 1;

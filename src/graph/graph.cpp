@@ -24,19 +24,25 @@ constexpr OpInfo kOps[] = {
     {Op::Concat, "concat"},       {Op::Mul, "mul"},         {Op::ChannelShuffle, "channel_shuffle"},
 };
 
-int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
 // ceil_mode as PyTorch: rounded up, but the last window must start inside the input or the
-// leading padding.
-int64_t pooled_ceil(int64_t in, int64_t k, int64_t s, int64_t p) {
-  if (in + 2 * p < k) return pooled(in, k, s, p);
-  int64_t out = (in + 2 * p - k + s - 1) / s + 1;
-  if ((out - 1) * s >= in + p) --out;
+// leading padding (pad_before).
+int64_t pooled_ceil(int64_t in, int64_t k, int64_t s, int64_t pad_before, int64_t pad_after) {
+  const int64_t padded = in + pad_before + pad_after;
+  if (padded < k) return 0;
+  int64_t out = (padded - k + s - 1) / s + 1;
+  if ((out - 1) * s >= in + pad_before) --out;
   return out;
+}
+
+bool valid_window(const Window2d& w) {
+  return w.kernel_h > 0 && w.kernel_w > 0 && w.stride_h > 0 && w.stride_w > 0 && w.pad_top >= 0 &&
+         w.pad_left >= 0 && w.pad_bottom >= 0 && w.pad_right >= 0 && w.dilation_h > 0 &&
+         w.dilation_w > 0;
 }
 
 // Graphs come from files too: sizes beyond these cannot be a real network, and the limits keep
 // every shape, parameter-count and MAC product inside int64.
-constexpr int64_t kMaxAttribute = int64_t{1} << 31;  // channels, kernel, stride, padding, groups
+constexpr int64_t kMaxAttribute = int64_t{1} << 31;  // channels, window sizes, groups
 constexpr int64_t kMaxElements = int64_t{1} << 31;   // of one activation or parameter tensor
 
 // numel(s), or -1 when it exceeds kMaxElements (checked before each multiplication).
@@ -50,6 +56,19 @@ int64_t bounded_numel(const Shape& s) {
 }
 
 }  // namespace
+
+std::string window_str(const Window2d& w) {
+  auto pair = [](int64_t a, int64_t b) {
+    return a == b ? std::to_string(a) : fmt::format("({},{})", a, b);
+  };
+  std::string s = fmt::format("{}x{} s{} p", w.kernel_h, w.kernel_w, pair(w.stride_h, w.stride_w));
+  if (w.pad_top == w.pad_bottom && w.pad_left == w.pad_right)
+    s += pair(w.pad_top, w.pad_left);
+  else
+    s += fmt::format("[{},{},{},{}]", w.pad_top, w.pad_left, w.pad_bottom, w.pad_right);
+  if (w.dilation_h != 1 || w.dilation_w != 1) s += " d" + pair(w.dilation_h, w.dilation_w);
+  return s;
+}
 
 const char* op_name(Op op) {
   for (const auto& o : kOps)
@@ -120,14 +139,17 @@ int Graph::input() {
 
 int Graph::conv2d(const std::string& nm, int in, int64_t out_channels, int64_t kernel,
                   int64_t stride, int64_t padding, int64_t groups, bool bias) {
+  return conv2d(nm, in, out_channels, Window2d::square(kernel, stride, padding), groups, bias);
+}
+
+int Graph::conv2d(const std::string& nm, int in, int64_t out_channels, const Window2d& window,
+                  int64_t groups, bool bias) {
   Node n;
   n.name = nm;
   n.op = Op::Conv2d;
   n.inputs = {in};
   n.out_channels = out_channels;
-  n.kernel = kernel;
-  n.stride = stride;
-  n.padding = padding;
+  n.window = window;
   n.groups = groups;
   n.has_bias = bias;
   return push(std::move(n));
@@ -160,11 +182,9 @@ Node simple(const std::string& nm, Op op, std::vector<int> inputs) {
   n.inputs = std::move(inputs);
   return n;
 }
-Node pool(const std::string& nm, Op op, int in, int64_t k, int64_t s, int64_t p) {
+Node pool(const std::string& nm, Op op, int in, const Window2d& w) {
   Node n = simple(nm, op, {in});
-  n.kernel = k;
-  n.stride = s;
-  n.padding = p;
+  n.window = w;
   return n;
 }
 }  // namespace
@@ -190,12 +210,18 @@ int Graph::channel_shuffle(const std::string& nm, int in, int64_t groups) {
   return push(n);
 }
 int Graph::maxpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
-  Node n = pool(nm, Op::MaxPool, in, k, s, p);
+  return maxpool(nm, in, Window2d::square(k, s, p), ceil_mode);
+}
+int Graph::maxpool(const std::string& nm, int in, const Window2d& w, bool ceil_mode) {
+  Node n = pool(nm, Op::MaxPool, in, w);
   n.ceil_mode = ceil_mode;
   return push(n);
 }
 int Graph::avgpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p) {
-  return push(pool(nm, Op::AvgPool, in, k, s, p));
+  return avgpool(nm, in, Window2d::square(k, s, p));
+}
+int Graph::avgpool(const std::string& nm, int in, const Window2d& w) {
+  return push(pool(nm, Op::AvgPool, in, w));
 }
 int Graph::global_avgpool(const std::string& nm, int in) {
   return push(simple(nm, Op::GlobalAvgPool, {in}));
@@ -226,11 +252,14 @@ void Graph::infer_shapes() {
       if (in < 0 || static_cast<size_t>(in) >= i)
         bad(fmt::format("input #{} is not an earlier node", in));
     if (i > 0 && n.op == Op::Input) bad("only the first node may be the input");
-    const std::pair<const char*, int64_t> attributes[] = {{"out_channels", n.out_channels},
-                                                          {"kernel", n.kernel},
-                                                          {"stride", n.stride},
-                                                          {"padding", n.padding},
-                                                          {"groups", n.groups}};
+    const Window2d& win = n.window;
+    const std::pair<const char*, int64_t> attributes[] = {
+        {"out_channels", n.out_channels}, {"kernel_h", win.kernel_h},
+        {"kernel_w", win.kernel_w},       {"stride_h", win.stride_h},
+        {"stride_w", win.stride_w},       {"pad_top", win.pad_top},
+        {"pad_left", win.pad_left},       {"pad_bottom", win.pad_bottom},
+        {"pad_right", win.pad_right},     {"dilation_h", win.dilation_h},
+        {"dilation_w", win.dilation_w},   {"groups", n.groups}};
     for (const auto& [attr, value] : attributes)
       if (value > kMaxAttribute)
         bad(fmt::format("{} {} is too large (at most {})", attr, value, kMaxAttribute));
@@ -244,16 +273,18 @@ void Graph::infer_shapes() {
         break;
       case Op::Conv2d: {
         need_chw();
-        if (n.out_channels <= 0 || n.kernel <= 0 || n.stride <= 0 || n.padding < 0 ||
-            n.groups <= 0)
-          bad("out_channels, kernel, stride, groups must be positive and padding non-negative");
+        if (n.out_channels <= 0 || n.groups <= 0 || !valid_window(win))
+          bad(
+              fmt::format("window {}, out_channels {}, groups {}: expected positive sizes, "
+                          "strides and dilations, and padding >= 0",
+                          window_str(win), n.out_channels, n.groups));
         if (in[0] % n.groups != 0 || n.out_channels % n.groups != 0)
           bad(fmt::format("groups={} must divide in_channels={} and out_channels={}", n.groups,
                           in[0], n.out_channels));
-        int64_t h = pooled(in[1], n.kernel, n.stride, n.padding);
-        int64_t w = pooled(in[2], n.kernel, n.stride, n.padding);
+        const int64_t h = win.out_h(in[1]), w = win.out_w(in[2]);
         if (h <= 0 || w <= 0)
-          bad(fmt::format("kernel {} is larger than the padded input {}", n.kernel, shape_str(in)));
+          bad(fmt::format("window {} is larger than the padded input {}", window_str(win),
+                          shape_str(in)));
         n.out_shape = {n.out_channels, h, w};
         break;
       }
@@ -279,14 +310,22 @@ void Graph::infer_shapes() {
       case Op::MaxPool:
       case Op::AvgPool: {
         need_chw();
-        if (n.kernel <= 0 || n.stride <= 0 || n.padding < 0 || 2 * n.padding > n.kernel)
-          bad("kernel and stride must be positive, padding at most half the kernel");
+        if (!valid_window(win) || 2 * std::max(win.pad_top, win.pad_bottom) > win.kernel_h ||
+            2 * std::max(win.pad_left, win.pad_right) > win.kernel_w)
+          bad(
+              fmt::format("window {}: kernel and stride must be positive, each padding at most "
+                          "half the kernel along its axis",
+                          window_str(win)));
+        if (win.dilation_h != 1 || win.dilation_w != 1)
+          bad(fmt::format("window {}: dilated pooling is not supported", window_str(win)));
         if (n.ceil_mode && n.op != Op::MaxPool) bad("ceil_mode is supported for max pooling only");
-        auto out = n.ceil_mode ? pooled_ceil : pooled;
-        int64_t h = out(in[1], n.kernel, n.stride, n.padding);
-        int64_t w = out(in[2], n.kernel, n.stride, n.padding);
-        if (h <= 0 || w <= 0) bad(fmt::format("window {} is larger than the input {}", n.kernel,
-                                              shape_str(in)));
+        int64_t h = win.out_h(in[1]), w = win.out_w(in[2]);
+        if (n.ceil_mode) {
+          h = pooled_ceil(in[1], win.kernel_h, win.stride_h, win.pad_top, win.pad_bottom);
+          w = pooled_ceil(in[2], win.kernel_w, win.stride_w, win.pad_left, win.pad_right);
+        }
+        if (h <= 0 || w <= 0)
+          bad(fmt::format("window {} is larger than the input {}", window_str(win), shape_str(in)));
         n.out_shape = {in[0], h, w};
         break;
       }
@@ -357,7 +396,7 @@ std::map<std::string, Shape> Graph::expected_param_shapes(int idx) const {
   const Shape in = n.inputs.empty() ? input_shape : nodes[n.inputs[0]].out_shape;
   switch (n.op) {
     case Op::Conv2d:
-      s["weight"] = {n.out_channels, in.at(0) / n.groups, n.kernel, n.kernel};
+      s["weight"] = {n.out_channels, in.at(0) / n.groups, n.window.kernel_h, n.window.kernel_w};
       if (n.has_bias) s["bias"] = {n.out_channels};
       break;
     case Op::Linear:
@@ -428,8 +467,8 @@ LayerStats Graph::layer_stats(int idx) const {
     if (pname != "running_mean" && pname != "running_var") st.params += numel(shape);
   const Shape in = n.inputs.empty() ? input_shape : nodes[n.inputs[0]].out_shape;
   if (n.op == Op::Conv2d)
-    st.macs = n.out_shape[0] * n.out_shape[1] * n.out_shape[2] * (in[0] / n.groups) * n.kernel *
-              n.kernel;
+    st.macs =
+        n.out_shape[0] * n.out_shape[1] * n.out_shape[2] * (in[0] / n.groups) * n.window.taps();
   else if (n.op == Op::Linear)
     st.macs = in[0] * n.out_channels;
   return st;

@@ -71,6 +71,65 @@ std::vector<float> floats_field(const nlohmann::json& j, const char* key, const 
   return out;
 }
 
+// A window attribute: one integer (the same along H and W, and on every side for padding) or an
+// array of 2 ([H, W]; padding: [top and bottom, left and right]) or, for padding only, 4 values
+// ([top, left, bottom, right], ONNX's pads order). Files before non-square windows hold integers.
+std::vector<int64_t> window_field(const nlohmann::json& j, const char* key, size_t max_values,
+                                  const std::string& where) {
+  const auto& v = j.at(key);
+  const char* expected = max_values == 4 ? "an integer or an array of 2 or 4 integers"
+                                         : "an integer or an array of 2 integers";
+  if (v.is_number_integer()) return {v.get<int64_t>()};
+  if (!v.is_array() || (v.size() != 2 && v.size() != max_values))
+    fail("{}: field '{}' must be {}", where, key, expected);
+  std::vector<int64_t> out;
+  for (const auto& x : v) {
+    if (!x.is_number_integer()) fail("{}: field '{}' must be {}", where, key, expected);
+    out.push_back(x.get<int64_t>());
+  }
+  return out;
+}
+
+void read_window(const nlohmann::json& jn, Window2d& w, const std::string& where) {
+  if (jn.contains("kernel")) {
+    const auto v = window_field(jn, "kernel", 2, where);
+    w.kernel_h = v[0];
+    w.kernel_w = v.back();
+  }
+  if (jn.contains("stride")) {
+    const auto v = window_field(jn, "stride", 2, where);
+    w.stride_h = v[0];
+    w.stride_w = v.back();
+  }
+  if (jn.contains("padding")) {
+    const auto v = window_field(jn, "padding", 4, where);
+    w.pad_top = v[0];
+    w.pad_left = v.size() == 1 ? v[0] : v[1];
+    w.pad_bottom = v.size() == 4 ? v[2] : w.pad_top;
+    w.pad_right = v.size() == 4 ? v[3] : w.pad_left;
+  }
+  if (jn.contains("dilation")) {
+    const auto v = window_field(jn, "dilation", 2, where);
+    w.dilation_h = v[0];
+    w.dilation_w = v.back();
+  }
+}
+
+// The shortest form: an integer where H and W (and every side) agree, so that a graph of square
+// windows is written exactly as before non-square windows existed.
+void write_window(nlohmann::json& jn, const Window2d& w) {
+  auto pair = [](int64_t h, int64_t v) {
+    return h == v ? nlohmann::json(h) : nlohmann::json::array({h, v});
+  };
+  jn["kernel"] = pair(w.kernel_h, w.kernel_w);
+  jn["stride"] = pair(w.stride_h, w.stride_w);
+  if (w.pad_top == w.pad_bottom && w.pad_left == w.pad_right)
+    jn["padding"] = pair(w.pad_top, w.pad_left);
+  else
+    jn["padding"] = {w.pad_top, w.pad_left, w.pad_bottom, w.pad_right};
+  if (w.dilation_h != 1 || w.dilation_w != 1) jn["dilation"] = pair(w.dilation_h, w.dilation_w);
+}
+
 std::string nonfinite_name(float v) {
   return std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf");
 }
@@ -87,9 +146,7 @@ nlohmann::json graph_to_json(const Graph& g) {
     switch (n.op) {
       case Op::Conv2d:
         jn["out_channels"] = n.out_channels;
-        jn["kernel"] = n.kernel;
-        jn["stride"] = n.stride;
-        jn["padding"] = n.padding;
+        write_window(jn, n.window);
         jn["groups"] = n.groups;
         jn["bias"] = n.has_bias;
         break;
@@ -108,9 +165,7 @@ nlohmann::json graph_to_json(const Graph& g) {
         break;
       case Op::MaxPool:
       case Op::AvgPool:
-        jn["kernel"] = n.kernel;
-        jn["stride"] = n.stride;
-        jn["padding"] = n.padding;
+        write_window(jn, n.window);
         if (n.ceil_mode) jn["ceil_mode"] = true;  // absent: false (files before it existed)
         break;
       default:
@@ -157,9 +212,7 @@ Graph graph_from_json(const nlohmann::json& j, const std::string& where) {
     };
     opt_int("out_channels", n.out_channels);
     opt_int("out_features", n.out_channels);
-    opt_int("kernel", n.kernel);
-    opt_int("stride", n.stride);
-    opt_int("padding", n.padding);
+    read_window(jn, n.window, w);
     opt_int("groups", n.groups);
     if (jn.contains("bias")) {
       if (!jn["bias"].is_boolean()) fail("{}: field 'bias' must be true or false", w);

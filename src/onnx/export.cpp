@@ -307,10 +307,8 @@ class Exporter {
         if (n.has_bias) ins.push_back(bias(i));
         y = unique(n.name);
         onnx::NodeProto* c = add_node(*gp_, "Conv", n.name, ins, {y});
-        set_ints(*c, "kernel_shape", {n.kernel, n.kernel});
-        set_ints(*c, "strides", {n.stride, n.stride});
-        set_ints(*c, "pads", {n.padding, n.padding, n.padding, n.padding});
-        set_ints(*c, "dilations", {1, 1});
+        set_window(*c, n.window);
+        set_ints(*c, "dilations", {n.window.dilation_h, n.window.dilation_w});
         set_int(*c, "group", n.groups);
         break;
       }
@@ -354,9 +352,7 @@ class Exporter {
         y = unique(n.name);
         onnx::NodeProto* p =
             add_node(*gp_, n.op == Op::MaxPool ? "MaxPool" : "AveragePool", n.name, {in(0)}, {y});
-        set_ints(*p, "kernel_shape", {n.kernel, n.kernel});
-        set_ints(*p, "strides", {n.stride, n.stride});
-        set_ints(*p, "pads", {n.padding, n.padding, n.padding, n.padding});
+        set_window(*p, n.window);
         if (n.op == Op::AvgPool) set_int(*p, "count_include_pad", 1);  // as the simulation
         if (n.ceil_mode) set_int(*p, "ceil_mode", 1);
         break;

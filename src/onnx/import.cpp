@@ -15,6 +15,7 @@
 // Before anything is built, every node is checked: unsupported operators and unsupported
 // attributes are reported together, in one error naming every node.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -212,9 +213,9 @@ class Importer {
     if (op == "Conv") {
       check([&] { allow(n, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}); });
       check([&] { no_auto_pad(n); });
-      check([&] { unit_dilations(n); });
-      check([&] { square(n, "kernel_shape", 1, false); });
-      check([&] { square(n, "strides", 1, false); });
+      check([&] { axis_pair(n, "dilations", 1, false); });
+      check([&] { axis_pair(n, "kernel_shape", 1, false); });
+      check([&] { axis_pair(n, "strides", 1, false); });
       check([&] { pads(n); });
       check([&] {
         if (attr_int(n, "group", 1) <= 0) bad_attr(n, "group", fmt::format("{} must be positive", attr_int(n, "group", 1)));
@@ -223,8 +224,8 @@ class Importer {
       check([&] { pool_attrs(n); });
       check([&] { no_auto_pad(n); });
       check([&] { unit_dilations(n); });
-      check([&] { square(n, "kernel_shape", 0, true); });
-      check([&] { square(n, "strides", 1, false); });
+      check([&] { axis_pair(n, "kernel_shape", 0, true); });
+      check([&] { axis_pair(n, "strides", 1, false); });
       check([&] { pads(n); });
     } else if (op == "Gemm") {
       check([&] { allow(n, {"alpha", "beta", "transA", "transB"}); });
@@ -467,9 +468,7 @@ class Importer {
       m.inputs = n.op == Op::Add || n.op == Op::Mul ? std::vector<int>{from, from}
                                                     : std::vector<int>{from};
       m.out_channels = n.out_channels;
-      m.kernel = n.kernel;
-      m.stride = n.stride;
-      m.padding = n.padding;
+      m.window = n.window;
       m.groups = n.groups;
       m.has_bias = n.has_bias;
       m.eps = n.eps;
@@ -527,30 +526,38 @@ class Importer {
       if (x->s() != "NOTSET") bad_attr(n, "auto_pad", fmt::format("'{}' is not supported (use explicit pads)", x->s()));
     }
   }
-  // A 2-D window attribute that must be square: kernel_shape, strides.
-  int64_t square(const onnx::NodeProto& n, const std::string& a, int64_t def, bool required) {
+  // A 2-D window attribute, [H, W], both positive: kernel_shape, strides, dilations.
+  std::array<int64_t, 2> axis_pair(const onnx::NodeProto& n, const std::string& a, int64_t def,
+                                   bool required) {
     auto v = attr_ints(n, a);
     if (v.empty()) {
       if (required) bad_attr(n, a, "missing");
-      return def;
+      return {def, def};
     }
     if (v.size() != 2) bad_attr(n, a, fmt::format("has {} values, expected 2 (2-D)", v.size()));
-    if (v[0] != v[1]) bad_attr(n, a, fmt::format("[{}, {}] is not square (not supported)", v[0], v[1]));
-    if (v[0] <= 0) bad_attr(n, a, fmt::format("{} must be positive", v[0]));
-    return v[0];
+    if (v[0] <= 0 || v[1] <= 0) bad_attr(n, a, fmt::format("{} must be positive", ints_str(v)));
+    return {v[0], v[1]};
   }
-  int64_t pads(const onnx::NodeProto& n) {
+  // pads [top, left, bottom, right] (ONNX's begins then ends of H, W), each >= 0.
+  std::array<int64_t, 4> pads(const onnx::NodeProto& n) {
     auto v = attr_ints(n, "pads");
-    if (v.empty()) return 0;
+    if (v.empty()) return {0, 0, 0, 0};
     if (v.size() != 4) bad_attr(n, "pads", fmt::format("has {} values, expected 4", v.size()));
-    if (!(v[0] == v[1] && v[1] == v[2] && v[2] == v[3]))
-      bad_attr(n, "pads", fmt::format("[{}, {}, {}, {}] is not symmetric (not supported)", v[0], v[1], v[2], v[3]));
-    if (v[0] < 0) bad_attr(n, "pads", "must be non-negative");
-    return v[0];
+    if (*std::min_element(v.begin(), v.end()) < 0)
+      bad_attr(n, "pads", fmt::format("{} must be non-negative", ints_str(v)));
+    return {v[0], v[1], v[2], v[3]};
   }
+  // The IR window of a Conv or pool: kernel, strides, pads, dilations.
+  Window2d window_of(const onnx::NodeProto& n, std::array<int64_t, 2> kernel) {
+    const auto st = axis_pair(n, "strides", 1, false), di = axis_pair(n, "dilations", 1, false);
+    const auto p = pads(n);
+    return {kernel[0], kernel[1], st[0], st[1], p[0], p[1], p[2], p[3], di[0], di[1]};
+  }
+  // Pools: the IR has no dilated pooling.
   void unit_dilations(const onnx::NodeProto& n) {
     for (int64_t d : attr_ints(n, "dilations"))
-      if (d != 1) bad_attr(n, "dilations", fmt::format("{} is not supported (only 1)", d));
+      if (d != 1)
+        bad_attr(n, "dilations", fmt::format("{} is not supported for pooling (only 1)", d));
   }
 
   // NaN / Inf in a constant that becomes a parameter (or the input normalization) is refused
@@ -858,15 +865,16 @@ class Importer {
       }
       if (has_input(n, 3)) fail("{}: node '{}' (Pad): the axes input is not supported", where_, cur_);
     }
-    // [N, C, H, W] begins then ends: only H, W, all equal.
-    if (p.size() != 8 || p[0] || p[1] || p[4] || p[5] || p[2] != p[3] || p[2] != p[6] ||
-        p[2] != p[7] || p[2] < 0)
-      fail("{}: node '{}' (Pad): pads {} are not supported (only the same zero padding on all four "
-           "sides of H and W)", where_, cur_, ints_str(p));
+    // [N, C, H, W] begins then ends: only H, W, none negative.
+    if (p.size() != 8 || p[0] || p[1] || p[4] || p[5] || *std::min_element(p.begin(), p.end()) < 0)
+      fail(
+          "{}: node '{}' (Pad): pads {} are not supported (only zero padding of H and W, none "
+          "negative)",
+          where_, cur_, ints_str(p));
     if (shape(x).size() != 3)
       fail("{}: node '{}' (Pad): input has per-sample shape {}, expected [C, H, W]", where_, cur_,
            shape_str(shape(x)));
-    pads_[n.output(0)] = {x, p[2]};
+    pads_[n.output(0)] = {x, {p[2], p[3], p[6], p[7]}};
   }
 
   // ---- shape arithmetic, folded ----
@@ -1148,17 +1156,17 @@ class Importer {
   void conv(const onnx::NodeProto& n, int k) {
     allow(n, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
     no_auto_pad(n);
-    unit_dilations(n);
     int x = tensor_in(n, 0);
     auto w = const_in(n, 1);
     if (w->dims.size() != 4 || w->is_int)
-      fail("{}: node '{}' (Conv): weight has shape {}, expected float [out, in/groups, k, k]", where_, cur_, shape_str(w->dims));
-    if (w->dims[2] != w->dims[3])
-      fail("{}: node '{}' (Conv): kernel {}x{} is not square (not supported)", where_, cur_, w->dims[2], w->dims[3]);
-    int64_t kern = square(n, "kernel_shape", w->dims[2], false);
-    if (kern != w->dims[2]) bad_attr(n, "kernel_shape", fmt::format("{} differs from the weight's {}", kern, w->dims[2]));
-    int64_t stride = square(n, "strides", 1, false);
-    int64_t pad = pads(n);
+      fail("{}: node '{}' (Conv): weight has shape {}, expected float [out, in/groups, kh, kw]",
+           where_, cur_, shape_str(w->dims));
+    const auto kern = axis_pair(n, "kernel_shape", 0, false);
+    if (kern[0] != 0 && (kern[0] != w->dims[2] || kern[1] != w->dims[3]))
+      bad_attr(n, "kernel_shape",
+               fmt::format("[{}, {}] differs from the weight's {}x{}", kern[0], kern[1], w->dims[2],
+                           w->dims[3]));
+    const Window2d win = window_of(n, {w->dims[2], w->dims[3]});
     int64_t groups = attr_int(n, "group", 1);
     if (groups <= 0) bad_attr(n, "group", fmt::format("{} must be positive", groups));
     if (shape(x).size() != 3)
@@ -1168,7 +1176,7 @@ class Importer {
            shape_str(w->dims), groups, shape(x)[0]);
     require_finite(n, 1, *w, "weight");
     bool bias = has_input(n, 2);
-    int idx = g_.conv2d(node_name(n, k), x, w->dims[0], kern, stride, pad, groups, bias);
+    int idx = g_.conv2d(node_name(n, k), x, w->dims[0], win, groups, bias);
     g_.nodes[idx].params["weight"] = Tensor(w->dims);
     g_.nodes[idx].params["weight"].data = w->f;
     if (bias) {
@@ -1307,33 +1315,22 @@ class Importer {
       bad_attr(n, "count_include_pad", "0 with padding is not supported (SigmaQuant counts padded zeros)");
   }
 
-  struct PoolDims {
-    int64_t k, s, p;
-    int64_t floor(int64_t in) const { return (in + 2 * p - k) / s + 1; }
-    int64_t ceil(int64_t in) const {  // PyTorch's and ONNX Runtime's ceil_mode
-      int64_t o = (in + 2 * p - k + s - 1) / s + 1;
-      if ((o - 1) * s >= in + p) --o;
-      return o;
-    }
-  };
-
   void pool(const onnx::NodeProto& n, int k) {
     const bool maxp = n.op_type() == "MaxPool";
     pool_attrs(n);
     no_auto_pad(n);
     unit_dilations(n);
-    int64_t kern = square(n, "kernel_shape", 0, true);
-    int64_t stride = square(n, "strides", 1, false);
-    int64_t pad = pads(n);
+    Window2d win = window_of(n, axis_pair(n, "kernel_shape", 0, true));
     int x = -1;
     if (auto pp = pads_.find(input_name(n, 0)); pp != pads_.end()) {
       if (maxp)  // check_supported lets a Pad reach only AveragePool
         fail("{}: node '{}' (MaxPool) reads a Pad", where_, cur_);
-      if (pad != 0)
+      if (win.pad_top || win.pad_left || win.pad_bottom || win.pad_right)
         fail("{}: node '{}' (AveragePool): reads a Pad and pads {} itself (not supported)", where_,
-             cur_, pad);
+             cur_, window_str(win));
       x = pp->second.first;
-      pad = pp->second.second;
+      const auto& p = pp->second.second;
+      win.pad_top = p[0], win.pad_left = p[1], win.pad_bottom = p[2], win.pad_right = p[3];
     } else {
       x = tensor_in(n, 0);
     }
@@ -1341,18 +1338,26 @@ class Importer {
     if (ceil && !maxp && shape(x).size() == 3) {
       // An average pooling's ceil_mode is taken only where it adds no window (the extra window
       // would average over fewer taps than the kernel's, which the IR does not express).
-      PoolDims f{kern, stride, pad};
-      for (int d : {1, 2})
-        if (f.floor(shape(x)[d]) != f.ceil(shape(x)[d]))
-          bad_attr(n, "ceil_mode", fmt::format("1 is supported for AveragePool only where it gives "
-                                               "the same output size as 0 (here {} instead of {} "
-                                               "over an input of {})",
-                                               f.ceil(shape(x)[d]), f.floor(shape(x)[d]),
-                                               shape_str(shape(x))));
+      // PyTorch's and ONNX Runtime's ceil_mode: rounded up, the last window starting inside the
+      // input or the leading padding.
+      auto up = [](int64_t in, int64_t k, int64_t s, int64_t before, int64_t after) {
+        int64_t o = (in + before + after - k + s - 1) / s + 1;
+        if ((o - 1) * s >= in + before) --o;
+        return o;
+      };
+      const int64_t fh = win.out_h(shape(x)[1]), fw = win.out_w(shape(x)[2]);
+      const int64_t ch = up(shape(x)[1], win.kernel_h, win.stride_h, win.pad_top, win.pad_bottom),
+                    cw = up(shape(x)[2], win.kernel_w, win.stride_w, win.pad_left, win.pad_right);
+      if (fh > 0 && fw > 0 && (fh != ch || fw != cw))
+        bad_attr(n, "ceil_mode",
+                 fmt::format("1 is supported for AveragePool only where it gives "
+                             "the same output size as 0 (here {}x{} instead of "
+                             "{}x{} over an input of {})",
+                             ch, cw, fh, fw, shape_str(shape(x))));
       ceil = false;
     }
-    int idx = maxp ? g_.maxpool(node_name(n, k), x, kern, stride, pad, ceil)
-                   : g_.avgpool(node_name(n, k), x, kern, stride, pad);
+    int idx =
+        maxp ? g_.maxpool(node_name(n, k), x, win, ceil) : g_.avgpool(node_name(n, k), x, win);
     set_out(n, Value{push_done(idx), nullptr});
   }
 
@@ -1385,7 +1390,8 @@ class Importer {
   // A channel shuffle under way: the 5-D view's name (grouped_) and the transposed view's
   // (swapped_) -> (input node, groups).
   std::map<std::string, std::pair<int, int64_t>> grouped_, swapped_;
-  std::map<std::string, std::pair<int, int64_t>> pads_;  // Pad output -> (input node, padding)
+  // Pad output -> (input node, padding [top, left, bottom, right])
+  std::map<std::string, std::pair<int, std::array<int64_t, 4>>> pads_;
   std::string cur_;
   Graph g_;
   std::map<std::string, std::shared_ptr<const Const>> consts_;

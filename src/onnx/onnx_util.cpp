@@ -88,6 +88,12 @@ void set_ints(onnx::NodeProto& n, const std::string& attr, const std::vector<int
   for (int64_t x : v) a->add_ints(x);
 }
 
+void set_window(onnx::NodeProto& n, const Window2d& w) {
+  set_ints(n, "kernel_shape", {w.kernel_h, w.kernel_w});
+  set_ints(n, "strides", {w.stride_h, w.stride_w});
+  set_ints(n, "pads", {w.pad_top, w.pad_left, w.pad_bottom, w.pad_right});
+}
+
 void set_float(onnx::NodeProto& n, const std::string& attr, float v) {
   onnx::AttributeProto* a = n.add_attribute();
   a->set_name(attr);

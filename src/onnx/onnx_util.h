@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "sigmaquant/graph.h"
+
 namespace sq::onnx_util {
 
 constexpr int64_t kOpset = 13;  // QuantizeLinear/DequantizeLinear per-axis came with opset 13
@@ -28,5 +30,8 @@ onnx::NodeProto* add_node(onnx::GraphProto& g, const std::string& op, const std:
 void set_int(onnx::NodeProto& n, const std::string& attr, int64_t v);
 void set_ints(onnx::NodeProto& n, const std::string& attr, const std::vector<int64_t>& v);
 void set_float(onnx::NodeProto& n, const std::string& attr, float v);
+// kernel_shape [kh, kw], strides [sh, sw] and pads [top, left, bottom, right] of an IR window
+// (Conv, MaxPool, AveragePool; dilations are Conv's and set by the caller).
+void set_window(onnx::NodeProto& n, const Window2d& w);
 
 }  // namespace sq::onnx_util

@@ -1,5 +1,7 @@
 #include "graph_module.h"
 
+#include <limits>
+
 #include "sigmaquant/error.h"
 #include "sync_batchnorm.h"
 
@@ -37,6 +39,13 @@ void GraphModule::set_quant(std::shared_ptr<QuantHook> q) {
   quant_ = q ? register_module("quant", q) : nullptr;
 }
 
+namespace {
+// x padded by the window's four sides with `value` (torch's pad order: left, right, top, bottom).
+torch::Tensor pad_window(const torch::Tensor& x, const Window2d& w, double value) {
+  return torch::constant_pad_nd(x, {w.pad_left, w.pad_right, w.pad_top, w.pad_bottom}, value);
+}
+}  // namespace
+
 torch::Tensor GraphModule::forward(const torch::Tensor& x) {
   std::vector<torch::Tensor> v(graph_.nodes.size());
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
@@ -51,10 +60,17 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
       case Op::Input:
         v[i] = x;
         break;
-      case Op::Conv2d:
-        v[i] = torch::conv2d(in, w, n.has_bias ? p.at("bias") : torch::Tensor(),
-                             n.stride, n.padding, 1, n.groups);
+      case Op::Conv2d: {
+        // LibTorch pads symmetrically per axis; other padding is an explicit zero pad first.
+        const Window2d& win = n.window;
+        const bool sym = win.pad_top == win.pad_bottom && win.pad_left == win.pad_right;
+        const torch::Tensor xin = sym ? in : pad_window(in, win, 0.0);
+        v[i] = torch::conv2d(xin, w, n.has_bias ? p.at("bias") : torch::Tensor(),
+                             {win.stride_h, win.stride_w},
+                             {sym ? win.pad_top : 0, sym ? win.pad_left : 0},
+                             {win.dilation_h, win.dilation_w}, n.groups);
         break;
+      }
       case Op::Linear:
         v[i] = torch::linear(in, w, n.has_bias ? p.at("bias") : torch::Tensor());
         break;
@@ -77,13 +93,34 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
       case Op::Add:
         v[i] = in + v[n.inputs[1]];
         break;
-      case Op::MaxPool:
-        v[i] = torch::max_pool2d(in, n.kernel, n.stride, n.padding, 1, n.ceil_mode);
+      case Op::MaxPool: {
+        // Unequal padding: an explicit −∞ pad (ignored by max, as padding is). With ceil_mode the
+        // last window may then start in the explicit padding, which torch would not allow; the
+        // IR's output size is kept by cropping to it.
+        const Window2d& win = n.window;
+        const bool sym = win.pad_top == win.pad_bottom && win.pad_left == win.pad_right;
+        if (sym) {
+          v[i] = torch::max_pool2d(in, {win.kernel_h, win.kernel_w}, {win.stride_h, win.stride_w},
+                                   {win.pad_top, win.pad_left}, 1, n.ceil_mode);
+        } else {
+          v[i] = torch::max_pool2d(pad_window(in, win, -std::numeric_limits<double>::infinity()),
+                                   {win.kernel_h, win.kernel_w}, {win.stride_h, win.stride_w}, 0, 1,
+                                   n.ceil_mode)
+                     .narrow(2, 0, n.out_shape[1])
+                     .narrow(3, 0, n.out_shape[2]);
+        }
         break;
-      case Op::AvgPool:
-        // count_include_pad = true: padded zeros count in the mean (the engine does the same).
-        v[i] = torch::avg_pool2d(in, n.kernel, n.stride, n.padding);
+      }
+      case Op::AvgPool: {
+        // count_include_pad = true: padded zeros count in the mean (the engine does the same), so
+        // unequal padding is an explicit zero pad and the same divisor kh·kw.
+        const Window2d& win = n.window;
+        const bool sym = win.pad_top == win.pad_bottom && win.pad_left == win.pad_right;
+        v[i] = torch::avg_pool2d(sym ? in : pad_window(in, win, 0.0), {win.kernel_h, win.kernel_w},
+                                 {win.stride_h, win.stride_w},
+                                 {sym ? win.pad_top : 0, sym ? win.pad_left : 0});
         break;
+      }
       case Op::GlobalAvgPool:
         v[i] = in.mean({2, 3}, /*keepdim=*/true);
         break;

@@ -80,7 +80,9 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
           break;
         }
         const int64_t ic = is[0], ih = is[1], iw = is[2], oc = n.out_channels;
-        const int64_t oh = n.out_shape[1], ow = n.out_shape[2], k = n.kernel;
+        const int64_t oh = n.out_shape[1], ow = n.out_shape[2];
+        const sq::Window2d& win = n.window;
+        const int64_t kh = win.kernel_h, kw = win.kernel_w;
         const int64_t icg = ic / n.groups, ocg = oc / n.groups;
         y.assign(static_cast<size_t>(oc * oh * ow), 0.0f);
         for (int64_t o = 0; o < oc; ++o)
@@ -88,12 +90,12 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
             for (int64_t ox = 0; ox < ow; ++ox) {
               double acc = b ? b[o] : 0.0;
               for (int64_t i2 = 0; i2 < icg; ++i2)
-                for (int64_t ky = 0; ky < k; ++ky)
-                  for (int64_t kx = 0; kx < k; ++kx) {
-                    const int64_t yy = oy * n.stride - n.padding + ky,
-                                  xx = ox * n.stride - n.padding + kx;
+                for (int64_t ky = 0; ky < kh; ++ky)
+                  for (int64_t kx = 0; kx < kw; ++kx) {
+                    const int64_t yy = oy * win.stride_h - win.pad_top + ky * win.dilation_h,
+                                  xx = ox * win.stride_w - win.pad_left + kx * win.dilation_w;
                     if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
-                    acc += double(w[((o * icg + i2) * k + ky) * k + kx]) *
+                    acc += double(w[((o * icg + i2) * kh + ky) * kw + kx]) *
                            in[((o / ocg * icg + i2) * ih + yy) * iw + xx];
                   }
               y[(o * oh + oy) * ow + ox] = static_cast<float>(acc);
@@ -119,16 +121,16 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
           for (int64_t oy = 0; oy < oh; ++oy)
             for (int64_t ox = 0; ox < ow; ++ox) {
               float m = -INFINITY, sum = 0;
-              for (int64_t ky = 0; ky < n.kernel; ++ky)
-                for (int64_t kx = 0; kx < n.kernel; ++kx) {
-                  const int64_t yy = oy * n.stride - n.padding + ky,
-                                xx = ox * n.stride - n.padding + kx;
+              const sq::Window2d& win = n.window;
+              for (int64_t ky = 0; ky < win.kernel_h; ++ky)
+                for (int64_t kx = 0; kx < win.kernel_w; ++kx) {
+                  const int64_t yy = oy * win.stride_h - win.pad_top + ky,
+                                xx = ox * win.stride_w - win.pad_left + kx;
                   if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
                   m = std::max(m, in[(ch * ih + yy) * iw + xx]);
                   sum += in[(ch * ih + yy) * iw + xx];
                 }
-              y[(ch * oh + oy) * ow + ox] =
-                  n.op == sq::Op::MaxPool ? m : sum / float(n.kernel * n.kernel);
+              y[(ch * oh + oy) * ow + ox] = n.op == sq::Op::MaxPool ? m : sum / float(win.taps());
             }
         break;
       }
@@ -199,6 +201,37 @@ inline std::vector<float> random_images(int64_t n, int64_t numel, uint64_t seed)
   return x;
 }
 
+// Non-square windows (issue 15): an Inception-like block whose branches are 1×7 → 7×1, 1×1 →
+// 1×3 / 3×1, a dilated 3×3 and a 3×1 average pool (padding (1, 0)) → 1×1, concatenated; then a
+// conv of stride (2, 1), a 2×2 conv padded only at the bottom and right (TF's SAME), a 3×2
+// max-pool of stride 2 with padding [1, 0, 1, 1] and a depthwise 1×5; BN after every conv.
+inline sq::Graph rect_graph(const sq::Shape& in, int64_t classes, uint64_t seed) {
+  using W = sq::Window2d;
+  sq::Graph g("rect", in, classes);
+  auto cbr = [&g](const std::string& nm, int x, int64_t out, const W& w, int64_t groups = 1) {
+    return g.relu(nm + ".relu", g.batchnorm(nm + ".bn", g.conv2d(nm + ".conv", x, out, w, groups)));
+  };
+  int x = cbr("stem", g.input(), 12, W::square(3, 1, 1));
+  int a = cbr("b7a", x, 8, W::of(1, 7, 1, 1, 0, 3));
+  a = cbr("b7b", a, 8, W::of(7, 1, 1, 1, 3, 0));
+  int b = cbr("b3", x, 8, W::square(1, 1, 0));
+  const int b1 = cbr("b3a", b, 6, W::of(1, 3, 1, 1, 0, 1));
+  const int b2 = cbr("b3b", b, 6, W::of(3, 1, 1, 1, 1, 0));
+  const int c = cbr("dil", x, 8, W::of(3, 3, 1, 1, 2, 2, 2, 2));
+  const int p =
+      cbr("poolproj", g.avgpool("pool", x, W::of(3, 1, 1, 1, 1, 0)), 4, W::square(1, 1, 0));
+  x = g.concat("cat", {a, b1, b2, c, p});
+  x = cbr("s21", x, 16, W::of(3, 3, 2, 1, 1, 1));
+  x = cbr("same", x, 16, W{2, 2, 1, 1, 0, 0, 1, 1, 1, 1});
+  x = g.maxpool("mp", x, W{3, 2, 2, 2, 1, 0, 1, 1, 1, 1});
+  x = cbr("dw15", x, 16, W::of(1, 5, 1, 1, 0, 2), 16);
+  x = g.global_avgpool("gap", x);
+  g.linear("fc", g.flatten("flat", x), classes);
+  g.infer_shapes();
+  g.init_params(seed);
+  return g;
+}
+
 // A zoo model with random weights and biases, BN folded, mixed precision: first and last layer
 // at 8 bits, the others at random weight bits 2..8 and activation bits 4..8, every third one with
 // per-channel bits that include pruned (0) and binary (1) channels; activation ranges are the
@@ -206,7 +239,9 @@ inline std::vector<float> random_images(int64_t n, int64_t numel, uint64_t seed)
 inline sq::QuantModel synthetic_qmodel(const std::string& zoo, const sq::Shape& in, int64_t classes,
                                        uint64_t seed) {
   sq::QuantModel qm;
-  sq::Graph g = sq::make_zoo_model(zoo, in, classes, seed);
+  // "rect": rect_graph, the non-square windows the zoo does not have.
+  sq::Graph g =
+      zoo == "rect" ? rect_graph(in, classes, seed) : sq::make_zoo_model(zoo, in, classes, seed);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.1f);
   for (auto& n : g.nodes)

@@ -236,6 +236,41 @@ TEST(CostMcu, TwoLayerByHand) {
   EXPECT_DOUBLE_EQ(r.layers[1].cycles, 96 * 1.5);
 }
 
+// Non-square and dilated windows (issue 15): costs come from the real kernel area and the output
+// positions. input [1,4,8] -> conv 1->2 1x7 padding (0, 3) -> 4x8: 14 weights (7 per channel),
+// 448 MACs; a dilated 3x3 (padding 2) costs exactly what an undilated 3x3 (padding 1) of the same
+// output does.
+TEST(CostModels, NonSquareAndDilatedWindowsByHand) {
+  auto graph = [](const sq::Window2d& w) {
+    Graph g("rect", {1, 4, 8}, 3);
+    g.linear("fc", g.flatten("flat", g.relu("relu", g.conv2d("conv", g.input(), 2, w))), 3);
+    g.infer_shapes();
+    g.init_params(1);
+    return g;
+  };
+  const Graph g = graph(sq::Window2d::of(1, 7, 1, 1, 0, 3));
+  const BitConfig b = two_layer_bits(g);
+  CostReport r = sq::compute_cost(g, sq::builtin_target("mcu"), b);
+  EXPECT_EQ(r.layers[0].macs, 448);
+  EXPECT_EQ(r.layers[0].weight_bits, 14 * 4);
+  EXPECT_EQ(r.layers[0].bops, 448 * 4 * 8);
+  EXPECT_DOUBLE_EQ(r.layers[0].cycles, 448 * 1.5);  // a8 w4: 1.0 + 0.5 unpack
+  // Bit-serial shift-add: sub-word 12 bits -> 2 lanes; 32 positions -> 16 groups;
+  // 14 weights x 4 bits x 16 = 896 datapath cycles over 2 datapaths.
+  r = sq::compute_cost(g, shiftadd_target("bit_serial"), b);
+  EXPECT_DOUBLE_EQ(r.layers[0].cycles, 448);
+  for (const char* m : {"size", "bops", "shiftadd", "mpic", "mcu"}) {
+    const Graph dil = graph(sq::Window2d::of(3, 3, 1, 1, 2, 2, 2, 2));
+    const Graph plain = graph(sq::Window2d::square(3, 1, 1));
+    const CostReport a = sq::compute_cost(dil, sq::builtin_target(m), two_layer_bits(dil));
+    const CostReport c = sq::compute_cost(plain, sq::builtin_target(m), two_layer_bits(plain));
+    EXPECT_EQ(a.macs, c.macs) << m;
+    EXPECT_EQ(a.weight_bytes, c.weight_bytes) << m;
+    EXPECT_DOUBLE_EQ(a.cycles, c.cycles) << m;
+    EXPECT_DOUBLE_EQ(a.energy_j, c.energy_j) << m;
+  }
+}
+
 TEST(CostCustom, TableFromTheTargetFile) {
   Graph g = two_layer();
   Target t = target(R"("model": "custom", "params": {"clock_mhz": 100, "a_bits": [4, 8],

@@ -148,6 +148,69 @@ TEST(EngineRef, DepthwiseIsPerChannelConvolution) {
   }
 }
 
+// Non-square, strided per axis, dilated, unequally padded (issue 15): the reference accumulators
+// against the float definition written differently — the input copied into an explicitly padded
+// plane (pad_top rows above, pad_bottom below, ...), then y[oy][ox] = Σ w[i][ky][kx] ·
+// padded[i][oy·sh + ky·dh][ox·sw + kx·dw] with no bounds checks at all.
+TEST(EngineRef, NonSquareDilatedConvEqualsTheFloatDefinition) {
+  using W = sq::Window2d;
+  std::mt19937_64 rng(17);
+  const std::pair<const char*, W> windows[] = {
+      {"1x7 p(0,3)", W::of(1, 7, 1, 1, 0, 3)},
+      {"7x1 p(3,0)", W::of(7, 1, 1, 1, 3, 0)},
+      {"3x1 s(2,1)", W::of(3, 1, 2, 1, 1, 0)},
+      {"3x3 d2 p2", W::of(3, 3, 1, 1, 2, 2, 2, 2)},
+      {"2x3 s(1,2) d(3,1)", W::of(2, 3, 1, 2, 1, 1, 3, 1)},
+      {"3x3 pads [0,1,2,0]", W{3, 3, 1, 1, 0, 1, 2, 0, 1, 1}},
+      {"2x2 s2 pads [0,0,1,1] d(1,2)", W{2, 2, 2, 2, 0, 0, 1, 1, 1, 2}},
+  };
+  for (const auto& [name, win] : windows)
+    for (int64_t groups : {1, 2}) {
+      const int64_t ic = 4, ih = 9, iw = 8, oc = 6, icg = ic / groups, ocg = oc / groups;
+      const sq::ConvShape s{ic, ih, iw, oc, win, groups};
+      const int64_t ph = ih + win.pad_top + win.pad_bottom, pw = iw + win.pad_left + win.pad_right;
+      const int64_t oh = (ph - (win.kernel_h - 1) * win.dilation_h - 1) / win.stride_h + 1;
+      const int64_t ow = (pw - (win.kernel_w - 1) * win.dilation_w - 1) / win.stride_w + 1;
+      ASSERT_EQ(s.out_h(), oh) << name;
+      ASSERT_EQ(s.out_w(), ow) << name;
+      std::vector<int32_t> w(s.weights()), bias(oc);
+      for (auto& v : w) v = static_cast<int32_t>(rng() % 255) - 127;
+      for (auto& v : bias) v = static_cast<int32_t>(rng() % 2001) - 1000;
+      std::vector<uint8_t> x(s.in_size());
+      for (auto& v : x) v = static_cast<uint8_t>(rng() % 256);
+      const int32_t zp = 37;
+      std::vector<double> padded(static_cast<size_t>(ic * ph * pw), 0.0);  // the real value 0
+      for (int64_t i = 0; i < ic; ++i)
+        for (int64_t y = 0; y < ih; ++y)
+          for (int64_t xx = 0; xx < iw; ++xx)
+            padded[(i * ph + y + win.pad_top) * pw + xx + win.pad_left] =
+                double(x[(i * ih + y) * iw + xx]) - zp;
+      sq::IntLayer L = identity_layer(w, bias, zp);
+      std::vector<int64_t> acc(static_cast<size_t>(oc * oh * ow));
+      sq::conv2d_acc_ref(s, L, x.data(), acc.data());
+      for (int64_t o = 0; o < oc; ++o)
+        for (int64_t oy = 0; oy < oh; ++oy)
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            double want = bias[o];
+            for (int64_t i = 0; i < icg; ++i)
+              for (int64_t ky = 0; ky < win.kernel_h; ++ky)
+                for (int64_t kx = 0; kx < win.kernel_w; ++kx)
+                  want +=
+                      w[((o * icg + i) * win.kernel_h + ky) * win.kernel_w + kx] *
+                      padded[((o / ocg * icg + i) * ph + oy * win.stride_h + ky * win.dilation_h) *
+                                 pw +
+                             ox * win.stride_w + kx * win.dilation_w];
+            ASSERT_EQ(double(acc[(o * oh + oy) * ow + ox]), want)
+                << name << " groups " << groups << " at " << o << "," << oy << "," << ox;
+          }
+    }
+  // A window that does not fit the padded input, and a zero dilation, are refused.
+  EXPECT_THROW(sq::check_conv(sq::ConvShape{1, 4, 4, 1, W::of(3, 3, 1, 1, 0, 0, 2, 1), 1}),
+               sq::Error);
+  EXPECT_THROW(sq::check_conv(sq::ConvShape{1, 4, 4, 1, W::of(1, 1, 1, 1, 0, 0, 0, 1), 1}),
+               sq::Error);
+}
+
 TEST(EngineRef, LinearRequantizesAndClamps) {
   const uint8_t x[3] = {2, 4, 6};  // zp 2: d = 0, 2, 4
   sq::IntLayer L = identity_layer({1, 1, 1, -3, 0, -1}, {1, 0}, 2);
@@ -182,6 +245,28 @@ TEST(EngineRef, PoolsByHand) {
   const uint8_t two[2] = {1, 2};
   sq::global_avgpool_u8_ref(1, 2, sq::make_avgpool_params(1.0f, 0, 1.0f, 0, 2, 0, 255), two, y);
   EXPECT_EQ(y[0], 2);
+}
+
+// Pools over non-square windows with unequal padding, by hand.
+TEST(EngineRef, NonSquarePoolsByHand) {
+  // 1 channel 3x4: 1..12. Window 3x2, stride (1, 2), pads [top 1, left 0, bottom 0, right 1]:
+  // rows -1..1 and 0..2 (out_h = (3 + 1 − 3) / 1 + 1 = 2), columns 0-1 and 2-3 (out_w = (4 + 1 −
+  // 2) / 2 + 1 = 2).
+  const uint8_t x[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  const sq::PoolShape s{1, 3, 4, sq::Window2d{3, 2, 1, 2, 1, 0, 0, 1, 1, 1}};
+  ASSERT_EQ(s.out_h(), 2);
+  ASSERT_EQ(s.out_w(), 2);
+  uint8_t y[4];
+  sq::maxpool_u8_ref(s, x, y);
+  EXPECT_EQ(std::vector<uint8_t>(y, y + 4), std::vector<uint8_t>({6, 8, 10, 12}));
+  // Average with zp 0 over 6 taps (the padded row counts), to an output scale of 2 (no ties):
+  // 14 / 12 = 1.17 -> 1, 22 / 12 = 1.83 -> 2, 33 / 12 = 2.75 -> 3, 45 / 12 = 3.75 -> 4.
+  sq::avgpool_u8_ref(s, sq::make_avgpool_params(1.0f, 0, 2.0f, 0, 6, 0, 255), x, y);
+  EXPECT_EQ(std::vector<uint8_t>(y, y + 4), std::vector<uint8_t>({1, 2, 3, 4}));
+  // Pools have no dilation.
+  sq::PoolShape d = s;
+  d.window.dilation_w = 2;
+  EXPECT_THROW(sq::maxpool_u8_ref(d, x, y), sq::Error);
 }
 
 TEST(EngineRef, AddMatchesRealArithmetic) {

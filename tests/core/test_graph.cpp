@@ -49,6 +49,70 @@ TEST(GraphCounts, ResNet20MatchesHandComputation) {
   EXPECT_EQ(g.nodes.back().out_shape, (sq::Shape{10}));
 }
 
+// Non-square windows (issue 15): shapes, parameters and MACs from the real kernel area; the
+// square builder is Window2d::square.
+TEST(GraphCounts, NonSquareWindowsByHand) {
+  using W = sq::Window2d;
+  Graph g("rect", {4, 17, 15}, 10);
+  // 1x7 pad (0, 3): 17x15 -> 17x15; 8*4*7 = 224 params, 17*15*8*28 = 57120 MACs.
+  int x = g.conv2d("c17", g.input(), 8, W::of(1, 7, 1, 1, 0, 3));
+  // 7x1 pad (3, 0), stride (2, 1): (17+6-7)/2+1 = 9 rows, 15 cols; 6*8*7 = 336, 9*15*6*56.
+  x = g.conv2d("c71", x, 6, W::of(7, 1, 2, 1, 3, 0));
+  // 3x3 dilation 2, no padding: span 5 -> 5x11; 6*6*9 = 324, 5*11*6*54 = 17820.
+  x = g.conv2d("dil", x, 6, W::of(3, 3, 1, 1, 0, 0, 2, 2));
+  // 2x2, pads [0, 0, 1, 1] (SAME): 5x11 -> 5x11; depthwise 6 groups: 6*1*4 = 24, 5*11*6*4.
+  x = g.conv2d("same", x, 6, W{2, 2, 1, 1, 0, 0, 1, 1, 1, 1}, 6);
+  // Max pool 3x2 stride 2, pads [1, 0, 1, 1]: (5+2-3)/2+1 = 3, (11+1-2)/2+1 = 6.
+  x = g.maxpool("mp", x, W{3, 2, 2, 2, 1, 0, 1, 1, 1, 1});
+  x = g.global_avgpool("gap", x);
+  g.linear("fc", g.flatten("flat", x), 10);
+  g.infer_shapes();
+  EXPECT_EQ(g.node("c17").out_shape, (sq::Shape{8, 17, 15}));
+  EXPECT_EQ(g.node("c71").out_shape, (sq::Shape{6, 9, 15}));
+  EXPECT_EQ(g.node("dil").out_shape, (sq::Shape{6, 5, 11}));
+  EXPECT_EQ(g.node("same").out_shape, (sq::Shape{6, 5, 11}));
+  EXPECT_EQ(g.node("mp").out_shape, (sq::Shape{6, 3, 6}));
+  EXPECT_EQ(g.expected_param_shapes(g.index_of("c17")).at("weight"), (sq::Shape{8, 4, 1, 7}));
+  EXPECT_EQ(g.expected_param_shapes(g.index_of("c71")).at("weight"), (sq::Shape{6, 8, 7, 1}));
+  EXPECT_EQ(g.layer_stats(g.index_of("c17")).params, 224);
+  EXPECT_EQ(g.layer_stats(g.index_of("c17")).macs, 57120);
+  EXPECT_EQ(g.layer_stats(g.index_of("c71")).params, 336);
+  EXPECT_EQ(g.layer_stats(g.index_of("c71")).macs, 9 * 15 * 6 * 56);
+  EXPECT_EQ(g.layer_stats(g.index_of("dil")).macs, 17820);
+  EXPECT_EQ(g.layer_stats(g.index_of("same")).params, 24);
+  EXPECT_EQ(g.layer_stats(g.index_of("same")).macs, 5 * 11 * 6 * 4);
+  EXPECT_EQ(sq::window_str(g.node("c71").window), "7x1 s(2,1) p(3,0)");
+  EXPECT_EQ(sq::window_str(g.node("dil").window), "3x3 s1 p0 d2");
+  EXPECT_EQ(sq::window_str(g.node("same").window), "2x2 s1 p[0,0,1,1]");
+  // The square builders are the square window.
+  Graph h("sq", {1, 8, 8}, 10);
+  h.conv2d("c", h.input(), 2, 3, 2, 1);
+  EXPECT_EQ(h.node("c").window, W::square(3, 2, 1));
+  EXPECT_TRUE(h.node("c").window.is_square());
+  EXPECT_FALSE(W::of(3, 3, 1, 1, 1, 1, 2, 2).is_square());
+}
+
+TEST(GraphShapes, InvalidWindowsAreRejectedWithTheNodeName) {
+  using W = sq::Window2d;
+  auto error_for = [](const W& w, bool pool) {
+    Graph g("bad", {1, 6, 6}, 10);
+    int x = pool ? g.maxpool("win", g.input(), w) : g.conv2d("win", g.input(), 2, w);
+    g.linear("fc", g.flatten("flat", g.global_avgpool("gap", x)), 10);
+    return error_of([&] { g.infer_shapes(); });
+  };
+  std::string msg = error_for(W::of(3, 3, 1, 1, 0, 0, 3, 3), false);  // spans 7 > 6
+  EXPECT_NE(msg.find("'win'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("3x3 s1 p0 d3 is larger than the padded input"), std::string::npos) << msg;
+  msg = error_for(W::of(1, 3, 1, 0, 0, 0), false);  // stride 0
+  EXPECT_NE(msg.find("expected positive sizes"), std::string::npos) << msg;
+  msg = error_for(W{3, 3, 1, 1, 0, -1, 0, 0, 1, 1}, false);
+  EXPECT_NE(msg.find("padding >= 0"), std::string::npos) << msg;
+  msg = error_for(W::of(3, 3, 1, 1, 1, 1, 2, 1), true);
+  EXPECT_NE(msg.find("dilated pooling is not supported"), std::string::npos) << msg;
+  msg = error_for(W{2, 2, 1, 1, 0, 0, 2, 0, 1, 1}, true);  // pads 2 on a kernel of 2
+  EXPECT_NE(msg.find("at most half the kernel"), std::string::npos) << msg;
+}
+
 TEST(GraphShapes, EveryZooModelFitsSmallAndCifarInputs) {
   for (const auto& name : sq::zoo_names())
     for (const sq::Shape& in : {sq::Shape{1, 28, 28}, sq::Shape{3, 32, 32}}) {

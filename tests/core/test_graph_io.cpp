@@ -70,6 +70,87 @@ TEST_F(GraphIO, RoundTripIsExact) {
   EXPECT_EQ(sq::read_file(dir + "/again.sqg"), bytes);
 }
 
+// Non-square windows (issue 15) round-trip; square ones are still written as single integers
+// (as every file before them), and files with integer attributes load.
+TEST(GraphIOWindows, NonSquareRoundTripAndOldScalarFields) {
+  using W = sq::Window2d;
+  sq::Graph g("rect", {2, 12, 10}, 4);
+  int x = g.conv2d("c17", g.input(), 4, W::of(1, 7, 1, 1, 0, 3));
+  x = g.conv2d("dil", x, 4, W::of(3, 3, 2, 1, 2, 2, 2, 2), 2, true);
+  x = g.conv2d("same", x, 4, W{2, 2, 1, 1, 0, 0, 1, 1, 1, 1});
+  x = g.maxpool("mp", x, W{3, 2, 2, 2, 1, 0, 1, 1, 1, 1}, true);
+  x = g.avgpool("ap", x, W::of(1, 3, 1, 1, 0, 1));
+  x = g.conv2d("sq", x, 4, 3, 1, 1);
+  g.linear("fc", g.flatten("flat", g.global_avgpool("gap", x)), 4);
+  g.infer_shapes();
+  g.init_params(1);
+  const nlohmann::json j = sq::graph_to_json(g);
+  const auto& nodes = j.at("nodes");
+  EXPECT_EQ(nodes[1].at("kernel"), nlohmann::json::array({1, 7}));
+  EXPECT_EQ(nodes[1].at("padding"), nlohmann::json::array({0, 3}));
+  EXPECT_EQ(nodes[1].at("stride"), 1);
+  EXPECT_FALSE(nodes[1].contains("dilation"));
+  EXPECT_EQ(nodes[2].at("stride"), nlohmann::json::array({2, 1}));
+  EXPECT_EQ(nodes[2].at("dilation"), 2);
+  EXPECT_EQ(nodes[3].at("padding"), nlohmann::json::array({0, 0, 1, 1}));
+  EXPECT_EQ(nodes[6].at("kernel"), 3);  // square: integers, as before
+  EXPECT_EQ(nodes[6].at("padding"), 1);
+  const std::string dir = sqtest::temp_dir("graphio_rect");
+  sq::save_graph_file(dir + "/r.sqg", {g, {}, {}});
+  const sq::GraphFile f = sq::load_graph_file(dir + "/r.sqg");
+  EXPECT_EQ(sq::graph_to_json(f.graph), j);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    EXPECT_EQ(f.graph.nodes[i].window, g.nodes[i].window) << g.nodes[i].name;
+    EXPECT_EQ(f.graph.nodes[i].out_shape, g.nodes[i].out_shape) << g.nodes[i].name;
+  }
+  // A graph as files before non-square windows wrote it: integer kernel, stride, padding.
+  nlohmann::json old = {{"name", "old"},
+                        {"input_shape", {1, 8, 8}},
+                        {"num_classes", 2},
+                        {"input_mean", {0.5}},
+                        {"input_std", {0.25}}};
+  old["nodes"] = {
+      {{"name", "input"}, {"op", "input"}, {"inputs", nlohmann::json::array()}},
+      {{"name", "c"},
+       {"op", "conv2d"},
+       {"inputs", {"input"}},
+       {"out_channels", 3},
+       {"kernel", 3},
+       {"stride", 2},
+       {"padding", 1},
+       {"groups", 1},
+       {"bias", false}},
+      {{"name", "p"},
+       {"op", "maxpool"},
+       {"inputs", {"c"}},
+       {"kernel", 2},
+       {"stride", 2},
+       {"padding", 0}},
+      {{"name", "f"}, {"op", "flatten"}, {"inputs", {"p"}}},
+      {{"name", "fc"}, {"op", "linear"}, {"inputs", {"f"}}, {"out_features", 2}, {"bias", true}}};
+  const sq::Graph o = sq::graph_from_json(old, "old.sqg");
+  EXPECT_EQ(o.node("c").window, W::square(3, 2, 1));
+  EXPECT_EQ(o.node("p").window, W::square(2, 2, 0));
+  EXPECT_EQ(o.node("p").out_shape, (sq::Shape{3, 2, 2}));
+  EXPECT_EQ(sq::graph_to_json(o), old);  // and written back exactly
+  // Malformed window fields name the node and the field.
+  for (const nlohmann::json& bad :
+       {nlohmann::json::array({1, 2, 3}), nlohmann::json("3"), nlohmann::json::array({1, "2"})}) {
+    nlohmann::json b = old;
+    b["nodes"][1]["kernel"] = bad;
+    const std::string e = sqtest::error_of([&] { sq::graph_from_json(b, "b.sqg"); });
+    EXPECT_NE(e.find("node 'c': field 'kernel' must be an integer or an array of 2 integers"),
+              std::string::npos)
+        << e;
+  }
+  nlohmann::json b = old;
+  b["nodes"][1]["padding"] = {1, 1, 1};
+  EXPECT_NE(sqtest::error_of([&] {
+              sq::graph_from_json(b, "b.sqg");
+            }).find("field 'padding' must be an integer or an array of 2 or 4 integers"),
+            std::string::npos);
+}
+
 TEST_F(GraphIO, RejectsAWrongTensorShape) {
   std::string bad = with_header(bytes, [](nlohmann::json& h) {
     for (auto& t : h["tensors"])

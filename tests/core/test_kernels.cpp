@@ -23,6 +23,8 @@ using sqtest::random_input;
 using sqtest::random_layer;
 using sqtest::spread_outputs;
 
+using W = sq::Window2d;
+
 struct Case {
   const char* name;
   sq::ConvShape s;
@@ -59,6 +61,25 @@ const Case kShapes[] = {
     {"stem3x3s2", {1, 9, 8, 7, 3, 2, 1, 1}},
     {"plane1x1", {1, 5, 5, 4, 1, 1, 0, 1}},
     {"stem5x5", {1, 11, 9, 5, 5, 2, 2, 1}},  // the plane would add 43 % taps: im2col
+    // Non-square windows (issue 15), on every staging: Inception's 1×7 / 7×1 and 1×3 / 3×1 with
+    // per-axis padding (direct HWC, and im2col for 3 channels), stride (2, 1) and (1, 2),
+    // dilation (HWC tables; im2col; the plane with a row dilation, and im2col where the plane
+    // cannot take a column dilation), unequal padding per side (TF's SAME: bottom/right only),
+    // and a 1×1 of stride (2, 1), which the stride-subsampled HWC copy does not take.
+    {"k1x7", {16, 9, 10, 20, W::of(1, 7, 1, 1, 0, 3), 1}},
+    {"k7x1", {16, 10, 9, 20, W::of(7, 1, 1, 1, 3, 0), 1}},
+    {"k1x3rgb", {3, 7, 8, 5, W::of(1, 3, 1, 1, 0, 1), 1}},
+    {"k3x1s21", {17, 9, 7, 19, W::of(3, 1, 2, 1, 1, 0), 1}},
+    {"k3x3s12", {16, 8, 12, 17, W::of(3, 3, 1, 2, 1, 1), 1}},
+    {"dilated3x3", {16, 11, 10, 18, W::of(3, 3, 1, 1, 2, 2, 2, 2), 1}},
+    {"dilated21rgb", {3, 11, 10, 5, W::of(3, 3, 1, 1, 2, 1, 2, 1), 1}},
+    {"dilated_s2", {20, 13, 12, 17, W::of(3, 2, 2, 2, 2, 1, 2, 3), 1}},
+    {"plane_dilh", {1, 12, 11, 5, W::of(3, 3, 1, 1, 2, 1, 2, 1), 1}},
+    {"plane_dilw", {1, 12, 11, 5, W::of(3, 3, 1, 1, 1, 2, 1, 2), 1}},
+    {"stem1x7", {1, 9, 12, 8, W::of(1, 7, 1, 1, 0, 3), 1}},
+    {"same_k2", {16, 7, 9, 20, W{2, 2, 1, 1, 0, 0, 1, 1, 1, 1}, 1}},
+    {"asym_pads", {5, 8, 9, 6, W{3, 3, 2, 1, 0, 2, 2, 1, 1, 1}, 1}},
+    {"pointwise_s21", {16, 8, 9, 16, W::of(1, 1, 2, 1, 0, 0), 1}},
 };
 
 // The largest |w| <= w_cap at which kernel k supports activations up to x_max (0: none).

@@ -284,11 +284,34 @@ TEST(OnnxImport, ConvGemmGroupsStridesPads) {
   }).import();
   const sq::Node& c = g.node("conv");
   EXPECT_EQ(c.groups, 2);
-  EXPECT_EQ(c.stride, 2);
-  EXPECT_EQ(c.padding, 1);
+  EXPECT_EQ(c.window, sq::Window2d::square(3, 2, 1));
   EXPECT_EQ(c.out_shape, (sq::Shape{4, 3, 3}));
   EXPECT_EQ(g.node("fc").params.at("weight").shape, (sq::Shape{3, 4}));
   EXPECT_EQ(g.num_classes, 3);
+}
+
+// Non-square kernels, per-axis strides, ONNX's pads [top, left, bottom, right] and dilations map
+// onto the IR's window (issue 15); the float graph computes what the ONNX definition says.
+TEST(OnnxImport, NonSquareStridedDilatedAndUnequallyPaddedConvs) {
+  sq::Graph g = conv_net([](Builder& b, onnx::NodeProto* c) {
+                  b.g->mutable_initializer(0)->CopyFrom(b.tensor("w", {4, 2, 1, 3}));
+                  c->mutable_attribute(0)->set_ints(0, 1);  // kernel_shape [1, 3]
+                  c->mutable_attribute(1)->set_ints(0, 0);  // pads [0, 1, 1, 1]
+                  b.ints(c, "strides", {2, 1});
+                  b.ints(c, "dilations", {1, 2});
+                }).import();
+  const sq::Node& c = g.node("conv");
+  EXPECT_EQ(c.window, (sq::Window2d{1, 3, 2, 1, 0, 1, 1, 1, 1, 2}));
+  // H: (6 + 0 + 1 − 1) / 2 + 1 = 4; W: (6 + 1 + 1 − 5) / 1 + 1 = 4.
+  EXPECT_EQ(c.out_shape, (sq::Shape{4, 4, 4}));
+  EXPECT_EQ(c.params.at("weight").shape, (sq::Shape{4, 2, 1, 3}));
+  // A kernel_shape that disagrees with the weight is named.
+  const std::string e = conv_net([](Builder& b, onnx::NodeProto*) {
+                          b.g->mutable_initializer(0)->CopyFrom(b.tensor("w", {4, 2, 1, 3}));
+                        }).error();
+  EXPECT_NE(e.find("attribute kernel_shape: [3, 3] differs from the weight's 1x3"),
+            std::string::npos)
+      << e;
 }
 
 TEST(OnnxImport, MatMulAddBecomesLinearWithBias) {
@@ -346,7 +369,7 @@ TEST(OnnxImport, ClipReluPoolsBatchNormIdentityDropoutConstant) {
   for (const auto& n : g.nodes) ops.push_back(sq::op_name(n.op));
   EXPECT_EQ(ops, (std::vector<std::string>{"input", "conv2d", "batchnorm", "relu6", "maxpool",
                                            "avgpool", "relu", "add", "global_avgpool", "flatten"}));
-  EXPECT_EQ(g.node("ap").padding, 1);
+  EXPECT_EQ(g.node("ap").window.pad_top, 1);
   EXPECT_EQ(g.num_classes, 2);
 }
 
@@ -483,11 +506,12 @@ TEST(OnnxImport, OneReportForOperatorsAndAttributes) {
   Builder b({2, 6, 6});
   b.init("w", {4, 2, 3, 3});
   auto* c = b.node("Conv", "conv", {"x", "w"}, {"c"});
-  b.ints(c, "dilations", {2, 2});
+  b.ints(c, "dilations", {2, 0});
   b.ints(c, "strides", {1, 2});
   b.node("Softmax", "sm", {"c"}, {"s"});
   auto* mp = b.node("MaxPool", "pool", {"s"}, {"p"});
   b.ints(mp, "kernel_shape", {3, 3});
+  b.ints(mp, "dilations", {2, 1});
   b.i(mp, "ceil_mode", 2);
   b.i(b.node("Concat", "cat", {"p", "c"}, {"k"}), "axis", 1);
   b.node("Sigmoid", "gate", {"p"}, {"g"});
@@ -503,9 +527,10 @@ TEST(OnnxImport, OneReportForOperatorsAndAttributes) {
        {"t.onnx: unsupported ONNX operators: Softmax (other than the graph's output) (node 'sm'), "
         "Pad (other than before an AveragePool) (node 'pad')",
         "node 'hsig' (HardSigmoid): attribute alpha: 0.2 is not supported",
-        "; unsupported attributes: node 'conv' (Conv): attribute dilations: 2 is not supported",
-        "node 'conv' (Conv): attribute strides: [1, 2] is not square",
+        "; unsupported attributes: node 'conv' (Conv): attribute dilations: [2, 0] must be "
+        "positive",
         "node 'pool' (MaxPool): attribute ceil_mode: 2 (expected 0 or 1)",
+        "node 'pool' (MaxPool): attribute dilations: 2 is not supported for pooling (only 1)",
         "node 'rm' (ReduceMean): attribute axes: [1] is not supported",
         "node 'tr' (Transpose): attribute perm: [0, 1, 3, 2] is not supported"})
     EXPECT_NE(e.find(want), std::string::npos) << want << "\n" << e;
@@ -557,7 +582,7 @@ TEST(OnnxImport, ConcatSqueezeExcitationShuffleAndSoftmax) {
   EXPECT_EQ(ops, (std::vector<std::string>{"input", "conv2d", "relu", "avgpool", "concat", "maxpool",
                                            "global_avgpool", "sigmoid", "mul", "channel_shuffle",
                                            "global_avgpool", "flatten", "linear"}));
-  EXPECT_EQ(g.node("ap").padding, 1);
+  EXPECT_EQ(g.node("ap").window.pad_top, 1);
   EXPECT_EQ(g.node("cat").out_shape, (sq::Shape{8, 6, 6}));
   EXPECT_TRUE(g.node("mp").ceil_mode);
   EXPECT_EQ(g.node("mp").out_shape, (sq::Shape{8, 3, 3}));
@@ -590,17 +615,31 @@ TEST(OnnxImport, ConcatSqueezeExcitationShuffleAndSoftmax) {
     b.output("y");
   });
   EXPECT_NE(e.find("node 'ap' (AveragePool): attribute ceil_mode: 1 is supported for AveragePool "
-                   "only where it gives the same output size as 0 (here 3 instead of 2"),
-            std::string::npos) << e;
+                   "only where it gives the same output size as 0 (here 3x3 instead of 2x2"),
+            std::string::npos)
+      << e;
   e = bad([](Builder& b) {
-    b.init_i64("pads", {0, 0, 1, 2, 0, 0, 1, 2});
+    b.init_i64("pads", {0, 0, -1, 0, 0, 0, 1, 1});
     b.node("Pad", "pad", {"r", "pads"}, {"p"});
     auto* ap = b.node("AveragePool", "ap", {"p"}, {"y"});
     b.ints(ap, "kernel_shape", {3, 3});
     b.output("y");
   });
-  EXPECT_NE(e.find("node 'pad' (Pad): pads [0, 0, 1, 2, 0, 0, 1, 2] are not supported"),
-            std::string::npos) << e;
+  EXPECT_NE(e.find("node 'pad' (Pad): pads [0, 0, -1, 0, 0, 0, 1, 1] are not supported"),
+            std::string::npos)
+      << e;
+  e = bad([](Builder& b) {  // unequal padding per side is the pool's (the window's) padding
+    b.init_i64("pads", {0, 0, 0, 1, 0, 0, 1, 1});
+    b.node("Pad", "pad", {"r", "pads"}, {"p"});
+    auto* ap = b.node("AveragePool", "ap", {"p"}, {"y"});
+    b.ints(ap, "kernel_shape", {3, 3});
+    b.ints(ap, "pads", {0, 1, 0, 0});
+    b.i(ap, "count_include_pad", 1);
+    b.output("y");
+  });
+  EXPECT_NE(e.find("node 'ap' (AveragePool): reads a Pad and pads 3x3 s1 p[0,1,0,0] itself"),
+            std::string::npos)
+      << e;
   e = bad([](Builder& b) {
     b.init_i64("s5", {0, 2, 2, 6, 6});
     b.node("Reshape", "v5", {"r", "s5"}, {"e5"});
@@ -615,17 +654,19 @@ TEST(OnnxImport, UnsupportedAttributesAreNamed) {
   auto err = [](const std::function<void(Builder&, onnx::NodeProto*)>& f) {
     return conv_net(f).error();
   };
-  std::string e = err([](Builder& b, onnx::NodeProto* c) { b.ints(c, "dilations", {2, 2}); });
-  EXPECT_NE(e.find("node 'conv' (Conv): attribute dilations: 2 is not supported"), std::string::npos) << e;
+  std::string e = err([](Builder& b, onnx::NodeProto* c) { b.ints(c, "dilations", {0, 1}); });
+  EXPECT_NE(e.find("node 'conv' (Conv): attribute dilations: [0, 1] must be positive"),
+            std::string::npos)
+      << e;
   e = err([](Builder& b, onnx::NodeProto* c) { b.str(c, "auto_pad", "SAME_UPPER"); });
   EXPECT_NE(e.find("attribute auto_pad: 'SAME_UPPER' is not supported"), std::string::npos) << e;
-  e = err([](Builder& b, onnx::NodeProto* c) { b.ints(c, "strides", {1, 2}); });
-  EXPECT_NE(e.find("attribute strides: [1, 2] is not square"), std::string::npos) << e;
+  e = err([](Builder& b, onnx::NodeProto* c) { b.ints(c, "strides", {1, 2, 1}); });
+  EXPECT_NE(e.find("attribute strides: has 3 values, expected 2 (2-D)"), std::string::npos) << e;
   e = err([](Builder& b, onnx::NodeProto* c) {
-    c->mutable_attribute(1)->set_ints(0, 0);  // pads [0, 1, 1, 1]
+    c->mutable_attribute(1)->set_ints(0, -1);  // pads [-1, 1, 1, 1]
     (void)b;
   });
-  EXPECT_NE(e.find("attribute pads: [0, 1, 1, 1] is not symmetric"), std::string::npos) << e;
+  EXPECT_NE(e.find("attribute pads: [-1, 1, 1, 1] must be non-negative"), std::string::npos) << e;
   e = err([](Builder& b, onnx::NodeProto* c) { b.i(c, "frobnicate", 1); });
   EXPECT_NE(e.find("attribute frobnicate: not supported"), std::string::npos) << e;
 

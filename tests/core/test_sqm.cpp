@@ -212,8 +212,46 @@ TEST_F(SqmDamage, WrongMagic) {
 
 TEST_F(SqmDamage, UnknownVersion) {
   Parts p = split(good_);
-  p.version = 2;
-  EXPECT_NE(error(join(p)).find("version 2 is not supported (expected 1)"), std::string::npos);
+  p.version = 3;
+  EXPECT_NE(error(join(p)).find("version 3 is not supported (expected 1 or 2)"), std::string::npos);
+}
+
+// Non-square windows (issue 15): a model with them is written as version 2 and round-trips bit
+// for bit; a model without them is still version 1 (readable by loaders before version 2); a
+// version-1 file that holds a non-square window is refused.
+TEST(SqmWindows, NonSquareModelIsVersion2AndRoundTrips) {
+  const std::string dir = sqtest::temp_dir("sqm_rect");
+  const sq::QuantModel sq_model = sqtest::synthetic_qmodel("lenet5", {1, 28, 28}, 10, 4);
+  sq::save_sqm(dir + "/square.sqm", sq_model.graph, sq::integerize(sq_model));
+  EXPECT_EQ(get<uint32_t>(sq::read_file(dir + "/square.sqm"), 8), 1u);
+
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("rect", {3, 16, 16}, 10, 4);
+  const sq::IntModel im = sq::integerize(qm);
+  const std::string path = dir + "/rect.sqm";
+  sq::save_sqm(path, qm.graph, im);
+  const std::string bytes = sq::read_file(path);
+  EXPECT_EQ(get<uint32_t>(bytes, 8), 2u);
+  const sq::SqmModel m = sq::load_sqm(path);
+  EXPECT_EQ(sq::graph_to_json(m.graph), sq::graph_to_json(qm.graph));
+  EXPECT_EQ(m.graph.node("b7a.conv").window, sq::Window2d::of(1, 7, 1, 1, 0, 3));
+  EXPECT_EQ(m.graph.node("mp").window, (sq::Window2d{3, 2, 2, 2, 1, 0, 1, 1, 1, 1}));
+  expect_same_model(im, m.model);
+  sq::GraphExecutor a = sq::GraphExecutor::prepare(qm.graph, im);
+  sq::GraphExecutor b = sq::GraphExecutor::prepare(m.graph, m.model);
+  const auto imgs = sqtest::random_images(2, a.input_size(), 3);
+  for (int s = 0; s < 2; ++s) {
+    std::vector<float> la(10), lb(10);
+    a.run(imgs.data() + s * a.input_size(), la.data());
+    b.run(imgs.data() + s * a.input_size(), lb.data());
+    EXPECT_EQ(0, std::memcmp(la.data(), lb.data(), sizeof(float) * 10)) << "sample " << s;
+  }
+  Parts p = split(bytes);
+  p.version = 1;
+  const std::string v1 = sqtest::write_temp(dir, "v1.sqm", join(p));
+  const std::string e = sqtest::error_of([&] { sq::load_sqm(v1); });
+  EXPECT_NE(e.find("version 1 holds a non-square or dilated window (expected version 2)"),
+            std::string::npos)
+      << e;
 }
 
 TEST_F(SqmDamage, SectionOutOfRange) {

@@ -12,6 +12,7 @@
 #include "sigmaquant/transform.h"
 #include "sigmaquant/zoo.h"
 #include "test_util.h"
+#include "../core/quant_models.h"
 
 namespace {
 
@@ -209,6 +210,39 @@ TEST(QuantCli, PtqAndQatOnATinySubset) {
   r = sqtest::run_cli("ptq -m " + dir + "/m.sqg --wbits 4 --calib entropy --limit-test 8");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--calib 'entropy'"), std::string::npos) << r.output;
+}
+
+// The LibTorch executor on non-square windows (issue 15: 1x7 / 7x1, 1x3 / 3x1, dilation, stride
+// (2, 1), conv and max-pool padding unequal per side, which LibTorch takes as an explicit pad)
+// against the plain-loop float forward of tests/core/quant_models.h, and with fake quantization
+// against its simulation.
+TEST(GraphModuleWindows, FloatAndFakeQuantEqualThePlainLoops) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("rect", {3, 16, 16}, 10, 5);
+  sq::Dataset d;
+  d.image_shape = {3, 16, 16};
+  d.num_classes = 10;
+  d.images = sqtest::random_images(8, 3 * 16 * 16, 9);
+  d.labels.assign(8, 0);
+  const std::vector<float> f = sq::predict(qm.graph, d, 8), q = sq::predict_quant(qm, d, 8);
+  double worst_f = 0, worst_q = 0, range = 0;
+  int agree = 0;
+  for (int i = 0; i < 8; ++i) {
+    const float* img = d.images.data() + i * 3 * 16 * 16;
+    const std::vector<float> want_f = sqtest::simulate_nodes(qm, img, false).back();
+    const std::vector<float> want_q = sqtest::simulate(qm, img);
+    for (int k = 0; k < 10; ++k) {
+      worst_f = std::max(worst_f, double(std::fabs(f[i * 10 + k] - want_f[k])));
+      worst_q = std::max(worst_q, double(std::fabs(q[i * 10 + k] - want_q[k])));
+      range = std::max(range, double(std::fabs(want_f[k])));
+    }
+    agree += std::max_element(q.begin() + i * 10, q.begin() + i * 10 + 10) - (q.begin() + i * 10) ==
+             std::max_element(want_q.begin(), want_q.end()) - want_q.begin();
+  }
+  EXPECT_LT(worst_f, 1e-4 * std::max(1.0, range));
+  EXPECT_LT(worst_q, 0.02 * std::max(1.0, range));  // a code flipped at a rounding tie, at most
+  EXPECT_GE(agree, 7);
+  std::printf("rect: float |torch - loops| = %.3g, fake-quant %.3g (|logit| up to %.3g), top-1 %d/8\n",
+              worst_f, worst_q, range, agree);
 }
 
 }  // namespace

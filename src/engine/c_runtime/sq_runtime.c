@@ -21,6 +21,15 @@ static int32_t clamp32(int64_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : (int32_t)v);
 }
 
+/* The output indices o in [*o0, *o1) whose tap o·stride + off (off = k·dilation − pad_before)
+ * lies inside an input axis of n, of the m outputs (an empty range when none does). */
+static void tap_range(int32_t off, int32_t stride, int32_t n, int32_t m, int32_t* o0, int32_t* o1) {
+  const int32_t last = n - 1 - off; /* the largest o·stride that stays inside */
+  *o0 = off < 0 ? (-off + stride - 1) / stride : 0;
+  *o1 = last < 0 ? 0 : (last / stride + 1 < m ? last / stride + 1 : m);
+  if (*o1 < *o0) *o1 = *o0;
+}
+
 int32_t sq_requantize(int64_t acc, sq_rq m) {
   uint64_t a, mm, a0, a1, t0, t1, lo, hi, l2;
   const int neg = (acc < 0) != (m.mult < 0);
@@ -148,7 +157,9 @@ static int32_t dot_dsp(const uint8_t* x, const int8_t* w, int32_t n, int32_t zp)
  * the portable loop's bounds hold and each pixel costs one SMLAD for two taps. Linear layers
  * (a 1×1 input plane, 1×1 kernel) take dot_dsp over the whole row. */
 static void conv_dots_dsp(const sq_conv_layer* L, const uint8_t* x, int32_t oc, const sq_work* w) {
-  const int32_t icg = L->in_c / L->groups, k = L->kernel, s = L->stride, pad = L->padding;
+  const int32_t icg = L->in_c / L->groups, kh = L->kernel_h, kw = L->kernel_w;
+  const int32_t sh = L->stride_h, sw = L->stride_w, pt = L->pad_top, pl = L->pad_left;
+  const int32_t dh = L->dilation_h, dw = L->dilation_w;
   const int32_t pix = L->out_h * L->out_w, plane = L->in_h * L->in_w, zp = L->in_zp;
   const int32_t in_h = L->in_h, in_w = L->in_w, out_h = L->out_h, out_w = L->out_w;
   const int16x2_t zz = pair16(zp, zp);
@@ -161,8 +172,8 @@ static void conv_dots_dsp(const sq_conv_layer* L, const uint8_t* x, int32_t oc, 
   if (L->w_bits[oc] == 8)
     row = (const int8_t*)(L->w + L->w_off[oc]);
   else
-    sq_unpack_row(L->w + L->w_off[oc], icg * k * k, L->w_bits[oc], w->row);
-  if (plane == 1 && k == 1 && pad == 0) { /* linear, or a 1×1 conv of a 1×1 image */
+    sq_unpack_row(L->w + L->w_off[oc], icg * kh * kw, L->w_bits[oc], w->row);
+  if (plane == 1 && pix == 1 && kh == 1 && kw == 1 && pt == 0 && pl == 0) { /* linear */
     dot[0] = dot_dsp(xg, row, icg, zp);
     return;
   }
@@ -171,26 +182,23 @@ static void conv_dots_dsp(const sq_conv_layer* L, const uint8_t* x, int32_t oc, 
     const uint8_t* x0 = xg + (int64_t)i * plane;
     const uint8_t* x1 = x0 + plane;
     const int pair = i + 1 < icg;
-    for (ky = 0; ky < k; ++ky) {
-      const int32_t top = in_h - 1 + pad - ky;
-      const int32_t oy0 = pad > ky ? (pad - ky + s - 1) / s : 0;
-      const int32_t oy1 = top < 0 ? 0 : (top / s + 1 < out_h ? top / s + 1 : out_h);
-      for (kx = 0; kx < k; ++kx) {
-        const int32_t w0 = row[(i * k + ky) * k + kx];
-        const int32_t w1 = pair ? row[((i + 1) * k + ky) * k + kx] : 0;
-        const int32_t right = in_w - 1 + pad - kx;
-        const int32_t ox0 = pad > kx ? (pad - kx + s - 1) / s : 0;
-        const int32_t ox1 = right < 0 ? 0 : (right / s + 1 < out_w ? right / s + 1 : out_w);
+    for (ky = 0; ky < kh; ++ky) {
+      int32_t oy0, oy1, ox0, ox1;
+      tap_range(ky * dh - pt, sh, in_h, out_h, &oy0, &oy1);
+      for (kx = 0; kx < kw; ++kx) {
+        const int32_t w0 = row[(i * kh + ky) * kw + kx];
+        const int32_t w1 = pair ? row[((i + 1) * kh + ky) * kw + kx] : 0;
+        tap_range(kx * dw - pl, sw, in_w, out_w, &ox0, &ox1);
         if (w0 == 0 && w1 == 0) continue;
         for (oy = oy0; oy < oy1; ++oy) {
-          const int32_t base = (oy * s - pad + ky) * in_w + kx - pad; /* + ox·s >= 0 */
+          const int32_t base = (oy * sh - pt + ky * dh) * in_w + kx * dw - pl; /* + ox·sw >= 0 */
           int32_t* d = dot + oy * out_w;
           if (!pair) {
-            for (ox = ox0; ox < ox1; ++ox) d[ox] += w0 * ((int32_t)x0[base + ox * s] - zp);
+            for (ox = ox0; ox < ox1; ++ox) d[ox] += w0 * ((int32_t)x0[base + ox * sw] - zp);
           } else {
             const int16x2_t wp = pair16(w0, w1);
             for (ox = ox0; ox < ox1; ++ox) {
-              const int32_t q = base + ox * s;
+              const int32_t q = base + ox * sw;
               d[ox] = __smlad(__ssub16(pair16(x0[q], x1[q]), zz), wp, d[ox]);
             }
           }
@@ -206,7 +214,9 @@ static void conv_dots_dsp(const sq_conv_layer* L, const uint8_t* x, int32_t oc, 
  * over them (padded taps are the input zero point, the real value 0: they add nothing). Zero
  * weights (pruned channels, many low-bit ones) are skipped. */
 static void conv_dots(const sq_conv_layer* L, const uint8_t* x, int32_t oc, const sq_work* w) {
-  const int32_t icg = L->in_c / L->groups, k = L->kernel, s = L->stride, pad = L->padding;
+  const int32_t icg = L->in_c / L->groups, kh = L->kernel_h, kw = L->kernel_w;
+  const int32_t sh = L->stride_h, sw = L->stride_w, pt = L->pad_top, pl = L->pad_left;
+  const int32_t dh = L->dilation_h, dw = L->dilation_w;
   const int32_t pix = L->out_h * L->out_w, plane = L->in_h * L->in_w;
   const uint8_t* xg = x + (int64_t)(oc / (L->out_c / L->groups)) * icg * plane;
   int32_t* dot = w->dot;
@@ -219,9 +229,10 @@ static void conv_dots(const sq_conv_layer* L, const uint8_t* x, int32_t oc, cons
   conv_dots_dsp(L, x, oc, w);
   return;
 #endif
-  sq_unpack_row(L->w + L->w_off[oc], icg * k * k, L->w_bits[oc], w->row);
+  sq_unpack_row(L->w + L->w_off[oc], icg * kh * kw, L->w_bits[oc], w->row);
   for (p = 0; p < pix; ++p) dot[p] = 0;
-  if (k == 1 && s == 1 && pad == 0) { /* 1×1 convolutions and linear layers: no bounds */
+  if (kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && L->out_h == L->in_h &&
+      L->out_w == L->in_w) { /* 1×1 convolutions and linear layers: no bounds */
     for (i = 0; i < icg; ++i) {
       const uint8_t* xi = xg + (int64_t)i * plane;
       const int32_t wv = w->row[i];
@@ -232,21 +243,18 @@ static void conv_dots(const sq_conv_layer* L, const uint8_t* x, int32_t oc, cons
   }
   for (i = 0; i < icg; ++i) {
     const uint8_t* xi = xg + (int64_t)i * plane;
-    for (ky = 0; ky < k; ++ky) {
-      /* Output rows whose input row oy·s − pad + ky lies in [0, in_h). */
-      const int32_t top = L->in_h - 1 + pad - ky;
-      const int32_t oy0 = pad > ky ? (pad - ky + s - 1) / s : 0;
-      const int32_t oy1 = top < 0 ? 0 : (top / s + 1 < L->out_h ? top / s + 1 : L->out_h);
-      for (kx = 0; kx < k; ++kx) {
-        const int32_t wv = w->row[(i * k + ky) * k + kx];
-        const int32_t right = L->in_w - 1 + pad - kx;
-        const int32_t ox0 = pad > kx ? (pad - kx + s - 1) / s : 0;
-        const int32_t ox1 = right < 0 ? 0 : (right / s + 1 < L->out_w ? right / s + 1 : L->out_w);
+    for (ky = 0; ky < kh; ++ky) {
+      /* Output rows whose input row oy·sh − pt + ky·dh lies in [0, in_h). */
+      int32_t oy0, oy1, ox0, ox1;
+      tap_range(ky * dh - pt, sh, L->in_h, L->out_h, &oy0, &oy1);
+      for (kx = 0; kx < kw; ++kx) {
+        const int32_t wv = w->row[(i * kh + ky) * kw + kx];
+        tap_range(kx * dw - pl, sw, L->in_w, L->out_w, &ox0, &ox1);
         if (wv == 0) continue;
         for (oy = oy0; oy < oy1; ++oy) {
-          const int32_t base = (oy * s - pad + ky) * L->in_w + kx - pad; /* + ox·s >= 0 */
+          const int32_t base = (oy * sh - pt + ky * dh) * L->in_w + kx * dw - pl; /* + ox·sw >= 0 */
           int32_t* d = dot + oy * L->out_w;
-          for (ox = ox0; ox < ox1; ++ox) d[ox] += wv * ((int32_t)xi[base + ox * s] - L->in_zp);
+          for (ox = ox0; ox < ox1; ++ox) d[ox] += wv * ((int32_t)xi[base + ox * sw] - L->in_zp);
         }
       }
     }
@@ -345,9 +353,10 @@ void sq_conv_avgpool_u8(const sq_conv_layer* L, const sq_conv_gap_params* p,
     for (oy = 0; oy < s->out_h; ++oy)
       for (ox = 0; ox < s->out_w; ++ox) {
         int64_t sum = 0;
-        for (ky = 0; ky < s->kernel; ++ky)
-          for (kx = 0; kx < s->kernel; ++kx) {
-            const int32_t iy = oy * s->stride - s->padding + ky, ix = ox * s->stride - s->padding + kx;
+        for (ky = 0; ky < s->kernel_h; ++ky)
+          for (kx = 0; kx < s->kernel_w; ++kx) {
+            const int32_t iy = oy * s->stride_h - s->pad_top + ky;
+            const int32_t ix = ox * s->stride_w - s->pad_left + kx;
             if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
             sum += gap_value(L, p, oc, w->dot[iy * s->in_w + ix]);
           }
@@ -388,9 +397,10 @@ void sq_maxpool_u8(const sq_pool_shape* s, const uint8_t* x, uint8_t* y) {
     for (oy = 0; oy < s->out_h; ++oy)
       for (ox = 0; ox < s->out_w; ++ox) {
         int32_t m = 0;
-        for (ky = 0; ky < s->kernel; ++ky)
-          for (kx = 0; kx < s->kernel; ++kx) {
-            const int32_t iy = oy * s->stride - s->padding + ky, ix = ox * s->stride - s->padding + kx;
+        for (ky = 0; ky < s->kernel_h; ++ky)
+          for (kx = 0; kx < s->kernel_w; ++kx) {
+            const int32_t iy = oy * s->stride_h - s->pad_top + ky;
+            const int32_t ix = ox * s->stride_w - s->pad_left + kx;
             if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
             if (x[((int64_t)c * s->in_h + iy) * s->in_w + ix] > m)
               m = x[((int64_t)c * s->in_h + iy) * s->in_w + ix];
@@ -410,9 +420,10 @@ void sq_avgpool_u8(const sq_pool_shape* s, const sq_avgpool_params* p, const uin
     for (oy = 0; oy < s->out_h; ++oy)
       for (ox = 0; ox < s->out_w; ++ox) {
         int64_t sum = 0; /* padded taps are x = zp_in: they add 0 but count in the window */
-        for (ky = 0; ky < s->kernel; ++ky)
-          for (kx = 0; kx < s->kernel; ++kx) {
-            const int32_t iy = oy * s->stride - s->padding + ky, ix = ox * s->stride - s->padding + kx;
+        for (ky = 0; ky < s->kernel_h; ++ky)
+          for (kx = 0; kx < s->kernel_w; ++kx) {
+            const int32_t iy = oy * s->stride_h - s->pad_top + ky;
+            const int32_t ix = ox * s->stride_w - s->pad_left + kx;
             if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
             sum += (int64_t)x[((int64_t)c * s->in_h + iy) * s->in_w + ix] - p->zp_in;
           }

@@ -49,11 +49,14 @@ void sq_quantize_input(const float* x, int32_t channels, int32_t plane, const fl
                        uint8_t* y);
 
 /* A convolution (groups >= 1, depthwise when groups = in_c) or a linear layer (a 1×1 conv over a
- * 1×1 image). Row r of the weights ([out_c][in_c/groups][k][k]) is w + w_off[r], packed at
- * w_bits[r] bits. */
+ * 1×1 image). Row r of the weights ([out_c][in_c/groups][kernel_h][kernel_w]) is w + w_off[r],
+ * packed at w_bits[r] bits. Output pixel (oy, ox) reads input row oy·stride_h − pad_top +
+ * ky·dilation_h and column ox·stride_w − pad_left + kx·dilation_w (outside the input: the
+ * padding); the padding after the input (bottom, right) is implied by out_h, out_w. */
 typedef struct {
   int32_t in_c, in_h, in_w, out_c, out_h, out_w;
-  int32_t kernel, stride, padding, groups;
+  int32_t kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+  int32_t groups;
   int32_t in_zp;
   const uint8_t* w;
   const uint32_t* w_off;
@@ -70,8 +73,9 @@ typedef struct {
 } sq_conv_layer;
 
 /* Scratch of the conv kernels: one output channel's unpacked weights (at least
- * (in_c / groups) · kernel² entries) and its int32 dot products (at least out_h · out_w). The
- * reduction length (in_c / groups) · kernel² must not exceed SQ_MAX_TAPS, so that no dot product
+ * (in_c / groups) · kernel_h · kernel_w entries) and its int32 dot products (at least
+ * out_h · out_w). The reduction length (in_c / groups) · kernel_h · kernel_w must not exceed
+ * SQ_MAX_TAPS, so that no dot product
  * can overflow int32 (255 · 128 · SQ_MAX_TAPS < 2^31). */
 #define SQ_MAX_TAPS 65793
 typedef struct {
@@ -108,8 +112,10 @@ void sq_mul_u8(const sq_mul_params* p, const uint8_t* a, const uint8_t* b, int32
 /* Channel shuffle (ShuffleNet): output channel j·groups + i is input channel i·(c/groups) + j. */
 void sq_channel_shuffle_u8(int32_t c, int32_t groups, int32_t plane, const uint8_t* x, uint8_t* y);
 
+/* A pooling window (no dilation): output pixel (oy, ox) reads rows oy·stride_h − pad_top + ky,
+ * ky < kernel_h, and columns ox·stride_w − pad_left + kx, kx < kernel_w. */
 typedef struct {
-  int32_t c, in_h, in_w, out_h, out_w, kernel, stride, padding;
+  int32_t c, in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
 } sq_pool_shape;
 
 /* Max pooling on the codes; padded positions are ignored. */
@@ -142,8 +148,8 @@ void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const u
                     uint8_t* y, const sq_work* w);
 
 /* conv → ReLU/ReLU6 → average pooling (not global) with no quantization point in between: v as in
- * sq_conv_gap_u8 per conv output pixel, then per window of s (kernel, stride, padding over the
- * conv's output plane; padded taps add 0 and count, m[c] = s_x · s_w[c] / (2^8 · kernel² · s_out))
+ * sq_conv_gap_u8 per conv output pixel, then per window of s (over the conv's output plane; padded
+ * taps add 0 and count, m[c] = s_x · s_w[c] / (2^8 · kernel_h · kernel_w · s_out))
  * y = clamp(rq(Σ_window v, m[c]) + zp_out, lo, hi), written [out_c][s->out_h][s->out_w]. */
 void sq_conv_avgpool_u8(const sq_conv_layer* L, const sq_conv_gap_params* p,
                         const sq_pool_shape* s, const uint8_t* x, uint8_t* y, const sq_work* w);

@@ -48,10 +48,10 @@ void eval_conv_pool(const Run& r, const Step& st) {
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         int64_t sum = 0;
-        for (int64_t ky = 0; ky < ps.kernel; ++ky)
-          for (int64_t kx = 0; kx < ps.kernel; ++kx) {
-            const int64_t iy = oy * ps.stride - ps.padding + ky,
-                          ix = ox * ps.stride - ps.padding + kx;
+        for (int64_t ky = 0; ky < ps.window.kernel_h; ++ky)
+          for (int64_t kx = 0; kx < ps.window.kernel_w; ++kx) {
+            const int64_t iy = oy * ps.window.stride_h - ps.window.pad_top + ky,
+                          ix = ox * ps.window.stride_w - ps.window.pad_left + kx;
             if (iy < 0 || iy >= ps.in_h || ix < 0 || ix >= ps.in_w) continue;
             sum += a[iy * ps.in_w + ix];
           }
@@ -145,18 +145,20 @@ void push_conv_pool(Context& c, int node, Step st) {
     return;
   }
   const ActQuant& q = c.point(w.point);
-  // The window each output averages over: the whole plane (global) or kernel² taps, the padded
+  // The window each output averages over: the whole plane (global) or kh·kw taps, the padded
   // ones counting as zeros (count_include_pad, as the float model).
   int64_t hw = st.conv.out_h() * st.conv.out_w();
   const StepType* type = &kConvGap;
   if (pool.op == Op::AvgPool) {
     type = &kConvPool;
-    st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(),
-                        pool.kernel,   pool.stride,     pool.padding};
-    if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 || 2 * pool.padding > pool.kernel)
-      fail("engine: average pooling '{}': window {}, stride {}, padding {} over {}x{}", pool.name,
-           pool.kernel, pool.stride, pool.padding, st.pool.in_h, st.pool.in_w);
-    hw = pool.kernel * pool.kernel;
+    st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(), pool.window};
+    const Window2d& pw = pool.window;
+    if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 ||
+        2 * std::max(pw.pad_top, pw.pad_bottom) > pw.kernel_h ||
+        2 * std::max(pw.pad_left, pw.pad_right) > pw.kernel_w)
+      fail("engine: average pooling '{}': window {} over {}x{}", pool.name, window_str(pw),
+           st.pool.in_h, st.pool.in_w);
+    hw = pw.taps();
   }
   st.relu = relu || relu6;
   for (int64_t ch = 0; ch < st.conv.out_c; ++ch) {

@@ -1,6 +1,8 @@
 // Pooling on codes: max-pool (max commutes with the quantizer: input and output share the point;
 // padded taps ignored, ceil_mode's taps past the input skipped) and average / global average
 // pooling (integer window sum, one fixed-point multiplier to the next point downstream).
+#include <algorithm>
+
 #include "op.h"
 #include "sigmaquant/error.h"
 
@@ -30,10 +32,11 @@ int push_maxpool(Context& c, int node, int in_buf) {
   Step st;
   st.name = m.name;
   st.in = in_buf;
-  st.pool = PoolShape{in.at(0), in.at(1), in.at(2), m.kernel, m.stride, m.padding};
-  st.pool.ceil = m.ceil_mode;
-  if (m.padding >= m.kernel)
-    fail("engine: max-pool '{}' pads {} >= kernel {}", m.name, m.padding, m.kernel);
+  st.pool = PoolShape{in.at(0), in.at(1), in.at(2), m.window, m.ceil_mode};
+  const Window2d& mw = m.window;
+  if (std::max(mw.pad_top, mw.pad_bottom) >= mw.kernel_h ||
+      std::max(mw.pad_left, mw.pad_right) >= mw.kernel_w)
+    fail("engine: max-pool '{}' window {} pads as much as its kernel", m.name, window_str(mw));
   st.out = c.new_buffer(c.numel(node));
   const int out = st.out;
   c.push(std::move(st), kMaxPool);
@@ -64,8 +67,8 @@ void prepare_avgpool(Context& c, int node) {
   st.in = in.buf;
   const StepType* type = &kAvgPool;
   if (n.op == Op::AvgPool) {
-    st.pool = PoolShape{s[0], s[1], s[2], n.kernel, n.stride, n.padding};
-    st.avg = make_avgpool_params(p.scale, p.zero_point, q.scale, q.zero_point, n.kernel * n.kernel,
+    st.pool = PoolShape{s[0], s[1], s[2], n.window};
+    st.avg = make_avgpool_params(p.scale, p.zero_point, q.scale, q.zero_point, n.window.taps(),
                                  lo, hi);
   } else {
     type = &kGap;
