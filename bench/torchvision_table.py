@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """The markdown table of bench/torchvision.sh from its results.jsonl (one JSON object per model)."""
 import json
+import os
+import re
 import sys
 
 
@@ -16,12 +18,22 @@ def fp32(r):
     return "–"
 
 
+def accuracy(out_dir, model, step):
+    """The accuracy `sigmaquant eval` printed in OUT/M/<step>.log, or None."""
+    try:
+        m = re.search(r"accuracy ([0-9.]+)%", open(os.path.join(out_dir, model, step + ".log")).read())
+    except OSError:
+        return None
+    return float(m.group(1)) if m else None
+
+
 def main():
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+    out_dir = os.path.dirname(os.path.abspath(sys.argv[1]))
     ops = sorted({k.split("op")[1] for r in rows for k in r if k.startswith(("fp32_op", "import_op"))})
     head = (["model", "params", "input"] + [f"FP32 vs ORT, op{o} (max abs)" for o in ops] +
-            ["W8A8 sim vs FP32", "engine", "C export", "ORT QDQ", "SigmaQuant vs FP32",
-             "SigmaQuant engine"])
+            ["accuracy FP32 / W8A8 / SigmaQuant", "W8A8 sim vs FP32", "engine", "C export",
+             "ORT QDQ", "SigmaQuant engine"])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -31,16 +43,18 @@ def main():
                 cells.append("refused: " + r[f"import_op{o}"].replace("|", "/")[:120])
             else:
                 cells.append(fp32(r.get(f"fp32_op{o}")))
-        cells += [pct(r.get("sim_vs_fp32"), "agreement"), pct(r.get("engine")), pct(r.get("c")),
-                  pct(r.get("ort-qdq")), pct(r.get("sq_vs_fp32"), "agreement"),
-                  pct(r.get("sq_engine"))]
+        accs = [accuracy(out_dir, r["model"], s) for s in (f"eval-op{ops[-1]}", "sim", "sq-sim")]
+        cells += [" / ".join("–" if a is None else f"{a:.1f}" for a in accs),
+                  pct(r.get("sim_vs_fp32"), "agreement"), pct(r.get("engine")), pct(r.get("c")),
+                  pct(r.get("ort-qdq")), pct(r.get("sq_engine"))]
         print("| " + " | ".join(cells) + " |")
     print()
     print("FP32 columns: largest |logit difference| between `sigmaquant eval` on the imported model "
-          "and ONNX Runtime on PyTorch's ONNX. \"vs FP32\": top-1 agreement with the FP32 network on "
-          "all test images. engine / C export / ORT QDQ / SigmaQuant engine: top-1 agreement with "
-          "the simulated quantized model on the test images whose FP32 top-2 margin is at least 1 % "
-          "of their logit range.")
+          "and ONNX Runtime on PyTorch's ONNX. Accuracy: on the test images' Fashion-MNIST labels "
+          "(FP32 network, W8A8 PTQ simulated, SigmaQuant simulated). \"W8A8 sim vs FP32\": top-1 "
+          "agreement with the FP32 network on all test images. engine / C export / ORT QDQ / "
+          "SigmaQuant engine: top-1 agreement with the simulated quantized model on the test images "
+          "whose FP32 top-2 margin is at least 1 % of their logit range.")
 
 
 if __name__ == "__main__":
