@@ -32,28 +32,28 @@ void run_eval(const EvalFlags& f) {
   if (sq::file_exists(f.model.model)) {
     sq::GraphFile file = sq::load_graph_file(f.model.model);
     if (sq::is_qmodel(file.meta))
-      qm = sq::from_graph_file(file, f.model.model);
+      qm = sq::from_graph_file(std::move(file), f.model.model);
     else
       g = std::move(file.graph);
   } else {
     g = resolve_model(f.model.model, d.test.image_shape, d.test.num_classes, f.model.seed);
   }
-  if (qm) g = qm->graph;
+  const sq::Graph& model = qm ? qm->graph : g;  // for its name and checks below
   // Name the model, the data and the first label the model cannot output (the trainer's check
   // names neither).
-  if (d.test.num_classes > g.num_classes) {
+  if (d.test.num_classes > model.num_classes) {
     const std::string data = fmt::format("'{}' data{}", f.data.format,
                                          f.data.dir.empty() ? "" : " in " + f.data.dir);
     for (int64_t i = 0; i < d.test.size(); ++i)
-      if (d.test.labels[i] >= g.num_classes)
+      if (d.test.labels[i] >= model.num_classes)
         sq::fail(
             "--model '{}' has {} outputs but the {} has {} classes: test label {} at index {} "
             "(expected labels 0..{}, or a model with {} outputs)",
-            f.model.model, g.num_classes, data, d.test.num_classes, d.test.labels[i], i,
-            g.num_classes - 1, d.test.num_classes);
+            f.model.model, model.num_classes, data, d.test.num_classes, d.test.labels[i], i,
+            model.num_classes - 1, d.test.num_classes);
     sq::fail("--model '{}' has {} outputs but the {} has {} classes (expected a model with {} "
              "outputs)",
-             f.model.model, g.num_classes, data, d.test.num_classes, d.test.num_classes);
+             f.model.model, model.num_classes, data, d.test.num_classes, d.test.num_classes);
   }
   sq::EvalOptions o;
   o.batch_size = f.batch_size;
@@ -63,14 +63,15 @@ void run_eval(const EvalFlags& f) {
   if (!f.logits.empty())
     write_logits(f.logits, qm ? sq::predict_quant(*qm, d.test) : sq::predict(g, d.test));
   if (f.common.json) {
-    print_json({{"model", g.name}, {"data", d.test.name}, {"samples", r.samples},
+    print_json({{"model", model.name}, {"data", d.test.name}, {"samples", r.samples},
                 {"accuracy", r.accuracy}, {"loss", r.loss}, {"seconds", r.seconds},
                 {"images_per_second", r.images_per_second}, {"threads", f.common.threads},
                 {"quantized", qm.has_value()}});
     return;
   }
   fmt::print("{}{} on {} test ({} images): accuracy {:.2f}%  loss {:.4f}  {:.0f} img/s ({} threads)\n",
-             g.name, qm ? " (simulated quantized)" : "", d.test.name, r.samples, 100 * r.accuracy, r.loss, r.images_per_second,
+             model.name, qm ? " (simulated quantized)" : "", d.test.name, r.samples,
+             100 * r.accuracy, r.loss, r.images_per_second,
              f.common.threads);
 }
 
