@@ -10,6 +10,9 @@
 #   OPSETS   (default 13,17): the last one is the one quantized
 #   TRAIN/TEST (default 1024/64): Fashion-MNIST images resized (the head is fitted on TRAIN;
 #   calibration and quantize use the first 256 of them)
+#   SIZE     (default: each network's own, 224 or 299): input size (Inception-v3: at least 75)
+#   FIT_EPOCHS (default 0: random features, head refitted): train the whole network on the TRAIN
+#   images for this many epochs first (see scripts/make_torchvision_bench.py); LR (default 0.02)
 #   QUANTIZE (default 1): also run `quantize`; CEXPORT_MAX_PARAMS (default 30000000): skip the C
 #   export (compiled with cc -O1) of bigger networks
 #   THREADS  (default 2)
@@ -28,6 +31,9 @@ TEST=${TEST:-64}
 QUANTIZE=${QUANTIZE:-1}
 CEXPORT_MAX_PARAMS=${CEXPORT_MAX_PARAMS:-30000000}
 THREADS=${THREADS:-2}
+SIZE=${SIZE:-0}
+FIT_EPOCHS=${FIT_EPOCHS:-0}
+LR=${LR:-0.02}
 ORT="node $ROOT/tools/onnx/run_ort.js"
 CMP="$PY $ROOT/bench/compare_logits.py"
 mkdir -p "$OUT"
@@ -53,9 +59,10 @@ for M in ${MODELS//,/ }; do
   if [ ! -f "$D/info.json" ]; then
     mkdir -p "$D"
     $PY "$ROOT/scripts/make_torchvision_bench.py" --out "$OUT" --models "$M" --opsets "$OPSETS" \
-      --train "$TRAIN" --test "$TEST" > "$D/make.log" 2>&1 || { echo "  make: FAILED"; continue; }
+      --train "$TRAIN" --test "$TEST" --size "$SIZE" --fit-epochs "$FIT_EPOCHS" --lr "$LR" \
+      > "$D/make.log" 2>&1 || { echo "  make: FAILED"; continue; }
   fi
-  SIZE=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['size'])" "$D/info.json")
+  MSIZE=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['size'])" "$D/info.json")
   PARAMS=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['params'])" "$D/info.json")
   DATA=(--data npy --data-dir "$D/data" --classes 1000)
   declare -A R=()
@@ -65,7 +72,7 @@ for M in ${MODELS//,/ }; do
       step "eval-op$op" "$D/sq-fp32-op$op.f32" "$BIN" eval -m "$D/op$op.sqg" "${DATA[@]}" \
         --threads "$THREADS" --quiet --logits "$D/sq-fp32-op$op.f32"
       step "ort-op$op" "$D/ort-fp32-op$op.f32" $ORT "$D/$M-op$op.onnx" "$D/test_images.f32" \
-        "$D/ort-fp32-op$op.f32" --shape "3,$SIZE,$SIZE" --batch 16 --threads "$THREADS"
+        "$D/ort-fp32-op$op.f32" --shape "3,$MSIZE,$MSIZE" --batch 16 --threads "$THREADS"
       [ -f "$D/sq-fp32-op$op.f32" ] && [ -f "$D/ort-fp32-op$op.f32" ] &&
         R[fp32_op$op]=$($CMP "$D/sq-fp32-op$op.f32" "$D/ort-fp32-op$op.f32" --classes 1000 --json)
     else
@@ -85,7 +92,7 @@ for M in ${MODELS//,/ }; do
       --quiet --logits "$D/engine.f32"
     step qdq "$D/w8a8.onnx" "$BIN" export -m "$D/w8a8.sqg" --format onnx -o "$D/w8a8.onnx"
     step ort-qdq "$D/ort-qdq.f32" $ORT "$D/w8a8.onnx" "$D/test_images.f32" "$D/ort-qdq.f32" \
-      --shape "3,$SIZE,$SIZE" --batch 16 --threads "$THREADS"
+      --shape "3,$MSIZE,$MSIZE" --batch 16 --threads "$THREADS"
     if [ "$PARAMS" -le "$CEXPORT_MAX_PARAMS" ]; then
       step cexport "$D/c/Makefile" "$BIN" export -m "$D/w8a8.sqg" --format c -o "$D/c"
       step cbuild "$D/c/sq_demo" make -C "$D/c" CFLAGS="-std=c99 -O1"
@@ -114,7 +121,7 @@ for M in ${MODELS//,/ }; do
     fi
   fi
   {
-    printf '{"model": "%s", "params": %s, "size": %s' "$M" "$PARAMS" "$SIZE"
+    printf '{"model": "%s", "params": %s, "size": %s' "$M" "$PARAMS" "$MSIZE"
     for k in "${!R[@]}"; do
       v=${R[$k]}
       case $v in \{*) printf ', "%s": %s' "$k" "$v" ;; *) printf ', "%s": %s' "$k" \

@@ -31,13 +31,18 @@ def main():
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
     out_dir = os.path.dirname(os.path.abspath(sys.argv[1]))
     ops = sorted({k.split("op")[1] for r in rows for k in r if k.startswith(("fp32_op", "import_op"))})
-    head = (["model", "params", "input"] + [f"FP32 vs ORT, op{o} (max abs)" for o in ops] +
+    head = (["model", "params", "input", "weights"] + [f"FP32 vs ORT, op{o} (max abs)" for o in ops] +
             ["accuracy FP32 / W8A8 / SigmaQuant", "W8A8 sim vs FP32", "engine", "C export",
              "ORT QDQ", "SigmaQuant engine"])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        cells = [r["model"], f"{r['params'] / 1e6:.1f} M", f"{r['size']}²"]
+        try:
+            weights = json.load(open(os.path.join(out_dir, r["model"], "info.json"))).get(
+                "weights", "random, head refitted")
+        except (OSError, ValueError):
+            weights = "–"
+        cells = [r["model"], f"{r['params'] / 1e6:.1f} M", f"{r['size']}²", weights]
         for o in ops:
             if f"import_op{o}" in r:
                 cells.append("refused: " + r[f"import_op{o}"].replace("|", "/")[:120])

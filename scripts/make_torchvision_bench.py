@@ -4,7 +4,7 @@ user's torch.onnx.export writes them, and data to run them on.
 
   apt-get install python3-torch python3-torchvision python3-onnx
   /usr/bin/python3 scripts/make_torchvision_bench.py --out runs/torchvision [--models a,b] \
-      [--opsets 13,17] [--train 256] [--test 64]
+      [--opsets 13,17] [--train 256] [--test 64] [--size S] [--fit-epochs E]
 
 No weights can be downloaded here, so every network has torchvision's random initialization
 (seeded). Its BatchNorm statistics are then set the way training would leave them: one pass in
@@ -16,6 +16,15 @@ through the residual adds).
 Data: Fashion-MNIST images (Debian's dataset-fashion-mnist) resized bilinearly to the network's
 input size (224, Inception-v3 299) and repeated over 3 channels, uint8 N x 3 x S x S .npy files
 (values / 255 are the input), with their Fashion-MNIST labels (classes 0..9 of the 1,000 outputs).
+
+Two ways to give the network weights (neither downloads anything):
+- default (--fit-epochs 0): random features with a refitted head (below);
+- --fit-epochs E: the whole network trained here on the --train images for E epochs (SGD with
+  momentum, cosine learning rate, cross-entropy on the 10 Fashion-MNIST labels of the 1,000
+  outputs), after the BN pass above. A trained network's activations carry the signal, not noise,
+  so its top-1 is as stable under 8-bit rounding as a real model's; a random one amplifies every
+  rounding difference (W8A8 agrees with its own FP32 on about half the images). --size makes this
+  affordable on a CPU (e.g. 96: Inception-v3's smallest input is 75).
 
 The head: a random network's 1,000 logits lie within a few percent of each other, closer than
 8-bit quantization moves them, so top-1 comparisons would be coin tosses. The last weight layer is
@@ -130,6 +139,61 @@ def fit_head(m, x, labels, scale=10.0):
             last.bias.copy_(sol[-1].float())
 
 
+def set_bn_statistics(m, x):
+    """BN statistics as training leaves them: cumulative averages (momentum None) over one pass
+    in train mode over the images, without changing any weight; leaves m in eval mode."""
+    for mod in m.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.reset_running_stats()
+            mod.momentum = None
+    m.train()
+    with torch.no_grad():
+        for i in range(0, len(x), 32):
+            m(x[i:i + 32])
+    m.eval()
+
+
+def fit_network(m, x, labels, epochs, lr, batch=32, seed=1):
+    """Trains every weight of m on (x, labels) for `epochs` epochs: SGD (momentum 0.9, Nesterov,
+    weight decay 5e-5), cosine learning rate from lr with a one-epoch linear warm-up when there
+    are several, gradient norm clipped at 5 (a random deep network's first steps are large).
+    Prints the running loss and accuracy per epoch."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.as_tensor(labels)
+    opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-5)
+    steps_per_epoch = (len(x) + batch - 1) // batch
+    total = max(1, int(epochs * steps_per_epoch))
+    warm = steps_per_epoch if epochs > 1 else 0
+    step = 0
+    m.train()
+    while step < total:
+        order = torch.randperm(len(x), generator=g)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i in range(0, len(x), batch):
+            if step >= total:
+                break
+            t = step / total
+            f = (step + 1) / warm if step < warm else 0.5 * (1 + np.cos(np.pi * t))
+            for pg in opt.param_groups:
+                pg["lr"] = lr * f
+            idx = order[i:i + batch]
+            if len(idx) < 2:  # BatchNorm needs two images
+                continue
+            out = m(x[idx])
+            loss = F.cross_entropy(out, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 5.0)
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (out.argmax(1) == y[idx]).sum().item()
+            seen += len(idx)
+            step += 1
+        print(f"  epoch {step / steps_per_epoch:.2f}: loss {loss_sum / max(seen, 1):.3f}, "
+              f"train accuracy {100 * correct / max(seen, 1):.1f} %", flush=True)
+    m.eval()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/torchvision")
@@ -139,6 +203,11 @@ def main():
     ap.add_argument("--test", type=int, default=64)
     ap.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--size", type=int, default=0,
+                    help="input size (default: the network's own, 224 or 299)")
+    ap.add_argument("--fit-epochs", type=float, default=0,
+                    help="train the whole network for this many epochs (default 0: refit the head)")
+    ap.add_argument("--lr", type=float, default=0.02)
     a = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     tr_path, te_path = find_fmnist(a.fmnist)
@@ -149,6 +218,8 @@ def main():
         if name not in MODELS:
             sys.exit(f"--models: unknown '{name}' (expected some of {', '.join(MODELS)})")
         kw, size = MODELS[name]
+        if a.size:
+            size = max(a.size, 75) if name == "inception_v3" else a.size
         d = os.path.join(a.out, name)
         os.makedirs(os.path.join(d, "data"), exist_ok=True)
         torch.manual_seed(a.seed)
@@ -156,17 +227,15 @@ def main():
         tr, te = resize3(tr_raw, size), resize3(te_raw, size)
         xtr = torch.from_numpy(tr).float() / 255
         xte = torch.from_numpy(te).float() / 255
-        # BN statistics as training leaves them: cumulative averages over the training images.
-        for mod in m.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                mod.reset_running_stats()
-                mod.momentum = None
-        m.train()
-        with torch.no_grad():
-            for i in range(0, len(xtr), 32):
-                m(xtr[i:i + 32])
-        m.eval()
-        fit_head(m, xtr, tr_lab)
+        set_bn_statistics(m, xtr)
+        if a.fit_epochs > 0:
+            for mod in m.modules():
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                    mod.momentum = 0.1
+            fit_network(m, xtr, tr_lab, a.fit_epochs, a.lr, seed=a.seed)
+            set_bn_statistics(m, xtr)  # the final weights' statistics, not a running mix
+        else:
+            fit_head(m, xtr, tr_lab)
         with torch.no_grad():
             ltr = torch.cat([m(xtr[i:i + 32]) for i in range(0, len(xtr), 32)])
             lte = torch.cat([m(xte[i:i + 32]) for i in range(0, len(xte), 32)])
@@ -182,7 +251,9 @@ def main():
                               output_names=["logits"],
                               dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
         info = {"model": name, "size": size, "params": sum(p.numel() for p in m.parameters()),
-                "train": len(tr), "test": len(te), "classes": int(lte.shape[1]),
+                "train": len(tr), "test": len(te),
+                "weights": f"trained {a.fit_epochs:g} epochs" if a.fit_epochs > 0
+                           else "random, head refitted", "classes": int(lte.shape[1]),
                 "train_accuracy": float((ltr.argmax(1).numpy() == tr_lab).mean()),
                 "test_accuracy": float((lte.argmax(1).numpy() == te_lab).mean()),
                 "torch": torch.__version__, "torchvision": torchvision.__version__}
