@@ -4,6 +4,8 @@
 // output is no point but feeds an average pooling through ReLU/ReLU6 is conv_pool.cpp's.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "op.h"
 #include "sigmaquant/error.h"
 
@@ -24,6 +26,72 @@ void eval_f32(const Run& r, const Step& st) {
 const StepType kConvFast{Step::Kind::ConvFast, "conv", eval_fast};
 const StepType kConvRef{Step::Kind::ConvRef, "conv(ref)", eval_ref};
 const StepType kConvF32{Step::Kind::ConvF32, "conv(f32)", eval_f32};
+
+// The float logits of a linear layer (one pixel in, one out, a 1×1 window): conv2d_f32_ref's
+// integers and epilogue, with the reduction Σ w · (x − zp) in int32 partial sums a compiler
+// vectorizes. |w| <= 127 and |x − zp| <= 255 (weights and activations of at most 8 bits), so a
+// block of 4,096 products stays below 2^27.
+template <typename Sum>
+inline void linear_f32(const ConvShape& s, const IntLayer& L, const uint8_t* x, float* y, Sum sum) {
+  const int64_t k = s.in_c;
+  const bool exact_bias = L.bias_float.size() == L.bias.size();
+  for (int64_t c = 0; c < s.out_c; ++c) {
+    const int64_t dot = sum(L.weights.data() + c * k, x, k, L.in_zero_point);
+    const double unit = static_cast<double>(L.in_scale) * L.weight_scales[c];
+    y[c] = static_cast<float>(exact_bias ? static_cast<double>(dot) * unit + L.bias_float[c]
+                                         : static_cast<double>(L.bias[c] + dot) * unit);
+  }
+}
+
+__attribute__((always_inline)) inline int64_t dot_u8(const int32_t* w, const uint8_t* x, int64_t k,
+                                                     int32_t zp) {
+  int64_t total = 0;
+  for (int64_t b = 0; b < k; b += 4096) {
+    const int64_t e = std::min(k, b + 4096);
+    int32_t part = 0;
+    for (int64_t i = b; i < e; ++i) part += w[i] * (static_cast<int32_t>(x[i]) - zp);
+    total += part;
+  }
+  return total;
+}
+
+int64_t dot_u8_portable(const int32_t* w, const uint8_t* x, int64_t k, int32_t zp) {
+  return dot_u8(w, x, k, zp);
+}
+
+void eval_linear_f32(const Run& r, const Step& st) {
+  linear_f32(st.conv, r.layers[st.layer], r.in(st), r.logits, dot_u8_portable);
+}
+
+const StepType kLinearF32{Step::Kind::ConvF32, "linear(f32)", eval_linear_f32};
+
+#ifdef __x86_64__
+__attribute__((target("avx2"))) int64_t dot_u8_avx2(const int32_t* w, const uint8_t* x, int64_t k,
+                                                    int32_t zp) {
+  return dot_u8(w, x, k, zp);
+}
+
+void eval_linear_f32_avx2(const Run& r, const Step& st) {
+  linear_f32(st.conv, r.layers[st.layer], r.in(st), r.logits, dot_u8_avx2);
+}
+
+const StepType kLinearF32Avx2{Step::Kind::ConvF32, "linear(f32, avx2)", eval_linear_f32_avx2};
+#endif
+
+// The output layer's step: in optimized plans a linear layer's vectorized reduction (AVX2 where
+// the plan's ISA has it), else the reference.
+const StepType& logits_step(const Context& c, const ConvShape& s) {
+  const Window2d& w = s.window;
+  const bool linear = c.isa != Isa::Reference && s.in_h == 1 && s.in_w == 1 && s.groups == 1 &&
+                      w.kernel_h == 1 && w.kernel_w == 1 && w.pad_top == 0 && w.pad_left == 0 &&
+                      w.pad_bottom == 0 && w.pad_right == 0;
+  if (!linear) return kConvF32;
+#ifdef __x86_64__
+  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
+  if (isa != Isa::Portable && cpu_has_avx2()) return kLinearF32Avx2;
+#endif
+  return kLinearF32;
+}
 
 }  // namespace
 
@@ -46,7 +114,8 @@ void prepare_conv(Context& c, int node) {
       fail("engine: the output layer '{}' writes point '{}' (expected float logits)", L.name,
            g.nodes[L.out_node].name);
     c.set_logits(st.conv.out_size());
-    c.push(std::move(st), kConvF32);
+    const StepType& type = logits_step(c, st.conv);
+    c.push(std::move(st), type);
     c.val(node).done = true;
     return;
   }

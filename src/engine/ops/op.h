@@ -146,6 +146,8 @@ void push_requant_table(Context& c, int node, const Context::Val& in, int q_node
                         bool relu6);
 // pool.cpp: the max-pool node over buffer `in_buf`; returns its output buffer.
 int push_maxpool(Context& c, int node, int in_buf);
+// maxpool_u8_ref's codes, without its per-tap bounds checks (optimized plans).
+void maxpool_u8_fast(const PoolShape& s, const uint8_t* x, uint8_t* y);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
 // is no point but goes through ReLU/ReLU6 into an average pooling: one fused step.
 void push_conv_pool(Context& c, int node, Step st);
