@@ -6,8 +6,8 @@
 //     (2 * max input code * max |q| <= 32767, e.g. any layer of <= 7-bit weights after 8-bit
 //     activations), else as the integers + 128 in uint8 (zero point 128: its exact u8u8 kernels);
 //     OnnxExportOptions::weights forces one or the other; sub-8-bit layers use the narrow range
-//     |q| <= 2^(b-1)-1 inside the 8-bit container and their true bitwidth is recorded in metadata_props
-//     ("sigmaquant.wbits.<layer>") and in the DequantizeLinear node's doc_string;
+//     |q| <= 2^(b-1)-1 inside the 8-bit container and their true bitwidth is recorded in
+//     metadata_props ("sigmaquant.wbits.<layer>") and in the DequantizeLinear node's doc_string;
 //   - activations are quantized (uint8 QuantizeLinear -> DequantizeLinear) at
 //     activation_quant_points(), with the ActQuant scale / zero point of the QuantModel, and also
 //     at the output of every node from which ReLU / max-pool / flatten lead to a point (with that

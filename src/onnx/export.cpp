@@ -127,7 +127,8 @@ class Exporter {
       fail("export_onnx: graph '{}' has {} input means and {} stds for {} channels", g_.name,
            g_.input_mean.size(), g_.input_std.size(), c);
     // (x - 0) / 1 is x: no Sub/Div (ONNX Runtime would run them, a pass over the input each).
-    if (std::all_of(g_.input_mean.begin(), g_.input_mean.end(), [](float m) { return m == 0.0f; }) &&
+    if (std::all_of(g_.input_mean.begin(), g_.input_mean.end(),
+                    [](float m) { return m == 0.0f; }) &&
         std::all_of(g_.input_std.begin(), g_.input_std.end(), [](float v) { return v == 1.0f; }))
       return "input";
     std::vector<float> sd = g_.input_std;
@@ -203,7 +204,8 @@ class Exporter {
       init(float_tensor(lo, {}, {a.scale * static_cast<float>(-a.zero_point)}));
       init(float_tensor(hi, {}, {a.scale * static_cast<float>(a.qmax() - a.zero_point)}));
       in = unique(n.name + ".clipped");
-      onnx::NodeProto* c = add_node(*gp_, "Clip", unique(n.name + ".act_clip"), {dq8, lo, hi}, {in});
+      onnx::NodeProto* c =
+          add_node(*gp_, "Clip", unique(n.name + ".act_clip"), {dq8, lo, hi}, {in});
       c->set_doc_string(fmt::format("{}-bit activation range", a.bits));
     }
     std::string q = unique(n.name + ".q"), dq = unique(n.name + ".dq");
@@ -219,7 +221,7 @@ class Exporter {
   // VNNI add pairs of u8 x s8 products in int16 (vpmaddubsw) and saturate past 32767; with the
   // input's codes in 0..a_max that cannot happen while 2 * a_max * max|q| <= 32767 (8-bit inputs:
   // |q| <= 64, i.e. any layer of <= 7-bit weights). Its u8u8 kernels (uint8 weights) never
-  // saturate but run 1.5-2.5x slower on such CPUs (docs/results.md, "ONNX Runtime on the QDQ export").
+  // saturate but run slower on such CPUs (docs/results.md, "ONNX Runtime on the QDQ export").
   bool int8_weights(int i, const std::vector<int32_t>& q) const {
     if (opt_.weights != OnnxWeights::Auto) return opt_.weights == OnnxWeights::S8;
     int32_t wmax = 0;
@@ -278,7 +280,8 @@ class Exporter {
                                    {qn, sn, zn}, {wn});
     set_int(*dq, "axis", 0);
     int b = lb.wbits;
-    const char* container = s8 ? "int8 container (zero point 0)" : "uint8 container (zero point 128)";
+    const char* container =
+        s8 ? "int8 container (zero point 0)" : "uint8 container (zero point 128)";
     dq->set_doc_string(
         lb.channel_wbits.empty()
             ? fmt::format("{}-bit weights, narrow range [-{}, {}], {}, per-channel scales", b,

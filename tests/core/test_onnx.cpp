@@ -161,8 +161,8 @@ TEST(OnnxExport, QdqStructureBitsAndMetadata) {
 // 2 * (largest input code) * max|q| <= 32767 (ONNX Runtime's x86 u8s8 kernels cannot saturate),
 // uint8 with zero point 128 to the others; u8 and s8 force one type; the codes are the same.
 TEST(OnnxExport, WeightTypePerLayer) {
-  sq::QuantModel qm = tiny_qmodel(7, 8);       // conv2: 7-bit weights (|q| <= 63) after 8-bit codes
-  qm.bits.layers["fc"].abits = 7;              // fc: 8-bit weights after 7-bit codes (<= 127)
+  sq::QuantModel qm = tiny_qmodel(7, 8);  // conv2: 7-bit weights (|q| <= 63) after 8-bit codes
+  qm.bits.layers["fc"].abits = 7;         // fc: 8-bit weights after 7-bit codes (<= 127)
   for (const auto& [node, bits] : sq::activation_quant_points(qm.graph, qm.bits))
     qm.acts[qm.graph.nodes[node].name] = sq::act_quant_from_range({0.0, 2.0 + node * 0.1}, bits);
   auto type_of = [](const onnx::ModelProto& m, const std::string& layer) {
@@ -176,7 +176,7 @@ TEST(OnnxExport, WeightTypePerLayer) {
       v.push_back(u8 ? static_cast<int>(static_cast<uint8_t>(c)) - 128 : static_cast<int8_t>(c));
     return v;
   };
-  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm));  // auto
+  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm));     // auto
   EXPECT_EQ(type_of(m, "conv1"), onnx::TensorProto::UINT8);  // 2 * 255 * 127 > 32767
   EXPECT_EQ(type_of(m, "conv2"), onnx::TensorProto::INT8);   // 2 * 255 * 63 = 32130
   EXPECT_EQ(type_of(m, "fc"), onnx::TensorProto::INT8);      // 2 * 127 * 127 = 32258
@@ -200,8 +200,9 @@ TEST(OnnxExport, WeightTypePerLayer) {
   }
   EXPECT_EQ(sq::parse_onnx_weights("auto"), sq::OnnxWeights::Auto);
   EXPECT_EQ(sq::parse_onnx_weights("s8"), sq::OnnxWeights::S8);
-  EXPECT_NE(error_of([] { sq::parse_onnx_weights("int8"); }).find("'int8' (expected auto, u8 or s8)"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { sq::parse_onnx_weights("int8"); }).find("'int8' (expected auto, u8 or s8)"),
+      std::string::npos);
 }
 
 // A ReLU between two quantization points (a residual add's, then the next conv's input) goes out

@@ -237,7 +237,7 @@ void check_fused(const std::string& fp32, int wbits = 8, int abits = 8,
   sq::PtqOptions po;
   po.calib_samples = 256;
   sq::BitConfig bits = bits_file.empty() ? sq::BitConfig::uniform(g, wbits, abits)
-                                          : sq::load_bits(kSrc + "/" + bits_file);
+                                         : sq::load_bits(kSrc + "/" + bits_file);
   sq::QuantModel qm = sq::ptq(g, bits, sq::take(data.train, 2048), po);
   const int64_t n = 500;
   sq::Dataset d = sq::take(data.test, n);
@@ -277,12 +277,13 @@ void check_fused(const std::string& fp32, int wbits = 8, int abits = 8,
     with_engine += o == argmax(eng.data(), k);
     with_sim += o == argmax(&sim[i * k], k);
   }
-  std::printf("[onnx] %s %s fused (%d of %d layers int8): ORT vs engine %.2f%%, vs simulated "
-              "%.2f%% (%ld images)\n",
-              g.name.c_str(),
-              bits_file.empty() ? fmt::format("W{}A{}", wbits, abits).c_str() : bits_file.c_str(),
-              int8_layers, convs + linears, 100.0 * double(with_engine) / double(n),
-              100.0 * double(with_sim) / double(n), long(n));
+  std::printf(
+      "[onnx] %s %s fused (%d of %d layers int8): ORT vs engine %.2f%%, vs simulated "
+      "%.2f%% (%ld images)\n",
+      g.name.c_str(),
+      bits_file.empty() ? fmt::format("W{}A{}", wbits, abits).c_str() : bits_file.c_str(),
+      int8_layers, convs + linears, 100.0 * double(with_engine) / double(n),
+      100.0 * double(with_sim) / double(n), long(n));
   EXPECT_GE(double(with_engine) / double(n), 0.99);
   EXPECT_GE(double(with_sim) / double(n), 0.99);
 }
@@ -303,9 +304,7 @@ TEST(OnnxOrt, ExportedLowBitInt8WeightsFuseAndAgreeResnet20) {
   check_fused(kSrc + "/models/resnet20-fmnist.sqg", 6, 8);
 }
 
-TEST(OnnxOrt, ExportedLowBitInt8WeightsFuseAndAgreeImportedCnn) {
-  check_fused(kFixture, 6, 8);
-}
+TEST(OnnxOrt, ExportedLowBitInt8WeightsFuseAndAgreeImportedCnn) { check_fused(kFixture, 6, 8); }
 
 TEST(OnnxOrt, ExportedMixedPrecisionFusesAndAgreesResnet20) {
   check_fused(kSrc + "/models/resnet20-fmnist.sqg", 0, 0, "examples/resnet20-mixed.bits.json");
@@ -503,19 +502,25 @@ TEST(OnnxCli, ImportEvalPtq) {
     }
     // --onnx-weights: u8 is what auto writes for W8A8 (8-bit codes reach 127); s8 differs;
     // anything else, or with another format, is refused before the model is read.
-    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights u8 -o " + dir + "/u8.onnx");
+    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights u8 -o " + dir +
+                "/u8.onnx");
     ASSERT_EQ(e.exit_code, 0) << e.output;
     EXPECT_EQ(sq::read_file(dir + "/u8.onnx"), sq::read_file(dir + "/q.onnx"));
-    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights s8 -o " + dir + "/s8.onnx");
+    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights s8 -o " + dir +
+                "/s8.onnx");
     ASSERT_EQ(e.exit_code, 0) << e.output;
-    EXPECT_NE(sq::read_file(dir + "/s8.onnx").find("int8 container (zero point 0)"), std::string::npos);
-    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights int8 -o " + dir + "/x.onnx");
+    EXPECT_NE(sq::read_file(dir + "/s8.onnx").find("int8 container (zero point 0)"),
+              std::string::npos);
+    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights int8 -o " + dir +
+                "/x.onnx");
     EXPECT_EQ(e.exit_code, 1);
     EXPECT_NE(e.output.find("--onnx-weights: ONNX weight type 'int8' (expected auto, u8 or s8)"),
-              std::string::npos) << e.output;
+              std::string::npos)
+        << e.output;
     e = run_cli("export -m " + dir + "/q.sqg --format sqm --onnx-weights s8 -o " + dir + "/x.sqm");
     EXPECT_EQ(e.exit_code, 1);
-    EXPECT_NE(e.output.find("--onnx-weights applies to --format onnx"), std::string::npos) << e.output;
+    EXPECT_NE(e.output.find("--onnx-weights applies to --format onnx"), std::string::npos)
+        << e.output;
   }
   if (r.exit_code == 0 && r.output.find("sqm") != std::string::npos) {
     auto e = run_cli("export -m " + dir + "/q.sqg --format sqm -o " + dir + "/q.sqm");

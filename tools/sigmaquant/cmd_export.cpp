@@ -24,7 +24,7 @@ struct ExportFlags {
   std::string model;
   std::string format = "sqm";
   std::string out;
-  std::string c_target;  // --format c only: portable (default) or cortex-m-dsp
+  std::string c_target;      // --format c only: portable (default) or cortex-m-dsp
   std::string onnx_weights;  // --format onnx only: auto (default), u8 or s8
   Common common;
 };
