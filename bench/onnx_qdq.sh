@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # ONNX Runtime throughput of the QDQ export against the float ONNX (docs/results.md, "ONNX
 # Runtime"). Networks: the PyTorch-trained Fashion-MNIST CNN of tests/data/fmnist_cnn.onnx
-# (imported, W8A8 PTQ, exported) and resnet20 (models/resnet20-fmnist.sqg, W8A8 PTQ, exported;
-# its float ONNX is `export --format onnx` of the FP32 model). Every model runs in one ONNX Runtime process after another, 1
-# intra-op thread, at batch 1 and 64, on the first 1,000 Fashion-MNIST test images, and the
-# accuracy of each on those images is printed next to it (and, for the QDQ exports, the accuracy
-# of the simulated quantized model that `ptq` measured on the same images).
+# (imported, PTQ, exported) and resnet20 (models/resnet20-fmnist.sqg, PTQ, exported; its float
+# ONNX is `export --format onnx` of the FP32 model), each at W8A8 (uint8 weights: ORT's exact
+# u8u8 kernels) and W6A8 (int8 weights: its u8s8 kernels, exact at <= 7 bits), resnet20 also with
+# the mixed assignment of examples/resnet20-mixed.bits.json and, for comparison, W8A8 forced to
+# int8 weights (`--onnx-weights s8`: faster, but it saturates on x86 CPUs without VNNI — its
+# accuracy shows it). Every model runs in one ONNX Runtime process after another, 1 intra-op
+# thread, at batch 1 and 64, on the first 1,000 Fashion-MNIST test images; the accuracy of each
+# on those images is printed next to it, and the ratio of its images/s to its network's float
+# ONNX (the accuracy of each simulated quantized model, as `ptq` measured it on the same images,
+# is printed first).
 #
 # Usage: bench/onnx_qdq.sh [BIN] [OUT_DIR]
 #   SECONDS_PER_RUN (default 5): how long each model/batch is timed.
@@ -51,18 +56,34 @@ console.log((100 * right / n).toFixed(1));
 
 "$BIN" import "$ROOT/tests/data/fmnist_cnn.onnx" -o "$OUT/cnn.sqg" --input-mean 0 --input-std 1 \
   > /dev/null
-for m in cnn:"$OUT/cnn.sqg" resnet20:"$ROOT/models/resnet20-fmnist.sqg"; do
-  name=${m%%:*}
-  "$BIN" ptq -m "${m#*:}" --wbits 8 --abits 8 --calib-samples 256 --limit-train 2048 \
+# name:fp32 model:bits (w8a8, w6a8 or a bits file)
+for m in cnn:"$OUT/cnn.sqg":w8a8 cnn-w6:"$OUT/cnn.sqg":w6a8 \
+         resnet20:"$ROOT/models/resnet20-fmnist.sqg":w8a8 \
+         resnet20-w6:"$ROOT/models/resnet20-fmnist.sqg":w6a8 \
+         resnet20-mixed:"$ROOT/models/resnet20-fmnist.sqg":"$ROOT/examples/resnet20-mixed.bits.json"; do
+  name=${m%%:*} rest=${m#*:}
+  fp32=${rest%%:*} bits=${rest#*:}
+  case $bits in
+    w8a8) bflags=(--wbits 8 --abits 8) ;;
+    w6a8) bflags=(--wbits 6 --abits 8) ;;
+    *) bflags=(--bits "$bits") ;;
+  esac
+  "$BIN" ptq -m "$fp32" "${bflags[@]}" --calib-samples 256 --limit-train 2048 \
     --limit-test 1000 --quiet --json -o "$OUT/$name.q.sqg" > "$OUT/$name.ptq.json"
   "$BIN" export -m "$OUT/$name.q.sqg" --format onnx -o "$OUT/$name.qdq.onnx" > /dev/null
 done
+"$BIN" export -m "$OUT/resnet20.q.sqg" --format onnx --onnx-weights s8 \
+  -o "$OUT/resnet20.qdq-s8.onnx" > /dev/null
 
 # resnet20's float ONNX: SigmaQuant's own float export of the FP32 model (BatchNorm as it is).
 "$BIN" export -m "$ROOT/models/resnet20-fmnist.sqg" --format onnx -o "$OUT/resnet20.float.onnx" \
   > /dev/null
 models=("cnn-float=$ROOT/tests/data/fmnist_cnn.onnx" "cnn-qdq=$OUT/cnn.qdq.onnx"
-        "resnet20-float=$OUT/resnet20.float.onnx" "resnet20-qdq=$OUT/resnet20.qdq.onnx")
+        "cnn-w6-qdq=$OUT/cnn-w6.qdq.onnx"
+        "resnet20-float=$OUT/resnet20.float.onnx" "resnet20-qdq=$OUT/resnet20.qdq.onnx"
+        "resnet20-w6-qdq=$OUT/resnet20-w6.qdq.onnx"
+        "resnet20-mixed-qdq=$OUT/resnet20-mixed.qdq.onnx"
+        "resnet20-qdq-s8=$OUT/resnet20.qdq-s8.onnx")
 if [ -n "${BEFORE_EXPORTER:-}" ]; then
   for name in cnn resnet20; do
     "$BEFORE_EXPORTER" "$OUT/$name.q.sqg" "$OUT/$name.qdq-before.onnx"
@@ -70,13 +91,15 @@ if [ -n "${BEFORE_EXPORTER:-}" ]; then
   done
 fi
 for e in ${EXTRA_ONNX:-}; do models+=("$e"); done
-for name in cnn resnet20; do
+for name in cnn cnn-w6 resnet20 resnet20-w6 resnet20-mixed; do
   node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
-console.log(`${process.argv[2]} simulated W8A8 accuracy ${(100 * j.accuracy).toFixed(1)} %, fp32 ` +
-            `${(100 * j.fp32_accuracy).toFixed(1)} % (first 1,000 test images)`);' \
+console.log(`${process.argv[2]} simulated accuracy ${(100 * j.accuracy).toFixed(1)} %, fp32 ` +
+            `${(100 * j.fp32_accuracy).toFixed(1)} %, ${j.avg_weight_bits.toFixed(2)} weight bits ` +
+            `(first 1,000 test images)`);' \
     "$OUT/$name.ptq.json" "$name"
 done
-printf '%-16s %14s %14s %10s\n' model 'img/s batch 1' 'img/s batch 64' 'ORT acc %'
+printf '%-20s %14s %14s %10s %16s\n' model 'img/s batch 1' 'img/s batch 64' 'ORT acc %' '/ float (1, 64)'
+declare -A base1 base64
 for m in "${models[@]}"; do
   name=${m%%=*} path=${m#*=}
   r1=$(node "$ROOT/tools/onnx/run_ort.js" "$path" "$OUT/images.f32" "$OUT/$name.logits.f32" \
@@ -84,6 +107,12 @@ for m in "${models[@]}"; do
   r64=$(node "$ROOT/tools/onnx/run_ort.js" "$path" "$OUT/images.f32" "$OUT/$name.logits.f32" \
           --shape 1,28,28 --batch 64 --threads 1 --bench "$SECS")
   ips() { node -e 'console.log(JSON.parse(process.argv[1]).images_per_s.toFixed(0))' "$1"; }
-  printf '%-16s %14s %14s %10s\n' "$name" "$(ips "$r1")" "$(ips "$r64")" \
-    "$(acc "$OUT/$name.logits.f32")"
+  i1=$(ips "$r1") i64=$(ips "$r64") net=${name%%-*} ratio=
+  if [ "$name" = "$net-float" ]; then
+    base1[$net]=$i1 base64[$net]=$i64
+  elif [ -n "${base1[$net]:-}" ]; then
+    ratio=$(awk -v a="$i1" -v b="${base1[$net]}" -v c="$i64" -v d="${base64[$net]}" \
+              'BEGIN { printf "%.2fx / %.2fx", a / b, c / d }')
+  fi
+  printf '%-20s %14s %14s %10s %16s\n' "$name" "$i1" "$i64" "$(acc "$OUT/$name.logits.f32")" "$ratio"
 done

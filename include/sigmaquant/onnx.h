@@ -1,11 +1,13 @@
 // ONNX export (QDQ, opset 13) of a quantized model and import of float CNNs from ONNX.
 //
 // Export: QuantizeLinear/DequantizeLinear ("QDQ") graph of a QuantModel (BN already folded):
-//   - weights are the integers + 128 as uint8 initializers with a zero point of 128 and
-//     per-output-channel (axis 0) float scales (ONNX Runtime's u8s8 kernels saturate on x86 without
-//     VNNI, its u8u8 ones do not); sub-8-bit layers use the narrow range |q| <= 2^(b-1)-1 inside
-//     the 8-bit container and their true bitwidth is recorded in metadata_props
-//     ("sigmaquant.wbits.<layer>") and in the DequantizeLinear node's doc_string;
+//   - weights are the integers with per-output-channel (axis 0) float scales, per layer as int8
+//     (zero point 0) where ONNX Runtime's u8s8 kernels cannot saturate on x86 without VNNI
+//     (2 * max input code * max |q| <= 32767, e.g. any layer of <= 7-bit weights after 8-bit
+//     activations), else as the integers + 128 in uint8 (zero point 128: its exact u8u8 kernels);
+//     OnnxExportOptions::weights forces one or the other; sub-8-bit layers use the narrow range
+//     |q| <= 2^(b-1)-1 inside the 8-bit container and their true bitwidth is recorded in
+//     metadata_props ("sigmaquant.wbits.<layer>") and in the DequantizeLinear node's doc_string;
 //   - activations are quantized (uint8 QuantizeLinear -> DequantizeLinear) at
 //     activation_quant_points(), with the ActQuant scale / zero point of the QuantModel, and also
 //     at the output of every node from which ReLU / max-pool / flatten lead to a point (with that
@@ -40,11 +42,24 @@
 
 namespace sq {
 
+// How export_onnx stores a layer's weight codes (docs/formats.md, "Weights").
+enum class OnnxWeights {
+  Auto,  // per layer: int8 where ONNX Runtime's x86 u8s8 kernels cannot saturate, else uint8
+  U8,    // every layer uint8 with zero point 128 (exact in ONNX Runtime on every CPU)
+  S8,    // every layer int8 with zero point 0 (exact on VNNI CPUs; may saturate on others)
+};
+// "auto", "u8" or "s8"; throws sq::Error naming the value otherwise.
+OnnxWeights parse_onnx_weights(const std::string& s);
+
+struct OnnxExportOptions {
+  OnnxWeights weights = OnnxWeights::Auto;
+};
+
 // Writes qm as a QDQ ONNX model (opset 13) to path. Throws sq::Error on failure.
-void export_onnx(const QuantModel& qm, const std::string& path);
+void export_onnx(const QuantModel& qm, const std::string& path, const OnnxExportOptions& opt = {});
 
 // The ONNX model bytes that export_onnx writes.
-std::string export_onnx_bytes(const QuantModel& qm);
+std::string export_onnx_bytes(const QuantModel& qm, const OnnxExportOptions& opt = {});
 
 // Writes an FP32 graph (BatchNorm folded or not) as a float ONNX model (opset 13): the same
 // input, normalization and output as export_onnx, float weights and biases, no quantization —

@@ -213,8 +213,14 @@ void bind_quantize(py::module_& m) {
           py::arg("dir"), "writes C99 source + runtime reproducing the integer engine")
       .def(
           "export_onnx",
-          [](const sq::QuantModel& qm, const Path& p) { sq::export_onnx(qm, p.string()); },
-          py::arg("path"), "writes a QDQ ONNX model (opset 13)")
+          [](const sq::QuantModel& qm, const Path& p, const std::string& weights) {
+            sq::OnnxExportOptions opt;
+            opt.weights = sq::parse_onnx_weights(weights);
+            sq::export_onnx(qm, p.string(), opt);
+          },
+          py::arg("path"), py::arg("weights") = "auto",
+          "writes a QDQ ONNX model (opset 13); weights: auto (int8 per layer where ONNX "
+          "Runtime's x86 int8 kernels are exact, else uint8), u8 or s8 (docs/formats.md)")
       .def(
           "evaluate",
           [](const sq::QuantModel& qm, const sq::Dataset& d) {

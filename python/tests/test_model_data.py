@@ -108,3 +108,10 @@ def test_import_onnx(source_dir, tmp_path):
     r.model.export_onnx(tmp_path / "q.onnx")
     with pytest.raises(sq.Error, match="QuantizeLinear"):
         sq.import_onnx(tmp_path / "q.onnx")
+    # the weight type: 8-bit weights after 8-bit activations are uint8 under auto, int8 forced
+    r.model.export_onnx(tmp_path / "u8.onnx", weights="u8")
+    assert (tmp_path / "u8.onnx").read_bytes() == (tmp_path / "q.onnx").read_bytes()
+    r.model.export_onnx(tmp_path / "s8.onnx", weights="s8")
+    assert b"int8 container (zero point 0)" in (tmp_path / "s8.onnx").read_bytes()
+    with pytest.raises(sq.Error, match="expected auto, u8 or s8"):
+        r.model.export_onnx(tmp_path / "x.onnx", weights="int8")

@@ -44,8 +44,8 @@ class Exporter {
  public:
   // float_model: the FP32 graph as it is (float weights and biases, no Q/DQ): the baseline a
   // user compares the QDQ export with.
-  Exporter(const QuantModel& qm, bool float_model)
-      : qm_(qm), g_(qm.graph), float_(float_model) {}
+  Exporter(const QuantModel& qm, bool float_model, const OnnxExportOptions& opt)
+      : qm_(qm), g_(qm.graph), float_(float_model), opt_(opt) {}
 
   onnx::ModelProto build() {
     if (g_.nodes.empty() || g_.nodes[0].op != Op::Input)
@@ -60,7 +60,8 @@ class Exporter {
         "SigmaQuant float model '{}' (FP32 weights, no quantization). Input: raw image in "
         "[0, 1]; output: logits.", g_.name) : fmt::format(
         "SigmaQuant quantized model '{}' as QDQ (QuantizeLinear/DequantizeLinear). Weights are "
-        "uint8 initializers (zero point 128) with per-channel scales; layers below 8 bits use "
+        "int8 (zero point 0) or uint8 (zero point 128) initializers, per layer (each weight "
+        "DequantizeLinear's doc_string says which), with per-channel scales; layers below 8 bits use "
         "the narrow range |q| <= 2^(b-1)-1 (their true bitwidth: metadata_props "
         "sigmaquant.wbits.*). "
         "Input: raw image in [0, 1]; output: logits.",
@@ -125,6 +126,11 @@ class Exporter {
         static_cast<int64_t>(g_.input_std.size()) != c)
       fail("export_onnx: graph '{}' has {} input means and {} stds for {} channels", g_.name,
            g_.input_mean.size(), g_.input_std.size(), c);
+    // (x - 0) / 1 is x: no Sub/Div (ONNX Runtime would run them, a pass over the input each).
+    if (std::all_of(g_.input_mean.begin(), g_.input_mean.end(),
+                    [](float m) { return m == 0.0f; }) &&
+        std::all_of(g_.input_std.begin(), g_.input_std.end(), [](float v) { return v == 1.0f; }))
+      return "input";
     std::vector<float> sd = g_.input_std;
     for (float& v : sd) v = v > 0.0f ? v : 1.0f;
     std::string mean = unique("input_mean"), sdev = unique("input_std");
@@ -178,20 +184,30 @@ class Exporter {
       fail("export_onnx: '{}': activation scale {} (expected > 0)", n.name, a.scale);
     if (a.zero_point < 0 || a.zero_point > a.qmax())
       fail("export_onnx: '{}': zero point {} outside 0..{}", n.name, a.zero_point, a.qmax());
+    std::string s = unique(n.name + ".act_scale"), z = unique(n.name + ".act_zero_point");
+    init(float_tensor(s, {}, {a.scale}));
+    init(uint8_tensor(z, {}, {a.zero_point}));
     std::string in = x;
     if (a.bits < 8) {
-      // uint8 saturates at 0..255: clip first to the b-bit grid's range
-      // [s·(0 − zp), s·(qmax − zp)] so Q gives q in 0..2^b−1 exactly as the simulation.
+      // uint8 saturates at 0..255, the b-bit grid at 0..2^b−1. First the 8-bit container's Q/DQ
+      // with the same scale and zero point (which ONNX Runtime fuses with the conv or linear
+      // layer before it into QLinearConv / QGemm: a Clip right before the Q it does not fold,
+      // and it would run that layer in float), then a clip to the grid's range
+      // [s·(0 − zp), s·(qmax − zp)] and the b-bit Q: min(max(round(x/s) + zp, 0), qmax), as the
+      // simulation (the clip compares s·(c − zp) with the same products, and Q gives back c).
+      std::string q8 = unique(n.name + ".q8"), dq8 = unique(n.name + ".dq8");
+      onnx::NodeProto* q8n =
+          add_node(*gp_, "QuantizeLinear", unique(n.name + ".quantize8"), {x, s, z}, {q8});
+      q8n->set_doc_string(fmt::format("8-bit container step of a {}-bit activation", a.bits));
+      add_node(*gp_, "DequantizeLinear", unique(n.name + ".dequantize8"), {q8, s, z}, {dq8});
       std::string lo = unique(n.name + ".act_min"), hi = unique(n.name + ".act_max");
       init(float_tensor(lo, {}, {a.scale * static_cast<float>(-a.zero_point)}));
       init(float_tensor(hi, {}, {a.scale * static_cast<float>(a.qmax() - a.zero_point)}));
       in = unique(n.name + ".clipped");
-      onnx::NodeProto* c = add_node(*gp_, "Clip", unique(n.name + ".act_clip"), {x, lo, hi}, {in});
+      onnx::NodeProto* c =
+          add_node(*gp_, "Clip", unique(n.name + ".act_clip"), {dq8, lo, hi}, {in});
       c->set_doc_string(fmt::format("{}-bit activation range", a.bits));
     }
-    std::string s = unique(n.name + ".act_scale"), z = unique(n.name + ".act_zero_point");
-    init(float_tensor(s, {}, {a.scale}));
-    init(uint8_tensor(z, {}, {a.zero_point}));
     std::string q = unique(n.name + ".q"), dq = unique(n.name + ".dq");
     onnx::NodeProto* qn = add_node(*gp_, "QuantizeLinear", unique(n.name + ".quantize"), {in, s, z}, {q});
     qn->set_doc_string(fmt::format("{}-bit activation (uint8 container), zero point {}", a.bits,
@@ -200,8 +216,22 @@ class Exporter {
     return dq;
   }
 
-  // uint8 weight initializer (zero point 128) + per-channel DequantizeLinear; returns the float
-  // weight's value.
+  // Whether layer i's weight codes q go out as int8 (zero point 0) rather than uint8 (q + 128,
+  // zero point 128). ONNX Runtime fuses int8 weights into its u8s8 kernels, which on x86 without
+  // VNNI add pairs of u8 x s8 products in int16 (vpmaddubsw) and saturate past 32767; with the
+  // input's codes in 0..a_max that cannot happen while 2 * a_max * max|q| <= 32767 (8-bit inputs:
+  // |q| <= 64, i.e. any layer of <= 7-bit weights). Its u8u8 kernels (uint8 weights) never
+  // saturate but run slower on such CPUs (docs/results.md, "ONNX Runtime on the QDQ export").
+  bool int8_weights(int i, const std::vector<int32_t>& q) const {
+    if (opt_.weights != OnnxWeights::Auto) return opt_.weights == OnnxWeights::S8;
+    int32_t wmax = 0;
+    for (int32_t v : q) wmax = std::max(wmax, v < 0 ? -v : v);
+    const int64_t amax = act_of(g_.nodes[i].inputs[0]).qmax();
+    return 2 * amax * wmax <= 32767;
+  }
+
+  // Weight initializer (int8, or uint8 with zero point 128: int8_weights) + per-channel
+  // DequantizeLinear; returns the float weight's value.
   std::string weight(int i) {
     const Node& n = g_.nodes[i];
     if (float_) {
@@ -235,25 +265,29 @@ class Exporter {
       }
     std::string qn = unique(n.name + ".weight_quantized"), sn = unique(n.name + ".weight_scale"),
                 zn = unique(n.name + ".weight_zero_point"), wn = unique(n.name + ".weight");
-    // uint8 container with zero point 128 (the int8 value + 128: the same numbers). ONNX
-    // Runtime's u8s8 kernels on x86 without VNNI sum pairs of u8 x s8 products in int16
-    // (vpmaddubsw), which saturates and costs accuracy; its u8u8 kernels do not.
-    for (int32_t& v : q) v += 128;
-    init(uint8_tensor(qn, w.shape, q));
+    const bool s8 = int8_weights(i, q);
+    if (s8) {
+      init(int8_tensor(qn, w.shape, q));
+      init(int8_tensor(zn, {out}, std::vector<int32_t>(static_cast<size_t>(out), 0)));
+    } else {  // uint8 container with zero point 128: the int8 value + 128, the same numbers
+      for (int32_t& v : q) v += 128;
+      init(uint8_tensor(qn, w.shape, q));
+      init(uint8_tensor(zn, {out}, std::vector<int32_t>(static_cast<size_t>(out), 128)));
+    }
     init(float_tensor(sn, {out}, s));
-    init(uint8_tensor(zn, {out}, std::vector<int32_t>(static_cast<size_t>(out), 128)));
     weight_scale_ = s;
     onnx::NodeProto* dq = add_node(*gp_, "DequantizeLinear", unique(n.name + ".weight_dequantize"),
                                    {qn, sn, zn}, {wn});
     set_int(*dq, "axis", 0);
     int b = lb.wbits;
+    const char* container =
+        s8 ? "int8 container (zero point 0)" : "uint8 container (zero point 128)";
     dq->set_doc_string(
         lb.channel_wbits.empty()
-            ? fmt::format("{}-bit weights, narrow range [-{}, {}], uint8 container (zero point "
-                          "128), per-channel scales",
-                          b, b <= 1 ? 1 : (1 << (b - 1)) - 1, b <= 1 ? 1 : (1 << (b - 1)) - 1)
-            : fmt::format("per-channel bitwidths ({}), uint8 container (zero point 128)",
-                          wbits_text(lb, out)));
+            ? fmt::format("{}-bit weights, narrow range [-{}, {}], {}, per-channel scales", b,
+                          b <= 1 ? 1 : (1 << (b - 1)) - 1, b <= 1 ? 1 : (1 << (b - 1)) - 1,
+                          container)
+            : fmt::format("per-channel bitwidths ({}), {}", wbits_text(lb, out), container));
     return wn;
   }
 
@@ -333,7 +367,17 @@ class Exporter {
       }
       case Op::ReLU:
         y = unique(n.name);
-        add_node(*gp_, "Relu", n.name, {in(0)}, {y});
+        if (!float_ && quant_at_.count(n.inputs[0]) && quant_at_.count(i)) {
+          // Between two Q/DQ pairs (a residual add's point, then the next layer's): ONNX Runtime
+          // fuses DQ -> LeakyRelu -> Q into one table lookup per code (QLinearLeakyRelu, the same
+          // numbers as dequantize, max(x, 0), quantize); DQ -> Relu -> Q it leaves as two float
+          // passes. max(x, 0·x) is ReLU.
+          onnx::NodeProto* r = add_node(*gp_, "LeakyRelu", n.name, {in(0)}, {y});
+          set_float(*r, "alpha", 0.0f);
+          r->set_doc_string("ReLU (LeakyRelu with alpha 0: the form ONNX Runtime fuses with its Q/DQ)");
+        } else {
+          add_node(*gp_, "Relu", n.name, {in(0)}, {y});
+        }
         break;
       case Op::ReLU6: {
         std::string lo = unique(n.name + ".min"), hi = unique(n.name + ".max");
@@ -441,6 +485,7 @@ class Exporter {
   const QuantModel& qm_;
   const Graph& g_;
   const bool float_;
+  const OnnxExportOptions opt_;
   onnx::GraphProto* gp_ = nullptr;
   std::map<int, int> points_;
   std::map<int, int> quant_at_;      // node -> the point whose quantizer its output gets
@@ -453,12 +498,12 @@ class Exporter {
 
 namespace {
 
-std::string model_bytes(const QuantModel& qm, bool float_model) {
+std::string model_bytes(const QuantModel& qm, bool float_model, const OnnxExportOptions& opt) {
   Graph g = qm.graph;
   g.infer_shapes();  // out_shape of every node (the output's, for the value info)
   QuantModel shaped = qm;
   shaped.graph = std::move(g);
-  onnx::ModelProto m = Exporter(shaped, float_model).build();
+  onnx::ModelProto m = Exporter(shaped, float_model, opt).build();
   try {
     onnx::checker::check_model(m);
     onnx::shape_inference::InferShapes(m, onnx::OpSchemaRegistry::Instance(),
@@ -473,20 +518,29 @@ std::string model_bytes(const QuantModel& qm, bool float_model) {
 
 }  // namespace
 
-std::string export_onnx_bytes(const QuantModel& qm) { return model_bytes(qm, false); }
+OnnxWeights parse_onnx_weights(const std::string& s) {
+  if (s == "auto") return OnnxWeights::Auto;
+  if (s == "u8") return OnnxWeights::U8;
+  if (s == "s8") return OnnxWeights::S8;
+  fail("ONNX weight type '{}' (expected auto, u8 or s8)", s);
+}
+
+std::string export_onnx_bytes(const QuantModel& qm, const OnnxExportOptions& opt) {
+  return model_bytes(qm, false, opt);
+}
 
 std::string export_onnx_float_bytes(const Graph& g) {
   QuantModel qm;
   qm.graph = g;
-  return model_bytes(qm, true);
+  return model_bytes(qm, true, {});
 }
 
 void export_onnx_float(const Graph& g, const std::string& path) {
   write_file_atomic(path, export_onnx_float_bytes(g));
 }
 
-void export_onnx(const QuantModel& qm, const std::string& path) {
-  write_file_atomic(path, export_onnx_bytes(qm));
+void export_onnx(const QuantModel& qm, const std::string& path, const OnnxExportOptions& opt) {
+  write_file_atomic(path, export_onnx_bytes(qm, opt));
 }
 
 }  // namespace sq

@@ -80,18 +80,23 @@ const onnx::TensorProto* initializer(const onnx::ModelProto& m, const std::strin
 
 TEST(OnnxExport, QdqStructureBitsAndMetadata) {
   sq::QuantModel qm = tiny_qmodel(4, 4);
-  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm));
+  sq::OnnxExportOptions u8;  // the uint8 container everywhere (auto: WeightTypePerLayer)
+  u8.weights = sq::OnnxWeights::U8;
+  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm, u8));
   EXPECT_EQ(m.opset_import(0).version(), 13);
   // Normalization first, then one Q/DQ pair per quantization point.
   EXPECT_EQ(m.graph().node(0).op_type(), "Sub");
   EXPECT_EQ(m.graph().node(1).op_type(), "Div");
   // One Q/DQ pair per quantization point, plus one at gap's output (flatten leads from it to the
-  // point 'flat', so its quantizer goes there too: the form ORT fuses); a DequantizeLinear per
-  // weight and per bias (conv1 and fc have one).
+  // point 'flat', so its quantizer goes there too: the form ORT fuses), plus the 8-bit container
+  // step before the Clip of each sub-8-bit point; a DequantizeLinear per weight and per bias
+  // (conv1 and fc have one).
   const auto points = sq::activation_quant_points(qm.graph, qm.bits);
-  EXPECT_EQ(count_ops(m, "QuantizeLinear"), static_cast<int>(points.size()) + 1);
+  int clips = 0;
+  for (const auto& [node, bits] : points) clips += bits < 8;
+  EXPECT_EQ(count_ops(m, "QuantizeLinear"), static_cast<int>(points.size()) + 1 + clips);
   EXPECT_EQ(count_ops(m, "DequantizeLinear"),
-            static_cast<int>(points.size() + 1 + qm.graph.weight_layers().size() + 2));
+            static_cast<int>(points.size() + 1 + clips + qm.graph.weight_layers().size() + 2));
   ASSERT_NE(initializer(m, "gap.act_scale"), nullptr);
   EXPECT_EQ(initializer(m, "gap.act_scale")->float_data(0), qm.acts.at("flat").scale);
   // The bias: int32 at scale s_in · s_w[c] behind a per-channel DequantizeLinear.
@@ -112,9 +117,17 @@ TEST(OnnxExport, QdqStructureBitsAndMetadata) {
   }
   // conv2 reads relu1 at 4 bits... but relu1 is also read by the add (8 bits) and conv1's input
   // is 8-bit: relu1 stays 8-bit unless a weight layer wants more. The 4-bit point gets a Clip.
-  int clips = 0;
-  for (const auto& [node, bits] : points) clips += bits < 8;
+  EXPECT_GT(clips, 0);
   EXPECT_EQ(count_ops(m, "Clip"), clips + 1);  // + the ReLU6
+  // A sub-8-bit point: Q/DQ in the 8-bit container (what ORT fuses with the layer before), the
+  // b-bit Clip on its output, then the b-bit Q/DQ.
+  for (const auto& n : m.graph().node())
+    if (n.op_type() == "Clip" && n.name().find(".act_clip") != std::string::npos) {
+      bool from_dq8 = false;
+      for (const auto& d : m.graph().node())
+        if (d.output(0) == n.input(0)) from_dq8 = d.op_type() == "DequantizeLinear";
+      EXPECT_TRUE(from_dq8) << n.name();
+    }
   // 4-bit weights: narrow range inside a uint8 container (value + 128), per-channel scales.
   const auto* w = initializer(m, "conv2.weight_quantized");
   ASSERT_NE(w, nullptr);
@@ -142,6 +155,96 @@ TEST(OnnxExport, QdqStructureBitsAndMetadata) {
   for (size_t i = 0; i < q.size(); ++i)
     EXPECT_EQ(static_cast<int>(static_cast<uint8_t>(w->raw_data()[i])) - 128, q[i]);
   EXPECT_EQ(m.graph().output(0).name(), "logits");
+}
+
+// Weight types (docs/formats.md, "Weights"): auto gives int8 exactly to the layers where
+// 2 * (largest input code) * max|q| <= 32767 (ONNX Runtime's x86 u8s8 kernels cannot saturate),
+// uint8 with zero point 128 to the others; u8 and s8 force one type; the codes are the same.
+TEST(OnnxExport, WeightTypePerLayer) {
+  sq::QuantModel qm = tiny_qmodel(7, 8);  // conv2: 7-bit weights (|q| <= 63) after 8-bit codes
+  qm.bits.layers["fc"].abits = 7;         // fc: 8-bit weights after 7-bit codes (<= 127)
+  for (const auto& [node, bits] : sq::activation_quant_points(qm.graph, qm.bits))
+    qm.acts[qm.graph.nodes[node].name] = sq::act_quant_from_range({0.0, 2.0 + node * 0.1}, bits);
+  auto type_of = [](const onnx::ModelProto& m, const std::string& layer) {
+    return initializer(m, layer + ".weight_quantized")->data_type();
+  };
+  auto codes = [](const onnx::ModelProto& m, const std::string& layer) {
+    const auto* w = initializer(m, layer + ".weight_quantized");
+    const bool u8 = w->data_type() == onnx::TensorProto::UINT8;
+    std::vector<int32_t> v;
+    for (char c : w->raw_data())
+      v.push_back(u8 ? static_cast<int>(static_cast<uint8_t>(c)) - 128 : static_cast<int8_t>(c));
+    return v;
+  };
+  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm));     // auto
+  EXPECT_EQ(type_of(m, "conv1"), onnx::TensorProto::UINT8);  // 2 * 255 * 127 > 32767
+  EXPECT_EQ(type_of(m, "conv2"), onnx::TensorProto::INT8);   // 2 * 255 * 63 = 32130
+  EXPECT_EQ(type_of(m, "fc"), onnx::TensorProto::INT8);      // 2 * 127 * 127 = 32258
+  EXPECT_EQ(initializer(m, "conv2.weight_zero_point")->data_type(), onnx::TensorProto::INT8);
+  EXPECT_EQ(initializer(m, "conv1.weight_zero_point")->data_type(), onnx::TensorProto::UINT8);
+  for (const auto& n : m.graph().node()) {
+    if (n.name() == "conv2.weight_dequantize") {
+      EXPECT_NE(n.doc_string().find("int8 container (zero point 0)"), std::string::npos);
+    }
+  }
+  sq::OnnxExportOptions opt;
+  for (sq::OnnxWeights w : {sq::OnnxWeights::U8, sq::OnnxWeights::S8}) {
+    opt.weights = w;
+    onnx::ModelProto f = parse(sq::export_onnx_bytes(qm, opt));
+    for (const char* layer : {"conv1", "conv2", "fc"}) {
+      EXPECT_EQ(type_of(f, layer),
+                w == sq::OnnxWeights::U8 ? onnx::TensorProto::UINT8 : onnx::TensorProto::INT8);
+      EXPECT_EQ(codes(f, layer), sq::quantized_weights(qm, layer)) << layer;
+      EXPECT_EQ(codes(f, layer), codes(m, layer)) << layer;
+    }
+  }
+  EXPECT_EQ(sq::parse_onnx_weights("auto"), sq::OnnxWeights::Auto);
+  EXPECT_EQ(sq::parse_onnx_weights("s8"), sq::OnnxWeights::S8);
+  EXPECT_NE(
+      error_of([] { sq::parse_onnx_weights("int8"); }).find("'int8' (expected auto, u8 or s8)"),
+      std::string::npos);
+}
+
+// A ReLU between two quantization points (a residual add's, then the next conv's input) goes out
+// as LeakyRelu(alpha = 0), which ONNX Runtime fuses with its Q/DQ into a table lookup; a ReLU
+// after a layer the Q folds into stays Relu. An input normalization of mean 0, std 1 is left out.
+TEST(OnnxExport, ReluBetweenPointsAndIdentityNormalization) {
+  sq::Graph g("res", {1, 8, 8}, 10);
+  int x = g.input();
+  int a = g.relu("r1", g.conv2d("c1", x, 4, 3, 1, 1, 1, true));
+  int b = g.conv2d("c2", a, 4, 3, 1, 1, 1, true);
+  int r = g.relu("r2", g.add("add", a, b));
+  int c = g.relu("r3", g.conv2d("c3", r, 4, 3, 1, 1, 1, true));
+  g.linear("fc", g.flatten("flat", g.global_avgpool("gap", c)), 10);
+  g.input_mean = {0.0f};
+  g.input_std = {1.0f};
+  g.infer_shapes();
+  g.init_params(3);
+  sq::QuantModel qm;
+  qm.graph = g;
+  qm.bits = sq::BitConfig::uniform(g, 8, 8);
+  qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+  for (const auto& [node, bits] : sq::activation_quant_points(g, qm.bits))
+    qm.acts[g.nodes[node].name] = sq::act_quant_from_range({node == 0 ? 0.0 : -1.0, 2.0}, bits);
+  onnx::ModelProto m = parse(sq::export_onnx_bytes(qm));
+  EXPECT_EQ(count_ops(m, "Sub"), 0);
+  EXPECT_EQ(count_ops(m, "Div"), 0);
+  EXPECT_EQ(m.graph().node(0).op_type(), "QuantizeLinear");
+  EXPECT_EQ(m.graph().node(0).input(0), "input");
+  std::map<std::string, std::string> op;
+  for (const auto& n : m.graph().node()) op[n.name()] = n.op_type();
+  EXPECT_EQ(op["r1"], "Relu");       // c1 -> Relu -> Q: ORT folds the ReLU into the Q
+  EXPECT_EQ(op["r2"], "LeakyRelu");  // add's point -> ReLU -> c3's input point
+  EXPECT_EQ(op["r3"], "Relu");
+  for (const auto& n : m.graph().node())
+    if (n.name() == "r2") {
+      ASSERT_EQ(n.attribute_size(), 1);
+      EXPECT_EQ(n.attribute(0).name(), "alpha");
+      EXPECT_EQ(n.attribute(0).f(), 0.0f);
+    }
+  // The float export keeps Relu (no Q/DQ to fuse with).
+  onnx::ModelProto f = parse(sq::export_onnx_float_bytes(g));
+  EXPECT_EQ(count_ops(f, "LeakyRelu"), 0);
 }
 
 TEST(OnnxExport, PerChannelBitsAndPrunedChannels) {

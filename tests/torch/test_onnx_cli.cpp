@@ -212,11 +212,15 @@ int occurrences(const std::string& text, const std::string& what) {
   return k;
 }
 
-// The W8A8 export in the form ORT's QDQ fusion takes: ORT's optimizer (level "all", verbose log)
+// The export in the form ORT's QDQ fusion takes: ORT's optimizer (level "all", verbose log)
 // matches every conv's and every linear layer's DQ -> Conv/Gemm (-> Q) group (QLinearConv /
-// QGemm), and no float convolution is left for its NCHWc transformer; ORT's logits agree with
-// the integer engine's and the simulation's as before.
-void check_fused(const std::string& fp32) {
+// QGemm), every ReLU between two points (as LeakyRelu: QLinearLeakyRelu), and no float
+// convolution is left for its NCHWc transformer; the weights are int8 exactly where ORT's x86
+// u8s8 kernels cannot saturate (2 * largest input code * max|q| <= 32767), uint8 elsewhere; ORT's
+// logits agree with the integer engine's and the simulation's as before. bits_file (examples/)
+// replaces the uniform wbits / abits.
+void check_fused(const std::string& fp32, int wbits = 8, int abits = 8,
+                 const std::string& bits_file = "") {
   REQUIRE_ORT();
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   if (!sq::file_exists(fp32)) GTEST_SKIP() << fp32 << " is missing";
@@ -232,19 +236,34 @@ void check_fused(const std::string& fp32) {
   sq::DataBundle data = sq::load_data(spec);
   sq::PtqOptions po;
   po.calib_samples = 256;
-  sq::QuantModel qm = sq::ptq(g, sq::BitConfig::uniform(g, 8, 8), sq::take(data.train, 2048), po);
+  sq::BitConfig bits = bits_file.empty() ? sq::BitConfig::uniform(g, wbits, abits)
+                                         : sq::load_bits(kSrc + "/" + bits_file);
+  sq::QuantModel qm = sq::ptq(g, bits, sq::take(data.train, 2048), po);
   const int64_t n = 500;
   sq::Dataset d = sq::take(data.test, n);
-  sq::export_onnx(qm, dir + "/q.onnx");
+  const std::string bytes = sq::export_onnx_bytes(qm);
+  sq::write_file_atomic(dir + "/q.onnx", bytes);
   std::string log;
   std::vector<float> ort = ort_logits(dir + "/q.onnx", d, n, dir, &log);
-  int convs = 0, linears = 0;
-  for (const auto& nd : qm.graph.nodes) {
+  int convs = 0, linears = 0, int8_layers = 0;
+  for (int i : qm.graph.weight_layers()) {
+    const sq::Node& nd = qm.graph.nodes[i];
     convs += nd.op == sq::Op::Conv2d;
     linears += nd.op == sq::Op::Linear;
+    int wmax = 0;
+    for (int32_t v : sq::quantized_weights(qm, nd.name)) wmax = std::max(wmax, std::abs(v));
+    int8_layers += 2 * qm.acts.at(qm.graph.nodes[nd.inputs[0]].name).qmax() * wmax <= 32767;
+  }
+  EXPECT_EQ(occurrences(bytes, "int8 container (zero point 0)"), int8_layers);
+  if (wbits == 8 && bits_file.empty()) {
+    EXPECT_EQ(int8_layers, 0);  // 8-bit codes reach 127
+  } else if (wbits <= 7 && abits == 8 && bits_file.empty()) {
+    EXPECT_EQ(int8_layers, convs + linears);
   }
   EXPECT_EQ(occurrences(log, "MatchAndProcess] Matched Conv"), convs) << log.substr(0, 4000);
   EXPECT_EQ(occurrences(log, "MatchAndProcess] Matched Gemm"), linears);
+  EXPECT_EQ(occurrences(log, "MatchAndProcess] Matched LeakyRelu"),
+            occurrences(bytes, "LeakyRelu with alpha 0"));
   EXPECT_EQ(occurrences(log, "NchwcTransformer modified: 1"), 0) << "float convolutions left";
   std::vector<float> sim = sq::predict_quant(qm, d, n);
   sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
@@ -258,9 +277,13 @@ void check_fused(const std::string& fp32) {
     with_engine += o == argmax(eng.data(), k);
     with_sim += o == argmax(&sim[i * k], k);
   }
-  std::printf("[onnx] %s W8A8 fused: ORT vs engine %.2f%%, vs simulated %.2f%% (%ld images)\n",
-              g.name.c_str(), 100.0 * double(with_engine) / double(n),
-              100.0 * double(with_sim) / double(n), long(n));
+  std::printf(
+      "[onnx] %s %s fused (%d of %d layers int8): ORT vs engine %.2f%%, vs simulated "
+      "%.2f%% (%ld images)\n",
+      g.name.c_str(),
+      bits_file.empty() ? fmt::format("W{}A{}", wbits, abits).c_str() : bits_file.c_str(),
+      int8_layers, convs + linears, 100.0 * double(with_engine) / double(n),
+      100.0 * double(with_sim) / double(n), long(n));
   EXPECT_GE(double(with_engine) / double(n), 0.99);
   EXPECT_GE(double(with_sim) / double(n), 0.99);
 }
@@ -271,6 +294,20 @@ TEST(OnnxOrt, ExportedW8A8FusesIntoQuantizedKernelsResnet20) {
 
 TEST(OnnxOrt, ExportedW8A8FusesIntoQuantizedKernelsImportedCnn) {
   check_fused(kFixture);
+}
+
+// Below 8 bits the weights go out as int8 (ORT's faster u8s8 kernels, exact there): 6-bit
+// weights of resnet20 and of the imported CNN, and the mixed assignment of examples/ (8-bit
+// stem with per-channel widths and classifier: uint8; 6/4/3-bit inner layers: int8; 6- and
+// 4-bit activations: the 8-bit Q/DQ step that keeps the convolutions fused).
+TEST(OnnxOrt, ExportedLowBitInt8WeightsFuseAndAgreeResnet20) {
+  check_fused(kSrc + "/models/resnet20-fmnist.sqg", 6, 8);
+}
+
+TEST(OnnxOrt, ExportedLowBitInt8WeightsFuseAndAgreeImportedCnn) { check_fused(kFixture, 6, 8); }
+
+TEST(OnnxOrt, ExportedMixedPrecisionFusesAndAgreesResnet20) {
+  check_fused(kSrc + "/models/resnet20-fmnist.sqg", 0, 0, "examples/resnet20-mixed.bits.json");
 }
 
 TEST(OnnxOrt, ExportedW8A8AgreesWithSimulation) {
@@ -463,6 +500,27 @@ TEST(OnnxCli, ImportEvalPtq) {
       for (int64_t i = 0; i < n; ++i) correct += argmax(&ort[i * 10], 10) == d.labels[i];
       EXPECT_NEAR(double(correct) / double(n), p["accuracy"].get<double>(), 0.01);
     }
+    // --onnx-weights: u8 is what auto writes for W8A8 (8-bit codes reach 127); s8 differs;
+    // anything else, or with another format, is refused before the model is read.
+    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights u8 -o " + dir +
+                "/u8.onnx");
+    ASSERT_EQ(e.exit_code, 0) << e.output;
+    EXPECT_EQ(sq::read_file(dir + "/u8.onnx"), sq::read_file(dir + "/q.onnx"));
+    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights s8 -o " + dir +
+                "/s8.onnx");
+    ASSERT_EQ(e.exit_code, 0) << e.output;
+    EXPECT_NE(sq::read_file(dir + "/s8.onnx").find("int8 container (zero point 0)"),
+              std::string::npos);
+    e = run_cli("export -m " + dir + "/q.sqg --format onnx --onnx-weights int8 -o " + dir +
+                "/x.onnx");
+    EXPECT_EQ(e.exit_code, 1);
+    EXPECT_NE(e.output.find("--onnx-weights: ONNX weight type 'int8' (expected auto, u8 or s8)"),
+              std::string::npos)
+        << e.output;
+    e = run_cli("export -m " + dir + "/q.sqg --format sqm --onnx-weights s8 -o " + dir + "/x.sqm");
+    EXPECT_EQ(e.exit_code, 1);
+    EXPECT_NE(e.output.find("--onnx-weights applies to --format onnx"), std::string::npos)
+        << e.output;
   }
   if (r.exit_code == 0 && r.output.find("sqm") != std::string::npos) {
     auto e = run_cli("export -m " + dir + "/q.sqg --format sqm -o " + dir + "/q.sqm");

@@ -10,7 +10,8 @@
 // images/s. --verbose 1 turns on ONNX Runtime's verbose log (stderr): among much else it says which
 // QDQ node groups its optimizer fused ("MatchAndProcess] Matched Conv" per DQ -> Conv -> Q turned
 // into QLinearConv) and whether float convolutions were left for the NCHWc transformer
-// (onnxruntime-node 1.20 has no optimizedModelFilePath option). A JSON summary goes to stdout. ONNX Runtime is looked up in $SQ_ORT_DIR (default:
+// (onnxruntime-node 1.20 has no optimizedModelFilePath option: tools/onnx/ort_profile.c saves the
+// optimized graph and a per-node profile). A JSON summary goes to stdout. ONNX Runtime is looked up in $SQ_ORT_DIR (default:
 // .cache/onnxruntime of the repository, installed by scripts/setup_onnxruntime.sh).
 'use strict';
 const fs = require('fs');

@@ -24,7 +24,8 @@ struct ExportFlags {
   std::string model;
   std::string format = "sqm";
   std::string out;
-  std::string c_target;  // --format c only: portable (default) or cortex-m-dsp
+  std::string c_target;      // --format c only: portable (default) or cortex-m-dsp
+  std::string onnx_weights;  // --format onnx only: auto (default), u8 or s8
   Common common;
 };
 
@@ -59,7 +60,9 @@ const std::map<std::string, Writer>& formats() {
       {"onnx",
        [](const sq::QuantModel& qm, const ExportFlags& f) {
          prepare_output(f.out, "-o");
-         sq::export_onnx(qm, f.out);
+         sq::OnnxExportOptions opt;
+         if (!f.onnx_weights.empty()) opt.weights = sq::parse_onnx_weights(f.onnx_weights);
+         sq::export_onnx(qm, f.out, opt);
        }},
   };
   return m;
@@ -74,6 +77,15 @@ void run_export(const ExportFlags& f) {
   }
   if (!f.c_target.empty() && f.format != "c")
     sq::fail("--c-target applies to --format c (got --format {})", f.format);
+  if (!f.onnx_weights.empty() && f.format != "onnx")
+    sq::fail("--onnx-weights applies to --format onnx (got --format {})", f.format);
+  if (!f.onnx_weights.empty()) {
+    try {
+      sq::parse_onnx_weights(f.onnx_weights);  // refused before the model is read
+    } catch (const sq::Error& e) {
+      sq::fail("--onnx-weights: {}", e.what());
+    }
+  }
   if (!f.c_target.empty()) {
     try {
       sq::parse_c_target(f.c_target);  // refused before the model is read
@@ -120,6 +132,11 @@ void add_export(CLI::App& app) {
   cmd->add_option("--c-target", f->c_target,
                   "with --format c: portable (plain C99, default) or cortex-m-dsp (Cortex-M DSP "
                   "extension kernels, docs/mcu.md)");
+  cmd->add_option("--onnx-weights", f->onnx_weights,
+                  "with --format onnx (a quantized model): auto (default: int8 per layer where "
+                  "ONNX Runtime's x86 int8 kernels are exact, else uint8 with zero point 128), "
+                  "u8 (every layer uint8: exact everywhere, slower) or s8 (every layer int8: "
+                  "exact on CPUs with VNNI; docs/formats.md)");
   add_common_flags(cmd, f->common);
   cmd->callback([f] { run_export(*f); });
 }
