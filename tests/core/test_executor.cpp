@@ -48,7 +48,8 @@ struct ZooCase {
 const ZooCase kZoo[] = {
     {"lenet5", {1, 28, 28}},   {"resnet8", {3, 12, 12}},
     {"resnet20", {1, 12, 12}}, {"mobilenetv2", {3, 28, 28}},
-    {"mlp", {1, 12, 12}},      {"rect", {3, 16, 16}}};  // non-square windows (quant_models.h)
+    {"mlp", {1, 12, 12}},      {"rect", {3, 16, 16}},  // non-square windows (quant_models.h)
+    {"shufflev2", {3, 16, 16}}};                         // channel slices (quant_models.h)
 
 class GraphExecutorZoo : public ::testing::TestWithParam<ZooCase> {};
 
