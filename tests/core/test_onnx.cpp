@@ -823,6 +823,50 @@ TEST(OnnxImport, ChannelSliceAndSplit) {
             std::string::npos) << e;
 }
 
+// The exports write a channel slice as Slice(starts [begin], ends [end], axes [1]); the float
+// export imports back to the same slices (the checker and ONNX shape inference accept both).
+TEST(OnnxExport, ChannelSliceIsASliceOnTheChannels) {
+  sq::Graph g("sl", {2, 6, 6}, 3);
+  int x = g.conv2d("c", g.input(), 6, 1, 1, 0);
+  const int lo = g.channel_slice("lo", x, 0, 2);
+  const int hi = g.channel_slice("hi", g.relu("r", x), 2, 6);
+  x = g.concat("cat", {g.conv2d("hc", hi, 4, 1, 1, 0), lo});
+  g.linear("fc", g.flatten("f", g.global_avgpool("gap", x)), 3);
+  g.input_mean = {0.0f, 0.0f};
+  g.input_std = {1.0f, 1.0f};
+  g.infer_shapes();
+  g.init_params(2);
+  const onnx::ModelProto m = parse(sq::export_onnx_float_bytes(g));
+  EXPECT_EQ(count_ops(m, "Slice"), 2);
+  for (const auto& n : m.graph().node())
+    if (n.op_type() == "Slice" && n.name() == "hi") {
+      ASSERT_EQ(n.input_size(), 4);
+      const std::vector<int64_t> want[] = {{2}, {6}, {1}};
+      for (int k = 1; k < 4; ++k) {
+        const onnx::TensorProto* t = initializer(m, n.input(k));
+        ASSERT_NE(t, nullptr) << n.input(k);
+        EXPECT_EQ(std::vector<int64_t>(t->int64_data().begin(), t->int64_data().end()), want[k - 1])
+            << n.input(k);
+      }
+    }
+  const sq::Graph back = sq::import_onnx_bytes(sq::export_onnx_float_bytes(g), "f.onnx");
+  int slices = 0;
+  for (const sq::Node& n : back.nodes)
+    if (n.op == sq::Op::ChannelSlice) {
+      ++slices;
+      EXPECT_EQ(n.out_shape, g.node(n.begin == 0 ? "lo" : "hi").out_shape) << n.name;
+      EXPECT_EQ(n.end, n.begin == 0 ? 2 : 6) << n.name;
+    }
+  EXPECT_EQ(slices, 2);
+  sq::QuantModel qm;
+  qm.graph = g;
+  qm.bits = sq::BitConfig::uniform(g, 8, 8);
+  qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+  for (const auto& [node, bits] : sq::activation_quant_points(g, qm.bits))
+    qm.acts[g.nodes[node].name] = sq::act_quant_from_range({-1.0, 2.0}, bits);
+  EXPECT_EQ(count_ops(parse(sq::export_onnx_bytes(qm)), "Slice"), 2);
+}
+
 TEST(OnnxImport, UnsupportedAttributesAreNamed) {
   auto err = [](const std::function<void(Builder&, onnx::NodeProto*)>& f) {
     return conv_net(f).error();
