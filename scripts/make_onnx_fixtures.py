@@ -43,6 +43,12 @@ Models:
            Inception's pool branch F.avg_pool2d(x, 3, 1, 1) -> 1x1 (Pad -> AveragePool); then a
            3x3 conv of stride (2, 1), MaxPool(3, 2), a 1x1 Conv-BN-ReLU (as Inception's
            Conv2d_3b after its max pooling), global pooling, Linear.
+  shufflev2  torchvision ShuffleNetV2-like, width-reduced: a Conv-BN-ReLU stem (stride 2), then
+           torchvision's InvertedResidual units: stride 2 (branch1: depthwise 3x3 stride 2 -> 1x1;
+           branch2: 1x1 -> depthwise 3x3 stride 2 -> 1x1; concatenated) and stride 1
+           (x.chunk(2, dim=1): two Slice nodes on the channels, or a Split; the second half
+           through branch2, concatenated with the first), each followed by channel_shuffle(x, 2);
+           a 1x1 Conv-BN-ReLU head, x.mean([2, 3]), Linear.
 """
 import json
 import os
@@ -239,8 +245,47 @@ class RectNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+class InvertedResidual(nn.Module):  # torchvision's ShuffleNetV2 unit
+    def __init__(self, inp, oup, stride):
+        super().__init__()
+        self.stride = stride
+        bf = oup // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False), nn.BatchNorm2d(inp),
+                nn.Conv2d(inp, bf, 1, bias=False), nn.BatchNorm2d(bf), nn.ReLU())
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(inp if stride > 1 else bf, bf, 1, bias=False), nn.BatchNorm2d(bf), nn.ReLU(),
+            nn.Conv2d(bf, bf, 3, stride, 1, groups=bf, bias=False), nn.BatchNorm2d(bf),
+            nn.Conv2d(bf, bf, 1, bias=False), nn.BatchNorm2d(bf), nn.ReLU())
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleV2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = cbr(3, 12, 3, stride=2, padding=1)
+        self.units = nn.Sequential(
+            InvertedResidual(12, 24, 2), InvertedResidual(24, 24, 1), InvertedResidual(24, 24, 1),
+            InvertedResidual(24, 48, 2), InvertedResidual(48, 48, 1))
+        self.head = cbr(48, 64, 1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.head(self.units(self.stem(x)))
+        return self.fc(x.mean([2, 3]))
+
+
 MODELS = {"viewnet": ViewNet, "hswishnet": HSwishNet, "silunet": SiLUNet, "firenet": FireNet,
-          "senet": SENet, "shufflenet": ShuffleNet, "rectnet": RectNet}
+          "senet": SENet, "shufflenet": ShuffleNet, "rectnet": RectNet,
+          "shufflev2": ShuffleV2}
 EXPORTS = {  # (opset, dynamic batch)
     "viewnet": [(11, True), (13, True), (13, False), (17, True)],
     "hswishnet": [(13, True), (17, True)],
@@ -249,6 +294,7 @@ EXPORTS = {  # (opset, dynamic batch)
     "senet": [(13, True), (17, True)],
     "shufflenet": [(13, True), (17, True)],
     "rectnet": [(13, True), (17, True)],
+    "shufflev2": [(13, True), (17, True)],
 }
 
 

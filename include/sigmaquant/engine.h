@@ -407,6 +407,9 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 //   mul              (inputs and output are points) mul_u8_ref: (x − zp_x) · (g − zp_g)
 //                    requantized to the output point, the gate broadcast per channel
 //   channel_shuffle  (its input is a point) a permutation of the channel planes' codes
+//   channel_slice    no step: a view of its input's buffer at channel begin (the codes of
+//                    channels [begin, end) are contiguous in C×H×W), at the input's point;
+//                    rescaled by a table only if the slice is itself a point
 //   avgpool / gap    integer window sum, fixed-point rescale to the next point downstream
 //   conv → relu/relu6 → gap or avgpool (no point in between, MobileNetV2's head; a non-global
 //                    average pooling with its kernel, stride and padding): int64 accumulators,
@@ -464,7 +467,7 @@ class GraphExecutor {
   // The plan, read-only, for back ends that emit the same computation elsewhere (the C export,
   // export_c.cpp): steps in order over buffers of one arena. Buffer 0 is the input's codes (at
   // input_point(), after input_mean()/input_std()); every other buffer is written by exactly one
-  // step. With Isa::Reference, convs are ConvRef and adds Add (no packed kernels, no add tables).
+  // step, or is a view into another (Buffer::view_of; its offset is already the arena's). With Isa::Reference, convs are ConvRef and adds Add (no packed kernels, no add tables).
   struct Step {
     // ConvPool: ConvGap's head with a (non-global) average pooling window instead (pool).
     enum class Kind {
@@ -513,7 +516,12 @@ class GraphExecutor {
   struct Buffer {
     int64_t bytes = 0;
     int first = 0, last = 0;  // steps that write it first and read it last
-    size_t offset = 0;        // in the arena (64-byte aligned)
+    size_t offset = 0;        // in the arena (64-byte aligned, but a view's)
+    // A view (a channel slice's codes, read in place): bytes [view_offset, view_offset + bytes)
+    // of buffer view_of, which is no view; no step writes it, and its readers keep view_of
+    // alive. -1: a buffer of its own.
+    int view_of = -1;
+    int64_t view_offset = 0;
   };
   const std::vector<Step>& steps() const { return steps_; }
   const std::vector<Buffer>& buffers() const { return buffers_; }

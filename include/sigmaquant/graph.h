@@ -57,6 +57,10 @@ enum class Op {
   // transposed; output channel j·groups + i is input channel i·(C / groups) + j. Its input is a
   // quantization point; the engine permutes codes.
   ChannelShuffle,
+  // The contiguous channel range [begin, end) of a C×H×W (or flat) tensor, step 1: ShuffleNetV2's
+  // x.chunk(2, dim=1) (ONNX Slice / Split on axis 1). Its output holds its input's values: the
+  // engine reads the input's codes in place (no copy, no requantization).
+  ChannelSlice,
 };
 
 const char* op_name(Op op);                 // "conv2d", "linear", ...
@@ -126,7 +130,7 @@ struct Node {
   std::vector<int> inputs;  // indices of earlier nodes (concat: two or more; add, mul: two)
 
   // Attributes. conv2d: out_channels, window, groups, has_bias.
-  // channel_shuffle: groups.
+  // channel_shuffle: groups. channel_slice: begin, end.
   // linear: out_channels (= out features), has_bias. pools: window (no dilation).
   // batchnorm: eps.
   int64_t out_channels = 0;
@@ -138,6 +142,9 @@ struct Node {
   // maxpool: output size rounded up (PyTorch's / ONNX's ceil_mode): the last window may start
   // inside the input and reach past it (and past the padding); its missing taps are ignored.
   bool ceil_mode = false;
+  // channel_slice: output channel c is input channel begin + c, for c < end − begin
+  // (0 <= begin < end <= the input's channels).
+  int64_t begin = 0, end = 0;
 
   std::map<std::string, Tensor> params;
   Shape out_shape;  // filled by Graph::infer_shapes()
@@ -189,6 +196,8 @@ class Graph {
   // x · gate: gate has x's shape, or {C, 1, 1} / {C} with C = x's channels (broadcast per channel).
   int mul(const std::string& name, int x, int gate);
   int channel_shuffle(const std::string& name, int in, int64_t groups);
+  // Channels [begin, end) of a C×H×W or flat tensor.
+  int channel_slice(const std::string& name, int in, int64_t begin, int64_t end);
 
   // Validates the structure and fills every node's out_shape. Throws sq::Error naming the node.
   void infer_shapes();

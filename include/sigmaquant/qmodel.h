@@ -8,10 +8,14 @@
 //   - every input and the output of a residual add, a channel concat and a mul (squeeze-
 //     excitation's gate), at 8 bits unless already a point above (the integer engine adds two
 //     requantized 8-bit operands, maps each concat input's codes to the output's by a table,
-//     multiplies two zero-point-centred codes and requantizes the product);
+//     multiplies two zero-point-centred codes and requantizes the product) — except a concat's
+//     input that is a channel slice (its codes are already a point's: the table maps those);
 //   - the output of an average pooling read by another average pooling, at 8 bits;
 //   - the input of a channel shuffle, at 8 bits unless a weight layer reads it at more (the
 //     engine permutes the codes; its output is a point only if something above makes it one);
+//   - the input of a channel slice, likewise, unless that input is itself a channel shuffle or
+//     slice (which hold their input point's codes): the engine reads a range of the codes in
+//     place, so a slice's output is at its input's point unless something above makes it one;
 //   - the input and the output of every table-driven activation (sigmoid, hardsigmoid,
 //     hardswish, silu, leaky_relu), at 8 bits unless already a point above (the engine maps the
 //     input's codes to the output's by a 256-entry table).

@@ -44,7 +44,9 @@ CostEvaluator::CostEvaluator(const Graph& g, Target t) : g_(g), target_(std::mov
   for (int j = 0; j < n; ++j) {
     const Node& nd = g.nodes[j];
     bool in_place = false;
-    if (nd.op == Op::Flatten) in_place = true;
+    // Flatten is the same bytes; a channel slice is a view of its input's (the engine reads
+    // the range in place): neither holds a buffer of its own.
+    if (nd.op == Op::Flatten || nd.op == Op::ChannelSlice) in_place = true;
     if ((nd.op == Op::BatchNorm || nd.op == Op::ReLU || nd.op == Op::ReLU6) &&
         nd.inputs.size() == 1 && consumers[nd.inputs[0]].size() == 1)
       in_place = true;

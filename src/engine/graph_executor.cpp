@@ -87,10 +87,12 @@ std::map<int, int> check_layers(const Graph& g, const IntModel& im) {
 }
 
 // The memory plan: greedy by size, first fit among the buffers alive at the same time; sets
-// every buffer's offset and returns the arena's size.
+// every buffer's offset and returns the arena's size. Views take their buffer's offset plus
+// their own.
 size_t plan_memory(std::vector<GraphExecutor::Buffer>& buffers) {
-  std::vector<int> order(buffers.size());
-  for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int>(k);
+  std::vector<int> order;
+  for (size_t k = 0; k < buffers.size(); ++k)
+    if (buffers[k].view_of < 0) order.push_back(static_cast<int>(k));
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return buffers[a].bytes > buffers[b].bytes; });
   std::vector<int> placed;
@@ -113,6 +115,8 @@ size_t plan_memory(std::vector<GraphExecutor::Buffer>& buffers) {
     total = std::max(total, off + static_cast<size_t>(b.bytes));
     placed.push_back(id);
   }
+  for (GraphExecutor::Buffer& b : buffers)
+    if (b.view_of >= 0) b.offset = buffers[b.view_of].offset + static_cast<size_t>(b.view_offset);
   return align_up(total);
 }
 

@@ -22,6 +22,7 @@ constexpr OpInfo kOps[] = {
     {Op::Sigmoid, "sigmoid"},     {Op::HardSigmoid, "hardsigmoid"}, {Op::HardSwish, "hardswish"},
     {Op::SiLU, "silu"},           {Op::LeakyReLU, "leaky_relu"},
     {Op::Concat, "concat"},       {Op::Mul, "mul"},         {Op::ChannelShuffle, "channel_shuffle"},
+    {Op::ChannelSlice, "channel_slice"},
 };
 
 // ceil_mode as PyTorch: rounded up, but the last window must start inside the input or the
@@ -209,6 +210,12 @@ int Graph::channel_shuffle(const std::string& nm, int in, int64_t groups) {
   n.groups = groups;
   return push(n);
 }
+int Graph::channel_slice(const std::string& nm, int in, int64_t begin, int64_t end) {
+  Node n = simple(nm, Op::ChannelSlice, {in});
+  n.begin = begin;
+  n.end = end;
+  return push(n);
+}
 int Graph::maxpool(const std::string& nm, int in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
   return maxpool(nm, in, Window2d::square(k, s, p), ceil_mode);
 }
@@ -364,6 +371,21 @@ void Graph::infer_shapes() {
           bad(fmt::format("groups={} must be positive and divide the {} channels", n.groups, in[0]));
         n.out_shape = in;
         break;
+      case Op::ChannelSlice: {
+        if (in.size() != 3 && in.size() != 1)
+          bad(fmt::format("needs a C x H x W or flat input, got {}", shape_str(in)));
+        if (n.begin < 0 || n.begin >= in[0])
+          bad(fmt::format("begin={} must be in [0, {}) (the input's {} channels)", n.begin, in[0],
+                          in[0]));
+        if (n.end <= n.begin || n.end > in[0])
+          bad(fmt::format("end={} must be in ({}, {}] (after begin={}, at most the input's {} "
+                          "channels)",
+                          n.end, n.begin, in[0], n.begin, in[0]));
+        Shape out = in;
+        out[0] = n.end - n.begin;
+        n.out_shape = out;
+        break;
+      }
       case Op::Mul: {
         const Shape& gs = nodes[n.inputs[1]].out_shape;
         const bool per_channel = !in.empty() && (gs == Shape{in[0], 1, 1} || gs == Shape{in[0]});

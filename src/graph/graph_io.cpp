@@ -163,6 +163,10 @@ nlohmann::json graph_to_json(const Graph& g) {
       case Op::ChannelShuffle:
         jn["groups"] = n.groups;
         break;
+      case Op::ChannelSlice:
+        jn["begin"] = n.begin;
+        jn["end"] = n.end;
+        break;
       case Op::MaxPool:
       case Op::AvgPool:
         write_window(jn, n.window);
@@ -214,6 +218,10 @@ Graph graph_from_json(const nlohmann::json& j, const std::string& where) {
     opt_int("out_features", n.out_channels);
     read_window(jn, n.window, w);
     opt_int("groups", n.groups);
+    if (n.op == Op::ChannelSlice) {  // required: no default range
+      n.begin = int_field(jn, "begin", w);
+      n.end = int_field(jn, "end", w);
+    }
     if (jn.contains("bias")) {
       if (!jn["bias"].is_boolean()) fail("{}: field 'bias' must be true or false", w);
       n.has_bias = jn["bias"].get<bool>();

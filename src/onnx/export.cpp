@@ -455,6 +455,16 @@ class Exporter {
         add_node(*gp_, "Reshape", n.name, {t5, shape4}, {y});
         break;
       }
+      case Op::ChannelSlice: {
+        std::string b = unique(n.name + ".starts"), e = unique(n.name + ".ends"),
+                    a = unique(n.name + ".axes");
+        init(int64_tensor(b, {1}, {n.begin}));
+        init(int64_tensor(e, {1}, {n.end}));
+        init(int64_tensor(a, {1}, {1}));
+        y = unique(n.name);
+        add_node(*gp_, "Slice", n.name, {in(0), b, e, a}, {y});
+        break;
+      }
       case Op::Mul: {
         std::string gate = in(1);
         const Shape& xs = g_.nodes[n.inputs[0]].out_shape;

@@ -8,9 +8,12 @@
 // bias, so MatMul+Add imports as one linear layer.
 //
 // Shape arithmetic is folded: Shape of a computed tensor is a constant [N, C, H, W] whose batch
-// entry is a symbol (kBatch), and Gather / Unsqueeze / Squeeze / Concat / Cast / Slice of
-// constants are computed here, so the dynamic-batch flatten PyTorch writes for
-// x.view(x.size(0), -1) (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) is a flatten.
+// entry is a symbol (kBatch), and Gather / Unsqueeze / Squeeze / Concat / Cast / Slice and
+// Add / Sub / Mul / Div of constants are computed here, so the dynamic-batch flatten PyTorch
+// writes for x.view(x.size(0), -1) (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) is a
+// flatten, and the channel ranges of x.chunk(2, dim=1) (Slice whose starts / ends come from
+// Shape -> Gather -> Add -> Div -> Mul) are constants: Slice and Split of a computed tensor on
+// the channels become channel_slice nodes.
 //
 // Before anything is built, every node is checked: unsupported operators and unsupported
 // attributes are reported together, in one error naming every node.
@@ -42,7 +45,8 @@ const std::set<std::string> kSupported = {
     "Add",     "MaxPool",    "AveragePool", "GlobalAveragePool", "Flatten",
     "Reshape", "BatchNormalization", "Identity", "Dropout", "Constant", "Sub", "Div",
     "Shape",   "Gather",     "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice",
-    "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Mul", "ReduceMean", "Softmax", "Pad", "Transpose"};
+    "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Mul", "ReduceMean", "Softmax", "Pad", "Transpose",
+    "Split"};
 
 // Operators that are supported only on constants (folded at import: shape arithmetic).
 const std::set<std::string> kFoldOnly = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
@@ -148,17 +152,26 @@ class Importer {
       std::string op;
       bool all_known = true;
       for (const auto& in : n.input()) all_known &= in.empty() || known.count(in) > 0;
+      // Slice / Split of a computed tensor: the ranges (every input after the data) are known.
+      bool ranges_known = true;
+      for (int i = 1; i < n.input_size(); ++i)
+        ranges_known &= n.input(i).empty() || known.count(n.input(i)) > 0;
       if (!n.domain().empty() && n.domain() != "ai.onnx") op = fmt::format("{} (domain '{}')", n.op_type(), n.domain());
       else if (!kSupported.count(n.op_type())) op = n.op_type();
-      else if (kFoldOnly.count(n.op_type()) && !all_known && n.op_type() != "Concat")
+      else if ((n.op_type() == "Slice" || n.op_type() == "Split") && !ranges_known)
+        op = n.op_type() + " of computed ranges";
+      else if (kFoldOnly.count(n.op_type()) && !all_known && n.op_type() != "Concat" &&
+               n.op_type() != "Slice")
         op = n.op_type() + " of computed tensors";
       else if (n.op_type() == "Pad" && !only_read_by(n, readers, "AveragePool"))
         op = "Pad (other than before an AveragePool)";
       else if (n.op_type() == "Softmax" && !last_output(n, gp))
         op = "Softmax (other than the graph's output)";
-      // Sub / Div of known integers: shape arithmetic too (`c // groups` of a channel shuffle).
+      // Add / Sub / Mul / Div of known integers: shape arithmetic too (`c // groups` of a
+      // channel shuffle, the ranges of a chunk).
       if (n.op_type() == "Constant" || n.op_type() == "Shape" ||
-          ((kFoldOnly.count(n.op_type()) || n.op_type() == "Sub" || n.op_type() == "Div") &&
+          ((kFoldOnly.count(n.op_type()) || n.op_type() == "Add" || n.op_type() == "Sub" ||
+            n.op_type() == "Mul" || n.op_type() == "Div") &&
            all_known))
         for (const auto& o : n.output()) known.insert(o);
       if (op.empty()) {
@@ -188,8 +201,8 @@ class Importer {
           "Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Mul (same shape or one value per "
           "channel), Concat along the channels, ReduceMean over H and W, Pad before "
           "AveragePool, Softmax as the output, Reshape -> Transpose -> Reshape as a channel "
-          "shuffle; Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, "
-          "Slice on shapes)",
+          "shuffle, Slice / Split on the channels with constant ranges (step 1); Shape, "
+          "Gather, Unsqueeze, Squeeze, Concat, Cast, Slice, Add, Sub, Mul, Div on shapes)",
           order.size() > 1 ? "s" : "", list);
     if (!attrs.empty())
       msg += fmt::format("{} unsupported attribute{}: {}", order.empty() ? "" : ";",
@@ -275,6 +288,8 @@ class Importer {
       check([&] { allow(n, {"to", "saturate"}); });
     } else if (op == "Slice") {
       check([&] { allow(n, {"starts", "ends", "axes"}); });
+    } else if (op == "Split") {
+      check([&] { allow(n, {"axis", "split", "num_outputs"}); });
     }
   }
 
@@ -473,6 +488,8 @@ class Importer {
       m.has_bias = n.has_bias;
       m.eps = n.eps;
       m.ceil_mode = n.ceil_mode;
+      m.begin = n.begin;
+      m.end = n.end;
       t.nodes.push_back(m);
     }
     try {
@@ -671,6 +688,8 @@ class Importer {
       set_out(n, Value{push_done(g_.relu(node_name(n, k), x)), nullptr});
     } else if (op == "Clip") {
       clip(n, k);
+    } else if ((op == "Add" || op == "Mul") && all_const(n)) {
+      arithmetic(n);
     } else if (op == "Add") {
       add(n, k);
     } else if (op == "MaxPool" || op == "AveragePool") {
@@ -707,6 +726,10 @@ class Importer {
       pad(n);
     } else if (op == "Transpose") {
       transpose(n);
+    } else if (op == "Slice" && !all_const(n)) {
+      channel_slice(n, k);
+    } else if (op == "Split") {
+      split(n, k);
     } else {
       fold(n);  // kFoldOnly: check_supported made sure every input is a constant
     }
@@ -767,6 +790,98 @@ class Importer {
     for (int k = 0; k < n.input_size(); ++k)
       if (!n.input(k).empty() && value(n, k).node >= 0) return false;
     return true;
+  }
+
+  // A channel range [b, e) of computed tensor x: a channel_slice node, or x itself when the
+  // range is every channel.
+  int slice_node(const onnx::NodeProto& n, int k, int x, int64_t b, int64_t e) {
+    if (b == 0 && e == shape(x)[0]) return x;
+    return push_done(g_.channel_slice(node_name(n, k), x, b, e));
+  }
+  // The axis of a Slice / Split of computed tensor x: only 1 (the channels of N, C, H, W or of
+  // N, F).
+  void channel_axis(const onnx::NodeProto& n, const char* what, int64_t a, int x) {
+    const int64_t rank = static_cast<int64_t>(shape(x).size()) + 1;
+    if (axis_in(n, what, a, rank) != 1)
+      fail("{}: node '{}' ({}): {} {} is not supported (only 1: the channels)", where_, cur_,
+           n.op_type(), what, a);
+  }
+
+  // Slice of a computed tensor: one range on the channels, step 1, with constant starts / ends
+  // (ShuffleNetV2's x.chunk(2, dim=1)), clamped to [0, C] as ONNX does (negative values count
+  // from the end; INT64_MAX is "to the end").
+  void channel_slice(const onnx::NodeProto& n, int k) {
+    allow(n, {"starts", "ends", "axes"});
+    const int x = tensor_in(n, 0);
+    std::vector<int64_t> st, en, ax, sp;
+    if (opset_ < 10) {
+      st = attr_ints(n, "starts");
+      en = attr_ints(n, "ends");
+      ax = attr_ints(n, "axes");
+    } else {
+      st = int_const(n, 1).i;
+      en = int_const(n, 2).i;
+      if (has_input(n, 3)) ax = int_const(n, 3).i;
+      if (has_input(n, 4)) sp = int_const(n, 4).i;
+    }
+    if (st.size() != 1 || en.size() != 1 || ax.size() > 1 || sp.size() > 1)
+      fail("{}: node '{}' (Slice): starts {}, ends {}, axes {} of a computed tensor: only one "
+           "axis (the channels) is supported", where_, cur_, ints_str(st), ints_str(en),
+           ints_str(ax));
+    for (int64_t v : {st[0], en[0]})
+      if (v == kBatch)
+        fail("{}: node '{}' (Slice): a range depends on the batch size", where_, cur_);
+    channel_axis(n, "axis", ax.empty() ? 0 : ax[0], x);
+    const int64_t step = sp.empty() ? 1 : sp[0];
+    if (step != 1)
+      fail("{}: node '{}' (Slice): step {} is not supported (only 1)", where_, cur_, step);
+    const int64_t c = shape(x)[0];
+    auto clampi = [&](int64_t a) { return std::clamp(a < 0 ? a + c : a, int64_t{0}, c); };
+    const int64_t b = clampi(st[0]), e = clampi(en[0]);
+    if (b >= e)
+      fail("{}: node '{}' (Slice): channels [{}, {}) of {} are empty (starts {}, ends {})", where_,
+           cur_, b, e, c, st[0], en[0]);
+    set_out(n, Value{slice_node(n, k, x, b, e), nullptr});
+  }
+
+  // Split of a computed tensor on the channels into consecutive ranges: the `split` sizes (an
+  // input from opset 13 on, an attribute before) or equal parts, one channel_slice per used
+  // output.
+  void split(const onnx::NodeProto& n, int k) {
+    allow(n, {"axis", "split", "num_outputs"});
+    const int x = tensor_in(n, 0);
+    channel_axis(n, "axis", attr_int(n, "axis", 0), x);
+    const int64_t c = shape(x)[0], outs = n.output_size();
+    std::vector<int64_t> sizes;
+    if (opset_ >= 13) {
+      if (attr(n, "split"))
+        bad_attr(n, "split", fmt::format("is an input from opset 13 on (this model is opset {})", opset_));
+      if (has_input(n, 1)) sizes = int_const(n, 1).i;
+    } else {
+      sizes = attr_ints(n, "split");
+    }
+    if (sizes.empty()) {
+      if (outs < 1 || c % outs != 0)
+        fail("{}: node '{}' (Split): {} channels do not split into {} equal parts", where_, cur_,
+             c, outs);
+      sizes.assign(static_cast<size_t>(outs), c / outs);
+    }
+    int64_t total = 0;
+    for (int64_t v : sizes) total += v > 0 && v <= c ? v : c + 1;
+    if (static_cast<int64_t>(sizes.size()) != outs || total != c)
+      fail("{}: node '{}' (Split): split {} for {} outputs of {} channels (expected {} positive "
+           "sizes that sum to {})", where_, cur_, ints_str(sizes), outs, c, outs, c);
+    int64_t b = 0;
+    for (int j = 0; j < n.output_size(); ++j) {
+      const std::string& o = n.output(j);
+      const int64_t e = b + sizes[static_cast<size_t>(j)];
+      if (!o.empty() && uses_[o] > 0) {
+        if (values_.count(o) || consts_.count(o))
+          fail("{}: node '{}' (Split): output '{}' is defined twice", where_, cur_, o);
+        values_[o] = Value{slice_node(n, k, x, b, e), nullptr};
+      }
+      b = e;
+    }
   }
 
   // Concat of computed tensors along the channels (axis 1 of N, C, H, W or of N, F).
@@ -1020,13 +1135,13 @@ class Importer {
     set_const(n, std::move(r));
   }
 
-  // Sub / Div of integer constants (shape arithmetic), element-wise with a scalar broadcast; Div
-  // truncates as ONNX's integer Div.
+  // Add / Sub / Mul / Div of integer constants (shape arithmetic), element-wise with a scalar
+  // broadcast; Div truncates as ONNX's integer Div.
   void arithmetic(const onnx::NodeProto& n) {
     allow(n, {});
     const Const& a = int_const(n, 0);
     const Const& b = int_const(n, 1);
-    const bool sub = n.op_type() == "Sub";
+    const std::string& op = n.op_type();
     if (a.i.size() != b.i.size() && a.i.size() != 1 && b.i.size() != 1)
       fail("{}: node '{}' ({}): shapes {} and {} do not broadcast (only equal sizes or a scalar are "
            "folded)", where_, cur_, n.op_type(), shape_str(a.dims), shape_str(b.dims));
@@ -1038,8 +1153,15 @@ class Importer {
       if (x == kBatch || y == kBatch)
         fail("{}: node '{}' ({}): arithmetic on the batch size is not supported", where_, cur_,
              n.op_type());
-      if (!sub && y == 0) fail("{}: node '{}' (Div): division by zero", where_, cur_);
-      r.i.push_back(sub ? x - y : x / y);
+      if (op == "Div" && y == 0) fail("{}: node '{}' (Div): division by zero", where_, cur_);
+      int64_t v = 0;
+      bool overflow = op == "Div" && x == std::numeric_limits<int64_t>::min() && y == -1;
+      if (op == "Add") overflow = __builtin_add_overflow(x, y, &v);
+      else if (op == "Sub") overflow = __builtin_sub_overflow(x, y, &v);
+      else if (op == "Mul") overflow = __builtin_mul_overflow(x, y, &v);
+      else if (!overflow) v = x / y;
+      if (overflow) fail("{}: node '{}' ({}): {} and {} overflow int64", where_, cur_, op, x, y);
+      r.i.push_back(v);
     }
     set_const(n, std::move(r));
   }

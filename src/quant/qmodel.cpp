@@ -11,8 +11,15 @@ namespace sq {
 
 std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits) {
   std::map<int, int> pts;
-  for (size_t i = 0; i < g.nodes.size(); ++i)  // a permutation of codes in the engine
-    if (g.nodes[i].op == Op::ChannelShuffle) pts[g.nodes[i].inputs[0]] = kAddBits;
+  // Channel shuffle and slice move codes in the engine (a permutation, a range read in place):
+  // their input holds a point's codes — is a point, or is itself a shuffle or slice.
+  auto moves_codes = [&](int i) {
+    return g.nodes[i].op == Op::ChannelShuffle || g.nodes[i].op == Op::ChannelSlice;
+  };
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (moves_codes(static_cast<int>(i)) &&
+        (g.nodes[i].op == Op::ChannelShuffle || !moves_codes(g.nodes[i].inputs[0])))
+      pts[g.nodes[i].inputs[0]] = kAddBits;
   for (int i : g.weight_layers()) {
     int in = g.nodes[i].inputs[0];
     int b = bits.for_layer(g.nodes[i].name).abits;
@@ -33,8 +40,11 @@ std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits
         if (avg(g.nodes[c].op)) pts[static_cast<int>(i)] = kAddBits;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (g.nodes[i].op == Op::Add || g.nodes[i].op == Op::Concat || g.nodes[i].op == Op::Mul) {
+      // A concat reads a slice's codes at the point they are at (ShuffleNetV2's x1 half): one
+      // rescale, not two.
       for (int in : g.nodes[i].inputs)
-        if (!pts.count(in)) pts[in] = kAddBits;
+        if (!pts.count(in) && !(g.nodes[i].op == Op::Concat && g.nodes[in].op == Op::ChannelSlice))
+          pts[in] = kAddBits;
       if (!pts.count(static_cast<int>(i))) pts[static_cast<int>(i)] = kAddBits;
     }
   return pts;

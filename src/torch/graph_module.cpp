@@ -155,6 +155,9 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
                    .reshape({in.size(0), c, h, w});
         break;
       }
+      case Op::ChannelSlice:
+        v[i] = in.narrow(1, n.begin, n.end - n.begin);
+        break;
       case Op::Mul: {
         // A per-channel gate [N, C] or [N, C, 1, 1] broadcasts over H, W.
         const torch::Tensor& gate = v[n.inputs[1]];

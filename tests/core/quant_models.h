@@ -168,6 +168,11 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
                         y.begin() + (j * n.groups + i) * plane);
         break;
       }
+      case sq::Op::ChannelSlice: {
+        const int64_t plane = is.size() == 3 ? is[1] * is[2] : 1;
+        y.assign(in.begin() + n.begin * plane, in.begin() + n.end * plane);
+        break;
+      }
       case sq::Op::Mul: {
         const std::vector<float>& gate = v[n.inputs[1]];
         const size_t per = in.size() / gate.size();
@@ -232,6 +237,42 @@ inline sq::Graph rect_graph(const sq::Shape& in, int64_t classes, uint64_t seed)
   return g;
 }
 
+// ShuffleNetV2-like channel slices: a stem, a stride-2 unit (two branches concatenated), stride-1
+// units whose input is sliced into [0, split) (straight into the concat) and [split, C) (through
+// 1×1 → depthwise 3×3 → 1×1), each followed by a channel shuffle — one unit split evenly, one
+// unevenly; then a slice of a slice read by a conv, a slice at 0 concatenated with it, and a
+// slice of the flattened features read by the linear layer. BN after every conv.
+inline sq::Graph shufflev2_graph(const sq::Shape& in, int64_t classes, uint64_t seed) {
+  sq::Graph g("shufflev2", in, classes);
+  auto cb = [&g](const std::string& nm, int x, int64_t out, int64_t k, int64_t stride,
+                 int64_t groups, bool relu) {
+    const int y = g.batchnorm(nm + ".bn", g.conv2d(nm + ".conv", x, out, k, stride, k / 2, groups));
+    return relu ? g.relu(nm + ".relu", y) : y;
+  };
+  int x = cb("stem", g.input(), 12, 3, 2, 1, true);
+  const int b1 = cb("u1.b1.pw", cb("u1.b1.dw", x, 12, 3, 2, 12, false), 12, 1, 1, 1, true);
+  int b2 = cb("u1.b2.pw1", x, 12, 1, 1, 1, true);
+  b2 = cb("u1.b2.pw2", cb("u1.b2.dw", b2, 12, 3, 2, 12, false), 12, 1, 1, 1, true);
+  x = g.channel_shuffle("u1.shuffle", g.concat("u1.cat", {b1, b2}), 2);
+  auto unit = [&](const std::string& nm, int x, int64_t c, int64_t split) {
+    const int lo = g.channel_slice(nm + ".lo", x, 0, split);
+    const int hi = g.channel_slice(nm + ".hi", x, split, c);
+    int b = cb(nm + ".pw1", hi, c - split, 1, 1, 1, true);
+    b = cb(nm + ".pw2", cb(nm + ".dw", b, c - split, 3, 1, c - split, false), c - split, 1, 1, 1,
+           true);
+    return g.channel_shuffle(nm + ".shuffle", g.concat(nm + ".cat", {lo, b}), 2);
+  };
+  x = unit("u2", x, 24, 12);
+  x = unit("u3", x, 24, 10);
+  const int mid = g.channel_slice("u4.mid", g.channel_slice("u4.tail", x, 4, 24), 6, 14);
+  x = g.concat("u4.cat", {g.channel_slice("u4.first", x, 0, 4), cb("u4.pw", mid, 12, 1, 1, 1, true)});
+  x = g.flatten("flat", g.global_avgpool("gap", cb("head", x, 20, 1, 1, 1, true)));
+  g.linear("fc", g.channel_slice("fslice", x, 3, 20), classes);
+  g.infer_shapes();
+  g.init_params(seed);
+  return g;
+}
+
 // A zoo model with random weights and biases, BN folded, mixed precision: first and last layer
 // at 8 bits, the others at random weight bits 2..8 and activation bits 4..8, every third one with
 // per-channel bits that include pruned (0) and binary (1) channels; activation ranges are the
@@ -239,9 +280,11 @@ inline sq::Graph rect_graph(const sq::Shape& in, int64_t classes, uint64_t seed)
 inline sq::QuantModel synthetic_qmodel(const std::string& zoo, const sq::Shape& in, int64_t classes,
                                        uint64_t seed) {
   sq::QuantModel qm;
-  // "rect": rect_graph, the non-square windows the zoo does not have.
-  sq::Graph g =
-      zoo == "rect" ? rect_graph(in, classes, seed) : sq::make_zoo_model(zoo, in, classes, seed);
+  // "rect": rect_graph, the non-square windows the zoo does not have; "shufflev2":
+  // shufflev2_graph, channel slices.
+  sq::Graph g = zoo == "rect"        ? rect_graph(in, classes, seed)
+                : zoo == "shufflev2" ? shufflev2_graph(in, classes, seed)
+                                     : sq::make_zoo_model(zoo, in, classes, seed);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.1f);
   for (auto& n : g.nodes)

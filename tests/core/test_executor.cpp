@@ -48,7 +48,8 @@ struct ZooCase {
 const ZooCase kZoo[] = {
     {"lenet5", {1, 28, 28}},   {"resnet8", {3, 12, 12}},
     {"resnet20", {1, 12, 12}}, {"mobilenetv2", {3, 28, 28}},
-    {"mlp", {1, 12, 12}},      {"rect", {3, 16, 16}}};  // non-square windows (quant_models.h)
+    {"mlp", {1, 12, 12}},      {"rect", {3, 16, 16}},  // non-square windows (quant_models.h)
+    {"shufflev2", {3, 16, 16}}};                         // channel slices (quant_models.h)
 
 class GraphExecutorZoo : public ::testing::TestWithParam<ZooCase> {};
 
@@ -152,6 +153,34 @@ TEST_P(GraphExecutorZoo, RunAllocatesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(Zoo, GraphExecutorZoo, ::testing::ValuesIn(kZoo),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Channel slices are views (no step, no copy): each lies inside the buffer it views, which stays
+// alive until the view's last reader, so the memory plan cannot hand those bytes to another tensor
+// while the view is read.
+TEST(GraphExecutor, SliceViewsLieInsideTheirLiveBuffers) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("shufflev2", {3, 16, 16}, 10, 5);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const auto& bufs = ex.buffers();
+  int views = 0;
+  for (const auto& b : bufs) {
+    if (b.view_of < 0) continue;
+    ++views;
+    const auto& owner = bufs[static_cast<size_t>(b.view_of)];
+    EXPECT_LT(owner.view_of, 0);  // a view of a view is a view of the owner
+    EXPECT_GE(b.view_offset, 0);
+    EXPECT_LE(b.view_offset + b.bytes, owner.bytes);
+    EXPECT_EQ(b.offset, owner.offset + static_cast<size_t>(b.view_offset));
+    EXPECT_GE(owner.last, b.last);
+    for (const auto& other : bufs) {  // no other tensor shares the bytes while the view is read
+      if (&other == &owner || other.view_of >= 0 || other.first > b.last || b.first > other.last)
+        continue;
+      EXPECT_TRUE(other.offset >= b.offset + static_cast<size_t>(b.bytes) ||
+                  other.offset + static_cast<size_t>(other.bytes) <= b.offset);
+    }
+  }
+  // shufflev2_graph's slices: u2.lo/hi, u3.lo/hi, u4.tail/mid/first, fslice.
+  EXPECT_EQ(views, 8);
+}
 
 // A residual block by hand: conv(+ReLU) → conv → add(input) → ReLU → global average pooling →
 // flatten → linear, against the reference kernels composed step by step.

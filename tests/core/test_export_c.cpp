@@ -172,7 +172,8 @@ INSTANTIATE_TEST_SUITE_P(
     Zoo, ExportCZoo,
     ::testing::Values(ZooCase{"lenet5", {1, 28, 28}, 300}, ZooCase{"resnet8", {3, 12, 12}, 300},
                       ZooCase{"mobilenetv2", {3, 16, 16}, 200}, ZooCase{"mlp", {1, 12, 12}, 300},
-                      ZooCase{"squeezese", {3, 16, 16}, 200}, ZooCase{"rect", {3, 16, 16}, 200}),
+                      ZooCase{"squeezese", {3, 16, 16}, 200}, ZooCase{"rect", {3, 16, 16}, 200},
+                      ZooCase{"shufflev2", {3, 16, 16}, 200}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Every weight width 1..8 as whole layers, and per-channel mixtures of 0..8 bits (pruned and
@@ -475,14 +476,16 @@ TEST(ExportC, ConcatAndSqueezeExcitation) {
 // The PyTorch fixtures with concat and squeeze-excitation (scripts/make_onnx_fixtures.py:
 // firenet has Concat, Pad + AveragePool, MaxPool with ceil_mode and ReduceMean; senet has Mul
 // gates from 1x1 convs and from linear layers, ReduceMean and a dropped Softmax; shufflenet has
-// two channel shuffles; rectnet Inception's non-square and dilated convs), imported, BN folded,
+// two channel shuffles; rectnet Inception's non-square and dilated convs; shufflev2
+// ShuffleNetV2's chunk as channel slices), imported, BN folded,
 // W8A8 with 4-bit
 // weights in one layer, calibrated on the float simulation: the engine equals its reference
 // plan, and the C program equals the engine, bit for bit.
 TEST(ExportC, ImportedConcatAndSqueezeExcitationFixtures) {
   if (!have_c_compiler()) GTEST_SKIP() << "no C compiler (cc) or make";
   for (const char* file :
-       {"firenet-op13-dyn", "senet-op17-dyn", "shufflenet-op13-dyn", "rectnet-op17-dyn"}) {
+       {"firenet-op13-dyn", "senet-op17-dyn", "shufflenet-op13-dyn", "rectnet-op17-dyn",
+        "shufflev2-op13-dyn"}) {
     sq::QuantModel qm;
     qm.graph = sq::fold_batchnorm(
         sq::import_onnx(std::string(SQ_SOURCE_DIR) + "/tests/data/onnx/" + file + ".onnx"));

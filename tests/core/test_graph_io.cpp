@@ -151,6 +151,51 @@ TEST(GraphIOWindows, NonSquareRoundTripAndOldScalarFields) {
             std::string::npos);
 }
 
+// A channel slice (ShuffleNetV2's chunk) round-trips with its range; a range outside the
+// input's channels, an empty one or a missing field names the node and the field.
+TEST(GraphIOSlice, RoundTripAndBadRanges) {
+  sq::Graph g("slice", {2, 6, 6}, 3);
+  int x = g.conv2d("c", g.input(), 6, 1, 1, 0);
+  const int lo = g.channel_slice("lo", x, 0, 2);
+  const int hi = g.channel_slice("hi", x, 2, 6);
+  x = g.concat("cat", {g.conv2d("hc", hi, 4, 1, 1, 0), lo});
+  g.linear("fc", g.flatten("f", g.global_avgpool("gap", x)), 3);
+  g.infer_shapes();
+  g.init_params(2);
+  EXPECT_EQ(g.node("hi").out_shape, (sq::Shape{4, 6, 6}));
+  const nlohmann::json j = sq::graph_to_json(g);
+  EXPECT_EQ(j.at("nodes")[3].at("op"), "channel_slice");
+  EXPECT_EQ(j.at("nodes")[3].at("begin"), 2);
+  EXPECT_EQ(j.at("nodes")[3].at("end"), 6);
+  const std::string dir = sqtest::temp_dir("graphio_slice");
+  sq::save_graph_file(dir + "/s.sqg", {g, {}, {}});
+  const sq::GraphFile f = sq::load_graph_file(dir + "/s.sqg");
+  EXPECT_EQ(sq::graph_to_json(f.graph), j);
+  EXPECT_EQ(f.graph.node("lo").begin, 0);
+  EXPECT_EQ(f.graph.node("lo").end, 2);
+  EXPECT_EQ(f.graph.node("hi").out_shape, (sq::Shape{4, 6, 6}));
+  auto error_with = [&](const char* field, const nlohmann::json& v) {
+    nlohmann::json b = j;
+    if (v.is_null())
+      b["nodes"][3].erase(field);
+    else
+      b["nodes"][3][field] = v;
+    return sqtest::error_of([&] { sq::graph_from_json(b, "b.sqg"); });
+  };
+  const std::pair<std::string, std::string> cases[] = {
+      {error_with("end", 7), "node 'hi' (channel_slice): end=7 must be in (2, 6]"},
+      {error_with("end", 2), "node 'hi' (channel_slice): end=2 must be in (2, 6]"},
+      {error_with("begin", 6), "node 'hi' (channel_slice): begin=6 must be in [0, 6)"},
+      {error_with("begin", -1), "node 'hi' (channel_slice): begin=-1 must be in [0, 6)"},
+      {error_with("begin", "2"), "node 'hi': field 'begin' must be an integer"},
+      {error_with("end", nullptr), "node 'hi': missing field 'end'"},
+  };
+  for (const auto& [e, want] : cases) {
+    EXPECT_NE(e.find("b.sqg"), std::string::npos) << e;
+    EXPECT_NE(e.find(want), std::string::npos) << e;
+  }
+}
+
 TEST_F(GraphIO, RejectsAWrongTensorShape) {
   std::string bad = with_header(bytes, [](nlohmann::json& h) {
     for (auto& t : h["tensors"])

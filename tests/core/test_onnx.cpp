@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 
 #include "sigmaquant/error.h"
@@ -751,6 +752,222 @@ TEST(OnnxImport, ConcatSqueezeExcitationShuffleAndSoftmax) {
   });
   EXPECT_NE(e.find("node 'r5' (Relu): input 'e5' is a [N, groups, C/groups, H, W] view of a "
                    "channel shuffle"), std::string::npos) << e;
+}
+
+// ShuffleNetV2's x.chunk(2, dim=1) as torch.onnx.export writes it: two Slice nodes on the
+// channels whose ranges come from Shape -> Gather -> Add -> Div -> Mul (folded), or a Split.
+// Ranges clamp as ONNX's (negative from the end, INT64_MAX to the end); a range of every channel
+// is the tensor itself.
+TEST(OnnxImport, ChannelSliceAndSplit) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  auto net = [](int opset, const std::function<void(Builder&)>& mid, int64_t lch = 3,
+                int64_t rch = 3) {
+    Builder b({4, 6, 6}, opset);
+    b.init("w", {6, 4, 1, 1});
+    b.node("Conv", "c1", {"x", "w"}, {"a"});  // 6 x 6 x 6
+    mid(b);                                    // "l", "r": lch and rch channels
+    b.init("w2", {3, rch, 1, 1});
+    b.node("Conv", "c2", {"r", "w2"}, {"rc"});
+    b.i(b.node("Concat", "cat", {"l", "rc"}, {"k"}), "axis", 1);
+    auto* gm = b.node("ReduceMean", "gap", {"k"}, {"f"});
+    b.ints(gm, "axes", {2, 3});
+    b.i(gm, "keepdims", 0);
+    b.init("fw", {5, lch + 3});
+    b.i(b.node("Gemm", "fc", {"f", "fw"}, {"y"}), "transB", 1);
+    b.output("y");
+    return b;
+  };
+  auto slices = [&](const sq::Graph& g) {
+    std::vector<std::string> s;
+    for (const auto& n : g.nodes)
+      if (n.op == sq::Op::ChannelSlice)
+        s.push_back(fmt::format("{} [{}, {})", n.name, n.begin, n.end));
+    return s;
+  };
+  // torch's form: the half from Shape (Gather 1 -> Add 1 -> Div 2 -> Mul 1 / Mul 2).
+  sq::Graph g = net(13, [](Builder& b) {
+    b.init_i64("one", {1});
+    b.g->mutable_initializer(b.g->initializer_size() - 1)->clear_dims();
+    b.init_i64("two", {2});
+    b.g->mutable_initializer(b.g->initializer_size() - 1)->clear_dims();
+    b.init_i64("zero", {0});
+    b.init_i64("axis1", {1});
+    b.node("Shape", "shape", {"a"}, {"s"});
+    b.i(b.node("Gather", "gather", {"s", "one"}, {"c"}), "axis", 0);
+    b.node("Add", "plus", {"c", "one"}, {"c1"});
+    b.node("Div", "half", {"c1", "two"}, {"h"});
+    b.node("Mul", "m1", {"h", "one"}, {"e1"});
+    b.node("Mul", "m2", {"h", "two"}, {"e2"});
+    b.node("Unsqueeze", "u1", {"e1", "zero"}, {"e1u"});
+    b.node("Unsqueeze", "u2", {"e2", "zero"}, {"e2u"});
+    b.node("Slice", "lo", {"a", "zero", "e1u", "axis1"}, {"l"});
+    b.node("Slice", "hi", {"a", "e1u", "e2u", "axis1"}, {"r"});
+  }).import();
+  EXPECT_EQ(slices(g), (std::vector<std::string>{"lo [0, 3)", "hi [3, 6)"}));
+  EXPECT_EQ(g.node("hi").out_shape, (sq::Shape{3, 6, 6}));
+  // Negative starts, INT64_MAX ends, axis -3 and steps 1 as inputs.
+  g = net(17, [&](Builder& b) {
+    b.init_i64("st", {-3});
+    b.init_i64("en", {kMax});
+    b.init_i64("ax", {-3});
+    b.init_i64("sp", {1});
+    b.init_i64("z", {0});
+    b.init_i64("en3", {-3});
+    b.node("Slice", "lo", {"a", "z", "en3", "ax"}, {"l"});
+    b.node("Slice", "hi", {"a", "st", "en", "ax", "sp"}, {"r"});
+  }).import();
+  EXPECT_EQ(slices(g), (std::vector<std::string>{"lo [0, 3)", "hi [3, 6)"}));
+  // Slice before opset 10: ranges as attributes; a range of every channel is no node.
+  g = net(9, [&](Builder& b) {
+    auto* all = b.node("Slice", "all", {"a"}, {"a2"});
+    b.ints(all, "starts", {0});
+    b.ints(all, "ends", {kMax});
+    b.ints(all, "axes", {1});
+    auto* lo = b.node("Slice", "lo", {"a2"}, {"l"});
+    b.ints(lo, "starts", {0});
+    b.ints(lo, "ends", {3});
+    b.ints(lo, "axes", {1});
+    auto* hi = b.node("Slice", "hi", {"a2"}, {"r"});
+    b.ints(hi, "starts", {3});
+    b.ints(hi, "ends", {6});
+    b.ints(hi, "axes", {1});
+  }).import();
+  EXPECT_EQ(slices(g), (std::vector<std::string>{"lo [0, 3)", "hi [3, 6)"}));
+  // Split: sizes as an input (opset 13+), as an attribute (before), or equal parts.
+  g = net(13, [](Builder& b) {
+    b.init_i64("sizes", {3, 3});
+    b.i(b.node("Split", "sp", {"a", "sizes"}, {"l", "r"}), "axis", 1);
+  }).import();
+  EXPECT_EQ(slices(g), (std::vector<std::string>{"sp [0, 3)", "sp_1 [3, 6)"}));
+  g = net(11, [](Builder& b) {
+    auto* sp = b.node("Split", "sp", {"a"}, {"l", "r"});
+    b.i(sp, "axis", -3);
+    b.ints(sp, "split", {3, 3});
+  }).import();
+  EXPECT_EQ(slices(g), (std::vector<std::string>{"sp [0, 3)", "sp_1 [3, 6)"}));
+  g = net(
+          17,
+          [](Builder& b) {  // three equal parts, the middle one unused
+            b.i(b.node("Split", "sp", {"a"}, {"p", "q", "u"}), "axis", 1);
+            b.i(b.node("Concat", "pu", {"p", "u"}, {"l"}), "axis", 1);
+            b.node("Identity", "id", {"u"}, {"r"});
+          },
+          4, 2)
+          .import();
+  EXPECT_EQ(slices(g), (std::vector<std::string>{"sp [0, 2)", "sp_1 [4, 6)"}));
+
+  // Errors name the node and what is supported.
+  auto err = [&](int opset, const std::function<void(Builder&)>& mid) {
+    return net(opset, mid).error();
+  };
+  std::string e = err(13, [](Builder& b) {
+    b.init_i64("st", {0});
+    b.init_i64("en", {3});
+    b.init_i64("ax", {2});
+    b.node("Slice", "lo", {"a", "st", "en", "ax"}, {"l"});
+    b.node("Identity", "id", {"l"}, {"r"});
+  });
+  EXPECT_NE(e.find("node 'lo' (Slice): axis 2 is not supported (only 1: the channels)"),
+            std::string::npos) << e;
+  e = err(13, [](Builder& b) {
+    b.init_i64("st", {0});
+    b.init_i64("en", {6});
+    b.init_i64("ax", {1});
+    b.init_i64("sp", {2});
+    b.node("Slice", "lo", {"a", "st", "en", "ax", "sp"}, {"l"});
+    b.node("Identity", "id", {"l"}, {"r"});
+  });
+  EXPECT_NE(e.find("node 'lo' (Slice): step 2 is not supported (only 1)"), std::string::npos) << e;
+  e = err(13, [](Builder& b) {
+    b.init_i64("st", {4});
+    b.init_i64("en", {-3});
+    b.node("Slice", "lo", {"a", "st", "en"}, {"l"});
+    b.node("Identity", "id", {"l"}, {"r"});
+  });
+  EXPECT_NE(e.find("node 'lo' (Slice): axis 0 is not supported (only 1"), std::string::npos) << e;
+  e = err(13, [](Builder& b) {
+    b.init_i64("st", {4});
+    b.init_i64("en", {-3});
+    b.init_i64("ax", {1});
+    b.node("Slice", "lo", {"a", "st", "en", "ax"}, {"l"});
+    b.node("Identity", "id", {"l"}, {"r"});
+  });
+  EXPECT_NE(e.find("node 'lo' (Slice): channels [4, 3) of 6 are empty (starts 4, ends -3)"),
+            std::string::npos) << e;
+  e = err(13, [](Builder& b) {
+    b.init_i64("sizes", {2, 3});
+    b.i(b.node("Split", "sp", {"a", "sizes"}, {"l", "r"}), "axis", 1);
+  });
+  EXPECT_NE(e.find("node 'sp' (Split): split [2, 3] for 2 outputs of 6 channels (expected 2 "
+                   "positive sizes that sum to 6)"), std::string::npos) << e;
+  e = err(13, [](Builder& b) {
+    auto* sp = b.node("Split", "sp", {"a"}, {"l", "r"});
+    b.i(sp, "axis", 1);
+    b.ints(sp, "split", {3, 3});
+  });
+  EXPECT_NE(e.find("node 'sp' (Split): attribute split: is an input from opset 13 on"),
+            std::string::npos) << e;
+  e = err(17, [](Builder& b) {
+    b.i(b.node("Split", "sp", {"a"}, {"l", "r", "u", "v"}), "axis", 1);
+  });
+  EXPECT_NE(e.find("node 'sp' (Split): 6 channels do not split into 4 equal parts"),
+            std::string::npos) << e;
+  // Ranges computed from the data: named in the one report, with the other unsupported nodes.
+  e = err(13, [](Builder& b) {
+    b.init_i64("zero", {0});
+    b.init_i64("ax", {1});
+    b.node("ReduceMax", "rmax", {"a"}, {"mx"});
+    b.node("Cast", "cast", {"mx"}, {"mi"});
+    b.node("Slice", "lo", {"a", "zero", "mi", "ax"}, {"l"});
+    b.node("Identity", "id", {"l"}, {"r"});
+  });
+  EXPECT_NE(e.find("unsupported ONNX operators: ReduceMax (node 'rmax'), Cast of computed tensors "
+                   "(node 'cast'), Slice of computed ranges (node 'lo')"),
+            std::string::npos) << e;
+}
+
+// The exports write a channel slice as Slice(starts [begin], ends [end], axes [1]); the float
+// export imports back to the same slices (the checker and ONNX shape inference accept both).
+TEST(OnnxExport, ChannelSliceIsASliceOnTheChannels) {
+  sq::Graph g("sl", {2, 6, 6}, 3);
+  int x = g.conv2d("c", g.input(), 6, 1, 1, 0);
+  const int lo = g.channel_slice("lo", x, 0, 2);
+  const int hi = g.channel_slice("hi", g.relu("r", x), 2, 6);
+  x = g.concat("cat", {g.conv2d("hc", hi, 4, 1, 1, 0), lo});
+  g.linear("fc", g.flatten("f", g.global_avgpool("gap", x)), 3);
+  g.input_mean = {0.0f, 0.0f};
+  g.input_std = {1.0f, 1.0f};
+  g.infer_shapes();
+  g.init_params(2);
+  const onnx::ModelProto m = parse(sq::export_onnx_float_bytes(g));
+  EXPECT_EQ(count_ops(m, "Slice"), 2);
+  for (const auto& n : m.graph().node())
+    if (n.op_type() == "Slice" && n.name() == "hi") {
+      ASSERT_EQ(n.input_size(), 4);
+      const std::vector<int64_t> want[] = {{2}, {6}, {1}};
+      for (int k = 1; k < 4; ++k) {
+        const onnx::TensorProto* t = initializer(m, n.input(k));
+        ASSERT_NE(t, nullptr) << n.input(k);
+        EXPECT_EQ(std::vector<int64_t>(t->int64_data().begin(), t->int64_data().end()), want[k - 1])
+            << n.input(k);
+      }
+    }
+  const sq::Graph back = sq::import_onnx_bytes(sq::export_onnx_float_bytes(g), "f.onnx");
+  int slices = 0;
+  for (const sq::Node& n : back.nodes)
+    if (n.op == sq::Op::ChannelSlice) {
+      ++slices;
+      EXPECT_EQ(n.out_shape, g.node(n.begin == 0 ? "lo" : "hi").out_shape) << n.name;
+      EXPECT_EQ(n.end, n.begin == 0 ? 2 : 6) << n.name;
+    }
+  EXPECT_EQ(slices, 2);
+  sq::QuantModel qm;
+  qm.graph = g;
+  qm.bits = sq::BitConfig::uniform(g, 8, 8);
+  qm.weight_scales = sq::max_weight_scales(g, qm.bits);
+  for (const auto& [node, bits] : sq::activation_quant_points(g, qm.bits))
+    qm.acts[g.nodes[node].name] = sq::act_quant_from_range({-1.0, 2.0}, bits);
+  EXPECT_EQ(count_ops(parse(sq::export_onnx_bytes(qm)), "Slice"), 2);
 }
 
 TEST(OnnxImport, UnsupportedAttributesAreNamed) {

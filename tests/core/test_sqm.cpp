@@ -77,6 +77,33 @@ TEST_P(SqmZoo, RoundTripIsBitExact) {
   }
 }
 
+// Channel slices (ShuffleNetV2's chunk) travel in the graph section's JSON (begin, end): the
+// format version is unchanged, and the loaded model runs the same integers.
+TEST(SqmSlice, ShuffleV2RoundTripsAtTheSameVersion) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("shufflev2", {3, 16, 16}, 10, 4);
+  const sq::IntModel im = sq::integerize(qm);
+  const std::string path = sqtest::temp_dir("sqm_slice") + "/m.sqm";
+  sq::save_sqm(path, qm.graph, im);
+  const std::string bytes = sq::read_file(path);
+  uint32_t version = 0;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  EXPECT_EQ(version, sq::kSqmVersionSquare);  // square windows only: version 1, as before
+  const sq::SqmModel m = sq::load_sqm(path);
+  EXPECT_EQ(sq::graph_to_json(m.graph), sq::graph_to_json(qm.graph));
+  EXPECT_EQ(m.graph.node("u3.hi").begin, 10);
+  EXPECT_EQ(m.graph.node("u3.hi").end, 24);
+  expect_same_model(im, m.model);
+  sq::GraphExecutor a = sq::GraphExecutor::prepare(qm.graph, im);
+  sq::GraphExecutor b = sq::GraphExecutor::prepare(m.graph, m.model);
+  const auto imgs = sqtest::random_images(4, a.input_size(), 3);
+  for (int s = 0; s < 4; ++s) {
+    std::vector<float> la(10), lb(10);
+    a.run(imgs.data() + s * a.input_size(), la.data());
+    b.run(imgs.data() + s * a.input_size(), lb.data());
+    EXPECT_EQ(0, std::memcmp(la.data(), lb.data(), sizeof(float) * 10)) << "sample " << s;
+  }
+}
+
 // Size against Σ params × bits / 8 plus 4-byte scales and biases per output channel: the rest
 // (header, section table, byte-aligned rows) stays under 2 % — except for MobileNetV2, whose
 // depthwise rows of 9 weights lose ~half a byte each to the alignment (~3 % in all).

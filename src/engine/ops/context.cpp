@@ -101,10 +101,28 @@ int Context::new_buffer(int64_t bytes) {
   return static_cast<int>(ex_.buffers_.size()) - 1;
 }
 
+int Context::new_view(int buf, int64_t offset, int64_t bytes) {
+  const GraphExecutor::Buffer& parent = ex_.buffers_.at(buf);
+  if (offset < 0 || bytes <= 0 || offset + bytes > parent.bytes)
+    fail("engine: a view of bytes [{}, {}) of a {}-byte buffer", offset, offset + bytes,
+         parent.bytes);
+  GraphExecutor::Buffer b;
+  b.bytes = bytes;
+  b.first = b.last = static_cast<int>(ex_.steps_.size());
+  b.view_of = parent.view_of >= 0 ? parent.view_of : buf;  // a view of a view: of its buffer
+  b.view_offset = parent.view_offset + offset;
+  ex_.buffers_.push_back(b);
+  return static_cast<int>(ex_.buffers_.size()) - 1;
+}
+
 void Context::push(Step st, const StepType& type, std::string detail) {
   const int idx = static_cast<int>(ex_.steps_.size());
   for (int b : {st.in, st.in2})
-    if (b >= 0) ex_.buffers_[b].last = std::max(ex_.buffers_[b].last, idx);
+    if (b >= 0) {
+      ex_.buffers_[b].last = std::max(ex_.buffers_[b].last, idx);
+      const int owner = ex_.buffers_[b].view_of;  // a view's reader keeps its buffer alive
+      if (owner >= 0) ex_.buffers_[owner].last = std::max(ex_.buffers_[owner].last, idx);
+    }
   st.kind = type.kind;
   ex_.steps_.push_back(std::move(st));
   ex_.step_types_.push_back(&type);

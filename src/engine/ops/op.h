@@ -99,6 +99,8 @@ class Context {
   // Building the plan. A new buffer's lifetime starts at the step about to be pushed; push
   // extends its inputs' lifetimes to it. `detail` is appended to the type's label in describe().
   int new_buffer(int64_t bytes);
+  // Bytes [offset, offset + bytes) of buffer `buf`, read in place (Buffer::view_of).
+  int new_view(int buf, int64_t offset, int64_t bytes);
   void push(Step st, const StepType& type, std::string detail = {});
   // The common tail of an op: st writes a new buffer of `bytes`, node's codes are there at
   // w.point, and the nodes walked after it follow (emit_path).

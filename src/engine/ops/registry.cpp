@@ -26,7 +26,8 @@ namespace sq::ops {
   X(LeakyReLU, lut_activation)   \
   X(Flatten, flatten)            \
   X(Concat, concat)              \
-  X(ChannelShuffle, channel_shuffle)
+  X(ChannelShuffle, channel_shuffle) \
+  X(ChannelSlice, slice)
 
 #define SQ_DECLARE(op, name) void prepare_##name(Context&, int);
 SQ_ENGINE_OPS(SQ_DECLARE)
