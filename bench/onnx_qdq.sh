@@ -18,6 +18,8 @@
 #   BEFORE_EXPORTER=prog: a program `prog Q.sqg OUT.onnx` that writes the QDQ export the way an
 #   older build did (e.g. export.cpp of commit 44f075d linked into a 5-line main); its exports of
 #   the same quantized models join the run as cnn-qdq-before and resnet20-qdq-before.
+# Then the integer engine on the same W8A8 and mixed models (`sigmaquant bench`, 1 thread), with
+# its ratio to ONNX Runtime on the float ONNX and on the QDQ export, in the same run.
 # Needs node + onnxruntime-node (scripts/setup_onnxruntime.sh) and the Fashion-MNIST files.
 set -euo pipefail
 BIN=${1:-build/bin/sigmaquant}
@@ -99,7 +101,7 @@ console.log(`${process.argv[2]} simulated accuracy ${(100 * j.accuracy).toFixed(
     "$OUT/$name.ptq.json" "$name"
 done
 printf '%-20s %14s %14s %10s %16s\n' model 'img/s batch 1' 'img/s batch 64' 'ORT acc %' '/ float (1, 64)'
-declare -A base1 base64
+declare -A base1 base64 qdq1 qdq64
 for m in "${models[@]}"; do
   name=${m%%=*} path=${m#*=}
   r1=$(node "$ROOT/tools/onnx/run_ort.js" "$path" "$OUT/images.f32" "$OUT/$name.logits.f32" \
@@ -108,6 +110,7 @@ for m in "${models[@]}"; do
           --shape 1,28,28 --batch 64 --threads 1 --bench "$SECS")
   ips() { node -e 'console.log(JSON.parse(process.argv[1]).images_per_s.toFixed(0))' "$1"; }
   i1=$(ips "$r1") i64=$(ips "$r64") net=${name%%-*} ratio=
+  case $name in *-qdq) qdq1[${name%-qdq}]=$i1 qdq64[${name%-qdq}]=$i64 ;; esac
   if [ "$name" = "$net-float" ]; then
     base1[$net]=$i1 base64[$net]=$i64
   elif [ -n "${base1[$net]:-}" ]; then
@@ -115,4 +118,24 @@ for m in "${models[@]}"; do
               'BEGIN { printf "%.2fx / %.2fx", a / b, c / d }')
   fi
   printf '%-20s %14s %14s %10s %16s\n' "$name" "$i1" "$i64" "$(acc "$OUT/$name.logits.f32")" "$ratio"
+done
+
+# The integer engine on the same quantized models, in the same run (`sigmaquant bench`: 1 thread,
+# random images, best of 3), against ONNX Runtime's float and QDQ figures above.
+printf '\n%-20s %14s %14s %22s %22s\n' 'engine' 'img/s batch 1' 'img/s batch 64' \
+  '/ ORT float (1, 64)' '/ ORT QDQ (1, 64)'
+for name in cnn resnet20 resnet20-mixed; do
+  "$BIN" export -m "$OUT/$name.q.sqg" --format sqm -o "$OUT/$name.sqm" > /dev/null
+  j=$("$BIN" bench -m "$OUT/$name.sqm" --images "${ENGINE_IMAGES:-2000}" --repeats 3 --json)
+  read -r e1 e64 < <(node -e '
+const r = JSON.parse(process.argv[1]).results.filter(x => x.runtime === "engine" && x.threads === 1);
+const at = b => r.find(x => x.batch === b).images_per_second.toFixed(0);
+console.log(at(1), at(64));' "$j")
+  net=${name%%-*}
+  q1=${qdq1[$name]:-} q64=${qdq64[$name]:-}
+  printf '%-20s %14s %14s %22s %22s\n' "$name" "$e1" "$e64" \
+    "$(awk -v a="$e1" -v b="${base1[$net]}" -v c="$e64" -v d="${base64[$net]}" \
+       'BEGIN { printf "%.2fx / %.2fx", a / b, c / d }')" \
+    "$(awk -v a="$e1" -v b="$q1" -v c="$e64" -v d="$q64" \
+       'BEGIN { if (b > 0) printf "%.2fx / %.2fx", a / b, c / d; else print "-" }')"
 done
