@@ -807,23 +807,32 @@ class Importer {
            n.op_type(), what, a);
   }
 
+  // A Slice's starts, ends, axes and steps: attributes before opset 10, constant inputs since.
+  struct SliceArgs {
+    std::vector<int64_t> starts, ends, axes, steps;
+  };
+  SliceArgs slice_args(const onnx::NodeProto& n) {
+    allow(n, {"starts", "ends", "axes"});
+    SliceArgs a;
+    if (opset_ < 10) {
+      a.starts = attr_ints(n, "starts");
+      a.ends = attr_ints(n, "ends");
+      a.axes = attr_ints(n, "axes");
+    } else {
+      a.starts = int_const(n, 1).i;
+      a.ends = int_const(n, 2).i;
+      if (has_input(n, 3)) a.axes = int_const(n, 3).i;
+      if (has_input(n, 4)) a.steps = int_const(n, 4).i;
+    }
+    return a;
+  }
+
   // Slice of a computed tensor: one range on the channels, step 1, with constant starts / ends
   // (ShuffleNetV2's x.chunk(2, dim=1)), clamped to [0, C] as ONNX does (negative values count
   // from the end; INT64_MAX is "to the end").
   void channel_slice(const onnx::NodeProto& n, int k) {
-    allow(n, {"starts", "ends", "axes"});
     const int x = tensor_in(n, 0);
-    std::vector<int64_t> st, en, ax, sp;
-    if (opset_ < 10) {
-      st = attr_ints(n, "starts");
-      en = attr_ints(n, "ends");
-      ax = attr_ints(n, "axes");
-    } else {
-      st = int_const(n, 1).i;
-      en = int_const(n, 2).i;
-      if (has_input(n, 3)) ax = int_const(n, 3).i;
-      if (has_input(n, 4)) sp = int_const(n, 4).i;
-    }
+    auto [st, en, ax, sp] = slice_args(n);
     if (st.size() != 1 || en.size() != 1 || ax.size() > 1 || sp.size() > 1)
       fail("{}: node '{}' (Slice): starts {}, ends {}, axes {} of a computed tensor: only one "
            "axis (the channels) is supported", where_, cur_, ints_str(st), ints_str(en),
@@ -1106,22 +1115,11 @@ class Importer {
       r.i = d.i;
       r.dims = d.dims;
     } else if (op == "Slice") {
-      allow(n, {"starts", "ends", "axes"});
       const Const& d = int_const(n, 0);
       if (d.dims.size() != 1)
         fail("{}: node '{}' (Slice): data has shape {}; only 1-D shapes are folded", where_, cur_,
              shape_str(d.dims));
-      std::vector<int64_t> st, en, ax, sp;
-      if (opset_ < 10) {
-        st = attr_ints(n, "starts");
-        en = attr_ints(n, "ends");
-        ax = attr_ints(n, "axes");
-      } else {
-        st = int_const(n, 1).i;
-        en = int_const(n, 2).i;
-        if (has_input(n, 3)) ax = int_const(n, 3).i;
-        if (has_input(n, 4)) sp = int_const(n, 4).i;
-      }
+      auto [st, en, ax, sp] = slice_args(n);
       const int64_t len = d.dims[0];
       if (st.size() != 1 || en.size() != 1 || ax.size() > 1 || sp.size() > 1)
         fail("{}: node '{}' (Slice): only one axis of a 1-D shape is folded", where_, cur_);
