@@ -47,7 +47,10 @@ def main():
             if f"import_op{o}" in r:
                 cells.append("refused: " + r[f"import_op{o}"].replace("|", "/")[:120])
             else:
-                cells.append(fp32(r.get(f"fp32_op{o}")))
+                cell = fp32(r.get(f"fp32_op{o}"))
+                if isinstance(r.get(f"fp32_noopt_op{o}"), dict):
+                    cell += f" (ORT unoptimized: {fp32(r[f'fp32_noopt_op{o}'])})"
+                cells.append(cell)
         accs = [accuracy(out_dir, r["model"], s) for s in (f"eval-op{ops[-1]}", "sim", "sq-sim")]
         cells += [" / ".join("–" if a is None else f"{a:.1f}" for a in accs),
                   pct(r.get("sim_vs_fp32"), "agreement"), pct(r.get("engine")), pct(r.get("c")),
