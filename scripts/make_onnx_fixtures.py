@@ -40,7 +40,9 @@ Models:
   rectnet  Inception-v3-like non-square windows: a Conv-BN-ReLU stem, then branches concatenated
            along the channels: 1x7 (padding (0, 3)) -> 7x1 (padding (3, 0)), 1x1 -> 1x3 and 3x1
            (padding (0, 1) / (1, 0)), a 3x3 conv of dilation 2 (padding 2), and torchvision
-           Inception's pool branch F.avg_pool2d(x, 3, 1, 1) -> 1x1 (Pad -> AveragePool); then a
+           Inception's pool branch F.avg_pool2d(x, 3, 1, 1) -> 1x1 (Pad -> AveragePool), an
+           nn.ZeroPad2d((1, 2, 0, 1)) -> 2x4 conv without padding of its own (Pad -> Conv: how
+           "same" padding of TensorFlow-style ports and explicit zero padding export); then a
            3x3 conv of stride (2, 1), MaxPool(3, 2), a 1x1 Conv-BN-ReLU (as Inception's
            Conv2d_3b after its max pooling), global pooling, Linear.
   shufflev2  torchvision ShuffleNetV2-like, width-reduced: a Conv-BN-ReLU stem (stride 2), then
@@ -232,15 +234,16 @@ class RectNet(nn.Module):
         self.b3b = cbr(8, 6, (3, 1), padding=(1, 0))
         self.dil = cbr(12, 8, 3, padding=2, dilation=2)
         self.pool = cbr(12, 4, 1)
-        self.s21 = cbr(32, 16, 3, stride=(2, 1), padding=1)
+        self.s21 = cbr(36, 16, 3, stride=(2, 1), padding=1)
         self.head = cbr(16, 24, 1)
         self.fc = nn.Linear(24, 10)
+        self.zpad = nn.Sequential(nn.ZeroPad2d((1, 2, 0, 1)), cbr(12, 4, (2, 4)))
 
     def forward(self, x):
         x = self.stem(x)
         b = self.b3(x)
         p = self.pool(nn.functional.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
-        x = torch.cat([self.b7(x), self.b3a(b), self.b3b(b), self.dil(x), p], 1)
+        x = torch.cat([self.b7(x), self.b3a(b), self.b3b(b), self.dil(x), p, self.zpad(x)], 1)
         x = self.head(nn.functional.max_pool2d(self.s21(x), kernel_size=3, stride=2))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 

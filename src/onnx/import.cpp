@@ -46,11 +46,11 @@ const std::set<std::string> kSupported = {
     "Reshape", "BatchNormalization", "Identity", "Dropout", "Constant", "Sub", "Div",
     "Shape",   "Gather",     "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice",
     "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Mul", "ReduceMean", "Softmax", "Pad", "Transpose",
-    "Split"};
+    "Split", "ConstantOfShape"};
 
 // Operators that are supported only on constants (folded at import: shape arithmetic).
 const std::set<std::string> kFoldOnly = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
-                                         "Slice"};
+                                         "Slice", "ConstantOfShape"};
 
 // The batch size in a folded shape: unknown at import (dynamic batch) and kept as a symbol.
 constexpr int64_t kBatch = std::numeric_limits<int64_t>::min() / 2;
@@ -163,19 +163,20 @@ class Importer {
       else if (kFoldOnly.count(n.op_type()) && !all_known && n.op_type() != "Concat" &&
                n.op_type() != "Slice")
         op = n.op_type() + " of computed tensors";
-      else if (n.op_type() == "Pad" && !only_read_by(n, readers, "AveragePool"))
-        op = "Pad (other than before an AveragePool)";
+      else if (n.op_type() == "Pad" && !only_read_by(n, readers, {"AveragePool", "Conv"}))
+        op = "Pad (other than before an AveragePool or a Conv)";
       else if (n.op_type() == "Softmax" && !last_output(n, gp))
         op = "Softmax (other than the graph's output)";
       // Add / Sub / Mul / Div of known integers: shape arithmetic too (`c // groups` of a
       // channel shuffle, the ranges of a chunk).
       if (n.op_type() == "Constant" || n.op_type() == "Shape" ||
           ((kFoldOnly.count(n.op_type()) || n.op_type() == "Add" || n.op_type() == "Sub" ||
-            n.op_type() == "Mul" || n.op_type() == "Div") &&
+            n.op_type() == "Mul" || n.op_type() == "Div" || n.op_type() == "Reshape" ||
+            n.op_type() == "Transpose") &&
            all_known))
         for (const auto& o : n.output()) known.insert(o);
       if (op.empty()) {
-        check_attrs(n, attrs);
+        check_attrs(n, attrs, all_known);
         continue;
       }
       if (!nodes.count(op)) order.push_back(op);
@@ -199,10 +200,11 @@ class Importer {
           "Clip(0..6), Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to 2-D), "
           "BatchNormalization, Identity, Dropout, Constant, Sub/Div as input normalization, "
           "Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Mul (same shape or one value per "
-          "channel), Concat along the channels, ReduceMean over H and W, Pad before "
-          "AveragePool, Softmax as the output, Reshape -> Transpose -> Reshape as a channel "
-          "shuffle, Slice / Split on the channels with constant ranges (step 1); Shape, "
-          "Gather, Unsqueeze, Squeeze, Concat, Cast, Slice, Add, Sub, Mul, Div on shapes)",
+          "channel), Concat along the channels, ReduceMean over H and W, zero Pad before "
+          "AveragePool or Conv, Softmax as the output, Reshape -> Transpose -> Reshape as a "
+          "channel shuffle, Slice / Split on the channels with constant ranges (step 1); Shape, "
+          "Gather, Unsqueeze, Squeeze, Concat, Cast, Slice, Add, Sub, Mul, Div, Reshape, "
+          "Transpose, ConstantOfShape on constants)",
           order.size() > 1 ? "s" : "", list);
     if (!attrs.empty())
       msg += fmt::format("{} unsupported attribute{}: {}", order.empty() ? "" : ";",
@@ -212,7 +214,9 @@ class Importer {
 
   // The attribute checks of one node that need no values (the converters below make the same
   // calls); each problem is appended to `out` without the file name.
-  void check_attrs(const onnx::NodeProto& n, std::vector<std::string>& out) {
+  // `folded`: every input is known at import, so the node is shape arithmetic (a Transpose of
+  // a constant takes any perm).
+  void check_attrs(const onnx::NodeProto& n, std::vector<std::string>& out, bool folded) {
     auto check = [&](const auto& f) {
       try {
         f();
@@ -280,7 +284,7 @@ class Importer {
       check([&] { allow(n, {"axis"}); });
     } else if (op == "Transpose") {
       check([&] { allow(n, {"perm"}); });
-      check([&] { shuffle_perm(n); });
+      if (!folded) check([&] { shuffle_perm(n); });
     } else if (op == "Pad") {
       check([&] { allow(n, {"mode", "pads", "value"}); });
       check([&] { constant_mode(n); });
@@ -296,12 +300,12 @@ class Importer {
   // Whether every reader of n's output is an operator of type `op` (and there is one).
   static bool only_read_by(const onnx::NodeProto& n,
                            const std::map<std::string, std::vector<const onnx::NodeProto*>>& readers,
-                           const std::string& op) {
+                           const std::set<std::string>& ops) {
     if (n.output_size() < 1) return false;
     auto it = readers.find(n.output(0));
     if (it == readers.end() || it->second.empty()) return false;
     for (const auto* r : it->second)
-      if (r->op_type() != op) return false;
+      if (!ops.count(r->op_type())) return false;
     return true;
   }
   // Whether n's output is the graph's (only) output.
@@ -702,6 +706,9 @@ class Importer {
       allow(n, {"axis"});
       flatten_axis(n);
       flatten(n, k, tensor_in(n, 0));
+    } else if ((op == "Reshape" || op == "Transpose") && n.input_size() > 0 &&
+               !grouped_.count(n.input(0)) && !swapped_.count(n.input(0)) && all_const(n)) {
+      fold(n);
     } else if (op == "Reshape") {
       reshape(n, k);
     } else if (op == "BatchNormalization") {
@@ -970,8 +977,10 @@ class Importer {
     swapped_[n.output(0)] = it->second;
   }
 
-  // Pad with zeros of H and W only, read only by AveragePool (check_supported made sure): the
-  // pool takes the padding (count_include_pad: the padded zeros count, as they do here).
+  // Pad with zeros of H and W only, read only by AveragePool or Conv (check_supported made
+  // sure): the reader takes the padding, added to its own (an AveragePool's count_include_pad:
+  // the padded zeros count, as they do here; a Conv pads with zeros too, so nn.ZeroPad2d or a
+  // TensorFlow-style asymmetric "same" padding before a Conv is the Conv's own padding).
   void pad(const onnx::NodeProto& n) {
     allow(n, {"mode", "pads", "value"});
     constant_mode(n);
@@ -985,7 +994,7 @@ class Importer {
         auto v = const_in(n, 2);
         if (v->f.size() != 1 || v->f[0] != 0.0f)
           fail("{}: node '{}' (Pad): constant_value is not 0 (only zero padding before an "
-               "AveragePool is supported)", where_, cur_);
+               "AveragePool or a Conv is supported)", where_, cur_);
       }
       if (has_input(n, 3)) fail("{}: node '{}' (Pad): the axes input is not supported", where_, cur_);
     }
@@ -1055,6 +1064,20 @@ class Importer {
     set_const(n, std::move(c));
   }
 
+  // Calls f with every index of a tensor of shape `dims`, in row-major order.
+  template <typename F>
+  static void for_each_index(const Shape& dims, F&& f) {
+    for (int64_t d : dims)
+      if (d == 0) return;
+    std::vector<int64_t> at(dims.size(), 0);
+    while (true) {
+      f(at);
+      int64_t a = static_cast<int64_t>(dims.size()) - 1;
+      for (; a >= 0 && ++at[a] == dims[a]; --a) at[a] = 0;
+      if (a < 0) return;
+    }
+  }
+
   void fold(const onnx::NodeProto& n) {
     const std::string& op = n.op_type();
     Const r;
@@ -1114,21 +1137,119 @@ class Importer {
       const Const& d = int_const(n, 0);
       r.i = d.i;
       r.dims = d.dims;
-    } else if (op == "Slice") {
+    } else if (op == "Slice") {  // any axes and steps (torch's pad chain reverses [k, 2] pairs)
       const Const& d = int_const(n, 0);
-      if (d.dims.size() != 1)
-        fail("{}: node '{}' (Slice): data has shape {}; only 1-D shapes are folded", where_, cur_,
-             shape_str(d.dims));
       auto [st, en, ax, sp] = slice_args(n);
-      const int64_t len = d.dims[0];
-      if (st.size() != 1 || en.size() != 1 || ax.size() > 1 || sp.size() > 1)
-        fail("{}: node '{}' (Slice): only one axis of a 1-D shape is folded", where_, cur_);
-      if (!ax.empty()) axis_in(n, "axis", ax[0], 1);
-      const int64_t step = sp.empty() ? 1 : sp[0];
-      if (step != 1) fail("{}: node '{}' (Slice): step {} is not supported (only 1)", where_, cur_, step);
-      auto clampi = [&](int64_t a) { return std::clamp(a < 0 ? a + len : a, int64_t{0}, len); };
-      for (int64_t i = clampi(st[0]); i < clampi(en[0]); ++i) r.i.push_back(d.i[i]);
-      r.dims = {static_cast<int64_t>(r.i.size())};
+      const int64_t rank = static_cast<int64_t>(d.dims.size());
+      if (en.size() != st.size() || (!ax.empty() && ax.size() != st.size()) ||
+          (!sp.empty() && sp.size() != st.size()))
+        fail("{}: node '{}' (Slice): {} starts, {} ends, {} axes and {} steps (expected as many "
+             "of each)", where_, cur_, st.size(), en.size(), ax.size(), sp.size());
+      std::vector<int64_t> first(static_cast<size_t>(rank), 0), step(static_cast<size_t>(rank), 1);
+      r.dims = d.dims;
+      std::vector<bool> seen(static_cast<size_t>(rank), false);
+      for (size_t j = 0; j < st.size(); ++j) {
+        const int64_t a = axis_in(n, "axis", ax.empty() ? static_cast<int64_t>(j) : ax[j], rank);
+        if (seen[a]) fail("{}: node '{}' (Slice): axis {} is given twice", where_, cur_, a);
+        seen[a] = true;
+        const int64_t dim = d.dims[a], stp = sp.empty() ? 1 : sp[j];
+        if (stp == 0) fail("{}: node '{}' (Slice): step 0", where_, cur_);
+        // ONNX's clamping: negative indices count from the end; a forward range lies in
+        // [0, dim], a backward one in [-1, dim - 1].
+        auto norm = [&](int64_t v) { return v < 0 ? (v < -dim ? -1 : v + dim) : v; };
+        int64_t b = norm(st[j]), e = norm(en[j]);
+        if (stp > 0) {
+          b = std::clamp<int64_t>(b, 0, dim), e = std::clamp<int64_t>(e, 0, dim);
+          r.dims[a] = e > b ? (e - b + stp - 1) / stp : 0;
+        } else {
+          b = std::clamp<int64_t>(b, -1, dim - 1), e = std::clamp<int64_t>(e, -1, dim - 1);
+          r.dims[a] = b > e ? (b - e - stp - 1) / -stp : 0;
+        }
+        first[a] = b, step[a] = stp;
+      }
+      for_each_index(r.dims, [&](const std::vector<int64_t>& at) {
+        int64_t off = 0;
+        for (int64_t a = 0; a < rank; ++a) off = off * d.dims[a] + first[a] + at[a] * step[a];
+        r.i.push_back(d.i[off]);
+      });
+    } else if (op == "Transpose") {
+      allow(n, {"perm"});
+      const Const& d = int_const(n, 0);
+      const int64_t rank = static_cast<int64_t>(d.dims.size());
+      std::vector<int64_t> perm = attr_ints(n, "perm");
+      if (perm.empty())
+        for (int64_t a = rank - 1; a >= 0; --a) perm.push_back(a);
+      std::vector<bool> seen(static_cast<size_t>(rank), false);
+      if (static_cast<int64_t>(perm.size()) != rank)
+        bad_attr(n, "perm", fmt::format("{} does not permute the {} axes of {}", ints_str(perm),
+                                        rank, shape_str(d.dims)));
+      for (int64_t& a : perm) {
+        a = axis_in(n, "perm entry", a, rank);
+        if (seen[a]) bad_attr(n, "perm", fmt::format("{} repeats axis {}", ints_str(perm), a));
+        seen[a] = true;
+      }
+      for (int64_t a : perm) r.dims.push_back(d.dims[a]);
+      std::vector<int64_t> src(static_cast<size_t>(rank));
+      for_each_index(r.dims, [&](const std::vector<int64_t>& at) {
+        for (int64_t a = 0; a < rank; ++a) src[perm[a]] = at[a];
+        int64_t off = 0;
+        for (int64_t a = 0; a < rank; ++a) off = off * d.dims[a] + src[a];
+        r.i.push_back(d.i[off]);
+      });
+    } else if (op == "Reshape") {  // of a constant: ONNX's 0 (copy) and -1 (inferred)
+      allow(n, {"allowzero"});
+      if (attr_int(n, "allowzero", 0) != 0) bad_attr(n, "allowzero", "1 is not supported");
+      const Const& d = int_const(n, 0);
+      const Const& t = int_const(n, 1);
+      int64_t known = 1, infer = -1;
+      for (size_t a = 0; a < t.i.size(); ++a) {
+        int64_t v = t.i[a];
+        if (v == 0 && a < d.dims.size()) v = d.dims[a];
+        if (v == -1 && infer < 0) {
+          infer = static_cast<int64_t>(a);
+        } else if (v < 0) {
+          fail("{}: node '{}' (Reshape): target {} of a constant of shape {} (expected sizes, one "
+               "-1 at most)", where_, cur_, ints_str(t.i), shape_str(d.dims));
+        } else {
+          known *= v;
+        }
+        r.dims.push_back(v);
+      }
+      const int64_t total = static_cast<int64_t>(d.i.size());
+      if (infer >= 0 && known > 0 && total % known == 0) r.dims[infer] = total / known;
+      if (numel(r.dims) != total)
+        fail("{}: node '{}' (Reshape): target {} does not hold the {} values of a constant of "
+             "shape {}", where_, cur_, ints_str(t.i), total, shape_str(d.dims));
+      r.i = d.i;
+    } else if (op == "ConstantOfShape") {
+      allow(n, {"value"});
+      const Const& sh = int_const(n, 0);
+      if (sh.dims.size() != 1)
+        fail("{}: node '{}' (ConstantOfShape): shape input has shape {} (expected 1-D)", where_,
+             cur_, shape_str(sh.dims));
+      int64_t count = 1;
+      for (int64_t v : sh.i) {
+        if (v < 0 || (v > 0 && count > kMaxConstElements / v))
+          fail("{}: node '{}' (ConstantOfShape): shape {} (expected sizes >= 0, at most {} "
+               "elements)", where_, cur_, ints_str(sh.i), kMaxConstElements);
+        count *= v;
+      }
+      Const val;
+      val.is_int = false;
+      val.f = {0.0f};
+      if (const auto* v = attr(n, "value")) {
+        if (v->type() != onnx::AttributeProto::TENSOR) bad_attr(n, "value", "expected a tensor");
+        val = to_const(v->t(), "ConstantOfShape value");
+        if ((val.is_int ? val.i.size() : val.f.size()) != 1)
+          bad_attr(n, "value", "expected one element");
+      }
+      r.dims = sh.i;
+      if (!val.is_int) {  // a float constant: a value, not shape arithmetic
+        r.f.assign(static_cast<size_t>(count), val.f[0]);
+        set_out(n, Value{-1, std::make_shared<Const>(std::move(r))});
+        return;
+      }
+      r.i.assign(static_cast<size_t>(count), val.i[0]);
     }
     set_const(n, std::move(r));
   }
@@ -1276,7 +1397,8 @@ class Importer {
   void conv(const onnx::NodeProto& n, int k) {
     allow(n, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
     no_auto_pad(n);
-    int x = tensor_in(n, 0);
+    const auto pp = pads_.find(input_name(n, 0));
+    int x = pp != pads_.end() ? pp->second.first : tensor_in(n, 0);
     auto w = const_in(n, 1);
     if (w->dims.size() != 4 || w->is_int)
       fail("{}: node '{}' (Conv): weight has shape {}, expected float [out, in/groups, kh, kw]",
@@ -1286,7 +1408,11 @@ class Importer {
       bad_attr(n, "kernel_shape",
                fmt::format("[{}, {}] differs from the weight's {}x{}", kern[0], kern[1], w->dims[2],
                            w->dims[3]));
-    const Window2d win = window_of(n, {w->dims[2], w->dims[3]});
+    Window2d win = window_of(n, {w->dims[2], w->dims[3]});
+    if (pp != pads_.end()) {  // a zero Pad before the Conv: both paddings are zeros, so they add
+      const auto& p = pp->second.second;
+      win.pad_top += p[0], win.pad_left += p[1], win.pad_bottom += p[2], win.pad_right += p[3];
+    }
     int64_t groups = attr_int(n, "group", 1);
     if (groups <= 0) bad_attr(n, "group", fmt::format("{} must be positive", groups));
     if (shape(x).size() != 3)

@@ -629,7 +629,7 @@ TEST(OnnxImport, OneReportForOperatorsAndAttributes) {
   std::string e = b.error();
   for (const char* want :
        {"t.onnx: unsupported ONNX operators: Softmax (other than the graph's output) (node 'sm'), "
-        "Pad (other than before an AveragePool) (node 'pad')",
+        "Pad (other than before an AveragePool or a Conv) (node 'pad')",
         "node 'hsig' (HardSigmoid): attribute alpha: 0.2 is not supported",
         "; unsupported attributes: node 'conv' (Conv): attribute dilations: [2, 0] must be "
         "positive",
@@ -752,6 +752,98 @@ TEST(OnnxImport, ConcatSqueezeExcitationShuffleAndSoftmax) {
   });
   EXPECT_NE(e.find("node 'r5' (Relu): input 'e5' is a [N, groups, C/groups, H, W] view of a "
                    "channel shuffle"), std::string::npos) << e;
+}
+
+// nn.ZeroPad2d before a Conv as torch 1.13 writes it (its constant folding leaves the chain): the
+// pads [l, r, t, b] come from ConstantOfShape -> Concat -> Reshape [-1, 2] -> Slice (step -1) ->
+// Transpose -> Reshape [-1] -> Cast, folded at import; the Conv takes the Pad's zeros on top of
+// its own. A strided Slice of a constant, and what stays refused.
+TEST(OnnxImport, ZeroPadBeforeConvAndFoldedPadArithmetic) {
+  auto net = [](const std::function<void(Builder&)>& pads) {
+    Builder b({2, 6, 6});
+    b.init("w", {3, 2, 2, 4});
+    pads(b);
+    b.node("Pad", "pad", {"x", "pads"}, {"p"});
+    auto* c = b.node("Conv", "conv", {"p", "w"}, {"c"});
+    b.ints(c, "pads", {1, 0, 1, 0});
+    b.node("GlobalAveragePool", "gap", {"c"}, {"g"});
+    b.node("Flatten", "flat", {"g"}, {"y"});
+    b.output("y");
+    return b;
+  };
+  Builder torch_chain = net([](Builder& b) {
+    b.init_i64("lrtb", {1, 2, 0, 1});
+    b.init_i64("four", {4});
+    auto* z = b.node("ConstantOfShape", "zeros", {"four"}, {"z"});
+    auto* at = z->add_attribute();
+    at->set_name("value");
+    at->set_type(onnx::AttributeProto::TENSOR);
+    at->mutable_t()->set_data_type(onnx::TensorProto::INT64);
+    at->mutable_t()->add_dims(1);
+    at->mutable_t()->add_int64_data(0);
+    b.i(b.node("Concat", "cat", {"lrtb", "z"}, {"c8"}), "axis", 0);
+    b.init_i64("pairs", {-1, 2});
+    b.node("Reshape", "r42", {"c8", "pairs"}, {"r"});
+    b.init_i64("st", {-1});
+    b.init_i64("en", {-std::numeric_limits<int64_t>::max()});
+    b.init_i64("ax", {0});
+    b.init_i64("sp", {-1});
+    b.node("Slice", "rev", {"r", "st", "en", "ax", "sp"}, {"v"});
+    b.ints(b.node("Transpose", "tp", {"v"}, {"t"}), "perm", {1, 0});
+    b.init_i64("flat", {-1});
+    b.node("Reshape", "r8", {"t", "flat"}, {"f"});
+    b.i(b.node("Cast", "cast", {"f"}, {"pads"}), "to", onnx::TensorProto::INT64);
+  });
+  sq::Graph g = torch_chain.import();
+  const sq::Window2d& w = g.node("conv").window;
+  // ONNX pads [0, 0, 0, 1, 0, 0, 1, 2] (top 0, left 1, bottom 1, right 2) plus the Conv's 1 / 1.
+  EXPECT_EQ(w.pad_top, 1);
+  EXPECT_EQ(w.pad_left, 1);
+  EXPECT_EQ(w.pad_bottom, 2);
+  EXPECT_EQ(w.pad_right, 2);
+  EXPECT_EQ(g.node("conv").out_shape, (sq::Shape{3, 8, 6}));  // (6 + 3 - 2) + 1, (6 + 3 - 4) + 1
+  EXPECT_EQ(g.nodes[g.node("conv").inputs[0]].op, sq::Op::Input);
+
+  // Every other entry of a constant (Slice step 2), then the same pads.
+  Builder strided = net([](Builder& b) {
+    b.init_i64("all", {0, 9, 0, 9, 1, 9, 1, 9, 0, 9, 0, 9, 2, 9, 3, 9});
+    b.init_i64("st", {0});
+    b.init_i64("en", {16});
+    b.init_i64("ax", {0});
+    b.init_i64("sp", {2});
+    b.node("Slice", "even", {"all", "st", "en", "ax", "sp"}, {"pads"});
+  });
+  const sq::Window2d& w2 = strided.import().node("conv").window;
+  EXPECT_EQ(w2.pad_top, 2);
+  EXPECT_EQ(w2.pad_left, 1);
+  EXPECT_EQ(w2.pad_bottom, 3);
+  EXPECT_EQ(w2.pad_right, 3);
+
+  // Not zeros, or before a MaxPool: refused, named.
+  Builder ones = net([](Builder& b) { b.init_i64("pads", {0, 0, 1, 1, 0, 0, 1, 1}); });
+  ones.init("one", {1}, 1.0f);  // tensor() writes start * ((k % 7) - 3): -3 for k = 0
+  ones.g->mutable_node(0)->add_input("one");
+  std::string e = ones.error();
+  EXPECT_NE(e.find("node 'pad' (Pad): constant_value is not 0"), std::string::npos) << e;
+  Builder maxpool({2, 6, 6});
+  maxpool.init_i64("pads", {0, 0, 1, 1, 0, 0, 1, 1});
+  maxpool.node("Pad", "pad", {"x", "pads"}, {"p"});
+  maxpool.ints(maxpool.node("MaxPool", "mp", {"p"}, {"m"}), "kernel_shape", {3, 3});
+  maxpool.node("GlobalAveragePool", "gap", {"m"}, {"g"});
+  maxpool.node("Flatten", "flat", {"g"}, {"y"});
+  maxpool.output("y");
+  e = maxpool.error();
+  EXPECT_NE(e.find("Pad (other than before an AveragePool or a Conv) (node 'pad')"),
+            std::string::npos) << e;
+  // A Reshape of a constant to a shape that cannot hold its values is named.
+  Builder bad_reshape = net([](Builder& b) {
+    b.init_i64("eight", {0, 0, 1, 1, 0, 0, 1, 1});
+    b.init_i64("three", {3, -1});
+    b.node("Reshape", "r", {"eight", "three"}, {"pads"});
+  });
+  e = bad_reshape.error();
+  EXPECT_NE(e.find("node 'r' (Reshape): target [3, -1] does not hold the 8 values"),
+            std::string::npos) << e;
 }
 
 // ShuffleNetV2's x.chunk(2, dim=1) as torch.onnx.export writes it: two Slice nodes on the
