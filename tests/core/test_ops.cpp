@@ -61,3 +61,68 @@ TEST(GraphExecutorOps, FastMaxPoolEqualsTheReference) {
             }
   EXPECT_GT(cases, 300);
 }
+
+// The optimized plans' grouped and depthwise convolutions equal conv2d_u8_ref on every window
+// shape: depthwise and grouped (2 and 3 input channels per group, 1 and 2 outputs per group),
+// square and not, strided and dilated per axis, padded unequally (also beyond the kernel, as a
+// folded Pad gives), rows wider than the accumulator block, weights of 2 to 8 bits with zeros,
+// input zero points 0 and 128, both code paths (portable and AVX2 where the CPU has it).
+TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> code(0, 255);
+  int cases = 0;
+  struct G {
+    int64_t groups, icg, ocg;
+  };
+  for (G gr : {G{4, 1, 1}, G{3, 2, 1}, G{2, 3, 2}})
+    for (int64_t kh : {1, 3})
+      for (int64_t kw : {1, 3, 5})
+        for (int64_t sh : {1, 2})
+          for (int64_t dil : {1, 2})
+            for (auto [h, w] : {std::pair<int64_t, int64_t>{1, 1}, {7, 5}, {4, 300}}) {
+              sq::Window2d win = sq::Window2d::square(1, 1, 0);
+              win.kernel_h = kh;
+              win.kernel_w = kw;
+              win.stride_h = sh;
+              win.stride_w = 3 - sh;
+              win.dilation_h = dil;
+              win.dilation_w = 3 - dil;
+              win.pad_top = kh / 2;
+              win.pad_bottom = kh / 2 + 1;
+              win.pad_left = kw;  // wider than the kernel's reach
+              win.pad_right = 0;
+              const sq::ConvShape s{gr.groups * gr.icg, h, w, gr.groups * gr.ocg, win, gr.groups};
+              if (s.out_h() <= 0 || s.out_w() <= 0) continue;
+              const int bits = 2 + cases % 7;
+              const int qmax = (1 << (bits - 1)) - 1;
+              std::uniform_int_distribution<int> wdist(-qmax, qmax);
+              sq::IntLayer L;
+              L.name = "g";
+              L.in_zero_point = cases % 2 ? 128 : 0;
+              L.out_node = 1;
+              L.out_zero_point = 3;
+              L.out_lo = 0;
+              L.out_hi = 255;
+              L.weights.resize(static_cast<size_t>(s.weights()));
+              for (auto& v : L.weights) v = wdist(rng);
+              for (int64_t c = 0; c < s.out_c; ++c) {
+                L.bias.push_back(static_cast<int32_t>(c * 1000 - 1500));
+                L.requant.push_back(sq::quantize_multiplier(0.004 + 0.001 * c));
+              }
+              std::vector<uint8_t> x(static_cast<size_t>(s.in_c * h * w));
+              for (auto& v : x) v = static_cast<uint8_t>(code(rng));
+              const size_t n = static_cast<size_t>(s.out_size());
+              std::vector<uint8_t> want(n, 7);
+              sq::conv2d_u8_ref(s, L, x.data(), want.data());
+              for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Auto}) {
+                std::vector<uint8_t> got(n, 9);
+                sq::ops::grouped_conv_u8_fast(s, L, x.data(), got.data(), isa);
+                ASSERT_EQ(got, want) << sq::window_str(win) << " groups " << gr.groups << " icg "
+                                     << gr.icg << " ocg " << gr.ocg << " on " << h << "x" << w;
+              }
+              ++cases;
+            }
+  EXPECT_GT(cases, 150);
+  EXPECT_TRUE(sq::ops::grouped_conv_fits(sq::ConvShape{4096, 3, 3, 4096, sq::Window2d::square(3, 1, 1), 1}));
+  EXPECT_FALSE(sq::ops::grouped_conv_fits(sq::ConvShape{8192, 3, 3, 8192, sq::Window2d::square(3, 1, 1), 1}));
+}

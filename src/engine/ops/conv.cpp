@@ -1,7 +1,8 @@
 // Conv / linear layers: groups = 1 on the optimized channel groups (GroupedConv2d), grouped and
-// depthwise convs (and every conv of a reference plan) on conv2d_u8_ref, output at the next point
-// downstream with ReLU/ReLU6 fused into the clamp; the last layer as float logits. A layer whose
-// output is no point but feeds an average pooling through ReLU/ReLU6 is conv_pool.cpp's.
+// depthwise convs on conv_grouped.cpp's rows (every conv of a reference plan on conv2d_u8_ref),
+// output at the next point downstream with ReLU/ReLU6 fused into the clamp; the last layer as
+// float logits. A layer whose output is no point but feeds an average pooling through
+// ReLU/ReLU6 is conv_pool.cpp's.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -144,6 +145,8 @@ void prepare_conv(Context& c, int node) {
     st.fast = c.add_fast(std::move(conv));
     return c.push_output(node, std::move(st), kConvFast, w, bytes, detail);
   }
+  if (const StepType* grouped = grouped_conv_step(c, st.conv))
+    return c.push_output(node, std::move(st), *grouped, w, bytes);
   c.push_output(node, std::move(st), kConvRef, w, bytes);
 }
 

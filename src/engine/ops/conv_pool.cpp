@@ -17,9 +17,72 @@ namespace {
 
 constexpr int kGapFrac = 8;  // activation bounds and sums at 2^−8 accumulator units
 
-template <bool kGlobal>
+// The conv's accumulators (bias + Σ w · (x − zp)) into r.acc, as conv2d_acc_ref: the reference
+// plan's loops, or, in optimized plans, one output pixel at a time — its patch gathered as
+// x − zp (padding 0) into int32 scratch after the accumulators, then a dot product per output
+// channel in int32 partial sums a compiler vectorizes (|w| <= 127, |x − zp| <= 255: a block of
+// 4,096 products stays below 2^27). The integers are the same; only the order of the sum differs.
+using AccFn = void (*)(const ConvShape&, const IntLayer&, const uint8_t*, int64_t*);
+
+void acc_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, int64_t* acc) {
+  conv2d_acc_ref(s, L, x, acc);
+}
+
+__attribute__((always_inline)) inline void acc_by_patches(const ConvShape& s, const IntLayer& L,
+                                                           const uint8_t* x, int64_t* acc) {
+  const Window2d& w = s.window;
+  const int64_t oh = s.out_h(), ow = s.out_w(), pix = oh * ow;
+  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups;
+  const int64_t kh = w.kernel_h, kw = w.kernel_w, taps = icg * kh * kw;
+  const int64_t in_h = s.in_h, in_w = s.in_w;
+  const int32_t zp = L.in_zero_point;
+  int32_t* __restrict col = reinterpret_cast<int32_t*>(acc + s.out_size());
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        for (int64_t i = 0; i < icg; ++i)
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            const int64_t iy = oy * w.stride_h - w.pad_top + ky * w.dilation_h;
+            for (int64_t kx = 0; kx < kw; ++kx) {
+              const int64_t ix = ox * w.stride_w - w.pad_left + kx * w.dilation_w;
+              const bool in = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+              col[(i * kh + ky) * kw + kx] =
+                  in ? static_cast<int32_t>(x[((g * icg + i) * in_h + iy) * in_w + ix]) - zp : 0;
+            }
+          }
+        for (int64_t oc = g * ocg; oc < (g + 1) * ocg; ++oc) {
+          const int32_t* __restrict wr = L.weights.data() + oc * taps;
+          int64_t total = L.bias[oc];
+          for (int64_t b = 0; b < taps; b += 4096) {
+            const int64_t e = std::min(taps, b + 4096);
+            int32_t part = 0;
+            for (int64_t k = b; k < e; ++k) part += wr[k] * col[k];
+            total += part;
+          }
+          acc[oc * pix + oy * ow + ox] = total;
+        }
+      }
+}
+
+void acc_portable(const ConvShape& s, const IntLayer& L, const uint8_t* x, int64_t* acc) {
+  acc_by_patches(s, L, x, acc);
+}
+
+#ifdef __x86_64__
+__attribute__((target("avx2"))) void acc_avx2(const ConvShape& s, const IntLayer& L,
+                                              const uint8_t* x, int64_t* acc) {
+  acc_by_patches(s, L, x, acc);
+}
+#endif
+
+// int64 slots after the accumulators for the patch (int32).
+int64_t patch_slots(const ConvShape& s) {
+  return (s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w + 1) / 2;
+}
+
+template <bool kGlobal, AccFn kAcc>
 void eval_conv_pool(const Run& r, const Step& st) {
-  conv2d_acc_ref(st.conv, r.layers[st.layer], r.in(st), r.acc);
+  kAcc(st.conv, r.layers[st.layer], r.in(st), r.acc);
   uint8_t* out = r.out(st);
   const int64_t hw = st.conv.out_h() * st.conv.out_w();
   for (int64_t c = 0; c < st.conv.out_c; ++c) {
@@ -62,9 +125,10 @@ void eval_conv_pool(const Run& r, const Step& st) {
 
 // The logits: act((acc − bias) · unit + b) per pixel in double, averaged over the plane
 // (sq_conv_gap_f32 in the C runtime is the same arithmetic, operation for operation).
+template <AccFn kAcc>
 void eval_conv_gap_f32(const Run& r, const Step& st) {
   const IntLayer& L = r.layers[st.layer];
-  conv2d_acc_ref(st.conv, L, r.in(st), r.acc);
+  kAcc(st.conv, L, r.in(st), r.acc);
   const int64_t hw = st.conv.out_h() * st.conv.out_w();
   const bool b_float = L.bias_float.size() == L.bias.size();
   for (int64_t c = 0; c < st.conv.out_c; ++c) {
@@ -83,9 +147,36 @@ void eval_conv_gap_f32(const Run& r, const Step& st) {
   }
 }
 
-const StepType kConvGap{Step::Kind::ConvGap, "conv+gap", eval_conv_pool<true>};
-const StepType kConvGapF32{Step::Kind::ConvGapF32, "conv+gap(f32)", eval_conv_gap_f32};
-const StepType kConvPool{Step::Kind::ConvPool, "conv+avgpool", eval_conv_pool<false>};
+// Per step kind: the reference plan's, the portable and the AVX2 accumulation.
+struct Kinds {
+  StepType ref, portable, avx2;
+};
+#ifdef __x86_64__
+#define SQ_ACC_AVX2 acc_avx2
+#else
+#define SQ_ACC_AVX2 acc_portable
+#endif
+const Kinds kConvGap{{Step::Kind::ConvGap, "conv+gap(ref)", eval_conv_pool<true, acc_ref>},
+                     {Step::Kind::ConvGap, "conv+gap", eval_conv_pool<true, acc_portable>},
+                     {Step::Kind::ConvGap, "conv+gap(avx2)", eval_conv_pool<true, SQ_ACC_AVX2>}};
+const Kinds kConvGapF32{
+    {Step::Kind::ConvGapF32, "conv+gap(f32, ref)", eval_conv_gap_f32<acc_ref>},
+    {Step::Kind::ConvGapF32, "conv+gap(f32)", eval_conv_gap_f32<acc_portable>},
+    {Step::Kind::ConvGapF32, "conv+gap(f32, avx2)", eval_conv_gap_f32<SQ_ACC_AVX2>}};
+const Kinds kConvPool{
+    {Step::Kind::ConvPool, "conv+avgpool(ref)", eval_conv_pool<false, acc_ref>},
+    {Step::Kind::ConvPool, "conv+avgpool", eval_conv_pool<false, acc_portable>},
+    {Step::Kind::ConvPool, "conv+avgpool(avx2)", eval_conv_pool<false, SQ_ACC_AVX2>}};
+#undef SQ_ACC_AVX2
+
+const StepType& pick(const Context& c, const Kinds& k) {
+  if (c.isa == Isa::Reference) return k.ref;
+#ifdef __x86_64__
+  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
+  if (isa != Isa::Portable && cpu_has_avx2()) return k.avx2;
+#endif
+  return k.portable;
+}
 
 // From the layer through ReLU/ReLU6 nodes (marked done: fused) to the pooling node.
 int find_pool(Context& c, const IntLayer& L, int node, bool& relu, bool& relu6) {
@@ -137,9 +228,10 @@ void push_conv_pool(Context& c, int node, Step st) {
           pool.name);
     st.relu = relu;
     st.relu6 = relu6;
-    c.reserve_acc(st.conv.out_size());
+    c.reserve_acc(st.conv.out_size() + patch_slots(st.conv));
     c.set_logits(st.conv.out_c);
-    c.push(std::move(st), kConvGapF32);
+    const StepType& type = pick(c, kConvGapF32);
+    c.push(std::move(st), type);
     c.val(gap).done = true;
     for (int t : tail) c.val(t).done = true;
     return;
@@ -148,9 +240,9 @@ void push_conv_pool(Context& c, int node, Step st) {
   // The window each output averages over: the whole plane (global) or kh·kw taps, the padded
   // ones counting as zeros (count_include_pad, as the float model).
   int64_t hw = st.conv.out_h() * st.conv.out_w();
-  const StepType* type = &kConvGap;
+  const StepType* type = &pick(c, kConvGap);
   if (pool.op == Op::AvgPool) {
-    type = &kConvPool;
+    type = &pick(c, kConvPool);
     st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(), pool.window};
     const Window2d& pw = pool.window;
     if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 ||
@@ -175,7 +267,7 @@ void push_conv_pool(Context& c, int node, Step st) {
   }
   std::tie(st.lo, st.hi) = act_range(q, w.relu, w.relu6);
   st.zp_out = q.zero_point;
-  c.reserve_acc(st.conv.out_size());
+  c.reserve_acc(st.conv.out_size() + patch_slots(st.conv));
   c.push_output(gap, std::move(st), *type, w, c.numel(gap));
 }
 

@@ -150,6 +150,14 @@ void push_requant_table(Context& c, int node, const Context::Val& in, int q_node
 int push_maxpool(Context& c, int node, int in_buf);
 // maxpool_u8_ref's codes, without its per-tap bounds checks (optimized plans).
 void maxpool_u8_fast(const PoolShape& s, const uint8_t* x, uint8_t* y);
+// conv_grouped.cpp: grouped / depthwise convs (groups > 1) of optimized plans: conv2d_u8_ref's
+// bytes a row of int32 lanes at a time. The step for shape s in c's plan, or nullptr (reference
+// plans, groups = 1, a window of 66,310 taps or more: int32 could overflow).
+const StepType* grouped_conv_step(const Context& c, const ConvShape& s);
+bool grouped_conv_fits(const ConvShape& s);
+// The same computation for tests and benchmarks (isa: Auto, Portable or an x86 tier: AVX2 code).
+void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
+                          Isa isa);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
 // is no point but goes through ReLU/ReLU6 into an average pooling: one fused step.
 void push_conv_pool(Context& c, int node, Step st);

@@ -1,0 +1,113 @@
+// Grouped and depthwise convolutions in optimized plans: conv2d_u8_ref's integers, computed a
+// row of output pixels at a time. For each tap the range of output columns whose input lies
+// inside the image is worked out once, so the inner loop — acc[ox] += w · (x[ox·sw + off] − zp)
+// over int32 lanes — has no bounds checks and vectorizes; the epilogue is the reference's
+// (IntLayer::output on bias + acc). |w| <= 127 and |x − zp| <= 255, so int32 holds any window
+// of fewer than 2^31 / 32,385 = 66,310 taps (icg · kh · kw); a bigger one stays on the reference.
+#include <algorithm>
+
+#include "op.h"
+
+namespace sq::ops {
+
+namespace {
+
+constexpr int64_t kCols = 256;  // output columns per accumulator block (on the stack)
+
+__attribute__((always_inline)) inline void grouped_rows(const ConvShape& s, const IntLayer& L,
+                                                         const uint8_t* x, uint8_t* y) {
+  const Window2d& w = s.window;
+  const int64_t oh = s.out_h(), ow = s.out_w(), kh = w.kernel_h, kw = w.kernel_w;
+  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups;
+  const int64_t in_h = s.in_h, in_w = s.in_w, sw = w.stride_w, pix = oh * ow;
+  const int32_t zp = L.in_zero_point;
+  int32_t acc[kCols];
+  for (int64_t oc = 0; oc < s.out_c; ++oc) {
+    const int64_t g = oc / ocg;
+    const int32_t* wc = L.weights.data() + oc * icg * kh * kw;
+    const int64_t bias = L.bias[oc];
+    uint8_t* yc = y + oc * pix;
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t c0 = 0; c0 < ow; c0 += kCols) {
+        const int64_t c1 = std::min(ow, c0 + kCols);
+        for (int64_t k = 0; k < c1 - c0; ++k) acc[k] = 0;
+        for (int64_t i = 0; i < icg; ++i) {
+          const uint8_t* xi = x + (g * icg + i) * in_h * in_w;
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            const int64_t iy = oy * w.stride_h - w.pad_top + ky * w.dilation_h;
+            if (iy < 0 || iy >= in_h) continue;  // padding: the zero point, adds nothing
+            const uint8_t* __restrict row = xi + iy * in_w;
+            for (int64_t kx = 0; kx < kw; ++kx) {
+              const int32_t wv = wc[(i * kh + ky) * kw + kx];
+              if (wv == 0) continue;
+              // Input column ox·sw + off; inside the row for ox in [lo, hi].
+              const int64_t off = kx * w.dilation_w - w.pad_left;
+              const int64_t lo = std::max(c0, off >= 0 ? int64_t{0} : (-off + sw - 1) / sw);
+              const int64_t hi = std::min(c1 - 1, in_w - 1 - off < 0 ? int64_t{-1} : (in_w - 1 - off) / sw);
+              int32_t* __restrict a = acc - c0;
+              if (sw == 1) {
+                const uint8_t* __restrict r = row + off;
+                for (int64_t ox = lo; ox <= hi; ++ox) a[ox] += wv * (static_cast<int32_t>(r[ox]) - zp);
+              } else {
+                for (int64_t ox = lo; ox <= hi; ++ox)
+                  a[ox] += wv * (static_cast<int32_t>(row[ox * sw + off]) - zp);
+              }
+            }
+          }
+        }
+        uint8_t* yr = yc + oy * ow;
+        for (int64_t ox = c0; ox < c1; ++ox)
+          yr[ox] = static_cast<uint8_t>(L.output(oc, bias + acc[ox - c0]));
+      }
+  }
+}
+
+void grouped_portable(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y) {
+  grouped_rows(s, L, x, y);
+}
+
+void eval_grouped(const Run& r, const Step& st) {
+  grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st));
+}
+
+const StepType kGrouped{Step::Kind::ConvRef, "conv(grouped)", eval_grouped};
+
+#ifdef __x86_64__
+__attribute__((target("avx2"))) void grouped_avx2(const ConvShape& s, const IntLayer& L,
+                                                  const uint8_t* x, uint8_t* y) {
+  grouped_rows(s, L, x, y);
+}
+
+void eval_grouped_avx2(const Run& r, const Step& st) {
+  grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st));
+}
+
+const StepType kGroupedAvx2{Step::Kind::ConvRef, "conv(grouped, avx2)", eval_grouped_avx2};
+#endif
+
+}  // namespace
+
+bool grouped_conv_fits(const ConvShape& s) {
+  const int64_t taps = s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w;
+  return taps < 66310;
+}
+
+void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
+                          Isa isa) {
+  if (isa == Isa::Auto) isa = best_isa();
+#ifdef __x86_64__
+  if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2()) return grouped_avx2(s, L, x, y);
+#endif
+  grouped_portable(s, L, x, y);
+}
+
+const StepType* grouped_conv_step(const Context& c, const ConvShape& s) {
+  if (c.isa == Isa::Reference || s.groups == 1 || !grouped_conv_fits(s)) return nullptr;
+#ifdef __x86_64__
+  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
+  if (isa != Isa::Portable && cpu_has_avx2()) return &kGroupedAvx2;
+#endif
+  return &kGrouped;
+}
+
+}  // namespace sq::ops
