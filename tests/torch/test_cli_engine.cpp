@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "sigmaquant/engine.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/sqm.h"
 #include "test_util.h"
@@ -80,6 +81,20 @@ TEST(CliEngine, PtqExportRunCompareBench) {
   r = run_cli("run -m " + dir + "/q.sqm --limit 100");  // the human-readable form
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("img/s"), std::string::npos) << r.output;
+
+  // --plan: the engine's steps without data, one per line (JSON: a list), conv steps naming
+  // their kernel; the JSON plan is what the library's describe() gives.
+  r = run_cli("run -m " + dir + "/q.sqm --plan --data-dir /nonexistent");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("conv"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("arena: "), std::string::npos) << r.output;
+  r = run_cli("run -m " + dir + "/q.sqm --plan --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  {
+    const sq::SqmModel m = sq::load_sqm(dir + "/q.sqm");
+    const auto want = sq::GraphExecutor::prepare(m.graph, m.model).describe();
+    EXPECT_EQ(json_of(r)["plan"].get<std::vector<std::string>>(), want);
+  }
 
   r = run_cli("bench -m " + dir + "/q.sqm --qmodel " + dir + "/q.sqg --images 64 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;

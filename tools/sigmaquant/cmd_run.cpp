@@ -22,6 +22,7 @@ struct RunFlags {
   int64_t limit = 0;
   std::string compare;
   std::string logits;
+  bool plan = false;
 };
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
@@ -31,6 +32,16 @@ void run_run(const RunFlags& f) {
     sq::fail("--split '{}' is not supported (expected test or train)", f.split);
   if (f.limit < 0) sq::fail("--limit must be >= 0 (got {})", f.limit);
   const sq::SqmModel m = sq::load_sqm(f.model);
+  if (f.plan) {  // what the engine runs, step by step: kernels, buffers; no data needed
+    const sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model);
+    if (f.common.json) {
+      print_json({{"model", f.model}, {"plan", ex.describe()}, {"arena_bytes", ex.arena_bytes()}});
+      return;
+    }
+    for (const std::string& line : ex.describe()) fmt::print("{}\n", line);
+    fmt::print("arena: {} bytes\n", ex.arena_bytes());
+    return;
+  }
   sq::DataBundle d = load_data(f.data);
   const sq::Dataset set = sq::take(f.split == "test" ? d.test : d.train, f.limit);
   if (set.image_shape != m.graph.input_shape)
@@ -122,6 +133,9 @@ void add_run(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--logits", f->logits,
                   "also write the engine's logits to this file: raw float32, images x classes");
+  cmd->add_flag("--plan", f->plan,
+                "print the engine's plan (each step: kernel, output bytes and arena offset) and "
+                "exit, without data");
   add_common_flags(cmd, f->common);
   cmd->callback([f] { run_run(*f); });
 }
