@@ -66,7 +66,8 @@ TEST(GraphExecutorOps, FastMaxPoolEqualsTheReference) {
 // shape: depthwise and grouped (2 and 3 input channels per group, 1 and 2 outputs per group),
 // square and not, strided and dilated per axis, padded unequally (also beyond the kernel, as a
 // folded Pad gives), rows wider than the accumulator block, weights of 2 to 8 bits with zeros,
-// input zero points 0 and 128, both code paths (portable and AVX2 where the CPU has it).
+// input zero points 0 and 128, requantization by a multiplier >= 1, a near-saturating bias and
+// a bias fraction, both code paths (portable and AVX2 where the CPU has it).
 TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<int> code(0, 255);
@@ -105,9 +106,12 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
               L.out_hi = 255;
               L.weights.resize(static_cast<size_t>(s.weights()));
               for (auto& v : L.weights) v = wdist(rng);
+              // Channel 0: a multiplier >= 1 (left shift); 1: a bias near INT32_MAX (|acc| >=
+              // 2^31); 2: a bias fraction (offset): the epilogue's slow and fast paths.
               for (int64_t c = 0; c < s.out_c; ++c) {
-                L.bias.push_back(static_cast<int32_t>(c * 1000 - 1500));
-                L.requant.push_back(sq::quantize_multiplier(0.004 + 0.001 * c));
+                L.bias.push_back(c == 1 ? 2147483000 : static_cast<int32_t>(c * 1000 - 1500));
+                L.requant.push_back(sq::quantize_multiplier(c == 0 ? 2.5 : 0.004 + 0.001 * c));
+                if (c == 2) L.requant.back().offset = -(int64_t{1} << 29);
               }
               std::vector<uint8_t> x(static_cast<size_t>(s.in_c * h * w));
               for (auto& v : x) v = static_cast<uint8_t>(code(rng));
