@@ -67,7 +67,8 @@ TEST(GraphExecutorOps, FastMaxPoolEqualsTheReference) {
 // square and not, strided and dilated per axis, padded unequally (also beyond the kernel, as a
 // folded Pad gives), rows wider than the accumulator block, weights of 2 to 8 bits with zeros,
 // input zero points 0 and 128, requantization by a multiplier >= 1, a near-saturating bias and
-// a bias fraction, both code paths (portable and AVX2 where the CPU has it).
+// a bias fraction, both methods (rows, patches) and both code paths (portable and AVX2 where the
+// CPU has it).
 TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<int> code(0, 255);
@@ -118,12 +119,15 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
               const size_t n = static_cast<size_t>(s.out_size());
               std::vector<uint8_t> want(n, 7);
               sq::conv2d_u8_ref(s, L, x.data(), want.data());
-              for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Auto}) {
-                std::vector<uint8_t> got(n, 9);
-                sq::ops::grouped_conv_u8_fast(s, L, x.data(), got.data(), isa);
-                ASSERT_EQ(got, want) << sq::window_str(win) << " groups " << gr.groups << " icg "
-                                     << gr.icg << " ocg " << gr.ocg << " on " << h << "x" << w;
-              }
+              for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Auto})
+                for (auto m : {sq::ops::GroupedMethod::Rows, sq::ops::GroupedMethod::Patches,
+                               sq::ops::GroupedMethod::Auto}) {
+                  std::vector<uint8_t> got(n, 9);
+                  sq::ops::grouped_conv_u8_fast(s, L, x.data(), got.data(), isa, m);
+                  ASSERT_EQ(got, want) << sq::window_str(win) << " groups " << gr.groups
+                                       << " icg " << gr.icg << " ocg " << gr.ocg << " on " << h
+                                       << "x" << w << " method " << static_cast<int>(m);
+                }
               ++cases;
             }
   EXPECT_GT(cases, 150);

@@ -87,24 +87,86 @@ __attribute__((always_inline)) inline void grouped_rows(const ConvShape& s, cons
   }
 }
 
-void grouped_portable(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y) {
+// The other order, for short rows with several outputs per group (RegNet's and ResNeXt's group
+// convs on small maps): per output pixel the group's patch is gathered once as x − zp (padding
+// 0) into int32 scratch, then each of the group's output channels is one int32 dot product over
+// it (vectorized). Needs taps <= kMaxPatch.
+constexpr int64_t kMaxPatch = 4096;
+
+__attribute__((always_inline)) inline void grouped_patches(const ConvShape& s, const IntLayer& L,
+                                                            const uint8_t* x, uint8_t* y) {
+  const Window2d& w = s.window;
+  const int64_t oh = s.out_h(), ow = s.out_w(), pix = oh * ow;
+  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups;
+  const int64_t kh = w.kernel_h, kw = w.kernel_w, taps = icg * kh * kw;
+  const int64_t in_h = s.in_h, in_w = s.in_w;
+  const int32_t zp = L.in_zero_point;
+  int32_t col[kMaxPatch];
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        for (int64_t i = 0; i < icg; ++i) {
+          const uint8_t* xi = x + (g * icg + i) * in_h * in_w;
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            const int64_t iy = oy * w.stride_h - w.pad_top + ky * w.dilation_h;
+            int32_t* c = col + (i * kh + ky) * kw;
+            for (int64_t kx = 0; kx < kw; ++kx) {
+              const int64_t ix = ox * w.stride_w - w.pad_left + kx * w.dilation_w;
+              c[kx] = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w
+                          ? static_cast<int32_t>(xi[iy * in_w + ix]) - zp
+                          : 0;
+            }
+          }
+        }
+        for (int64_t oc = g * ocg; oc < (g + 1) * ocg; ++oc) {
+          const int32_t* __restrict wr = L.weights.data() + oc * taps;
+          const int32_t* __restrict cr = col;
+          int32_t dot = 0;
+          for (int64_t k = 0; k < taps; ++k) dot += wr[k] * cr[k];
+          y[oc * pix + oy * ow + ox] = Epilogue(L, oc)(int64_t{L.bias[oc]} + dot);
+        }
+      }
+}
+
+// Rows pay a fixed cost per (output channel, row, tap) and stream a row's pixels; patches pay a
+// gather per (pixel, tap) and reuse it for the group's ocg outputs. Per group and output row,
+// in rough cycles on AVX2 (8 int32 lanes): rows ocg · taps · (8 + ow / 8), patches
+// ow · taps · (1.5 + ocg / 8). Patches for short rows: depthwise below ~5 pixels, 8 outputs per
+// group below ~40.
+GroupedMethod choose(const ConvShape& s) {
+  const int64_t taps = s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w;
+  if (taps > kMaxPatch) return GroupedMethod::Rows;
+  const double ocg = static_cast<double>(s.out_c / s.groups), ow = static_cast<double>(s.out_w());
+  return ow * (1.5 + ocg / 8) < ocg * (8 + ow / 8) ? GroupedMethod::Patches : GroupedMethod::Rows;
+}
+
+__attribute__((always_inline)) inline void grouped_any(const ConvShape& s, const IntLayer& L,
+                                                        const uint8_t* x, uint8_t* y,
+                                                        GroupedMethod m) {
+  if (m == GroupedMethod::Auto) m = choose(s);
+  if (m == GroupedMethod::Patches) return grouped_patches(s, L, x, y);
   grouped_rows(s, L, x, y);
 }
 
+void grouped_portable(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
+                      GroupedMethod m) {
+  grouped_any(s, L, x, y, m);
+}
+
 void eval_grouped(const Run& r, const Step& st) {
-  grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st));
+  grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Auto);
 }
 
 const StepType kGrouped{Step::Kind::ConvRef, "conv(grouped)", eval_grouped};
 
 #ifdef __x86_64__
 __attribute__((target("avx2"))) void grouped_avx2(const ConvShape& s, const IntLayer& L,
-                                                  const uint8_t* x, uint8_t* y) {
-  grouped_rows(s, L, x, y);
+                                                  const uint8_t* x, uint8_t* y, GroupedMethod m) {
+  grouped_any(s, L, x, y, m);
 }
 
 void eval_grouped_avx2(const Run& r, const Step& st) {
-  grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st));
+  grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Auto);
 }
 
 const StepType kGroupedAvx2{Step::Kind::ConvRef, "conv(grouped, avx2)", eval_grouped_avx2};
@@ -118,12 +180,13 @@ bool grouped_conv_fits(const ConvShape& s) {
 }
 
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
-                          Isa isa) {
+                          Isa isa, GroupedMethod m) {
   if (isa == Isa::Auto) isa = best_isa();
 #ifdef __x86_64__
-  if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2()) return grouped_avx2(s, L, x, y);
+  if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2())
+    return grouped_avx2(s, L, x, y, m);
 #endif
-  grouped_portable(s, L, x, y);
+  grouped_portable(s, L, x, y, m);
 }
 
 const StepType* grouped_conv_step(const Context& c, const ConvShape& s) {

@@ -155,9 +155,11 @@ void maxpool_u8_fast(const PoolShape& s, const uint8_t* x, uint8_t* y);
 // plans, groups = 1, a window of 66,310 taps or more: int32 could overflow).
 const StepType* grouped_conv_step(const Context& c, const ConvShape& s);
 bool grouped_conv_fits(const ConvShape& s);
-// The same computation for tests and benchmarks (isa: Auto, Portable or an x86 tier: AVX2 code).
+// The same computation for tests and benchmarks (isa: Auto, Portable or an x86 tier: AVX2 code),
+// by output rows, by per-pixel patches, or (Auto) the one the plan picks for the shape.
+enum class GroupedMethod { Auto, Rows, Patches };
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
-                          Isa isa);
+                          Isa isa, GroupedMethod m = GroupedMethod::Auto);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
 // is no point but goes through ReLU/ReLU6 into an average pooling: one fused step.
 void push_conv_pool(Context& c, int node, Step st);
