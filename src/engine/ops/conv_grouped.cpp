@@ -13,6 +13,7 @@ namespace sq::ops {
 namespace {
 
 constexpr int64_t kCols = 256;  // output columns per accumulator block (on the stack)
+constexpr int64_t kMaxKw = 64;  // kernel widths the rows method takes (wider: patches, or ref)
 
 // IntLayer::output(c, acc) for one channel: requantize's (acc · m + offset + 2^(s−1)) >> s in
 // int64 when |acc| < 2^31 and 0 < s < 63 (|acc · m| < 2^62, |offset| <= 2^30: no overflow), then
@@ -57,6 +58,15 @@ __attribute__((always_inline)) inline void grouped_rows(const ConvShape& s, cons
       for (int64_t c0 = 0; c0 < ow; c0 += kCols) {
         const int64_t c1 = std::min(ow, c0 + kCols);
         for (int64_t k = 0; k < c1 - c0; ++k) acc[k] = 0;
+        // Per kernel column: input column ox·sw + off, inside the row for ox in [lo, hi] (the
+        // same for every channel and kernel row: computed once per block).
+        int64_t offs[kMaxKw], los[kMaxKw], his[kMaxKw];
+        for (int64_t kx = 0; kx < kw; ++kx) {
+          const int64_t off = kx * w.dilation_w - w.pad_left;
+          offs[kx] = off;
+          los[kx] = std::max(c0, off >= 0 ? int64_t{0} : (-off + sw - 1) / sw);
+          his[kx] = std::min(c1 - 1, in_w - 1 - off < 0 ? int64_t{-1} : (in_w - 1 - off) / sw);
+        }
         for (int64_t i = 0; i < icg; ++i) {
           const uint8_t* xi = x + (g * icg + i) * in_h * in_w;
           for (int64_t ky = 0; ky < kh; ++ky) {
@@ -66,10 +76,7 @@ __attribute__((always_inline)) inline void grouped_rows(const ConvShape& s, cons
             for (int64_t kx = 0; kx < kw; ++kx) {
               const int32_t wv = wc[(i * kh + ky) * kw + kx];
               if (wv == 0) continue;
-              // Input column ox·sw + off; inside the row for ox in [lo, hi].
-              const int64_t off = kx * w.dilation_w - w.pad_left;
-              const int64_t lo = std::max(c0, off >= 0 ? int64_t{0} : (-off + sw - 1) / sw);
-              const int64_t hi = std::min(c1 - 1, in_w - 1 - off < 0 ? int64_t{-1} : (in_w - 1 - off) / sw);
+              const int64_t off = offs[kx], lo = los[kx], hi = his[kx];
               int32_t* __restrict a = acc - c0;
               if (sw == 1) {
                 const uint8_t* __restrict r = row + off;
@@ -136,6 +143,7 @@ __attribute__((always_inline)) inline void grouped_patches(const ConvShape& s, c
 GroupedMethod choose(const ConvShape& s) {
   const int64_t taps = s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w;
   if (taps > kMaxPatch) return GroupedMethod::Rows;
+  if (s.window.kernel_w > kMaxKw) return GroupedMethod::Patches;
   const double ocg = static_cast<double>(s.out_c / s.groups), ow = static_cast<double>(s.out_w());
   return ow * (1.5 + ocg / 8) < ocg * (8 + ow / 8) ? GroupedMethod::Patches : GroupedMethod::Rows;
 }
@@ -144,6 +152,9 @@ __attribute__((always_inline)) inline void grouped_any(const ConvShape& s, const
                                                         const uint8_t* x, uint8_t* y,
                                                         GroupedMethod m) {
   if (m == GroupedMethod::Auto) m = choose(s);
+  // What each method can take (grouped_conv_fits: at least one of them).
+  if (s.window.kernel_w > kMaxKw) m = GroupedMethod::Patches;
+  if (s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w > kMaxPatch) m = GroupedMethod::Rows;
   if (m == GroupedMethod::Patches) return grouped_patches(s, L, x, y);
   grouped_rows(s, L, x, y);
 }
@@ -176,7 +187,7 @@ const StepType kGroupedAvx2{Step::Kind::ConvRef, "conv(grouped, avx2)", eval_gro
 
 bool grouped_conv_fits(const ConvShape& s) {
   const int64_t taps = s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w;
-  return taps < 66310;
+  return taps < 66310 && (s.window.kernel_w <= kMaxKw || taps <= kMaxPatch);
 }
 
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,

@@ -152,7 +152,8 @@ int push_maxpool(Context& c, int node, int in_buf);
 void maxpool_u8_fast(const PoolShape& s, const uint8_t* x, uint8_t* y);
 // conv_grouped.cpp: grouped / depthwise convs (groups > 1) of optimized plans: conv2d_u8_ref's
 // bytes a row of int32 lanes at a time. The step for shape s in c's plan, or nullptr (reference
-// plans, groups = 1, a window of 66,310 taps or more: int32 could overflow).
+// plans, groups = 1, a window of 66,310 taps or more: int32 could overflow; a window wider than
+// 64 columns with more than 4,096 taps).
 const StepType* grouped_conv_step(const Context& c, const ConvShape& s);
 bool grouped_conv_fits(const ConvShape& s);
 // The same computation for tests and benchmarks (isa: Auto, Portable or an x86 tier: AVX2 code),
