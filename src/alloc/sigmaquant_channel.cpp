@@ -14,7 +14,13 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
                                               const Budgets& budgets,
                                               const std::vector<int>& candidates, int abits,
                                               const std::map<std::string, int>& pinned, int group) {
-  const std::vector<int> cands = candidate_widths(candidates, ce.target());
+  // 0 among the candidates: channels may be pruned (the lowest-sigma cluster when k-means finds
+  // as many clusters as widths, else by the fitting's damage order, n·σ² for a pruned channel).
+  std::vector<int> nonzero;
+  for (int b : candidates)
+    if (b != 0) nonzero.push_back(b);
+  std::vector<int> cands = candidate_widths(nonzero, ce.target());
+  if (nonzero.size() < candidates.size()) cands.insert(cands.begin(), 0);
   DnasSpace s = make_dnas_space(g, cands, {abits}, pinned, true);
   DnasCostTable t = make_dnas_cost(s, g, ce, budgets);
 

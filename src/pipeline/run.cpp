@@ -1,7 +1,9 @@
 // One allocation run: request checks, the validation split, the method (through the registry),
 // the final QAT that never makes the result worse, the outputs and resume.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -133,8 +135,16 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
     fail("channel_group {}: expected 1..4096 (1: free per-channel widths; 16: the engine's tile)",
          r.channel_group);
   if (r.bits_set.empty()) fail("bits_set is empty");
-  for (int b : r.bits_set)
-    if (b < 1 || b > 8) fail("bits_set: {} is not a weight width in 1..8", b);
+  for (int b : r.bits_set) {
+    // Width 0 (a pruned output channel) only where a method assigns widths per channel from
+    // the bits set: sigmaquant-channel (dnas has its own dnas_wbits).
+    if (b == 0 && r.method != "sigmaquant-channel")
+      fail("bits_set {{{}}}: width 0 (pruned channels) is for method sigmaquant-channel (dnas: "
+           "dnas_wbits); method '{}' takes widths 1..8", fmt::join(r.bits_set, ","), r.method);
+    if (b < 0 || b > 8) fail("bits_set: {} is not a weight width in 0..8", b);
+  }
+  if (*std::max_element(r.bits_set.begin(), r.bits_set.end()) == 0)
+    fail("bits_set {{0}}: every channel pruned (expected a width in 1..8 besides 0)");
   if (r.first_last_bits != 0 && (r.first_last_bits < 1 || r.first_last_bits > 8))
     fail("first_last_bits {}: expected a width in 1..8 (0: not pinned)", r.first_last_bits);
   if (r.val_samples < 1) fail("val_samples {}: must be >= 1", r.val_samples);
@@ -357,7 +367,13 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
            req.target.name);
     Graph folded = fold_batchnorm(fp32);
     CostEvaluator ce(folded, req.target);
-    const std::vector<int> candidates = candidate_widths(req.bits_set, req.target);
+    // Width 0 (sigmaquant-channel's pruned channels) is not a storage width of the target.
+    const bool prune = std::count(req.bits_set.begin(), req.bits_set.end(), 0) > 0;
+    std::vector<int> candidates;
+    for (int b : req.bits_set)
+      if (b > 0) candidates.push_back(b);
+    candidates = candidate_widths(candidates, req.target);
+    if (prune) candidates.insert(candidates.begin(), 0);
     std::map<std::string, int> pinned;
     if (req.first_last_bits) {
       auto w = fp32.weight_layers();

@@ -2,6 +2,8 @@
 // expected-cost table against the evaluator, and the repair step.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "quant_models.h"
@@ -202,6 +204,63 @@ TEST(SigmaQuantChannel, FitsUsesTheBudgetAndFollowsSigma) {
   sq::Budgets impossible;
   impossible.weight_bytes = 0.05 * full;
   EXPECT_THROW(sq::sigmaquant_channel_phase1(g, ce, impossible, {2, 4, 8}, 8, {}), sq::Error);
+}
+
+// Width 0 among the candidates: a budget below every layer at 2 bits is met by pruning; within
+// a layer the pruned channels are those of smallest sigma (equal cost per channel: the damage
+// n·σ² orders them), the last layer keeps every channel, and the unpruned fit is unchanged
+// where the budget does not need pruning.
+TEST(SigmaQuantChannel, ZeroWidthPrunesTheSmallestSigmaWhereTheBudgetNeedsIt) {
+  Graph g = sqtest::resnet8_with_channel_spread();
+  sq::CostEvaluator ce(g, sq::builtin_target("size"));
+  const double full = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, 8)).weight_bytes);
+  sq::Budgets tight;
+  tight.weight_bytes = 0.2 * full;  // 2 bits everywhere is 0.25
+  EXPECT_THROW(sq::sigmaquant_channel_phase1(g, ce, tight, {2, 4, 8}, 8, {}), sq::Error);
+  sq::ChannelPhase1Result r = sq::sigmaquant_channel_phase1(g, ce, tight, {0, 2, 4, 8}, 8, {});
+  sq::validate_bits(r.bits, g, "pruned phase 1");
+  EXPECT_TRUE(sq::fits_budgets(ce.evaluate(r.bits), tight));
+  const std::vector<int> wl = g.weight_layers();
+  int pruned = 0;
+  for (int li : wl) {
+    const sq::Node& n = g.nodes[li];
+    const auto& lb = r.bits.layers.at(n.name);
+    if (lb.channel_wbits.empty()) continue;
+    const sq::Tensor& w = n.params.at("weight");
+    const int64_t per = static_cast<int64_t>(w.size()) / n.out_channels;
+    auto sigma = [&](int64_t c) {
+      double m = 0, m2 = 0;
+      for (int64_t i = 0; i < per; ++i) {
+        const double v = w.data[static_cast<size_t>(c * per + i)];
+        m += v;
+        m2 += v * v;
+      }
+      m /= static_cast<double>(per);
+      return std::sqrt(std::max(0.0, m2 / static_cast<double>(per) - m * m));
+    };
+    double max_pruned = -1, min_kept = 1e30;
+    for (int64_t c = 0; c < n.out_channels; ++c) {
+      if (lb.channel_wbits[c] == 0) {
+        ++pruned;
+        max_pruned = std::max(max_pruned, sigma(c));
+      } else {
+        min_kept = std::min(min_kept, sigma(c));
+      }
+    }
+    if (li == wl.back()) {
+      EXPECT_LT(max_pruned, 0) << "the last layer lost a channel";
+    }
+    if (max_pruned >= 0) {
+      EXPECT_LE(max_pruned, min_kept + 1e-12) << n.name;
+    }
+  }
+  EXPECT_GT(pruned, 0);
+  // A budget that 2..8 bits meet: pruning is not needed, and nothing is pruned.
+  sq::Budgets loose;
+  loose.weight_bytes = 0.7 * full;
+  sq::ChannelPhase1Result lr = sq::sigmaquant_channel_phase1(g, ce, loose, {0, 2, 4, 8}, 8, {});
+  for (const auto& [name, lb] : lr.bits.layers)
+    for (int b : lb.channel_wbits) EXPECT_NE(b, 0) << name;
 }
 
 }  // namespace

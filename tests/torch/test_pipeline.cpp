@@ -244,6 +244,17 @@ TEST(Pipeline, RequestErrorsNameTheField) {
             std::string::npos);
   r = small_request(g, "no-such-method");
   EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(r, d); }).find("sigmaquant"), std::string::npos);
+  // Width 0 (pruned channels) is sigmaquant-channel's only; all zeros is refused for it too.
+  r = small_request(g, "hessian");
+  r.bits_set = {0, 2, 4, 8};
+  EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(r, d); })
+                .find("bits_set {0,2,4,8}: width 0 (pruned channels) is for method "
+                      "sigmaquant-channel"),
+            std::string::npos);
+  r = small_request(g, "sigmaquant-channel");
+  r.bits_set = {0};
+  EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(r, d); }).find("every channel pruned"),
+            std::string::npos);
   r = small_request(sq::make_zoo_model("lenet5", {1, 12, 12}, 10, 1), "uniform");
   EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(r, d); }).find("expects"), std::string::npos);
 }

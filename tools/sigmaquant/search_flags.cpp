@@ -49,7 +49,9 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
                   "accuracy to reach, in percent (default: FP32 minus --max-drop)");
   cmd->add_option("--max-drop", s.max_drop, "accepted accuracy drop from FP32, in points")
       ->capture_default_str();
-  cmd->add_option("--bits-set", s.bits_set, "candidate weight bitwidths (the paper's: 2,4,8)")
+  cmd->add_option("--bits-set", s.bits_set,
+                  "candidate weight bitwidths (the paper's: 2,4,8); sigmaquant-channel also takes 0 "
+                  "(pruned channels)")
       ->capture_default_str();
   cmd->add_option("--abits", s.abits, "activation bits")->capture_default_str();
   cmd->add_option("--abits-set", s.abits_set,
@@ -129,7 +131,8 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.avg_bits = s.avg_bits;
   r.accuracy_target = pct(s.accuracy_target, "--accuracy-target");
   r.max_drop = pct(s.max_drop, "--max-drop");
-  r.bits_set = parse_bits_set(s.bits_set);
+  // 0 (pruned channels) is sigmaquant-channel's; the pipeline names other methods that get it.
+  r.bits_set = parse_width_list(s.bits_set, "--bits-set", 0, 8);
   r.abits = s.abits;
   if (!s.abits_set.empty()) {
     r.abits_set = parse_width_list(s.abits_set, "--abits-set", sq::kMinActBits, sq::kMaxActBits);
