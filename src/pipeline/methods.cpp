@@ -470,10 +470,10 @@ MethodResult run_dnas_channel(MethodContext& c) { return run_dnas(c, true); }
 
 // ---- sigmaquant-channel: Phase 1 per output channel, then the final QAT ----
 
-MethodResult run_sigmaquant_channel(MethodContext& c) {
+MethodResult sigmaquant_channel_with(MethodContext& c, const std::vector<int>& candidates) {
   MethodResult out;
   ChannelPhase1Result p1 =
-      sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, c.candidates, c.request.abits,
+      sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, candidates, c.request.abits,
                                 c.pinned, c.request.channel_group);
   c.log.clusters = {{"k", p1.k},
                     {"centers", p1.centers},
@@ -482,6 +482,17 @@ MethodResult run_sigmaquant_channel(MethodContext& c) {
                     {"channel_group", c.request.channel_group}};
   out.bits = p1.bits;
   return out;
+}
+
+MethodResult run_sigmaquant_channel(MethodContext& c) {
+  return sigmaquant_channel_with(c, c.candidates);
+}
+
+// sigmaquant-prune: the same with 0 (a pruned channel) added to the candidate widths.
+MethodResult run_sigmaquant_prune(MethodContext& c) {
+  std::vector<int> cands = c.candidates;
+  if (std::find(cands.begin(), cands.end(), 0) == cands.end()) cands.insert(cands.begin(), 0);
+  return sigmaquant_channel_with(c, cands);
 }
 MethodResult run_dnas_layer(MethodContext& c) { return run_dnas(c, false); }
 
@@ -513,6 +524,10 @@ Registry& registry() {
          "SigmaQuant Phase 1 per output channel (sigma per channel, "
          "k-means, budget fitting per channel); no Phase 2",
          false, run_sigmaquant_channel},
+        {"sigmaquant-prune",
+         "sigmaquant-channel with width 0 among the candidates: the smallest-sigma channels "
+         "pruned where the budget needs it",
+         false, run_sigmaquant_prune},
         {"dnas",
          "Risso et al., IGSC 2022: differentiable search of per-channel weight widths "
          "(0 = pruned) and activation widths, lambda chosen to meet the budgets",

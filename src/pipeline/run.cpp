@@ -137,10 +137,11 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
   if (r.bits_set.empty()) fail("bits_set is empty");
   for (int b : r.bits_set) {
     // Width 0 (a pruned output channel) only where a method assigns widths per channel from
-    // the bits set: sigmaquant-channel (dnas has its own dnas_wbits).
-    if (b == 0 && r.method != "sigmaquant-channel")
-      fail("bits_set {{{}}}: width 0 (pruned channels) is for method sigmaquant-channel (dnas: "
-           "dnas_wbits); method '{}' takes widths 1..8", fmt::join(r.bits_set, ","), r.method);
+    // the bits set: sigmaquant-channel / -prune (dnas has its own dnas_wbits).
+    if (b == 0 && r.method != "sigmaquant-channel" && r.method != "sigmaquant-prune")
+      fail("bits_set {{{}}}: width 0 (pruned channels) is for method sigmaquant-channel (or "
+           "sigmaquant-prune, which adds it; dnas: dnas_wbits); method '{}' takes widths 1..8",
+           fmt::join(r.bits_set, ","), r.method);
     if (b < 0 || b > 8) fail("bits_set: {} is not a weight width in 0..8", b);
   }
   if (*std::max_element(r.bits_set.begin(), r.bits_set.end()) == 0)
