@@ -30,26 +30,14 @@ void acc_ref(const ConvShape& s, const IntLayer& L, const uint8_t* x, int64_t* a
 
 __attribute__((always_inline)) inline void acc_by_patches(const ConvShape& s, const IntLayer& L,
                                                            const uint8_t* x, int64_t* acc) {
-  const Window2d& w = s.window;
   const int64_t oh = s.out_h(), ow = s.out_w(), pix = oh * ow;
-  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups;
-  const int64_t kh = w.kernel_h, kw = w.kernel_w, taps = icg * kh * kw;
-  const int64_t in_h = s.in_h, in_w = s.in_w;
-  const int32_t zp = L.in_zero_point;
+  const int64_t ocg = s.out_c / s.groups;
+  const int64_t taps = s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w;
   int32_t* __restrict col = reinterpret_cast<int32_t*>(acc + s.out_size());
   for (int64_t g = 0; g < s.groups; ++g)
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
-        for (int64_t i = 0; i < icg; ++i)
-          for (int64_t ky = 0; ky < kh; ++ky) {
-            const int64_t iy = oy * w.stride_h - w.pad_top + ky * w.dilation_h;
-            for (int64_t kx = 0; kx < kw; ++kx) {
-              const int64_t ix = ox * w.stride_w - w.pad_left + kx * w.dilation_w;
-              const bool in = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
-              col[(i * kh + ky) * kw + kx] =
-                  in ? static_cast<int32_t>(x[((g * icg + i) * in_h + iy) * in_w + ix]) - zp : 0;
-            }
-          }
+        gather_patch(s, x, L.in_zero_point, g, oy, ox, col);
         for (int64_t oc = g * ocg; oc < (g + 1) * ocg; ++oc) {
           const int32_t* __restrict wr = L.weights.data() + oc * taps;
           int64_t total = L.bias[oc];

@@ -150,6 +150,30 @@ void push_requant_table(Context& c, int node, const Context::Val& in, int q_node
 int push_maxpool(Context& c, int node, int in_buf);
 // maxpool_u8_ref's codes, without its per-tap bounds checks (optimized plans).
 void maxpool_u8_fast(const PoolShape& s, const uint8_t* x, uint8_t* y);
+// Output pixel (oy, ox)'s patch of group g of a conv, x − zp per tap in the weights' order
+// (channel, ky, kx), 0 for padded taps: what conv_grouped.cpp's patches and conv_pool.cpp's
+// accumulators dot the weight rows with. Inlined into each caller's target (AVX2 or not).
+__attribute__((always_inline)) inline void gather_patch(const ConvShape& s, const uint8_t* x,
+                                                        int32_t zp, int64_t g, int64_t oy,
+                                                        int64_t ox, int32_t* col) {
+  const Window2d& w = s.window;
+  const int64_t icg = s.in_c / s.groups, kh = w.kernel_h, kw = w.kernel_w;
+  const int64_t in_h = s.in_h, in_w = s.in_w;
+  for (int64_t i = 0; i < icg; ++i) {
+    const uint8_t* xi = x + (g * icg + i) * in_h * in_w;
+    for (int64_t ky = 0; ky < kh; ++ky) {
+      const int64_t iy = oy * w.stride_h - w.pad_top + ky * w.dilation_h;
+      int32_t* c = col + (i * kh + ky) * kw;
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        const int64_t ix = ox * w.stride_w - w.pad_left + kx * w.dilation_w;
+        c[kx] = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w
+                    ? static_cast<int32_t>(xi[iy * in_w + ix]) - zp
+                    : 0;
+      }
+    }
+  }
+}
+
 // conv_grouped.cpp: grouped / depthwise convs (groups > 1) of optimized plans: conv2d_u8_ref's
 // bytes a row of int32 lanes at a time. The step for shape s in c's plan, or nullptr (reference
 // plans, groups = 1, a window of 66,310 taps or more: int32 could overflow; a window wider than
