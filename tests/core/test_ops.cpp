@@ -3,6 +3,7 @@
 // refused otherwise), so a new Op without its registry line fails here rather than in a model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -133,4 +134,38 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
   EXPECT_GT(cases, 150);
   EXPECT_TRUE(sq::ops::grouped_conv_fits(sq::ConvShape{4096, 3, 3, 4096, sq::Window2d::square(3, 1, 1), 1}));
   EXPECT_FALSE(sq::ops::grouped_conv_fits(sq::ConvShape{8192, 3, 3, 8192, sq::Window2d::square(3, 1, 1), 1}));
+}
+
+// The optimized plans' mul equals mul_u8_ref: element-wise and per-channel gates (per 1, 7, 64,
+// a last run shorter than per), zero points 0..255, output ranges, multipliers from tiny to >= 1
+// (the left-shift path) and a bias-like offset.
+TEST(GraphExecutorOps, FastMulEqualsTheReference) {
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> code(0, 255);
+  int cases = 0;
+  for (int64_t per : {1, 7, 64})
+    for (double scale : {1e-6, 0.003, 0.02, 0.7, 3.0})
+      for (int zp : {0, 128, 255}) {
+        sq::MulParams p;
+        p.zp_a = zp;
+        p.zp_b = 255 - zp;
+        p.zp_out = (zp + 17) % 256;
+        p.lo = cases % 3 == 0 ? 0 : 20;
+        p.hi = cases % 3 == 0 ? 255 : 200;
+        p.per = per;
+        p.m = sq::quantize_multiplier(scale);
+        // The largest offset integerize writes (2^30 units of 2^−shift; mul's own is 0): at
+        // scale 0.02 (shift 36) 1/64 of an output step, which moves some roundings.
+        if (cases % 2 && p.m.shift > 0) p.m.offset = int64_t{1} << 30;
+        const int64_t n = per * 5 - (per > 1 ? 3 : 0);  // the last gate covers fewer elements
+        std::vector<uint8_t> a(static_cast<size_t>(n)), b(static_cast<size_t>((n + per - 1) / per));
+        for (auto& v : a) v = static_cast<uint8_t>(code(rng));
+        for (auto& v : b) v = static_cast<uint8_t>(code(rng));
+        std::vector<uint8_t> want(a.size(), 1), got(a.size(), 2);
+        sq::mul_u8_ref(p, a.data(), b.data(), n, want.data());
+        sq::ops::mul_u8_fast(p, a.data(), b.data(), n, got.data());
+        ASSERT_EQ(got, want) << "per " << per << " scale " << scale << " zp " << zp;
+        ++cases;
+      }
+  EXPECT_EQ(cases, 45);
 }

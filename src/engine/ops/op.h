@@ -185,6 +185,8 @@ bool grouped_conv_fits(const ConvShape& s);
 enum class GroupedMethod { Auto, Rows, Patches };
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
                           Isa isa, GroupedMethod m = GroupedMethod::Auto);
+// mul.cpp: mul_u8_ref's bytes without a division or a 128-bit product per element.
+void mul_u8_fast(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
 // is no point but goes through ReLU/ReLU6 into an average pooling: one fused step.
 void push_conv_pool(Context& c, int node, Step st);
