@@ -813,7 +813,8 @@ TEST(OnnxImport, ZeroPadBeforeConvAndFoldedPadArithmetic) {
     b.init_i64("sp", {2});
     b.node("Slice", "even", {"all", "st", "en", "ax", "sp"}, {"pads"});
   });
-  const sq::Window2d& w2 = strided.import().node("conv").window;
+  const sq::Graph g2 = strided.import();
+  const sq::Window2d& w2 = g2.node("conv").window;
   EXPECT_EQ(w2.pad_top, 2);
   EXPECT_EQ(w2.pad_left, 1);
   EXPECT_EQ(w2.pad_bottom, 3);
