@@ -3,7 +3,8 @@
 # docs/results.md, "torchvision networks"): exported by torch.onnx.export at opsets 13 and 17,
 # imported, FP32 logits against ONNX Runtime's; then W8A8 `ptq`, and the engine, the C export and
 # ONNX Runtime on the QDQ export against the simulated quantized model; then `quantize`
-# (SigmaQuant, short) and the engine against its simulation.
+# (SigmaQuant, short) and the engine against its simulation; and the sensitivity floor: the
+# engine against itself on the test images with 6 pixels moved by one grey level.
 #
 # Usage: bench/torchvision.sh [BIN] [OUT_DIR]
 #   MODELS   (default: every model of scripts/make_torchvision_bench.py) comma-separated
@@ -100,6 +101,15 @@ for M in ${MODELS//,/ }; do
     step sqm "$D/w8a8.sqm" "$BIN" export -m "$D/w8a8.sqg" --format sqm -o "$D/w8a8.sqm"
     step engine "$D/engine.f32" "$BIN" run -m "$D/w8a8.sqm" "${DATA[@]}" --threads "$THREADS" \
       --quiet --logits "$D/engine.f32"
+    # The sensitivity floor: the engine on the same images with 6 pixels moved by one grey level
+    # (bench/perturb_images.py) — a runtime with other rounding cannot agree better than this.
+    step perturb "$D/perturbed/test_images.npy" $PY "$ROOT/bench/perturb_images.py" "$D/data" \
+      "$D/perturbed"
+    step engine-perturbed "$D/engine-perturbed.f32" "$BIN" run -m "$D/w8a8.sqm" --data npy \
+      --data-dir "$D/perturbed" --classes 1000 --threads "$THREADS" --quiet \
+      --logits "$D/engine-perturbed.f32"
+    [ -f "$D/engine.f32" ] && [ -f "$D/engine-perturbed.f32" ] &&
+      R[floor]=$($CMP "$D/engine-perturbed.f32" "$D/engine.f32" --ref "$FP32" --classes 1000 --json)
     step qdq "$D/w8a8.onnx" "$BIN" export -m "$D/w8a8.sqg" --format onnx -o "$D/w8a8.onnx"
     step ort-qdq "$D/ort-qdq.f32" $ORT "$D/w8a8.onnx" "$D/test_images.f32" "$D/ort-qdq.f32" \
       --shape "3,$MSIZE,$MSIZE" --batch 16 --threads "$THREADS"

@@ -19,6 +19,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -460,6 +461,14 @@ class GraphExecutor {
   void run(const float* image, float* logits);
   // The same from an already-quantized input (codes at input_point()'s scale and zero point).
   void run_quantized(const uint8_t* x, float* logits);
+  struct Step;
+  // run() that calls trace with the input's codes (step = nullptr), then after every step that
+  // writes codes (not the logits) with the step and its whole output buffer (a concat's buffer
+  // after each input's step: the last call for a buffer holds it complete): the codes at every
+  // quantization point, to find where another runtime of the same model (the ONNX QDQ export, a
+  // port) first departs from this one.
+  using Trace = std::function<void(const Step* step, const uint8_t* codes, int64_t bytes)>;
+  void run_traced(const float* image, float* logits, const Trace& trace);
   const ActQuant& input_point() const { return in_q_; }
   // One line per step ("conv stage1.block1.a.conv [avx2_maddubs] 1024 B @ 0"), for `info`/tests.
   std::vector<std::string> describe() const;
@@ -550,6 +559,7 @@ class GraphExecutor {
   ActQuant in_q_;
   std::vector<float> mean_, std_;  // per input channel (std 0 → 1, as normalized_image)
   int64_t input_size_ = 0, output_size_ = 0, input_plane_ = 0;
+  const Trace* trace_ = nullptr;  // during run_traced only
 };
 
 }  // namespace sq

@@ -24,9 +24,9 @@ namespace sq {
 struct Requant {
   int32_t multiplier = 0;  // in [2^30, 2^31), or 0 for M = 0
   int shift = 0;           // right shift; may be negative (left shift) when M >= 1
-  // Added to acc · multiplier before the rounding shift (units of 2^−shift output steps): the
-  // part of a layer's float bias that its int32 bias cannot hold (channel_bias), so the output
-  // rounds as if the bias were exact. |offset| <= 2^30; 0 when shift <= 0.
+  // Added to acc · multiplier before the rounding shift (units of 2^−shift output steps).
+  // channel_bias leaves it 0 (the bias is the int32 bias, as in every integer runtime); the
+  // kernels keep it for requantizations that need one. |offset| <= 2^30; 0 when shift <= 0.
   int64_t offset = 0;
 };
 Requant quantize_multiplier(double m);
@@ -38,11 +38,14 @@ double accumulator_unit(float in_scale, float weight_scale);
 int32_t requantize(int64_t acc, const Requant& r);  // saturates to int32
 
 // A weight layer's constants for output channel c from its float bias b and accumulator unit:
-// bias = round_half_even(b / unit) (saturated to int32) and, for a quantized output
-// (out_scale > 0), requant = quantize_multiplier(unit / out_scale) whose offset carries the
-// remainder b / unit − bias. integerize() and model-file loaders both call this.
+// bias = round_half_even(b / unit) (saturated to int32), bias_float = bias · unit (the bias the
+// quantized model adds: the simulation rounds it the same way, QuantSim::bias, and so do ONNX's
+// QLinearConv, TFLite and CMSIS-NN, so every runtime computes the same integers), and, for a
+// quantized output (out_scale > 0), requant = quantize_multiplier(unit / out_scale).
+// integerize() and model-file loaders both call this.
 struct ChannelBias {
   int32_t bias = 0;
+  float bias_float = 0;
   Requant requant;
 };
 ChannelBias channel_bias(float b, double unit, float out_scale);
@@ -57,7 +60,7 @@ struct IntLayer {
   float in_scale = 1;
   int32_t in_zero_point = 0;
   std::vector<int32_t> bias;  // per output channel, in units of s_x · s_w[c]
-  std::vector<float> bias_float;  // the float bias it comes from (0 without one), per channel
+  std::vector<float> bias_float;  // bias · unit: the rounded float bias (0 without one), per channel
   int out_node = -1;          // the quantization point it writes (-1: float output)
   float out_scale = 0;
   int32_t out_zero_point = 0, out_lo = 0, out_hi = 0;

@@ -231,6 +231,17 @@ void GraphExecutor::run(const float* image, float* logits) {
   execute(logits);
 }
 
+void GraphExecutor::run_traced(const float* image, float* logits, const Trace& trace) {
+  trace_ = &trace;
+  try {
+    run(image, logits);
+  } catch (...) {
+    trace_ = nullptr;
+    throw;
+  }
+  trace_ = nullptr;
+}
+
 void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
   std::memcpy(buf(0), x, static_cast<size_t>(input_size_));
   execute(logits);
@@ -239,7 +250,16 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
 void GraphExecutor::execute(float* logits) {
   const ops::Run r{arena_.data(), buffers_.data(),   layers_.data(), fast_.data(),
                    luts_.data(),  add_terms_.data(), acc_.data(),    logits};
-  for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
+  if (!trace_) {
+    for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
+    return;
+  }
+  (*trace_)(nullptr, buf(0), input_size_);
+  for (size_t k = 0; k < steps_.size(); ++k) {
+    const Step& st = steps_[k];
+    step_types_[k]->eval(r, st);
+    if (st.out >= 0) (*trace_)(&st, buf(st.out), buffers_[st.out].bytes);
+  }
 }
 
 std::vector<std::string> GraphExecutor::describe() const {

@@ -400,7 +400,7 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
       const ChannelBias cb =
           channel_bias(b, accumulator_unit(L.in_scale, sw), L.out_node >= 0 ? L.out_scale : 0.0f);
       L.bias.push_back(cb.bias);
-      L.bias_float.push_back(b);
+      L.bias_float.push_back(cb.bias_float);
       L.requant.push_back(cb.requant);
     }
     m.model.layers.push_back(std::move(L));

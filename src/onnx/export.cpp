@@ -11,6 +11,7 @@
 #include "onnx_util.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
+#include "sigmaquant/integerize.h"
 #include "sigmaquant/onnx.h"
 #include "sigmaquant/transform.h"
 
@@ -254,13 +255,12 @@ class Exporter {
              ">= 0)",
              n.name, c, s[c]);
     std::vector<int32_t> q = quantized_weights(qm_, n.name);
-    const float in_scale = act_of(n.inputs[0]).scale;
     for (int64_t c = 0; c < out; ++c)
       if (s[c] == 0 || lb.channel_bits(c) == 0) {
-        // Pruned channel: its integers are 0 and any positive scale will do; pick one that
-        // leaves the int32 bias (at in_scale * s) about 2^20 steps for its value.
-        const float b = n.has_bias ? std::fabs(n.params.at("bias").data[c]) : 0.0f;
-        s[c] = std::max(b, 1e-3f) / (in_scale * 1048576.0f);
+        // Pruned channel: its integers are 0; scale 1 makes the int32 bias's unit in_scale,
+        // the accumulator unit the engine and the simulation round a pruned channel's bias to
+        // (accumulator_unit).
+        s[c] = 1.0f;
         std::fill(q.begin() + c * (w.size() / out), q.begin() + (c + 1) * (w.size() / out), 0);
       }
     std::string qn = unique(n.name + ".weight_quantized"), sn = unique(n.name + ".weight_scale"),
@@ -292,8 +292,8 @@ class Exporter {
   }
 
   // int32 bias at scale in_scale * weight_scale[c] behind a DequantizeLinear (the form ORT's
-  // QDQ fusion takes into QLinearConv / QGemm); call after weight(i). The rounding is the
-  // accumulator's unit, far below one output step.
+  // QDQ fusion takes into QLinearConv / QGemm); call after weight(i). The same int32 bias as
+  // integerize's (channel_bias): the simulation and the engine round the bias to it too.
   std::string bias(int i) {
     const Node& n = g_.nodes[i];
     const Tensor& b = n.params.at("bias");
@@ -310,7 +310,8 @@ class Exporter {
     std::vector<int32_t> q(static_cast<size_t>(out));
     for (int64_t c = 0; c < out; ++c) {
       scale[c] = in_scale * weight_scale_.at(c);
-      const double v = std::nearbyint(static_cast<double>(b.data[c]) / scale[c]);
+      const double unit = accumulator_unit(in_scale, weight_scale_.at(c));
+      const double v = std::nearbyint(static_cast<double>(b.data[c]) / unit);
       if (!(std::fabs(v) <= 2147483647.0))
         fail("export_onnx: '{}': channel {} bias {} does not fit int32 at scale {} (input scale {} "
              "x weight scale {})",

@@ -55,12 +55,8 @@ ChannelBias channel_bias(float b, double unit, float out_scale) {
   const double exact = b / unit;
   const double q = std::clamp(std::nearbyint(exact), double(INT32_MIN), double(INT32_MAX));
   cb.bias = static_cast<int32_t>(q);
-  if (out_scale > 0) {
-    cb.requant = quantize_multiplier(unit / out_scale);
-    const double frac = exact - q;  // in [−0.5, 0.5] unless the bias saturated
-    if (cb.requant.shift > 0 && std::fabs(frac) <= 0.5)
-      cb.requant.offset = std::llround(frac * cb.requant.multiplier);
-  }
+  cb.bias_float = static_cast<float>(q * unit);
+  if (out_scale > 0) cb.requant = quantize_multiplier(unit / out_scale);
   return cb;
 }
 
@@ -124,7 +120,7 @@ IntModel integerize(const QuantModel& qm) {
       const ChannelBias cb =
           channel_bias(b, accumulator_unit(in.scale, sw), L.out_node >= 0 ? L.out_scale : 0.0f);
       L.bias.push_back(cb.bias);
-      L.bias_float.push_back(b);
+      L.bias_float.push_back(cb.bias_float);
       L.requant.push_back(cb.requant);
     }
     im.layers.push_back(std::move(L));

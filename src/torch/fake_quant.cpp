@@ -155,6 +155,9 @@ torch::Tensor QuantSim::weight(int node, const torch::Tensor& w) {
   } else if (wm_ == WeightMode::LSQ) {
     s = scale_grad(q.scale, q.grad_scale).abs().clamp_min(1e-12);
   }
+  last_wscale_[node] = torch::where(q.qmax > 0, s.detach(), torch::ones_like(q.qmax))
+                          .reshape(-1)
+                          .expand({q.qmax.size(0)});
   torch::Tensor v = w / s;
   torch::Tensor r = round_ste(torch::max(torch::min(v, q.qmax), -q.qmax));
   torch::Tensor sign = torch::where(v >= 0, torch::ones_like(v), -torch::ones_like(v));
@@ -189,6 +192,19 @@ torch::Tensor QuantSim::act(int node, const torch::Tensor& x) {
   torch::Tensor v = torch::clamp(x / s + static_cast<double>(a.zero_point), 0.0,
                                  static_cast<double>(a.qmax));
   return (round_ste(v) - static_cast<double>(a.zero_point)) * s;
+}
+
+torch::Tensor QuantSim::bias(int node, int input_node, const torch::Tensor& b) {
+  // Only the model as it will run (fixed scales): while scales are learned a rounding step
+  // would make the forward jump with every tiny change of a scale (data-parallel ranks would
+  // drift apart), and it is far below one output step (PyTorch's QAT keeps the float bias too).
+  if (wm_ != WeightMode::Fixed || am_ != ActMode::Fixed) return b;
+  auto ai = acts_.find(input_node);
+  auto wi = last_wscale_.find(node);
+  if (ai == acts_.end() || wi == last_wscale_.end()) return b;
+  const torch::Tensor sx = torch::tensor(static_cast<float>(ai->second.scale_value));
+  const torch::Tensor unit = (sx * wi->second).to(b.dtype());
+  return round_ste(b / unit) * unit;
 }
 
 void QuantSim::import_from(const QuantModel& qm) {

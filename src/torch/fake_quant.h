@@ -35,6 +35,12 @@ class QuantHook : public torch::nn::Module {
   virtual bool quantizes_act(int node) const = 0;
   virtual torch::Tensor weight(int node, const torch::Tensor& w) = 0;
   virtual torch::Tensor act(int node, const torch::Tensor& x) = 0;
+  // The bias a weight layer adds, called after weight(node, ·): as given here; QuantSim rounds it
+  // to the accumulator's unit s_x · s_w[c] (the int32 bias of every integer runtime).
+  virtual torch::Tensor bias(int node, int input_node, const torch::Tensor& b) {
+    (void)node, (void)input_node;
+    return b;
+  }
   // Global batch / this rank's batch in data-parallel training (1 otherwise): LSQ's activation
   // gradient scale 1/sqrt(numel * qmax) counts the global batch's elements, so that W ranks
   // train exactly like one process with the W-times larger batch.
@@ -53,6 +59,13 @@ class QuantSim : public QuantHook {
   bool quantizes_act(int node) const override { return acts_.count(node) > 0; }
   torch::Tensor weight(int node, const torch::Tensor& w) override;
   torch::Tensor act(int node, const torch::Tensor& x) override;
+  // With fixed scales (the quantized model as it runs: evaluation, PTQ, Phase 2's KL):
+  // round(b / unit) · unit per output channel, unit = s_x · s_w[c] (s_w = 1 for a pruned
+  // channel), s_x the input point's scale, s_w the weight scale of the last weight(node) call;
+  // the straight-through estimator passes b's gradient. b as given while scales are learned
+  // (QAT: see fake_quant.cpp), when the input is not a quantized point (weights-only
+  // calibration) or weight(node) was not called.
+  torch::Tensor bias(int node, int input_node, const torch::Tensor& b) override;
   // Writes the current (possibly learned) scales into qm.
   void export_to(QuantModel& qm) const;
   // Loads qm's scales into this module's tensors (in place, so optimizer state stays attached).
@@ -77,6 +90,7 @@ class QuantSim : public QuantHook {
   ActMode am_;
   std::map<int, W> weights_;
   std::map<int, A> acts_;
+  std::map<int, torch::Tensor> last_wscale_;  // per weight layer: [out] scales of the last weight()
   std::vector<std::string> names_;
 };
 

@@ -52,10 +52,12 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
     const Node& n = graph_.nodes[i];
     auto& p = params_[i];
     const torch::Tensor& in = n.inputs.empty() ? x : v[n.inputs[0]];
-    torch::Tensor w;
-    if (is_weight_layer(n))
-      w = quant_ && quant_->quantizes_weight(static_cast<int>(i)) ? quant_->weight(i, p.at("weight"))
-                                                                  : p.at("weight");
+    torch::Tensor w, b;
+    if (is_weight_layer(n)) {
+      const bool q = quant_ && quant_->quantizes_weight(static_cast<int>(i));
+      w = q ? quant_->weight(i, p.at("weight")) : p.at("weight");
+      if (n.has_bias) b = q ? quant_->bias(i, n.inputs[0], p.at("bias")) : p.at("bias");
+    }
     switch (n.op) {
       case Op::Input:
         v[i] = x;
@@ -65,14 +67,14 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
         const Window2d& win = n.window;
         const bool sym = win.pad_top == win.pad_bottom && win.pad_left == win.pad_right;
         const torch::Tensor xin = sym ? in : pad_window(in, win, 0.0);
-        v[i] = torch::conv2d(xin, w, n.has_bias ? p.at("bias") : torch::Tensor(),
+        v[i] = torch::conv2d(xin, w, b,
                              {win.stride_h, win.stride_w},
                              {sym ? win.pad_top : 0, sym ? win.pad_left : 0},
                              {win.dilation_h, win.dilation_w}, n.groups);
         break;
       }
       case Op::Linear:
-        v[i] = torch::linear(in, w, n.has_bias ? p.at("bias") : torch::Tensor());
+        v[i] = torch::linear(in, w, b);
         break;
       case Op::BatchNorm:
         if (sync_bn_ && is_training()) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "sigmaquant/integerize.h"
 #include "sigmaquant/qmodel.h"
 #include "sigmaquant/transform.h"
 #include "sigmaquant/zoo.h"
@@ -68,7 +69,21 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
             w[k] = static_cast<float>(q[k]) * (s.size() == 1 ? s[0] : s[c]);
           }
         }
-        const float* b = n.has_bias ? n.params.at("bias").data.data() : nullptr;
+        std::vector<float> bq;  // quantized: the bias rounded to the accumulator unit
+        if (quantize && n.has_bias) {
+          const auto& s = qm.weight_scales.at(n.name);
+          const float sx = qm.acts.at(g.nodes[n.inputs[0]].name).scale;
+          const sq::LayerBits& lb = qm.bits.for_layer(n.name);
+          for (int64_t c = 0; c < n.out_channels; ++c) {
+            const float sw = lb.channel_bits(c) == 0 ? 0.0f : (s.size() == 1 ? s[0] : s[c]);
+            const double unit = sq::accumulator_unit(sx, sw);
+            bq.push_back(static_cast<float>(
+                std::nearbyint(double(n.params.at("bias").data[c]) / unit) * unit));
+          }
+        }
+        const float* b = !n.has_bias ? nullptr
+                         : quantize  ? bq.data()
+                                     : n.params.at("bias").data.data();
         if (n.op == sq::Op::Linear) {
           const int64_t f = static_cast<int64_t>(in.size());
           y.assign(static_cast<size_t>(n.out_channels), 0.0f);

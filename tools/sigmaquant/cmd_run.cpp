@@ -7,6 +7,7 @@
 #include "common.h"
 #include "engine_runner.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/fileutil.h"
 #include "sigmaquant/quantize.h"
 #include "sigmaquant/sqm.h"
 #include "sigmaquant/train.h"
@@ -23,9 +24,49 @@ struct RunFlags {
   std::string compare;
   std::string logits;
   bool plan = false;
+  std::string trace;
+  int64_t trace_image = 0;
 };
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
+
+// --trace: one image through the engine, the input's codes (step -1, node "input") and every
+// step's output codes to PREFIX.u8 (concatenated in step order) and what they are to
+// PREFIX.json; both written atomically.
+void trace_one(const RunFlags& f, const sq::SqmModel& m, const sq::Dataset& set) {
+  if (f.trace_image < 0 || f.trace_image >= set.size())
+    sq::fail("--trace-image {} is out of range: {} has {} {} images", f.trace_image, set.name,
+             set.size(), f.split);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model);
+  const std::vector<std::string> plan = ex.describe();
+  const sq::GraphExecutor::Step* first = ex.steps().data();
+  std::string codes;
+  nlohmann::json steps = nlohmann::json::array();
+  std::vector<float> logits(static_cast<size_t>(ex.output_size()));
+  ex.run_traced(set.images.data() + f.trace_image * ex.input_size(), logits.data(),
+                [&](const sq::GraphExecutor::Step* st, const uint8_t* q, int64_t bytes) {
+                  const int64_t k = st ? st - first : -1;  // -1: the input's codes
+                  steps.push_back({{"step", k},
+                                   {"node", st ? st->name : "input"},
+                                   {"plan", st ? plan[static_cast<size_t>(k)] : "input"},
+                                   {"offset", codes.size()},
+                                   {"bytes", bytes}});
+                  codes.append(reinterpret_cast<const char*>(q), static_cast<size_t>(bytes));
+                });
+  const sq::ActQuant& in = ex.input_point();
+  nlohmann::json j = {{"model", f.model},
+                      {"image", f.trace_image},
+                      {"split", f.split},
+                      {"label", set.labels[static_cast<size_t>(f.trace_image)]},
+                      {"input", {{"scale", in.scale}, {"zero_point", in.zero_point}}},
+                      {"codes", f.trace + ".u8"},
+                      {"steps", steps},
+                      {"logits", logits}};
+  sq::write_file_atomic(f.trace + ".u8", codes);
+  sq::write_file_atomic(f.trace + ".json", j.dump(1) + "\n");
+  fmt::print("traced image {} of {} through {} steps: {}.json, {}.u8 ({} bytes)\n",
+             f.trace_image, set.name, steps.size(), f.trace, f.trace, codes.size());
+}
 
 void run_run(const RunFlags& f) {
   if (f.split != "test" && f.split != "train")
@@ -50,6 +91,10 @@ void run_run(const RunFlags& f) {
   if (set.num_classes > m.graph.num_classes)
     sq::fail("{}: the model has {} classes, {} has {}", f.model, m.graph.num_classes, set.name,
              set.num_classes);
+  if (!f.trace.empty()) {
+    trace_one(f, m, set);
+    return;
+  }
   std::vector<sq::GraphExecutor> ex;
   for (int t = 0; t < f.common.threads; ++t)
     ex.push_back(sq::GraphExecutor::prepare(m.graph, m.model));
@@ -136,6 +181,12 @@ void add_run(CLI::App& app) {
   cmd->add_flag("--plan", f->plan,
                 "print the engine's plan (each step: kernel, output bytes and arena offset) and "
                 "exit, without data");
+  cmd->add_option("--trace", f->trace,
+                  "run one image (--trace-image) and write its input codes and every step's output codes to "
+                  "PREFIX.u8 and their index (node, kernel, offset, bytes) to PREFIX.json: "
+                  "for finding where another runtime of the model departs from the engine");
+  cmd->add_option("--trace-image", f->trace_image, "the image --trace runs (index in the split)")
+      ->capture_default_str();
   add_common_flags(cmd, f->common);
   cmd->callback([f] { run_run(*f); });
 }
