@@ -14,6 +14,7 @@
 
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
+#include "sigmaquant/integerize.h"
 #include "sigmaquant/onnx.h"
 #include "sigmaquant/qmodel.h"
 #include "test_util.h"
@@ -264,6 +265,41 @@ TEST(OnnxExport, PerChannelBitsAndPrunedChannels) {
     EXPECT_EQ(seen, qmax) << "channel " << c;
   }
   EXPECT_EQ(metadata(m)["sigmaquant.wbits.conv2"], "mixed 2..8 (1 pruned)");
+
+  // Every layer's int32 bias is the engine's (integerize), a pruned channel's too (unit s_x),
+  // at scale s_x·s_w: ONNX Runtime then adds the bias the engine and the simulation add. (conv1
+  // and fc have biases and no batchnorm after them; conv1's channel 0 pruned here.)
+  sq::QuantModel qb = tiny_qmodel(8, 8);
+  qb.bits.layers["conv1"].channel_wbits = {0, 8, 8, 8, 4, 8, 8, 8};
+  qb.weight_scales = sq::max_weight_scales(qb.graph, qb.bits);
+  m = parse(sq::export_onnx_bytes(qb));
+  const sq::IntModel im = sq::integerize(qb);
+  int checked = 0;
+  for (const sq::IntLayer& L : im.layers) {
+    if (L.name != "conv1" && L.name != "fc") continue;
+    const auto* bq = initializer(m, L.name + ".bias_quantized");
+    const auto* bs = initializer(m, L.name + ".bias_scale");
+    ASSERT_NE(bq, nullptr) << L.name;
+    ASSERT_NE(bs, nullptr) << L.name;
+    ASSERT_EQ(bq->raw_data().size(), L.bias.size() * 4) << L.name;
+    for (size_t c = 0; c < L.bias.size(); ++c) {
+      int32_t v;
+      float scale;
+      std::memcpy(&v, bq->raw_data().data() + 4 * c, 4);
+      if (bs->raw_data().empty())
+        scale = bs->float_data(static_cast<int>(c));
+      else
+        std::memcpy(&scale, bs->raw_data().data() + 4 * c, 4);
+      EXPECT_EQ(v, L.bias[c]) << L.name << " channel " << c;
+      EXPECT_FLOAT_EQ(scale, static_cast<float>(sq::accumulator_unit(L.in_scale, L.weight_scales[c])))
+          << L.name << " channel " << c;
+      EXPECT_FLOAT_EQ(L.bias_float[c], static_cast<float>(L.bias[c] * sq::accumulator_unit(
+                                                            L.in_scale, L.weight_scales[c])));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 18);
+  EXPECT_EQ(im.layers[0].weight_scales[0], 0.0f);  // the pruned channel, unit s_x
 }
 
 TEST(OnnxExport, WritesAtomicallyAndFailsOnBadPath) {
