@@ -2,7 +2,8 @@
 // row of output pixels at a time. For each tap the range of output columns whose input lies
 // inside the image is worked out once, so the inner loop — acc[ox] += w · (x[ox·sw + off] − zp)
 // over int32 lanes — has no bounds checks and vectorizes; the epilogue is the reference's
-// (IntLayer::output on bias + acc), inlined in 64-bit arithmetic where the product fits. |w| <= 127 and |x − zp| <= 255, so int32 holds any window
+// (IntLayer::output on bias + acc), inlined in 64-bit arithmetic where the product fits
+// (Requantizer, op.h). |w| <= 127 and |x − zp| <= 255, so int32 holds any window
 // of fewer than 2^31 / 32,385 = 66,310 taps (icg · kh · kw); a bigger one stays on the reference.
 #include <algorithm>
 
@@ -15,30 +16,8 @@ namespace {
 constexpr int64_t kCols = 256;  // output columns per accumulator block (on the stack)
 constexpr int64_t kMaxKw = 64;  // kernel widths the rows method takes (wider: patches, or ref)
 
-// IntLayer::output(c, acc) for one channel: requantize's (acc · m + offset + 2^(s−1)) >> s in
-// int64 when |acc| < 2^31 and 0 < s < 63 (|acc · m| < 2^62, |offset| <= 2^30: no overflow), then
-// + zp and the clamp to lo..hi; requantize's int32 saturation cannot change a value clamped to
-// 0..255. Otherwise the call.
-struct Epilogue {
-  const IntLayer& L;
-  int64_t c, m, offset, half, zp, lo, hi;
-  int shift;
-  bool fast;
-  Epilogue(const IntLayer& layer, int64_t ch) : L(layer), c(ch) {
-    const Requant& r = L.requant[ch];
-    m = r.multiplier, offset = r.offset, shift = r.shift;
-    fast = shift > 0 && shift < 63;
-    half = fast ? int64_t{1} << (shift - 1) : 0;
-    zp = L.out_zero_point, lo = L.out_lo, hi = L.out_hi;
-  }
-  uint8_t operator()(int64_t acc) const {
-    if (fast && acc > -(int64_t{1} << 31) && acc < (int64_t{1} << 31)) {
-      const int64_t v = ((acc * m + offset + half) >> shift) + zp;
-      return static_cast<uint8_t>(v < lo ? lo : v > hi ? hi : v);
-    }
-    return static_cast<uint8_t>(L.output(c, acc));
-  }
-};
+// The epilogue, IntLayer::output(c, acc), is op.h's Requantizer on the channel's Requant:
+// requantize's int32 saturation cannot change a value clamped to 0..255.
 
 __attribute__((always_inline)) inline void grouped_rows(const ConvShape& s, const IntLayer& L,
                                                          const uint8_t* x, uint8_t* y) {
@@ -52,7 +31,7 @@ __attribute__((always_inline)) inline void grouped_rows(const ConvShape& s, cons
     const int64_t g = oc / ocg;
     const int32_t* wc = L.weights.data() + oc * icg * kh * kw;
     const int64_t bias = L.bias[oc];
-    const Epilogue out(L, oc);
+    const Requantizer out(L.requant[oc], L.out_zero_point, L.out_lo, L.out_hi);
     uint8_t* yc = y + oc * pix;
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t c0 = 0; c0 < ow; c0 += kCols) {
@@ -115,7 +94,8 @@ __attribute__((always_inline)) inline void grouped_patches(const ConvShape& s, c
           const int32_t* __restrict cr = col;
           int32_t dot = 0;
           for (int64_t k = 0; k < taps; ++k) dot += wr[k] * cr[k];
-          y[oc * pix + oy * ow + ox] = Epilogue(L, oc)(int64_t{L.bias[oc]} + dot);
+          y[oc * pix + oy * ow + ox] = Requantizer(L.requant[oc], L.out_zero_point, L.out_lo,
+                                                   L.out_hi)(int64_t{L.bias[oc]} + dot);
         }
       }
 }

@@ -32,24 +32,14 @@ void prepare_mul(Context& c, int node) {
 }
 
 // mul_u8_ref's bytes: the gate code is read once per run of `per` elements (no division per
-// element), and requantize's (prod · m + 2^(s−1)) >> s is done in int64 where it is exact
-// (|prod| <= 255² < 2^31 and 0 < s < 63: |prod · m| < 2^62), else by requantize itself.
+// element), the requantization by Requantizer (int64 where exact: |prod| <= 255² < 2^31).
 void mul_u8_fast(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y) {
-  const Requant& m = p.m;
-  const bool fast = m.shift > 0 && m.shift < 63;
-  const int64_t mult = m.multiplier, add = m.offset + (fast ? int64_t{1} << (m.shift - 1) : 0);
-  const int shift = m.shift;
-  const int64_t zp_out = p.zp_out, lo = p.lo, hi = p.hi;
+  const Requantizer out(p.m, p.zp_out, p.lo, p.hi);
   const int32_t zp_a = p.zp_a;
   for (int64_t i0 = 0; i0 < n; i0 += p.per) {
     const int64_t i1 = std::min(n, i0 + p.per);
     const int64_t g = int64_t{b[i0 / p.per]} - p.zp_b;
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t prod = (int64_t{a[i]} - zp_a) * g;
-      const int64_t v =
-          (fast ? (prod * mult + add) >> shift : int64_t{requantize(prod, m)}) + zp_out;
-      y[i] = static_cast<uint8_t>(v < lo ? lo : v > hi ? hi : v);
-    }
+    for (int64_t i = i0; i < i1; ++i) y[i] = out((int64_t{a[i]} - zp_a) * g);
   }
 }
 

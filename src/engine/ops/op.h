@@ -147,6 +147,27 @@ void push_table(Context& c, int node, const Context::Val& in, const std::array<u
 void push_requant_table(Context& c, int node, const Context::Val& in, int q_node, bool relu,
                         bool relu6);
 // pool.cpp: the max-pool node over buffer `in_buf`; returns its output buffer.
+// clamp(requantize(acc, r) + zp, lo, hi) for ops that requantize one value at a time (grouped
+// convs' epilogue, mul): requantize's (acc · m + offset + 2^(s−1)) >> s in int64 where that is
+// exact (|acc| < 2^31 and 0 < s < 63: |acc · m| < 2^62, |offset| <= 2^30), else requantize itself.
+struct Requantizer {
+  Requant r;
+  int64_t add = 0, zp = 0, lo = 0, hi = 255;
+  bool fast = false;
+  Requantizer(const Requant& rq, int64_t zp_out, int64_t lo_out, int64_t hi_out)
+      : r(rq), zp(zp_out), lo(lo_out), hi(hi_out) {
+    fast = r.shift > 0 && r.shift < 63;
+    add = r.offset + (fast ? int64_t{1} << (r.shift - 1) : 0);
+  }
+  uint8_t operator()(int64_t acc) const {
+    const int64_t v = (fast && acc > -(int64_t{1} << 31) && acc < (int64_t{1} << 31)
+                           ? (acc * r.multiplier + add) >> r.shift
+                           : int64_t{requantize(acc, r)}) +
+                      zp;
+    return static_cast<uint8_t>(v < lo ? lo : v > hi ? hi : v);
+  }
+};
+
 int push_maxpool(Context& c, int node, int in_buf);
 // maxpool_u8_ref's codes, without its per-tap bounds checks (optimized plans).
 void maxpool_u8_fast(const PoolShape& s, const uint8_t* x, uint8_t* y);
