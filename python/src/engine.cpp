@@ -51,6 +51,52 @@ class Engine {
     return logits;
   }
 
+  // One image (C x H x W or 1 x C x H x W) through GraphExecutor::run_traced: its logits and, per
+  // entry, the input's codes (step -1) and every step's output buffer, for finding where another
+  // runtime departs from the engine.
+  py::tuple trace(const Images& image) {
+    const sq::Shape& in = model_.graph.input_shape;
+    const bool batched = image.ndim() == 4 && image.shape(0) == 1;
+    bool ok = image.ndim() == 3 || batched;
+    for (size_t k = 0; ok && k < 3; ++k)
+      ok = image.shape(static_cast<py::ssize_t>(k + (batched ? 1 : 0))) == in[k];
+    if (!ok) {
+      std::vector<int64_t> got(image.shape(), image.shape() + image.ndim());
+      sq::fail("Engine.trace: {} takes one {} x {} x {} image (got shape {})", path_, in[0], in[1],
+               in[2], sq::shape_str(got));
+    }
+    const std::vector<std::string> plan = ex_.describe();
+    const sq::GraphExecutor::Step* first = ex_.steps().data();
+    struct Entry {
+      int64_t step;
+      std::string node, plan;
+      std::vector<uint8_t> codes;
+    };
+    std::vector<Entry> entries;
+    std::vector<float> logits(static_cast<size_t>(ex_.output_size()));
+    {
+      py::gil_scoped_release unlocked;
+      ex_.run_traced(image.data(), logits.data(),
+                     [&](const sq::GraphExecutor::Step* st, const uint8_t* q, int64_t bytes) {
+                       const int64_t k = st ? st - first : -1;
+                       entries.push_back({k, st ? st->name : "input",
+                                          st ? plan[static_cast<size_t>(k)] : "input",
+                                          std::vector<uint8_t>(q, q + bytes)});
+                     });
+    }
+    py::list steps;
+    for (const Entry& e : entries) {
+      py::dict d;
+      d["step"] = e.step;
+      d["node"] = e.node;
+      d["plan"] = e.plan;
+      d["codes"] = py::array_t<uint8_t>(static_cast<py::ssize_t>(e.codes.size()), e.codes.data());
+      steps.append(d);
+    }
+    return py::make_tuple(py::array_t<float>(static_cast<py::ssize_t>(logits.size()), logits.data()),
+                          steps);
+  }
+
   // Top-1 accuracy (fraction) over a Dataset.
   double evaluate(const sq::Dataset& d) {
     if (d.image_shape != model_.graph.input_shape)
@@ -85,6 +131,9 @@ void bind_engine(py::module_& m) {
       .def("run", &Engine::run, py::arg("images"),
            "logits (N x classes float32) of N x C x H x W float32 images in [0, 1]")
       .def("evaluate", &Engine::evaluate, py::arg("data"), "top-1 accuracy on a Dataset")
+      .def("trace", &Engine::trace, py::arg("image"),
+           "(logits, steps) of one C x H x W image: steps[0] the input's codes (step -1), then "
+           "per engine step a dict {step, node, plan, codes (uint8)}: its output buffer")
       .def_property_readonly("name", [](const Engine& e) { return e.model().graph.name; })
       .def_property_readonly(
           "input_shape",

@@ -65,6 +65,15 @@ def test_quantized_model_exports_and_engine(uniform_run, data, tmp_path):
     assert abs(sim_accuracy - accuracy) <= 0.05
     # one sample at a time gives the same logits as the batch
     np.testing.assert_array_equal(engine.run(images[3:4]), logits[3:4])
+    # trace: the same logits, the input's codes first, then one entry per step that writes codes
+    traced, steps = engine.trace(images[3])
+    np.testing.assert_array_equal(traced, logits[3])
+    assert steps[0]["node"] == "input" and steps[0]["step"] == -1
+    assert steps[0]["codes"].dtype == np.uint8 and steps[0]["codes"].size == 28 * 28
+    assert [s["step"] for s in steps[1:]] == sorted(s["step"] for s in steps[1:])
+    assert len(steps) - 1 == sum(1 for line in engine.describe() if "logits" not in line)
+    with pytest.raises(sq.Error, match="takes one 1 x 28 x 28 image"):
+        engine.trace(images[:2])
     with pytest.raises(sq.Error, match="N x 1 x 28 x 28"):
         engine.run(np.zeros((2, 3, 28, 28), np.float32))
     with pytest.raises(sq.Error, match="missing.sqm"):
