@@ -113,13 +113,18 @@ GroupedMethod choose(const ConvShape& s) {
   return ow * (1.5 + ocg / 8) < ocg * (8 + ow / 8) ? GroupedMethod::Patches : GroupedMethod::Rows;
 }
 
+// The method that runs for shape s when m is asked for: Auto picks by the estimate; each method
+// takes only what it can (grouped_conv_fits: at least one of them).
+GroupedMethod resolve(const ConvShape& s, GroupedMethod m) {
+  if (m == GroupedMethod::Auto) m = choose(s);
+  if (s.window.kernel_w > kMaxKw) m = GroupedMethod::Patches;
+  if (s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w > kMaxPatch) m = GroupedMethod::Rows;
+  return m;
+}
+
 __attribute__((always_inline)) inline void grouped_any(const ConvShape& s, const IntLayer& L,
                                                         const uint8_t* x, uint8_t* y,
                                                         GroupedMethod m) {
-  if (m == GroupedMethod::Auto) m = choose(s);
-  // What each method can take (grouped_conv_fits: at least one of them).
-  if (s.window.kernel_w > kMaxKw) m = GroupedMethod::Patches;
-  if (s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w > kMaxPatch) m = GroupedMethod::Rows;
   if (m == GroupedMethod::Patches) return grouped_patches(s, L, x, y);
   grouped_rows(s, L, x, y);
 }
@@ -129,11 +134,17 @@ void grouped_portable(const ConvShape& s, const IntLayer& L, const uint8_t* x, u
   grouped_any(s, L, x, y, m);
 }
 
-void eval_grouped(const Run& r, const Step& st) {
-  grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Auto);
+// The method is chosen at prepare (grouped_conv_step: one step type per method), so the plan
+// names it and a run does not re-derive it.
+void eval_grouped_rows(const Run& r, const Step& st) {
+  grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Rows);
+}
+void eval_grouped_patches(const Run& r, const Step& st) {
+  grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Patches);
 }
 
-const StepType kGrouped{Step::Kind::ConvRef, "conv(grouped)", eval_grouped};
+const StepType kGroupedRows{Step::Kind::ConvRef, "conv(grouped rows)", eval_grouped_rows};
+const StepType kGroupedPatches{Step::Kind::ConvRef, "conv(grouped patches)", eval_grouped_patches};
 
 #ifdef __x86_64__
 __attribute__((target("avx2"))) void grouped_avx2(const ConvShape& s, const IntLayer& L,
@@ -141,11 +152,17 @@ __attribute__((target("avx2"))) void grouped_avx2(const ConvShape& s, const IntL
   grouped_any(s, L, x, y, m);
 }
 
-void eval_grouped_avx2(const Run& r, const Step& st) {
-  grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Auto);
+void eval_grouped_rows_avx2(const Run& r, const Step& st) {
+  grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Rows);
+}
+void eval_grouped_patches_avx2(const Run& r, const Step& st) {
+  grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Patches);
 }
 
-const StepType kGroupedAvx2{Step::Kind::ConvRef, "conv(grouped, avx2)", eval_grouped_avx2};
+const StepType kGroupedRowsAvx2{Step::Kind::ConvRef, "conv(grouped rows, avx2)",
+                                eval_grouped_rows_avx2};
+const StepType kGroupedPatchesAvx2{Step::Kind::ConvRef, "conv(grouped patches, avx2)",
+                                   eval_grouped_patches_avx2};
 #endif
 
 }  // namespace
@@ -158,6 +175,7 @@ bool grouped_conv_fits(const ConvShape& s) {
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
                           Isa isa, GroupedMethod m) {
   if (isa == Isa::Auto) isa = best_isa();
+  m = resolve(s, m);
 #ifdef __x86_64__
   if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2())
     return grouped_avx2(s, L, x, y, m);
@@ -167,11 +185,12 @@ void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* 
 
 const StepType* grouped_conv_step(const Context& c, const ConvShape& s) {
   if (c.isa == Isa::Reference || s.groups == 1 || !grouped_conv_fits(s)) return nullptr;
+  const bool patches = resolve(s, GroupedMethod::Auto) == GroupedMethod::Patches;
 #ifdef __x86_64__
   const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
-  if (isa != Isa::Portable && cpu_has_avx2()) return &kGroupedAvx2;
+  if (isa != Isa::Portable && cpu_has_avx2()) return patches ? &kGroupedPatchesAvx2 : &kGroupedRowsAvx2;
 #endif
-  return &kGrouped;
+  return patches ? &kGroupedPatches : &kGroupedRows;
 }
 
 }  // namespace sq::ops
