@@ -311,12 +311,11 @@ class Exporter {
     for (int64_t c = 0; c < out; ++c) {
       scale[c] = in_scale * weight_scale_.at(c);
       const double unit = accumulator_unit(in_scale, weight_scale_.at(c));
-      const double v = std::nearbyint(static_cast<double>(b.data[c]) / unit);
-      if (!(std::fabs(v) <= 2147483647.0))
+      if (!(std::fabs(std::nearbyint(static_cast<double>(b.data[c]) / unit)) <= 2147483647.0))
         fail("export_onnx: '{}': channel {} bias {} does not fit int32 at scale {} (input scale {} "
              "x weight scale {})",
              n.name, c, b.data[c], scale[c], in_scale, weight_scale_.at(c));
-      q[c] = static_cast<int32_t>(v);
+      q[c] = channel_bias(b.data[c], unit, 0.0f).bias;  // integerize's int32 bias
     }
     std::string qn = unique(n.name + ".bias_quantized"), sn = unique(n.name + ".bias_scale"),
                 zn = unique(n.name + ".bias_zero_point"), bn = unique(n.name + ".bias");

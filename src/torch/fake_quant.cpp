@@ -155,9 +155,6 @@ torch::Tensor QuantSim::weight(int node, const torch::Tensor& w) {
   } else if (wm_ == WeightMode::LSQ) {
     s = scale_grad(q.scale, q.grad_scale).abs().clamp_min(1e-12);
   }
-  last_wscale_[node] = torch::where(q.qmax > 0, s.detach(), torch::ones_like(q.qmax))
-                          .reshape(-1)
-                          .expand({q.qmax.size(0)});
   torch::Tensor v = w / s;
   torch::Tensor r = round_ste(torch::max(torch::min(v, q.qmax), -q.qmax));
   torch::Tensor sign = torch::where(v >= 0, torch::ones_like(v), -torch::ones_like(v));
@@ -200,10 +197,13 @@ torch::Tensor QuantSim::bias(int node, int input_node, const torch::Tensor& b) {
   // drift apart), and it is far below one output step (PyTorch's QAT keeps the float bias too).
   if (wm_ != WeightMode::Fixed || am_ != ActMode::Fixed) return b;
   auto ai = acts_.find(input_node);
-  auto wi = last_wscale_.find(node);
-  if (ai == acts_.end() || wi == last_wscale_.end()) return b;
-  const torch::Tensor sx = torch::tensor(static_cast<float>(ai->second.scale_value));
-  const torch::Tensor unit = (sx * wi->second).to(b.dtype());
+  auto wi = weights_.find(node);
+  if (ai == acts_.end() || wi == weights_.end()) return b;
+  // With fixed scales weight() used q.scale; a pruned channel's unit is s_x (accumulator_unit).
+  const W& q = wi->second;
+  const torch::Tensor sw =
+      torch::where(q.qmax > 0, q.scale, torch::ones_like(q.qmax)).reshape(-1).expand({b.size(0)});
+  const torch::Tensor unit = (sw * static_cast<float>(ai->second.scale_value)).to(b.dtype());
   return round_ste(b / unit) * unit;
 }
 

@@ -61,10 +61,9 @@ class QuantSim : public QuantHook {
   torch::Tensor act(int node, const torch::Tensor& x) override;
   // With fixed scales (the quantized model as it runs: evaluation, PTQ, Phase 2's KL):
   // round(b / unit) · unit per output channel, unit = s_x · s_w[c] (s_w = 1 for a pruned
-  // channel), s_x the input point's scale, s_w the weight scale of the last weight(node) call;
-  // the straight-through estimator passes b's gradient. b as given while scales are learned
-  // (QAT: see fake_quant.cpp), when the input is not a quantized point (weights-only
-  // calibration) or weight(node) was not called.
+  // channel), s_x the input point's scale, s_w the layer's (fixed) weight scale; the
+  // straight-through estimator passes b's gradient. b as given while scales are learned (QAT:
+  // see fake_quant.cpp) or when the input is not a quantized point (weights-only calibration).
   torch::Tensor bias(int node, int input_node, const torch::Tensor& b) override;
   // Writes the current (possibly learned) scales into qm.
   void export_to(QuantModel& qm) const;
@@ -90,7 +89,6 @@ class QuantSim : public QuantHook {
   ActMode am_;
   std::map<int, W> weights_;
   std::map<int, A> acts_;
-  std::map<int, torch::Tensor> last_wscale_;  // per weight layer: [out] scales of the last weight()
   std::vector<std::string> names_;
 };
 
