@@ -51,6 +51,11 @@ Models:
            (x.chunk(2, dim=1): two Slice nodes on the channels, or a Split; the second half
            through branch2, concatenated with the first), each followed by channel_shuffle(x, 2);
            a 1x1 Conv-BN-ReLU head, x.mean([2, 3]), Linear.
+  densenet  torchvision's DenseNet class, width-reduced (growth 4, two blocks of two layers, 8
+           initial features, bn_size 2): 7x7 stride-2 Conv-BN-ReLU stem, MaxPool(3, 2, 1), dense
+           layers whose pre-activation BN -> ReLU -> 1x1 conv reads the concat of every earlier
+           output (a BN no conv absorbs), a transition BN -> ReLU -> 1x1 conv -> AvgPool(2, 2),
+           the final BN -> ReLU -> adaptive average pooling -> flatten -> Linear.
 """
 import json
 import os
@@ -286,9 +291,15 @@ class ShuffleV2(nn.Module):
         return self.fc(x.mean([2, 3]))
 
 
+def DenseNetSmall():  # torchvision's own DenseNet class, width-reduced
+    import torchvision
+    return torchvision.models.DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8,
+                                       bn_size=2, num_classes=10)
+
+
 MODELS = {"viewnet": ViewNet, "hswishnet": HSwishNet, "silunet": SiLUNet, "firenet": FireNet,
           "senet": SENet, "shufflenet": ShuffleNet, "rectnet": RectNet,
-          "shufflev2": ShuffleV2}
+          "shufflev2": ShuffleV2, "densenet": DenseNetSmall}
 EXPORTS = {  # (opset, dynamic batch)
     "viewnet": [(11, True), (13, True), (13, False), (17, True)],
     "hswishnet": [(13, True), (17, True)],
@@ -298,6 +309,7 @@ EXPORTS = {  # (opset, dynamic batch)
     "shufflenet": [(13, True), (17, True)],
     "rectnet": [(13, True), (17, True)],
     "shufflev2": [(13, True), (17, True)],
+    "densenet": [(13, True), (17, True)],
 }
 
 

@@ -129,15 +129,33 @@ struct PoolShape {
   }
 };
 
-// Residual add of two requantized operands (SPEC §7: 8-bit operands):
+// Residual add of two operands, computed exactly as the simulation computes it in float32 (so the
+// engine, the C export and the simulation give the same codes, ties included):
+//   y = fl(fl((a − zp_a)·s_a) + fl((b − zp_b)·s_b)),   out = clamp(nearbyint(fl(y / s_out)) + zp_out, lo, hi)
+// in integers: every fl((q − zp)·s) is an integer multiple of one power of two 2^e, so the sum is
+// exact in int64 (ta[a] + tb[b], units of 2^e); the output code only grows with that sum, so it is
+// lo plus the number of thresholds thr[k] (k = lo+1 … hi: the least sum whose simulated code is at
+// least k, found at make_add_params by bisection on the float formula) the sum reaches.
+// Fallback (ta empty), when the two scales are so far apart (about 2^28) that the sum does not fit in
+// int64: each operand rescaled to a 2^−16-LSB fixed point, rounded half up once —
 //   t = requantize((a − zp_a) · 2^kShift, M_a) + requantize((b − zp_b) · 2^kShift, M_b)
-//   y = clamp(((t + 2^(kShift−1)) >> kShift) + zp_out, lo, hi),   M_a = s_a / s_out, M_b = s_b /
-//   s_out
-// i.e. round half up of s_a/s_out·(a − zp_a) + s_b/s_out·(b − zp_b) after a 2^−16-LSB fixed point.
+//   out = clamp(((t + 2^(kShift−1)) >> kShift) + zp_out, lo, hi),  M_a = s_a / s_out, M_b = s_b / s_out
+// (within one code of the exact form; the optimized add starts from it and corrects by ±1).
 struct AddParams {
   static constexpr int kShift = 16;
   int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = 0, hi = 255;
   Requant m_a, m_b;
+  std::vector<int64_t> ta, tb;  // 256 each (per code), or empty: the fixed-point fallback
+  std::vector<int64_t> thr;     // 257: thr[k] for k = lo+1 … hi (others unused)
+  bool exact() const { return !ta.empty(); }
+  // The exact form's output code for an operand sum S = ta[a] + tb[b]: binary lifting over the
+  // thresholds (8 steps).
+  int32_t code_of_sum(int64_t s) const {
+    int32_t q = lo;
+    for (int32_t step = 128; step > 0; step >>= 1)
+      if (q + step <= hi && s >= thr[static_cast<size_t>(q + step)]) q += step;
+    return q;
+  }
 };
 // lo/hi: the output range (0, qmax) or the fused ReLU/ReLU6 clamp.
 AddParams make_add_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, float s_out,
@@ -394,8 +412,8 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 // quantizes (IntModel::points) is held as uint8 codes at that point's scale and zero point; the
 // ops between points run on the codes of the point they read:
 //   conv/linear      → the next point downstream, activation fused into the clamp (integerize.h)
-//   add              add_u8_ref's arithmetic at the add's own point (its two fixed-point
-//                    terms tabulated per code at prepare)
+//   add              add_u8_ref at the add's own point: the simulation's float32 add exactly
+//                    (integer operand sums against per-code thresholds, AddParams)
 //   relu/relu6/maxpool/flatten that are not fused: on the codes (clamp, max, nothing); a node that
 //                    is itself a point but holds another point's codes is rescaled by a 256-entry
 //                    table built once (requantize(q − zp_in, s_in/s_out) + zp_out, clamped)
@@ -418,6 +436,9 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
 //                    window (padded taps add 0 and count), requantized
 //   input → batchnorm (the input's only reader): folded into the input normalization
 //                    (fold_input_batchnorm) when every channel's gamma / √(var + eps) is positive
+//   batchnorm        one that no conv absorbs (qmodel.h standalone_batchnorm: DenseNet's BN
+//                    after a concat): per channel a 256-entry table, the simulation's batchnorm
+//                    in float through the ReLU/ReLU6 after it to the next point
 //   the last layer   float logits: (acc − bias) · s_x · s_w[c] + the float bias
 // Prepare walks the graph, each node's op (the registry) building its steps and preparing the
 // optimized groups = 1 convolutions, and plans memory once:
@@ -496,7 +517,9 @@ class GraphExecutor {
       // The output layer as conv → ReLU/ReLU6 → global average pooling (→ flatten) with float
       // logits (SqueezeNet's classifier): per channel, the mean over the plane of
       // act((acc − bias) · s_x · s_w + b) in double, written to the logits.
-      ConvGapF32
+      ConvGapF32,
+      // A standalone batchnorm: per channel ch, table + ch maps its plane of n / channels codes.
+      ChannelLut
     } kind;
     std::string name;                 // the node it computes
     int layer = -1;                   // index into layers_ (conv kinds)
@@ -508,6 +531,7 @@ class GraphExecutor {
     int64_t out_offset = 0;
     MulParams mul;
     int64_t shuffle_groups = 0;  // Shuffle: over pool.c channels of pool.in_h · pool.in_w codes
+    int64_t channels = 0;        // ChannelLut
     ConvShape conv;
     PoolShape pool;
     AddParams add;
@@ -547,8 +571,8 @@ class GraphExecutor {
   std::vector<IntLayer> layers_;
   std::vector<GroupedConv2d> fast_;
   std::vector<std::array<uint8_t, 256>> luts_;
-  // AddLut: per operand code, requantize((q − zp) · 2^kShift, M) (add_u8_ref's two terms), so an
-  // add is two lookups, a sum and a shift — the same integers as add_u8_ref.
+  // AddLut: per operand code, requantize((q − zp) · 2^kShift, M) (the fixed-point fallback's two
+  // terms): two lookups, a sum and a shift start each add within one code of add_u8_ref's.
   std::vector<std::array<int32_t, 256>> add_terms_;
   std::vector<Step> steps_;
   std::vector<const ops::StepType*> step_types_;  // per step: its eval (an op's static entry)

@@ -18,7 +18,13 @@
 //     place, so a slice's output is at its input's point unless something above makes it one;
 //   - the input and the output of every table-driven activation (sigmoid, hardsigmoid,
 //     hardswish, silu, leaky_relu), at 8 bits unless already a point above (the engine maps the
-//     input's codes to the output's by a 256-entry table).
+//     input's codes to the output's by a 256-entry table);
+//   - around a batchnorm that no conv/linear absorbs (DenseNet's pre-activation BN after a
+//     concat) and that does not read the graph input (the engine folds that one into the input
+//     normalization): its input, and the end of the ReLU/ReLU6 chain after it unless that chain
+//     reaches a point (the engine maps the input's codes per channel by a 256-entry table
+//     computed as the simulation's batchnorm, through the ReLU, to that point), at 8 bits unless
+//     already a point above.
 // Weights: per weight layer, w_q = clamp(round(w / s[c]), -qmax[c], qmax[c]) with
 // qmax[c] = 2^(bits[c]-1) - 1 (0-bit channels are zero); s from max|w| (PTQ) or learned (LSQ).
 #pragma once
@@ -48,6 +54,9 @@ struct QuantModel {
 
 // node index -> activation bits, by the rule above.
 std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits);
+// A batchnorm that fold_batchnorm leaves (its input is no conv/linear read by it alone) and that
+// does not read the graph input: the engine runs it as per-channel tables between two points.
+bool standalone_batchnorm(const Graph& g, int node);
 
 // Sets the first and the last weight layer to `bits` (weights and input activations).
 void pin_first_last(BitConfig& b, const Graph& g, int bits);

@@ -24,6 +24,7 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/integerize.h"
+#include "sigmaquant/qmodel.h"
 #include "sigmaquant/transform.h"
 
 namespace sq {
@@ -47,9 +48,9 @@ struct Plan {
 
 // g and im after fold_input_batchnorm (the plan's layer and node indices are g's).
 Plan make_plan(const Graph& g, const IntModel& im) {
-  for (const Node& n : g.nodes)
-    if (n.op == Op::BatchNorm)
-      fail("export c: batchnorm '{}' (expected a BN-folded graph)", n.name);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (g.nodes[i].op == Op::BatchNorm && !standalone_batchnorm(g, static_cast<int>(i)))
+      fail("export c: batchnorm '{}' (expected a BN-folded graph)", g.nodes[i].name);
   for (const auto& [node, q] : im.points)
     if (!std::isfinite(q.scale))
       fail("export c: quantization point {} has scale {} (expected a finite positive number)", node,
@@ -289,9 +290,16 @@ Written write_model(const Graph& g, const Plan& p) {
                             id, id, buf_ref(p, s.in), buf_ref(p, s.out));
         break;
       case Kind::Add:
-        d += fmt::format("static const sq_add_params {} = {{{}, {}, {}, {}, {}, {}, {}}};\n", pn,
-                         s.add.zp_a, s.add.zp_b, s.add.zp_out, s.add.lo, s.add.hi,
-                         rq_init(s.add.m_a), rq_init(s.add.m_b));
+        if (s.add.exact()) {
+          const auto i64 = [](int64_t v) { return fmt::format("INT64_C({})", v); };
+          d += c_array("int64_t", pn + "_ta", s.add.ta, i64, 4);
+          d += c_array("int64_t", pn + "_tb", s.add.tb, i64, 4);
+          d += c_array("int64_t", pn + "_thr", s.add.thr, i64, 4);
+        }
+        d += fmt::format("static const sq_add_params {} = {{{}, {}, {}, {}, {}, {}, {}, {}}};\n",
+                         pn, s.add.zp_a, s.add.zp_b, s.add.zp_out, s.add.lo, s.add.hi,
+                         rq_init(s.add.m_a), rq_init(s.add.m_b),
+                         s.add.exact() ? fmt::format("{0}_ta, {0}_tb, {0}_thr", pn) : "0, 0, 0");
         body += fmt::format("  sq_add_u8(&{}, {}, {}, {}, {});\n", pn, buf_ref(p, s.in),
                             buf_ref(p, s.in2), s.n, buf_ref(p, s.out));
         break;
@@ -328,6 +336,16 @@ Written write_model(const Graph& g, const Plan& p) {
                             s.out_offset ? fmt::format("{} + {}", buf_ref(p, s.out), s.out_offset)
                                          : buf_ref(p, s.out));
         break;
+      case Kind::ChannelLut: {
+        std::vector<uint8_t> t;
+        for (int64_t ch = 0; ch < s.channels; ++ch)
+          t.insert(t.end(), p.ex.table(s.table + static_cast<int>(ch)).begin(),
+                   p.ex.table(s.table + static_cast<int>(ch)).end());
+        d += c_array("uint8_t", pn + "_tables", t, [](uint8_t v) { return std::to_string(v); }, 20);
+        body += fmt::format("  sq_channel_lut_u8({}_tables, {}, {}, {}, {});\n", pn, s.channels,
+                            s.n / s.channels, buf_ref(p, s.in), buf_ref(p, s.out));
+        break;
+      }
       case Kind::Shuffle:
         body += fmt::format("  sq_channel_shuffle_u8({}, {}, {}, {}, {});\n", s.pool.c,
                             s.shuffle_groups, s.pool.in_h * s.pool.in_w, buf_ref(p, s.in),

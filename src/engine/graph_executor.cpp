@@ -10,6 +10,7 @@
 #include "ops/op.h"
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/qmodel.h"
 #include "sigmaquant/transform.h"
 
 namespace sq {
@@ -32,13 +33,13 @@ void check_graph(const Graph& g, const IntModel& im) {
   if (g.nodes.empty() || g.nodes[0].op != Op::Input)
     fail("engine: graph '{}' has no input", g.name);
   // Up front, so that the message does not depend on where the walk meets it.
-  for (const Node& n : g.nodes)
-    if (n.op == Op::BatchNorm)
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (g.nodes[i].op == Op::BatchNorm && !standalone_batchnorm(g, static_cast<int>(i)))
       fail(
-          "engine: batchnorm '{}' (expected a BN-folded graph: a batchnorm must follow a conv or "
-          "linear layer, which absorbs it, or be the input's only reader, which the input "
-          "normalization absorbs)",
-          n.name);
+          "engine: batchnorm '{}' (expected a BN-folded graph: a batchnorm that follows a conv or "
+          "linear layer read by it alone is absorbed by that layer, one that is the input's only "
+          "reader by the input normalization)",
+          g.nodes[i].name);
   if (g.input_shape.size() != 3)
     fail("engine: graph '{}' input shape {} (expected C,H,W)", g.name, shape_str(g.input_shape));
   for (const Node& n : g.nodes)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
@@ -134,10 +135,68 @@ void linear_f32_ref(int64_t in_features, int64_t out_features, const IntLayer& L
   conv2d_f32_ref(linear_shape(in_features, out_features), L, x, y);
 }
 
+namespace {
+
+// The simulation's add in integers (engine.h, AddParams): the operands' float32 values as
+// multiples of one power of two, and per output code the least sum that reaches it. Leaves p.ta
+// empty when the sums would not fit in int64.
+void make_exact_add(AddParams& p, float s_a, float s_b, float s_out) {
+  // fl((q − zp)·s), as fake_quant.cpp's ActFakeQuant computes the dequantized value.
+  std::array<float, 256> va{}, vb{};
+  int e = std::numeric_limits<int>::max();
+  double largest = 0;
+  for (int q = 0; q < 256; ++q) {
+    va[static_cast<size_t>(q)] = static_cast<float>(q - p.zp_a) * s_a;
+    vb[static_cast<size_t>(q)] = static_cast<float>(q - p.zp_b) * s_b;
+    for (float v : {va[static_cast<size_t>(q)], vb[static_cast<size_t>(q)]}) {
+      if (v == 0) continue;
+      int ex = 0;
+      std::frexp(v, &ex);  // |v| = m · 2^ex, m in [1/2, 1): a 24-bit mantissa · 2^(ex − 24)
+      e = std::min(e, ex - 24);
+      largest = std::max(largest, std::fabs(static_cast<double>(v)));
+    }
+  }
+  if (e == std::numeric_limits<int>::max()) e = 0;
+  if (std::ldexp(largest, -e) >= 0x1p60) return;  // two sums must fit in int64
+  p.ta.resize(256);
+  p.tb.resize(256);
+  for (size_t q = 0; q < 256; ++q) {
+    p.ta[q] = static_cast<int64_t>(std::ldexp(static_cast<double>(va[q]), -e));
+    p.tb[q] = static_cast<int64_t>(std::ldexp(static_cast<double>(vb[q]), -e));
+  }
+  const int64_t smin = *std::min_element(p.ta.begin(), p.ta.end()) +
+                       *std::min_element(p.tb.begin(), p.tb.end());
+  const int64_t smax = *std::max_element(p.ta.begin(), p.ta.end()) +
+                       *std::max_element(p.tb.begin(), p.tb.end());
+  // The simulated code (before the clamp) of the operand sum: fl(a + b) is the exact sum rounded
+  // once to float (int64 → float rounds to nearest even, the scaling by 2^e is exact), then
+  // nearbyint(fl(y / s_out)) + zp_out as the output point's quantizer. Non-decreasing in the sum.
+  const auto code = [&](int64_t sum) {
+    const float y = std::ldexp(static_cast<float>(sum), e);
+    const float r = std::clamp(y / s_out, -1e9f, 1e9f);
+    return static_cast<int64_t>(std::nearbyint(r)) + p.zp_out;
+  };
+  p.thr.assign(257, smin);
+  for (int32_t k = p.lo + 1; k <= p.hi; ++k) {
+    int64_t lo = std::max(smin, p.thr[static_cast<size_t>(k - 1)]), hi = smax + 1;
+    while (lo < hi) {  // the least sum in [lo, hi) whose code is at least k (hi: none)
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (code(mid) >= k)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    p.thr[static_cast<size_t>(k)] = lo;
+  }
+}
+
+}  // namespace
+
 AddParams make_add_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, float s_out,
                           int32_t zp_out, int32_t lo, int32_t hi) {
-  if (!(s_a > 0) || !(s_b > 0) || !(s_out > 0))
-    fail("add: scales {}, {} -> {} (expected positive)", s_a, s_b, s_out);
+  if (!(s_a > 0) || !(s_b > 0) || !(s_out > 0) || !std::isfinite(s_a) || !std::isfinite(s_b) ||
+      !std::isfinite(s_out))
+    fail("add: scales {}, {} -> {} (expected positive finite numbers)", s_a, s_b, s_out);
   check_u8_point("add", zp_a, zp_b, zp_out, lo, hi);
   AddParams p;
   p.zp_a = zp_a;
@@ -147,11 +206,16 @@ AddParams make_add_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, floa
   p.hi = hi;
   p.m_a = quantize_multiplier(static_cast<double>(s_a) / s_out);
   p.m_b = quantize_multiplier(static_cast<double>(s_b) / s_out);
+  make_exact_add(p, s_a, s_b, s_out);
   return p;
 }
 
 void add_u8_ref(const AddParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y) {
   for (int64_t i = 0; i < n; ++i) {
+    if (p.exact()) {
+      y[i] = static_cast<uint8_t>(p.code_of_sum(p.ta[a[i]] + p.tb[b[i]]));
+      continue;
+    }
     const int64_t ta =
         requantize((int64_t{a[i]} - p.zp_a) * (int64_t{1} << AddParams::kShift), p.m_a);
     const int64_t tb =

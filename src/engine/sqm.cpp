@@ -23,6 +23,7 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
+#include "sigmaquant/qmodel.h"
 
 namespace sq {
 namespace {
@@ -78,6 +79,8 @@ bool all_square(const Graph& g) {
       return false;
   return true;
 }
+
+const char* const kBatchnormParams[] = {"weight", "bias", "running_mean", "running_var"};
 
 }  // namespace
 
@@ -172,8 +175,28 @@ void save_sqm(const std::string& path, const Graph& g0, const IntModel& im0,
       put<float>(bias, L.bias_float[c]);
     }
   }
-  const nlohmann::json header = {
+  // Standalone batchnorms (DenseNet's after a concat): the engine builds their tables from these.
+  nlohmann::json bns = nlohmann::json::array();
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!standalone_batchnorm(g, static_cast<int>(i))) continue;
+    nlohmann::json jb = {{"node", g.nodes[i].name}};
+    for (const char* key : kBatchnormParams) {
+      auto it = g.nodes[i].params.find(key);
+      if (it == g.nodes[i].params.end() ||
+          static_cast<int64_t>(it->second.data.size()) != g.nodes[i].out_shape.at(0))
+        fail("{}: batchnorm '{}' has no '{}' of {} values (expected one per channel)", path,
+             g.nodes[i].name, key, g.nodes[i].out_shape.at(0));
+      for (float v : it->second.data)
+        if (!std::isfinite(v))
+          fail("{}: batchnorm '{}': '{}' holds {} (expected finite values)", path, g.nodes[i].name,
+               key, v);
+      jb[key] = it->second.data;
+    }
+    bns.push_back(std::move(jb));
+  }
+  nlohmann::json header = {
       {"graph", graph_to_json(g)}, {"points", points}, {"layers", layers}, {"meta", meta}};
+  if (!bns.empty()) header["batchnorms"] = std::move(bns);
   const std::string text = header.dump();
   uLongf zlen = compressBound(static_cast<uLong>(text.size()));
   std::string z(zlen, '\0');
@@ -300,6 +323,40 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
     if (!m.model.points.emplace(node, q).second)
       fail("{}: node '{}' has a second quantization point", w, g.nodes[node].name);
   }
+
+  // Standalone batchnorms' parameters, one entry each.
+  std::vector<bool> bn_seen(g.nodes.size(), false);
+  if (h.contains("batchnorms")) {
+    const auto& jb = h["batchnorms"];
+    if (!jb.is_array()) fail("{}: header.batchnorms must be an array", path);
+    for (size_t k = 0; k < jb.size(); ++k) {
+      const std::string w = fmt::format("{}: header.batchnorms[{}]", path, k);
+      const int node = node_at(g, jb[k], "node", w);
+      if (!standalone_batchnorm(g, node) || bn_seen[static_cast<size_t>(node)])
+        fail("{}: '{}' (expected a batchnorm that no layer absorbs, listed once)", w,
+             g.nodes[node].name);
+      bn_seen[static_cast<size_t>(node)] = true;
+      Node& nd = m.graph.nodes[static_cast<size_t>(node)];
+      const int64_t c = nd.out_shape.at(0);
+      for (const char* key : kBatchnormParams) {
+        const auto& v = at(jb[k], key, w);
+        if (!v.is_array() || static_cast<int64_t>(v.size()) != c)
+          fail("{}: field '{}' must be an array of {} numbers (one per channel)", w, key, c);
+        Tensor t({c}, 0.0f);
+        for (int64_t i = 0; i < c; ++i) {
+          if (!v[static_cast<size_t>(i)].is_number() ||
+              !std::isfinite(v[static_cast<size_t>(i)].get<double>()))
+            fail("{}: field '{}'[{}] is not a finite number", w, key, i);
+          t.data[static_cast<size_t>(i)] = v[static_cast<size_t>(i)].get<float>();
+        }
+        nd.params[key] = std::move(t);
+      }
+    }
+  }
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (standalone_batchnorm(g, static_cast<int>(i)) && !bn_seen[i])
+      fail("{}: batchnorm '{}' has no entry in header.batchnorms (expected its parameters)", path,
+           g.nodes[i].name);
 
   const auto& jl = at(h, "layers", path);
   const auto wl = g.weight_layers();

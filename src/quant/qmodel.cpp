@@ -47,7 +47,31 @@ std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits
           pts[in] = kAddBits;
       if (!pts.count(static_cast<int>(i))) pts[static_cast<int>(i)] = kAddBits;
     }
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (standalone_batchnorm(g, static_cast<int>(i))) {
+      const int in = g.nodes[i].inputs[0];
+      if (!pts.count(in)) pts[in] = kAddBits;
+      int end = static_cast<int>(i);
+      for (;;) {
+        if (pts.count(end)) break;
+        const std::vector<int> cons = consumers(g, end);
+        if (cons.size() != 1 ||
+            (g.nodes[cons[0]].op != Op::ReLU && g.nodes[cons[0]].op != Op::ReLU6)) {
+          pts[end] = kAddBits;
+          break;
+        }
+        end = cons[0];
+      }
+    }
   return pts;
+}
+
+bool standalone_batchnorm(const Graph& g, int i) {
+  const Node& n = g.nodes[static_cast<size_t>(i)];
+  if (n.op != Op::BatchNorm || n.inputs.empty()) return false;
+  const int in = n.inputs[0];
+  if (g.nodes[static_cast<size_t>(in)].op == Op::Input) return false;  // the input normalization's
+  return !(is_weight_layer(g.nodes[static_cast<size_t>(in)]) && consumers(g, in).size() == 1);
 }
 
 void pin_first_last(BitConfig& b, const Graph& g, int bits) {

@@ -195,9 +195,20 @@ inline std::vector<std::vector<float>> simulate_nodes(const sq::QuantModel& qm, 
         for (size_t k = 0; k < y.size(); ++k) y[k] *= gate[k / per];
         break;
       }
-      case sq::Op::BatchNorm:
-        ADD_FAILURE() << "simulate: batchnorm (fold first)";
+      case sq::Op::BatchNorm: {  // LibTorch's CPU batch_norm in evaluation (float, FMA)
+        const int64_t c = is[0], plane = static_cast<int64_t>(in.size()) / c;
+        y.resize(in.size());
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const float invstd =
+              1.0f / std::sqrt(n.params.at("running_var").data[ch] + static_cast<float>(n.eps));
+          const float alpha = invstd * n.params.at("weight").data[ch];
+          const float beta =
+              std::fma(-n.params.at("running_mean").data[ch], alpha, n.params.at("bias").data[ch]);
+          for (int64_t p = 0; p < plane; ++p)
+            y[ch * plane + p] = std::fma(in[ch * plane + p], alpha, beta);
+        }
         break;
+      }
     }
     if (quantize && pts.count(static_cast<int>(i))) {
       const sq::ActQuant& a = qm.acts.at(n.name);
@@ -288,6 +299,30 @@ inline sq::Graph shufflev2_graph(const sq::Shape& in, int64_t classes, uint64_t 
   return g;
 }
 
+// DenseNet-like pre-activation: a conv stem, two dense layers (BN → ReLU → 1×1 conv → BN → ReLU →
+// 3×3 conv, concatenated to their input), a transition (BN → ReLU → 1×1 conv → 2×2 average
+// pooling) and the final BN → ReLU → global pooling → linear. The BNs after a concat or a pooling
+// are standalone (no conv absorbs them); the others fold.
+inline sq::Graph dense_graph(const sq::Shape& in, int64_t classes, uint64_t seed) {
+  sq::Graph g("dense", in, classes);
+  auto br = [&g](const std::string& nm, int x) {
+    return g.relu(nm + ".relu", g.batchnorm(nm + ".bn", x));
+  };
+  int x = g.conv2d("stem", g.input(), 8, 3, 1, 1);
+  for (int l = 1; l <= 2; ++l) {
+    const std::string nm = "d" + std::to_string(l);
+    int y = g.conv2d(nm + ".c1", br(nm + ".n1", x), 8, 1, 1, 0);
+    y = g.conv2d(nm + ".c2", br(nm + ".n2", y), 4, 3, 1, 1);
+    x = g.concat(nm + ".cat", {x, y});
+  }
+  x = g.avgpool("t.pool", g.conv2d("t.conv", br("t.n", x), 8, 1, 1, 0), 2, 2);
+  x = g.flatten("flat", g.global_avgpool("gap", br("n5", x)));
+  g.linear("fc", x, classes);
+  g.infer_shapes();
+  g.init_params(seed);
+  return g;
+}
+
 // A zoo model with random weights and biases, BN folded, mixed precision: first and last layer
 // at 8 bits, the others at random weight bits 2..8 and activation bits 4..8, every third one with
 // per-channel bits that include pruned (0) and binary (1) channels; activation ranges are the
@@ -296,9 +331,10 @@ inline sq::QuantModel synthetic_qmodel(const std::string& zoo, const sq::Shape& 
                                        uint64_t seed) {
   sq::QuantModel qm;
   // "rect": rect_graph, the non-square windows the zoo does not have; "shufflev2":
-  // shufflev2_graph, channel slices.
+  // shufflev2_graph, channel slices; "dense": dense_graph, standalone batchnorms.
   sq::Graph g = zoo == "rect"        ? rect_graph(in, classes, seed)
                 : zoo == "shufflev2" ? shufflev2_graph(in, classes, seed)
+                : zoo == "dense"     ? dense_graph(in, classes, seed)
                                      : sq::make_zoo_model(zoo, in, classes, seed);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.1f);
@@ -306,6 +342,10 @@ inline sq::QuantModel synthetic_qmodel(const std::string& zoo, const sq::Shape& 
     if (n.op == sq::Op::BatchNorm) {
       for (float& x : n.params["bias"].data) x = nd(rng);
       for (float& x : n.params["running_mean"].data) x = nd(rng);
+      if (zoo != "dense") continue;  // standalone BNs: gammas of both signs, variances around 1
+      std::uniform_real_distribution<float> u(0.5f, 1.5f);
+      for (float& x : n.params["weight"].data) x = u(rng) * (rng() % 5 ? 1.0f : -1.0f);
+      for (float& x : n.params["running_var"].data) x = u(rng) * u(rng);
     }
   qm.graph = sq::fold_batchnorm(g);
   qm.graph.input_mean.assign(static_cast<size_t>(in[0]), 0.3f);

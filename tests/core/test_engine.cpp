@@ -269,29 +269,61 @@ TEST(EngineRef, NonSquarePoolsByHand) {
   EXPECT_THROW(sq::maxpool_u8_ref(d, x, y), sq::Error);
 }
 
-TEST(EngineRef, AddMatchesRealArithmetic) {
+// The simulation's add (fake_quant.cpp): float32 operand values, a float32 sum, the output
+// quantizer's float32 division and round half to even.
+uint8_t simulated_add(float sa, int za, float sb, int zb, float so, int zo, int lo, int hi, int a,
+                      int b) {
+  const volatile float va = static_cast<float>(a - za) * sa, vb = static_cast<float>(b - zb) * sb;
+  const volatile float y = va + vb;
+  const float q = std::nearbyint(y / so) + static_cast<float>(zo);
+  return static_cast<uint8_t>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi)));
+}
+
+TEST(EngineRef, AddEqualsTheSimulationsFloatArithmetic) {
   std::mt19937_64 rng(11);
-  int exact = 0, total = 0;
-  for (int trial = 0; trial < 200; ++trial) {
+  // Random scales, and ratios that make exact ties common (half to even, as the simulation).
+  struct Case {
+    float sa, sb, so;
+    int za, zb, zo, lo, hi;
+  };
+  std::vector<Case> cases = {{0.5f, 0.25f, 1.0f, 3, 200, 128, 0, 255},
+                             {1.0f, 1.0f, 0.5f, 0, 255, 7, 0, 15},
+                             {0.1f, 0.1f, 0.2f, 128, 128, 128, 128, 255},
+                             {3e-3f, 7e-6f, 1e-2f, 0, 0, 0, 0, 255}};
+  for (int trial = 0; trial < 40; ++trial) {
     const float sa = 0.01f + (rng() % 1000) / 20000.0f, sb = 0.01f + (rng() % 1000) / 20000.0f;
     const float so = 0.02f + (rng() % 1000) / 10000.0f;
-    const int32_t za = rng() % 256, zb = rng() % 256, zo = rng() % 256;
-    const auto p = sq::make_add_params(sa, za, sb, zb, so, zo, 0, 255);
-    uint8_t a[64], b[64], y[64];
-    for (int i = 0; i < 64; ++i) a[i] = rng() % 256, b[i] = rng() % 256;
-    sq::add_u8_ref(p, a, b, 64, y);
-    for (int i = 0; i < 64; ++i) {
-      const double r = (double(sa) * (a[i] - za) + double(sb) * (b[i] - zb)) / so;
-      const double want = std::clamp(std::floor(r + 0.5) + zo, 0.0, 255.0);
-      EXPECT_LE(std::fabs(y[i] - want), 1.0);
-      exact += y[i] == want;
-      ++total;
+    const int lo = static_cast<int>(rng() % 64);
+    cases.push_back({sa, sb, so, static_cast<int>(rng() % 256), static_cast<int>(rng() % 256),
+                     static_cast<int>(rng() % 256), lo, 255 - static_cast<int>(rng() % 64)});
+  }
+  std::vector<uint8_t> a(65536), b(65536), y(65536);
+  for (int i = 0; i < 65536; ++i) a[i] = static_cast<uint8_t>(i >> 8), b[i] = static_cast<uint8_t>(i);
+  for (const Case& c : cases) {
+    const auto p = sq::make_add_params(c.sa, c.za, c.sb, c.zb, c.so, c.zo, c.lo, c.hi);
+    ASSERT_TRUE(p.exact());
+    sq::add_u8_ref(p, a.data(), b.data(), 65536, y.data());
+    int bad = 0;
+    for (int i = 0; i < 65536 && bad < 5; ++i) {
+      const uint8_t want = simulated_add(c.sa, c.za, c.sb, c.zb, c.so, c.zo, c.lo, c.hi, a[i], b[i]);
+      if (y[i] != want) {
+        ++bad;
+        ADD_FAILURE() << "scales " << c.sa << ", " << c.sb << " -> " << c.so << ", codes "
+                      << int{a[i]} << " + " << int{b[i]} << ": " << int{y[i]} << ", simulation "
+                      << int{want};
+      }
     }
   }
-  EXPECT_GE(exact, total * 99 / 100);
+  // Scales 2^30 apart do not fit the exact form: the fixed-point fallback, within one code.
+  const auto f = sq::make_add_params(0x1p-30f, 5, 1.0f, 9, 0.7f, 3, 0, 255);
+  EXPECT_FALSE(f.exact());
+  sq::add_u8_ref(f, a.data(), b.data(), 65536, y.data());
+  for (int i = 0; i < 65536; i += 97)
+    EXPECT_LE(std::abs(y[i] - simulated_add(0x1p-30f, 5, 1.0f, 9, 0.7f, 3, 0, 255, a[i], b[i])), 1);
   EXPECT_THROW(sq::make_add_params(0.1f, 0, 0.1f, 256, 0.1f, 0, 0, 255), sq::Error);
   EXPECT_THROW(sq::make_add_params(0.1f, 0, 0.1f, 0, 0.1f, 0, 0, 256), sq::Error);
   EXPECT_THROW(sq::make_add_params(0.1f, 0, 0.0f, 0, 0.1f, 0, 0, 255), sq::Error);
+  EXPECT_THROW(sq::make_add_params(0.1f, 0, INFINITY, 0, 0.1f, 0, 0, 255), sq::Error);
   // A fused ReLU6-style clamp and the ReLU clamp kernel.
   uint8_t v[4] = {0, 5, 9, 200};
   sq::clamp_u8_ref(v, 4, 5, 100);

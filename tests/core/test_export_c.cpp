@@ -173,7 +173,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ZooCase{"lenet5", {1, 28, 28}, 300}, ZooCase{"resnet8", {3, 12, 12}, 300},
                       ZooCase{"mobilenetv2", {3, 16, 16}, 200}, ZooCase{"mlp", {1, 12, 12}, 300},
                       ZooCase{"squeezese", {3, 16, 16}, 200}, ZooCase{"rect", {3, 16, 16}, 200},
-                      ZooCase{"shufflev2", {3, 16, 16}, 200}),
+                      ZooCase{"shufflev2", {3, 16, 16}, 200}, ZooCase{"dense", {3, 12, 12}, 200}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Every weight width 1..8 as whole layers, and per-channel mixtures of 0..8 bits (pruned and
@@ -584,13 +584,24 @@ TEST(ExportC, RuntimeArithmeticEqualsTheEngine) {
   std::vector<sq::AddParams> adds = {sq::make_add_params(0.5f, 3, 0.25f, 200, 1.0f, 128, 0, 255),
                                      sq::make_add_params(0.05f, 128, 0.07f, 0, 0.09f, 40, 40, 200),
                                      sq::make_add_params(1.0f, 0, 1.0f, 255, 0.5f, 7, 0, 15),
-                                     sq::make_add_params(0.013f, 17, 0.5f, 99, 0.02f, 0, 0, 255)};
+                                     sq::make_add_params(0.013f, 17, 0.5f, 99, 0.02f, 0, 0, 255),
+                                     // 2^30 apart: the fixed-point fallback
+                                     sq::make_add_params(0x1p-30f, 5, 1.0f, 9, 0.7f, 3, 0, 255)};
+  EXPECT_FALSE(adds.back().exact());
   std::vector<int32_t> add_in;
   for (const sq::AddParams& a : adds)
     for (int32_t v : {a.zp_a, a.zp_b, a.zp_out, a.lo, a.hi, a.m_a.multiplier, a.m_a.shift,
-                      a.m_b.multiplier, a.m_b.shift})
+                      a.m_b.multiplier, a.m_b.shift, a.exact() ? 1 : 0})
       add_in.push_back(v);
   sq::write_file_atomic(dir + "/add.bin", bytes_of(add_in));
+  // The exact form's tables (all zero: the fixed-point fallback).
+  std::vector<int64_t> add_tab;
+  for (const sq::AddParams& a : adds)
+    for (const std::vector<int64_t>* t : {&a.ta, &a.tb, &a.thr}) {
+      const size_t len = t == &a.thr ? 257 : 256;
+      for (size_t i = 0; i < len; ++i) add_tab.push_back(a.exact() ? (*t)[i] : 0);
+    }
+  sq::write_file_atomic(dir + "/add_tab.bin", bytes_of(add_tab));
   sq::write_file_atomic(dir + "/harness.c", R"(#include <stdio.h>
 #include "sq_runtime.h"
 typedef struct { int64_t acc; int32_t mult, shift; int64_t offset; } rec;
@@ -628,7 +639,9 @@ int main(void) {
   fclose(o);
   {
     static uint8_t a[65536], b[65536], y[65536];
-    int32_t q[9];
+    static int64_t tab[769];
+    FILE* ft = fopen("add_tab.bin", "rb");
+    int32_t q[10];
     for (i = 0; i < 65536; ++i) {
       a[i] = (uint8_t)(i >> 8);
       b[i] = (uint8_t)i;
@@ -648,11 +661,16 @@ int main(void) {
       p.m_b.shift = q[8];
       p.m_a.offset = 0;
       p.m_b.offset = 0;
+      if (fread(tab, sizeof tab, 1, ft) != 1) return 4;
+      p.ta = q[9] ? tab : 0;
+      p.tb = tab + 256;
+      p.thr = tab + 512;
       sq_add_u8(&p, a, b, 65536, y);
       fwrite(y, 1, sizeof y, o);
     }
     fclose(f);
     fclose(o);
+    fclose(ft);
   }
   return at == len ? 0 : 3;
 }

@@ -682,10 +682,11 @@ TEST(ExportsRun, ANegativeLeadingBatchNormScaleIsRefusedByRunAndEveryExport) {
   EXPECT_ERROR_HAS(sq::export_c(qm, dir + "/c"), "export c", want);
   EXPECT_FALSE(sq::file_exists(dir + "/m.sqm"));
   EXPECT_TRUE(sqtest::files_in(dir).empty());
-  // A batchnorm anywhere else (not after a conv) is named up front, whatever comes first.
+  // A batchnorm the conv before it would absorb, left unfolded, is named up front, whatever
+  // comes first (one no layer can absorb runs as per-channel tables: the "dense" zoo case).
   sq::Graph g("mid", {1, 6, 6}, 3);
-  int x = g.relu("r", g.conv2d("c", g.input(), 2, 3, 1, 1, 1, true));
-  g.linear("fc", g.flatten("flat", g.batchnorm("bn_mid", x)), 3);
+  int x = g.relu("r", g.batchnorm("bn_mid", g.conv2d("c", g.input(), 2, 3, 1, 1, 1, true)));
+  g.linear("fc", g.flatten("flat", x), 3);
   g.infer_shapes();
   g.init_params(1);
   sq::QuantModel mid;

@@ -12,16 +12,12 @@
 
 #include "engine/ops/op.h"
 
-TEST(GraphExecutorOps, EveryGraphOpButBatchnormHasAPrepare) {
+TEST(GraphExecutorOps, EveryGraphOpHasAPrepare) {
   int named = 0;
   for (int k = 0; std::string(sq::op_name(static_cast<sq::Op>(k))) != "?"; ++k) {
     const sq::Op op = static_cast<sq::Op>(k);
     ++named;
-    if (op == sq::Op::BatchNorm) {
-      EXPECT_EQ(sq::ops::find_prepare(op), nullptr);
-    } else {
-      EXPECT_NE(sq::ops::find_prepare(op), nullptr) << sq::op_name(op);
-    }
+    EXPECT_NE(sq::ops::find_prepare(op), nullptr) << sq::op_name(op);
   }
   EXPECT_EQ(named, static_cast<int>(sq::Op::ChannelSlice) + 1);  // the last Op
 }
@@ -134,6 +130,26 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
   EXPECT_GT(cases, 150);
   EXPECT_TRUE(sq::ops::grouped_conv_fits(sq::ConvShape{4096, 3, 3, 4096, sq::Window2d::square(3, 1, 1), 1}));
   EXPECT_FALSE(sq::ops::grouped_conv_fits(sq::ConvShape{8192, 3, 3, 8192, sq::Window2d::square(3, 1, 1), 1}));
+}
+
+// Every pair of codes, exact and fallback forms, scale ratios that make ties common.
+TEST(GraphExecutorOps, FastAddEqualsTheReference) {
+  std::vector<uint8_t> a(65536), b(65536), want(65536), got(65536);
+  for (int i = 0; i < 65536; ++i) a[i] = static_cast<uint8_t>(i >> 8), b[i] = static_cast<uint8_t>(i);
+  int exact = 0;
+  for (const sq::AddParams& p : {sq::make_add_params(0.5f, 3, 0.25f, 200, 1.0f, 128, 0, 255),
+                                 sq::make_add_params(0.05f, 128, 0.07f, 0, 0.09f, 40, 40, 200),
+                                 sq::make_add_params(1.0f, 0, 1.0f, 255, 0.5f, 7, 0, 15),
+                                 sq::make_add_params(0.013f, 17, 0.5f, 99, 0.02f, 0, 0, 255),
+                                 sq::make_add_params(0x1p-30f, 5, 1.0f, 9, 0.7f, 3, 0, 255)}) {
+    sq::add_u8_ref(p, a.data(), b.data(), 65536, want.data());
+    sq::ops::add_u8_fast(p, sq::ops::add_term(p.m_a, p.zp_a).data(),
+                         sq::ops::add_term(p.m_b, p.zp_b).data(), a.data(), b.data(), 65536,
+                         got.data());
+    ASSERT_EQ(got, want) << "add " << exact;
+    exact += p.exact();
+  }
+  EXPECT_EQ(exact, 4);
 }
 
 // The optimized plans' mul equals mul_u8_ref: element-wise and per-channel gates (per 1, 7, 64,

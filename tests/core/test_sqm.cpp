@@ -101,6 +101,32 @@ TEST(SqmSlice, ShuffleV2RoundTripsAtTheSameVersion) {
   expect_same_logits(qm, im, m);
 }
 
+// Standalone batchnorms (DenseNet's after a concat) carry their parameters in header.batchnorms:
+// the loaded model runs the same per-channel tables; a file without them is refused.
+TEST(SqmBatchnorm, DenseRoundTripsWithItsBatchnorms) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("dense", {3, 12, 12}, 10, 4);
+  const sq::IntModel im = sq::integerize(qm);
+  const std::string dir = sqtest::temp_dir("sqm_bn");
+  sq::save_sqm(dir + "/m.sqm", qm.graph, im);
+  const sq::SqmModel m = sq::load_sqm(dir + "/m.sqm");
+  int standalone = 0;
+  for (size_t i = 0; i < m.graph.nodes.size(); ++i)
+    if (sq::standalone_batchnorm(m.graph, static_cast<int>(i))) {
+      ++standalone;
+      for (const char* key : {"weight", "bias", "running_mean", "running_var"})
+        EXPECT_EQ(m.graph.nodes[i].params.at(key), qm.graph.nodes[i].params.at(key))
+            << m.graph.nodes[i].name << " " << key;
+    }
+  EXPECT_EQ(standalone, 4);  // d1.n1, d2.n1, t.n, n5
+  expect_same_model(im, m.model);
+  expect_same_logits(qm, im, m);
+  // A batchnorm without its parameters cannot be saved.
+  sq::QuantModel bad = qm;
+  bad.graph.nodes[static_cast<size_t>(bad.graph.index_of("n5.bn"))].params.erase("running_var");
+  EXPECT_THROW(sq::save_sqm(dir + "/bad.sqm", bad.graph, im), sq::Error);
+  EXPECT_FALSE(sq::file_exists(dir + "/bad.sqm"));
+}
+
 // Size against Σ params × bits / 8 plus 4-byte scales and biases per output channel: the rest
 // (header, section table, byte-aligned rows) stays under 2 % — except for MobileNetV2, whose
 // depthwise rows of 9 weights lose ~half a byte each to the alignment (~3 % in all).

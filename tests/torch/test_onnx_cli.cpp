@@ -403,7 +403,9 @@ TEST(OnnxInception, ImportedLogitsEqualPyTorch) {
 // channel broadcast from conv and linear gates, Softmax dropped; shufflenet: Reshape ->
 // Transpose -> Reshape as a channel shuffle; rectnet: Inception's 1x7 / 7x1 and 1x3 / 3x1
 // convs, a dilated conv and a stride of (2, 1); shufflev2: ShuffleNetV2's chunk as two Slice
-// nodes on the channels, then concat and channel shuffle), imported, W8A8 PTQ on random
+// nodes on the channels, then concat and channel shuffle; densenet: torchvision's DenseNet,
+// width-reduced: pre-activation batchnorms after concats, which the engine runs as per-channel
+// tables), imported, W8A8 PTQ on random
 // images: the optimized engine equals its reference plan bit for bit, and the integer engine
 // and ONNX Runtime on the QDQ export agree with the
 // simulated model on top-1 (random weights: images whose simulated top-2 margin is under 1 % of
@@ -427,7 +429,8 @@ TEST(OnnxFixtures, ActivationNetsQuantizeAndRunOnEngineAndOrt) {
         "silunet-op17-dyn.onnx", "firenet-op13-dyn.onnx", "firenet-op17-dyn.onnx",
         "senet-op13-dyn.onnx", "senet-op17-dyn.onnx", "shufflenet-op13-dyn.onnx",
         "shufflenet-op17-dyn.onnx", "rectnet-op13-dyn.onnx", "rectnet-op17-dyn.onnx",
-        "shufflev2-op13-dyn.onnx", "shufflev2-op17-dyn.onnx"}) {
+        "shufflev2-op13-dyn.onnx", "shufflev2-op17-dyn.onnx", "densenet-op13-dyn.onnx",
+        "densenet-op17-dyn.onnx"}) {
     sq::Graph g = sq::import_onnx(dir + "/" + file);
     g.input_mean.assign(3, 0.0f);
     g.input_std.assign(3, 1.0f);

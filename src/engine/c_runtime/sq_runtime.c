@@ -368,9 +368,17 @@ void sq_conv_avgpool_u8(const sq_conv_layer* L, const sq_conv_gap_params* p,
 void sq_add_u8(const sq_add_params* p, const uint8_t* a, const uint8_t* b, int32_t n, uint8_t* y) {
   int32_t i;
   for (i = 0; i < n; ++i) {
-    const int64_t ta = sq_requantize(((int64_t)a[i] - p->zp_a) * 65536, p->m_a);
-    const int64_t tb = sq_requantize(((int64_t)b[i] - p->zp_b) * 65536, p->m_b);
-    y[i] = (uint8_t)clamp32(floor_shr(ta + tb + 32768, 16) + p->zp_out, p->lo, p->hi);
+    if (p->ta) {
+      const int64_t t = p->ta[a[i]] + p->tb[b[i]];
+      int32_t q = p->lo, step;
+      for (step = 128; step > 0; step >>= 1)
+        if (q + step <= p->hi && t >= p->thr[q + step]) q += step;
+      y[i] = (uint8_t)q;
+    } else {
+      const int64_t ta = sq_requantize(((int64_t)a[i] - p->zp_a) * 65536, p->m_a);
+      const int64_t tb = sq_requantize(((int64_t)b[i] - p->zp_b) * 65536, p->m_b);
+      y[i] = (uint8_t)clamp32(floor_shr(ta + tb + 32768, 16) + p->zp_out, p->lo, p->hi);
+    }
   }
 }
 
@@ -444,4 +452,13 @@ void sq_global_avgpool_u8(int32_t c, int32_t hw, const sq_avgpool_params* p, con
 void sq_lut_u8(const uint8_t* table, const uint8_t* x, int32_t n, uint8_t* y) {
   int32_t i;
   for (i = 0; i < n; ++i) y[i] = table[x[i]];
+}
+
+void sq_channel_lut_u8(const uint8_t* tables, int32_t c, int32_t plane, const uint8_t* x,
+                       uint8_t* y) {
+  int32_t ch, i;
+  for (ch = 0; ch < c; ++ch) {
+    const uint8_t* t = tables + ch * 256;
+    for (i = 0; i < plane; ++i) y[ch * plane + i] = t[x[ch * plane + i]];
+  }
 }

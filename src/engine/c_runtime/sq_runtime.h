@@ -91,13 +91,18 @@ void sq_conv_f32(const sq_conv_layer* L, const uint8_t* x, float* y, const sq_wo
 void sq_conv_gap_f32(const sq_conv_layer* L, int act, const uint8_t* x, float* y,
                      const sq_work* w);
 
-/* Residual add of two 8-bit operands: each is rescaled to the output point in a 2^−16-LSB fixed
- * point, the sum is rounded half up once:
+/* Residual add of two 8-bit operands, exactly as the simulation computes it in float32
+ * (engine.h, AddParams): ta, tb hold every operand code's value fl((q − zp)·s) as a multiple of one
+ * power of two, so the sum t = ta[a] + tb[b] is exact, and
+ *   y = lo + the number of k in lo+1 … hi with t >= thr[k]
+ * (thr[k]: the least sum whose simulated code is at least k; non-decreasing in k). ta = 0 (scales
+ * too far apart for int64): each operand rescaled in a 2^−16-LSB fixed point, rounded half up once:
  *   t = rq((a − zp_a) · 2^16, m_a) + rq((b − zp_b) · 2^16, m_b)
  *   y = clamp(((t + 2^15) >> 16) + zp_out, lo, hi) */
 typedef struct {
   int32_t zp_a, zp_b, zp_out, lo, hi;
   sq_rq m_a, m_b;
+  const int64_t *ta, *tb, *thr; /* 256, 256, 257 entries, or all 0 */
 } sq_add_params;
 void sq_add_u8(const sq_add_params* p, const uint8_t* a, const uint8_t* b, int32_t n, uint8_t* y);
 
@@ -157,6 +162,11 @@ void sq_conv_avgpool_u8(const sq_conv_layer* L, const sq_conv_gap_params* p,
 /* y[i] = table[x[i]]: a ReLU/ReLU6 on codes, or a rescale from one quantization point to another
  * (the table is built at export time). */
 void sq_lut_u8(const uint8_t* table, const uint8_t* x, int32_t n, uint8_t* y);
+
+/* A standalone batchnorm (built at export time: the simulation's batchnorm, the ReLU after it and
+ * the output point): channel ch of c, `plane` codes, maps through tables[ch·256 …]. */
+void sq_channel_lut_u8(const uint8_t* tables, int32_t c, int32_t plane, const uint8_t* x,
+                       uint8_t* y);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
-// Residual add at the add's point (add_u8_ref's arithmetic: each operand rescaled to a 2^−16-LSB
-// fixed point, one rounding). Optimized plans tabulate the two terms per operand code at prepare
-// (2 × 256 int32), so an add is two lookups, a sum and a shift: the same integers.
+// Residual add at the add's point: add_u8_ref's codes, which are the simulation's float32 add
+// exactly (engine.h, AddParams). Optimized plans tabulate the fixed-point fallback's two terms per
+// operand code at prepare (2 × 256 int32): two lookups, a sum and a shift give a code within one
+// of the exact one, which the exact operand sum and the thresholds then correct.
 #include <algorithm>
 
 #include "op.h"
@@ -14,29 +15,39 @@ void eval_add_ref(const Run& r, const Step& st) {
 }
 
 void eval_add_lut(const Run& r, const Step& st) {
-  const uint8_t *a = r.in(st), *b = r.in2(st);
-  uint8_t* out = r.out(st);
-  const int32_t* ta = r.add_terms[st.table].data();
-  const int32_t* tb = r.add_terms[st.table + 1].data();
-  const int64_t half = int64_t{1} << (AddParams::kShift - 1);
-  for (int64_t k = 0; k < st.n; ++k) {
-    const int64_t v = ((int64_t{ta[a[k]]} + tb[b[k]] + half) >> AddParams::kShift) + st.add.zp_out;
-    out[k] = static_cast<uint8_t>(std::clamp<int64_t>(v, st.add.lo, st.add.hi));
-  }
+  add_u8_fast(st.add, r.add_terms[st.table].data(), r.add_terms[st.table + 1].data(), r.in(st),
+              r.in2(st), st.n, r.out(st));
 }
 
 const StepType kAddRef{Step::Kind::Add, "add(ref)", eval_add_ref};
 const StepType kAddLut{Step::Kind::AddLut, "add", eval_add_lut};
 
-// requantize((q − zp) · 2^kShift, m) for every code q: add_u8_ref's term of one operand.
+}  // namespace
+
 std::array<int32_t, 256> add_term(const Requant& m, int32_t zp) {
   std::array<int32_t, 256> t{};
   for (int q = 0; q < 256; ++q)
-    t[q] = requantize((int64_t{q} - zp) * (int64_t{1} << AddParams::kShift), m);
+    t[static_cast<size_t>(q)] = requantize((int64_t{q} - zp) * (int64_t{1} << AddParams::kShift), m);
   return t;
 }
 
-}  // namespace
+void add_u8_fast(const AddParams& p, const int32_t* ta, const int32_t* tb, const uint8_t* a,
+                 const uint8_t* b, int64_t n, uint8_t* y) {
+  const int64_t half = int64_t{1} << (AddParams::kShift - 1);
+  const int64_t lo = p.lo, hi = p.hi;
+  const int64_t* ea = p.exact() ? p.ta.data() : nullptr;
+  const int64_t *eb = p.tb.data(), *thr = p.thr.data();
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t v = ((int64_t{ta[a[k]]} + tb[b[k]] + half) >> AddParams::kShift) + p.zp_out;
+    int64_t q = std::clamp<int64_t>(v, lo, hi);
+    if (ea) {  // the fixed-point code is within one of the exact one
+      const int64_t sum = ea[a[k]] + eb[b[k]];
+      while (q < hi && sum >= thr[q + 1]) ++q;
+      while (q > lo && sum < thr[q]) --q;
+    }
+    y[k] = static_cast<uint8_t>(q);
+  }
+}
 
 void prepare_add(Context& c, int node) {
   Context::Binary b = c.binary(node, "add", false);

@@ -206,6 +206,11 @@ bool grouped_conv_fits(const ConvShape& s);
 enum class GroupedMethod { Auto, Rows, Patches };
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
                           Isa isa, GroupedMethod m = GroupedMethod::Auto);
+// add.cpp: add_u8_ref's bytes from the fixed-point fallback's two terms per code (add_term: ta, tb)
+// corrected by the exact form where p has it.
+std::array<int32_t, 256> add_term(const Requant& m, int32_t zp);
+void add_u8_fast(const AddParams& p, const int32_t* ta, const int32_t* tb, const uint8_t* a,
+                 const uint8_t* b, int64_t n, uint8_t* y);
 // mul.cpp: mul_u8_ref's bytes without a division or a 128-bit product per element.
 void mul_u8_fast(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output

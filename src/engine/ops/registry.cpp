@@ -27,7 +27,8 @@ namespace sq::ops {
   X(Flatten, flatten)            \
   X(Concat, concat)              \
   X(ChannelShuffle, channel_shuffle) \
-  X(ChannelSlice, slice)
+  X(ChannelSlice, slice)         \
+  X(BatchNorm, batchnorm)
 
 #define SQ_DECLARE(op, name) void prepare_##name(Context&, int);
 SQ_ENGINE_OPS(SQ_DECLARE)
@@ -38,7 +39,7 @@ PrepareFn find_prepare(Op op) {
   if (op == Op::o) return prepare_##name;
   SQ_ENGINE_OPS(SQ_ENTRY)
 #undef SQ_ENTRY
-  return nullptr;  // not registered (batchnorm: folded or refused before the walk)
+  return nullptr;  // not registered
 }
 #undef SQ_ENGINE_OPS
 
