@@ -96,6 +96,11 @@ struct AllocationRequest {
   KlMode kl = KlMode::Output;
   // training (search cycles and final QAT)
   double final_epochs = 1;  // < 1: that fraction of the training set
+  // Where the final QAT starts: false, the method's trained search state where it has one
+  // (sigmaquant's best Phase 2 model, dnas' fine-tuned weights), else the PTQ model at its
+  // assignment; true, the PTQ model for every method — the same final QAT for all, so that a
+  // comparison measures the assignments and not the extra training a search did (issue 16).
+  bool final_from_ptq = false;
   TrainingSettings training;
   int64_t val_samples = 2000;  // held out of the training set (at most a fifth of it)
   int64_t kl_samples = 512, calib_samples = 1024;

@@ -52,6 +52,13 @@ const std::map<std::string, Setter>& settings() {
       {"kl",
        [](Request& r, py::handle v) { r.kl = sq::parse_kl_mode(v.cast<std::string>(), "kl"); }},
       {"final_epochs", field(&Request::final_epochs)},
+      {"final_start",
+       [](Request& r, py::handle v) {
+         const std::string s = v.cast<std::string>();
+         if (s != "search" && s != "ptq")
+           sq::fail("quantize: final_start '{}' (expected 'search' or 'ptq')", s);
+         r.final_from_ptq = s == "ptq";
+       }},
       {"val_samples", field(&Request::val_samples)},
       {"kl_samples", field(&Request::kl_samples)},
       {"calib_samples", field(&Request::calib_samples)},

@@ -214,6 +214,7 @@ nlohmann::ordered_json settings_json(const AllocationRequest& r, double target_a
                               {"accuracy_target", target_acc},
                               {"seed", r.seed},
                               {"final_qat_epochs", r.final_epochs},
+                              {"final_start", r.final_from_ptq ? "ptq" : "search"},
                               {"lr", r.training.lr},
                               {"batch_size", r.training.batch_size},
                               {"augment", aug.on},
@@ -453,9 +454,10 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     // ---- final QAT ----
     obs.stage("final QAT");
     auto t_final = Clock::now();
-    QuantModel start = mr.start_model ? std::move(*mr.start_model)
-                                      : requantize_model(fp32, nullptr, mr.bits, train,
-                                                         req.calib_samples, req.seed);
+    QuantModel start = mr.start_model && !req.final_from_ptq
+                           ? std::move(*mr.start_model)
+                           : requantize_model(fp32, nullptr, mr.bits, train, req.calib_samples,
+                                              req.seed);
     double before_test = evaluate_quant(start, data.test, eo).accuracy;
     FinalQat fq = final_qat(std::move(start), req, train, val, aug, obs);
     double final_seconds = since(t_final);

@@ -277,6 +277,37 @@ TEST(Pipeline, RegisteredMethodRunsWithoutEditingTheLibrary) {
   EXPECT_EQ(res.log.final->kept, "no final QAT");
 }
 
+// final_from_ptq: the final QAT starts from the PTQ model at the method's assignment, not from
+// the trained state the method hands over (here one with every weight zeroed, which predicts
+// one class: the start is visible in the accuracy before any final QAT).
+TEST(Pipeline, FinalStartPtqIgnoresTheSearchsModel) {
+  sq::register_method({"zeroed-start", "every layer at 4 bits, a zeroed start model (a test)",
+                       false, [](sq::MethodContext& c) {
+                         sq::MethodResult m;
+                         m.bits = sq::BitConfig::uniform(c.folded, 4, c.request.abits);
+                         sq::QuantModel q =
+                             sq::requantize_model(c.fp32, nullptr, m.bits, c.train, 128, 1);
+                         for (sq::Node& n : q.graph.nodes)
+                           for (auto& [name, t] : n.params)
+                             if (name == "weight" && sq::is_weight_layer(n))
+                               std::fill(t.data.begin(), t.data.end(), 0.0f);
+                         m.start_model = std::move(q);
+                         return m;
+                       }});
+  sq::DataBundle d{blob_dataset(400, 1, 8, 13, "blobs8"), blob_dataset(200, 1, 8, 14, "blobs8")};
+  sq::Graph g = trained("lenet5", d.train, 4);
+  sq::AllocationRequest r = small_request(g, "zeroed-start");
+  r.final_epochs = 0;
+  const sq::RunResult from_search = sq::run_allocation(r, d);
+  EXPECT_EQ(from_search.log.settings.at("final_start"), "search");
+  r.final_from_ptq = true;
+  const sq::RunResult from_ptq = sq::run_allocation(r, d);
+  EXPECT_EQ(from_ptq.log.settings.at("final_start"), "ptq");
+  EXPECT_LT(from_search.log.final->accuracy, 0.3);  // one class of ten blobs
+  EXPECT_GT(from_ptq.log.final->accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(from_ptq.log.final->avg_bits, 4.0);
+}
+
 TEST(Pipeline, AugmentationIsPerDataSet) {
   sq::TrainingSettings t;
   sq::Dataset d;

@@ -34,6 +34,7 @@ struct SearchFlags {
   int max_raises = 2;
   std::string kl = "output";
   double final_epochs = 1;
+  std::string final_start = "search";
   double lr = 0.001;
   int64_t batch_size = 128;
   AugmentFlags augment;
