@@ -542,7 +542,7 @@ class GraphExecutor {
     // s_out), window = the plane or kernel²).
     bool relu = false;
     bool relu6 = false;  // ConvGapF32: the activation is ReLU6 (relu: ReLU)
-    std::vector<int64_t> gap_hi, gap_frac;  // gap_frac: the bias's fraction, 2^−8 units
+    std::vector<int64_t> gap_hi;
     std::vector<Requant> gap_m;
     int32_t zp_out = 0, lo = 0, hi = 255;
   };

@@ -24,13 +24,9 @@ namespace sq {
 struct Requant {
   int32_t multiplier = 0;  // in [2^30, 2^31), or 0 for M = 0
   int shift = 0;           // right shift; may be negative (left shift) when M >= 1
-  // Added to acc · multiplier before the rounding shift (units of 2^−shift output steps).
-  // channel_bias leaves it 0 (the bias is the int32 bias, as in every integer runtime); the
-  // kernels keep it for requantizations that need one. |offset| <= 2^30; 0 when shift <= 0.
-  int64_t offset = 0;
 };
 Requant quantize_multiplier(double m);
-// requantize(a, r) = (a · multiplier + offset + 2^(shift−1)) >> shift, saturated to int32.
+// requantize(a, r) = (a · multiplier + 2^(shift−1)) >> shift, saturated to int32.
 // The accumulator's unit of an output channel: s_x · s_w[c], or s_x for a pruned channel (s_w = 0;
 // its bias keeps that unit). A channel's requantization is quantize_multiplier(unit / s_out):
 // derived, so model files need not store it.

@@ -157,12 +157,10 @@ static int one(long t) {
     bias[c] = range(-100000, 100000);
     rq[c].mult = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
     rq[c].shift = range(30, 44);
-    rq[c].offset = 0;
     w_scale[c] = 1.0f;
     gap_cap[c] = (int64_t)range(0, 1 << 20) * 256;
     gap_m[c].mult = rq[c].mult;
     gap_m[c].shift = rq[c].shift + 12;
-    gap_m[c].offset = 0;
   }
   L.w = wpack;
   L.w_off = w_off;
@@ -199,7 +197,6 @@ static int one(long t) {
   }
   gp.relu = 1;
   gp.cap = rnd() & 1 ? gap_cap : 0;
-  gp.frac = 0;
   gp.m = gap_m;
   gp.zp_out = L.out_zp;
   gp.lo = 0;

@@ -27,11 +27,10 @@ using kernels::kMr;
 
 // sq::requantize (integerize.cpp) without its 128-bit product where 64 bits are exact: for
 // |a| < 2^31 and multiplier < 2^31 the product is below 2^62 and adding 2^(shift−1) (shift <= 62)
-// and the offset (|offset| <= 2^30) cannot overflow. Same rounding (half up), same arithmetic
-// shift, same saturation.
+// cannot overflow. Same rounding (half up), same arithmetic shift, same saturation.
 inline int32_t requantize_fast(int64_t a, const Requant& r) {
   if (a > -(int64_t{1} << 31) && a < (int64_t{1} << 31) && r.shift >= 1 && r.shift <= 62) {
-    const int64_t v = (a * r.multiplier + r.offset + (int64_t{1} << (r.shift - 1))) >> r.shift;
+    const int64_t v = (a * r.multiplier + (int64_t{1} << (r.shift - 1))) >> r.shift;
     return static_cast<int32_t>(std::clamp<int64_t>(v, INT32_MIN, INT32_MAX));
   }
   return requantize(a, r);
@@ -39,8 +38,8 @@ inline int32_t requantize_fast(int64_t a, const Requant& r) {
 
 #ifdef SQ_X86
 // The epilogue of one tile for 4 channels at a time in int64 lanes, equal to the scalar one:
-//   v = (a · multiplier + offset + 2^(shift−1)) >> shift   (a = bias + dot, |a| < 2^31,
-//                                                       1 <= shift <= 62; round = the last two)
+//   v = (a · multiplier + 2^(shift−1)) >> shift   (a = bias + dot, |a| < 2^31,
+//                                              1 <= shift <= 62; round = 2^(shift−1))
 //   y = clamp(v + zp_out, lo, hi)
 // _mm256_mul_epi32 forms the exact 64-bit product of the low 32 bits (a fits, checked per group;
 // a group with a larger |a| goes through requantize_fast). AVX2 has no 64-bit arithmetic shift:
@@ -665,7 +664,7 @@ void PreparedConv2d::plan_epilogue(const IntLayer& L) {
     if (r.shift < 1 || r.shift > 62) ep_vector_ok_[oc / kMr] = 0;
     ep_mult_[oc] = r.multiplier;
     ep_shift_[oc] = std::clamp(r.shift, 1, 62);
-    ep_round_[oc] = (int64_t{1} << (ep_shift_[oc] - 1)) + r.offset;
+    ep_round_[oc] = int64_t{1} << (ep_shift_[oc] - 1);
   }
   // The int32 epilogue (epilogue_avx2_q32).
   q_bias_.assign(npad, 0);
@@ -677,7 +676,7 @@ void PreparedConv2d::plan_epilogue(const IntLayer& L) {
   for (int64_t oc = 0; oc < s.out_c; ++oc) {
     const Requant& r = requant_[oc];
     const size_t slot = static_cast<size_t>(oc / 8 * 8 + (oc % 2) * 4 + (oc % 8) / 2);
-    const bool zero = r.multiplier == 0 && r.offset == 0;  // requantize gives 0 for any a
+    const bool zero = r.multiplier == 0;  // requantize gives 0 for any a
     if ((!zero && (r.shift < 32 || r.shift > 62)) ||
         (bias_[oc] < 0 ? -bias_[oc] : bias_[oc]) + dot_max >= (int64_t{1} << 31)) {
       q_ok_[oc / kMr] = 0;
@@ -687,7 +686,7 @@ void PreparedConv2d::plan_epilogue(const IntLayer& L) {
     if (zero) continue;
     q_shift_[oc] = r.shift - 32;
     q_mult_[slot] = r.multiplier;
-    q_round_[slot] = (int64_t{1} << (r.shift - 1)) + r.offset;
+    q_round_[slot] = int64_t{1} << (r.shift - 1);
   }
 }
 

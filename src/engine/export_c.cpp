@@ -140,8 +140,7 @@ std::string ident(const std::string& name, int index) {
 }
 
 std::string rq_init(const Requant& r) {
-  return r.offset == 0 ? fmt::format("{{{}, {}, 0}}", r.multiplier, r.shift)
-                       : fmt::format("{{{}, {}, INT64_C({})}}", r.multiplier, r.shift, r.offset);
+  return fmt::format("{{{}, {}}}", r.multiplier, r.shift);
 }
 
 std::string buf_ref(const Plan& p, int b) {
@@ -247,17 +246,10 @@ Written write_model(const Graph& g, const Plan& p) {
           d += c_array(
               "int64_t", id + "_gap_cap", s.gap_hi,
               [](int64_t v) { return fmt::format("INT64_C({})", v); }, 4);
-        const bool frac =
-            std::any_of(s.gap_frac.begin(), s.gap_frac.end(), [](int64_t v) { return v != 0; });
-        if (frac)
-          d += c_array(
-              "int64_t", id + "_gap_frac", s.gap_frac,
-              [](int64_t v) { return fmt::format("INT64_C({})", v); }, 4);
         d += c_array("sq_rq", id + "_gap_m", s.gap_m, rq_init, 4);
         d += fmt::format(
-            "static const sq_conv_gap_params {}_gap = {{{}, {}, {}, {}_gap_m, {}, {}, {}}};\n", id,
-            s.relu ? 1 : 0, cap ? id + "_gap_cap" : "0", frac ? id + "_gap_frac" : "0", id,
-            s.zp_out, s.lo, s.hi);
+            "static const sq_conv_gap_params {}_gap = {{{}, {}, {}_gap_m, {}, {}, {}}};\n", id,
+            s.relu ? 1 : 0, cap ? id + "_gap_cap" : "0", id, s.zp_out, s.lo, s.hi);
         if (s.kind == Kind::ConvPool) {
           const PoolShape& q = s.pool;
           d += fmt::format("static const sq_pool_shape {}_pool = {};\n", id, pool_init(q));

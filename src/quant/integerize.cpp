@@ -33,7 +33,7 @@ double accumulator_unit(float in_scale, float weight_scale) {
 }
 
 int32_t requantize(int64_t acc, const Requant& r) {
-  __int128 p = static_cast<__int128>(acc) * r.multiplier + r.offset;  // |p| < 2^95
+  __int128 p = static_cast<__int128>(acc) * r.multiplier;  // |p| < 2^95
   if (r.shift > 0) {
     // From shift 96 on, |p| < 2^(shift−1): the result rounds to 0 (and 1 << 127 would overflow;
     // a tiny multiplier M from an extreme scale ratio gives such shifts — found by fuzz_sqm).

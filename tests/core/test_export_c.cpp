@@ -521,7 +521,6 @@ TEST(ExportC, RuntimeArithmeticEqualsTheEngine) {
   struct Rec {
     int64_t acc;
     int32_t mult, shift;
-    int64_t offset;  // Requant::offset: a bias fraction, |offset| <= 2^30
   };
   std::vector<Rec> recs;
   std::mt19937_64 rng(3);
@@ -542,22 +541,15 @@ TEST(ExportC, RuntimeArithmeticEqualsTheEngine) {
                           -12345};
   for (int64_t a : accs)
     for (int shift = -31; shift <= 95; ++shift)
-      for (int32_t m : {0, 1 << 30, INT32_MAX, 1518500250})
-        for (int64_t off :
-             {int64_t{0}, int64_t{1} << 30, -(int64_t{1} << 30), int64_t{-1}, int64_t{777777}})
-          recs.push_back({a, m, shift, off});
+      for (int32_t m : {0, 1 << 30, INT32_MAX, 1518500250}) recs.push_back({a, m, shift});
   for (int i = 0; i < 20000; ++i) {
     const int64_t a = static_cast<int64_t>(rng()) >> (rng() % 64);
     const int32_t m = static_cast<int32_t>((1u << 30) + rng() % (1u << 30));
-    const int64_t off =
-        i % 4 == 0 ? 0
-                   : static_cast<int64_t>(rng() % ((uint64_t{1} << 31) + 1)) - (int64_t{1} << 30);
-    recs.push_back({a, m, static_cast<int32_t>(rng() % 80) - 10, off});
+    recs.push_back({a, m, static_cast<int32_t>(rng() % 80) - 10});
   }
-  // Ties: acc · M + offset = k + 1/2 exactly must round up, for either sign.
+  // Ties: acc · M = k + 1/2 exactly must round up, for either sign.
   for (int64_t a = -40; a <= 40; ++a)
-    for (int64_t off : {int64_t{0}, int64_t{1} << 29, -(int64_t{1} << 29)})
-      recs.push_back({a, 1 << 30, 31, off});
+    for (int shift : {31, 32}) recs.push_back({a, 1 << 30, shift});
   sq::write_file_atomic(dir + "/rq.bin", bytes_of(recs));
 
   std::vector<uint8_t> packed_in;
@@ -604,7 +596,7 @@ TEST(ExportC, RuntimeArithmeticEqualsTheEngine) {
   sq::write_file_atomic(dir + "/add_tab.bin", bytes_of(add_tab));
   sq::write_file_atomic(dir + "/harness.c", R"(#include <stdio.h>
 #include "sq_runtime.h"
-typedef struct { int64_t acc; int32_t mult, shift; int64_t offset; } rec;
+typedef struct { int64_t acc; int32_t mult, shift; } rec;
 int main(void) {
   rec r;
   unsigned char packed[4096];
@@ -618,7 +610,6 @@ int main(void) {
     int32_t y;
     m.mult = r.mult;
     m.shift = r.shift;
-    m.offset = r.offset;
     y = sq_requantize(r.acc, m);
     fwrite(&y, sizeof y, 1, o);
   }
@@ -659,8 +650,6 @@ int main(void) {
       p.m_a.shift = q[6];
       p.m_b.mult = q[7];
       p.m_b.shift = q[8];
-      p.m_a.offset = 0;
-      p.m_b.offset = 0;
       if (fread(tab, sizeof tab, 1, ft) != 1) return 4;
       p.ta = q[9] ? tab : 0;
       p.tb = tab + 256;
@@ -686,11 +675,11 @@ int main(void) {
   int bad = 0;
   for (size_t i = 0; i < recs.size() && bad < 10; ++i) {
     const int32_t want =
-        sq::requantize(recs[i].acc, sq::Requant{recs[i].mult, recs[i].shift, recs[i].offset});
+        sq::requantize(recs[i].acc, sq::Requant{recs[i].mult, recs[i].shift});
     if (got[i] != want) {
       ++bad;
       ADD_FAILURE() << "requantize(" << recs[i].acc << ", " << recs[i].mult << ", " << recs[i].shift
-                    << ", offset " << recs[i].offset << "): C " << got[i] << ", engine " << want;
+                    << "): C " << got[i] << ", engine " << want;
     }
   }
   EXPECT_EQ(read_vec<int32_t>(dir + "/unpacked.out"), want_w);

@@ -31,7 +31,7 @@ static void tap_range(int32_t off, int32_t stride, int32_t n, int32_t m, int32_t
 }
 
 int32_t sq_requantize(int64_t acc, sq_rq m) {
-  uint64_t a, mm, a0, a1, t0, t1, lo, hi, l2;
+  uint64_t a, mm, a0, a1, t0, t1, lo, hi;
   const int neg = (acc < 0) != (m.mult < 0);
   int s = m.shift;
   /* The 128-bit product (hi:lo) = acc · mult, two's complement. */
@@ -47,10 +47,6 @@ int32_t sq_requantize(int64_t acc, sq_rq m) {
     lo = ~lo + 1;
     hi = ~hi + (lo == 0);
   }
-  /* + offset, sign-extended to 128 bits. */
-  l2 = lo + (uint64_t)m.offset;
-  hi += (uint64_t)(l2 < lo) + (m.offset < 0 ? ~(uint64_t)0 : 0);
-  lo = l2;
   if (s >= 96) return 0; /* |product| < 2^95 <= 2^(s−1): rounds to 0 */
   if (s > 0) {
     /* + 2^(s−1), then an arithmetic shift right by s: round half up. */
@@ -323,11 +319,10 @@ void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const u
   int32_t oc, q;
   for (oc = 0; oc < L->out_c; ++oc) {
     int64_t sum = 0;
-    const int64_t frac = p->frac ? p->frac[oc] : 0;
     conv_dots(L, x, oc, w);
     for (q = 0; q < pix; ++q) {
-      /* 2^−8 accumulator units, the bias's fraction added per pixel (as the engine) */
-      int64_t v = ((int64_t)L->bias[oc] + w->dot[q]) * 256 + frac;
+      /* 2^−8 accumulator units (as the engine) */
+      int64_t v = ((int64_t)L->bias[oc] + w->dot[q]) * 256;
       if (p->relu && v < 0) v = 0;
       if (p->cap && v > p->cap[oc]) v = p->cap[oc];
       sum += v;
@@ -339,7 +334,7 @@ void sq_conv_gap_u8(const sq_conv_layer* L, const sq_conv_gap_params* p, const u
 /* The activation of one conv output of channel oc in 2^−8 accumulator units (sq_conv_gap_u8). */
 static int64_t gap_value(const sq_conv_layer* L, const sq_conv_gap_params* p, int32_t oc,
                          int32_t dot) {
-  int64_t v = ((int64_t)L->bias[oc] + dot) * 256 + (p->frac ? p->frac[oc] : 0);
+  int64_t v = ((int64_t)L->bias[oc] + dot) * 256;
   if (p->relu && v < 0) v = 0;
   if (p->cap && v > p->cap[oc]) v = p->cap[oc];
   return v;

@@ -25,17 +25,14 @@
 extern "C" {
 #endif
 
-/* A fixed-point multiplier M ≈ mult · 2^(−shift), mult in [2^30, 2^31) (or 0 for M = 0), and
- * an offset added to acc · mult before the rounding shift (sq::Requant::offset: a layer's bias
- * fraction in 2^−shift output steps; |offset| <= 2^30, 0 when shift <= 0). */
+/* A fixed-point multiplier M ≈ mult · 2^(−shift), mult in [2^30, 2^31) (or 0 for M = 0). */
 typedef struct {
   int32_t mult;
   int32_t shift;
-  int64_t offset;
 } sq_rq;
 
-/* (acc · mult + offset) · 2^(−shift) rounded half up (towards +inf) and saturated to int32,
- * exactly like sq::requantize. */
+/* acc · mult · 2^(−shift) rounded half up (towards +inf) and saturated to int32, exactly like
+ * sq::requantize. */
 int32_t sq_requantize(int64_t acc, sq_rq m);
 
 /* Unpacks n weights of one packed row (little-endian bit stream, least significant bit first;
@@ -139,13 +136,11 @@ void sq_global_avgpool_u8(int32_t c, int32_t hw, const sq_avgpool_params* p, con
                           uint8_t* y);
 
 /* conv → ReLU/ReLU6 → global average pooling with no quantization point in between: per channel,
- * v = acc · 2^8 + frac[c] (the float bias's fraction the int32 bias cannot hold, in 2^−8
- * accumulator units), clamped at 0 (relu) and at cap[c] (ReLU6's 6 in the same units), summed over
- * the pixels, y = clamp(rq(Σ v, m[c]) + zp_out, lo, hi). */
+ * v = acc · 2^8 (2^−8 accumulator units), clamped at 0 (relu) and at cap[c] (ReLU6's 6 in the same
+ * units), summed over the pixels, y = clamp(rq(Σ v, m[c]) + zp_out, lo, hi). */
 typedef struct {
   int32_t relu;
-  const int64_t* cap;  /* NULL: no upper bound */
-  const int64_t* frac; /* NULL: none */
+  const int64_t* cap; /* NULL: no upper bound */
   const sq_rq* m;
   int32_t zp_out, lo, hi;
 } sq_conv_gap_params;

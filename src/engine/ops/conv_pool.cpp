@@ -78,7 +78,7 @@ void eval_conv_pool(const Run& r, const Step& st) {
     int64_t* a = r.acc + c * hw;
     const int64_t cap = st.gap_hi[c];
     for (int64_t p = 0; p < hw; ++p) {
-      int64_t v = a[p] * (int64_t{1} << kGapFrac) + st.gap_frac[c];
+      int64_t v = a[p] * (int64_t{1} << kGapFrac);
       if (st.relu) v = std::max<int64_t>(v, 0);
       if (cap >= 0) v = std::min(v, cap);
       a[p] = v;
@@ -248,10 +248,6 @@ void push_conv_pool(Context& c, int node, Step st) {
                                     std::min(std::ldexp(6.0 / unit, kGapFrac), std::ldexp(1.0, 62)))
                               : -1);
     st.gap_m.push_back(quantize_multiplier(unit / (std::ldexp(1.0, kGapFrac) * hw * q.scale)));
-    // The part of the float bias the int32 bias does not hold (as channel_bias's offset).
-    const double frac =
-        ch < static_cast<int64_t>(L.bias_float.size()) ? L.bias_float[ch] / unit - L.bias[ch] : 0;
-    st.gap_frac.push_back(std::fabs(frac) <= 0.5 ? std::llround(std::ldexp(frac, kGapFrac)) : 0);
   }
   std::tie(st.lo, st.hi) = act_range(q, w.relu, w.relu6);
   st.zp_out = q.zero_point;

@@ -148,8 +148,8 @@ void push_requant_table(Context& c, int node, const Context::Val& in, int q_node
                         bool relu6);
 // pool.cpp: the max-pool node over buffer `in_buf`; returns its output buffer.
 // clamp(requantize(acc, r) + zp, lo, hi) for ops that requantize one value at a time (grouped
-// convs' epilogue, mul): requantize's (acc · m + offset + 2^(s−1)) >> s in int64 where that is
-// exact (|acc| < 2^31 and 0 < s < 63: |acc · m| < 2^62, |offset| <= 2^30), else requantize itself.
+// convs' epilogue, mul): requantize's (acc · m + 2^(s−1)) >> s in int64 where that is exact
+// (|acc| < 2^31 and 0 < s < 63: |acc · m| < 2^62), else requantize itself.
 struct Requantizer {
   Requant r;
   int64_t add = 0, zp = 0, lo = 0, hi = 255;
@@ -157,7 +157,7 @@ struct Requantizer {
   Requantizer(const Requant& rq, int64_t zp_out, int64_t lo_out, int64_t hi_out)
       : r(rq), zp(zp_out), lo(lo_out), hi(hi_out) {
     fast = r.shift > 0 && r.shift < 63;
-    add = r.offset + (fast ? int64_t{1} << (r.shift - 1) : 0);
+    add = fast ? int64_t{1} << (r.shift - 1) : 0;
   }
   uint8_t operator()(int64_t acc) const {
     const int64_t v = (fast && acc > -(int64_t{1} << 31) && acc < (int64_t{1} << 31)
