@@ -490,6 +490,15 @@ class GraphExecutor {
   // port) first departs from this one.
   using Trace = std::function<void(const Step* step, const uint8_t* codes, int64_t bytes)>;
   void run_traced(const float* image, float* logits, const Trace& trace);
+  // run_traced collected: the input's codes (step −1, node and plan "input"), then per writing
+  // step its index, node, describe() line and output codes (the CLI's `run --trace` and the
+  // Python module's Engine.trace write these).
+  struct TraceEntry {
+    int64_t step;
+    std::string node, plan;
+    std::vector<uint8_t> codes;
+  };
+  std::vector<TraceEntry> trace(const float* image, float* logits);
   const ActQuant& input_point() const { return in_q_; }
   // One line per step ("conv stage1.block1.a.conv [avx2_maddubs] 1024 B @ 0"), for `info`/tests.
   std::vector<std::string> describe() const;

@@ -65,27 +65,14 @@ class Engine {
       sq::fail("Engine.trace: {} takes one {} x {} x {} image (got shape {})", path_, in[0], in[1],
                in[2], sq::shape_str(got));
     }
-    const std::vector<std::string> plan = ex_.describe();
-    const sq::GraphExecutor::Step* first = ex_.steps().data();
-    struct Entry {
-      int64_t step;
-      std::string node, plan;
-      std::vector<uint8_t> codes;
-    };
-    std::vector<Entry> entries;
+    std::vector<sq::GraphExecutor::TraceEntry> entries;
     std::vector<float> logits(static_cast<size_t>(ex_.output_size()));
     {
       py::gil_scoped_release unlocked;
-      ex_.run_traced(image.data(), logits.data(),
-                     [&](const sq::GraphExecutor::Step* st, const uint8_t* q, int64_t bytes) {
-                       const int64_t k = st ? st - first : -1;
-                       entries.push_back({k, st ? st->name : "input",
-                                          st ? plan[static_cast<size_t>(k)] : "input",
-                                          std::vector<uint8_t>(q, q + bytes)});
-                     });
+      entries = ex_.trace(image.data(), logits.data());
     }
     py::list steps;
-    for (const Entry& e : entries) {
+    for (const auto& e : entries) {
       py::dict d;
       d["step"] = e.step;
       d["node"] = e.node;

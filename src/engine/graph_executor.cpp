@@ -243,6 +243,17 @@ void GraphExecutor::run_traced(const float* image, float* logits, const Trace& t
   trace_ = nullptr;
 }
 
+std::vector<GraphExecutor::TraceEntry> GraphExecutor::trace(const float* image, float* logits) {
+  const std::vector<std::string> plan = describe();
+  std::vector<TraceEntry> entries;
+  run_traced(image, logits, [&](const Step* st, const uint8_t* q, int64_t bytes) {
+    const int64_t k = st ? st - steps_.data() : -1;
+    entries.push_back({k, st ? st->name : "input", st ? plan[static_cast<size_t>(k)] : "input",
+                       std::vector<uint8_t>(q, q + bytes)});
+  });
+  return entries;
+}
+
 void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
   std::memcpy(buf(0), x, static_cast<size_t>(input_size_));
   execute(logits);

@@ -38,21 +38,18 @@ void trace_one(const RunFlags& f, const sq::SqmModel& m, const sq::Dataset& set)
     sq::fail("--trace-image {} is out of range: {} has {} {} images", f.trace_image, set.name,
              set.size(), f.split);
   sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model);
-  const std::vector<std::string> plan = ex.describe();
-  const sq::GraphExecutor::Step* first = ex.steps().data();
   std::string codes;
   nlohmann::json steps = nlohmann::json::array();
   std::vector<float> logits(static_cast<size_t>(ex.output_size()));
-  ex.run_traced(set.images.data() + f.trace_image * ex.input_size(), logits.data(),
-                [&](const sq::GraphExecutor::Step* st, const uint8_t* q, int64_t bytes) {
-                  const int64_t k = st ? st - first : -1;  // -1: the input's codes
-                  steps.push_back({{"step", k},
-                                   {"node", st ? st->name : "input"},
-                                   {"plan", st ? plan[static_cast<size_t>(k)] : "input"},
-                                   {"offset", codes.size()},
-                                   {"bytes", bytes}});
-                  codes.append(reinterpret_cast<const char*>(q), static_cast<size_t>(bytes));
-                });
+  for (const auto& e :
+       ex.trace(set.images.data() + f.trace_image * ex.input_size(), logits.data())) {
+    steps.push_back({{"step", e.step},
+                     {"node", e.node},
+                     {"plan", e.plan},
+                     {"offset", codes.size()},
+                     {"bytes", e.codes.size()}});
+    codes.append(reinterpret_cast<const char*>(e.codes.data()), e.codes.size());
+  }
   const sq::ActQuant& in = ex.input_point();
   nlohmann::json j = {{"model", f.model},
                       {"image", f.trace_image},
