@@ -35,9 +35,13 @@ ABITS_BUDGET=${ABITS_BUDGET:-3}
 ABITS_SET=${ABITS_SET:-2,4,8}
 ABITS_TARGET=${ABITS_TARGET:-targets/mpic.json}
 ABITS_LATENCY=${ABITS_LATENCY:-0.6}
-# The same for every method: Phase 2 cycles of 0.1 epoch (at most 6), final QAT 0.5 epoch,
-# dnas 2 search epochs per lambda and 2 bisection steps.
-COMMON=(--cycle-epochs 0.1 --max-iterations 6 --final-epochs 0.5
+# The same for every method: Phase 2 cycles of 0.1 epoch (at most 6), final QAT 0.5 epoch from
+# the PTQ model at the chosen assignment (FINAL_START=ptq: no method's final QAT inherits the
+# training its search did; FINAL_START=search, as every run before 2026-11-30: SigmaQuant's and
+# dnas' final QAT start from their trained search state), dnas 2 search epochs per lambda and 2
+# bisection steps.
+FINAL_START=${FINAL_START:-ptq}
+COMMON=(--cycle-epochs 0.1 --max-iterations 6 --final-epochs 0.5 --final-start "$FINAL_START"
         --dnas-epochs 2 --dnas-bisect 2 --threads 1 --quiet --resume ${DATA:-})
 mkdir -p "$OUT"
 start=$(date +%s)
