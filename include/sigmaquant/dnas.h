@@ -225,9 +225,17 @@ struct DnasOutcome {
   std::vector<DnasTrial> trials;
 };
 
+// Which of the (fitting) trials the budget mode keeps, measured on `val_images` validation
+// images: among the trials whose accuracy is within two binomial standard errors of the best
+// (2·√(p(1 − p)/n), p the best accuracy: differences that size are noise), the one that uses the
+// most of the budgets (largest cost), at equal cost the more accurate. A trial is not kept for a
+// noise-level accuracy edge while it leaves budget unused: when every argmax is near chance
+// before fine-tuning (resnet8 at 2 bits), accuracy cannot choose, and the most budget is the
+// better start. Returns an index into trials (which must not be empty).
+size_t choose_dnas_trial(const std::vector<DnasTrial>& trials, int64_t val_images);
+
 // folded: the BN-folded FP32 model (its weights are the warm start); train/val: search data and
-// the validation images that choose among the lambdas tried (best accuracy; at a tie, the one
-// that uses more of the budgets).
+// the validation images that choose among the lambdas tried (choose_dnas_trial).
 DnasOutcome dnas_search(const Graph& folded, const Dataset& train, const Dataset& val,
                         const DnasSpace& s, const DnasCostTable& t, const CostEvaluator& ce,
                         const Budgets& budgets, const DnasOptions& o,

@@ -320,4 +320,21 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
   }
 }
 
+size_t choose_dnas_trial(const std::vector<DnasTrial>& trials, int64_t val_images) {
+  if (trials.empty()) fail("dnas: no trial to choose from");
+  double best = 0;
+  for (const DnasTrial& t : trials) best = std::max(best, t.val_accuracy);
+  const double n = static_cast<double>(std::max<int64_t>(val_images, 1));
+  const double margin = 2.0 * std::sqrt(best * (1.0 - best) / n);
+  size_t pick = trials.size();
+  for (size_t k = 0; k < trials.size(); ++k) {
+    const DnasTrial& t = trials[k];
+    if (t.val_accuracy < best - margin) continue;
+    if (pick == trials.size() || t.cost > trials[pick].cost ||
+        (t.cost == trials[pick].cost && t.val_accuracy > trials[pick].val_accuracy))
+      pick = k;
+  }
+  return pick;
+}
+
 }  // namespace sq

@@ -345,35 +345,33 @@ DnasOutcome dnas_search(const Graph& folded, const Dataset& train, const Dataset
                                     o.calib_samples, o.seed);
   Search S{folded, train, val, s, t, ce, budgets, o, qm8};
   DnasOutcome out;
-  bool have = false;
-  double out_cost = 0;
+  std::vector<Graph> weights;  // per trial, its searched weights
   int index = 0;
   auto trial = [&](double lambda) {
-    Graph trained;
-    DnasTrial tr = S.run(lambda, trained, index++);
+    weights.emplace_back();
+    DnasTrial tr = S.run(lambda, weights.back(), index++);
     out.epochs += tr.epochs;
-    // Best validation accuracy; at a tie, the assignment that uses more of the budgets.
-    if (!have || tr.val_accuracy > out.val_accuracy ||
-        (tr.val_accuracy == out.val_accuracy && tr.cost > out_cost)) {
-      out_cost = tr.cost;
-      have = true;
-      out.bits = tr.bits;
-      out.trained = std::move(trained);
-      out.lambda = lambda;
-      out.val_accuracy = tr.val_accuracy;
-    }
     out.trials.push_back(tr);
     if (on_trial) on_trial(tr);
     return tr.fits;
   };
+  // The kept trial (choose_dnas_trial): its assignment and weights.
+  auto finish = [&]() {
+    const size_t k = choose_dnas_trial(out.trials, val.size());
+    out.bits = out.trials[k].bits;
+    out.trained = std::move(weights[k]);
+    out.lambda = out.trials[k].lambda;
+    out.val_accuracy = out.trials[k].val_accuracy;
+    return std::move(out);
+  };
   if (o.lambda > 0) {
     trial(o.lambda);
-    return out;
+    return finish();
   }
   // Budget mode: bracket lambda by factors of 8 from 1 (the cost is normalised by the budgets,
   // so 1 weighs a budget's worth of cost like one nat of task loss), then bisect in log space.
-  // Every lambda tried yields a fitting assignment (repaired if its argmax did not fit); the one
-  // with the best validation accuracy is kept.
+  // Every lambda tried yields a fitting assignment (repaired if its argmax did not fit);
+  // choose_dnas_trial keeps one.
   double lo = 0, hi = 0;
   double lambda = 1;
   if (trial(lambda)) {
@@ -403,7 +401,7 @@ DnasOutcome dnas_search(const Graph& folded, const Dataset& train, const Dataset
       else
         lo = mid;
     }
-  return out;
+  return finish();
 }
 
 }  // namespace sq

@@ -264,3 +264,27 @@ TEST(SigmaQuantChannel, ZeroWidthPrunesTheSmallestSigmaWhereTheBudgetNeedsIt) {
 }
 
 }  // namespace
+
+// The budget mode keeps, among the trials within two binomial standard errors of the best
+// validation accuracy, the one that uses the most of the budgets.
+TEST(DnasChoose, NoiseLevelAccuracyDoesNotBuyUnusedBudget) {
+  auto trial = [](double acc, double cost) {
+    sq::DnasTrial t;
+    t.val_accuracy = acc;
+    t.cost = cost;
+    return t;
+  };
+  // Every argmax near chance (resnet8 at 2 bits before fine-tuning): 2,000 images, the best
+  // 0.110 has a margin of 2·√(0.11·0.89/2000) = 0.014: the one using the most budget is kept.
+  EXPECT_EQ(sq::choose_dnas_trial({trial(0.110, 0.63), trial(0.100, 0.99), trial(0.104, 0.80)}, 2000),
+            1u);
+  // A clear accuracy lead wins over budget use.
+  EXPECT_EQ(sq::choose_dnas_trial({trial(0.90, 0.70), trial(0.82, 0.99)}, 2000), 0u);
+  // With few validation images the margin widens: 0.90 against 0.82 on 40 images is noise
+  // (margin 2·√(0.9·0.1/40) = 0.095).
+  EXPECT_EQ(sq::choose_dnas_trial({trial(0.90, 0.70), trial(0.82, 0.99)}, 40), 1u);
+  // At equal cost the more accurate; one trial is itself.
+  EXPECT_EQ(sq::choose_dnas_trial({trial(0.50, 0.9), trial(0.51, 0.9)}, 2000), 1u);
+  EXPECT_EQ(sq::choose_dnas_trial({trial(0.3, 0.5)}, 10), 0u);
+  EXPECT_THROW(sq::choose_dnas_trial({}, 10), sq::Error);
+}
