@@ -179,6 +179,10 @@ struct DnasOptions {
   int epochs = 4;                 // search epochs per lambda tried
   double lambda = 0;              // > 0: this strength; 0: budget mode (bisect lambda)
   int bisect_steps = 3;           // budget mode: bisection steps after the bracket is found
+  // > 0: each lambda's argmax is scored by its validation accuracy after this much QAT (a
+  // fraction of an epoch, from the searched weights: QatOracle), not by PTQ alone — an argmax
+  // near chance before any fine-tuning says little about the model fine-tuning makes of it.
+  double select_epochs = 0;
   double tau0 = 5, tau_decay = 0.045;
   // The architecture logits' optimiser. The paper's is SGD (lr 0.01, momentum 0.9) over searches
   // of many epochs; the default here is Adam, whose steps do not shrink with the normalised
@@ -209,7 +213,8 @@ struct DnasTrial {
   double lambda = 0;
   bool fits = false;         // the argmax fits every budget (before any repair)
   double cost = 0;           // normalised cost of the argmax (measured)
-  double val_accuracy = 0;   // of the argmax model (weights from the search, PTQ scales)
+  double val_accuracy = 0;   // of the argmax model (searched weights, PTQ scales; after
+                             // select_epochs of QAT when that is > 0)
   double avg_bits = 0;
   double epochs = 0;
   double seconds = 0;

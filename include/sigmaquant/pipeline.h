@@ -116,6 +116,9 @@ struct AllocationRequest {
   int dnas_epochs = 4;                        // search epochs per lambda tried
   double dnas_lambda = 0;                     // > 0: fixed strength; 0: chosen to meet the budgets
   int dnas_bisect_steps = 3;
+  // > 0: each lambda's argmax is scored after this much QAT (a fraction of an epoch) from the
+  // searched weights, not by PTQ alone (DnasOptions::select_epochs)
+  double dnas_select_epochs = 0;
   // dnas / sigmaquant-channel: every layer's channel count per weight width a multiple of this
   // (snap_channel_groups, include/sigmaquant/dnas.h); 16 = the engine's tile; 1 = free widths
   int channel_group = 16;

@@ -72,6 +72,7 @@ const std::map<std::string, Setter>& settings() {
       {"dnas_epochs", field(&Request::dnas_epochs)},
       {"dnas_lambda", field(&Request::dnas_lambda)},
       {"dnas_bisect_steps", field(&Request::dnas_bisect_steps)},
+      {"dnas_select_epochs", field(&Request::dnas_select_epochs)},
       {"channel_group", field(&Request::channel_group)},
       {"seed", field(&Request::seed)},
       {"resume", field(&Request::resume)},

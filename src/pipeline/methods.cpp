@@ -423,6 +423,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.epochs = r.dnas_epochs;
   o.lambda = r.dnas_lambda;
   o.bisect_steps = r.dnas_bisect_steps;
+  o.select_epochs = r.dnas_select_epochs;
   o.batch_size = c.oracle.batch_size;
   o.calib_samples = r.calib_samples;
   o.seed = r.seed;
@@ -438,6 +439,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
       {"abits", abits},
       {"epochs", r.dnas_epochs},
       {"lambda", r.dnas_lambda > 0 ? nlohmann::json(r.dnas_lambda) : nlohmann::json("budget")},
+      {"select_epochs", r.dnas_select_epochs},
       {"cost_metrics", table.metrics}};
   int k = 0;
   auto on_trial = [&](const DnasTrial& tr) {

@@ -131,6 +131,8 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
   if (bad(r.dnas_lambda, 0, 1e12))
     fail("dnas_lambda {}: expected >= 0 (0: chosen to meet the budgets)", r.dnas_lambda);
   if (r.dnas_bisect_steps < 0) fail("dnas_bisect_steps {}: must be >= 0", r.dnas_bisect_steps);
+  if (bad(r.dnas_select_epochs, 0, 100))
+    fail("dnas_select_epochs {}: expected a number in [0, 100]", r.dnas_select_epochs);
   if (r.channel_group < 1 || r.channel_group > 4096)
     fail("channel_group {}: expected 1..4096 (1: free per-channel widths; 16: the engine's tile)",
          r.channel_group);

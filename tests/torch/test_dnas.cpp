@@ -193,7 +193,12 @@ TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
     EXPECT_TRUE(sq::fits_budgets(ce.evaluate(tr.bits), b)) << "lambda " << tr.lambda;
     best = std::max(best, tr.val_accuracy);
   }
-  EXPECT_DOUBLE_EQ(out.val_accuracy, best);
+  // The kept trial: choose_dnas_trial's, within two standard errors of the best accuracy.
+  const size_t kept = sq::choose_dnas_trial(out.trials, f.val.size());
+  EXPECT_DOUBLE_EQ(out.lambda, out.trials[kept].lambda);
+  EXPECT_DOUBLE_EQ(out.val_accuracy, out.trials[kept].val_accuracy);
+  EXPECT_GE(out.val_accuracy,
+            best - 2 * std::sqrt(best * (1 - best) / static_cast<double>(f.val.size())));
   EXPECT_DOUBLE_EQ(out.trials[0].lambda, 1.0);
   // The bracket: after a fitting lambda the next is smaller, after a failing one larger.
   for (size_t k = 1; k < out.trials.size() && k < 3; ++k)
@@ -214,6 +219,15 @@ TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
   EXPECT_TRUE(strong.trials[0].fits);
   // (cost: of the repaired argmax when it did not fit, so compare the averages of weight bits)
   EXPECT_LT(strong.trials[0].avg_bits, weak.trials[0].avg_bits);
+
+  // select_epochs: the argmax is scored after that much QAT (counted in the epochs), the same
+  // assignment as without.
+  o.select_epochs = 0.25;
+  sq::DnasOutcome tuned = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o);
+  ASSERT_EQ(tuned.trials.size(), 1u);
+  EXPECT_EQ(sq::bits_to_json(tuned.bits), sq::bits_to_json(strong.bits));
+  EXPECT_NEAR(tuned.epochs, 2.25, 0.05);
+  EXPECT_GT(tuned.val_accuracy, 0.0);
 }
 
 // Channel groups: each lambda's argmax is snapped (every layer's count per width a multiple of

@@ -66,6 +66,9 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
       ->capture_default_str();
   cmd->add_option("--dnas-bisect", s.dnas_bisect, "dnas: bisection steps on lambda")
       ->capture_default_str();
+  cmd->add_option("--dnas-select-epochs", s.dnas_select_epochs,
+                  "dnas: score each lambda's argmax after this much QAT (0: PTQ alone)")
+      ->capture_default_str();
   cmd->add_option("--channel-group", s.channel_group,
                   "dnas, sigmaquant-channel: channels per weight width in a layer come in "
                   "multiples of this (16: the engine's tile; 1: free per-channel widths)")
@@ -150,6 +153,7 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.dnas_epochs = s.dnas_epochs;
   r.dnas_lambda = s.dnas_lambda;
   r.dnas_bisect_steps = s.dnas_bisect;
+  r.dnas_select_epochs = s.dnas_select_epochs;
   r.channel_group = s.channel_group;
   r.first_last_bits = s.first_last;
   r.cycle_epochs = s.cycle_epochs;

@@ -25,6 +25,7 @@ struct SearchFlags {
   int dnas_epochs = 4;
   double dnas_lambda = 0;
   int dnas_bisect = 3;
+  double dnas_select_epochs = 0;
   int channel_group = 16;
   int first_last = 0;
   double cycle_epochs = 0.1;
