@@ -131,16 +131,18 @@ struct PoolShape {
 
 // Residual add of two operands, computed exactly as the simulation computes it in float32 (so the
 // engine, the C export and the simulation give the same codes, ties included):
-//   y = fl(fl((a − zp_a)·s_a) + fl((b − zp_b)·s_b)),   out = clamp(nearbyint(fl(y / s_out)) + zp_out, lo, hi)
+//   y = fl(fl((a − zp_a)·s_a) + fl((b − zp_b)·s_b))
+//   out = clamp(nearbyint(fl(y / s_out)) + zp_out, lo, hi)
 // in integers: every fl((q − zp)·s) is an integer multiple of one power of two 2^e, so the sum is
 // exact in int64 (ta[a] + tb[b], units of 2^e); the output code only grows with that sum, so it is
 // lo plus the number of thresholds thr[k] (k = lo+1 … hi: the least sum whose simulated code is at
 // least k, found at make_add_params by bisection on the float formula) the sum reaches.
-// Fallback (ta empty), when the two scales are so far apart (about 2^28) that the sum does not fit in
-// int64: each operand rescaled to a 2^−16-LSB fixed point, rounded half up once —
+// Fallback (ta empty), when the two scales are so far apart (about 2^28) that the sum does not fit
+// in int64: each operand rescaled to a 2^−16-LSB fixed point, rounded half up once —
 //   t = requantize((a − zp_a) · 2^kShift, M_a) + requantize((b − zp_b) · 2^kShift, M_b)
-//   out = clamp(((t + 2^(kShift−1)) >> kShift) + zp_out, lo, hi),  M_a = s_a / s_out, M_b = s_b / s_out
-// (within one code of the exact form; the optimized add starts from it and corrects by ±1).
+//   out = clamp(((t + 2^(kShift−1)) >> kShift) + zp_out, lo, hi)
+// with M_a = s_a / s_out, M_b = s_b / s_out (within one code of the exact form; the optimized add
+// starts from it and corrects by ±1).
 struct AddParams {
   static constexpr int kShift = 16;
   int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = 0, hi = 255;

@@ -15,9 +15,9 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
-#include <cstring>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "sigmaquant/engine.h"
@@ -139,9 +139,7 @@ std::string ident(const std::string& name, int index) {
   return s;
 }
 
-std::string rq_init(const Requant& r) {
-  return fmt::format("{{{}, {}}}", r.multiplier, r.shift);
-}
+std::string rq_init(const Requant& r) { return fmt::format("{{{}, {}}}", r.multiplier, r.shift); }
 
 std::string buf_ref(const Plan& p, int b) {
   return fmt::format("sq_arena + {}", p.ex.buffers().at(b).offset);
@@ -333,7 +331,8 @@ Written write_model(const Graph& g, const Plan& p) {
         for (int64_t ch = 0; ch < s.channels; ++ch)
           t.insert(t.end(), p.ex.table(s.table + static_cast<int>(ch)).begin(),
                    p.ex.table(s.table + static_cast<int>(ch)).end());
-        d += c_array("uint8_t", pn + "_tables", t, [](uint8_t v) { return std::to_string(v); }, 20);
+        d += c_array(
+            "uint8_t", pn + "_tables", t, [](uint8_t v) { return std::to_string(v); }, 20);
         body += fmt::format("  sq_channel_lut_u8({}_tables, {}, {}, {}, {});\n", pn, s.channels,
                             s.n / s.channels, buf_ref(p, s.in), buf_ref(p, s.out));
         break;

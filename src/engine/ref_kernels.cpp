@@ -164,10 +164,10 @@ void make_exact_add(AddParams& p, float s_a, float s_b, float s_out) {
     p.ta[q] = static_cast<int64_t>(std::ldexp(static_cast<double>(va[q]), -e));
     p.tb[q] = static_cast<int64_t>(std::ldexp(static_cast<double>(vb[q]), -e));
   }
-  const int64_t smin = *std::min_element(p.ta.begin(), p.ta.end()) +
-                       *std::min_element(p.tb.begin(), p.tb.end());
-  const int64_t smax = *std::max_element(p.ta.begin(), p.ta.end()) +
-                       *std::max_element(p.tb.begin(), p.tb.end());
+  const int64_t smin =
+      *std::min_element(p.ta.begin(), p.ta.end()) + *std::min_element(p.tb.begin(), p.tb.end());
+  const int64_t smax =
+      *std::max_element(p.ta.begin(), p.ta.end()) + *std::max_element(p.tb.begin(), p.tb.end());
   // The simulated code (before the clamp) of the operand sum: fl(a + b) is the exact sum rounded
   // once to float (int64 → float rounds to nearest even, the scaling by 2^e is exact), then
   // nearbyint(fl(y / s_out)) + zp_out as the output point's quantizer. Non-decreasing in the sum.

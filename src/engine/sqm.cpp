@@ -9,7 +9,6 @@
 //               "scales" (f32 per output channel, layer by layer), "bias" (f32 likewise: the
 //               int32 bias and the requantization derive from it, channel_bias)
 //   end u32     CRC-32 (zlib) of every byte before it
-#include "../util/binio.h"
 #include "sigmaquant/sqm.h"
 
 #include <zlib.h>
@@ -19,6 +18,7 @@
 #include <cstring>
 #include <map>
 
+#include "../util/binio.h"
 #include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"

@@ -456,10 +456,10 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     // ---- final QAT ----
     obs.stage("final QAT");
     auto t_final = Clock::now();
-    QuantModel start = mr.start_model && !req.final_from_ptq
-                           ? std::move(*mr.start_model)
-                           : requantize_model(fp32, nullptr, mr.bits, train, req.calib_samples,
-                                              req.seed);
+    QuantModel start =
+        mr.start_model && !req.final_from_ptq
+            ? std::move(*mr.start_model)
+            : requantize_model(fp32, nullptr, mr.bits, train, req.calib_samples, req.seed);
     double before_test = evaluate_quant(start, data.test, eo).accuracy;
     FinalQat fq = final_qat(std::move(start), req, train, val, aug, obs);
     double final_seconds = since(t_final);

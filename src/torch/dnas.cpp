@@ -326,8 +326,7 @@ struct Search {
       tr.val_accuracy = q.train_and_evaluate(tr.bits, o.select_epochs, index);
       tr.epochs += q.qat_epochs();
     } else {
-      QuantModel qm =
-          requantize_model(trained, nullptr, tr.bits, train, o.calib_samples, o.seed);
+      QuantModel qm = requantize_model(trained, nullptr, tr.bits, train, o.calib_samples, o.seed);
       tr.val_accuracy = evaluate_quant(qm, val).accuracy;
     }
     tr.seconds = since(t0);

@@ -276,8 +276,9 @@ TEST(DnasChoose, NoiseLevelAccuracyDoesNotBuyUnusedBudget) {
   };
   // Every argmax near chance (resnet8 at 2 bits before fine-tuning): 2,000 images, the best
   // 0.110 has a margin of 2·√(0.11·0.89/2000) = 0.014: the one using the most budget is kept.
-  EXPECT_EQ(sq::choose_dnas_trial({trial(0.110, 0.63), trial(0.100, 0.99), trial(0.104, 0.80)}, 2000),
-            1u);
+  EXPECT_EQ(
+      sq::choose_dnas_trial({trial(0.110, 0.63), trial(0.100, 0.99), trial(0.104, 0.80)}, 2000),
+      1u);
   // A clear accuracy lead wins over budget use.
   EXPECT_EQ(sq::choose_dnas_trial({trial(0.90, 0.70), trial(0.82, 0.99)}, 2000), 0u);
   // With few validation images the margin widens: 0.90 against 0.82 on 40 images is noise

@@ -298,14 +298,16 @@ TEST(EngineRef, AddEqualsTheSimulationsFloatArithmetic) {
                      static_cast<int>(rng() % 256), lo, 255 - static_cast<int>(rng() % 64)});
   }
   std::vector<uint8_t> a(65536), b(65536), y(65536);
-  for (int i = 0; i < 65536; ++i) a[i] = static_cast<uint8_t>(i >> 8), b[i] = static_cast<uint8_t>(i);
+  for (int i = 0; i < 65536; ++i)
+    a[i] = static_cast<uint8_t>(i >> 8), b[i] = static_cast<uint8_t>(i);
   for (const Case& c : cases) {
     const auto p = sq::make_add_params(c.sa, c.za, c.sb, c.zb, c.so, c.zo, c.lo, c.hi);
     ASSERT_TRUE(p.exact());
     sq::add_u8_ref(p, a.data(), b.data(), 65536, y.data());
     int bad = 0;
     for (int i = 0; i < 65536 && bad < 5; ++i) {
-      const uint8_t want = simulated_add(c.sa, c.za, c.sb, c.zb, c.so, c.zo, c.lo, c.hi, a[i], b[i]);
+      const uint8_t want =
+          simulated_add(c.sa, c.za, c.sb, c.zb, c.so, c.zo, c.lo, c.hi, a[i], b[i]);
       if (y[i] != want) {
         ++bad;
         ADD_FAILURE() << "scales " << c.sa << ", " << c.sb << " -> " << c.so << ", codes "

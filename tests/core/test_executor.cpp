@@ -47,11 +47,11 @@ struct ZooCase {
   sq::Shape input;
 };
 const ZooCase kZoo[] = {
-    {"lenet5", {1, 28, 28}},   {"resnet8", {3, 12, 12}},
-    {"resnet20", {1, 12, 12}}, {"mobilenetv2", {3, 28, 28}},
-    {"mlp", {1, 12, 12}},      {"rect", {3, 16, 16}},  // non-square windows (quant_models.h)
-    {"shufflev2", {3, 16, 16}},                          // channel slices (quant_models.h)
-    {"dense", {3, 12, 12}}};                             // standalone batchnorms (quant_models.h)
+    {"lenet5", {1, 28, 28}},    {"resnet8", {3, 12, 12}},
+    {"resnet20", {1, 12, 12}},  {"mobilenetv2", {3, 28, 28}},
+    {"mlp", {1, 12, 12}},       {"rect", {3, 16, 16}},  // non-square windows (quant_models.h)
+    {"shufflev2", {3, 16, 16}},                         // channel slices (quant_models.h)
+    {"dense", {3, 12, 12}}};                            // standalone batchnorms (quant_models.h)
 
 class GraphExecutorZoo : public ::testing::TestWithParam<ZooCase> {};
 

@@ -674,8 +674,7 @@ int main(void) {
   ASSERT_EQ(got.size(), recs.size());
   int bad = 0;
   for (size_t i = 0; i < recs.size() && bad < 10; ++i) {
-    const int32_t want =
-        sq::requantize(recs[i].acc, sq::Requant{recs[i].mult, recs[i].shift});
+    const int32_t want = sq::requantize(recs[i].acc, sq::Requant{recs[i].mult, recs[i].shift});
     if (got[i] != want) {
       ++bad;
       ADD_FAILURE() << "requantize(" << recs[i].acc << ", " << recs[i].mult << ", " << recs[i].shift

@@ -134,7 +134,8 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
 // Every pair of codes, exact and fallback forms, scale ratios that make ties common.
 TEST(GraphExecutorOps, FastAddEqualsTheReference) {
   std::vector<uint8_t> a(65536), b(65536), want(65536), got(65536);
-  for (int i = 0; i < 65536; ++i) a[i] = static_cast<uint8_t>(i >> 8), b[i] = static_cast<uint8_t>(i);
+  for (int i = 0; i < 65536; ++i)
+    a[i] = static_cast<uint8_t>(i >> 8), b[i] = static_cast<uint8_t>(i);
   int exact = 0;
   for (const sq::AddParams& p : {sq::make_add_params(0.5f, 3, 0.25f, 200, 1.0f, 128, 0, 255),
                                  sq::make_add_params(0.05f, 128, 0.07f, 0, 0.09f, 40, 40, 200),

@@ -27,7 +27,8 @@ const StepType kAddLut{Step::Kind::AddLut, "add", eval_add_lut};
 std::array<int32_t, 256> add_term(const Requant& m, int32_t zp) {
   std::array<int32_t, 256> t{};
   for (int q = 0; q < 256; ++q)
-    t[static_cast<size_t>(q)] = requantize((int64_t{q} - zp) * (int64_t{1} << AddParams::kShift), m);
+    t[static_cast<size_t>(q)] =
+        requantize((int64_t{q} - zp) * (int64_t{1} << AddParams::kShift), m);
   return t;
 }
 

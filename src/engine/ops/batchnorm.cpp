@@ -40,8 +40,8 @@ std::array<uint8_t, 256> batchnorm_table(const ActQuant& p, const ActQuant& q, f
     if (relu || relu6) y = std::max(y, 0.0f);
     if (relu6) y = std::min(y, 6.0f);
     const float v = std::nearbyint(y / q.scale) + static_cast<float>(q.zero_point);
-    t[static_cast<size_t>(code)] = static_cast<uint8_t>(
-        std::clamp(v, static_cast<float>(lo), static_cast<float>(hi)));
+    t[static_cast<size_t>(code)] =
+        static_cast<uint8_t>(std::clamp(v, static_cast<float>(lo), static_cast<float>(hi)));
   }
   return t;
 }
@@ -79,10 +79,10 @@ void prepare_batchnorm(Context& c, int node) {
   for (int64_t k = 0; k < ch; ++k) {
     const auto i = static_cast<size_t>(k);
     if (!(var[i] + static_cast<float>(n.eps) > 0))
-      fail("engine: batchnorm '{}': channel {} has variance {} (expected var + eps > 0)", n.name,
-           k, var[i]);
-    const int t = c.add_table(batchnorm_table(p, q, gamma[i], beta[i], mean[i], var[i], n.eps,
-                                              w.relu, w.relu6, lo, hi));
+      fail("engine: batchnorm '{}': channel {} has variance {} (expected var + eps > 0)", n.name, k,
+           var[i]);
+    const int t = c.add_table(
+        batchnorm_table(p, q, gamma[i], beta[i], mean[i], var[i], n.eps, w.relu, w.relu6, lo, hi));
     if (k == 0) st.table = t;
   }
   const int64_t bytes = st.n;

@@ -8,26 +8,26 @@
 
 namespace sq::ops {
 
-#define SQ_ENGINE_OPS(X)         \
-  X(Input, input)                \
-  X(Conv2d, conv)                \
-  X(Linear, conv)                \
-  X(Add, add)                    \
-  X(Mul, mul)                    \
-  X(MaxPool, maxpool)            \
-  X(AvgPool, avgpool)            \
-  X(GlobalAvgPool, avgpool)      \
-  X(ReLU, relu)                  \
-  X(ReLU6, relu)                 \
-  X(Sigmoid, lut_activation)     \
-  X(HardSigmoid, lut_activation) \
-  X(HardSwish, lut_activation)   \
-  X(SiLU, lut_activation)        \
-  X(LeakyReLU, lut_activation)   \
-  X(Flatten, flatten)            \
-  X(Concat, concat)              \
+#define SQ_ENGINE_OPS(X)             \
+  X(Input, input)                    \
+  X(Conv2d, conv)                    \
+  X(Linear, conv)                    \
+  X(Add, add)                        \
+  X(Mul, mul)                        \
+  X(MaxPool, maxpool)                \
+  X(AvgPool, avgpool)                \
+  X(GlobalAvgPool, avgpool)          \
+  X(ReLU, relu)                      \
+  X(ReLU6, relu)                     \
+  X(Sigmoid, lut_activation)         \
+  X(HardSigmoid, lut_activation)     \
+  X(HardSwish, lut_activation)       \
+  X(SiLU, lut_activation)            \
+  X(LeakyReLU, lut_activation)       \
+  X(Flatten, flatten)                \
+  X(Concat, concat)                  \
   X(ChannelShuffle, channel_shuffle) \
-  X(ChannelSlice, slice)         \
+  X(ChannelSlice, slice)             \
   X(BatchNorm, batchnorm)
 
 #define SQ_DECLARE(op, name) void prepare_##name(Context&, int);
