@@ -187,8 +187,11 @@ TEST(Distributed, SyncBatchNormTrainsLikeOneProcessWithTheGlobalBatch) {
   RecordProperty("sync_running_stats_max_rel_diff", sci(ds));
   RecordProperty("local_weights_max_rel_diff", sci(lw));
   RecordProperty("local_running_stats_max_rel_diff", sci(ls));
-  EXPECT_LT(dw, 1e-5) << "sync-bn: two ranks x 16 differ from one process x 32";
-  EXPECT_LT(ds, 1e-5) << "sync-bn: running statistics differ from one process x 32";
+  // Float rounding apart: below 1e-5 on AVX2 machines, 1.8e-5 (weights) and 3.2e-5 (running
+  // statistics) on an AVX-512 one, whose LibTorch kernels sum in another order; local batch norm
+  // (below) is 1e-3 and 3e-2 away, so 1e-4 still tells the two computations apart.
+  EXPECT_LT(dw, 1e-4) << "sync-bn: two ranks x 16 differ from one process x 32";
+  EXPECT_LT(ds, 1e-4) << "sync-bn: running statistics differ from one process x 32";
   // Local batch norm (each rank its own 16 images) is another computation: the comparison can
   // tell them apart (measured: weights 1e-3, running statistics 3e-2 apart).
   EXPECT_GT(lw, 1e-4) << "local batch norm should differ from the global batch's";
