@@ -31,6 +31,7 @@
 #include "sigmaquant/cost.h"
 #include "sigmaquant/data.h"
 #include "sigmaquant/graph.h"
+#include "sigmaquant/search.h"
 
 namespace sq {
 
@@ -180,9 +181,11 @@ struct DnasOptions {
   double lambda = 0;              // > 0: this strength; 0: budget mode (bisect lambda)
   int bisect_steps = 3;           // budget mode: bisection steps after the bracket is found
   // > 0: each lambda's argmax is scored by its validation accuracy after this much QAT (a
-  // fraction of an epoch, from the searched weights: QatOracle), not by PTQ alone — an argmax
-  // near chance before any fine-tuning says little about the model fine-tuning makes of it.
+  // fraction of an epoch, from the searched weights: a QatOracle with select_qat's settings —
+  // the pipeline passes its own QAT settings), not by PTQ alone — an argmax near chance before
+  // any fine-tuning says little about the model fine-tuning makes of it.
   double select_epochs = 0;
+  OracleOptions select_qat;
   double tau0 = 5, tau_decay = 0.045;
   // The architecture logits' optimiser. The paper's is SGD (lr 0.01, momentum 0.9) over searches
   // of many epochs; the default here is Adam, whose steps do not shrink with the normalised

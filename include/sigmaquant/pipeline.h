@@ -50,6 +50,10 @@ const char* augment_mode_name(AugmentMode m);  // "auto" | "on" | "off"
 AugmentMode parse_augment_mode(const std::string& s, const std::string& where);
 const char* kl_mode_name(KlMode m);  // "output" | "weight"
 KlMode parse_kl_mode(const std::string& s, const std::string& where);
+// Where the final QAT starts (AllocationRequest::final_start).
+enum class FinalStart { Search, Ptq };
+const char* final_start_name(FinalStart f);  // "search" | "ptq"
+FinalStart parse_final_start(const std::string& s, const std::string& where);
 
 struct TrainingSettings {
   double lr = 0.001;
@@ -96,11 +100,11 @@ struct AllocationRequest {
   KlMode kl = KlMode::Output;
   // training (search cycles and final QAT)
   double final_epochs = 1;  // < 1: that fraction of the training set
-  // Where the final QAT starts: false, the method's trained search state where it has one
-  // (sigmaquant's best Phase 2 model, dnas' fine-tuned weights), else the PTQ model at its
-  // assignment; true, the PTQ model for every method — the same final QAT for all, so that a
+  // Where the final QAT starts: Search, the method's trained search state where it has one
+  // (sigmaquant's best Phase 2 model, dnas' searched weights), else the PTQ model at its
+  // assignment; Ptq, the PTQ model for every method — the same final QAT for all, so that a
   // comparison measures the assignments and not the extra training a search did (issue 16).
-  bool final_from_ptq = false;
+  FinalStart final_start = FinalStart::Search;
   TrainingSettings training;
   int64_t val_samples = 2000;  // held out of the training set (at most a fifth of it)
   int64_t kl_samples = 512, calib_samples = 1024;

@@ -13,6 +13,9 @@ namespace sq {
 //   W'[o] = a[o] * W[o],   b'[o] = a[o] * (b[o] - running_mean[o]) + beta[o].
 // The folded layer gains a bias. Other batchnorms are kept. Node names are preserved.
 Graph fold_batchnorm(const Graph& g);
+// Whether fold_batchnorm absorbs batchnorm `node`: its input is a conv/linear layer that it alone
+// reads.
+bool batchnorm_folds(const Graph& g, int node);
 
 // Cross-layer equalization (Nagel et al., "Data-Free Quantization", 2019) on every pair
 // layer1 -> [relu] -> layer2 where layer1's output (and the activation's) is read only by layer2,

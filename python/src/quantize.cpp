@@ -54,10 +54,7 @@ const std::map<std::string, Setter>& settings() {
       {"final_epochs", field(&Request::final_epochs)},
       {"final_start",
        [](Request& r, py::handle v) {
-         const std::string s = v.cast<std::string>();
-         if (s != "search" && s != "ptq")
-           sq::fail("quantize: final_start '{}' (expected 'search' or 'ptq')", s);
-         r.final_from_ptq = s == "ptq";
+         r.final_start = sq::parse_final_start(v.cast<std::string>(), "final_start");
        }},
       {"val_samples", field(&Request::val_samples)},
       {"kl_samples", field(&Request::kl_samples)},

@@ -24,7 +24,6 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/integerize.h"
-#include "sigmaquant/qmodel.h"
 #include "sigmaquant/transform.h"
 
 namespace sq {
@@ -48,9 +47,6 @@ struct Plan {
 
 // g and im after fold_input_batchnorm (the plan's layer and node indices are g's).
 Plan make_plan(const Graph& g, const IntModel& im) {
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (g.nodes[i].op == Op::BatchNorm && !standalone_batchnorm(g, static_cast<int>(i)))
-      fail("export c: batchnorm '{}' (expected a BN-folded graph)", g.nodes[i].name);
   for (const auto& [node, q] : im.points)
     if (!std::isfinite(q.scale))
       fail("export c: quantization point {} has scale {} (expected a finite positive number)", node,

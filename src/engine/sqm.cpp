@@ -80,8 +80,6 @@ bool all_square(const Graph& g) {
   return true;
 }
 
-const char* const kBatchnormParams[] = {"weight", "bias", "running_mean", "running_var"};
-
 }  // namespace
 
 void save_sqm(const std::string& path, const Graph& g0, const IntModel& im0,
@@ -180,12 +178,12 @@ void save_sqm(const std::string& path, const Graph& g0, const IntModel& im0,
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (!standalone_batchnorm(g, static_cast<int>(i))) continue;
     nlohmann::json jb = {{"node", g.nodes[i].name}};
-    for (const char* key : kBatchnormParams) {
+    for (const auto& [key, shape] : g.expected_param_shapes(static_cast<int>(i))) {
       auto it = g.nodes[i].params.find(key);
-      if (it == g.nodes[i].params.end() ||
-          static_cast<int64_t>(it->second.data.size()) != g.nodes[i].out_shape.at(0))
-        fail("{}: batchnorm '{}' has no '{}' of {} values (expected one per channel)", path,
-             g.nodes[i].name, key, g.nodes[i].out_shape.at(0));
+      if (it == g.nodes[i].params.end() || it->second.shape != shape ||
+          it->second.size() != numel(shape))
+        fail("{}: batchnorm '{}' has no '{}' of shape {}", path, g.nodes[i].name, key,
+             shape_str(shape));
       for (float v : it->second.data)
         if (!std::isfinite(v))
           fail("{}: batchnorm '{}': '{}' holds {} (expected finite values)", path, g.nodes[i].name,
@@ -337,12 +335,12 @@ SqmModel parse_sqm(const std::string& s, const std::string& path) {
              g.nodes[node].name);
       bn_seen[static_cast<size_t>(node)] = true;
       Node& nd = m.graph.nodes[static_cast<size_t>(node)];
-      const int64_t c = nd.out_shape.at(0);
-      for (const char* key : kBatchnormParams) {
-        const auto& v = at(jb[k], key, w);
+      for (const auto& [key, shape] : g.expected_param_shapes(node)) {
+        const auto& v = at(jb[k], key.c_str(), w);
+        const int64_t c = numel(shape);
         if (!v.is_array() || static_cast<int64_t>(v.size()) != c)
           fail("{}: field '{}' must be an array of {} numbers (one per channel)", w, key, c);
-        Tensor t({c}, 0.0f);
+        Tensor t(shape, 0.0f);
         for (int64_t i = 0; i < c; ++i) {
           if (!v[static_cast<size_t>(i)].is_number() ||
               !std::isfinite(v[static_cast<size_t>(i)].get<double>()))

@@ -424,6 +424,9 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.lambda = r.dnas_lambda;
   o.bisect_steps = r.dnas_bisect_steps;
   o.select_epochs = r.dnas_select_epochs;
+  o.select_qat = c.oracle;  // the run's QAT settings, one process (the search is not distributed)
+  o.select_qat.progress = false;
+  o.select_qat.dist = nullptr;
   o.batch_size = c.oracle.batch_size;
   o.calib_samples = r.calib_samples;
   o.seed = r.seed;

@@ -216,7 +216,7 @@ nlohmann::ordered_json settings_json(const AllocationRequest& r, double target_a
                               {"accuracy_target", target_acc},
                               {"seed", r.seed},
                               {"final_qat_epochs", r.final_epochs},
-                              {"final_start", r.final_from_ptq ? "ptq" : "search"},
+                              {"final_start", final_start_name(r.final_start)},
                               {"lr", r.training.lr},
                               {"batch_size", r.training.batch_size},
                               {"augment", aug.on},
@@ -457,7 +457,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     obs.stage("final QAT");
     auto t_final = Clock::now();
     QuantModel start =
-        mr.start_model && !req.final_from_ptq
+        mr.start_model && req.final_start == FinalStart::Search
             ? std::move(*mr.start_model)
             : requantize_model(fp32, nullptr, mr.bits, train, req.calib_samples, req.seed);
     double before_test = evaluate_quant(start, data.test, eo).accuracy;

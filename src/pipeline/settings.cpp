@@ -32,6 +32,14 @@ KlMode parse_kl_mode(const std::string& s, const std::string& where) {
   fail("{} '{}': expected output or weight", where, s);
 }
 
+const char* final_start_name(FinalStart f) { return f == FinalStart::Search ? "search" : "ptq"; }
+
+FinalStart parse_final_start(const std::string& s, const std::string& where) {
+  if (s == "search") return FinalStart::Search;
+  if (s == "ptq") return FinalStart::Ptq;
+  fail("{} '{}': expected search or ptq", where, s);
+}
+
 Augmentation resolve_augmentation(const TrainingSettings& t, const Dataset& d) {
   // Natural images whose class survives a mirror and a small shift; digits survive a shift only.
   const std::string& n = d.name;

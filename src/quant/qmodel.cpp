@@ -51,16 +51,13 @@ std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits
     if (standalone_batchnorm(g, static_cast<int>(i))) {
       const int in = g.nodes[i].inputs[0];
       if (!pts.count(in)) pts[in] = kAddBits;
-      int end = static_cast<int>(i);
-      for (;;) {
-        if (pts.count(end)) break;
+      // The end of the ReLU/ReLU6 chain after it, unless the chain reaches a point.
+      for (int end = static_cast<int>(i); !pts.count(end);) {
         const std::vector<int> cons = consumers(g, end);
-        if (cons.size() != 1 ||
-            (g.nodes[cons[0]].op != Op::ReLU && g.nodes[cons[0]].op != Op::ReLU6)) {
-          pts[end] = kAddBits;
-          break;
-        }
-        end = cons[0];
+        const bool relu = cons.size() == 1 && (g.nodes[cons[0]].op == Op::ReLU ||
+                                               g.nodes[cons[0]].op == Op::ReLU6);
+        if (!relu) pts[end] = kAddBits;
+        else end = cons[0];
       }
     }
   return pts;
@@ -69,9 +66,8 @@ std::map<int, int> activation_quant_points(const Graph& g, const BitConfig& bits
 bool standalone_batchnorm(const Graph& g, int i) {
   const Node& n = g.nodes[static_cast<size_t>(i)];
   if (n.op != Op::BatchNorm || n.inputs.empty()) return false;
-  const int in = n.inputs[0];
-  if (g.nodes[static_cast<size_t>(in)].op == Op::Input) return false;  // the input normalization's
-  return !(is_weight_layer(g.nodes[static_cast<size_t>(in)]) && consumers(g, in).size() == 1);
+  // One reading the input is the input normalization's (fold_input_batchnorm).
+  return g.nodes[static_cast<size_t>(n.inputs[0])].op != Op::Input && !batchnorm_folds(g, i);
 }
 
 void pin_first_last(BitConfig& b, const Graph& g, int bits) {

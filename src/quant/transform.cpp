@@ -14,14 +14,19 @@ std::vector<int> consumers(const Graph& g, int i) {
   return c;
 }
 
+bool batchnorm_folds(const Graph& g, int node) {
+  const Node& n = g.nodes[static_cast<size_t>(node)];
+  return n.op == Op::BatchNorm && !n.inputs.empty() && is_weight_layer(g.nodes[n.inputs[0]]) &&
+         consumers(g, n.inputs[0]).size() == 1;
+}
+
 Graph fold_batchnorm(const Graph& g) {
   Graph out = g;
   out.nodes.clear();
   std::vector<int> remap(g.nodes.size(), -1);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& n = g.nodes[i];
-    if (n.op == Op::BatchNorm && is_weight_layer(g.nodes[n.inputs[0]]) &&
-        consumers(g, n.inputs[0]).size() == 1) {
+    if (batchnorm_folds(g, static_cast<int>(i))) {
       Node& layer = out.nodes[remap[n.inputs[0]]];
       const auto& gamma = n.params.at("weight").data;
       const auto& beta = n.params.at("bias").data;

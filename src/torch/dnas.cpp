@@ -313,16 +313,7 @@ struct Search {
     tr.cost = measured_cost(t, cr);
     tr.avg_bits = average_weight_bits(tr.bits, folded);
     if (o.select_epochs > 0) {
-      OracleOptions oo;
-      oo.lr = o.weight_lr;
-      oo.batch_size = o.batch_size;
-      oo.seed = o.seed;
-      oo.progress = false;
-      oo.calib_samples = o.calib_samples;
-      oo.augment = o.augment;
-      oo.augment_pad = o.augment_pad;
-      oo.augment_flip = o.augment_flip;
-      QatOracle q(trained, train, val, oo);
+      QatOracle q(trained, train, val, o.select_qat);
       tr.val_accuracy = q.train_and_evaluate(tr.bits, o.select_epochs, index);
       tr.epochs += q.qat_epochs();
     } else {

@@ -277,7 +277,7 @@ TEST(Pipeline, RegisteredMethodRunsWithoutEditingTheLibrary) {
   EXPECT_EQ(res.log.final->kept, "no final QAT");
 }
 
-// final_from_ptq: the final QAT starts from the PTQ model at the method's assignment, not from
+// FinalStart::Ptq: the final QAT starts from the PTQ model at the method's assignment, not from
 // the trained state the method hands over (here one with every weight zeroed, which predicts
 // one class: the start is visible in the accuracy before any final QAT).
 TEST(Pipeline, FinalStartPtqIgnoresTheSearchsModel) {
@@ -300,7 +300,7 @@ TEST(Pipeline, FinalStartPtqIgnoresTheSearchsModel) {
   r.final_epochs = 0;
   const sq::RunResult from_search = sq::run_allocation(r, d);
   EXPECT_EQ(from_search.log.settings.at("final_start"), "search");
-  r.final_from_ptq = true;
+  r.final_start = sq::FinalStart::Ptq;
   const sq::RunResult from_ptq = sq::run_allocation(r, d);
   EXPECT_EQ(from_ptq.log.settings.at("final_start"), "ptq");
   EXPECT_LT(from_search.log.final->accuracy, 0.3);  // one class of ten blobs

@@ -91,7 +91,6 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
   cmd->add_option("--final-start", s.final_start,
                   "final QAT starts from: search (the method's trained search state where it has "
                   "one) or ptq (the PTQ model, for every method: the same final QAT for all)")
-      ->check(CLI::IsMember({"search", "ptq"}))
       ->capture_default_str();
   cmd->add_option("--lr", s.lr, "QAT learning rate")->capture_default_str();
   cmd->add_option("--batch-size,-b", s.batch_size, "QAT batch size")->capture_default_str();
@@ -163,7 +162,7 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.max_raises = s.max_raises;
   r.kl = sq::parse_kl_mode(s.kl, "--kl");
   r.final_epochs = s.final_epochs;
-  r.final_from_ptq = s.final_start == "ptq";
+  r.final_start = sq::parse_final_start(s.final_start, "--final-start");
   r.training = training_settings(s.augment);
   r.training.lr = s.lr;
   r.training.batch_size = s.batch_size;

@@ -9,7 +9,6 @@
 
 #include "op.h"
 #include "sigmaquant/error.h"
-#include "sigmaquant/qmodel.h"
 
 namespace sq::ops {
 
@@ -49,10 +48,8 @@ std::array<uint8_t, 256> batchnorm_table(const ActQuant& p, const ActQuant& q, f
 }  // namespace
 
 void prepare_batchnorm(Context& c, int node) {
+  // (check_graph refused, up front, a batchnorm that is not standalone_batchnorm)
   const Node& n = c.g.nodes[node];
-  if (!standalone_batchnorm(c.g, node))
-    fail("engine: batchnorm '{}' (expected it folded into the conv or linear layer before it)",
-         n.name);
   const Context::Val in = c.input(n.inputs.at(0), node);
   const Walk w = c.walk(node);
   if (w.point < 0) fail("engine: batchnorm '{}' reaches no quantization point", n.name);
@@ -60,12 +57,12 @@ void prepare_batchnorm(Context& c, int node) {
   const ActQuant& q = c.point(w.point);
   const auto [lo, hi] = act_range(q, w.relu, w.relu6);
   const int64_t ch = n.out_shape.at(0);
-  const char* names[] = {"weight", "bias", "running_mean", "running_var"};
-  for (const char* name : names) {
-    auto it = n.params.find(name);
-    if (it == n.params.end() || static_cast<int64_t>(it->second.data.size()) != ch)
-      fail("engine: batchnorm '{}': '{}' has {} values (expected {}, one per channel)", n.name,
-           name, it == n.params.end() ? 0 : it->second.data.size(), ch);
+  for (const auto& [key, shape] : c.g.expected_param_shapes(node)) {
+    auto it = n.params.find(key);
+    if (it == n.params.end() || it->second.shape != shape ||
+        it->second.size() != numel(shape))
+      fail("engine: batchnorm '{}': '{}' is missing or not of shape {}", n.name, key,
+           shape_str(shape));
   }
   const auto& gamma = n.params.at("weight").data;
   const auto& beta = n.params.at("bias").data;
