@@ -141,8 +141,7 @@ struct PoolShape {
 // in int64: each operand rescaled to a 2^−16-LSB fixed point, rounded half up once —
 //   t = requantize((a − zp_a) · 2^kShift, M_a) + requantize((b − zp_b) · 2^kShift, M_b)
 //   out = clamp(((t + 2^(kShift−1)) >> kShift) + zp_out, lo, hi)
-// with M_a = s_a / s_out, M_b = s_b / s_out (within one code of the exact form; the optimized add
-// starts from it and corrects by ±1).
+// with M_a = s_a / s_out, M_b = s_b / s_out (within one code of the exact form).
 struct AddParams {
   static constexpr int kShift = 16;
   int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = 0, hi = 255;
@@ -547,7 +546,7 @@ class GraphExecutor {
     PoolShape pool;
     AddParams add;
     AvgPoolParams avg;
-    int table = -1;  // index into luts_ (Lut)
+    int table = -1;  // index into luts_ (Lut) or add_tables_ (AddLut)
     // ConvGap / ConvPool: per channel, the activation bound in 2^−8 accumulator units (−1:
     // none), and the rescale of the window sum to the output point (M = unit / (2^8 · window ·
     // s_out), window = the plane or kernel²).
@@ -582,9 +581,9 @@ class GraphExecutor {
   std::vector<IntLayer> layers_;
   std::vector<GroupedConv2d> fast_;
   std::vector<std::array<uint8_t, 256>> luts_;
-  // AddLut: per operand code, requantize((q − zp) · 2^kShift, M) (the fixed-point fallback's two
-  // terms): two lookups, a sum and a shift start each add within one code of add_u8_ref's.
-  std::vector<std::array<int32_t, 256>> add_terms_;
+  // AddLut: add_u8_ref's output code for every pair of operand codes (65,536 bytes, a·256 + b):
+  // one lookup per element.
+  std::vector<std::vector<uint8_t>> add_tables_;
   std::vector<Step> steps_;
   std::vector<const ops::StepType*> step_types_;  // per step: its eval (an op's static entry)
   std::vector<std::string> step_labels_;          // per step: describe()'s first words

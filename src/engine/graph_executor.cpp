@@ -211,6 +211,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
   if (ex.output_size_ == 0)
     fail("engine: graph '{}' ends in '{}' (expected a weight layer writing the logits)", g.name,
          g.nodes.back().name);
+  if (isa != Isa::Reference) ctx.fuse_add_tables();
   ex.arena_.assign(plan_memory(ex.buffers_), 0);
   return ex;
 }
@@ -261,7 +262,7 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
 
 void GraphExecutor::execute(float* logits) {
   const ops::Run r{arena_.data(), buffers_.data(),   layers_.data(), fast_.data(),
-                   luts_.data(),  add_terms_.data(), acc_.data(),    logits};
+                   luts_.data(),  add_tables_.data(), acc_.data(),    logits};
   if (!trace_) {
     for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
     return;

@@ -300,7 +300,8 @@ inline sq::Graph shufflev2_graph(const sq::Shape& in, int64_t classes, uint64_t 
 }
 
 // DenseNet-like pre-activation: a conv stem, two dense layers (BN → ReLU → 1×1 conv → BN → ReLU →
-// 3×3 conv, concatenated to their input), a transition (BN → ReLU → 1×1 conv → 2×2 average
+// 3×3 conv, concatenated to their input; the second one's plus a 1×1 projection of its input), a
+// transition (BN → ReLU → 1×1 conv → 2×2 average
 // pooling) and the final BN → ReLU → global pooling → linear. The BNs after a concat or a pooling
 // are standalone (no conv absorbs them); the others fold.
 inline sq::Graph dense_graph(const sq::Shape& in, int64_t classes, uint64_t seed) {
@@ -313,6 +314,9 @@ inline sq::Graph dense_graph(const sq::Shape& in, int64_t classes, uint64_t seed
     const std::string nm = "d" + std::to_string(l);
     int y = g.conv2d(nm + ".c1", br(nm + ".n1", x), 8, 1, 1, 0);
     y = g.conv2d(nm + ".c2", br(nm + ".n2", y), 4, 3, 1, 1);
+    // The second layer's output is a residual add read by the concat alone (an add whose codes
+    // are rescaled into the concat's channel slice).
+    if (l == 2) y = g.add(nm + ".res", y, g.conv2d(nm + ".proj", x, 4, 1, 1, 0));
     x = g.concat(nm + ".cat", {x, y});
   }
   x = g.avgpool("t.pool", g.conv2d("t.conv", br("t.n", x), 8, 1, 1, 0), 2, 2);

@@ -1,7 +1,7 @@
 // Residual add at the add's point: add_u8_ref's codes, which are the simulation's float32 add
-// exactly (engine.h, AddParams). Optimized plans tabulate the fixed-point fallback's two terms per
-// operand code at prepare (2 × 256 int32): two lookups, a sum and a shift give a code within one
-// of the exact one, which the exact operand sum and the thresholds then correct.
+// exactly (engine.h, AddParams). Optimized plans tabulate add_u8_ref's code for every pair of
+// operand codes at prepare (64 KiB per add) and look each element up: one load per element, where
+// the exact form needs two int64 lookups and a search over the thresholds.
 #include <algorithm>
 
 #include "op.h"
@@ -15,8 +15,9 @@ void eval_add_ref(const Run& r, const Step& st) {
 }
 
 void eval_add_lut(const Run& r, const Step& st) {
-  add_u8_fast(st.add, r.add_terms[st.table].data(), r.add_terms[st.table + 1].data(), r.in(st),
-              r.in2(st), st.n, r.out(st));
+  // out_offset: a fused table step's (Context::fuse_add_tables) concat slice
+  add_u8_table(r.add_tables[st.table].data(), r.in(st), r.in2(st), st.n,
+               r.out(st) + st.out_offset);
 }
 
 const StepType kAddRef{Step::Kind::Add, "add(ref)", eval_add_ref};
@@ -24,30 +25,33 @@ const StepType kAddLut{Step::Kind::AddLut, "add", eval_add_lut};
 
 }  // namespace
 
-std::array<int32_t, 256> add_term(const Requant& m, int32_t zp) {
-  std::array<int32_t, 256> t{};
-  for (int q = 0; q < 256; ++q)
-    t[static_cast<size_t>(q)] =
-        requantize((int64_t{q} - zp) * (int64_t{1} << AddParams::kShift), m);
+std::vector<uint8_t> add_pair_table(const AddParams& p) {
+  std::vector<uint8_t> t(65536);
+  if (!p.exact()) {  // the fixed-point fallback: add_u8_ref itself, one row per code of a
+    std::vector<uint8_t> a(256), b(256);
+    for (int j = 0; j < 256; ++j) b[static_cast<size_t>(j)] = static_cast<uint8_t>(j);
+    for (int i = 0; i < 256; ++i) {
+      std::fill(a.begin(), a.end(), static_cast<uint8_t>(i));
+      add_u8_ref(p, a.data(), b.data(), 256, t.data() + i * 256);
+    }
+    return t;
+  }
+  // The exact form: code_of_sum only grows with the sum, and the sum with b (fl((b − zp)·s) is
+  // monotone in b for s > 0), so along a row the code starts at the first sum's and climbs the
+  // thresholds.
+  for (size_t i = 0; i < 256; ++i) {
+    int32_t q = p.code_of_sum(p.ta[i] + p.tb[0]);
+    for (size_t j = 0; j < 256; ++j) {
+      const int64_t s = p.ta[i] + p.tb[j];
+      while (q < p.hi && s >= p.thr[static_cast<size_t>(q + 1)]) ++q;
+      t[i * 256 + j] = static_cast<uint8_t>(q);
+    }
+  }
   return t;
 }
 
-void add_u8_fast(const AddParams& p, const int32_t* ta, const int32_t* tb, const uint8_t* a,
-                 const uint8_t* b, int64_t n, uint8_t* y) {
-  const int64_t half = int64_t{1} << (AddParams::kShift - 1);
-  const int64_t lo = p.lo, hi = p.hi;
-  const int64_t* ea = p.exact() ? p.ta.data() : nullptr;
-  const int64_t *eb = p.tb.data(), *thr = p.thr.data();
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t v = ((int64_t{ta[a[k]]} + tb[b[k]] + half) >> AddParams::kShift) + p.zp_out;
-    int64_t q = std::clamp<int64_t>(v, lo, hi);
-    if (ea) {  // the fixed-point code is within one of the exact one
-      const int64_t sum = ea[a[k]] + eb[b[k]];
-      while (q < hi && sum >= thr[q + 1]) ++q;
-      while (q > lo && sum < thr[q]) --q;
-    }
-    y[k] = static_cast<uint8_t>(q);
-  }
+void add_u8_table(const uint8_t* t, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y) {
+  for (int64_t k = 0; k < n; ++k) y[k] = t[size_t{a[k]} << 8 | b[k]];
 }
 
 void prepare_add(Context& c, int node) {
@@ -58,7 +62,7 @@ void prepare_add(Context& c, int node) {
   const StepType* type = &kAddRef;
   if (c.isa != Isa::Reference) {
     type = &kAddLut;
-    st.table = c.add_terms(add_term(st.add.m_a, st.add.zp_a), add_term(st.add.m_b, st.add.zp_b));
+    st.table = c.add_pair_table(add_pair_table(st.add));
   }
   const int64_t n = st.n;
   c.push_output(node, std::move(st), *type, b.w, n);

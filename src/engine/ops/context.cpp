@@ -166,10 +166,60 @@ int Context::add_table(const std::array<uint8_t, 256>& t) {
   return static_cast<int>(ex_.luts_.size()) - 1;
 }
 
-int Context::add_terms(const std::array<int32_t, 256>& a, const std::array<int32_t, 256>& b) {
-  ex_.add_terms_.push_back(a);
-  ex_.add_terms_.push_back(b);
-  return static_cast<int>(ex_.add_terms_.size()) - 2;
+int Context::add_pair_table(std::vector<uint8_t> t) {
+  ex_.add_tables_.push_back(std::move(t));
+  return static_cast<int>(ex_.add_tables_.size()) - 1;
+}
+
+void Context::fuse_add_tables() {
+  std::vector<Step>& steps = ex_.steps_;
+  std::vector<GraphExecutor::Buffer>& bufs = ex_.buffers_;
+  const auto reads = [&](const Step& st, int buf) {  // st reads buf, directly or through a view
+    for (int b : {st.in, st.in2})
+      if (b >= 0 && (b == buf || bufs[static_cast<size_t>(b)].view_of == buf)) return true;
+    return false;
+  };
+  for (size_t k = 0; k < steps.size(); ++k) {
+    if (steps[k].kind != Step::Kind::AddLut || steps[k].out_offset != 0) continue;
+    const int x = steps[k].out;
+    GraphExecutor::Buffer& xb = bufs[static_cast<size_t>(x)];
+    const size_t t = static_cast<size_t>(xb.last);  // the add's last reader
+    if (xb.view_of >= 0 || t <= k || t >= steps.size() || steps[t].kind != Step::Kind::Lut ||
+        steps[t].in != x)
+      continue;
+    const bool viewed = std::any_of(bufs.begin(), bufs.end(), [&](const GraphExecutor::Buffer& b) {
+      return b.view_of == x;
+    });
+    // The table must be the add's only reader, and moving its write back to step k must not
+    // change what the steps between see: none of them reads its output buffer, and any that
+    // writes it fills another slice (a concat's other inputs).
+    const Step& lut = steps[t];
+    bool movable = !viewed;
+    for (size_t j = k + 1; j < t && movable; ++j)
+      movable = !reads(steps[j], x) && !reads(steps[j], lut.out) &&
+                (steps[j].out != lut.out ||
+                 (steps[j].kind == Step::Kind::Lut && steps[j].out_offset != lut.out_offset));
+    if (!movable) continue;
+    const std::array<uint8_t, 256>& table = ex_.luts_[static_cast<size_t>(lut.table)];
+    for (uint8_t& v : ex_.add_tables_[static_cast<size_t>(steps[k].table)]) v = table[v];
+    xb.bytes = 0;  // the add's own codes are never written
+    xb.last = static_cast<int>(k);
+    GraphExecutor::Buffer& yb = bufs[static_cast<size_t>(lut.out)];
+    yb.first = std::min(yb.first, static_cast<int>(k));
+    Step& add = steps[k];
+    add.out = lut.out;
+    add.out_offset = lut.out_offset;
+    add.name = lut.name;  // the step now holds the table's node's codes
+    ex_.step_labels_[k] += "+table";
+    const auto at = static_cast<std::ptrdiff_t>(t);
+    steps.erase(steps.begin() + at);
+    ex_.step_types_.erase(ex_.step_types_.begin() + at);
+    ex_.step_labels_.erase(ex_.step_labels_.begin() + at);
+    for (GraphExecutor::Buffer& b : bufs) {
+      if (b.first > static_cast<int>(t)) --b.first;
+      if (b.last >= static_cast<int>(t)) --b.last;  // the table's reads were the add's
+    }
+  }
 }
 
 void Context::reserve_acc(int64_t n) {

@@ -29,7 +29,7 @@ struct Run {
   const IntLayer* layers;                     // Step::layer
   GroupedConv2d* fast;                        // Step::fast
   const std::array<uint8_t, 256>* luts;       // Step::table (Lut)
-  const std::array<int32_t, 256>* add_terms;  // Step::table (AddLut: two entries)
+  const std::vector<uint8_t>* add_tables;     // Step::table (AddLut)
   int64_t* acc;                               // ConvGap / ConvPool scratch
   float* logits;
 
@@ -117,7 +117,12 @@ class Context {
   const IntLayer& layer(int index) const;
   int add_fast(GroupedConv2d conv);                  // → Step::fast
   int add_table(const std::array<uint8_t, 256>& t);  // → Step::table (Lut)
-  int add_terms(const std::array<int32_t, 256>& a, const std::array<int32_t, 256>& b);
+  int add_pair_table(std::vector<uint8_t> t);        // → Step::table (AddLut)
+  // After the walk (optimized plans): an add whose codes only one table step reads (resnet's
+  // add → ReLU to another point, an add rescaled into a concat's slice) absorbs that table into
+  // its pair table and writes where the table wrote; the table step goes (one lookup per element
+  // instead of two passes).
+  void fuse_add_tables();
   void reserve_acc(int64_t n);  // ConvGap scratch
   void set_logits(int64_t n);   // the output layer's size
   void set_input(const ActQuant& q, std::vector<float> mean, std::vector<float> std);
@@ -206,11 +211,10 @@ bool grouped_conv_fits(const ConvShape& s);
 enum class GroupedMethod { Auto, Rows, Patches };
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
                           Isa isa, GroupedMethod m = GroupedMethod::Auto);
-// add.cpp: add_u8_ref's bytes from the fixed-point fallback's two terms per code (add_term: ta, tb)
-// corrected by the exact form where p has it.
-std::array<int32_t, 256> add_term(const Requant& m, int32_t zp);
-void add_u8_fast(const AddParams& p, const int32_t* ta, const int32_t* tb, const uint8_t* a,
-                 const uint8_t* b, int64_t n, uint8_t* y);
+// add.cpp: add_u8_ref's output code for every pair of operand codes, t[a·256 + b] (65,536 bytes),
+// and the add of optimized plans, one lookup per element: y[k] = t[a[k]·256 + b[k]].
+std::vector<uint8_t> add_pair_table(const AddParams& p);
+void add_u8_table(const uint8_t* t, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
 // mul.cpp: mul_u8_ref's bytes without a division or a 128-bit product per element.
 void mul_u8_fast(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
