@@ -263,6 +263,23 @@ using ConvTileFn = void (*)(const void* w, const void* src, const int64_t* pix, 
 // and computes. Prepare considers the kernels of the requested tier that this CPU runs and that
 // support the layer (`supports`: exact for these weights and activations), and takes the one of
 // highest `rank` (set from sq_bench's figures on the resnet20 shapes).
+// A kernel's own int32 epilogue (ConvMicroKernel::epilogue): the tile's nr pixels at once,
+// for the tiles conv_fast.cpp's int32 epilogue may take (every channel 32 <= shift <= 62 and
+// |bias'| + K·255·128 < 2^31), with the same arithmetic:
+//   y = clamp(((bias + acc) · multiplier + 2^(shift−1)) >> shift + zp, lo, hi).
+// acc[p][16] for pixels p < np <= nr; channel o < noc writes its np codes to y + ch[o]·pix.
+// Per channel bias and (shift − 32); per 16 channels the multipliers and rounding terms as int64,
+// the 8 even channels then the 8 odd ones.
+struct EpilogueQ32 {
+  const int32_t* bias;
+  const int32_t* shift;
+  const int64_t* mult;
+  const int64_t* round;
+  int32_t zp, lo, hi;
+};
+using ConvEpilogueFn = void (*)(const int32_t* acc, const EpilogueQ32& q, const int64_t* ch,
+                                int64_t noc, int64_t np, int64_t pix, uint8_t* y);
+
 struct ConvMicroKernel {
   const char* name;   // "<isa>_<instruction>[_variant]", e.g. "avx2_maddubs"
   Isa isa;            // its tier
@@ -276,6 +293,8 @@ struct ConvMicroKernel {
   int64_t (*flush)(int32_t w_max, int32_t x_max);
   int rank;
   ConvTileFn tile;
+  // Its own int32 epilogue, or nullptr: conv_fast.cpp's (AVX2, 6 pixels at a time, or scalar).
+  ConvEpilogueFn epilogue = nullptr;
 };
 // The table, every kernel compiled in (whether or not this CPU runs it), in tier order.
 const std::vector<const ConvMicroKernel*>& conv_kernels();
@@ -335,8 +354,9 @@ class PreparedConv2d {
   int64_t cp_ = 0, sub_ = 1;
   std::vector<int64_t> pix_off_, grp_off_;  // [pix_pad], [kp / kr], in scratch elements
   // The int32 epilogue (tiles whose channels all have 32 <= shift <= 62 and |bias'| + K·255·128
-  // < 2^31): bias as int32, (shift − 32), and per 8 channels the multipliers and rounding terms
-  // as int64 lanes, even channels then odd ones.
+  // < 2^31): bias as int32, (shift − 32), and per 8 channels (per 16 for a kernel's own
+  // epilogue, EpilogueQ32) the multipliers and rounding terms as int64 lanes, even channels then
+  // odd ones.
   std::vector<int32_t> q_bias_, q_shift_;
   std::vector<int64_t> q_mult_, q_round_;
   std::vector<uint8_t> q_ok_;

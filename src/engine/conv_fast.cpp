@@ -673,9 +673,11 @@ void PreparedConv2d::plan_epilogue(const IntLayer& L) {
   q_round_.assign(npad, 0);
   q_ok_.assign(npad / kMr, vector);
   const int64_t dot_max = k_ * 255 * 128;
+  const int64_t lanes = kernel_->epilogue ? 16 : 8;  // EpilogueQ32's or epilogue_avx2_q32's
   for (int64_t oc = 0; oc < s.out_c; ++oc) {
     const Requant& r = requant_[oc];
-    const size_t slot = static_cast<size_t>(oc / 8 * 8 + (oc % 2) * 4 + (oc % 8) / 2);
+    const size_t slot =
+        static_cast<size_t>(oc / lanes * lanes + (oc % 2) * (lanes / 2) + (oc % lanes) / 2);
     const bool zero = r.multiplier == 0;  // requantize gives 0 for any a
     if ((!zero && (r.shift < 32 || r.shift > 62)) ||
         (bias_[oc] < 0 ? -bias_[oc] : bias_[oc]) + dot_max >= (int64_t{1} << 31)) {
@@ -749,6 +751,13 @@ void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
     const int64_t oc0 = t * kMr, noc = std::min<int64_t>(kMr, s_.out_c - oc0);
     for (int64_t p0 = 0; p0 < pix_pad_; p0 += nr) {
       tile(w, src, pix_off_.data() + p0, grp_off_.data(), ng, flush_, acc_.data());
+      if (kernel_->epilogue && q_ok_[t]) {  // the kernel's own, the whole tile at once
+        const EpilogueQ32 q{q_bias_.data() + oc0, q_shift_.data() + oc0, q_mult_.data() + oc0,
+                            q_round_.data() + oc0, zp_out_, lo_, hi_};
+        kernel_->epilogue(acc_.data(), q, out_ch_.data() + oc0, noc,
+                          std::min<int64_t>(nr, pix_ - p0), pix_, y + p0);
+        continue;
+      }
       // The epilogue, 6 pixels at a time.
       for (int64_t q = 0; q < nr && p0 + q < pix_; q += kEpiloguePix) {
         const int32_t* acc = acc_.data() + q * kMr;
