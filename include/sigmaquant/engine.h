@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -315,6 +316,9 @@ class PreparedConv2d {
   // copies, × 1 for im2col (factors set from resnet20's layers, sq_bench LayerPaired).
   double staging_uops() const;
   void run(const uint8_t* x, uint8_t* y);
+  // Bytes of the packed weights (shared by copies) and of the scratch each copy owns.
+  size_t weight_bytes() const;
+  size_t scratch_bytes() const;
 
  private:
   friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, const ConvMicroKernel&,
@@ -333,8 +337,9 @@ class PreparedConv2d {
   int64_t k_ = 0, kp_ = 0;  // reduction length (in_c·k·k), and as the kernels run it (padded)
   int64_t oc_pad_ = 0, pix_ = 0, pix_pad_ = 0, flush_ = 0;
   int32_t zp_x_ = 0;
-  std::vector<Pair16Block> w16_;  // [oc_pad/16][kp/2] blocks (one of the two layouts)
-  std::vector<Quad8Block> w8_;    // [oc_pad/16][kp/4] blocks
+  // The packed weights, shared read-only by copies (one of the two layouts; the other empty):
+  std::shared_ptr<const std::vector<Pair16Block>> w16_;  // [oc_pad/16][kp/2] blocks
+  std::shared_ptr<const std::vector<Quad8Block>> w8_;    // [oc_pad/16][kp/4] blocks
   std::vector<int64_t> bias_;     // bias − zp_x · Σ_k w, per output channel
   std::vector<Requant> requant_;
   int32_t zp_out_ = 0, lo_ = 0, hi_ = 255;
@@ -411,6 +416,8 @@ class GroupedConv2d {
   // x40 + pruned x8".
   std::string kernel_names() const;
   void run(const uint8_t* x, uint8_t* y);
+  size_t weight_bytes() const;   // the groups' packed weights (shared by copies)
+  size_t scratch_bytes() const;  // the groups' scratch (each copy its own)
 
  private:
   friend GroupedConv2d prepare_conv2d_grouped(const ConvShape&, const IntLayer&, Isa, int, bool);
@@ -497,6 +504,11 @@ class GraphExecutor {
   int64_t input_size() const { return input_size_; }    // floats per sample (C·H·W)
   int64_t output_size() const { return output_size_; }  // logits per sample
   size_t arena_bytes() const { return arena_.size(); }
+  // Copies (`GraphExecutor b = a;`) share what prepare built read-only — the integer layers, the
+  // packed weights, the tables: shared_bytes() — and each owns its arena and scratch:
+  // private_bytes(). A copy per thread runs in parallel (ParallelExecutor) at that cost.
+  size_t shared_bytes() const;
+  size_t private_bytes() const;
   // One sample, CHW floats as stored in the Dataset (not normalized): the executor applies the
   // graph's input_mean/input_std and quantizes at the input's point exactly as the simulation:
   // q = clamp(nearbyint(((x − mean) / std) / s) + zp, 0, qmax), in float.
@@ -588,8 +600,8 @@ class GraphExecutor {
   };
   const std::vector<Step>& steps() const { return steps_; }
   const std::vector<Buffer>& buffers() const { return buffers_; }
-  const std::vector<IntLayer>& layers() const { return layers_; }  // Step::layer indexes these
-  const std::array<uint8_t, 256>& table(int i) const { return luts_.at(i); }  // Step::table (Lut)
+  const std::vector<IntLayer>& layers() const { return *layers_; }  // Step::layer indexes these
+  const std::array<uint8_t, 256>& table(int i) const { return luts_->at(i); }  // Step::table (Lut)
   const std::vector<float>& input_mean() const { return mean_; }  // per input channel (0 if none)
   const std::vector<float>& input_std() const { return std_; }    // per input channel (> 0)
 
@@ -598,12 +610,16 @@ class GraphExecutor {
   uint8_t* buf(int id) { return arena_.data() + buffers_[id].offset; }
   void execute(float* logits);  // every step's eval, in order
 
-  std::vector<IntLayer> layers_;
-  std::vector<GroupedConv2d> fast_;
-  std::vector<std::array<uint8_t, 256>> luts_;
+  // Written by prepare only, then read-only: a copy of the executor shares them (and the packed
+  // weights inside fast_'s convs); what a copy owns is its arena and scratch.
+  std::shared_ptr<std::vector<IntLayer>> layers_ = std::make_shared<std::vector<IntLayer>>();
+  std::vector<GroupedConv2d> fast_;  // packed weights shared, per-copy scratch
+  std::shared_ptr<std::vector<std::array<uint8_t, 256>>> luts_ =
+      std::make_shared<std::vector<std::array<uint8_t, 256>>>();
   // AddLut: add_u8_ref's output code for every pair of operand codes (65,536 bytes, a·256 + b):
   // one lookup per element.
-  std::vector<std::vector<uint8_t>> add_tables_;
+  std::shared_ptr<std::vector<std::vector<uint8_t>>> add_tables_ =
+      std::make_shared<std::vector<std::vector<uint8_t>>>();
   std::vector<Step> steps_;
   std::vector<const ops::StepType*> step_types_;  // per step: its eval (an op's static entry)
   std::vector<std::string> step_labels_;          // per step: describe()'s first words
@@ -614,6 +630,23 @@ class GraphExecutor {
   std::vector<float> mean_, std_;  // per input channel (std 0 → 1, as normalized_image)
   int64_t input_size_ = 0, output_size_ = 0, input_plane_ = 0;
   const Trace* trace_ = nullptr;  // during run_traced only
+};
+
+// A batch of images on several threads: one copy of the executor per thread (sharing its weights
+// and tables), each running a contiguous share of the batch one image at a time; the calling
+// thread runs the first share. run() is not reentrant (one call at a time per ParallelExecutor).
+class ParallelExecutor {
+ public:
+  // Throws sq::Error unless threads >= 1.
+  ParallelExecutor(const GraphExecutor& ex, int threads);
+  int threads() const { return static_cast<int>(ex_.size()); }
+  int64_t input_size() const { return ex_[0].input_size(); }
+  int64_t output_size() const { return ex_[0].output_size(); }
+  // n images (input_size() floats each, as GraphExecutor::run takes them) → logits [n][output_size()].
+  void run(const float* images, int64_t n, float* logits);
+
+ private:
+  std::vector<GraphExecutor> ex_;
 };
 
 }  // namespace sq

@@ -20,14 +20,15 @@ namespace {
 using Images = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 // One loaded model and one prepared executor: run() allocates only its result. One call at a
-// time per Engine (the executor's arena is shared); use one Engine per thread to run in parallel
-// (run() releases the GIL).
+// time per Engine (the executor's arena is shared); run() and evaluate() split a batch across
+// `threads` copies of the executor (sharing its weights), and release the GIL.
 class Engine {
  public:
-  explicit Engine(const std::filesystem::path& path)
+  Engine(const std::filesystem::path& path, int threads)
       : path_(path.string()),
         model_(sq::load_sqm(path_)),
-        ex_(sq::GraphExecutor::prepare(model_.graph, model_.model)) {}
+        ex_(sq::GraphExecutor::prepare(model_.graph, model_.model)),
+        par_(ex_, threads) {}
 
   // N x C x H x W float32 images as stored in a Dataset ([0, 1], not normalized) -> N x classes.
   py::array_t<float> run(const Images& images) {
@@ -46,7 +47,7 @@ class Engine {
     float* y = logits.mutable_data();
     {
       py::gil_scoped_release unlocked;
-      for (int64_t i = 0; i < n; ++i) ex_.run(x + i * ex_.input_size(), y + i * classes);
+      par_.run(x, n, y);
     }
     return logits;
   }
@@ -91,11 +92,12 @@ class Engine {
                sq::shape_str(model_.graph.input_shape), d.name, sq::shape_str(d.image_shape));
     py::gil_scoped_release unlocked;
     const int64_t classes = ex_.output_size();
-    std::vector<float> logits(static_cast<size_t>(classes));
+    std::vector<float> logits(static_cast<size_t>(d.size() * classes));
+    par_.run(d.images.data(), d.size(), logits.data());
     int64_t correct = 0;
     for (int64_t i = 0; i < d.size(); ++i) {
-      ex_.run(d.image(i), logits.data());
-      correct += std::max_element(logits.begin(), logits.end()) - logits.begin() == d.labels[i];
+      const float* l = logits.data() + i * classes;
+      correct += std::max_element(l, l + classes) - l == d.labels[static_cast<size_t>(i)];
     }
     return d.size() ? static_cast<double>(correct) / d.size() : 0.0;
   }
@@ -103,18 +105,22 @@ class Engine {
   const sq::SqmModel& model() const { return model_; }
   const sq::GraphExecutor& executor() const { return ex_; }
   const std::string& path() const { return path_; }
+  int threads() const { return par_.threads(); }
 
  private:
   std::string path_;
   sq::SqmModel model_;
   sq::GraphExecutor ex_;
+  sq::ParallelExecutor par_;
 };
 
 }  // namespace
 
 void bind_engine(py::module_& m) {
   py::class_<Engine>(m, "Engine", "A .sqm model on the integer engine (torch-free runtime).")
-      .def(py::init<const std::filesystem::path&>(), py::arg("path"))
+      .def(py::init<const std::filesystem::path&, int>(), py::arg("path"), py::arg("threads") = 1,
+           "load a .sqm model; run() and evaluate() split batches across `threads` threads")
+      .def_property_readonly("threads", [](const Engine& e) { return e.threads(); })
       .def("run", &Engine::run, py::arg("images"),
            "logits (N x classes float32) of N x C x H x W float32 images in [0, 1]")
       .def("evaluate", &Engine::evaluate, py::arg("data"), "top-1 accuracy on a Dataset")
@@ -130,6 +136,12 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("meta", [](const Engine& e) { return to_python(e.model().meta); })
       .def_property_readonly("arena_bytes",
                              [](const Engine& e) { return e.executor().arena_bytes(); })
+      .def_property_readonly(
+          "shared_bytes", [](const Engine& e) { return e.executor().shared_bytes(); },
+          "bytes of weights and tables, held once whatever the number of threads")
+      .def_property_readonly(
+          "per_thread_bytes", [](const Engine& e) { return e.executor().private_bytes(); },
+          "bytes of arena and scratch each thread holds")
       .def(
           "describe", [](const Engine& e) { return e.executor().describe(); },
           "one line per step of the execution plan")

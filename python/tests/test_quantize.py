@@ -78,6 +78,14 @@ def test_quantized_model_exports_and_engine(uniform_run, data, tmp_path):
         engine.run(np.zeros((2, 3, 28, 28), np.float32))
     with pytest.raises(sq.Error, match="missing.sqm"):
         sq.Engine(tmp_path / "missing.sqm")
+    # threads: the same logits and accuracy; the weights are held once
+    par = sq.Engine(tmp_path / "q.sqm", threads=3)
+    assert engine.threads == 1 and par.threads == 3
+    np.testing.assert_array_equal(par.run(images), logits)
+    assert par.evaluate(data.test) == engine.evaluate(data.test)
+    assert par.shared_bytes == engine.shared_bytes > 0 and par.per_thread_bytes > 0
+    with pytest.raises(sq.Error, match="at least 1"):
+        sq.Engine(tmp_path / "q.sqm", threads=0)
 
 
 def test_cost_of_quantized_model(uniform_run):

@@ -609,11 +609,8 @@ void PreparedConv2d::pack_weights(const IntLayer& L) {
   const int64_t gpr = (kw + kr - 1) / kr;
   const bool int8 = kernel_->layout == WeightLayout::Quad8;
   const size_t blocks = static_cast<size_t>(oc_pad_ / kMr * ng);
-  if (int8) {
-    w8_.assign(blocks, Quad8Block{});
-  } else {
-    w16_.assign(blocks, Pair16Block{});
-  }
+  std::vector<Quad8Block> w8(int8 ? blocks : 0);
+  std::vector<Pair16Block> w16(int8 ? 0 : blocks);
   bias_.resize(static_cast<size_t>(s.out_c));
   for (int64_t oc = 0; oc < s.out_c; ++oc) {
     int64_t sum = 0;
@@ -630,13 +627,16 @@ void PreparedConv2d::pack_weights(const IntLayer& L) {
       const int64_t t = oc / kMr, o = oc % kMr, j = kd / kr, e = kd % kr;
       const size_t b = static_cast<size_t>(t * ng + j);
       if (int8) {
-        w8_[b].w[o][e] = static_cast<int8_t>(w);
+        w8[b].w[o][e] = static_cast<int8_t>(w);
       } else {
-        w16_[b].w[o][e] = static_cast<int16_t>(w);
+        w16[b].w[o][e] = static_cast<int16_t>(w);
       }
     }
     bias_[oc] = int64_t{L.bias[oc]} - int64_t{zp_x_} * sum;
   }
+  // Read-only from here on: copies of this conv (of a GraphExecutor) share the blocks.
+  w8_ = std::make_shared<const std::vector<Quad8Block>>(std::move(w8));
+  w16_ = std::make_shared<const std::vector<Pair16Block>>(std::move(w16));
 }
 
 // The requantization constants of the two vector epilogues, and which tiles may take them.
@@ -728,6 +728,15 @@ void PreparedConv2d::stage_input(const uint8_t* x, T* scratch) const {
   }
 }
 
+size_t PreparedConv2d::weight_bytes() const {
+  return (w8_ ? w8_->size() * sizeof(Quad8Block) : 0) +
+         (w16_ ? w16_->size() * sizeof(Pair16Block) : 0);
+}
+
+size_t PreparedConv2d::scratch_bytes() const {
+  return col8_.size() + col16_.size() * sizeof(int16_t) + acc_.size() * sizeof(int32_t);
+}
+
 void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
   const bool int8 = kernel_->layout == WeightLayout::Quad8;
   const int64_t ng = kp_ / kernel_->kr, nr = kernel_->nr;
@@ -737,12 +746,12 @@ void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
   if (int8) {
     stage_input(x, col8_.data());
     src = col8_.data();
-    wbase = w8_.data();
+    wbase = w8_->data();
     wtile_bytes = static_cast<size_t>(ng) * sizeof(Quad8Block);
   } else {
     stage_input(x, col16_.data());
     src = col16_.data();
-    wbase = w16_.data();
+    wbase = w16_->data();
     wtile_bytes = static_cast<size_t>(ng) * sizeof(Pair16Block);
   }
   const ConvTileFn tile = kernel_->tile;

@@ -145,6 +145,18 @@ GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa 
   return gc;
 }
 
+size_t GroupedConv2d::weight_bytes() const {
+  size_t b = 0;
+  for (const PreparedConv2d& p : groups_) b += p.weight_bytes();
+  return b;
+}
+
+size_t GroupedConv2d::scratch_bytes() const {
+  size_t b = 0;
+  for (const PreparedConv2d& p : groups_) b += p.scratch_bytes();
+  return b;
+}
+
 std::string GroupedConv2d::kernel_names() const {
   if (groups_.size() == 1 && const_ch_.empty()) return groups_[0].kernel_name();
   std::string s;

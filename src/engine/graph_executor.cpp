@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <map>
+#include <thread>
 
 #include "ops/op.h"
 #include "sigmaquant/engine.h"
@@ -196,7 +198,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
   }
   check_graph(g, im);
   GraphExecutor ex;
-  ex.layers_ = im.layers;
+  *ex.layers_ = im.layers;
   ops::Context ctx(g, im, isa, channel_groups, ex, check_layers(g, im));
   // The walk: every node that no earlier op computed (or fused) goes to its op's prepare, which
   // pushes its steps and records where its codes are.
@@ -214,6 +216,24 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
   if (isa != Isa::Reference) ctx.fuse_add_tables();
   ex.arena_.assign(plan_memory(ex.buffers_), 0);
   return ex;
+}
+
+size_t GraphExecutor::shared_bytes() const {
+  size_t b = luts_->size() * 256;
+  for (const std::vector<uint8_t>& t : *add_tables_) b += t.size();
+  for (const IntLayer& L : *layers_)
+    b += L.weights.size() * sizeof(int32_t) + L.bias.size() * sizeof(int32_t) +
+         L.requant.size() * sizeof(Requant) +
+         (L.weight_scales.size() + L.bias_float.size()) * sizeof(float) +
+         L.channel_bits.size() * sizeof(int);
+  for (const GroupedConv2d& c : fast_) b += c.weight_bytes();
+  return b;
+}
+
+size_t GraphExecutor::private_bytes() const {
+  size_t b = arena_.size() + acc_.size() * sizeof(int64_t);
+  for (const GroupedConv2d& c : fast_) b += c.scratch_bytes();
+  return b;
 }
 
 void GraphExecutor::run(const float* image, float* logits) {
@@ -261,8 +281,8 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
 }
 
 void GraphExecutor::execute(float* logits) {
-  const ops::Run r{arena_.data(), buffers_.data(),   layers_.data(), fast_.data(),
-                   luts_.data(),  add_tables_.data(), acc_.data(),    logits};
+  const ops::Run r{arena_.data(), buffers_.data(),    layers_->data(), fast_.data(),
+                   luts_->data(), add_tables_->data(), acc_.data(),     logits};
   if (!trace_) {
     for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
     return;
@@ -286,6 +306,32 @@ std::vector<std::string> GraphExecutor::describe() const {
       lines.push_back(fmt::format("{} {}: logits", step_labels_[k], st.name));
   }
   return lines;
+}
+
+
+ParallelExecutor::ParallelExecutor(const GraphExecutor& ex, int threads) {
+  if (threads < 1) fail("ParallelExecutor: {} threads (expected at least 1)", threads);
+  ex_.assign(static_cast<size_t>(threads), ex);
+}
+
+void ParallelExecutor::run(const float* images, int64_t n, float* logits) {
+  const int64_t t = std::min<int64_t>(threads(), n);
+  const int64_t in = input_size(), out = output_size();
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(std::max<int64_t>(t, 1)));
+  auto share = [&](int64_t k) {
+    try {
+      for (int64_t i = n * k / t, e = n * (k + 1) / t; i < e; ++i)
+        ex_[static_cast<size_t>(k)].run(images + i * in, logits + i * out);
+    } catch (...) {
+      errors[static_cast<size_t>(k)] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int64_t k = 1; k < t; ++k) workers.emplace_back(share, k);
+  if (t > 0) share(0);
+  for (std::thread& w : workers) w.join();
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 }  // namespace sq

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <new>
 #include <string>
 #include <tuple>
@@ -25,8 +26,10 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 static std::atomic<long> g_allocations{0};
+static std::atomic<long> g_allocated_bytes{0};
 void* operator new(std::size_t n) {
   ++g_allocations;
+  g_allocated_bytes += static_cast<long>(n);
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
@@ -34,6 +37,7 @@ void* operator new(std::size_t n) {
 // must come from malloc, since every delete goes to free (AddressSanitizer checks the pairing).
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   ++g_allocations;
+  g_allocated_bytes += static_cast<long>(n);
   return std::malloc(n ? n : 1);
 }
 void operator delete(void* p) noexcept { std::free(p); }
@@ -197,6 +201,58 @@ TEST_P(GraphExecutorZoo, RunAllocatesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(Zoo, GraphExecutorZoo, ::testing::ValuesIn(kZoo),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// A copy of an executor shares what prepare built (integer layers, packed weights, tables) and
+// owns its arena and scratch: copying allocates less than the shared bytes (it would allocate
+// shared + private ones if it duplicated them), the copy computes the same logits, and it
+// outlives the original.
+TEST(GraphExecutor, CopiesShareTheWeights) {
+  for (const char* zoo : {"resnet8", "mobilenetv2"}) {
+    const sq::QuantModel qm = sqtest::synthetic_qmodel(zoo, {3, 20, 20}, 10, 3);
+    auto ex = std::make_unique<sq::GraphExecutor>(
+        sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm)));
+    const auto img = sqtest::random_images(1, ex->input_size(), 2);
+    std::vector<float> want(10), got(10);
+    ex->run(img.data(), want.data());
+    const long before = g_allocated_bytes.load();
+    sq::GraphExecutor copy = *ex;
+    const long copied = g_allocated_bytes.load() - before;
+    EXPECT_EQ(copy.shared_bytes(), ex->shared_bytes()) << zoo;
+    EXPECT_GE(copied, static_cast<long>(copy.private_bytes())) << zoo;
+    // Duplicated weights would make a copy cost at least shared + private bytes.
+    EXPECT_LT(copied, static_cast<long>(ex->shared_bytes()))
+        << zoo << ": a copy allocated " << copied << " bytes (private " << copy.private_bytes()
+        << ") against " << ex->shared_bytes() << " shared";
+    EXPECT_EQ(copy.layers().data(), ex->layers().data()) << zoo;
+    ex.reset();
+    copy.run(img.data(), got.data());
+    EXPECT_EQ(got, want) << zoo;
+  }
+}
+
+// ParallelExecutor: any number of threads, more threads than images, no images — the logits of
+// GraphExecutor::run image by image; threads < 1 is refused.
+TEST(GraphExecutor, ParallelExecutorEqualsOneImageAtATime) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("resnet8", {3, 12, 12}, 10, 4);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const int64_t n = 7, in = ex.input_size();
+  const auto imgs = sqtest::random_images(n, in, 5);
+  std::vector<float> want(static_cast<size_t>(n * 10));
+  for (int64_t i = 0; i < n; ++i) ex.run(imgs.data() + i * in, want.data() + i * 10);
+  for (int threads : {1, 2, 3, 16}) {
+    sq::ParallelExecutor par(ex, threads);
+    EXPECT_EQ(par.threads(), threads);
+    EXPECT_EQ(par.output_size(), 10);
+    for (int64_t count : {n, int64_t{1}, int64_t{0}}) {
+      std::vector<float> got(static_cast<size_t>(n * 10), -1.0f);
+      par.run(imgs.data(), count, got.data());
+      for (int64_t k = 0; k < n * 10; ++k)
+        EXPECT_EQ(got[static_cast<size_t>(k)], k < count * 10 ? want[static_cast<size_t>(k)] : -1.0f)
+            << threads << " threads, " << count << " images, logit " << k;
+    }
+  }
+  EXPECT_THROW(sq::ParallelExecutor(ex, 0), sq::Error);
+}
 
 // Channel slices are views (no step, no copy): each lies inside the buffer it views, which stays
 // alive until the view's last reader, so the memory plan cannot hand those bytes to another tensor

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "common.h"
-#include "engine_runner.h"
+#include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/qmodel.h"
@@ -57,14 +57,13 @@ sq::Dataset random_set(const sq::Graph& g, int64_t n) {
 
 // Images/s of the engine: batches of `batch` images, each split across `threads` executors.
 double bench_engine(const sq::SqmModel& m, const sq::Dataset& d, int64_t batch, int threads) {
-  std::vector<sq::GraphExecutor> ex;
-  for (int t = 0; t < threads; ++t) ex.push_back(sq::GraphExecutor::prepare(m.graph, m.model));
+  sq::ParallelExecutor ex(sq::GraphExecutor::prepare(m.graph, m.model), threads);
   const int64_t n = d.size(), in = d.image_numel();
-  std::vector<float> logits(static_cast<size_t>(batch * ex[0].output_size()));
-  run_engine(ex, d.images.data(), std::min(batch, n), logits.data());  // warm-up
+  std::vector<float> logits(static_cast<size_t>(batch * ex.output_size()));
+  ex.run(d.images.data(), std::min(batch, n), logits.data());  // warm-up
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s = 0; s + batch <= n; s += batch)
-    run_engine(ex, d.images.data() + s * in, batch, logits.data());
+    ex.run(d.images.data() + s * in, batch, logits.data());
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return static_cast<double>(n / batch * batch) / sec;
 }

@@ -5,7 +5,7 @@
 #include <chrono>
 
 #include "common.h"
-#include "engine_runner.h"
+#include "sigmaquant/engine.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/quantize.h"
@@ -92,13 +92,12 @@ void run_run(const RunFlags& f) {
     trace_one(f, m, set);
     return;
   }
-  std::vector<sq::GraphExecutor> ex;
-  for (int t = 0; t < f.common.threads; ++t)
-    ex.push_back(sq::GraphExecutor::prepare(m.graph, m.model));
-  const int64_t n = set.size(), classes = ex[0].output_size();
+  const sq::GraphExecutor prepared = sq::GraphExecutor::prepare(m.graph, m.model);
+  sq::ParallelExecutor ex(prepared, f.common.threads);
+  const int64_t n = set.size(), classes = ex.output_size();
   std::vector<float> logits(static_cast<size_t>(n * classes));
   const auto t0 = std::chrono::steady_clock::now();
-  run_engine(ex, set.images.data(), n, logits.data());
+  ex.run(set.images.data(), n, logits.data());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!f.logits.empty()) write_logits(f.logits, logits);
@@ -116,7 +115,9 @@ void run_run(const RunFlags& f) {
                       {"seconds", seconds},
                       {"images_per_second", ips},
                       {"threads", f.common.threads},
-                      {"arena_bytes", ex[0].arena_bytes()}};
+                      {"arena_bytes", prepared.arena_bytes()},
+                      {"shared_bytes", prepared.shared_bytes()},
+                      {"per_thread_bytes", prepared.private_bytes()}};
   if (!f.compare.empty()) {
     sq::configure_runtime(f.common.threads);
     const sq::QuantModel qm = sq::load_qmodel(f.compare);

@@ -154,7 +154,7 @@ void Context::ensure_point(int node) {
   push_requant_table(*this, node, val_[node], node, false, false);
 }
 
-const IntLayer& Context::layer(int index) const { return ex_.layers_.at(index); }
+const IntLayer& Context::layer(int index) const { return ex_.layers_->at(index); }
 
 int Context::add_fast(GroupedConv2d conv) {
   ex_.fast_.push_back(std::move(conv));
@@ -162,13 +162,13 @@ int Context::add_fast(GroupedConv2d conv) {
 }
 
 int Context::add_table(const std::array<uint8_t, 256>& t) {
-  ex_.luts_.push_back(t);
-  return static_cast<int>(ex_.luts_.size()) - 1;
+  ex_.luts_->push_back(t);
+  return static_cast<int>(ex_.luts_->size()) - 1;
 }
 
 int Context::add_pair_table(std::vector<uint8_t> t) {
-  ex_.add_tables_.push_back(std::move(t));
-  return static_cast<int>(ex_.add_tables_.size()) - 1;
+  ex_.add_tables_->push_back(std::move(t));
+  return static_cast<int>(ex_.add_tables_->size()) - 1;
 }
 
 void Context::fuse_add_tables() {
@@ -200,8 +200,8 @@ void Context::fuse_add_tables() {
                 (steps[j].out != lut.out ||
                  (steps[j].kind == Step::Kind::Lut && steps[j].out_offset != lut.out_offset));
     if (!movable) continue;
-    const std::array<uint8_t, 256>& table = ex_.luts_[static_cast<size_t>(lut.table)];
-    for (uint8_t& v : ex_.add_tables_[static_cast<size_t>(steps[k].table)]) v = table[v];
+    const std::array<uint8_t, 256>& table = (*ex_.luts_)[static_cast<size_t>(lut.table)];
+    for (uint8_t& v : (*ex_.add_tables_)[static_cast<size_t>(steps[k].table)]) v = table[v];
     xb.bytes = 0;  // the add's own codes are never written
     xb.last = static_cast<int>(k);
     GraphExecutor::Buffer& yb = bufs[static_cast<size_t>(lut.out)];
