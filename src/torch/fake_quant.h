@@ -47,6 +47,17 @@ class QuantHook : public torch::nn::Module {
   double batch_factor = 1.0;
 };
 
+// The fused CPU activation quantizer's element loops (QuantSim::act on CPU floats), for tests:
+// y = (min(max(nearbyint(x / s) + zp, 0), qmax) − zp) · s, and its backward's terms — gx = g inside
+// the range, else 0; ts (nullptr: not wanted) = g · (round(x/s) − x/s inside, clamp − zp outside).
+// vector: the AVX2 form where the CPU has it (act_fake_quant_has_vector), else the scalar one;
+// both give the same bits.
+bool act_fake_quant_has_vector();
+void act_fake_quant(const float* x, float* y, int64_t n, float s, float zp, float qmax,
+                    bool vector);
+void act_fake_quant_grad(const float* x, const float* g, float* gx, float* ts, int64_t n, float s,
+                         float zp, float qmax, bool vector);
+
 // Rounding with the straight-through estimator: forward round(x), backward identity.
 torch::Tensor round_ste(const torch::Tensor& x);
 

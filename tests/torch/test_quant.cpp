@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
 
 #include "torch/fake_quant.h"
 #include "torch/graph_module.h"
@@ -80,6 +83,54 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   for (size_t i = 0; i < a.size(); ++i)
     m = std::max(m, std::fabs(double(a[i]) - b[i]) / std::max(1.0, std::fabs(double(a[i]))));
   return m;
+}
+
+// The fused activation quantizer's AVX2 loops give the scalar loops' bits, forward and backward,
+// on every tail length and on the awkward values: exact ties (k + 1/2 steps, which round to
+// even), the range's edges, far outside it, ±0, subnormals, infinities and NaN.
+TEST(FakeQuant, VectorActivationQuantizerEqualsTheScalarOne) {
+  if (!sq::act_fake_quant_has_vector()) GTEST_SKIP() << "this CPU lacks AVX2";
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  const float inf = std::numeric_limits<float>::infinity();
+  int cases = 0;
+  for (float s : {0.0371f, 0.5f, 1.0f, 3e-5f})
+    for (float zp : {0.0f, 7.0f, 128.0f})
+      for (float qmax : {3.0f, 15.0f, 255.0f})
+        for (int64_t n : {0, 1, 7, 8, 9, 15, 16, 17, 61, 1000}) {
+          std::vector<float> x(static_cast<size_t>(n)), g(x.size());
+          for (size_t i = 0; i < x.size(); ++i) {
+            const float k = std::round(nd(rng) * qmax / 2);
+            switch (i % 9) {
+              case 0: x[i] = (k + 0.5f) * s; break;     // a tie
+              case 1: x[i] = (qmax - zp + 0.5f) * s; break;  // the top edge
+              case 2: x[i] = (-zp - 0.5f) * s; break;   // the bottom edge
+              case 3: x[i] = i % 2 ? -0.0f : 1e-39f; break;
+              case 4: x[i] = i % 4 == 0 ? inf : i % 4 == 1 ? -inf : std::nanf(""); break;
+              default: x[i] = nd(rng) * s * qmax; break;
+            }
+            g[i] = nd(rng);
+          }
+          std::vector<float> y0(x.size()), y1(x.size()), gx0(x.size()), gx1(x.size()),
+              t0(x.size()), t1(x.size());
+          sq::act_fake_quant(x.data(), y0.data(), n, s, zp, qmax, false);
+          sq::act_fake_quant(x.data(), y1.data(), n, s, zp, qmax, true);
+          sq::act_fake_quant_grad(x.data(), g.data(), gx0.data(), t0.data(), n, s, zp, qmax, false);
+          sq::act_fake_quant_grad(x.data(), g.data(), gx1.data(), t1.data(), n, s, zp, qmax, true);
+          const size_t bytes = x.size() * sizeof(float);
+          ASSERT_EQ(0, std::memcmp(y0.data(), y1.data(), bytes)) << s << " " << zp << " " << qmax << " " << n;
+          ASSERT_EQ(0, std::memcmp(gx0.data(), gx1.data(), bytes)) << s << " " << zp << " " << qmax << " " << n;
+          ASSERT_EQ(0, std::memcmp(t0.data(), t1.data(), bytes)) << s << " " << zp << " " << qmax << " " << n;
+          ++cases;
+        }
+  EXPECT_EQ(cases, 360);
+  // The scalar loop is the formula: a tie rounds to even, the range clamps.
+  const float x[3] = {2.5f, -9.0f, 300.0f};
+  float y[3];
+  sq::act_fake_quant(x, y, 3, 1.0f, 0.0f, 255.0f, true);
+  EXPECT_EQ(y[0], 2.0f);
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_EQ(y[2], 255.0f);
 }
 
 TEST(Transform, FoldedModelEqualsTheOriginal) {
