@@ -32,9 +32,29 @@ Histogram::Histogram(double lo, double hi, int bins)
 void Histogram::add(const float* x, int64_t n) {
   const double inv = bins() / (hi_ - lo_);
   const int last = bins() - 1;
-  for (int64_t k = 0; k < n; ++k) {
-    int b = static_cast<int>((x[k] - lo_) * inv);
-    counts_[static_cast<size_t>(std::clamp(b, 0, last))] += 1;
+  // Four integer sub-histograms, elements k ≡ 0..3 (mod 4): runs of one bin (the zeros after a
+  // ReLU) no longer wait on the previous increment of the same counter; the counts are integers,
+  // so the sums are the same in any order.
+  std::vector<uint32_t> part(4 * counts_.size(), 0);
+  auto bin = [&](float v) {
+    return static_cast<size_t>(std::clamp(static_cast<int>((v - lo_) * inv), 0, last));
+  };
+  const size_t nb = counts_.size();
+  for (int64_t first = 0; first < n; first += int64_t{1} << 30) {  // uint32 counts cannot wrap
+    const int64_t e = std::min(n, first + (int64_t{1} << 30));
+    int64_t k = first;
+    for (; k + 4 <= e; k += 4) {
+      ++part[bin(x[k])];
+      ++part[nb + bin(x[k + 1])];
+      ++part[2 * nb + bin(x[k + 2])];
+      ++part[3 * nb + bin(x[k + 3])];
+    }
+    for (; k < e; ++k) ++part[bin(x[k])];
+    for (size_t b = 0; b < nb; ++b) {
+      counts_[b] += double(part[b]) + double(part[nb + b]) + double(part[2 * nb + b]) +
+                    double(part[3 * nb + b]);
+      part[b] = part[nb + b] = part[2 * nb + b] = part[3 * nb + b] = 0;
+    }
   }
 }
 
