@@ -600,7 +600,9 @@ class GraphExecutor {
   };
   const std::vector<Step>& steps() const { return steps_; }
   const std::vector<Buffer>& buffers() const { return buffers_; }
-  const std::vector<IntLayer>& layers() const { return *layers_; }  // Step::layer indexes these
+  // Step::layer indexes these. In an optimized plan a layer that only packed kernels run
+  // (ConvFast steps) has its int32 weights released (empty): its packed blocks hold them.
+  const std::vector<IntLayer>& layers() const { return *layers_; }
   const std::array<uint8_t, 256>& table(int i) const { return luts_->at(i); }  // Step::table (Lut)
   const std::vector<float>& input_mean() const { return mean_; }  // per input channel (0 if none)
   const std::vector<float>& input_std() const { return std_; }    // per input channel (> 0)

@@ -213,7 +213,16 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
   if (ex.output_size_ == 0)
     fail("engine: graph '{}' ends in '{}' (expected a weight layer writing the logits)", g.name,
          g.nodes.back().name);
-  if (isa != Isa::Reference) ctx.fuse_add_tables();
+  if (isa != Isa::Reference) {
+    ctx.fuse_add_tables();
+    // A layer that only packed kernels run (ConvFast) reads its packed blocks, never its int32
+    // weights: release them (ResNet-50: 102 of 127 MB).
+    std::vector<bool> read(ex.layers_->size(), false);
+    for (const Step& st : ex.steps_)
+      if (st.layer >= 0 && st.kind != Step::Kind::ConvFast) read[static_cast<size_t>(st.layer)] = true;
+    for (size_t k = 0; k < read.size(); ++k)
+      if (!read[k]) std::vector<int32_t>().swap((*ex.layers_)[k].weights);
+  }
   ex.arena_.assign(plan_memory(ex.buffers_), 0);
   return ex;
 }
