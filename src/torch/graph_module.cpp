@@ -48,7 +48,16 @@ torch::Tensor pad_window(const torch::Tensor& x, const Window2d& w, double value
 
 torch::Tensor GraphModule::forward(const torch::Tensor& x) {
   std::vector<torch::Tensor> v(graph_.nodes.size());
-  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+  run_nodes(x, v, 0, graph_.nodes.size());
+  return v.back();
+}
+
+void GraphModule::run_nodes(const torch::Tensor& x, std::vector<torch::Tensor>& v, size_t from,
+                            size_t to) {
+  if (v.size() != graph_.nodes.size() || from > to || to > graph_.nodes.size())
+    fail("GraphModule::run_nodes: nodes [{}, {}) of {} with {} values", from, to,
+         graph_.nodes.size(), v.size());
+  for (size_t i = from; i < to; ++i) {
     const Node& n = graph_.nodes[i];
     auto& p = params_[i];
     const torch::Tensor& in = n.inputs.empty() ? x : v[n.inputs[0]];
@@ -175,7 +184,6 @@ torch::Tensor GraphModule::forward(const torch::Tensor& x) {
     for (int in : n.inputs)
       if (last_use_[in] == static_cast<int>(i)) v[in] = torch::Tensor();
   }
-  return v.back();
 }
 
 void GraphModule::export_to(Graph& g) const {

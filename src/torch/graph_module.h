@@ -21,6 +21,11 @@ class GraphModule : public torch::nn::Module {
 
   // x: N x C x H x W, already normalized. Returns N x classes logits.
   torch::Tensor forward(const torch::Tensor& x);
+  // forward() in parts: runs nodes [from, to) on input x over v (one value per node), which must
+  // hold every earlier node's output that a node from `from` on reads — what the run up to `from`
+  // left there (a value is dropped after its last reader). Copies of v share the tensors, so the
+  // rest of the network can run from one cut several times (forward() = run_nodes(x, v, 0, all)).
+  void run_nodes(const torch::Tensor& x, std::vector<torch::Tensor>& v, size_t from, size_t to);
 
   // Copies the current parameters and batchnorm statistics back into g (same structure).
   void export_to(Graph& g) const;

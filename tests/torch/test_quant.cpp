@@ -2,6 +2,7 @@
 // end to end on a tiny synthetic task.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -9,9 +10,12 @@
 
 #include "torch/fake_quant.h"
 #include "torch/graph_module.h"
+#include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
 #include "sigmaquant/quantize.h"
+#include "sigmaquant/search.h"
+#include "sigmaquant/train.h"
 #include "sigmaquant/transform.h"
 #include "sigmaquant/zoo.h"
 #include "test_util.h"
@@ -131,6 +135,70 @@ TEST(FakeQuant, VectorActivationQuantizerEqualsTheScalarOne) {
   EXPECT_EQ(y[0], 2.0f);
   EXPECT_EQ(y[1], 0.0f);
   EXPECT_EQ(y[2], 255.0f);
+}
+
+// Phase 2's output KL, computed for every layer in one pass (the FP32 prefix reused), equals the
+// definition: the FP32 network with only that layer's weights quantized (per-channel MSE scales),
+// mean KL(softmax FP32 || softmax quantized) over the KL images — here one forward per layer.
+// 600 images: two evaluation batches (512 + 88).
+TEST(QatOracle, OutputKlOfEveryLayerEqualsOneForwardPerLayer) {
+  sq::Graph g = sq::make_zoo_model("resnet8", {3, 12, 12}, 10, 7);
+  g.input_mean.assign(3, 0.5f);
+  g.input_std.assign(3, 0.25f);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  for (auto& n : g.nodes)
+    if (n.op == sq::Op::BatchNorm)
+      for (float& x : n.params["running_mean"].data) x = nd(rng);
+  sq::Dataset d;
+  d.name = "random";
+  d.image_shape = {3, 12, 12};
+  d.num_classes = 10;
+  d.images = sqtest::random_images(600, 3 * 12 * 12, 9);
+  for (int i = 0; i < 600; ++i) d.labels.push_back(i % 10);
+  sq::OracleOptions o;
+  o.kl_samples = 600;
+  o.val_samples = 50;
+  o.progress = false;
+  sq::QatOracle oracle(g, d, d, o);
+  const sq::Graph folded = sq::fold_batchnorm(g);
+  auto softmax = [](const std::vector<float>& z) {
+    std::vector<double> p(z.size());
+    for (size_t r = 0; r < z.size() / 10; ++r) {
+      double m = *std::max_element(z.begin() + r * 10, z.begin() + r * 10 + 10), s = 0;
+      for (size_t c = 0; c < 10; ++c) s += p[r * 10 + c] = std::exp(z[r * 10 + c] - m);
+      for (size_t c = 0; c < 10; ++c) p[r * 10 + c] /= s;
+    }
+    return p;
+  };
+  const std::vector<double> ref = softmax(sq::predict(folded, d));
+  int checked = 0;
+  for (int bits : {2, 4}) {
+    for (int li : folded.weight_layers()) {
+      sq::Graph q = folded;
+      sq::Node& n = q.nodes[li];
+      sq::Tensor& w = n.params.at("weight");
+      const std::vector<float> sc = sq::mse_weight_scales(n, bits, true);
+      const int64_t rows = w.shape[0], cols = w.size() / rows;
+      const double qmax = std::ldexp(1.0, bits - 1) - 1;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < cols && sc[r] != 0; ++k) {
+          float& v = w.data[r * cols + k];
+          v = static_cast<float>(std::clamp(std::nearbyint(double(v) / sc[r]), -qmax, qmax) * sc[r]);
+        }
+      const std::vector<double> p = softmax(sq::predict(q, d));
+      double kl = 0;
+      for (size_t i = 0; i < p.size(); ++i)
+        if (ref[i] > 0) kl += ref[i] * std::log(ref[i] / std::max(p[i], 1e-12));
+      kl /= 600;
+      const double got = oracle.layer_kl(n.name, bits);
+      EXPECT_NEAR(got, kl, 1e-9 * kl + 1e-15) << n.name << " at " << bits << " bits";
+      EXPECT_GT(kl, 0) << n.name;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 2 * static_cast<int>(folded.weight_layers().size()));
+  EXPECT_THROW(oracle.layer_kl("no-such-layer", 2), sq::Error);
 }
 
 TEST(Transform, FoldedModelEqualsTheOriginal) {
