@@ -644,7 +644,8 @@ class ParallelExecutor {
   int threads() const { return static_cast<int>(ex_.size()); }
   int64_t input_size() const { return ex_[0].input_size(); }
   int64_t output_size() const { return ex_[0].output_size(); }
-  // n images (input_size() floats each, as GraphExecutor::run takes them) → logits [n][output_size()].
+  // n images (input_size() floats each, as GraphExecutor::run takes them) → logits
+  // [n][output_size()].
   void run(const float* images, int64_t n, float* logits);
 
  private:

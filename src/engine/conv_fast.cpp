@@ -761,8 +761,13 @@ void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
     for (int64_t p0 = 0; p0 < pix_pad_; p0 += nr) {
       tile(w, src, pix_off_.data() + p0, grp_off_.data(), ng, flush_, acc_.data());
       if (kernel_->epilogue && q_ok_[t]) {  // the kernel's own, the whole tile at once
-        const EpilogueQ32 q{q_bias_.data() + oc0, q_shift_.data() + oc0, q_mult_.data() + oc0,
-                            q_round_.data() + oc0, zp_out_, lo_, hi_};
+        const EpilogueQ32 q{q_bias_.data() + oc0,
+                            q_shift_.data() + oc0,
+                            q_mult_.data() + oc0,
+                            q_round_.data() + oc0,
+                            zp_out_,
+                            lo_,
+                            hi_};
         kernel_->epilogue(acc_.data(), q, out_ch_.data() + oc0, noc,
                           std::min<int64_t>(nr, pix_ - p0), pix_, y + p0);
         continue;

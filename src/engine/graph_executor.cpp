@@ -219,7 +219,8 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
     // weights: release them (ResNet-50: 102 of 127 MB).
     std::vector<bool> read(ex.layers_->size(), false);
     for (const Step& st : ex.steps_)
-      if (st.layer >= 0 && st.kind != Step::Kind::ConvFast) read[static_cast<size_t>(st.layer)] = true;
+      if (st.layer >= 0 && st.kind != Step::Kind::ConvFast)
+        read[static_cast<size_t>(st.layer)] = true;
     for (size_t k = 0; k < read.size(); ++k)
       if (!read[k]) std::vector<int32_t>().swap((*ex.layers_)[k].weights);
   }
@@ -290,7 +291,7 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
 }
 
 void GraphExecutor::execute(float* logits) {
-  const ops::Run r{arena_.data(), buffers_.data(),    layers_->data(), fast_.data(),
+  const ops::Run r{arena_.data(), buffers_.data(),     layers_->data(), fast_.data(),
                    luts_->data(), add_tables_->data(), acc_.data(),     logits};
   if (!trace_) {
     for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
@@ -316,7 +317,6 @@ std::vector<std::string> GraphExecutor::describe() const {
   }
   return lines;
 }
-
 
 ParallelExecutor::ParallelExecutor(const GraphExecutor& ex, int threads) {
   if (threads < 1) fail("ParallelExecutor: {} threads (expected at least 1)", threads);

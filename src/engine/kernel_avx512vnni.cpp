@@ -86,8 +86,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512_q32(
   // channels) of pixel 4k + j (vpermd), then within each lane a 4 × 4 byte transpose (vpshufb):
   // dword c = channel c's 4 pixels.
   const __m512i gather = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const __m512i tr = _mm512_broadcast_i32x4(
-      _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  const __m512i tr =
+      _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   __m512i z[4];
   for (int k = 0; k < 4; ++k) {
     __m512i v = _mm512_zextsi128_si512(codes[4 * k]);
@@ -107,8 +107,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512_q32(
   _mm512_store_si512(rows[3], _mm512_unpackhi_epi64(a1, c1));
   const __mmask16 m = static_cast<__mmask16>((1u << np) - 1);
   for (int64_t o = 0; o < noc; ++o)
-    _mm_mask_storeu_epi8(y + ch[o] * pix, m,
-                         _mm_load_si128(reinterpret_cast<const __m128i*>(rows[o % 4] + 16 * (o / 4))));
+    _mm_mask_storeu_epi8(
+        y + ch[o] * pix, m,
+        _mm_load_si128(reinterpret_cast<const __m128i*>(rows[o % 4] + 16 * (o / 4))));
 }
 #pragma GCC diagnostic pop
 

@@ -69,9 +69,9 @@ __attribute__((target("avx2"))) void fake_quant_avx2(const float* x, float* y, i
   }
   fake_quant_scalar(x + i, y + i, n - i, s, fz, fq);
 }
-__attribute__((target("avx2"))) void fake_quant_grad_avx2(const float* x, const float* g,
-                                                          float* gx, float* ts, int64_t n, float s,
-                                                          float fz, float fq) {
+__attribute__((target("avx2"))) void fake_quant_grad_avx2(const float* x, const float* g, float* gx,
+                                                          float* ts, int64_t n, float s, float fz,
+                                                          float fq) {
   const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(fz), vq = _mm256_set1_ps(fq),
                zero = _mm256_setzero_ps();
   int64_t i = 0;
@@ -79,13 +79,14 @@ __attribute__((target("avx2"))) void fake_quant_grad_avx2(const float* x, const 
     const __m256 u = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
     const __m256 r = _mm256_round_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 v = _mm256_add_ps(r, vz);
-    const __m256 inside = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ),
-                                        _mm256_cmp_ps(v, vq, _CMP_LE_OQ));
+    const __m256 inside =
+        _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ), _mm256_cmp_ps(v, vq, _CMP_LE_OQ));
     const __m256 gv = _mm256_loadu_ps(g + i);
     _mm256_storeu_ps(gx + i, _mm256_and_ps(inside, gv));
     if (ts) {
       const __m256 out = _mm256_sub_ps(_mm256_min_ps(vq, _mm256_max_ps(zero, v)), vz);
-      _mm256_storeu_ps(ts + i, _mm256_mul_ps(gv, _mm256_blendv_ps(out, _mm256_sub_ps(r, u), inside)));
+      _mm256_storeu_ps(ts + i,
+                       _mm256_mul_ps(gv, _mm256_blendv_ps(out, _mm256_sub_ps(r, u), inside)));
     }
   }
   fake_quant_grad_scalar(x + i, g + i, gx + i, ts ? ts + i : nullptr, n - i, s, fz, fq);

@@ -155,7 +155,7 @@ struct QatOracle::Impl {
   // only change output_kl makes to the FP32 network.
   static Tensor quantized_weight(const Node& n, int bits) {
     Tensor w = n.params.at("weight");
-      std::vector<float> s = mse_weight_scales(n, bits, true);
+    std::vector<float> s = mse_weight_scales(n, bits, true);
     int64_t rows = w.shape[0], cols = w.size() / rows;
     double qmax = bits >= 2 ? std::ldexp(1.0, bits - 1) - 1 : 1;
     for (int64_t r = 0; r < rows; ++r)
@@ -183,7 +183,8 @@ struct QatOracle::Impl {
     const std::vector<int> layers = folded.weight_layers();
     std::vector<torch::Tensor> qw;
     for (int li : layers) qw.push_back(to_torch(quantized_weight(folded.nodes[li], bits)));
-    const int64_t n = kl_data.size(), classes = folded.num_classes, batch = EvalOptions{}.batch_size;
+    const int64_t n = kl_data.size(), classes = folded.num_classes,
+                  batch = EvalOptions{}.batch_size;
     const size_t nodes = folded.nodes.size();
     std::vector<double> sum(layers.size(), 0.0);
     for (int64_t first = 0; first < n; first += batch) {

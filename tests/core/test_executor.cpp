@@ -247,7 +247,8 @@ TEST(GraphExecutor, ParallelExecutorEqualsOneImageAtATime) {
       std::vector<float> got(static_cast<size_t>(n * 10), -1.0f);
       par.run(imgs.data(), count, got.data());
       for (int64_t k = 0; k < n * 10; ++k)
-        EXPECT_EQ(got[static_cast<size_t>(k)], k < count * 10 ? want[static_cast<size_t>(k)] : -1.0f)
+        EXPECT_EQ(got[static_cast<size_t>(k)],
+                  k < count * 10 ? want[static_cast<size_t>(k)] : -1.0f)
             << threads << " threads, " << count << " images, logit " << k;
     }
   }

@@ -143,8 +143,7 @@ TEST(GraphExecutorOps, FastAddEqualsTheReference) {
                                  sq::make_add_params(0.013f, 17, 0.5f, 99, 0.02f, 0, 0, 255),
                                  sq::make_add_params(0x1p-30f, 5, 1.0f, 9, 0.7f, 3, 0, 255)}) {
     sq::add_u8_ref(p, a.data(), b.data(), 65536, want.data());
-    sq::ops::add_u8_table(sq::ops::add_pair_table(p).data(), a.data(), b.data(), 65536,
-                          got.data());
+    sq::ops::add_u8_table(sq::ops::add_pair_table(p).data(), a.data(), b.data(), 65536, got.data());
     ASSERT_EQ(got, want) << "add " << exact;
     exact += p.exact();
   }

@@ -8,8 +8,7 @@
 #include <limits>
 #include <random>
 
-#include "torch/fake_quant.h"
-#include "torch/graph_module.h"
+#include "../core/quant_models.h"
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
@@ -19,7 +18,8 @@
 #include "sigmaquant/transform.h"
 #include "sigmaquant/zoo.h"
 #include "test_util.h"
-#include "../core/quant_models.h"
+#include "torch/fake_quant.h"
+#include "torch/graph_module.h"
 
 namespace {
 
@@ -106,25 +106,40 @@ TEST(FakeQuant, VectorActivationQuantizerEqualsTheScalarOne) {
           for (size_t i = 0; i < x.size(); ++i) {
             const float k = std::round(nd(rng) * qmax / 2);
             switch (i % 9) {
-              case 0: x[i] = (k + 0.5f) * s; break;     // a tie
-              case 1: x[i] = (qmax - zp + 0.5f) * s; break;  // the top edge
-              case 2: x[i] = (-zp - 0.5f) * s; break;   // the bottom edge
-              case 3: x[i] = i % 2 ? -0.0f : 1e-39f; break;
-              case 4: x[i] = i % 4 == 0 ? inf : i % 4 == 1 ? -inf : std::nanf(""); break;
-              default: x[i] = nd(rng) * s * qmax; break;
+              case 0:
+                x[i] = (k + 0.5f) * s;
+                break;  // a tie
+              case 1:
+                x[i] = (qmax - zp + 0.5f) * s;
+                break;  // the top edge
+              case 2:
+                x[i] = (-zp - 0.5f) * s;
+                break;  // the bottom edge
+              case 3:
+                x[i] = i % 2 ? -0.0f : 1e-39f;
+                break;
+              case 4:
+                x[i] = i % 4 == 0 ? inf : i % 4 == 1 ? -inf : std::nanf("");
+                break;
+              default:
+                x[i] = nd(rng) * s * qmax;
+                break;
             }
             g[i] = nd(rng);
           }
-          std::vector<float> y0(x.size()), y1(x.size()), gx0(x.size()), gx1(x.size()),
-              t0(x.size()), t1(x.size());
+          std::vector<float> y0(x.size()), y1(x.size()), gx0(x.size()), gx1(x.size()), t0(x.size()),
+              t1(x.size());
           sq::act_fake_quant(x.data(), y0.data(), n, s, zp, qmax, false);
           sq::act_fake_quant(x.data(), y1.data(), n, s, zp, qmax, true);
           sq::act_fake_quant_grad(x.data(), g.data(), gx0.data(), t0.data(), n, s, zp, qmax, false);
           sq::act_fake_quant_grad(x.data(), g.data(), gx1.data(), t1.data(), n, s, zp, qmax, true);
           const size_t bytes = x.size() * sizeof(float);
-          ASSERT_EQ(0, std::memcmp(y0.data(), y1.data(), bytes)) << s << " " << zp << " " << qmax << " " << n;
-          ASSERT_EQ(0, std::memcmp(gx0.data(), gx1.data(), bytes)) << s << " " << zp << " " << qmax << " " << n;
-          ASSERT_EQ(0, std::memcmp(t0.data(), t1.data(), bytes)) << s << " " << zp << " " << qmax << " " << n;
+          ASSERT_EQ(0, std::memcmp(y0.data(), y1.data(), bytes))
+              << s << " " << zp << " " << qmax << " " << n;
+          ASSERT_EQ(0, std::memcmp(gx0.data(), gx1.data(), bytes))
+              << s << " " << zp << " " << qmax << " " << n;
+          ASSERT_EQ(0, std::memcmp(t0.data(), t1.data(), bytes))
+              << s << " " << zp << " " << qmax << " " << n;
           ++cases;
         }
   EXPECT_EQ(cases, 360);
@@ -184,7 +199,8 @@ TEST(QatOracle, OutputKlOfEveryLayerEqualsOneForwardPerLayer) {
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t k = 0; k < cols && sc[r] != 0; ++k) {
           float& v = w.data[r * cols + k];
-          v = static_cast<float>(std::clamp(std::nearbyint(double(v) / sc[r]), -qmax, qmax) * sc[r]);
+          v = static_cast<float>(std::clamp(std::nearbyint(double(v) / sc[r]), -qmax, qmax) *
+                                 sc[r]);
         }
       const std::vector<double> p = softmax(sq::predict(q, d));
       double kl = 0;

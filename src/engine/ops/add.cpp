@@ -16,8 +16,7 @@ void eval_add_ref(const Run& r, const Step& st) {
 
 void eval_add_lut(const Run& r, const Step& st) {
   // out_offset: a fused table step's (Context::fuse_add_tables) concat slice
-  add_u8_table(r.add_tables[st.table].data(), r.in(st), r.in2(st), st.n,
-               r.out(st) + st.out_offset);
+  add_u8_table(r.add_tables[st.table].data(), r.in(st), r.in2(st), st.n, r.out(st) + st.out_offset);
 }
 
 const StepType kAddRef{Step::Kind::Add, "add(ref)", eval_add_ref};

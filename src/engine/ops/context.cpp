@@ -187,9 +187,8 @@ void Context::fuse_add_tables() {
     if (xb.view_of >= 0 || t <= k || t >= steps.size() || steps[t].kind != Step::Kind::Lut ||
         steps[t].in != x)
       continue;
-    const bool viewed = std::any_of(bufs.begin(), bufs.end(), [&](const GraphExecutor::Buffer& b) {
-      return b.view_of == x;
-    });
+    const bool viewed = std::any_of(bufs.begin(), bufs.end(),
+                                    [&](const GraphExecutor::Buffer& b) { return b.view_of == x; });
     // The table must be the add's only reader, and moving its write back to step k must not
     // change what the steps between see: none of them reads its output buffer, and any that
     // writes it fills another slice (a concat's other inputs).
