@@ -306,7 +306,15 @@ TEST(GraphExecutor, TraceGivesEveryStepsCodes) {
                       }
                       EXPECT_GE(st->out, 0);
                       EXPECT_EQ(bytes, ex.buffers()[static_cast<size_t>(st->out)].bytes);
-                      codes[st->name].assign(q, q + bytes);
+                      // A concat input's step ("cat/input") fills its slice of a buffer the
+                      // other inputs' steps have not written yet: what the rest holds depends
+                      // on the plan's memory layout, so only the slice is compared.
+                      if (st->name.find('/') != std::string::npos) {
+                        ASSERT_LE(st->out_offset + st->n, bytes) << st->name;
+                        codes[st->name].assign(q + st->out_offset, q + st->out_offset + st->n);
+                      } else {
+                        codes[st->name].assign(q, q + bytes);
+                      }
                       ++calls;
                     });
       EXPECT_EQ(codes.count("(input)"), 1u);

@@ -64,8 +64,8 @@ TEST(GraphExecutorOps, FastMaxPoolEqualsTheReference) {
 // square and not, strided and dilated per axis, padded unequally (also beyond the kernel, as a
 // folded Pad gives), rows wider than the accumulator block, weights of 2 to 8 bits with zeros,
 // input zero points 0 and 128, requantization by a multiplier >= 1, a near-saturating bias and
-// a bias fraction, both methods (rows, patches) and both code paths (portable and AVX2 where the
-// CPU has it).
+// a bias fraction, every method (rows, patches, channels — depthwise only, 4 and 70 channels:
+// past one 64-channel block) and both code paths (portable and AVX2 where the CPU has it).
 TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<int> code(0, 255);
@@ -73,7 +73,7 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
   struct G {
     int64_t groups, icg, ocg;
   };
-  for (G gr : {G{4, 1, 1}, G{3, 2, 1}, G{2, 3, 2}})
+  for (G gr : {G{4, 1, 1}, G{3, 2, 1}, G{2, 3, 2}, G{70, 1, 1}})
     for (int64_t kh : {1, 3})
       for (int64_t kw : {1, 3, 5})
         for (int64_t sh : {1, 2})
@@ -117,7 +117,7 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
               sq::conv2d_u8_ref(s, L, x.data(), want.data());
               for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Auto})
                 for (auto m : {sq::ops::GroupedMethod::Rows, sq::ops::GroupedMethod::Patches,
-                               sq::ops::GroupedMethod::Auto}) {
+                               sq::ops::GroupedMethod::Channels, sq::ops::GroupedMethod::Auto}) {
                   std::vector<uint8_t> got(n, 9);
                   sq::ops::grouped_conv_u8_fast(s, L, x.data(), got.data(), isa, m);
                   ASSERT_EQ(got, want) << sq::window_str(win) << " groups " << gr.groups

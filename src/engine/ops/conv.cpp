@@ -145,7 +145,7 @@ void prepare_conv(Context& c, int node) {
     st.fast = c.add_fast(std::move(conv));
     return c.push_output(node, std::move(st), kConvFast, w, bytes, detail);
   }
-  if (const StepType* grouped = grouped_conv_step(c, st.conv))
+  if (const StepType* grouped = grouped_conv_step(c, st))
     return c.push_output(node, std::move(st), *grouped, w, bytes);
   c.push_output(node, std::move(st), kConvRef, w, bytes);
 }

@@ -6,6 +6,8 @@
 // (Requantizer, op.h). |w| <= 127 and |x − zp| <= 255, so int32 holds any window
 // of fewer than 2^31 / 32,385 = 66,310 taps (icg · kh · kw); a bigger one stays on the reference.
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "op.h"
 
@@ -100,16 +102,97 @@ __attribute__((always_inline)) inline void grouped_patches(const ConvShape& s, c
       }
 }
 
+// Depthwise convolutions (one input and one output channel per group) vectorized over channels,
+// for the short rows of late feature maps, where a row method pays its fixed cost per (channel,
+// row, tap) for a handful of pixels: in a scratch of channels_scratch_bytes(s) — the weights as
+// [tap][channel] int16, per channel bias − zp·Σw, and the input as a zp-bordered HWC copy — each
+// output pixel is a sum over taps of contiguous channel runs (int16 × uint8 into int32 lanes),
+// then the reference's epilogue per channel. Padding holds zp, which adds w·0.
+constexpr int64_t kChannelBlock = 64;
+
+bool depthwise(const ConvShape& s) { return s.in_c == s.groups && s.out_c == s.groups; }
+
+int64_t channels_scratch_bytes(const ConvShape& s) {
+  const Window2d& w = s.window;
+  const int64_t taps = w.kernel_h * w.kernel_w, c = s.in_c;
+  const int64_t hp = s.in_h + w.pad_top + w.pad_bottom, wp = s.in_w + w.pad_left + w.pad_right;
+  return (taps * c * 2 + 7) / 8 * 8 + c * 8 + hp * wp * c;
+}
+
+__attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, const IntLayer& L,
+                                                            const uint8_t* x, uint8_t* y,
+                                                            uint8_t* scratch) {
+  const Window2d& w = s.window;
+  const int64_t kh = w.kernel_h, kw = w.kernel_w, taps = kh * kw, nc = s.in_c;
+  const int64_t in_h = s.in_h, in_w = s.in_w, oh = s.out_h(), ow = s.out_w(), pix = oh * ow;
+  const int64_t hp = in_h + w.pad_top + w.pad_bottom, wp = in_w + w.pad_left + w.pad_right;
+  const int32_t zp = L.in_zero_point;
+  int16_t* wt = reinterpret_cast<int16_t*>(scratch);
+  int64_t* bias = reinterpret_cast<int64_t*>(scratch + (taps * nc * 2 + 7) / 8 * 8);
+  uint8_t* xs = scratch + (taps * nc * 2 + 7) / 8 * 8 + nc * 8;
+  for (int64_t c = 0; c < nc; ++c) {
+    int64_t sum = 0;
+    for (int64_t t = 0; t < taps; ++t) {
+      const int32_t v = L.weights[static_cast<size_t>(c * taps + t)];
+      wt[t * nc + c] = static_cast<int16_t>(v);
+      sum += v;
+    }
+    bias[c] = int64_t{L.bias[static_cast<size_t>(c)]} - int64_t{zp} * sum;
+  }
+  std::memset(xs, zp, static_cast<size_t>(hp * wp * nc));
+  for (int64_t iy = 0; iy < in_h; ++iy)
+    for (int64_t ix = 0; ix < in_w; ++ix) {
+      uint8_t* d = xs + ((iy + w.pad_top) * wp + ix + w.pad_left) * nc;
+      const uint8_t* src = x + iy * in_w + ix;
+      for (int64_t c = 0; c < nc; ++c) d[c] = src[c * in_h * in_w];
+    }
+  for (int64_t c0 = 0; c0 < nc; c0 += kChannelBlock) {
+    const int64_t cb = std::min(kChannelBlock, nc - c0);
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        int32_t acc[kChannelBlock] = {};
+        for (int64_t ky = 0; ky < kh; ++ky)
+          for (int64_t kx = 0; kx < kw; ++kx) {
+            const uint8_t* __restrict xr =
+                xs +
+                ((oy * w.stride_h + ky * w.dilation_h) * wp + ox * w.stride_w + kx * w.dilation_w) *
+                    nc +
+                c0;
+            const int16_t* __restrict wr = wt + (ky * kw + kx) * nc + c0;
+            for (int64_t c = 0; c < cb; ++c)
+              acc[c] += static_cast<int32_t>(wr[c]) * static_cast<int32_t>(xr[c]);
+          }
+        uint8_t* yp = y + c0 * pix + oy * ow + ox;
+        for (int64_t c = 0; c < cb; ++c) {
+          const Requant& r = L.requant[static_cast<size_t>(c0 + c)];
+          yp[c * pix] = Requantizer(r, L.out_zero_point, L.out_lo, L.out_hi)(bias[c0 + c] + acc[c]);
+        }
+      }
+  }
+}
+
 // Rows pay a fixed cost per (output channel, row, tap) and stream a row's pixels; patches pay a
 // gather per (pixel, tap) and reuse it for the group's ocg outputs. Per group and output row,
 // in rough cycles on AVX2 (8 int32 lanes): rows ocg · taps · (8 + ow / 8), patches
 // ow · taps · (1.5 + ocg / 8). Patches for short rows: depthwise below ~5 pixels, 8 outputs per
 // group below ~40.
+// Depthwise by channels, per output and tap about 1/4 (a quarter of a 16-channel vector step),
+// plus the HWC copy, ~1.5 per staged input element: below rows' 8 / ow + 1/8 for rows up to ~30
+// pixels.
 GroupedMethod choose(const ConvShape& s) {
   const int64_t taps = s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w;
   if (taps > kMaxPatch) return GroupedMethod::Rows;
-  if (s.window.kernel_w > kMaxKw) return GroupedMethod::Patches;
   const double ocg = static_cast<double>(s.out_c / s.groups), ow = static_cast<double>(s.out_w());
+  if (depthwise(s)) {
+    const Window2d& w = s.window;
+    const double staged = static_cast<double>((s.in_h + w.pad_top + w.pad_bottom) *
+                                              (s.in_w + w.pad_left + w.pad_right)) /
+                          static_cast<double>(s.out_h() * s.out_w());
+    if (static_cast<double>(taps) * 0.25 + 1.5 * staged <
+        static_cast<double>(taps) * (8 / ow + 0.125))
+      return GroupedMethod::Channels;
+  }
+  if (s.window.kernel_w > kMaxKw) return GroupedMethod::Patches;
   return ow * (1.5 + ocg / 8) < ocg * (8 + ow / 8) ? GroupedMethod::Patches : GroupedMethod::Rows;
 }
 
@@ -117,21 +200,27 @@ GroupedMethod choose(const ConvShape& s) {
 // takes only what it can (grouped_conv_fits: at least one of them).
 GroupedMethod resolve(const ConvShape& s, GroupedMethod m) {
   if (m == GroupedMethod::Auto) m = choose(s);
+  if (m == GroupedMethod::Channels) {
+    if (depthwise(s)) return m;
+    m = GroupedMethod::Rows;
+  }
   if (s.window.kernel_w > kMaxKw) m = GroupedMethod::Patches;
   if (s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w > kMaxPatch) m = GroupedMethod::Rows;
   return m;
 }
 
+// scratch: channels_scratch_bytes(s) for Channels, else unused.
 __attribute__((always_inline)) inline void grouped_any(const ConvShape& s, const IntLayer& L,
-                                                        const uint8_t* x, uint8_t* y,
-                                                        GroupedMethod m) {
+                                                       const uint8_t* x, uint8_t* y,
+                                                       GroupedMethod m, uint8_t* scratch) {
+  if (m == GroupedMethod::Channels) return grouped_channels(s, L, x, y, scratch);
   if (m == GroupedMethod::Patches) return grouped_patches(s, L, x, y);
   grouped_rows(s, L, x, y);
 }
 
 void grouped_portable(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
-                      GroupedMethod m) {
-  grouped_any(s, L, x, y, m);
+                      GroupedMethod m, uint8_t* scratch = nullptr) {
+  grouped_any(s, L, x, y, m, scratch);
 }
 
 // The method is chosen at prepare (grouped_conv_step: one step type per method), so the plan
@@ -143,13 +232,23 @@ void eval_grouped_patches(const Run& r, const Step& st) {
   grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Patches);
 }
 
+// Channels: its scratch is the step's second input, a buffer of channels_scratch_bytes alive for
+// this step only (the memory plan places it).
+void eval_grouped_channels(const Run& r, const Step& st) {
+  grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Channels,
+                   r.buf(st.in2));
+}
+
 const StepType kGroupedRows{Step::Kind::ConvRef, "conv(grouped rows)", eval_grouped_rows};
 const StepType kGroupedPatches{Step::Kind::ConvRef, "conv(grouped patches)", eval_grouped_patches};
+const StepType kGroupedChannels{Step::Kind::ConvRef, "conv(depthwise channels)",
+                                eval_grouped_channels};
 
 #ifdef __x86_64__
 __attribute__((target("avx2"))) void grouped_avx2(const ConvShape& s, const IntLayer& L,
-                                                  const uint8_t* x, uint8_t* y, GroupedMethod m) {
-  grouped_any(s, L, x, y, m);
+                                                  const uint8_t* x, uint8_t* y, GroupedMethod m,
+                                                  uint8_t* scratch = nullptr) {
+  grouped_any(s, L, x, y, m, scratch);
 }
 
 void eval_grouped_rows_avx2(const Run& r, const Step& st) {
@@ -159,10 +258,17 @@ void eval_grouped_patches_avx2(const Run& r, const Step& st) {
   grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Patches);
 }
 
+void eval_grouped_channels_avx2(const Run& r, const Step& st) {
+  grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Channels,
+               r.buf(st.in2));
+}
+
 const StepType kGroupedRowsAvx2{Step::Kind::ConvRef, "conv(grouped rows, avx2)",
                                 eval_grouped_rows_avx2};
 const StepType kGroupedPatchesAvx2{Step::Kind::ConvRef, "conv(grouped patches, avx2)",
                                    eval_grouped_patches_avx2};
+const StepType kGroupedChannelsAvx2{Step::Kind::ConvRef, "conv(depthwise channels, avx2)",
+                                    eval_grouped_channels_avx2};
 #endif
 
 }  // namespace
@@ -176,21 +282,30 @@ void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* 
                           Isa isa, GroupedMethod m) {
   if (isa == Isa::Auto) isa = best_isa();
   m = resolve(s, m);
+  std::vector<uint8_t> scratch(
+      m == GroupedMethod::Channels ? static_cast<size_t>(channels_scratch_bytes(s)) : 0);
 #ifdef __x86_64__
   if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2())
-    return grouped_avx2(s, L, x, y, m);
+    return grouped_avx2(s, L, x, y, m, scratch.data());
 #endif
-  grouped_portable(s, L, x, y, m);
+  grouped_portable(s, L, x, y, m, scratch.data());
 }
 
-const StepType* grouped_conv_step(const Context& c, const ConvShape& s) {
+const StepType* grouped_conv_step(Context& c, Step& st) {
+  const ConvShape& s = st.conv;
   if (c.isa == Isa::Reference || s.groups == 1 || !grouped_conv_fits(s)) return nullptr;
-  const bool patches = resolve(s, GroupedMethod::Auto) == GroupedMethod::Patches;
+  const GroupedMethod m = resolve(s, GroupedMethod::Auto);
+  if (m == GroupedMethod::Channels) st.in2 = c.new_buffer(channels_scratch_bytes(s));
 #ifdef __x86_64__
   const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
-  if (isa != Isa::Portable && cpu_has_avx2()) return patches ? &kGroupedPatchesAvx2 : &kGroupedRowsAvx2;
+  if (isa != Isa::Portable && cpu_has_avx2())
+    return m == GroupedMethod::Channels  ? &kGroupedChannelsAvx2
+           : m == GroupedMethod::Patches ? &kGroupedPatchesAvx2
+                                         : &kGroupedRowsAvx2;
 #endif
-  return patches ? &kGroupedPatches : &kGroupedRows;
+  return m == GroupedMethod::Channels  ? &kGroupedChannels
+         : m == GroupedMethod::Patches ? &kGroupedPatches
+                                       : &kGroupedRows;
 }
 
 }  // namespace sq::ops

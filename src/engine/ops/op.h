@@ -201,14 +201,16 @@ __attribute__((always_inline)) inline void gather_patch(const ConvShape& s, cons
 }
 
 // conv_grouped.cpp: grouped / depthwise convs (groups > 1) of optimized plans: conv2d_u8_ref's
-// bytes a row of int32 lanes at a time. The step for shape s in c's plan, or nullptr (reference
-// plans, groups = 1, a window of 66,310 taps or more: int32 could overflow; a window wider than
-// 64 columns with more than 4,096 taps).
-const StepType* grouped_conv_step(const Context& c, const ConvShape& s);
+// bytes a row of int32 lanes at a time (or, depthwise on short rows, a run of channels at a
+// time). The step type for st.conv in c's plan, or nullptr (reference plans, groups = 1, a window
+// of 66,310 taps or more: int32 could overflow; a window wider than 64 columns with more than
+// 4,096 taps); the depthwise-by-channels step gets its scratch buffer as st.in2.
+const StepType* grouped_conv_step(Context& c, Step& st);
 bool grouped_conv_fits(const ConvShape& s);
 // The same computation for tests and benchmarks (isa: Auto, Portable or an x86 tier: AVX2 code),
-// by output rows, by per-pixel patches, or (Auto) the one the plan picks for the shape.
-enum class GroupedMethod { Auto, Rows, Patches };
+// by output rows, by per-pixel patches, by channels (depthwise only: other shapes take rows), or
+// (Auto) the one the plan picks for the shape.
+enum class GroupedMethod { Auto, Rows, Patches, Channels };
 void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
                           Isa isa, GroupedMethod m = GroupedMethod::Auto);
 // add.cpp: add_u8_ref's output code for every pair of operand codes, t[a·256 + b] (65,536 bytes),
