@@ -148,6 +148,10 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
     }
   for (int64_t c0 = 0; c0 < nc; c0 += kChannelBlock) {
     const int64_t cb = std::min(kChannelBlock, nc - c0);
+    Requantizer out[kChannelBlock];  // the block's epilogues, set up once for all its pixels
+    for (int64_t c = 0; c < cb; ++c)
+      out[c] =
+          Requantizer(L.requant[static_cast<size_t>(c0 + c)], L.out_zero_point, L.out_lo, L.out_hi);
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         int32_t acc[kChannelBlock] = {};
@@ -163,10 +167,7 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
               acc[c] += static_cast<int32_t>(wr[c]) * static_cast<int32_t>(xr[c]);
           }
         uint8_t* yp = y + c0 * pix + oy * ow + ox;
-        for (int64_t c = 0; c < cb; ++c) {
-          const Requant& r = L.requant[static_cast<size_t>(c0 + c)];
-          yp[c * pix] = Requantizer(r, L.out_zero_point, L.out_lo, L.out_hi)(bias[c0 + c] + acc[c]);
-        }
+        for (int64_t c = 0; c < cb; ++c) yp[c * pix] = out[c](bias[c0 + c] + acc[c]);
       }
   }
 }
@@ -178,7 +179,8 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
 // group below ~40.
 // Depthwise by channels, per output and tap about 1/4 (a quarter of a 16-channel vector step),
 // plus the HWC copy, ~1.5 per staged input element: below rows' 8 / ow + 1/8 for rows up to ~30
-// pixels.
+// pixels at stride 1; a strided row is gathered element by element (8 / ow + 1), so strided
+// depthwise convs take channels at any width.
 GroupedMethod choose(const ConvShape& s) {
   const int64_t taps = s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w;
   if (taps > kMaxPatch) return GroupedMethod::Rows;
@@ -188,8 +190,8 @@ GroupedMethod choose(const ConvShape& s) {
     const double staged = static_cast<double>((s.in_h + w.pad_top + w.pad_bottom) *
                                               (s.in_w + w.pad_left + w.pad_right)) /
                           static_cast<double>(s.out_h() * s.out_w());
-    if (static_cast<double>(taps) * 0.25 + 1.5 * staged <
-        static_cast<double>(taps) * (8 / ow + 0.125))
+    const double per_tap = 8 / ow + (w.stride_w == 1 ? 0.125 : 1.0);
+    if (static_cast<double>(taps) * 0.25 + 1.5 * staged < static_cast<double>(taps) * per_tap)
       return GroupedMethod::Channels;
   }
   if (s.window.kernel_w > kMaxKw) return GroupedMethod::Patches;

@@ -159,6 +159,7 @@ struct Requantizer {
   Requant r;
   int64_t add = 0, zp = 0, lo = 0, hi = 255;
   bool fast = false;
+  Requantizer() = default;
   Requantizer(const Requant& rq, int64_t zp_out, int64_t lo_out, int64_t hi_out)
       : r(rq), zp(zp_out), lo(lo_out), hi(hi_out) {
     fast = r.shift > 0 && r.shift < 63;
