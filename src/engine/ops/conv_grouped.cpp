@@ -149,9 +149,25 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
   for (int64_t c0 = 0; c0 < nc; c0 += kChannelBlock) {
     const int64_t cb = std::min(kChannelBlock, nc - c0);
     Requantizer out[kChannelBlock];  // the block's epilogues, set up once for all its pixels
-    for (int64_t c = 0; c < cb; ++c)
-      out[c] =
-          Requantizer(L.requant[static_cast<size_t>(c0 + c)], L.out_zero_point, L.out_lo, L.out_hi);
+    // And, where every channel of the block allows it (32 <= shift <= 62 or M = 0, and bias + acc
+    // within int32), the same arithmetic as conv_fast.cpp's int32 epilogue, in loops the compiler
+    // vectorizes: t = a · M + 2^(shift−1) in int64, its high half, >> (shift − 32).
+    int32_t qb[kChannelBlock], qm[kChannelBlock], qs[kChannelBlock];
+    int64_t qr[kChannelBlock];
+    bool q32 = true;
+    const int64_t dot_max = taps * 127 * 255;
+    for (int64_t c = 0; c < cb; ++c) {
+      const Requant& r = L.requant[static_cast<size_t>(c0 + c)];
+      out[c] = Requantizer(r, L.out_zero_point, L.out_lo, L.out_hi);
+      const int64_t b = bias[c0 + c];
+      q32 = q32 && (r.multiplier == 0 || (r.shift >= 32 && r.shift <= 62)) &&
+            (b < 0 ? -b : b) + dot_max < (int64_t{1} << 31);
+      qb[c] = static_cast<int32_t>(q32 ? b : 0);
+      qm[c] = r.multiplier;
+      qs[c] = r.multiplier == 0 ? 0 : r.shift - 32;
+      qr[c] = r.multiplier == 0 ? 0 : int64_t{1} << (r.shift - 1);
+    }
+    const int32_t zp_out = L.out_zero_point, lo = L.out_lo, hi = L.out_hi;
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         int32_t acc[kChannelBlock] = {};
@@ -167,7 +183,17 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
               acc[c] += static_cast<int32_t>(wr[c]) * static_cast<int32_t>(xr[c]);
           }
         uint8_t* yp = y + c0 * pix + oy * ow + ox;
-        for (int64_t c = 0; c < cb; ++c) yp[c * pix] = out[c](bias[c0 + c] + acc[c]);
+        if (!q32) {
+          for (int64_t c = 0; c < cb; ++c) yp[c * pix] = out[c](bias[c0 + c] + acc[c]);
+          continue;
+        }
+        uint8_t codes[kChannelBlock];
+        for (int64_t c = 0; c < cb; ++c) {
+          const int64_t t = int64_t{qb[c] + acc[c]} * qm[c] + qr[c];
+          const int32_t v = (static_cast<int32_t>(t >> 32) >> qs[c]) + zp_out;
+          codes[c] = static_cast<uint8_t>(v < lo ? lo : v > hi ? hi : v);
+        }
+        for (int64_t c = 0; c < cb; ++c) yp[c * pix] = codes[c];
       }
   }
 }
