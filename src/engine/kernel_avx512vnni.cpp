@@ -71,8 +71,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512_q32(
   const __m512i re = _mm512_loadu_si512(q.round), ro = _mm512_loadu_si512(q.round + 8);
   const __m512i zp = _mm512_set1_epi32(q.zp), lo = _mm512_set1_epi32(q.lo),
                 hi = _mm512_set1_epi32(q.hi);
-  __m128i codes[16];  // pixel p's 16 channels; pixels 12..15 (and those past np) are not stored
-  for (int p = 0; p < kNr; ++p) {
+  __m128i codes[16];              // pixel p's 16 channels; pixels np..15 are zeros, never stored
+  for (int p = 0; p < np; ++p) {  // the pixels past np (a short last tile) are not stored
     const __m512i a = _mm512_add_epi32(b, _mm512_loadu_si512(acc + p * kMr));
     const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(a, me), re);
     const __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(a, 32), mo), ro);
@@ -81,7 +81,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512_q32(
     v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
     codes[p] = _mm512_cvtepi32_epi8(v);
   }
-  for (int p = kNr; p < 16; ++p) codes[p] = _mm_setzero_si128();
+  for (int64_t p = np; p < 16; ++p) codes[p] = _mm_setzero_si128();
   // z[k] = pixels 4k..4k+3 (one per 128-bit lane) → dword 4·c' + j = channel group c' (4
   // channels) of pixel 4k + j (vpermd), then within each lane a 4 × 4 byte transpose (vpshufb):
   // dword c = channel c's 4 pixels.
