@@ -260,10 +260,6 @@ const char* isa_name(Isa isa);  // "portable", "avx2", "avxvnni", "avx512vnni", 
 using ConvTileFn = void (*)(const void* w, const void* src, const int64_t* pix, const int64_t* grp,
                             int64_t ng, int64_t flush, int32_t* acc);
 
-// An entry of the micro-kernel table (XNNPACK's gemm configs, ruy's paths): what a kernel needs
-// and computes. Prepare considers the kernels of the requested tier that this CPU runs and that
-// support the layer (`supports`: exact for these weights and activations), and takes the one of
-// highest `rank` (set from sq_bench's figures on the resnet20 shapes).
 // A kernel's own int32 epilogue (ConvMicroKernel::epilogue): the tile's nr pixels at once,
 // for the tiles conv_fast.cpp's int32 epilogue may take (every channel 32 <= shift <= 62 and
 // |bias'| + K·255·128 < 2^31), with the same arithmetic:
@@ -281,6 +277,10 @@ struct EpilogueQ32 {
 using ConvEpilogueFn = void (*)(const int32_t* acc, const EpilogueQ32& q, const int64_t* ch,
                                 int64_t noc, int64_t np, int64_t pix, uint8_t* y);
 
+// An entry of the micro-kernel table (XNNPACK's gemm configs, ruy's paths): what a kernel needs
+// and computes. Prepare considers the kernels of the requested tier that this CPU runs and that
+// support the layer (`supports`: exact for these weights and activations), and takes the one of
+// highest `rank` (set from sq_bench's figures on the resnet20 shapes).
 struct ConvMicroKernel {
   const char* name;   // "<isa>_<instruction>[_variant]", e.g. "avx2_maddubs"
   Isa isa;            // its tier
@@ -578,7 +578,7 @@ class GraphExecutor {
     PoolShape pool;
     AddParams add;
     AvgPoolParams avg;
-    int table = -1;  // index into luts_ (Lut) or add_tables_ (AddLut)
+    int table = -1;  // index into luts_ (Lut) or consts_ (AddLut, depthwise by channels)
     // ConvGap / ConvPool: per channel, the activation bound in 2^−8 accumulator units (−1:
     // none), and the rescale of the window sum to the output point (M = unit / (2^8 · window ·
     // s_out), window = the plane or kernel²).
@@ -618,9 +618,10 @@ class GraphExecutor {
   std::vector<GroupedConv2d> fast_;  // packed weights shared, per-copy scratch
   std::shared_ptr<std::vector<std::array<uint8_t, 256>>> luts_ =
       std::make_shared<std::vector<std::array<uint8_t, 256>>>();
-  // AddLut: add_u8_ref's output code for every pair of operand codes (65,536 bytes, a·256 + b):
-  // one lookup per element.
-  std::shared_ptr<std::vector<std::vector<uint8_t>>> add_tables_ =
+  // Per-step constant blocks built at prepare: AddLut's pair table (add_u8_ref's code for every
+  // pair of operand codes, 65,536 bytes, a·256 + b), the depthwise-by-channels step's packed
+  // weights and epilogue constants.
+  std::shared_ptr<std::vector<std::vector<uint8_t>>> consts_ =
       std::make_shared<std::vector<std::vector<uint8_t>>>();
   std::vector<Step> steps_;
   std::vector<const ops::StepType*> step_types_;  // per step: its eval (an op's static entry)

@@ -230,7 +230,7 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
 
 size_t GraphExecutor::shared_bytes() const {
   size_t b = luts_->size() * 256;
-  for (const std::vector<uint8_t>& t : *add_tables_) b += t.size();
+  for (const std::vector<uint8_t>& t : *consts_) b += t.size();
   for (const IntLayer& L : *layers_)
     b += L.weights.size() * sizeof(int32_t) + L.bias.size() * sizeof(int32_t) +
          L.requant.size() * sizeof(Requant) +
@@ -291,8 +291,8 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
 }
 
 void GraphExecutor::execute(float* logits) {
-  const ops::Run r{arena_.data(), buffers_.data(),     layers_->data(), fast_.data(),
-                   luts_->data(), add_tables_->data(), acc_.data(),     logits};
+  const ops::Run r{arena_.data(), buffers_.data(), layers_->data(), fast_.data(),
+                   luts_->data(), consts_->data(), acc_.data(),     logits};
   if (!trace_) {
     for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
     return;

@@ -32,30 +32,24 @@ Histogram::Histogram(double lo, double hi, int bins)
 void Histogram::add(const float* x, int64_t n) {
   const double inv = bins() / (hi_ - lo_);
   const int last = bins() - 1;
-  // Four integer sub-histograms, elements k ≡ 0..3 (mod 4): runs of one bin (the zeros after a
-  // ReLU) no longer wait on the previous increment of the same counter; the counts are integers,
-  // so the sums are the same in any order.
-  std::vector<uint32_t> part(4 * counts_.size(), 0);
+  // Four sub-histograms, elements k ≡ 0..3 (mod 4): runs of one bin (the zeros after a ReLU) no
+  // longer wait on the previous increment of the same counter. Counts are integers (exact in
+  // double up to 2^53), so the sums are the same in any order.
+  const size_t nb = counts_.size();
+  std::vector<double> part(4 * nb, 0.0);
   auto bin = [&](float v) {
     return static_cast<size_t>(std::clamp(static_cast<int>((v - lo_) * inv), 0, last));
   };
-  const size_t nb = counts_.size();
-  for (int64_t first = 0; first < n; first += int64_t{1} << 30) {  // uint32 counts cannot wrap
-    const int64_t e = std::min(n, first + (int64_t{1} << 30));
-    int64_t k = first;
-    for (; k + 4 <= e; k += 4) {
-      ++part[bin(x[k])];
-      ++part[nb + bin(x[k + 1])];
-      ++part[2 * nb + bin(x[k + 2])];
-      ++part[3 * nb + bin(x[k + 3])];
-    }
-    for (; k < e; ++k) ++part[bin(x[k])];
-    for (size_t b = 0; b < nb; ++b) {
-      counts_[b] += double(part[b]) + double(part[nb + b]) + double(part[2 * nb + b]) +
-                    double(part[3 * nb + b]);
-      part[b] = part[nb + b] = part[2 * nb + b] = part[3 * nb + b] = 0;
-    }
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    part[bin(x[k])] += 1;
+    part[nb + bin(x[k + 1])] += 1;
+    part[2 * nb + bin(x[k + 2])] += 1;
+    part[3 * nb + bin(x[k + 3])] += 1;
   }
+  for (; k < n; ++k) part[bin(x[k])] += 1;
+  for (size_t b = 0; b < nb; ++b)
+    counts_[b] += part[b] + part[nb + b] + part[2 * nb + b] + part[3 * nb + b];
 }
 
 double Histogram::total() const { return std::accumulate(counts_.begin(), counts_.end(), 0.0); }

@@ -176,7 +176,8 @@ struct QatOracle::Impl {
   // there with that layer quantized. The values before the layer are the FP32 ones either way,
   // so they are computed once, not once per layer: about half the work of one forward per layer,
   // on the same batches as predict's (one forward per layer, as before: the same numbers).
-  std::map<std::string, double> output_kl_all(int bits) {
+  // Per layer of folded.weight_layers(), in that order.
+  std::vector<double> output_kl_all(int bits) {
     GraphModule m(folded);
     torch::NoGradGuard ng;
     m.eval();
@@ -210,10 +211,8 @@ struct QatOracle::Impl {
       for (size_t k = 0; k < layers.size(); ++k)
         sum[k] += sum_kl(ref, softmax_rows(quantized[k], classes));
     }
-    std::map<std::string, double> out;
-    for (size_t k = 0; k < layers.size(); ++k)
-      out[folded.nodes[layers[k]].name] = sum[k] / static_cast<double>(n);
-    return out;
+    for (double& v : sum) v /= static_cast<double>(n);
+    return sum;
   }
 };
 
@@ -275,11 +274,8 @@ double QatOracle::layer_kl(const std::string& layer, int bits) {
   // Output KL: every layer at this width in one pass (Phase 2 asks about nearly every layer at
   // every width it considers), measured by rank 0 and handed to every rank.
   const std::vector<int> layers = m.folded.weight_layers();
-  std::vector<double> v(layers.size(), 0.0);
-  if (dist_rank(d) == 0) {
-    const std::map<std::string, double> all = m.output_kl_all(bits);
-    for (size_t k = 0; k < layers.size(); ++k) v[k] = all.at(m.folded.nodes[layers[k]].name);
-  }
+  std::vector<double> v =
+      dist_rank(d) == 0 ? m.output_kl_all(bits) : std::vector<double>(layers.size(), 0.0);
   dist_allreduce_sum(d, v, fmt::format("Phase 2: KL of every layer at {} bits", bits));
   for (size_t k = 0; k < layers.size(); ++k)
     m.kl_cache[std::make_pair(m.folded.nodes[layers[k]].name, bits)] = v[k];

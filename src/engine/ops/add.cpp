@@ -16,7 +16,7 @@ void eval_add_ref(const Run& r, const Step& st) {
 
 void eval_add_lut(const Run& r, const Step& st) {
   // out_offset: a fused table step's (Context::fuse_add_tables) concat slice
-  add_u8_table(r.add_tables[st.table].data(), r.in(st), r.in2(st), st.n, r.out(st) + st.out_offset);
+  add_u8_table(r.consts[st.table].data(), r.in(st), r.in2(st), st.n, r.out(st) + st.out_offset);
 }
 
 const StepType kAddRef{Step::Kind::Add, "add(ref)", eval_add_ref};
@@ -61,7 +61,7 @@ void prepare_add(Context& c, int node) {
   const StepType* type = &kAddRef;
   if (c.isa != Isa::Reference) {
     type = &kAddLut;
-    st.table = c.add_pair_table(add_pair_table(st.add));
+    st.table = c.add_consts(add_pair_table(st.add));
   }
   const int64_t n = st.n;
   c.push_output(node, std::move(st), *type, b.w, n);

@@ -166,9 +166,9 @@ int Context::add_table(const std::array<uint8_t, 256>& t) {
   return static_cast<int>(ex_.luts_->size()) - 1;
 }
 
-int Context::add_pair_table(std::vector<uint8_t> t) {
-  ex_.add_tables_->push_back(std::move(t));
-  return static_cast<int>(ex_.add_tables_->size()) - 1;
+int Context::add_consts(std::vector<uint8_t> t) {
+  ex_.consts_->push_back(std::move(t));
+  return static_cast<int>(ex_.consts_->size()) - 1;
 }
 
 void Context::fuse_add_tables() {
@@ -200,7 +200,7 @@ void Context::fuse_add_tables() {
                  (steps[j].kind == Step::Kind::Lut && steps[j].out_offset != lut.out_offset));
     if (!movable) continue;
     const std::array<uint8_t, 256>& table = (*ex_.luts_)[static_cast<size_t>(lut.table)];
-    for (uint8_t& v : (*ex_.add_tables_)[static_cast<size_t>(steps[k].table)]) v = table[v];
+    for (uint8_t& v : (*ex_.consts_)[static_cast<size_t>(steps[k].table)]) v = table[v];
     xb.bytes = 0;  // the add's own codes are never written
     xb.last = static_cast<int>(k);
     GraphExecutor::Buffer& yb = bufs[static_cast<size_t>(lut.out)];

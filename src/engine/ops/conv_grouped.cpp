@@ -104,32 +104,55 @@ __attribute__((always_inline)) inline void grouped_patches(const ConvShape& s, c
 
 // Depthwise convolutions (one input and one output channel per group) vectorized over channels,
 // for the short rows of late feature maps, where a row method pays its fixed cost per (channel,
-// row, tap) for a handful of pixels: in a scratch of channels_scratch_bytes(s) — the weights as
-// [tap][channel] int16, per channel bias − zp·Σw, and the input as a zp-bordered HWC copy — each
-// output pixel is a sum over taps of contiguous channel runs (int16 × uint8 into int32 lanes),
-// then the reference's epilogue per channel. Padding holds zp, which adds w·0.
+// row, tap) for a handful of pixels. At prepare the layer's constants are packed once
+// (pack_depthwise, DepthwiseLayout): the weights as [tap][channel] int16, per channel
+// bias' = bias − zp·Σw, and the epilogue's. At run time the input goes into a zp-bordered HWC
+// scratch of depthwise_scratch_bytes(s); each output pixel is then a sum over taps of contiguous
+// channel runs (int16 × uint8 into int32 lanes), then the epilogue per channel. Padding holds
+// zp, which adds w·0.
 constexpr int64_t kChannelBlock = 64;
 
 bool depthwise(const ConvShape& s) { return s.in_c == s.groups && s.out_c == s.groups; }
 
-int64_t channels_scratch_bytes(const ConvShape& s) {
+int64_t depthwise_scratch_bytes(const ConvShape& s) {
   const Window2d& w = s.window;
-  const int64_t taps = w.kernel_h * w.kernel_w, c = s.in_c;
-  const int64_t hp = s.in_h + w.pad_top + w.pad_bottom, wp = s.in_w + w.pad_left + w.pad_right;
-  return (taps * c * 2 + 7) / 8 * 8 + c * 8 + hp * wp * c;
+  return (s.in_h + w.pad_top + w.pad_bottom) * (s.in_w + w.pad_left + w.pad_right) * s.in_c;
 }
 
-__attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, const IntLayer& L,
-                                                            const uint8_t* x, uint8_t* y,
-                                                            uint8_t* scratch) {
-  const Window2d& w = s.window;
-  const int64_t kh = w.kernel_h, kw = w.kernel_w, taps = kh * kw, nc = s.in_c;
-  const int64_t in_h = s.in_h, in_w = s.in_w, oh = s.out_h(), ow = s.out_w(), pix = oh * ow;
-  const int64_t hp = in_h + w.pad_top + w.pad_bottom, wp = in_w + w.pad_left + w.pad_right;
-  const int32_t zp = L.in_zero_point;
-  int16_t* wt = reinterpret_cast<int16_t*>(scratch);
-  int64_t* bias = reinterpret_cast<int64_t*>(scratch + (taps * nc * 2 + 7) / 8 * 8);
-  uint8_t* xs = scratch + (taps * nc * 2 + 7) / 8 * 8 + nc * 8;
+// Where pack_depthwise puts each array (byte offsets, each 8-aligned). The epilogue: where every
+// channel of a 64-channel block allows it (32 <= shift <= 62 or M = 0, and bias' + acc within
+// int32: q32[block]), conv_fast.cpp's int32 epilogue — t = (bias' + acc) · M + 2^(shift−1) in
+// int64, its high half, >> (shift − 32) — in loops the compiler vectorizes (qb = bias' as int32,
+// qm = M, qs = shift − 32, qr = 2^(shift−1)); other blocks take the reference's Requantizer.
+struct DepthwiseLayout {
+  int64_t taps, nc;
+  size_t wt, bias, qb, qm, qs, qr, q32, bytes;
+  explicit DepthwiseLayout(const ConvShape& s)
+      : taps(s.window.kernel_h * s.window.kernel_w), nc(s.in_c) {
+    auto up8 = [](size_t b) { return (b + 7) / 8 * 8; };
+    const auto c = static_cast<size_t>(nc);
+    wt = 0;
+    bias = up8(static_cast<size_t>(taps) * c * 2);
+    qb = bias + c * 8;
+    qm = qb + up8(c * 4);
+    qs = qm + up8(c * 4);
+    qr = qs + up8(c * 4);
+    q32 = qr + c * 8;
+    bytes = q32 + static_cast<size_t>((nc + kChannelBlock - 1) / kChannelBlock);
+  }
+};
+
+std::vector<uint8_t> pack_depthwise(const ConvShape& s, const IntLayer& L) {
+  const DepthwiseLayout lay(s);
+  std::vector<uint8_t> k(lay.bytes, 0);
+  auto* wt = reinterpret_cast<int16_t*>(k.data() + lay.wt);
+  auto* bias = reinterpret_cast<int64_t*>(k.data() + lay.bias);
+  auto* qb = reinterpret_cast<int32_t*>(k.data() + lay.qb);
+  auto* qm = reinterpret_cast<int32_t*>(k.data() + lay.qm);
+  auto* qs = reinterpret_cast<int32_t*>(k.data() + lay.qs);
+  auto* qr = reinterpret_cast<int64_t*>(k.data() + lay.qr);
+  uint8_t* q32 = k.data() + lay.q32;
+  const int64_t taps = lay.taps, nc = lay.nc, dot_max = taps * 127 * 255;
   for (int64_t c = 0; c < nc; ++c) {
     int64_t sum = 0;
     for (int64_t t = 0; t < taps; ++t) {
@@ -137,37 +160,47 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
       wt[t * nc + c] = static_cast<int16_t>(v);
       sum += v;
     }
-    bias[c] = int64_t{L.bias[static_cast<size_t>(c)]} - int64_t{zp} * sum;
+    const int64_t b = int64_t{L.bias[static_cast<size_t>(c)]} - int64_t{L.in_zero_point} * sum;
+    const Requant& r = L.requant[static_cast<size_t>(c)];
+    const bool ok = (r.multiplier == 0 || (r.shift >= 32 && r.shift <= 62)) &&
+                    (b < 0 ? -b : b) + dot_max < (int64_t{1} << 31);
+    bias[c] = b;
+    qb[c] = ok ? static_cast<int32_t>(b) : 0;
+    qm[c] = r.multiplier;
+    qs[c] = ok && r.multiplier != 0 ? r.shift - 32 : 0;
+    qr[c] = ok && r.multiplier != 0 ? int64_t{1} << (r.shift - 1) : 0;
+    if (c % kChannelBlock == 0) q32[c / kChannelBlock] = 1;
+    if (!ok) q32[c / kChannelBlock] = 0;
   }
-  std::memset(xs, zp, static_cast<size_t>(hp * wp * nc));
+  return k;
+}
+
+__attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, const IntLayer& L,
+                                                            const uint8_t* k, const uint8_t* x,
+                                                            uint8_t* y, uint8_t* xs) {
+  const DepthwiseLayout lay(s);
+  const auto* wt = reinterpret_cast<const int16_t*>(k + lay.wt);
+  const auto* bias = reinterpret_cast<const int64_t*>(k + lay.bias);
+  const auto* qb = reinterpret_cast<const int32_t*>(k + lay.qb);
+  const auto* qm = reinterpret_cast<const int32_t*>(k + lay.qm);
+  const auto* qs = reinterpret_cast<const int32_t*>(k + lay.qs);
+  const auto* qr = reinterpret_cast<const int64_t*>(k + lay.qr);
+  const uint8_t* q32 = k + lay.q32;
+  const Window2d& w = s.window;
+  const int64_t kh = w.kernel_h, kw = w.kernel_w, nc = s.in_c;
+  const int64_t in_h = s.in_h, in_w = s.in_w, oh = s.out_h(), ow = s.out_w(), pix = oh * ow;
+  const int64_t wp = in_w + w.pad_left + w.pad_right;
+  std::memset(xs, L.in_zero_point, static_cast<size_t>(depthwise_scratch_bytes(s)));
   for (int64_t iy = 0; iy < in_h; ++iy)
     for (int64_t ix = 0; ix < in_w; ++ix) {
       uint8_t* d = xs + ((iy + w.pad_top) * wp + ix + w.pad_left) * nc;
       const uint8_t* src = x + iy * in_w + ix;
       for (int64_t c = 0; c < nc; ++c) d[c] = src[c * in_h * in_w];
     }
+  const int32_t zp_out = L.out_zero_point, lo = L.out_lo, hi = L.out_hi;
   for (int64_t c0 = 0; c0 < nc; c0 += kChannelBlock) {
     const int64_t cb = std::min(kChannelBlock, nc - c0);
-    Requantizer out[kChannelBlock];  // the block's epilogues, set up once for all its pixels
-    // And, where every channel of the block allows it (32 <= shift <= 62 or M = 0, and bias + acc
-    // within int32), the same arithmetic as conv_fast.cpp's int32 epilogue, in loops the compiler
-    // vectorizes: t = a · M + 2^(shift−1) in int64, its high half, >> (shift − 32).
-    int32_t qb[kChannelBlock], qm[kChannelBlock], qs[kChannelBlock];
-    int64_t qr[kChannelBlock];
-    bool q32 = true;
-    const int64_t dot_max = taps * 127 * 255;
-    for (int64_t c = 0; c < cb; ++c) {
-      const Requant& r = L.requant[static_cast<size_t>(c0 + c)];
-      out[c] = Requantizer(r, L.out_zero_point, L.out_lo, L.out_hi);
-      const int64_t b = bias[c0 + c];
-      q32 = q32 && (r.multiplier == 0 || (r.shift >= 32 && r.shift <= 62)) &&
-            (b < 0 ? -b : b) + dot_max < (int64_t{1} << 31);
-      qb[c] = static_cast<int32_t>(q32 ? b : 0);
-      qm[c] = r.multiplier;
-      qs[c] = r.multiplier == 0 ? 0 : r.shift - 32;
-      qr[c] = r.multiplier == 0 ? 0 : int64_t{1} << (r.shift - 1);
-    }
-    const int32_t zp_out = L.out_zero_point, lo = L.out_lo, hi = L.out_hi;
+    const bool vector_epilogue = q32[c0 / kChannelBlock] != 0;
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         int32_t acc[kChannelBlock] = {};
@@ -183,14 +216,16 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
               acc[c] += static_cast<int32_t>(wr[c]) * static_cast<int32_t>(xr[c]);
           }
         uint8_t* yp = y + c0 * pix + oy * ow + ox;
-        if (!q32) {
-          for (int64_t c = 0; c < cb; ++c) yp[c * pix] = out[c](bias[c0 + c] + acc[c]);
+        if (!vector_epilogue) {
+          for (int64_t c = 0; c < cb; ++c)
+            yp[c * pix] = Requantizer(L.requant[static_cast<size_t>(c0 + c)], zp_out, lo,
+                                      hi)(bias[c0 + c] + acc[c]);
           continue;
         }
         uint8_t codes[kChannelBlock];
         for (int64_t c = 0; c < cb; ++c) {
-          const int64_t t = int64_t{qb[c] + acc[c]} * qm[c] + qr[c];
-          const int32_t v = (static_cast<int32_t>(t >> 32) >> qs[c]) + zp_out;
+          const int64_t t = int64_t{qb[c0 + c] + acc[c]} * qm[c0 + c] + qr[c0 + c];
+          const int32_t v = (static_cast<int32_t>(t >> 32) >> qs[c0 + c]) + zp_out;
           codes[c] = static_cast<uint8_t>(v < lo ? lo : v > hi ? hi : v);
         }
         for (int64_t c = 0; c < cb; ++c) yp[c * pix] = codes[c];
@@ -237,18 +272,19 @@ GroupedMethod resolve(const ConvShape& s, GroupedMethod m) {
   return m;
 }
 
-// scratch: channels_scratch_bytes(s) for Channels, else unused.
+// Channels only: k = pack_depthwise(s, L), scratch of depthwise_scratch_bytes(s).
 __attribute__((always_inline)) inline void grouped_any(const ConvShape& s, const IntLayer& L,
                                                        const uint8_t* x, uint8_t* y,
-                                                       GroupedMethod m, uint8_t* scratch) {
-  if (m == GroupedMethod::Channels) return grouped_channels(s, L, x, y, scratch);
+                                                       GroupedMethod m, const uint8_t* k,
+                                                       uint8_t* scratch) {
+  if (m == GroupedMethod::Channels) return grouped_channels(s, L, k, x, y, scratch);
   if (m == GroupedMethod::Patches) return grouped_patches(s, L, x, y);
   grouped_rows(s, L, x, y);
 }
 
 void grouped_portable(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y,
-                      GroupedMethod m, uint8_t* scratch = nullptr) {
-  grouped_any(s, L, x, y, m, scratch);
+                      GroupedMethod m, const uint8_t* k = nullptr, uint8_t* scratch = nullptr) {
+  grouped_any(s, L, x, y, m, k, scratch);
 }
 
 // The method is chosen at prepare (grouped_conv_step: one step type per method), so the plan
@@ -260,11 +296,11 @@ void eval_grouped_patches(const Run& r, const Step& st) {
   grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Patches);
 }
 
-// Channels: its scratch is the step's second input, a buffer of channels_scratch_bytes alive for
-// this step only (the memory plan places it).
+// Channels: its packed constants are consts[table], its scratch the step's second input, a
+// buffer of depthwise_scratch_bytes alive for this step only (the memory plan places it).
 void eval_grouped_channels(const Run& r, const Step& st) {
   grouped_portable(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Channels,
-                   r.buf(st.in2));
+                   r.consts[st.table].data(), r.buf(st.in2));
 }
 
 const StepType kGroupedRows{Step::Kind::ConvRef, "conv(grouped rows)", eval_grouped_rows};
@@ -275,8 +311,9 @@ const StepType kGroupedChannels{Step::Kind::ConvRef, "conv(depthwise channels)",
 #ifdef __x86_64__
 __attribute__((target("avx2"))) void grouped_avx2(const ConvShape& s, const IntLayer& L,
                                                   const uint8_t* x, uint8_t* y, GroupedMethod m,
+                                                  const uint8_t* k = nullptr,
                                                   uint8_t* scratch = nullptr) {
-  grouped_any(s, L, x, y, m, scratch);
+  grouped_any(s, L, x, y, m, k, scratch);
 }
 
 void eval_grouped_rows_avx2(const Run& r, const Step& st) {
@@ -288,7 +325,7 @@ void eval_grouped_patches_avx2(const Run& r, const Step& st) {
 
 void eval_grouped_channels_avx2(const Run& r, const Step& st) {
   grouped_avx2(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Channels,
-               r.buf(st.in2));
+               r.consts[st.table].data(), r.buf(st.in2));
 }
 
 const StepType kGroupedRowsAvx2{Step::Kind::ConvRef, "conv(grouped rows, avx2)",
@@ -310,20 +347,24 @@ void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* 
                           Isa isa, GroupedMethod m) {
   if (isa == Isa::Auto) isa = best_isa();
   m = resolve(s, m);
-  std::vector<uint8_t> scratch(
-      m == GroupedMethod::Channels ? static_cast<size_t>(channels_scratch_bytes(s)) : 0);
+  const bool channels = m == GroupedMethod::Channels;
+  const std::vector<uint8_t> k = channels ? pack_depthwise(s, L) : std::vector<uint8_t>();
+  std::vector<uint8_t> scratch(channels ? static_cast<size_t>(depthwise_scratch_bytes(s)) : 0);
 #ifdef __x86_64__
   if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2())
-    return grouped_avx2(s, L, x, y, m, scratch.data());
+    return grouped_avx2(s, L, x, y, m, k.data(), scratch.data());
 #endif
-  grouped_portable(s, L, x, y, m, scratch.data());
+  grouped_portable(s, L, x, y, m, k.data(), scratch.data());
 }
 
 const StepType* grouped_conv_step(Context& c, Step& st) {
   const ConvShape& s = st.conv;
   if (c.isa == Isa::Reference || s.groups == 1 || !grouped_conv_fits(s)) return nullptr;
   const GroupedMethod m = resolve(s, GroupedMethod::Auto);
-  if (m == GroupedMethod::Channels) st.in2 = c.new_buffer(channels_scratch_bytes(s));
+  if (m == GroupedMethod::Channels) {
+    st.table = c.add_consts(pack_depthwise(s, c.layer(st.layer)));
+    st.in2 = c.new_buffer(depthwise_scratch_bytes(s));
+  }
 #ifdef __x86_64__
   const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
   if (isa != Isa::Portable && cpu_has_avx2())

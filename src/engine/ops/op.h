@@ -29,7 +29,7 @@ struct Run {
   const IntLayer* layers;                     // Step::layer
   GroupedConv2d* fast;                        // Step::fast
   const std::array<uint8_t, 256>* luts;       // Step::table (Lut)
-  const std::vector<uint8_t>* add_tables;     // Step::table (AddLut)
+  const std::vector<uint8_t>* consts;         // Step::table (AddLut, depthwise by channels)
   int64_t* acc;                               // ConvGap / ConvPool scratch
   float* logits;
 
@@ -117,7 +117,7 @@ class Context {
   const IntLayer& layer(int index) const;
   int add_fast(GroupedConv2d conv);                  // → Step::fast
   int add_table(const std::array<uint8_t, 256>& t);  // → Step::table (Lut)
-  int add_pair_table(std::vector<uint8_t> t);        // → Step::table (AddLut)
+  int add_consts(std::vector<uint8_t> t);            // → Step::table (AddLut, ...)
   // After the walk (optimized plans): an add whose codes only one table step reads (resnet's
   // add → ReLU to another point, an add rescaled into a concat's slice) absorbs that table into
   // its pair table and writes where the table wrote; the table step goes (one lookup per element
@@ -205,7 +205,8 @@ __attribute__((always_inline)) inline void gather_patch(const ConvShape& s, cons
 // bytes a row of int32 lanes at a time (or, depthwise on short rows, a run of channels at a
 // time). The step type for st.conv in c's plan, or nullptr (reference plans, groups = 1, a window
 // of 66,310 taps or more: int32 could overflow; a window wider than 64 columns with more than
-// 4,096 taps); the depthwise-by-channels step gets its scratch buffer as st.in2.
+// 4,096 taps); the depthwise-by-channels step gets its packed constants as st.table (consts) and
+// its scratch buffer as st.in2.
 const StepType* grouped_conv_step(Context& c, Step& st);
 bool grouped_conv_fits(const ConvShape& s);
 // The same computation for tests and benchmarks (isa: Auto, Portable or an x86 tier: AVX2 code),
