@@ -146,6 +146,7 @@ struct PoolShape {
 struct AddParams {
   static constexpr int kShift = 16;
   int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = 0, hi = 255;
+  float s_a = 1, s_b = 1, s_out = 1;  // the scales the float formula above uses
   Requant m_a, m_b;
   std::vector<int64_t> ta, tb;  // 256 each (per code), or empty: the fixed-point fallback
   std::vector<int64_t> thr;     // 257: thr[k] for k = lo+1 … hi (others unused)
@@ -532,6 +533,17 @@ class GraphExecutor {
     std::vector<uint8_t> codes;
   };
   std::vector<TraceEntry> trace(const float* image, float* logits);
+  // Where the time goes: runs the n images one at a time (CHW floats, as run()), timing every
+  // step with steady_clock; per step, in plan order, its index, describe()'s label (the kernel or
+  // table form chosen), node and its seconds summed over the images. The input's quantization
+  // (run()'s float loop) is the entry with step −1. The clock reads add tens of nanoseconds per
+  // step: compare shares, not the sum with an untimed run.
+  struct StepTime {
+    int64_t step;
+    std::string label, node;
+    double seconds;
+  };
+  std::vector<StepTime> profile(const float* images, int64_t n);
   const ActQuant& input_point() const { return in_q_; }
   // One line per step ("conv stage1.block1.a.conv [avx2_maddubs] 1024 B @ 0"), for `info`/tests.
   std::vector<std::string> describe() const;
@@ -576,7 +588,7 @@ class GraphExecutor {
     int64_t channels = 0;        // ChannelLut
     ConvShape conv;
     PoolShape pool;
-    AddParams add;
+    AddParams add;  // Add; AddLut: its scales and points only (its tables are consts)
     AvgPoolParams avg;
     int table = -1;  // index into luts_ (Lut) or consts_ (AddLut, depthwise by channels)
     // ConvGap / ConvPool: per channel, the activation bound in 2^−8 accumulator units (−1:
@@ -633,6 +645,8 @@ class GraphExecutor {
   std::vector<float> mean_, std_;  // per input channel (std 0 → 1, as normalized_image)
   int64_t input_size_ = 0, output_size_ = 0, input_plane_ = 0;
   const Trace* trace_ = nullptr;  // during run_traced only
+  double* step_seconds_ = nullptr;   // during profile only: per step, the seconds summed
+  double last_execute_seconds_ = 0;  // during profile only: the last execute()'s steps
 };
 
 // A batch of images on several threads: one copy of the executor per thread (sharing its weights

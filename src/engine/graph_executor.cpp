@@ -3,6 +3,7 @@
 // prepare from the registry, src/engine/ops/), then the memory plan; execute runs each step's
 // eval. engine.h describes which op runs how; docs/engine.md the registry and the memory plan.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -290,9 +291,49 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
   execute(logits);
 }
 
+std::vector<GraphExecutor::StepTime> GraphExecutor::profile(const float* images, int64_t n) {
+  if (n < 1) fail("profile: {} images (expected at least 1)", n);
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> seconds(steps_.size(), 0.0);
+  double input_seconds = 0;
+  std::vector<float> logits(static_cast<size_t>(output_size_));
+  step_seconds_ = seconds.data();
+  try {
+    for (int64_t i = 0; i < n; ++i) {
+      // run() is the input quantization, then execute(): the difference is the former.
+      const Clock::time_point t0 = Clock::now();
+      run(images + i * input_size_, logits.data());
+      const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+      input_seconds += total - last_execute_seconds_;
+    }
+  } catch (...) {
+    step_seconds_ = nullptr;
+    throw;
+  }
+  step_seconds_ = nullptr;
+  std::vector<StepTime> out;
+  out.push_back({-1, "quantize", "input", std::max(input_seconds, 0.0)});
+  for (size_t k = 0; k < steps_.size(); ++k)
+    out.push_back({static_cast<int64_t>(k), step_labels_[k], steps_[k].name, seconds[k]});
+  return out;
+}
+
 void GraphExecutor::execute(float* logits) {
   const ops::Run r{arena_.data(), buffers_.data(), layers_->data(), fast_.data(),
                    luts_->data(), consts_->data(), acc_.data(),     logits};
+  if (step_seconds_) {
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point start = Clock::now();
+    Clock::time_point t = start;
+    for (size_t k = 0; k < steps_.size(); ++k) {
+      step_types_[k]->eval(r, steps_[k]);
+      const Clock::time_point now = Clock::now();
+      step_seconds_[k] += std::chrono::duration<double>(now - t).count();
+      t = now;
+    }
+    last_execute_seconds_ = std::chrono::duration<double>(t - start).count();
+    return;
+  }
   if (!trace_) {
     for (size_t k = 0; k < steps_.size(); ++k) step_types_[k]->eval(r, steps_[k]);
     return;

@@ -204,6 +204,9 @@ AddParams make_add_params(float s_a, int32_t zp_a, float s_b, int32_t zp_b, floa
   p.zp_out = zp_out;
   p.lo = lo;
   p.hi = hi;
+  p.s_a = s_a;
+  p.s_b = s_b;
+  p.s_out = s_out;
   p.m_a = quantize_multiplier(static_cast<double>(s_a) / s_out);
   p.m_b = quantize_multiplier(static_cast<double>(s_b) / s_out);
   make_exact_add(p, s_a, s_b, s_out);

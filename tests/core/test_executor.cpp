@@ -203,9 +203,9 @@ INSTANTIATE_TEST_SUITE_P(Zoo, GraphExecutorZoo, ::testing::ValuesIn(kZoo),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // A copy of an executor shares what prepare built (integer layers, packed weights, tables) and
-// owns its arena and scratch: copying allocates less than the shared bytes (it would allocate
-// shared + private ones if it duplicated them), the copy computes the same logits, and it
-// outlives the original.
+// owns its arena and scratch: copying allocates less than the shared and private bytes together
+// (it would allocate both, and the plan's metadata, if it duplicated the weights), the copy
+// computes the same logits, and it outlives the original.
 TEST(GraphExecutor, CopiesShareTheWeights) {
   for (const char* zoo : {"resnet8", "mobilenetv2"}) {
     const sq::QuantModel qm = sqtest::synthetic_qmodel(zoo, {3, 20, 20}, 10, 3);
@@ -219,8 +219,9 @@ TEST(GraphExecutor, CopiesShareTheWeights) {
     const long copied = g_allocated_bytes.load() - before;
     EXPECT_EQ(copy.shared_bytes(), ex->shared_bytes()) << zoo;
     EXPECT_GE(copied, static_cast<long>(copy.private_bytes())) << zoo;
-    // Duplicated weights would make a copy cost at least shared + private bytes.
-    EXPECT_LT(copied, static_cast<long>(ex->shared_bytes()))
+    // Duplicated weights would make a copy cost at least shared + private bytes (plus the plan's
+    // steps and names, which every copy holds).
+    EXPECT_LT(copied, static_cast<long>(ex->shared_bytes() + copy.private_bytes()))
         << zoo << ": a copy allocated " << copied << " bytes (private " << copy.private_bytes()
         << ") against " << ex->shared_bytes() << " shared";
     EXPECT_EQ(copy.layers().data(), ex->layers().data()) << zoo;
@@ -253,6 +254,34 @@ TEST(GraphExecutor, ParallelExecutorEqualsOneImageAtATime) {
     }
   }
   EXPECT_THROW(sq::ParallelExecutor(ex, 0), sq::Error);
+}
+
+// profile: one entry for the input and one per step in plan order, labelled as describe() says,
+// every time non-negative and some positive; the run leaves the executor's logits unchanged (it
+// is an ordinary run, timed); no images is refused.
+TEST(GraphExecutor, ProfileTimesEveryStep) {
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("resnet8", {3, 12, 12}, 10, 4);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
+  const int64_t n = 3, in = ex.input_size();
+  const auto imgs = sqtest::random_images(n, in, 6);
+  std::vector<float> want(10), got(10);
+  ex.run(imgs.data(), want.data());
+  const std::vector<sq::GraphExecutor::StepTime> p = ex.profile(imgs.data(), n);
+  const std::vector<std::string> plan = ex.describe();
+  ASSERT_EQ(p.size(), plan.size() + 1);
+  EXPECT_EQ(p[0].step, -1);
+  EXPECT_EQ(p[0].node, "input");
+  double total = 0;
+  for (size_t k = 1; k < p.size(); ++k) {
+    EXPECT_EQ(p[k].step, static_cast<int64_t>(k - 1));
+    EXPECT_EQ(plan[k - 1].rfind(p[k].label + " " + p[k].node + ":", 0), 0u) << plan[k - 1];
+    EXPECT_GE(p[k].seconds, 0.0);
+    total += p[k].seconds;
+  }
+  EXPECT_GT(total, 0.0);
+  ex.run(imgs.data(), got.data());
+  EXPECT_EQ(got, want);
+  EXPECT_THROW(ex.profile(imgs.data(), 0), sq::Error);
 }
 
 // Channel slices are views (no step, no copy): each lies inside the buffer it views, which stays

@@ -150,6 +150,50 @@ TEST(GraphExecutorOps, FastAddEqualsTheReference) {
   EXPECT_EQ(exact, 4);
 }
 
+// The add's float form (AVX-512 VBMI CPUs): where add_float_form accepts it, it gives the
+// reference's codes on every pair, in runs of any length (partial last blocks), and with a fused
+// table, table[reference code]. The exact adds of these scales all take it (the simulation's own
+// float formula); the fixed-point fallback never does.
+TEST(GraphExecutorOps, FloatAddEqualsTheReference) {
+  if (!sq::ops::cpu_has_avx512vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
+  std::mt19937 rng(29);
+  std::uniform_int_distribution<int> code(0, 255);
+  int taken = 0, cases = 0;
+  for (const sq::AddParams& p : {sq::make_add_params(0.5f, 3, 0.25f, 200, 1.0f, 128, 0, 255),
+                                 sq::make_add_params(0.05f, 128, 0.07f, 0, 0.09f, 40, 40, 200),
+                                 sq::make_add_params(1.0f, 0, 1.0f, 255, 0.5f, 7, 0, 15),
+                                 sq::make_add_params(0.013f, 17, 0.5f, 99, 0.02f, 0, 0, 255),
+                                 sq::make_add_params(0.0213f, 0, 0.0377f, 0, 0.0419f, 0, 0, 255),
+                                 sq::make_add_params(0x1p-30f, 5, 1.0f, 9, 0.7f, 3, 0, 255)}) {
+    ++cases;
+    const std::optional<sq::ops::AddFloat> f =
+        sq::ops::add_float_form(p, sq::ops::add_pair_table(p));
+    EXPECT_EQ(f.has_value(), p.exact()) << "add " << cases;
+    if (!f) continue;
+    ++taken;
+    std::array<uint8_t, 256> table{};
+    for (auto& v : table) v = static_cast<uint8_t>(code(rng));
+    sq::ops::AddFloat fused = *f;
+    for (uint8_t& v : fused.post) v = table[v];
+    fused.post_identity = false;
+    for (int64_t n : {1, 15, 63, 64, 65, 1000}) {
+      std::vector<uint8_t> a(static_cast<size_t>(n)), b(a.size()), want(a.size()),
+          got(a.size() + 1, 7);
+      for (auto& v : a) v = static_cast<uint8_t>(code(rng));
+      for (auto& v : b) v = static_cast<uint8_t>(code(rng));
+      sq::add_u8_ref(p, a.data(), b.data(), n, want.data());
+      sq::ops::add_u8_float(*f, a.data(), b.data(), n, got.data());
+      EXPECT_EQ(got.back(), 7) << "wrote past the end, n = " << n;
+      got.pop_back();
+      ASSERT_EQ(got, want) << "add " << cases << ", n = " << n;
+      sq::ops::add_u8_float(fused, a.data(), b.data(), n, got.data());
+      for (auto& v : want) v = table[v];
+      ASSERT_EQ(got, want) << "add " << cases << " with a table, n = " << n;
+    }
+  }
+  EXPECT_EQ(taken, 5);
+}
+
 // The optimized plans' mul equals mul_u8_ref: element-wise and per-channel gates (per 1, 7, 64,
 // a last run shorter than per), zero points 0..255, output ranges, multipliers from tiny to >= 1
 // (the left-shift path).

@@ -4,13 +4,15 @@
 // --repeats runs, and LibTorch's 2-thread rows the better of its two ways to use two threads —
 // intra-op (one forward on 2 OpenMP threads) and split (2 threads, each forwarding half of every
 // batch on one intra-op thread, as the engine splits a batch). Inputs are seeded random images:
-// the work per image does not depend on the pixels.
+// the work per image does not depend on the pixels. --profile adds where the engine's time goes:
+// per step and per kernel, on one thread.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -31,6 +33,7 @@ struct BenchFlags {
   int64_t images = 512;
   int repeats = 3;
   bool json = false;
+  bool profile = false;
 };
 
 struct Row {
@@ -135,6 +138,62 @@ Row best_of(const std::string& runtime, int64_t batch, int threads, const std::s
   return r;
 }
 
+// --profile: every step's time on one thread over the bench's images (GraphExecutor::profile),
+// in plan order and summed per label (kernel or table form).
+struct Profile {
+  std::vector<sq::GraphExecutor::StepTime> steps;
+  std::vector<std::pair<std::string, double>> by_label;  // most time first
+  double total = 0;
+};
+
+Profile profile_engine(const sq::SqmModel& m, const sq::Dataset& d) {
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model);
+  std::vector<float> logits(static_cast<size_t>(ex.output_size()));
+  ex.run(d.images.data(), logits.data());  // warm-up
+  Profile p;
+  p.steps = ex.profile(d.images.data(), d.size());
+  std::map<std::string, double> sums;
+  for (const auto& s : p.steps) {
+    p.total += s.seconds;
+    sums[s.label] += s.seconds;
+  }
+  p.by_label.assign(sums.begin(), sums.end());
+  std::stable_sort(p.by_label.begin(), p.by_label.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  for (auto& s : p.steps) s.seconds /= static_cast<double>(d.size());  // per image
+  for (auto& l : p.by_label) l.second /= static_cast<double>(d.size());
+  p.total /= static_cast<double>(d.size());
+  return p;
+}
+
+nlohmann::json profile_json(const Profile& p) {
+  nlohmann::json steps = nlohmann::json::array(), labels = nlohmann::json::array();
+  for (const auto& s : p.steps)
+    steps.push_back({{"step", s.step},
+                     {"label", s.label},
+                     {"node", s.node},
+                     {"us_per_image", s.seconds * 1e6}});
+  for (const auto& [label, sec] : p.by_label)
+    labels.push_back({{"label", label}, {"us_per_image", sec * 1e6}});
+  return {{"us_per_image", p.total * 1e6}, {"steps", steps}, {"by_label", labels}};
+}
+
+void print_profile(const Profile& p, int64_t images) {
+  const auto share = [&](double s) { return p.total > 0 ? 100.0 * s / p.total : 0.0; };
+  sq::Table t(
+      {"step", "label", "node", "us/image", "share"},
+      {sq::Align::Right, sq::Align::Left, sq::Align::Left, sq::Align::Right, sq::Align::Right});
+  for (const auto& s : p.steps)
+    t.add({s.step < 0 ? "-" : std::to_string(s.step), s.label, s.node,
+           fmt::format("{:.2f}", s.seconds * 1e6), fmt::format("{:.1f} %", share(s.seconds))});
+  sq::Table l({"label", "us/image", "share"},
+              {sq::Align::Left, sq::Align::Right, sq::Align::Right});
+  for (const auto& [label, sec] : p.by_label)
+    l.add({label, fmt::format("{:.2f}", sec * 1e6), fmt::format("{:.1f} %", share(sec))});
+  fmt::print("\nprofile: batch 1, 1 thread, {} images, {:.1f} us/image (timed steps)\n{}\n{}",
+             images, p.total * 1e6, t.str(), l.str());
+}
+
 void run_bench(const BenchFlags& f) {
   if (f.images < 64) sq::fail("--images must be at least 64 (got {})", f.images);
   if (f.repeats < 1) sq::fail("--repeats must be at least 1 (got {})", f.repeats);
@@ -146,6 +205,8 @@ void run_bench(const BenchFlags& f) {
     for (int threads : {1, 2})
       rows.push_back(best_of("engine", batch, threads, threads > 1 && batch > 1 ? "split" : "-",
                              f.repeats, [&] { return bench_engine(m, d, batch, threads); }));
+  Profile prof;
+  if (f.profile) prof = profile_engine(m, d);
   std::string fp32_name;
   std::vector<Row> torch_tried;  // every LibTorch setting measured, for the JSON
   if (!f.fp32.empty() || !f.qmodel.empty()) {
@@ -177,15 +238,17 @@ void run_bench(const BenchFlags& f) {
     for (const Row& x : rows) r.push_back(row_json(x));
     for (const Row& x : torch_tried) all.push_back(row_json(x));
     const char* wait = std::getenv("OMP_WAIT_POLICY");
-    print_json({{"model", f.model},
-                {"graph", m.graph.name},
-                {"fp32", fp32_name},
-                {"images", f.images},
-                {"repeats", f.repeats},
-                {"isa", sq::isa_name(sq::best_isa())},
-                {"omp_wait_policy", wait ? wait : ""},
-                {"results", r},
-                {"libtorch_settings", all}});
+    nlohmann::json out = {{"model", f.model},
+                          {"graph", m.graph.name},
+                          {"fp32", fp32_name},
+                          {"images", f.images},
+                          {"repeats", f.repeats},
+                          {"isa", sq::isa_name(sq::best_isa())},
+                          {"omp_wait_policy", wait ? wait : ""},
+                          {"results", r},
+                          {"libtorch_settings", all}};
+    if (f.profile) out["profile"] = profile_json(prof);
+    print_json(out);
     return;
   }
   sq::Table t({"runtime", "batch", "threads", "setting", "images/s", "ms/image"},
@@ -209,6 +272,7 @@ void run_bench(const BenchFlags& f) {
       fmt::print("  not chosen: {} batch {}, {} threads, {}: {:.0f} images/s\n", x.runtime, x.batch,
                  x.threads, x.setting, x.ips);
   }
+  if (f.profile) print_profile(prof, f.images);
 }
 
 }  // namespace
@@ -229,6 +293,8 @@ void add_bench(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "print machine-readable JSON on stdout");
+  cmd->add_flag("--profile", f->profile,
+                "also time every engine step (batch 1, 1 thread): per step and per kernel");
   cmd->callback([f] { run_bench(*f); });
 }
 

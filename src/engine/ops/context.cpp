@@ -200,7 +200,8 @@ void Context::fuse_add_tables() {
                  (steps[j].kind == Step::Kind::Lut && steps[j].out_offset != lut.out_offset));
     if (!movable) continue;
     const std::array<uint8_t, 256>& table = (*ex_.luts_)[static_cast<size_t>(lut.table)];
-    for (uint8_t& v : (*ex_.consts_)[static_cast<size_t>(steps[k].table)]) v = table[v];
+    fuse_table_into_add(ex_.step_types_[k], (*ex_.consts_)[static_cast<size_t>(steps[k].table)],
+                        table);
     xb.bytes = 0;  // the add's own codes are never written
     xb.last = static_cast<int>(k);
     GraphExecutor::Buffer& yb = bufs[static_cast<size_t>(lut.out)];

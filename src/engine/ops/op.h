@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -219,6 +220,24 @@ void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* 
 // and the add of optimized plans, one lookup per element: y[k] = t[a[k]·256 + b[k]].
 std::vector<uint8_t> add_pair_table(const AddParams& p);
 void add_u8_table(const uint8_t* t, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
+// The add's float form, on CPUs with AVX-512 VBMI: the simulation's own float32 formula 64
+// elements at a time, y = post[clamp(nearbyint(fl(fl(fl((a − zp_a)·s_a) + fl((b − zp_b)·s_b)) /
+// s_out)) + zp_out, lo, hi)], post the identity or a fused table step's 256 codes (one vpermi2b
+// pair per 64 elements). Used only where it equals the pair table on all 65,536 operand pairs
+// (add_float_form checks them all at prepare), so it is add_u8_ref exactly.
+struct AddFloat {
+  float s_a = 1, s_b = 1, s_out = 1;
+  int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = 0, hi = 255;
+  bool post_identity = true;
+  std::array<uint8_t, 256> post{};
+};
+bool cpu_has_avx512vbmi();  // AVX-512 VBMI (vpermi2b) besides cpu_has_avx512vnni()'s F/BW/VL
+// p's float form if this CPU has it and it gives `pairs` (add_pair_table(p)) on every pair.
+std::optional<AddFloat> add_float_form(const AddParams& p, const std::vector<uint8_t>& pairs);
+void add_u8_float(const AddFloat& f, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
+// Context::fuse_add_tables: the add step (its type and consts block) now writes table[its code].
+void fuse_table_into_add(const StepType* add, std::vector<uint8_t>& consts,
+                         const std::array<uint8_t, 256>& table);
 // mul.cpp: mul_u8_ref's bytes without a division or a 128-bit product per element.
 void mul_u8_fast(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
