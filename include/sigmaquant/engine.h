@@ -317,6 +317,11 @@ class PreparedConv2d {
   // copies, × 1 for im2col (factors set from resnet20's layers, sq_bench LayerPaired).
   double staging_uops() const;
   void run(const uint8_t* x, uint8_t* y);
+  // The accumulators instead of codes: acc[c·pix + p] = bias[c] + Σ w · (x − zp_x),
+  // conv2d_acc_ref's integers, per output channel c (its plane of the layer: out_ch) and output
+  // pixel p. Layers whose output is no quantization point (conv → ReLU → average pooling, the float
+  // logits) are prepared for this alone (prepare_conv2d_acc); run() on them throws.
+  void run_acc(const uint8_t* x, int64_t* acc);
   // Bytes of the packed weights (shared by copies) and of the scratch each copy owns.
   size_t weight_bytes() const;
   size_t scratch_bytes() const;
@@ -326,7 +331,16 @@ class PreparedConv2d {
                                           int);
   friend PreparedConv2d prepare_conv2d_u8(const ConvShape&, const IntLayer&, const ConvMicroKernel&,
                                           int, const std::vector<int64_t>&);
+  friend PreparedConv2d prepare_conv2d_acc(const ConvShape&, const IntLayer&, Isa, int);
   enum class Stage { Hwc, Plane, Im2col };
+  // prepare_conv2d_u8 and prepare_conv2d_acc: everything but the epilogue.
+  static PreparedConv2d prepare_core(const ConvShape& s, const IntLayer& L,
+                                     const ConvMicroKernel& k, int in_bits);
+  // Stages x and runs every tile; after each, epi(tile index, first channel, channels, first
+  // pixel) reads acc_.
+  template <typename Epi>
+  void run_tiles(const uint8_t* x, Epi&& epi);
+  bool acc_only_ = false;  // prepared by prepare_conv2d_acc: no epilogue
   // prepare_conv2d_u8's steps, in order.
   void plan_staging();
   void pack_weights(const IntLayer& L);
@@ -379,6 +393,9 @@ class PreparedConv2d {
 // best one (best_isa()).
 PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto,
                                  int in_bits = 8);
+// For run_acc alone: the layer may have a float output (no requantization); groups = 1, weights
+// of at most 8 bits, the Isa form's kernel choice and checks otherwise.
+PreparedConv2d prepare_conv2d_acc(const ConvShape& s, const IntLayer& L, Isa isa, int in_bits);
 // Linear = a 1×1 convolution over a 1×1 image.
 PreparedConv2d prepare_linear_u8(int64_t in_features, int64_t out_features, const IntLayer& L,
                                  Isa isa = Isa::Auto, int in_bits = 8);
@@ -417,11 +434,15 @@ class GroupedConv2d {
   // x40 + pruned x8".
   std::string kernel_names() const;
   void run(const uint8_t* x, uint8_t* y);
+  // Every channel's accumulators (PreparedConv2d::run_acc), for a conv prepared by
+  // prepare_conv2d_grouped_acc (one group of every channel).
+  void run_acc(const uint8_t* x, int64_t* acc);
   size_t weight_bytes() const;   // the groups' packed weights (shared by copies)
   size_t scratch_bytes() const;  // the groups' scratch (each copy its own)
 
  private:
   friend GroupedConv2d prepare_conv2d_grouped(const ConvShape&, const IntLayer&, Isa, int, bool);
+  friend GroupedConv2d prepare_conv2d_grouped_acc(const ConvShape&, const IntLayer&, Isa, int);
   ConvShape s_;
   std::vector<PreparedConv2d> groups_;
   std::vector<std::vector<int64_t>> group_ch_;
@@ -433,6 +454,9 @@ class GroupedConv2d {
 // measurements).
 GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto,
                                      int in_bits = 8, bool split = true);
+// For run_acc: prepare_conv2d_acc's conv as one group (the layer may have a float output).
+GroupedConv2d prepare_conv2d_grouped_acc(const ConvShape& s, const IntLayer& L, Isa isa,
+                                         int in_bits);
 // ---------------------------------------------------------------------------------------------
 // The graph executor (src/engine/graph_executor.cpp; one file per op under src/engine/ops/, mapped
 // from graph ops by ops/registry.cpp): any graph a QuantModel supports (the zoo's

@@ -444,12 +444,26 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, Isa isa,
 
 PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const ConvMicroKernel& k,
                                  int in_bits) {
+  if (L.out_node < 0)
+    fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
+  PreparedConv2d c = PreparedConv2d::prepare_core(s, L, k, in_bits);
+  c.plan_epilogue(L);
+  return c;
+}
+
+PreparedConv2d prepare_conv2d_acc(const ConvShape& s, const IntLayer& L, Isa isa, int in_bits) {
+  PreparedConv2d c = PreparedConv2d::prepare_core(
+      s, L, kernels::choose_kernel(isa, max_abs_weight(L), in_bits), in_bits);
+  c.acc_only_ = true;
+  return c;
+}
+
+PreparedConv2d PreparedConv2d::prepare_core(const ConvShape& s, const IntLayer& L,
+                                            const ConvMicroKernel& k, int in_bits) {
   check_conv(s, &L);
   if (s.groups != 1)
     fail("prepare_conv2d_u8: layer '{}' has {} groups (expected 1; use conv2d_u8_ref)", L.name,
          s.groups);
-  if (L.out_node < 0)
-    fail("prepare_conv2d_u8: layer '{}' has a float output (expected a quantized one)", L.name);
   if (!k.cpu_has())
     fail("prepare_conv2d_u8: kernel {} needs {}, which this CPU lacks", k.name, isa_name(k.isa));
   const int32_t x_max = x_max_of(in_bits), w_max = max_abs_weight(L);
@@ -475,7 +489,6 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const Co
   c.pix_pad_ = (c.pix_ + k.nr - 1) / k.nr * k.nr;
   c.plan_staging();
   c.pack_weights(L);
-  c.plan_epilogue(L);
   c.acc_.assign(static_cast<size_t>(kMr * k.nr), 0);
   c.out_ch_.resize(static_cast<size_t>(s.out_c));
   for (int64_t oc = 0; oc < s.out_c; ++oc) c.out_ch_[oc] = oc;
@@ -737,7 +750,8 @@ size_t PreparedConv2d::scratch_bytes() const {
   return col8_.size() + col16_.size() * sizeof(int16_t) + acc_.size() * sizeof(int32_t);
 }
 
-void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
+template <typename Epi>
+void PreparedConv2d::run_tiles(const uint8_t* x, Epi&& epi) {
   const bool int8 = kernel_->layout == WeightLayout::Quad8;
   const int64_t ng = kp_ / kernel_->kr, nr = kernel_->nr;
   const void* src;
@@ -760,51 +774,72 @@ void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
     const int64_t oc0 = t * kMr, noc = std::min<int64_t>(kMr, s_.out_c - oc0);
     for (int64_t p0 = 0; p0 < pix_pad_; p0 += nr) {
       tile(w, src, pix_off_.data() + p0, grp_off_.data(), ng, flush_, acc_.data());
-      if (kernel_->epilogue && q_ok_[t]) {  // the kernel's own, the whole tile at once
-        const EpilogueQ32 q{q_bias_.data() + oc0,
-                            q_shift_.data() + oc0,
-                            q_mult_.data() + oc0,
-                            q_round_.data() + oc0,
-                            zp_out_,
-                            lo_,
-                            hi_};
-        kernel_->epilogue(acc_.data(), q, out_ch_.data() + oc0, noc,
-                          std::min<int64_t>(nr, pix_ - p0), pix_, y + p0);
+      epi(t, oc0, noc, p0);
+    }
+  }
+}
+
+void PreparedConv2d::run_acc(const uint8_t* x, int64_t* acc) {
+  const int64_t nr = kernel_->nr;
+  run_tiles(x, [&](int64_t, int64_t oc0, int64_t noc, int64_t p0) {
+    const int64_t np = std::min<int64_t>(nr, pix_ - p0);
+    for (int64_t o = 0; o < noc; ++o) {
+      const int64_t b = bias_[oc0 + o];
+      int64_t* a = acc + out_ch_[oc0 + o] * pix_ + p0;
+      for (int64_t p = 0; p < np; ++p) a[p] = b + acc_[p * kMr + o];
+    }
+  });
+}
+
+void PreparedConv2d::run(const uint8_t* x, uint8_t* y) {
+  if (acc_only_)
+    fail("PreparedConv2d::run: prepared for its accumulators alone (prepare_conv2d_acc)");
+  const int64_t nr = kernel_->nr;
+  run_tiles(x, [&](int64_t t, int64_t oc0, int64_t noc, int64_t p0) {
+    if (kernel_->epilogue && q_ok_[t]) {  // the kernel's own, the whole tile at once
+      const EpilogueQ32 q{q_bias_.data() + oc0,
+                          q_shift_.data() + oc0,
+                          q_mult_.data() + oc0,
+                          q_round_.data() + oc0,
+                          zp_out_,
+                          lo_,
+                          hi_};
+      kernel_->epilogue(acc_.data(), q, out_ch_.data() + oc0, noc, std::min<int64_t>(nr, pix_ - p0),
+                        pix_, y + p0);
+      return;
+    }
+    // The epilogue, 6 pixels at a time.
+    for (int64_t q = 0; q < nr && p0 + q < pix_; q += kEpiloguePix) {
+      const int32_t* acc = acc_.data() + q * kMr;
+      const int64_t np = std::min<int64_t>(kEpiloguePix, pix_ - p0 - q);
+      // Channel oc0 + o goes to plane out_ch_[oc0 + o] of y (the identity for a whole layer).
+      uint8_t* yt = y + p0 + q;
+      const int64_t* ch = out_ch_.data() + oc0;
+#ifdef SQ_X86
+      if (q_ok_[t]) {
+        epilogue_avx2_q32(acc, q_bias_.data() + oc0, q_mult_.data() + oc0, q_round_.data() + oc0,
+                          q_shift_.data() + oc0, ch, noc, np, pix_, zp_out_, lo_, hi_, yt);
         continue;
       }
-      // The epilogue, 6 pixels at a time.
-      for (int64_t q = 0; q < nr && p0 + q < pix_; q += kEpiloguePix) {
-        const int32_t* acc = acc_.data() + q * kMr;
-        const int64_t np = std::min<int64_t>(kEpiloguePix, pix_ - p0 - q);
-        // Channel oc0 + o goes to plane out_ch_[oc0 + o] of y (the identity for a whole layer).
-        uint8_t* yt = y + p0 + q;
-        const int64_t* ch = out_ch_.data() + oc0;
-#ifdef SQ_X86
-        if (q_ok_[t]) {
-          epilogue_avx2_q32(acc, q_bias_.data() + oc0, q_mult_.data() + oc0, q_round_.data() + oc0,
-                            q_shift_.data() + oc0, ch, noc, np, pix_, zp_out_, lo_, hi_, yt);
-          continue;
-        }
-        if (ep_vector_ok_[t]) {
-          epilogue_avx2(acc, ep_bias_.data() + oc0, ep_mult_.data() + oc0, ep_shift_.data() + oc0,
-                        ep_round_.data() + oc0, requant_.data() + oc0, ch, noc, np, pix_, zp_out_,
-                        lo_, hi_, yt);
-          continue;
-        }
+      if (ep_vector_ok_[t]) {
+        epilogue_avx2(acc, ep_bias_.data() + oc0, ep_mult_.data() + oc0, ep_shift_.data() + oc0,
+                      ep_round_.data() + oc0, requant_.data() + oc0, ch, noc, np, pix_, zp_out_,
+                      lo_, hi_, yt);
+        continue;
+      }
 #endif
-        for (int64_t o = 0; o < noc; ++o) {
-          const int64_t oc = oc0 + o;
-          const Requant r = requant_[oc];
-          uint8_t* yo = yt + ch[o] * pix_;
-          for (int64_t p = 0; p < np; ++p) {
-            // IntLayer::output: requantize, add the zero point, clamp.
-            const int64_t v = int64_t{requantize_fast(bias_[oc] + acc[p * kMr + o], r)} + zp_out_;
-            yo[p] = static_cast<uint8_t>(std::clamp<int64_t>(v, lo_, hi_));
-          }
+      for (int64_t o = 0; o < noc; ++o) {
+        const int64_t oc = oc0 + o;
+        const Requant r = requant_[oc];
+        uint8_t* yo = yt + ch[o] * pix_;
+        for (int64_t p = 0; p < np; ++p) {
+          // IntLayer::output: requantize, add the zero point, clamp.
+          const int64_t v = int64_t{requantize_fast(bias_[oc] + acc[p * kMr + o], r)} + zp_out_;
+          yo[p] = static_cast<uint8_t>(std::clamp<int64_t>(v, lo_, hi_));
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace sq

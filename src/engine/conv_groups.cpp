@@ -168,6 +168,21 @@ std::string GroupedConv2d::kernel_names() const {
   return s;
 }
 
+GroupedConv2d prepare_conv2d_grouped_acc(const ConvShape& s, const IntLayer& L, Isa isa,
+                                         int in_bits) {
+  GroupedConv2d g;
+  g.s_ = s;
+  g.groups_.push_back(prepare_conv2d_acc(s, L, isa, in_bits));
+  std::vector<int64_t> all(static_cast<size_t>(s.out_c));
+  for (int64_t c = 0; c < s.out_c; ++c) all[static_cast<size_t>(c)] = c;
+  g.group_ch_.push_back(std::move(all));
+  return g;
+}
+
+void GroupedConv2d::run_acc(const uint8_t* x, int64_t* acc) {
+  for (PreparedConv2d& g : groups_) g.run_acc(x, acc);
+}
+
 void GroupedConv2d::run(const uint8_t* x, uint8_t* y) {
   const auto pix = static_cast<size_t>(s_.out_h() * s_.out_w());
   for (size_t k = 0; k < const_ch_.size(); ++k)

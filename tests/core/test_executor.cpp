@@ -107,6 +107,42 @@ INSTANTIATE_TEST_SUITE_P(Zoo, GraphExecutorIsa,
                                   std::get<1>(info.param).name;
                          });
 
+// A conv whose output is no point but goes through ReLU into an average pooling (conv+gap,
+// conv+avgpool, and the float logits' conv+gap(f32)) runs the conv kernels' tiles for its
+// accumulators in optimized plans (its describe() line names the kernel), with the reference
+// plan's logits; the zoo's OptimizedEqualsReferenceExactly checks them on every ISA, and
+// ExportC.ConvReluGlobalPoolHeadGivesTheLogits the float head (ConvGapF32).
+TEST(GraphExecutor, PooledConvsRunTheKernels) {
+  using Kind = sq::GraphExecutor::Step::Kind;
+  std::map<Kind, int> seen;
+  for (const char* zoo : {"mobilenetv2", "dense"}) {
+    const sq::QuantModel qm = sqtest::synthetic_qmodel(zoo, {3, 16, 16}, 10, 3);
+    const sq::IntModel im = sq::integerize(qm);
+    const sq::GraphExecutor ref = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
+    for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Auto}) {
+      sq::GraphExecutor fast = sq::GraphExecutor::prepare(qm.graph, im, isa);
+      const std::vector<std::string> plan = fast.describe();
+      for (size_t k = 0; k < fast.steps().size(); ++k) {
+        const Kind kind = fast.steps()[k].kind;
+        if (kind != Kind::ConvGap && kind != Kind::ConvPool && kind != Kind::ConvGapF32) continue;
+        ++seen[kind];
+        EXPECT_NE(plan[k].find(" ["), std::string::npos) << zoo << ": " << plan[k];
+        EXPECT_GE(fast.steps()[k].fast, 0) << zoo << ": " << plan[k];
+      }
+      const auto imgs = sqtest::random_images(3, ref.input_size(), 8);
+      for (int s = 0; s < 3; ++s) {
+        std::vector<float> want(10), got(10);
+        sq::GraphExecutor r = ref;
+        r.run(imgs.data() + s * ref.input_size(), want.data());
+        fast.run(imgs.data() + s * ref.input_size(), got.data());
+        EXPECT_EQ(got, want) << zoo << " sample " << s;
+      }
+    }
+  }
+  EXPECT_GT(seen[Kind::ConvGap], 0);
+  EXPECT_GT(seen[Kind::ConvPool], 0);
+}
+
 // Optimized plans fuse an add with the table step that alone reads its codes (resnet's add →
 // ReLU to another point; the dense case's add rescaled into a concat's channel slice): one
 // "add+table" step that holds the table's node's codes and writes where the table wrote.

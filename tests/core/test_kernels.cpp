@@ -164,6 +164,38 @@ TEST_P(EngineKernels, EqualTheReferenceExactly) {
   }
 }
 
+// The accumulator mode (conv → ReLU → average pooling, the float logits): on every tier this CPU
+// runs, at 8 and 4 bits, every shape's run_acc equals conv2d_acc_ref's integers, for a layer
+// whose output is no quantization point; run() on such a conv is refused.
+TEST(EngineKernelsAcc, RunAccEqualsTheReferenceAccumulators) {
+  int tiers = 0;
+  for (const sqtest::IsaCase& ic : sqtest::kIsas) {
+    if ((ic.isa == sq::Isa::Avx2 && !sq::cpu_has_avx2()) ||
+        (ic.isa == sq::Isa::AvxVnni && !sq::cpu_has_avxvnni()) ||
+        (ic.isa == sq::Isa::Avx512Vnni && !sq::cpu_has_avx512vnni()))
+      continue;
+    ++tiers;
+    for (int bits : {8, 4}) {
+      std::mt19937_64 rng(77 + bits);
+      for (const Case& c : kShapes) {
+        sq::IntLayer L = random_layer(c.s, bits, bits, rng);
+        L.out_node = -1;  // a float output: no requantization needed
+        L.requant.clear();
+        L.weight_scales.assign(static_cast<size_t>(c.s.out_c), 0.01f);
+        const std::vector<uint8_t> x = random_input(c.s, bits, rng);
+        std::vector<int64_t> want(c.s.out_size()), got(c.s.out_size(), -7);
+        sq::conv2d_acc_ref(c.s, L, x.data(), want.data());
+        sq::PreparedConv2d conv = sq::prepare_conv2d_acc(c.s, L, ic.isa, bits);
+        conv.run_acc(x.data(), got.data());
+        EXPECT_EQ(got, want) << ic.name << " " << c.name << " at " << bits << " bits";
+        std::vector<uint8_t> y(c.s.out_size());
+        EXPECT_THROW(conv.run(x.data(), y.data()), sq::Error);
+      }
+    }
+  }
+  EXPECT_GE(tiers, 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engine, EngineKernels,
                          ::testing::Combine(::testing::ValuesIn(sq::conv_kernels()),
                                             ::testing::Range(2, 9), ::testing::Range(2, 9)),

@@ -3,7 +3,10 @@
 // accumulator units, summed over the window (padded taps add 0 and count), requantized per
 // channel to the point after the pooling. When the pooling (→ flatten) is the network's output
 // (SqueezeNet's classifier: conv → ReLU → global pooling), the step writes float logits.
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <tuple>
 
@@ -68,9 +71,18 @@ int64_t patch_slots(const ConvShape& s) {
   return (s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w + 1) / 2;
 }
 
-template <bool kGlobal, AccFn kAcc>
-void eval_conv_pool(const Run& r, const Step& st) {
+// A step's accumulators into r.acc: an AccFn on the layer, or (groups = 1 in optimized plans) the
+// conv kernels' tiles (GroupedConv2d::run_acc, the same integers).
+using StepAcc = void (*)(const Run&, const Step&);
+template <AccFn kAcc>
+void acc_of(const Run& r, const Step& st) {
   kAcc(st.conv, r.layers[st.layer], r.in(st), r.acc);
+}
+void acc_tiles(const Run& r, const Step& st) { r.fast[st.fast].run_acc(r.in(st), r.acc); }
+
+template <bool kGlobal, StepAcc kAcc>
+void eval_conv_pool(const Run& r, const Step& st) {
+  kAcc(r, st);
   uint8_t* out = r.out(st);
   const int64_t hw = st.conv.out_h() * st.conv.out_w();
   for (int64_t c = 0; c < st.conv.out_c; ++c) {
@@ -113,10 +125,10 @@ void eval_conv_pool(const Run& r, const Step& st) {
 
 // The logits: act((acc − bias) · unit + b) per pixel in double, averaged over the plane
 // (sq_conv_gap_f32 in the C runtime is the same arithmetic, operation for operation).
-template <AccFn kAcc>
+template <StepAcc kAcc>
 void eval_conv_gap_f32(const Run& r, const Step& st) {
   const IntLayer& L = r.layers[st.layer];
-  kAcc(st.conv, L, r.in(st), r.acc);
+  kAcc(r, st);
   const int64_t hw = st.conv.out_h() * st.conv.out_w();
   const bool b_float = L.bias_float.size() == L.bias.size();
   for (int64_t c = 0; c < st.conv.out_c; ++c) {
@@ -135,30 +147,44 @@ void eval_conv_gap_f32(const Run& r, const Step& st) {
   }
 }
 
-// Per step kind: the reference plan's, the portable and the AVX2 accumulation.
+// Per step kind: the reference plan's, the portable and the AVX2 patch accumulation, and the
+// conv kernels' (its label gets the kernel's name).
 struct Kinds {
-  StepType ref, portable, avx2;
+  StepType ref, portable, avx2, tiles;
 };
 #ifdef __x86_64__
 #define SQ_ACC_AVX2 acc_avx2
 #else
 #define SQ_ACC_AVX2 acc_portable
 #endif
-const Kinds kConvGap{{Step::Kind::ConvGap, "conv+gap(ref)", eval_conv_pool<true, acc_ref>},
-                     {Step::Kind::ConvGap, "conv+gap", eval_conv_pool<true, acc_portable>},
-                     {Step::Kind::ConvGap, "conv+gap(avx2)", eval_conv_pool<true, SQ_ACC_AVX2>}};
+const Kinds kConvGap{
+    {Step::Kind::ConvGap, "conv+gap(ref)", eval_conv_pool<true, acc_of<acc_ref>>},
+    {Step::Kind::ConvGap, "conv+gap", eval_conv_pool<true, acc_of<acc_portable>>},
+    {Step::Kind::ConvGap, "conv+gap(avx2)", eval_conv_pool<true, acc_of<SQ_ACC_AVX2>>},
+    {Step::Kind::ConvGap, "conv+gap", eval_conv_pool<true, acc_tiles>}};
 const Kinds kConvGapF32{
-    {Step::Kind::ConvGapF32, "conv+gap(f32, ref)", eval_conv_gap_f32<acc_ref>},
-    {Step::Kind::ConvGapF32, "conv+gap(f32)", eval_conv_gap_f32<acc_portable>},
-    {Step::Kind::ConvGapF32, "conv+gap(f32, avx2)", eval_conv_gap_f32<SQ_ACC_AVX2>}};
+    {Step::Kind::ConvGapF32, "conv+gap(f32, ref)", eval_conv_gap_f32<acc_of<acc_ref>>},
+    {Step::Kind::ConvGapF32, "conv+gap(f32)", eval_conv_gap_f32<acc_of<acc_portable>>},
+    {Step::Kind::ConvGapF32, "conv+gap(f32, avx2)", eval_conv_gap_f32<acc_of<SQ_ACC_AVX2>>},
+    {Step::Kind::ConvGapF32, "conv+gap(f32)", eval_conv_gap_f32<acc_tiles>}};
 const Kinds kConvPool{
-    {Step::Kind::ConvPool, "conv+avgpool(ref)", eval_conv_pool<false, acc_ref>},
-    {Step::Kind::ConvPool, "conv+avgpool", eval_conv_pool<false, acc_portable>},
-    {Step::Kind::ConvPool, "conv+avgpool(avx2)", eval_conv_pool<false, SQ_ACC_AVX2>}};
+    {Step::Kind::ConvPool, "conv+avgpool(ref)", eval_conv_pool<false, acc_of<acc_ref>>},
+    {Step::Kind::ConvPool, "conv+avgpool", eval_conv_pool<false, acc_of<acc_portable>>},
+    {Step::Kind::ConvPool, "conv+avgpool(avx2)", eval_conv_pool<false, acc_of<SQ_ACC_AVX2>>},
+    {Step::Kind::ConvPool, "conv+avgpool", eval_conv_pool<false, acc_tiles>}};
 #undef SQ_ACC_AVX2
 
-const StepType& pick(const Context& c, const Kinds& k) {
+// The step type for st, and in optimized plans of a groups = 1 conv whose reduction keeps the
+// kernels' int32 exact, its tiles (st.fast set; detail: " [kernel]").
+const StepType& pick(Context& c, const Kinds& k, Step& st, std::string& detail) {
   if (c.isa == Isa::Reference) return k.ref;
+  const IntLayer& L = c.layer(st.layer);
+  if (st.conv.groups == 1 && st.conv.taps() <= INT32_MAX / (255 * 128)) {
+    GroupedConv2d conv = prepare_conv2d_grouped_acc(st.conv, L, c.isa, c.point(L.in_node).bits);
+    detail = fmt::format(" [{}]", conv.kernel_names());
+    st.fast = c.add_fast(std::move(conv));
+    return k.tiles;
+  }
 #ifdef __x86_64__
   const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
   if (isa != Isa::Portable && cpu_has_avx2()) return k.avx2;
@@ -218,8 +244,9 @@ void push_conv_pool(Context& c, int node, Step st) {
     st.relu6 = relu6;
     c.reserve_acc(st.conv.out_size() + patch_slots(st.conv));
     c.set_logits(st.conv.out_c);
-    const StepType& type = pick(c, kConvGapF32);
-    c.push(std::move(st), type);
+    std::string detail;
+    const StepType& type = pick(c, kConvGapF32, st, detail);
+    c.push(std::move(st), type, detail);
     c.val(gap).done = true;
     for (int t : tail) c.val(t).done = true;
     return;
@@ -228,9 +255,8 @@ void push_conv_pool(Context& c, int node, Step st) {
   // The window each output averages over: the whole plane (global) or kh·kw taps, the padded
   // ones counting as zeros (count_include_pad, as the float model).
   int64_t hw = st.conv.out_h() * st.conv.out_w();
-  const StepType* type = &pick(c, kConvGap);
-  if (pool.op == Op::AvgPool) {
-    type = &pick(c, kConvPool);
+  const bool windowed = pool.op == Op::AvgPool;
+  if (windowed) {
     st.pool = PoolShape{st.conv.out_c, st.conv.out_h(), st.conv.out_w(), pool.window};
     const Window2d& pw = pool.window;
     if (st.pool.out_h() <= 0 || st.pool.out_w() <= 0 ||
@@ -252,7 +278,9 @@ void push_conv_pool(Context& c, int node, Step st) {
   std::tie(st.lo, st.hi) = act_range(q, w.relu, w.relu6);
   st.zp_out = q.zero_point;
   c.reserve_acc(st.conv.out_size() + patch_slots(st.conv));
-  c.push_output(gap, std::move(st), *type, w, c.numel(gap));
+  std::string detail;
+  const StepType& type = pick(c, windowed ? kConvPool : kConvGap, st, detail);
+  c.push_output(gap, std::move(st), type, w, c.numel(gap), detail);
 }
 
 }  // namespace sq::ops
