@@ -6,9 +6,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "op.h"
 #include "sigmaquant/error.h"
+
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
 
 namespace sq::ops {
 
@@ -29,54 +34,122 @@ const StepType kConvRef{Step::Kind::ConvRef, "conv(ref)", eval_ref};
 const StepType kConvF32{Step::Kind::ConvF32, "conv(f32)", eval_f32};
 
 // The float logits of a linear layer (one pixel in, one out, a 1×1 window): conv2d_f32_ref's
-// integers and epilogue, with the reduction Σ w · (x − zp) in int32 partial sums a compiler
-// vectorizes. |w| <= 127 and |x − zp| <= 255 (weights and activations of at most 8 bits), so a
-// block of 4,096 products stays below 2^27.
-template <typename Sum>
-inline void linear_f32(const ConvShape& s, const IntLayer& L, const uint8_t* x, float* y, Sum sum) {
-  const int64_t k = s.in_c;
-  const bool exact_bias = L.bias_float.size() == L.bias.size();
+// integers and epilogue. Optimized plans keep the weights as int8 rows padded to 64 bytes with each
+// row's Σ w after them (one consts block: 4× fewer bytes to stream than the layer's int32 weights,
+// which is what a batch-1 matrix-vector product waits for) and reduce Σ w·x − zp·Σ w with int32
+// partial sums per block of 32,768 products (|w| <= 128, x <= 255: a block stays below 2^31).
+constexpr int64_t kRowAlign = 64, kDotBlock = 32768;
+
+int64_t padded_row(int64_t k) { return (k + kRowAlign - 1) / kRowAlign * kRowAlign; }
+
+std::vector<uint8_t> pack_linear(const ConvShape& s, const IntLayer& L) {
+  const int64_t k = s.in_c, kp = padded_row(k);
+  std::vector<uint8_t> block(static_cast<size_t>(s.out_c * kp + s.out_c * 8), 0);
   for (int64_t c = 0; c < s.out_c; ++c) {
-    const int64_t dot = sum(L.weights.data() + c * k, x, k, L.in_zero_point);
-    const double unit = static_cast<double>(L.in_scale) * L.weight_scales[c];
-    y[c] = static_cast<float>(exact_bias ? static_cast<double>(dot) * unit + L.bias_float[c]
-                                         : static_cast<double>(L.bias[c] + dot) * unit);
+    int64_t sum = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      const int32_t w = L.weights[static_cast<size_t>(c * k + i)];
+      if (w < -128 || w > 127)
+        fail("engine: layer '{}' has weight {} (expected 8 bits)", L.name, w);
+      block[static_cast<size_t>(c * kp + i)] = static_cast<uint8_t>(static_cast<int8_t>(w));
+      sum += w;
+    }
+    std::memcpy(block.data() + s.out_c * kp + c * 8, &sum, 8);
   }
+  return block;
 }
 
-__attribute__((always_inline)) inline int64_t dot_u8(const int32_t* w, const uint8_t* x, int64_t k,
-                                                     int32_t zp) {
+// Σ_i w[i]·x[i] over one row (k products, w padded with zeros to a multiple of 64).
+using RowDot = int64_t (*)(const int8_t* w, const uint8_t* x, int64_t k);
+
+int64_t row_dot_portable(const int8_t* w, const uint8_t* x, int64_t k) {
   int64_t total = 0;
-  for (int64_t b = 0; b < k; b += 4096) {
-    const int64_t e = std::min(k, b + 4096);
+  for (int64_t b = 0; b < k; b += kDotBlock) {
+    const int64_t e = std::min(k, b + kDotBlock);
     int32_t part = 0;
-    for (int64_t i = b; i < e; ++i) part += w[i] * (static_cast<int32_t>(x[i]) - zp);
+    for (int64_t i = b; i < e; ++i) part += int32_t{w[i]} * int32_t{x[i]};
     total += part;
   }
   return total;
 }
 
-int64_t dot_u8_portable(const int32_t* w, const uint8_t* x, int64_t k, int32_t zp) {
-  return dot_u8(w, x, k, zp);
+template <RowDot kDot>
+void eval_linear(const Run& r, const Step& st) {
+  const ConvShape& s = st.conv;
+  const IntLayer& L = r.layers[st.layer];
+  const uint8_t* block = r.consts[st.table].data();
+  const int64_t k = s.in_c, kp = padded_row(k);
+  const uint8_t* x = r.in(st);
+  const bool exact_bias = L.bias_float.size() == L.bias.size();
+  for (int64_t c = 0; c < s.out_c; ++c) {
+    int64_t wsum;
+    std::memcpy(&wsum, block + s.out_c * kp + c * 8, 8);
+    const int64_t dot = kDot(reinterpret_cast<const int8_t*>(block + c * kp), x, k) -
+                        int64_t{L.in_zero_point} * wsum;
+    const double unit = static_cast<double>(L.in_scale) * L.weight_scales[c];
+    r.logits[c] = static_cast<float>(exact_bias ? static_cast<double>(dot) * unit + L.bias_float[c]
+                                                : static_cast<double>(L.bias[c] + dot) * unit);
+  }
 }
 
-void eval_linear_f32(const Run& r, const Step& st) {
-  linear_f32(st.conv, r.layers[st.layer], r.in(st), r.logits, dot_u8_portable);
-}
-
-const StepType kLinearF32{Step::Kind::ConvF32, "linear(f32)", eval_linear_f32};
+const StepType kLinearF32{Step::Kind::ConvF32, "linear(f32)", eval_linear<row_dot_portable>};
 
 #ifdef __x86_64__
-__attribute__((target("avx2"))) int64_t dot_u8_avx2(const int32_t* w, const uint8_t* x, int64_t k,
-                                                    int32_t zp) {
-  return dot_u8(w, x, k, zp);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 16 products a step: x widened to int16, w sign-extended, vpmaddwd into 8 int32 lanes.
+__attribute__((target("avx2"))) int64_t row_dot_avx2(const int8_t* w, const uint8_t* x, int64_t k) {
+  int64_t total = 0;
+  const int64_t kv = k / 16 * 16;
+  for (int64_t b = 0; b < kv; b += kDotBlock) {
+    const int64_t e = std::min(kv, b + kDotBlock);
+    __m256i acc = _mm256_setzero_si256();
+    for (int64_t i = b; i < e; i += 16) {
+      const __m256i xv =
+          _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+      const __m256i wv =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv));
+    }
+    alignas(32) int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+    for (int32_t v : lanes) total += v;
+  }
+  for (int64_t i = kv; i < k; ++i) total += int32_t{w[i]} * int32_t{x[i]};
+  return total;
 }
 
-void eval_linear_f32_avx2(const Run& r, const Step& st) {
-  linear_f32(st.conv, r.layers[st.layer], r.in(st), r.logits, dot_u8_avx2);
+// 64 products a vpdpbusd (u8 x · s8 w, 4 per int32 lane); the last partial 64 bytes of x by a
+// masked load (w is zero there).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t row_dot_avx512(const int8_t* w,
+                                                                              const uint8_t* x,
+                                                                              int64_t k) {
+  int64_t total = 0;
+  for (int64_t b = 0; b < k; b += kDotBlock) {
+    const int64_t e = std::min(k, b + kDotBlock);
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+    int64_t i = b;
+    for (; i + 128 <= e; i += 128) {
+      acc0 = _mm512_dpbusd_epi32(acc0, _mm512_loadu_si512(x + i), _mm512_loadu_si512(w + i));
+      acc1 =
+          _mm512_dpbusd_epi32(acc1, _mm512_loadu_si512(x + i + 64), _mm512_loadu_si512(w + i + 64));
+    }
+    for (; i < e; i += 64) {
+      const int64_t m = std::min<int64_t>(64, e - i);
+      const __mmask64 mask = m == 64 ? ~__mmask64{0} : (__mmask64{1} << m) - 1;
+      acc0 = _mm512_dpbusd_epi32(acc0, _mm512_maskz_loadu_epi8(mask, x + i),
+                                 _mm512_loadu_si512(w + i));
+    }
+    total += _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+  }
+  return total;
 }
+#pragma GCC diagnostic pop
 
-const StepType kLinearF32Avx2{Step::Kind::ConvF32, "linear(f32, avx2)", eval_linear_f32_avx2};
+const StepType kLinearF32Avx2{Step::Kind::ConvF32, "linear(f32, avx2)", eval_linear<row_dot_avx2>};
+const StepType kLinearF32Avx512{Step::Kind::ConvF32, "linear(f32, avx512vnni)",
+                                eval_linear<row_dot_avx512>};
 #endif
 
 // The output layer's step: in optimized plans a linear layer's vectorized reduction (AVX2 where
@@ -89,6 +162,7 @@ const StepType& logits_step(const Context& c, const ConvShape& s) {
   if (!linear) return kConvF32;
 #ifdef __x86_64__
   const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
+  if (isa == Isa::Avx512Vnni) return kLinearF32Avx512;
   if (isa != Isa::Portable && cpu_has_avx2()) return kLinearF32Avx2;
 #endif
   return kLinearF32;
@@ -116,6 +190,7 @@ void prepare_conv(Context& c, int node) {
            g.nodes[L.out_node].name);
     c.set_logits(st.conv.out_size());
     const StepType& type = logits_step(c, st.conv);
+    if (&type != &kConvF32) st.table = c.add_consts(pack_linear(st.conv, L));
     c.push(std::move(st), type);
     c.val(node).done = true;
     return;
