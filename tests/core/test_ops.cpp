@@ -150,6 +150,25 @@ TEST(GraphExecutorOps, FastAddEqualsTheReference) {
   EXPECT_EQ(exact, 4);
 }
 
+// The tables' VBMI form (two vpermi2b per 64 codes, a masked tail) equals the plain lookup on
+// every length around the 64-byte blocks, in place too, without writing past the end.
+TEST(GraphExecutorOps, VbmiTableEqualsThePlainLookup) {
+  if (!sq::ops::cpu_has_avx512vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
+  std::mt19937 rng(31);
+  std::array<uint8_t, 256> t{};
+  for (auto& v : t) v = static_cast<uint8_t>(rng());
+  for (int64_t n : {0, 1, 63, 64, 65, 127, 128, 200, 4099}) {
+    std::vector<uint8_t> x(static_cast<size_t>(n) + 1), want(x.size(), 9), got(x.size(), 9);
+    for (auto& v : x) v = static_cast<uint8_t>(rng());
+    sq::ops::lut_u8(t.data(), x.data(), n, want.data());
+    sq::ops::lut_u8_vbmi(t.data(), x.data(), n, got.data());
+    EXPECT_EQ(got, want) << "n = " << n;                    // the byte past n stays 9 in both
+    sq::ops::lut_u8_vbmi(t.data(), x.data(), n, x.data());  // in place
+    x.back() = 9;
+    EXPECT_EQ(x, want) << "in place, n = " << n;
+  }
+}
+
 // The add's float form (AVX-512 VBMI CPUs): where add_float_form accepts it, it gives the
 // reference's codes on every pair, in runs of any length (partial last blocks), and with a fused
 // table, table[reference code]. The exact adds of these scales all take it (the simulation's own

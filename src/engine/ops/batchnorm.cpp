@@ -14,17 +14,18 @@ namespace sq::ops {
 
 namespace {
 
+template <LutFn kLook>
 void eval_channel_lut(const Run& r, const Step& st) {
   const int64_t plane = st.n / st.channels;
   const uint8_t* in = r.in(st);
   uint8_t* o = r.out(st);
-  for (int64_t ch = 0; ch < st.channels; ++ch) {
-    const uint8_t* t = r.luts[st.table + ch].data();
-    for (int64_t k = ch * plane, e = k + plane; k < e; ++k) o[k] = t[in[k]];
-  }
+  for (int64_t ch = 0; ch < st.channels; ++ch)
+    kLook(r.luts[st.table + ch].data(), in + ch * plane, plane, o + ch * plane);
 }
 
-const StepType kChannelLut{Step::Kind::ChannelLut, "channel-table", eval_channel_lut};
+const StepType kChannelLut{Step::Kind::ChannelLut, "channel-table", eval_channel_lut<lut_u8>};
+const StepType kChannelLutVbmi{Step::Kind::ChannelLut, "channel-table(avx512)",
+                               eval_channel_lut<lut_u8_vbmi>};
 
 std::array<uint8_t, 256> batchnorm_table(const ActQuant& p, const ActQuant& q, float gamma,
                                          float beta, float mean, float var, double eps, bool relu,
@@ -83,7 +84,7 @@ void prepare_batchnorm(Context& c, int node) {
     if (k == 0) st.table = t;
   }
   const int64_t bytes = st.n;
-  c.push_output(node, std::move(st), kChannelLut, w, bytes);
+  c.push_output(node, std::move(st), use_vbmi_tables(c) ? kChannelLutVbmi : kChannelLut, w, bytes);
 }
 
 }  // namespace sq::ops

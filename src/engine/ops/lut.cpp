@@ -9,20 +9,64 @@
 #include "op.h"
 #include "sigmaquant/error.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace sq::ops {
+
+void lut_u8(const uint8_t* t, const uint8_t* x, int64_t n, uint8_t* y) {
+  for (int64_t k = 0; k < n; ++k) y[k] = t[x[k]];
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// t[0..127] in t0:t1, t[128..255] in t2:t3; vpermi2b reads an index's low 7 bits, the high bit
+// picks the half. (A function, not a lambda: lambdas do not inherit the target attribute.)
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) inline __m512i look64(__m512i c, __m512i t0,
+                                                                             __m512i t1, __m512i t2,
+                                                                             __m512i t3) {
+  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(c), _mm512_permutex2var_epi8(t0, c, t1),
+                                _mm512_permutex2var_epi8(t2, c, t3));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) void lut_u8_vbmi(const uint8_t* t,
+                                                                        const uint8_t* x, int64_t n,
+                                                                        uint8_t* y) {
+  const __m512i t0 = _mm512_loadu_si512(t), t1 = _mm512_loadu_si512(t + 64),
+                t2 = _mm512_loadu_si512(t + 128), t3 = _mm512_loadu_si512(t + 192);
+  int64_t k = 0;
+  for (; k + 64 <= n; k += 64)
+    _mm512_storeu_si512(y + k, look64(_mm512_loadu_si512(x + k), t0, t1, t2, t3));
+  if (k < n) {  // the tail by masked load and store (masked-off bytes are not touched)
+    const __mmask64 m = (__mmask64{1} << (n - k)) - 1;
+    _mm512_mask_storeu_epi8(y + k, m, look64(_mm512_maskz_loadu_epi8(m, x + k), t0, t1, t2, t3));
+  }
+}
+#pragma GCC diagnostic pop
+#else
+void lut_u8_vbmi(const uint8_t* t, const uint8_t* x, int64_t n, uint8_t* y) { lut_u8(t, x, n, y); }
+#endif
 
 namespace {
 
+template <LutFn kLook>
 void eval_lut(const Run& r, const Step& st) {
-  const uint8_t* t = r.luts[st.table].data();
-  const uint8_t* in = r.in(st);
-  uint8_t* o = r.out(st) + st.out_offset;  // a concat input's channel slice
-  for (int64_t k = 0; k < st.n; ++k) o[k] = t[in[k]];
+  // out_offset: a concat input's channel slice
+  kLook(r.luts[st.table].data(), r.in(st), st.n, r.out(st) + st.out_offset);
 }
 
-const StepType kLut{Step::Kind::Lut, "table", eval_lut};
+const StepType kLut{Step::Kind::Lut, "table", eval_lut<lut_u8>};
+const StepType kLutVbmi{Step::Kind::Lut, "table(avx512)", eval_lut<lut_u8_vbmi>};
 
 }  // namespace
+
+bool use_vbmi_tables(const Context& c) {
+  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
+  return isa == Isa::Avx512Vnni && cpu_has_avx512vbmi();
+}
 
 std::array<uint8_t, 256> float_table(const ActQuant& p, const ActQuant& q, const Node* act) {
   std::array<uint8_t, 256> t{};
@@ -37,7 +81,7 @@ std::array<uint8_t, 256> float_table(const ActQuant& p, const ActQuant& q, const
 
 void push_lut(Context& c, Step st, const std::array<uint8_t, 256>& t) {
   st.table = c.add_table(t);
-  c.push(std::move(st), kLut);
+  c.push(std::move(st), use_vbmi_tables(c) ? kLutVbmi : kLut);
 }
 
 void push_table(Context& c, int node, const Context::Val& in, const std::array<uint8_t, 256>& t,

@@ -232,6 +232,13 @@ struct AddFloat {
   std::array<uint8_t, 256> post{};
 };
 bool cpu_has_avx512vbmi();  // AVX-512 VBMI (vpermi2b) besides cpu_has_avx512vnni()'s F/BW/VL
+// lut.cpp: y[k] = t[x[k]] for a 256-entry table; the VBMI form 64 codes per two vpermi2b (call
+// it only where cpu_has_avx512vbmi()). use_vbmi_tables: whether c's plan takes it (the
+// AVX-512 VNNI tier on a CPU with VBMI).
+using LutFn = void (*)(const uint8_t* t, const uint8_t* x, int64_t n, uint8_t* y);
+void lut_u8(const uint8_t* t, const uint8_t* x, int64_t n, uint8_t* y);
+void lut_u8_vbmi(const uint8_t* t, const uint8_t* x, int64_t n, uint8_t* y);
+bool use_vbmi_tables(const Context& c);
 // p's float form if this CPU has it and it gives `pairs` (add_pair_table(p)) on every pair.
 std::optional<AddFloat> add_float_form(const AddParams& p, const std::vector<uint8_t>& pairs);
 void add_u8_float(const AddFloat& f, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
