@@ -202,8 +202,8 @@ void im2col_any(const ConvShape& s, const uint8_t* x, T zp, int64_t kp, int64_t 
 
 #ifdef SQ_X86
 // 16 rows of 8 bytes (channel c's 8 pixels in the low half of r[c]) → 8 pixels × 16 channels
-// (pixel q's at dst + q·cp): a byte transpose in three rounds of SSE2 unpacks and 8 stores.
-inline void transpose_16x8_u8(const __m128i* r, uint8_t* dst, int64_t cp) {
+// (pixel q's at dst + off[q]): a byte transpose in three rounds of SSE2 unpacks and 8 stores.
+inline void transpose_16x8_u8(const __m128i* r, uint8_t* dst, const int64_t* off) {
   __m128i t[8], u[8], v[8];
   for (int i = 0; i < 8; ++i) t[i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);  // 8 px × 2 ch
   for (int i = 0; i < 4; ++i) {  // channels 4i..4i+3: pixels 0-3, pixels 4-7
@@ -217,9 +217,9 @@ inline void transpose_16x8_u8(const __m128i* r, uint8_t* dst, int64_t cp) {
     v[4 * i + 3] = _mm_unpackhi_epi32(u[4 * i + 1], u[4 * i + 3]);
   }
   for (int k = 0; k < 4; ++k) {  // pixels 2k, 2k+1: channels 0-7 then 8-15
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * k * cp),
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + off[2 * k]),
                      _mm_unpacklo_epi64(v[k], v[4 + k]));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (2 * k + 1) * cp),
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + off[2 * k + 1]),
                      _mm_unpackhi_epi64(v[k], v[4 + k]));
   }
 }
@@ -246,8 +246,10 @@ inline void load_16x8_u8_stride2(const uint8_t* x, int64_t cstride, __m128i* r) 
 // only the pixels the conv reads are copied, out_h × out_w of them and no border: a quarter of
 // the input at stride 2. uint8 rows of at least 8 (read) pixels go through the 16×8 transpose,
 // 16 channels at a time (the last block of a row overlaps the one before, rewriting the same
-// bytes); the rest, and the int16 layout, element by element. The shape is copied into locals:
-// stores through T* = uint8_t* may alias it, and GCC reloaded it.
+// bytes); shorter rows (late feature maps: 4×4, 7×7) take the transpose over the whole plane
+// of at least 8 pixels, each pixel stored at its own row's place; the rest, and the int16 layout,
+// element by element. The shape is copied into locals: stores through T* = uint8_t* may alias
+// it, and GCC reloaded it.
 template <typename T>
 void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* buf) {
   const int64_t pad_top = sub > 1 ? 0 : s.window.pad_top,
@@ -259,7 +261,35 @@ void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* bu
 #ifdef SQ_X86
   // Stride 2 reads 16 bytes from pixel 2·at: within the row when 2·w <= in_w.
   const bool vec_ok = w >= 8 && (sub == 1 || (sub == 2 && 2 * w <= in_w));
-  if constexpr (std::is_same_v<T, uint8_t>) c_vec = vec_ok ? c / 16 * 16 : 0;
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    c_vec = vec_ok ? c / 16 * 16 : 0;
+    if (!vec_ok && sub == 1 && plane >= 8 && c >= 16) {  // short rows: plane-wide transposes
+      c_vec = c / 16 * 16;
+      __m128i r[16];
+      int64_t off[8];
+      for (int64_t p0 = 0;; p0 += 8) {
+        const int64_t at = std::min(p0, plane - 8);
+        for (int q = 0; q < 8; ++q) {
+          const int64_t p = at + q;
+          off[q] = ((p / w + pad_top) * wp + p % w + pad_left) * cp;
+        }
+        for (int64_t c0 = 0; c0 < c_vec; c0 += 16) {
+          load_16x8_u8(x + c0 * plane + at, plane, r);
+          transpose_16x8_u8(r, buf + c0, off);
+        }
+        if (at == plane - 8) break;
+      }
+      for (int64_t i = c_vec; i < c; ++i)
+        for (int64_t iy = 0; iy < h; ++iy) {
+          T* row = buf + ((iy + pad_top) * wp + pad_left) * cp;
+          const uint8_t* xc = x + i * plane + iy * in_w;
+          for (int64_t ix = 0; ix < w; ++ix) row[ix * cp + i] = static_cast<T>(xc[ix]);
+        }
+      return;
+    }
+  }
+  int64_t seq[8];  // consecutive pixels of a row
+  for (int q = 0; q < 8; ++q) seq[q] = q * cp;
 #endif
   for (int64_t iy = 0; iy < h; ++iy) {
     T* row = buf + ((iy + pad_top) * wp + pad_left) * cp;
@@ -275,7 +305,7 @@ void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* bu
           } else {
             load_16x8_u8_stride2(xr + c0 * plane + 2 * at, plane, r);
           }
-          transpose_16x8_u8(r, row + at * cp + c0, cp);
+          transpose_16x8_u8(r, row + at * cp + c0, seq);
           if (at == w - 8) break;
         }
     }
@@ -286,6 +316,16 @@ void to_hwc(const ConvShape& s, const uint8_t* x, int64_t cp, int64_t sub, T* bu
     }
   }
 }
+
+}  // namespace
+
+namespace kernels {
+void to_hwc_u8(const ConvShape& s, const uint8_t* x, int64_t cp, uint8_t* buf) {
+  to_hwc(s, x, cp, 1, buf);
+}
+}  // namespace kernels
+
+namespace {
 
 // Plane mode (one input channel): x into the interior of the zp_x-bordered plane.
 template <typename T>
@@ -720,10 +760,12 @@ double PreparedConv2d::staging_uops() const {
     case Stage::Hwc:
       break;
   }
-  // to_hwc's split: channels [0, c_vec) by transposes where rows have >= 8 (read) pixels.
+  // to_hwc's split: channels [0, c_vec) by transposes where rows have >= 8 (read) pixels, or
+  // (stride 1) the plane has.
   const int64_t h = sub_ > 1 ? s.out_h() : s.in_h, w = sub_ > 1 ? s.out_w() : s.in_w;
-  const bool vec = kernel_->layout == WeightLayout::Quad8 && w >= 8 &&
-                   (sub_ == 1 || (sub_ == 2 && 2 * w <= s.in_w));
+  const bool vec =
+      kernel_->layout == WeightLayout::Quad8 &&
+      ((w >= 8 && (sub_ == 1 || (sub_ == 2 && 2 * w <= s.in_w))) || (sub_ == 1 && h * w >= 8));
   const int64_t c_vec = vec ? s.in_c / 16 * 16 : 0;
   return static_cast<double>(h * w) * (0.5 * static_cast<double>(c_vec) +
                                        3.0 * static_cast<double>(s.in_c - c_vec));

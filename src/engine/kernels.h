@@ -32,6 +32,11 @@ inline int64_t no_flush(int32_t, int32_t) { return 0; }
 // activation bits outside 1..8, or no kernel supporting the bounds (conv_fast.cpp).
 const ConvMicroKernel& choose_kernel(Isa isa, int32_t w_max, int in_bits);
 
+// CHW codes of shape s's input into the interior of a zp-bordered HWC buffer of cp entries a
+// pixel (the conv kernels' direct staging, conv_fast.cpp; SSE2 transposes on x86): the border
+// and channels past in_c are left as they are.
+void to_hwc_u8(const ConvShape& s, const uint8_t* x, int64_t cp, uint8_t* buf);
+
 #ifdef SQ_X86
 // Broadcasts one group of activations (2 int16 or 4 uint8 = 32 bits) to every 32-bit lane. A
 // function, not a lambda: lambdas do not inherit the target attribute.
