@@ -64,8 +64,9 @@ TEST(GraphExecutorOps, FastMaxPoolEqualsTheReference) {
 // square and not, strided and dilated per axis, padded unequally (also beyond the kernel, as a
 // folded Pad gives), rows wider than the accumulator block, weights of 2 to 8 bits with zeros,
 // input zero points 0 and 128, requantization by a multiplier >= 1, a near-saturating bias and
-// a bias fraction, every method (rows, patches, channels — depthwise only, 4 and 70 channels:
-// past one 64-channel block) and both code paths (portable and AVX2 where the CPU has it).
+// a bias fraction (and, again, tame constants every channel's int32 epilogue takes), every method
+// (rows, patches, channels — depthwise only, 4 and 70 channels: past one 64-channel block) and
+// both code paths (portable, and the CPU's best tier: AVX2, or AVX-512 for depthwise by channels).
 TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<int> code(0, 255);
@@ -104,26 +105,34 @@ TEST(GraphExecutorOps, FastGroupedConvEqualsTheReference) {
               L.out_hi = 255;
               L.weights.resize(static_cast<size_t>(s.weights()));
               for (auto& v : L.weights) v = wdist(rng);
-              // Channel 0: a multiplier >= 1 (left shift); 1: a bias near INT32_MAX (|acc| >=
-              // 2^31): the epilogue's slow and fast paths.
-              for (int64_t c = 0; c < s.out_c; ++c) {
-                L.bias.push_back(c == 1 ? 2147483000 : static_cast<int32_t>(c * 1000 - 1500));
-                L.requant.push_back(sq::quantize_multiplier(c == 0 ? 2.5 : 0.004 + 0.001 * c));
-              }
               std::vector<uint8_t> x(static_cast<size_t>(s.in_c * h * w));
               for (auto& v : x) v = static_cast<uint8_t>(code(rng));
               const size_t n = static_cast<size_t>(s.out_size());
-              std::vector<uint8_t> want(n, 7);
-              sq::conv2d_u8_ref(s, L, x.data(), want.data());
-              for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Auto})
-                for (auto m : {sq::ops::GroupedMethod::Rows, sq::ops::GroupedMethod::Patches,
-                               sq::ops::GroupedMethod::Channels, sq::ops::GroupedMethod::Auto}) {
-                  std::vector<uint8_t> got(n, 9);
-                  sq::ops::grouped_conv_u8_fast(s, L, x.data(), got.data(), isa, m);
-                  ASSERT_EQ(got, want) << sq::window_str(win) << " groups " << gr.groups
-                                       << " icg " << gr.icg << " ocg " << gr.ocg << " on " << h
-                                       << "x" << w << " method " << static_cast<int>(m);
+              // Adversarial constants — channel 0: a multiplier >= 1 (left shift); 1: a bias
+              // near INT32_MAX (|acc| >= 2^31): the epilogue's slow and fast paths — and tame
+              // ones, where every channel takes the int32 epilogue (the AVX-512 depthwise path).
+              for (const bool tame : {false, true}) {
+                L.bias.clear();
+                L.requant.clear();
+                for (int64_t c = 0; c < s.out_c; ++c) {
+                  L.bias.push_back(c == 1 && !tame ? 2147483000
+                                                   : static_cast<int32_t>(c * 1000 - 1500));
+                  L.requant.push_back(
+                      sq::quantize_multiplier(c == 0 && !tame ? 2.5 : 0.004 + 0.001 * c));
                 }
+                std::vector<uint8_t> want(n, 7);
+                sq::conv2d_u8_ref(s, L, x.data(), want.data());
+                for (sq::Isa isa : {sq::Isa::Portable, sq::Isa::Auto})
+                  for (auto m : {sq::ops::GroupedMethod::Rows, sq::ops::GroupedMethod::Patches,
+                                 sq::ops::GroupedMethod::Channels, sq::ops::GroupedMethod::Auto}) {
+                    std::vector<uint8_t> got(n, 9);
+                    sq::ops::grouped_conv_u8_fast(s, L, x.data(), got.data(), isa, m);
+                    ASSERT_EQ(got, want)
+                        << sq::window_str(win) << " groups " << gr.groups << " icg " << gr.icg
+                        << " ocg " << gr.ocg << " on " << h << "x" << w << " method "
+                        << static_cast<int>(m) << (tame ? " (tame constants)" : "");
+                  }
+              }
               ++cases;
             }
   EXPECT_GT(cases, 150);

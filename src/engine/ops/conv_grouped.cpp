@@ -110,14 +110,19 @@ __attribute__((always_inline)) inline void grouped_patches(const ConvShape& s, c
 // bias' = bias − zp·Σw, and the epilogue's. At run time the input goes into a zp-bordered HWC
 // scratch of depthwise_scratch_bytes(s); each output pixel is then a sum over taps of contiguous
 // channel runs (int16 × uint8 into int32 lanes), then the epilogue per channel. Padding holds
-// zp, which adds w·0.
-constexpr int64_t kChannelBlock = 64;
+// zp, which adds w·0. Channels are padded to a multiple of 16 (weights 0 there) in the weights
+// and the scratch, so every run is whole 16-lane vector steps: a run of 40 channels had compiled
+// to the scalar loop.
+constexpr int64_t kChannelBlock = 64, kChannelStep = 16;
 
 bool depthwise(const ConvShape& s) { return s.in_c == s.groups && s.out_c == s.groups; }
 
+int64_t padded_channels(int64_t c) { return (c + kChannelStep - 1) / kChannelStep * kChannelStep; }
+
 int64_t depthwise_scratch_bytes(const ConvShape& s) {
   const Window2d& w = s.window;
-  return (s.in_h + w.pad_top + w.pad_bottom) * (s.in_w + w.pad_left + w.pad_right) * s.in_c;
+  return (s.in_h + w.pad_top + w.pad_bottom) * (s.in_w + w.pad_left + w.pad_right) *
+         padded_channels(s.in_c);
 }
 
 // Where pack_depthwise puts each array (byte offsets, each 8-aligned). The epilogue: where every
@@ -125,20 +130,24 @@ int64_t depthwise_scratch_bytes(const ConvShape& s) {
 // int32: q32[block]), conv_fast.cpp's int32 epilogue — t = (bias' + acc) · M + 2^(shift−1) in
 // int64, its high half, >> (shift − 32) — in loops the compiler vectorizes (qb = bias' as int32,
 // qm = M, qs = shift − 32, qr = 2^(shift−1)); other blocks take the reference's Requantizer.
+// em / er: M and 2^(shift−1) per 16 channels in the AVX-512 kernel's epilogue order (EpilogueQ32:
+// the 8 even channels, then the 8 odd ones).
 struct DepthwiseLayout {
-  int64_t taps, nc;
-  size_t wt, bias, qb, qm, qs, qr, q32, bytes;
+  int64_t taps, nc, ncp;  // ncp: channels padded to kChannelStep (weights [tap][ncp])
+  size_t wt, bias, qb, qm, qs, qr, em, er, q32, bytes;
   explicit DepthwiseLayout(const ConvShape& s)
-      : taps(s.window.kernel_h * s.window.kernel_w), nc(s.in_c) {
+      : taps(s.window.kernel_h * s.window.kernel_w), nc(s.in_c), ncp(padded_channels(s.in_c)) {
     auto up8 = [](size_t b) { return (b + 7) / 8 * 8; };
-    const auto c = static_cast<size_t>(nc);
+    const auto c = static_cast<size_t>(ncp);  // the epilogue's arrays padded too (zeros)
     wt = 0;
-    bias = up8(static_cast<size_t>(taps) * c * 2);
+    bias = up8(static_cast<size_t>(taps * ncp) * 2);
     qb = bias + c * 8;
     qm = qb + up8(c * 4);
     qs = qm + up8(c * 4);
     qr = qs + up8(c * 4);
-    q32 = qr + c * 8;
+    em = qr + c * 8;
+    er = em + c * 8;
+    q32 = er + c * 8;
     bytes = q32 + static_cast<size_t>((nc + kChannelBlock - 1) / kChannelBlock);
   }
 };
@@ -152,13 +161,15 @@ std::vector<uint8_t> pack_depthwise(const ConvShape& s, const IntLayer& L) {
   auto* qm = reinterpret_cast<int32_t*>(k.data() + lay.qm);
   auto* qs = reinterpret_cast<int32_t*>(k.data() + lay.qs);
   auto* qr = reinterpret_cast<int64_t*>(k.data() + lay.qr);
+  auto* em = reinterpret_cast<int64_t*>(k.data() + lay.em);
+  auto* er = reinterpret_cast<int64_t*>(k.data() + lay.er);
   uint8_t* q32 = k.data() + lay.q32;
-  const int64_t taps = lay.taps, nc = lay.nc, dot_max = taps * 127 * 255;
+  const int64_t taps = lay.taps, nc = lay.nc, dot_max = taps * 128 * 255;
   for (int64_t c = 0; c < nc; ++c) {
     int64_t sum = 0;
     for (int64_t t = 0; t < taps; ++t) {
       const int32_t v = L.weights[static_cast<size_t>(c * taps + t)];
-      wt[t * nc + c] = static_cast<int16_t>(v);
+      wt[t * lay.ncp + c] = static_cast<int16_t>(v);
       sum += v;
     }
     const int64_t b = int64_t{L.bias[static_cast<size_t>(c)]} - int64_t{L.in_zero_point} * sum;
@@ -170,6 +181,9 @@ std::vector<uint8_t> pack_depthwise(const ConvShape& s, const IntLayer& L) {
     qm[c] = r.multiplier;
     qs[c] = ok && r.multiplier != 0 ? r.shift - 32 : 0;
     qr[c] = ok && r.multiplier != 0 ? int64_t{1} << (r.shift - 1) : 0;
+    const int64_t slot = c / 16 * 16 + (c % 2) * 8 + (c % 16) / 2;
+    em[slot] = ok ? qm[c] : 0;
+    er[slot] = qr[c];
     if (c % kChannelBlock == 0) q32[c / kChannelBlock] = 1;
     if (!ok) q32[c / kChannelBlock] = 0;
   }
@@ -188,14 +202,15 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
   const auto* qr = reinterpret_cast<const int64_t*>(k + lay.qr);
   const uint8_t* q32 = k + lay.q32;
   const Window2d& w = s.window;
-  const int64_t kh = w.kernel_h, kw = w.kernel_w, nc = s.in_c;
+  const int64_t kh = w.kernel_h, kw = w.kernel_w, nc = s.in_c, ncp = lay.ncp;
   const int64_t in_w = s.in_w, oh = s.out_h(), ow = s.out_w(), pix = oh * ow;
   const int64_t wp = in_w + w.pad_left + w.pad_right;
   std::memset(xs, L.in_zero_point, static_cast<size_t>(depthwise_scratch_bytes(s)));
-  kernels::to_hwc_u8(s, x, nc, xs);
+  kernels::to_hwc_u8(s, x, ncp, xs);
   const int32_t zp_out = L.out_zero_point, lo = L.out_lo, hi = L.out_hi;
   for (int64_t c0 = 0; c0 < nc; c0 += kChannelBlock) {
     const int64_t cb = std::min(kChannelBlock, nc - c0);
+    const int64_t cbp = padded_channels(cb);  // whole vector steps (weights 0 past nc)
     const bool vector_epilogue = q32[c0 / kChannelBlock] != 0;
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
@@ -205,11 +220,12 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
             const uint8_t* __restrict xr =
                 xs +
                 ((oy * w.stride_h + ky * w.dilation_h) * wp + ox * w.stride_w + kx * w.dilation_w) *
-                    nc +
+                    ncp +
                 c0;
-            const int16_t* __restrict wr = wt + (ky * kw + kx) * nc + c0;
-            for (int64_t c = 0; c < cb; ++c)
-              acc[c] += static_cast<int32_t>(wr[c]) * static_cast<int32_t>(xr[c]);
+            const int16_t* __restrict wr = wt + (ky * kw + kx) * ncp + c0;
+            for (int64_t c = 0; c < cbp; c += kChannelStep)
+              for (int64_t j = c; j < c + kChannelStep; ++j)
+                acc[j] += static_cast<int32_t>(wr[j]) * static_cast<int32_t>(xr[j]);
           }
         uint8_t* yp = y + c0 * pix + oy * ow + ox;
         if (!vector_epilogue) {
@@ -219,15 +235,77 @@ __attribute__((always_inline)) inline void grouped_channels(const ConvShape& s, 
           continue;
         }
         uint8_t codes[kChannelBlock];
-        for (int64_t c = 0; c < cb; ++c) {
-          const int64_t t = int64_t{qb[c0 + c] + acc[c]} * qm[c0 + c] + qr[c0 + c];
-          const int32_t v = (static_cast<int32_t>(t >> 32) >> qs[c0 + c]) + zp_out;
-          codes[c] = static_cast<uint8_t>(v < lo ? lo : v > hi ? hi : v);
-        }
+        for (int64_t c = 0; c < cbp; c += kChannelStep)
+          for (int64_t j = c; j < c + kChannelStep; ++j) {
+            const int64_t t = int64_t{qb[c0 + j] + acc[j]} * qm[c0 + j] + qr[c0 + j];
+            const int32_t v = (static_cast<int32_t>(t >> 32) >> qs[c0 + j]) + zp_out;
+            codes[j] = static_cast<uint8_t>(v < lo ? lo : v > hi ? hi : v);
+          }
         for (int64_t c = 0; c < cb; ++c) yp[c * pix] = codes[c];
       }
   }
 }
+
+#ifdef __x86_64__
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Depthwise by channels on AVX-512 where every 64-channel block takes the int32 epilogue: per 16
+// channels and 16 consecutive output pixels, each pixel's sum over taps in one zmm (16 int32
+// lanes: u8 × int16 widened, vpmulld), then the AVX-512 conv kernel's own epilogue on the tile
+// (requantized in zmm, transposed to channel-major, one masked store per channel: the output
+// is CHW). Returns false, computing nothing, where some block does not take it.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) bool grouped_channels_zmm(
+    const ConvShape& s, const IntLayer& L, const uint8_t* k, const uint8_t* x, uint8_t* y,
+    uint8_t* xs, ConvEpilogueFn epilogue) {
+  const DepthwiseLayout lay(s);
+  const uint8_t* q32 = k + lay.q32;
+  for (int64_t b = 0; b < (lay.nc + kChannelBlock - 1) / kChannelBlock; ++b)
+    if (!q32[b]) return false;
+  const auto* wt = reinterpret_cast<const int16_t*>(k + lay.wt);
+  const auto* qb = reinterpret_cast<const int32_t*>(k + lay.qb);
+  const auto* qs = reinterpret_cast<const int32_t*>(k + lay.qs);
+  const auto* em = reinterpret_cast<const int64_t*>(k + lay.em);
+  const auto* er = reinterpret_cast<const int64_t*>(k + lay.er);
+  const Window2d& w = s.window;
+  const int64_t nc = lay.nc, ncp = lay.ncp, taps = lay.taps;
+  const int64_t ow = s.out_w(), pix = s.out_h() * ow;
+  const int64_t wp = s.in_w + w.pad_left + w.pad_right;
+  std::memset(xs, L.in_zero_point, static_cast<size_t>(depthwise_scratch_bytes(s)));
+  kernels::to_hwc_u8(s, x, ncp, xs);
+  int64_t tap_off[kMaxPatch];  // taps <= kMaxPatch (resolve)
+  for (int64_t ky = 0, t = 0; ky < w.kernel_h; ++ky)
+    for (int64_t kx = 0; kx < w.kernel_w; ++kx, ++t)
+      tap_off[t] = (ky * w.dilation_h * wp + kx * w.dilation_w) * ncp;
+  alignas(64) int32_t acc[16 * 16];
+  int64_t ch[16];
+  for (int64_t c0 = 0; c0 < nc; c0 += 16) {
+    const int64_t noc = std::min<int64_t>(16, nc - c0);
+    for (int64_t o = 0; o < 16; ++o) ch[o] = c0 + o;
+    const EpilogueQ32 q{qb + c0, qs + c0, em + c0, er + c0, L.out_zero_point, L.out_lo, L.out_hi};
+    const int16_t* wc = wt + c0;
+    for (int64_t p0 = 0; p0 < pix; p0 += 16) {
+      const int64_t np = std::min<int64_t>(16, pix - p0);
+      for (int64_t p = 0; p < np; ++p) {
+        const int64_t oy = (p0 + p) / ow, ox = (p0 + p) % ow;
+        const uint8_t* base = xs + (oy * w.stride_h * wp + ox * w.stride_w) * ncp + c0;
+        __m512i a = _mm512_setzero_si512();
+        for (int64_t t = 0; t < taps; ++t) {
+          const __m512i xv = _mm512_cvtepu8_epi32(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + tap_off[t])));
+          const __m512i wv = _mm512_cvtepi16_epi32(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wc + t * ncp)));
+          a = _mm512_add_epi32(a, _mm512_mullo_epi32(xv, wv));
+        }
+        _mm512_store_si512(acc + p * 16, a);
+      }
+      epilogue(acc, q, ch, noc, np, pix, y + p0);
+    }
+  }
+  return true;
+}
+#pragma GCC diagnostic pop
+#endif
 
 // Rows pay a fixed cost per (output channel, row, tap) and stream a row's pixels; patches pay a
 // gather per (pixel, tap) and reuse it for the group's ocg outputs. Per group and output row,
@@ -340,6 +418,10 @@ grouped_avx512(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t*
 }
 
 void eval_grouped_channels_avx512(const Run& r, const Step& st) {
+  static const ConvEpilogueFn epilogue = conv_kernel("avx512vnni_dpbusd").epilogue;
+  if (grouped_channels_zmm(st.conv, r.layers[st.layer], r.consts[st.table].data(), r.in(st),
+                           r.out(st), r.buf(st.in2), epilogue))
+    return;
   grouped_avx512(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Channels,
                  r.consts[st.table].data(), r.buf(st.in2));
 }
@@ -363,8 +445,12 @@ void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* 
   const std::vector<uint8_t> k = channels ? pack_depthwise(s, L) : std::vector<uint8_t>();
   std::vector<uint8_t> scratch(channels ? static_cast<size_t>(depthwise_scratch_bytes(s)) : 0);
 #ifdef __x86_64__
-  if (isa == Isa::Avx512Vnni && cpu_has_avx512vnni() && channels)
+  if (isa == Isa::Avx512Vnni && cpu_has_avx512vnni() && channels) {
+    if (grouped_channels_zmm(s, L, k.data(), x, y, scratch.data(),
+                             conv_kernel("avx512vnni_dpbusd").epilogue))
+      return;
     return grouped_avx512(s, L, x, y, m, k.data(), scratch.data());
+  }
   if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2())
     return grouped_avx2(s, L, x, y, m, k.data(), scratch.data());
 #endif
