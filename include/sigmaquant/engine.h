@@ -247,6 +247,11 @@ static_assert(sizeof(Pair16Block) == 64 && sizeof(Quad8Block) == 64,
               "a block is two 256-bit vectors");
 enum class WeightLayout { Pair16, Quad8 };
 
+// The executor's input quantizer (GraphExecutor::run) on n floats of one channel, as the
+// simulation: q = clamp(nearbyint(((x − mean) / std) / scale) + zero_point, 0, qmax), in float.
+// vector: 8 at a time where the CPU has AVX2 (the same IEEE operations: the same codes).
+void quantize_input_u8(const float* x, int64_t n, float mean, float std, float scale,
+                       int32_t zero_point, int32_t qmax, uint8_t* q, bool vector = true);
 bool cpu_has_avx2();
 bool cpu_has_avxvnni();         // VEX-encoded vpdpbusd (ymm)
 bool cpu_has_avx512vnni();      // AVX-512 F, BW, VL and VNNI, with the OS saving the zmm state

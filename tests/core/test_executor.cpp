@@ -292,6 +292,30 @@ TEST(GraphExecutor, ParallelExecutorEqualsOneImageAtATime) {
   EXPECT_THROW(sq::ParallelExecutor(ex, 0), sq::Error);
 }
 
+// The input quantizer's AVX2 form gives the scalar form's codes: random values over and past the
+// range, exact ties (k + 0.5 rounds to the even k), every length around the 8-lane blocks, zero
+// points and 4-bit inputs.
+TEST(GraphExecutor, VectorInputQuantizerEqualsTheScalarOne) {
+  if (!sq::cpu_has_avx2()) GTEST_SKIP() << "this CPU lacks AVX2";
+  std::mt19937 rng(41);
+  std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+  for (int64_t n : {1, 7, 8, 9, 100, 1027}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (size_t k = 0; k < x.size(); ++k)
+      x[k] = k % 3 == 0 ? static_cast<float>(static_cast<int>(k % 40) - 20) + 0.5f : u(rng);
+    for (const auto& [mean, sd, scale, zp, qmax] :
+         {std::tuple<float, float, float, int32_t, int32_t>{0.0f, 1.0f, 1.0f, 0, 255},
+          {0.1307f, 0.3081f, 0.0271f, 17, 255},
+          {0.5f, 0.25f, 0.5f, 8, 15},
+          {0, 1, 0.1f, 128, 255}}) {
+      std::vector<uint8_t> want(x.size(), 1), got(x.size(), 2);
+      sq::quantize_input_u8(x.data(), n, mean, sd, scale, zp, qmax, want.data(), false);
+      sq::quantize_input_u8(x.data(), n, mean, sd, scale, zp, qmax, got.data(), true);
+      EXPECT_EQ(got, want) << "n = " << n << ", scale " << scale;
+    }
+  }
+}
+
 // profile: one entry for the input and one per step in plan order, labelled as describe() says,
 // every time non-negative and some positive; the run leaves the executor's logits unchanged (it
 // is an ordinary run, timed); no images is refused.
