@@ -292,6 +292,31 @@ TEST(GraphExecutor, ParallelExecutorEqualsOneImageAtATime) {
   EXPECT_THROW(sq::ParallelExecutor(ex, 0), sq::Error);
 }
 
+// On AVX-512 VBMI plans a standalone batchnorm (the dense case: gammas of both signs, ReLU after
+// it and not) is its float form — the per-channel table's arithmetic itself, checked against
+// every channel's table on all 256 codes at prepare — and the logits are the reference plan's.
+TEST(GraphExecutor, StandaloneBatchnormsTakeTheFloatForm) {
+  if (!sq::cpu_has_avx512vnni()) GTEST_SKIP() << "this CPU lacks AVX-512";
+  const sq::QuantModel qm = sqtest::synthetic_qmodel("dense", {3, 12, 12}, 10, 3);
+  const sq::IntModel im = sq::integerize(qm);
+  sq::GraphExecutor ref = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Reference);
+  sq::GraphExecutor fast = sq::GraphExecutor::prepare(qm.graph, im, sq::Isa::Avx512Vnni);
+  int affine = 0, tables = 0;
+  for (const std::string& d : fast.describe()) {
+    affine += d.rfind("channel-affine(avx512) ", 0) == 0;
+    tables += d.rfind("channel-table", 0) == 0;
+  }
+  EXPECT_GT(affine, 0);
+  EXPECT_EQ(tables, 0);
+  const auto imgs = sqtest::random_images(8, ref.input_size(), 12);
+  for (int s = 0; s < 8; ++s) {
+    std::vector<float> want(10), got(10);
+    ref.run(imgs.data() + s * ref.input_size(), want.data());
+    fast.run(imgs.data() + s * ref.input_size(), got.data());
+    EXPECT_EQ(got, want) << "sample " << s;
+  }
+}
+
 // The input quantizer's AVX2 form gives the scalar form's codes: random values over and past the
 // range, exact ties (k + 0.5 rounds to the even k), every length around the 8-lane blocks, zero
 // points and 4-bit inputs.

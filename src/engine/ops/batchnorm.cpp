@@ -6,9 +6,14 @@
 // y = fma(x, α, β), all float), then the ReLU and the output quantizer.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "op.h"
 #include "sigmaquant/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace sq::ops {
 
@@ -26,6 +31,62 @@ void eval_channel_lut(const Run& r, const Step& st) {
 const StepType kChannelLut{Step::Kind::ChannelLut, "channel-table", eval_channel_lut<lut_u8>};
 const StepType kChannelLutVbmi{Step::Kind::ChannelLut, "channel-table(avx512)",
                                eval_channel_lut<lut_u8_vbmi>};
+
+// The float form (AVX-512 plans): batchnorm_table's arithmetic itself, 16 codes at a time, from
+// two floats a channel (α, shift) instead of its 256-byte table — DenseNet's standalone
+// batchnorms read 33,000 tables (8.6 MB) an image, which streamed from the cache at a fraction
+// of the compute's speed. Used only where, per channel, it gives the table on all 256 codes.
+struct BnFloat {
+  float s_in, s_out;
+  int32_t zp_in, qmax_in, zp_out, lo, hi, relu, relu6;
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void bn_float_plane(const BnFloat& f,
+                                                                         float alpha, float shift,
+                                                                         const uint8_t* x,
+                                                                         int64_t n, uint8_t* y) {
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m512i qmax = _mm512_set1_epi32(f.qmax_in), zpi = _mm512_set1_epi32(f.zp_in);
+  const __m512 si = _mm512_set1_ps(f.s_in), so = _mm512_set1_ps(f.s_out), a = _mm512_set1_ps(alpha),
+               b = _mm512_set1_ps(shift), zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f),
+               zpo = _mm512_set1_ps(static_cast<float>(f.zp_out)),
+               lo = _mm512_set1_ps(static_cast<float>(f.lo)),
+               hi = _mm512_set1_ps(static_cast<float>(f.hi));
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
+    __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, x + k));
+    c = _mm512_sub_epi32(_mm512_min_epi32(c, qmax), zpi);
+    const __m512 xv = _mm512_mul_round_ps(_mm512_cvtepi32_ps(c), si, kRound);
+    __m512 v = _mm512_fmadd_round_ps(xv, a, b, kRound);  // one rounding, as std::fma
+    if (f.relu) v = _mm512_max_ps(v, zero);
+    if (f.relu6) v = _mm512_min_ps(v, six);
+    v = _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_round_ps(v, so, kRound), kRound), zpo);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    _mm_mask_storeu_epi8(y + k, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+  }
+}
+#pragma GCC diagnostic pop
+
+void eval_bn_float(const Run& r, const Step& st) {
+  const uint8_t* block = r.consts[st.table].data();
+  BnFloat f;
+  std::memcpy(&f, block, sizeof f);
+  const int64_t plane = st.n / st.channels;
+  const uint8_t* in = r.in(st);
+  uint8_t* o = r.out(st);
+  for (int64_t ch = 0; ch < st.channels; ++ch) {
+    float ab[2];
+    std::memcpy(ab, block + sizeof f + ch * 8, 8);
+    bn_float_plane(f, ab[0], ab[1], in + ch * plane, plane, o + ch * plane);
+  }
+}
+
+const StepType kBnFloat{Step::Kind::ChannelLut, "channel-affine(avx512)", eval_bn_float};
+#endif
 
 std::array<uint8_t, 256> batchnorm_table(const ActQuant& p, const ActQuant& q, float gamma,
                                          float beta, float mean, float var, double eps, bool relu,
@@ -74,16 +135,44 @@ void prepare_batchnorm(Context& c, int node) {
   st.in = in.buf;
   st.n = c.numel(node);
   st.channels = ch;
+  std::vector<std::array<uint8_t, 256>> tables;
   for (int64_t k = 0; k < ch; ++k) {
     const auto i = static_cast<size_t>(k);
     if (!(var[i] + static_cast<float>(n.eps) > 0))
       fail("engine: batchnorm '{}': channel {} has variance {} (expected var + eps > 0)", n.name, k,
            var[i]);
-    const int t = c.add_table(
+    tables.push_back(
         batchnorm_table(p, q, gamma[i], beta[i], mean[i], var[i], n.eps, w.relu, w.relu6, lo, hi));
-    if (k == 0) st.table = t;
   }
   const int64_t bytes = st.n;
+#if defined(__x86_64__) || defined(__i386__)
+  if (use_vbmi_tables(c)) {  // the AVX-512 tier: the float form where it is every table
+    const BnFloat f{p.scale,        q.scale, p.zero_point, p.qmax(),
+                    q.zero_point,   lo,      hi,           w.relu || w.relu6 ? 1 : 0,
+                    w.relu6 ? 1 : 0};
+    std::vector<uint8_t> block(sizeof f + static_cast<size_t>(ch) * 8);
+    std::memcpy(block.data(), &f, sizeof f);
+    std::array<uint8_t, 256> codes{}, got{};
+    for (int v = 0; v < 256; ++v) codes[static_cast<size_t>(v)] = static_cast<uint8_t>(v);
+    bool same = true;
+    for (int64_t k = 0; k < ch && same; ++k) {
+      const auto i = static_cast<size_t>(k);
+      const float invstd = 1.0f / std::sqrt(var[i] + static_cast<float>(n.eps));
+      const float ab[2] = {invstd * gamma[i], std::fma(-mean[i], invstd * gamma[i], beta[i])};
+      std::memcpy(block.data() + sizeof f + k * 8, ab, 8);
+      bn_float_plane(f, ab[0], ab[1], codes.data(), 256, got.data());
+      same = got == tables[i];
+    }
+    if (same) {
+      st.table = c.add_consts(std::move(block));
+      return c.push_output(node, std::move(st), kBnFloat, w, bytes);
+    }
+  }
+#endif
+  for (int64_t k = 0; k < ch; ++k) {
+    const int t = c.add_table(tables[static_cast<size_t>(k)]);
+    if (k == 0) st.table = t;
+  }
   c.push_output(node, std::move(st), use_vbmi_tables(c) ? kChannelLutVbmi : kChannelLut, w, bytes);
 }
 
