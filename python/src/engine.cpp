@@ -85,6 +85,36 @@ class Engine {
                           steps);
   }
 
+  // Where the time goes: N x C x H x W images one at a time on one thread
+  // (GraphExecutor::profile); per step (the input's quantization first, step -1) a dict
+  // {step, label, node, seconds} summed over the images.
+  py::list profile(const Images& images) {
+    const sq::Shape& in = model_.graph.input_shape;
+    bool ok = images.ndim() == 4 && images.shape(0) >= 1;
+    for (size_t k = 0; ok && k < 3; ++k)
+      ok = images.shape(static_cast<py::ssize_t>(k + 1)) == in[k];
+    if (!ok) {
+      std::vector<int64_t> got(images.shape(), images.shape() + images.ndim());
+      sq::fail("Engine.profile: {} takes N x {} x {} x {} images, N >= 1 (got shape {})", path_,
+               in[0], in[1], in[2], sq::shape_str(got));
+    }
+    std::vector<sq::GraphExecutor::StepTime> times;
+    {
+      py::gil_scoped_release unlocked;
+      times = ex_.profile(images.data(), images.shape(0));
+    }
+    py::list out;
+    for (const auto& t : times) {
+      py::dict d;
+      d["step"] = t.step;
+      d["label"] = t.label;
+      d["node"] = t.node;
+      d["seconds"] = t.seconds;
+      out.append(d);
+    }
+    return out;
+  }
+
   // Top-1 accuracy (fraction) over a Dataset.
   double evaluate(const sq::Dataset& d) {
     if (d.image_shape != model_.graph.input_shape)
@@ -124,6 +154,9 @@ void bind_engine(py::module_& m) {
       .def("run", &Engine::run, py::arg("images"),
            "logits (N x classes float32) of N x C x H x W float32 images in [0, 1]")
       .def("evaluate", &Engine::evaluate, py::arg("data"), "top-1 accuracy on a Dataset")
+      .def("profile", &Engine::profile, py::arg("images"),
+           "per step {step, label, node, seconds} over N x C x H x W images run one at a time "
+           "(step -1: the input's quantization)")
       .def("trace", &Engine::trace, py::arg("image"),
            "(logits, steps) of one C x H x W image: steps[0] the input's codes (step -1), then "
            "per engine step a dict {step, node, plan, codes (uint8)}: its output buffer")

@@ -86,6 +86,14 @@ def test_quantized_model_exports_and_engine(uniform_run, data, tmp_path):
     assert par.shared_bytes == engine.shared_bytes > 0 and par.per_thread_bytes > 0
     with pytest.raises(sq.Error, match="at least 1"):
         sq.Engine(tmp_path / "q.sqm", threads=0)
+    # profile: the input's quantization, then one entry per step of the plan, in order
+    prof = engine.profile(images[:4])
+    assert prof[0]["step"] == -1 and prof[0]["node"] == "input"
+    assert [p["step"] for p in prof[1:]] == list(range(len(engine.describe())))
+    assert all(p["seconds"] >= 0 for p in prof) and sum(p["seconds"] for p in prof) > 0
+    assert all(line.startswith(p["label"] + " ") for p, line in zip(prof[1:], engine.describe()))
+    with pytest.raises(sq.Error, match="N x 1 x 28 x 28 images"):
+        engine.profile(images[0])
 
 
 def test_cost_of_quantized_model(uniform_run):
