@@ -448,7 +448,12 @@ class GroupedConv2d {
  private:
   friend GroupedConv2d prepare_conv2d_grouped(const ConvShape&, const IntLayer&, Isa, int, bool);
   friend GroupedConv2d prepare_conv2d_grouped_acc(const ConvShape&, const IntLayer&, Isa, int);
+  friend GroupedConv2d prepare_conv2d_group_tiles(const ConvShape&, const IntLayer&, Isa, int);
   ConvShape s_;
+  // prepare_conv2d_group_tiles: per part, where its input channels and output channels start in
+  // x and y (elements); empty: every part reads all of x and places its own channels.
+  std::vector<int64_t> in_off_, out_off_;
+  int64_t slice_groups_ = 0;  // the conv's groups per part (describe())
   std::vector<PreparedConv2d> groups_;
   std::vector<std::vector<int64_t>> group_ch_;
   std::vector<int64_t> const_ch_;
@@ -459,6 +464,13 @@ class GroupedConv2d {
 // measurements).
 GroupedConv2d prepare_conv2d_grouped(const ConvShape& s, const IntLayer& L, Isa isa = Isa::Auto,
                                      int in_bits = 8, bool split = true);
+// A grouped conv (groups > 1, not depthwise) on the packed kernels: every ⌊16 / ocg⌋ consecutive
+// groups (at least one) form one dense conv over their contiguous input channels, with
+// block-diagonal weights (zeros across groups: the same integers), writing their contiguous output
+// channels — a 16-channel tile where a group alone would fill a quarter of one. MACs computed:
+// ⌊16 / ocg⌋ × the conv's (4× at 4 outputs a group, 2× at 8, none from 16).
+GroupedConv2d prepare_conv2d_group_tiles(const ConvShape& s, const IntLayer& L, Isa isa,
+                                         int in_bits);
 // For run_acc: prepare_conv2d_acc's conv as one group (the layer may have a float output).
 GroupedConv2d prepare_conv2d_grouped_acc(const ConvShape& s, const IntLayer& L, Isa isa,
                                          int in_bits);

@@ -158,6 +158,9 @@ size_t GroupedConv2d::scratch_bytes() const {
 }
 
 std::string GroupedConv2d::kernel_names() const {
+  if (!in_off_.empty())  // "avx512vnni_dpbusd, 13 tiles of 2 groups"
+    return fmt::format("{}, {} tiles of {} group{}", groups_[0].kernel_name(), groups_.size(),
+                       slice_groups_, slice_groups_ > 1 ? "s" : "");
   if (groups_.size() == 1 && const_ch_.empty()) return groups_[0].kernel_name();
   std::string s;
   for (size_t g = 0; g < groups_.size(); ++g)
@@ -179,6 +182,66 @@ GroupedConv2d prepare_conv2d_grouped_acc(const ConvShape& s, const IntLayer& L, 
   return g;
 }
 
+GroupedConv2d prepare_conv2d_group_tiles(const ConvShape& s, const IntLayer& L, Isa isa,
+                                         int in_bits) {
+  check_conv(s, &L);
+  if (s.groups < 2)
+    fail("prepare_conv2d_group_tiles: layer '{}' has {} groups (expected 2 or more)", L.name,
+         s.groups);
+  if (L.out_node < 0)
+    fail("prepare_conv2d_group_tiles: layer '{}' has a float output (expected a quantized one)",
+         L.name);
+  const int64_t icg = s.in_c / s.groups, ocg = s.out_c / s.groups;
+  const int64_t kk = s.window.kernel_h * s.window.kernel_w, plane = s.in_h * s.in_w;
+  const int64_t pix = s.out_h() * s.out_w();
+  const int64_t per = std::max<int64_t>(1, kMr / ocg);  // groups a part
+  GroupedConv2d gc;
+  gc.s_ = s;
+  gc.slice_groups_ = per;
+  for (int64_t g0 = 0; g0 < s.groups; g0 += per) {
+    const int64_t ng = std::min(per, s.groups - g0);
+    ConvShape ps = s;
+    ps.in_c = ng * icg;
+    ps.out_c = ng * ocg;
+    ps.groups = 1;
+    IntLayer part;
+    part.name = L.name;
+    part.node = L.node;
+    part.in_node = L.in_node;
+    part.in_scale = L.in_scale;
+    part.in_zero_point = L.in_zero_point;
+    part.out_node = L.out_node;
+    part.out_scale = L.out_scale;
+    part.out_zero_point = L.out_zero_point;
+    part.out_lo = L.out_lo;
+    part.out_hi = L.out_hi;
+    part.weights.assign(static_cast<size_t>(ps.out_c * ps.in_c * kk), 0);
+    std::vector<int64_t> ch;
+    for (int64_t o = 0; o < ps.out_c; ++o) {
+      const int64_t oc = g0 * ocg + o, local_g = o / ocg;
+      ch.push_back(oc);
+      // Row o: [input channel of the part][tap]; its own group's block, zeros elsewhere.
+      for (int64_t i = 0; i < icg; ++i)
+        for (int64_t t = 0; t < kk; ++t)
+          part.weights[static_cast<size_t>((o * ps.in_c + local_g * icg + i) * kk + t)] =
+              L.weights[static_cast<size_t>((oc * icg + i) * kk + t)];
+      if (static_cast<int64_t>(L.channel_bits.size()) == s.out_c)
+        part.channel_bits.push_back(L.channel_bits[static_cast<size_t>(oc)]);
+      if (static_cast<int64_t>(L.weight_scales.size()) == s.out_c)
+        part.weight_scales.push_back(L.weight_scales[static_cast<size_t>(oc)]);
+      if (static_cast<int64_t>(L.bias_float.size()) == s.out_c)
+        part.bias_float.push_back(L.bias_float[static_cast<size_t>(oc)]);
+      part.bias.push_back(L.bias[static_cast<size_t>(oc)]);
+      part.requant.push_back(L.requant[static_cast<size_t>(oc)]);
+    }
+    gc.groups_.push_back(prepare_conv2d_u8(ps, part, isa, in_bits));
+    gc.group_ch_.push_back(std::move(ch));
+    gc.in_off_.push_back(g0 * icg * plane);
+    gc.out_off_.push_back(g0 * ocg * pix);
+  }
+  return gc;
+}
+
 void GroupedConv2d::run_acc(const uint8_t* x, int64_t* acc) {
   for (PreparedConv2d& g : groups_) g.run_acc(x, acc);
 }
@@ -187,6 +250,10 @@ void GroupedConv2d::run(const uint8_t* x, uint8_t* y) {
   const auto pix = static_cast<size_t>(s_.out_h() * s_.out_w());
   for (size_t k = 0; k < const_ch_.size(); ++k)
     std::memset(y + static_cast<size_t>(const_ch_[k]) * pix, const_val_[k], pix);
+  if (!in_off_.empty()) {  // group tiles: each part on its slices of x and y
+    for (size_t g = 0; g < groups_.size(); ++g) groups_[g].run(x + in_off_[g], y + out_off_[g]);
+    return;
+  }
   for (PreparedConv2d& g : groups_) g.run(x, y);
 }
 

@@ -196,6 +196,49 @@ TEST(EngineKernelsAcc, RunAccEqualsTheReferenceAccumulators) {
   EXPECT_GE(tiers, 1);
 }
 
+// Grouped convs as group tiles (ResNeXt's and RegNet's): ⌊16 / ocg⌋ consecutive groups a dense
+// part with block-diagonal weights, on every tier this CPU runs — 4, 8, 16 and 32 outputs a
+// group, 3 (16 not a multiple), groups not filling the last part, strided and padded windows,
+// 8 and 4 bits — equal conv2d_u8_ref exactly; depthwise-like 1-input groups too.
+TEST(EngineKernelsGrouped, GroupTilesEqualTheReference) {
+  struct G {
+    const char* name;
+    sq::ConvShape s;
+  };
+  const G shapes[] = {
+      {"resnext_s1", {32, 9, 9, 32, 3, 1, 1, 8}},  // 4 in, 4 out a group: 2 parts of 4
+      {"regnet", {48, 8, 8, 48, 3, 2, 1, 6}},      // 8 a group: 3 parts of 2
+      {"g16", {64, 6, 7, 64, 3, 1, 1, 4}},         // 16: a part per group
+      {"g32", {64, 5, 5, 64, 3, 1, 1, 2}},         // 32: two tiles a part
+      {"ocg3", {10, 7, 7, 15, 3, 1, 1, 5}},        // 2 in, 3 out: 5 groups a part
+      {"ragged", {40, 6, 6, 40, 1, 1, 0, 5}},      // 8 a group, 5 groups: the last part 1
+      {"mult", {8, 7, 7, 32, 3, 1, 1, 8}},         // 1 input, 4 outputs a group
+  };
+  int tiers = 0;
+  for (const sqtest::IsaCase& ic : sqtest::kIsas) {
+    if ((ic.isa == sq::Isa::Avx2 && !sq::cpu_has_avx2()) ||
+        (ic.isa == sq::Isa::AvxVnni && !sq::cpu_has_avxvnni()) ||
+        (ic.isa == sq::Isa::Avx512Vnni && !sq::cpu_has_avx512vnni()))
+      continue;
+    ++tiers;
+    for (int bits : {8, 4}) {
+      std::mt19937_64 rng(91 + bits);
+      for (const G& g : shapes) {
+        sq::IntLayer L = random_layer(g.s, bits, bits, rng);
+        const std::vector<uint8_t> x = random_input(g.s, bits, rng);
+        spread_outputs(L, g.s, x, bits, rng);
+        std::vector<uint8_t> want(g.s.out_size()), got(g.s.out_size(), 0xAB);
+        sq::conv2d_u8_ref(g.s, L, x.data(), want.data());
+        sq::GroupedConv2d conv = sq::prepare_conv2d_group_tiles(g.s, L, ic.isa, bits);
+        conv.run(x.data(), got.data());
+        EXPECT_EQ(got, want) << ic.name << " " << g.name << " at " << bits << " bits ("
+                             << conv.kernel_names() << ")";
+      }
+    }
+  }
+  EXPECT_GE(tiers, 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engine, EngineKernels,
                          ::testing::Combine(::testing::ValuesIn(sq::conv_kernels()),
                                             ::testing::Range(2, 9), ::testing::Range(2, 9)),
