@@ -248,6 +248,9 @@ TEST(GraphExecutorOps, FastMulEqualsTheReference) {
         sq::mul_u8_ref(p, a.data(), b.data(), n, want.data());
         sq::ops::mul_u8_fast(p, a.data(), b.data(), n, got.data());
         ASSERT_EQ(got, want) << "per " << per << " scale " << scale << " zp " << zp;
+        std::fill(got.begin(), got.end(), 2);
+        sq::ops::mul_u8_avx512(p, a.data(), b.data(), n, got.data());  // (scalar without AVX-512)
+        ASSERT_EQ(got, want) << "avx512: per " << per << " scale " << scale << " zp " << zp;
         ++cases;
       }
   EXPECT_EQ(cases, 45);

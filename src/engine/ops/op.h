@@ -247,6 +247,9 @@ void fuse_table_into_add(const StepType* add, std::vector<uint8_t>& consts,
                          const std::array<uint8_t, 256>& table);
 // mul.cpp: mul_u8_ref's bytes without a division or a 128-bit product per element.
 void mul_u8_fast(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
+// The same bytes 16 at a time on AVX-512 (AVX-512 plans), where the multiplier's shift is 17..62;
+// mul_u8_fast otherwise.
+void mul_u8_avx512(const MulParams& p, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
 // conv_pool.cpp: conv/linear layer `node` (step st, its shape and input filled in) whose output
 // is no point but goes through ReLU/ReLU6 into an average pooling: one fused step.
 void push_conv_pool(Context& c, int node, Step st);
