@@ -30,17 +30,23 @@ class Engine {
         ex_(sq::GraphExecutor::prepare(model_.graph, model_.model)),
         par_(ex_, threads) {}
 
-  // N x C x H x W float32 images as stored in a Dataset ([0, 1], not normalized) -> N x classes.
-  py::array_t<float> run(const Images& images) {
+  // Refuses anything but N x C x H x W images of the model's shape (at least `min_n`), naming the
+  // method.
+  void check_batch(const Images& images, const char* method, int64_t min_n) const {
     const sq::Shape& in = model_.graph.input_shape;
-    bool ok = images.ndim() == 4;
+    bool ok = images.ndim() == 4 && images.shape(0) >= min_n;
     for (size_t k = 0; ok && k < 3; ++k)
       ok = images.shape(static_cast<py::ssize_t>(k + 1)) == in[k];
     if (!ok) {
       std::vector<int64_t> got(images.shape(), images.shape() + images.ndim());
-      sq::fail("Engine.run: {} takes N x {} x {} x {} images (got shape {})", path_, in[0], in[1],
-               in[2], sq::shape_str(got));
+      sq::fail("Engine.{}: {} takes N x {} x {} x {} images{} (got shape {})", method, path_, in[0],
+               in[1], in[2], min_n > 0 ? fmt::format(", N >= {}", min_n) : "", sq::shape_str(got));
     }
+  }
+
+  // N x C x H x W float32 images as stored in a Dataset ([0, 1], not normalized) -> N x classes.
+  py::array_t<float> run(const Images& images) {
+    check_batch(images, "run", 0);
     const int64_t n = images.shape(0), classes = ex_.output_size();
     py::array_t<float> logits({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(classes)});
     const float* x = images.data();
@@ -89,15 +95,7 @@ class Engine {
   // (GraphExecutor::profile); per step (the input's quantization first, step -1) a dict
   // {step, label, node, seconds} summed over the images.
   py::list profile(const Images& images) {
-    const sq::Shape& in = model_.graph.input_shape;
-    bool ok = images.ndim() == 4 && images.shape(0) >= 1;
-    for (size_t k = 0; ok && k < 3; ++k)
-      ok = images.shape(static_cast<py::ssize_t>(k + 1)) == in[k];
-    if (!ok) {
-      std::vector<int64_t> got(images.shape(), images.shape() + images.ndim());
-      sq::fail("Engine.profile: {} takes N x {} x {} x {} images, N >= 1 (got shape {})", path_,
-               in[0], in[1], in[2], sq::shape_str(got));
-    }
+    check_batch(images, "profile", 1);
     std::vector<sq::GraphExecutor::StepTime> times;
     {
       py::gil_scoped_release unlocked;

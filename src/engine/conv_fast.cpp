@@ -552,29 +552,12 @@ PreparedConv2d prepare_conv2d_u8(const ConvShape& s, const IntLayer& L, const Co
     seen[c] = 1;
   }
   const int64_t row = static_cast<int64_t>(L.weights.size()) / s.out_c;
-  IntLayer sub;
-  sub.name = L.name;
-  sub.node = L.node;
-  sub.in_node = L.in_node;
-  sub.in_scale = L.in_scale;
-  sub.in_zero_point = L.in_zero_point;
-  sub.out_node = L.out_node;
-  sub.out_scale = L.out_scale;
-  sub.out_zero_point = L.out_zero_point;
-  sub.out_lo = L.out_lo;
-  sub.out_hi = L.out_hi;
+  IntLayer sub = kernels::layer_without_channels(L);
   for (int64_t c : channels) {
     sub.weights.insert(sub.weights.end(), L.weights.begin() + c * row,
                        L.weights.begin() + (c + 1) * row);
     // Per-channel vectors as the layer has them (check_conv checked bias and requant).
-    if (static_cast<int64_t>(L.channel_bits.size()) == s.out_c)
-      sub.channel_bits.push_back(L.channel_bits[c]);
-    if (static_cast<int64_t>(L.weight_scales.size()) == s.out_c)
-      sub.weight_scales.push_back(L.weight_scales[c]);
-    if (static_cast<int64_t>(L.bias_float.size()) == s.out_c)
-      sub.bias_float.push_back(L.bias_float[c]);
-    sub.bias.push_back(L.bias[c]);
-    sub.requant.push_back(L.requant[c]);
+    kernels::append_channel(sub, L, c, s.out_c);
   }
   ConvShape ss = s;
   ss.out_c = static_cast<int64_t>(channels.size());

@@ -204,17 +204,7 @@ GroupedConv2d prepare_conv2d_group_tiles(const ConvShape& s, const IntLayer& L, 
     ps.in_c = ng * icg;
     ps.out_c = ng * ocg;
     ps.groups = 1;
-    IntLayer part;
-    part.name = L.name;
-    part.node = L.node;
-    part.in_node = L.in_node;
-    part.in_scale = L.in_scale;
-    part.in_zero_point = L.in_zero_point;
-    part.out_node = L.out_node;
-    part.out_scale = L.out_scale;
-    part.out_zero_point = L.out_zero_point;
-    part.out_lo = L.out_lo;
-    part.out_hi = L.out_hi;
+    IntLayer part = kernels::layer_without_channels(L);
     part.weights.assign(static_cast<size_t>(ps.out_c * ps.in_c * kk), 0);
     std::vector<int64_t> ch;
     for (int64_t o = 0; o < ps.out_c; ++o) {
@@ -225,14 +215,7 @@ GroupedConv2d prepare_conv2d_group_tiles(const ConvShape& s, const IntLayer& L, 
         for (int64_t t = 0; t < kk; ++t)
           part.weights[static_cast<size_t>((o * ps.in_c + local_g * icg + i) * kk + t)] =
               L.weights[static_cast<size_t>((oc * icg + i) * kk + t)];
-      if (static_cast<int64_t>(L.channel_bits.size()) == s.out_c)
-        part.channel_bits.push_back(L.channel_bits[static_cast<size_t>(oc)]);
-      if (static_cast<int64_t>(L.weight_scales.size()) == s.out_c)
-        part.weight_scales.push_back(L.weight_scales[static_cast<size_t>(oc)]);
-      if (static_cast<int64_t>(L.bias_float.size()) == s.out_c)
-        part.bias_float.push_back(L.bias_float[static_cast<size_t>(oc)]);
-      part.bias.push_back(L.bias[static_cast<size_t>(oc)]);
-      part.requant.push_back(L.requant[static_cast<size_t>(oc)]);
+      kernels::append_channel(part, L, oc, s.out_c);
     }
     gc.groups_.push_back(prepare_conv2d_u8(ps, part, isa, in_bits));
     gc.group_ch_.push_back(std::move(ch));

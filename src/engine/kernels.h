@@ -32,6 +32,35 @@ inline int64_t no_flush(int32_t, int32_t) { return 0; }
 // activation bits outside 1..8, or no kernel supporting the bounds (conv_fast.cpp).
 const ConvMicroKernel& choose_kernel(Isa isa, int32_t w_max, int in_bits);
 
+// A layer restricted to some of its output channels (prepare_conv2d_u8's channel subsets,
+// prepare_conv2d_group_tiles' parts): layer_without_channels copies L's points and names with
+// no channel; append_channel adds output channel c's constants — its per-channel vectors where
+// L has them for all `out_c` channels (bias and requant always) — the weights are the caller's.
+inline IntLayer layer_without_channels(const IntLayer& L) {
+  IntLayer sub;
+  sub.name = L.name;
+  sub.node = L.node;
+  sub.in_node = L.in_node;
+  sub.in_scale = L.in_scale;
+  sub.in_zero_point = L.in_zero_point;
+  sub.out_node = L.out_node;
+  sub.out_scale = L.out_scale;
+  sub.out_zero_point = L.out_zero_point;
+  sub.out_lo = L.out_lo;
+  sub.out_hi = L.out_hi;
+  return sub;
+}
+inline void append_channel(IntLayer& sub, const IntLayer& L, int64_t c, int64_t out_c) {
+  const auto i = static_cast<size_t>(c);
+  if (static_cast<int64_t>(L.channel_bits.size()) == out_c)
+    sub.channel_bits.push_back(L.channel_bits[i]);
+  if (static_cast<int64_t>(L.weight_scales.size()) == out_c)
+    sub.weight_scales.push_back(L.weight_scales[i]);
+  if (static_cast<int64_t>(L.bias_float.size()) == out_c) sub.bias_float.push_back(L.bias_float[i]);
+  sub.bias.push_back(L.bias[i]);
+  sub.requant.push_back(L.requant[i]);
+}
+
 // CHW codes of shape s's input into the interior of a zp-bordered HWC buffer of cp entries a
 // pixel (the conv kernels' direct staging, conv_fast.cpp; SSE2 transposes on x86): the border
 // and channels past in_c are left as they are.

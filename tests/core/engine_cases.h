@@ -24,6 +24,12 @@ inline const IsaCase kIsas[] = {{sq::Isa::Portable, "portable"},
                                 {sq::Isa::AvxVnni, "avxvnni"},
                                 {sq::Isa::Avx512Vnni, "avx512vnni"}};
 inline void PrintTo(const IsaCase& c, std::ostream* os) { *os << c.name; }
+// Whether this CPU runs the tier (Portable: always).
+inline bool cpu_runs(const IsaCase& c) {
+  return (c.isa != sq::Isa::Avx2 || sq::cpu_has_avx2()) &&
+         (c.isa != sq::Isa::AvxVnni || sq::cpu_has_avxvnni()) &&
+         (c.isa != sq::Isa::Avx512Vnni || sq::cpu_has_avx512vnni());
+}
 
 // A layer with identity requantization (M = 1), output zero point 0 and range 0..255.
 inline sq::IntLayer identity_layer(std::vector<int32_t> w, std::vector<int32_t> bias,

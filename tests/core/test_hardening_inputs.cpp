@@ -563,10 +563,7 @@ TEST(ExportsRun, LongLinearLogitsEqualTheReference) {
   const std::vector<float> want = logits_of(ref, imgs, n);
   int tiers = 0;
   for (const sqtest::IsaCase& ic : sqtest::kIsas) {
-    if ((ic.isa == sq::Isa::Avx2 && !sq::cpu_has_avx2()) ||
-        (ic.isa == sq::Isa::AvxVnni && !sq::cpu_has_avxvnni()) ||
-        (ic.isa == sq::Isa::Avx512Vnni && !sq::cpu_has_avx512vnni()))
-      continue;
+    if (!sqtest::cpu_runs(ic)) continue;
     ++tiers;
     sq::GraphExecutor fast = sq::GraphExecutor::prepare(qm.graph, im, ic.isa);
     EXPECT_EQ(fast.describe().back().rfind("linear(f32", 0), 0u) << fast.describe().back();

@@ -170,10 +170,7 @@ TEST_P(EngineKernels, EqualTheReferenceExactly) {
 TEST(EngineKernelsAcc, RunAccEqualsTheReferenceAccumulators) {
   int tiers = 0;
   for (const sqtest::IsaCase& ic : sqtest::kIsas) {
-    if ((ic.isa == sq::Isa::Avx2 && !sq::cpu_has_avx2()) ||
-        (ic.isa == sq::Isa::AvxVnni && !sq::cpu_has_avxvnni()) ||
-        (ic.isa == sq::Isa::Avx512Vnni && !sq::cpu_has_avx512vnni()))
-      continue;
+    if (!sqtest::cpu_runs(ic)) continue;
     ++tiers;
     for (int bits : {8, 4}) {
       std::mt19937_64 rng(77 + bits);
@@ -216,10 +213,7 @@ TEST(EngineKernelsGrouped, GroupTilesEqualTheReference) {
   };
   int tiers = 0;
   for (const sqtest::IsaCase& ic : sqtest::kIsas) {
-    if ((ic.isa == sq::Isa::Avx2 && !sq::cpu_has_avx2()) ||
-        (ic.isa == sq::Isa::AvxVnni && !sq::cpu_has_avxvnni()) ||
-        (ic.isa == sq::Isa::Avx512Vnni && !sq::cpu_has_avx512vnni()))
-      continue;
+    if (!sqtest::cpu_runs(ic)) continue;
     ++tiers;
     for (int bits : {8, 4}) {
       std::mt19937_64 rng(91 + bits);
