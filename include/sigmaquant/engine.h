@@ -257,6 +257,7 @@ bool cpu_has_avxvnni();         // VEX-encoded vpdpbusd (ymm)
 bool cpu_has_avx512vnni();      // AVX-512 F, BW, VL and VNNI, with the OS saving the zmm state
 Isa best_isa();                 // what Auto resolves to on this CPU
 const char* isa_name(Isa isa);  // "portable", "avx2", "avxvnni", "avx512vnni", ...
+Isa parse_isa(const std::string& name);  // isa_name's inverse; throws naming the choices
 
 // One micro-kernel computes one tile, acc[p][o] = Σ_j Σ_e w[j][o][e] · x_p[j][e] for mr = 16
 // output channels o and nr pixels p, where pixel p's tap group j (kr taps) starts at

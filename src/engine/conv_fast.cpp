@@ -417,6 +417,13 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
+Isa parse_isa(const std::string& name) {
+  for (Isa isa :
+       {Isa::Auto, Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Reference})
+    if (name == isa_name(isa)) return isa;
+  fail("engine tier '{}' (expected auto, portable, avx2, avxvnni, avx512vnni or reference)", name);
+}
+
 namespace {
 
 // The largest |weight| of a layer (and checks every weight has 8 bits).

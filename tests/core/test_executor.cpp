@@ -341,6 +341,15 @@ TEST(GraphExecutor, VectorInputQuantizerEqualsTheScalarOne) {
   }
 }
 
+// The tiers' names (bench --isa) round-trip; an unknown one is refused naming the choices.
+TEST(GraphExecutor, IsaNamesRoundTrip) {
+  for (sq::Isa isa : {sq::Isa::Auto, sq::Isa::Portable, sq::Isa::Avx2, sq::Isa::AvxVnni,
+                      sq::Isa::Avx512Vnni, sq::Isa::Reference})
+    EXPECT_EQ(sq::parse_isa(sq::isa_name(isa)), isa);
+  EXPECT_NE(sqtest::error_of([] { sq::parse_isa("avx1024"); }).find("expected auto, portable"),
+            std::string::npos);
+}
+
 // profile: one entry for the input and one per step in plan order, labelled as describe() says,
 // every time non-negative and some positive; the run leaves the executor's logits unchanged (it
 // is an ordinary run, timed); no images is refused.

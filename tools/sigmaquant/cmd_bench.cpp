@@ -34,6 +34,7 @@ struct BenchFlags {
   int repeats = 3;
   bool json = false;
   bool profile = false;
+  std::string isa = "auto";
 };
 
 struct Row {
@@ -59,8 +60,9 @@ sq::Dataset random_set(const sq::Graph& g, int64_t n) {
 }
 
 // Images/s of the engine: batches of `batch` images, each split across `threads` executors.
-double bench_engine(const sq::SqmModel& m, const sq::Dataset& d, int64_t batch, int threads) {
-  sq::ParallelExecutor ex(sq::GraphExecutor::prepare(m.graph, m.model), threads);
+double bench_engine(const sq::SqmModel& m, const sq::Dataset& d, int64_t batch, int threads,
+                    sq::Isa isa) {
+  sq::ParallelExecutor ex(sq::GraphExecutor::prepare(m.graph, m.model, isa), threads);
   const int64_t n = d.size(), in = d.image_numel();
   std::vector<float> logits(static_cast<size_t>(batch * ex.output_size()));
   ex.run(d.images.data(), std::min(batch, n), logits.data());  // warm-up
@@ -146,8 +148,8 @@ struct Profile {
   double total = 0;
 };
 
-Profile profile_engine(const sq::SqmModel& m, const sq::Dataset& d) {
-  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model);
+Profile profile_engine(const sq::SqmModel& m, const sq::Dataset& d, sq::Isa isa) {
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, isa);
   std::vector<float> logits(static_cast<size_t>(ex.output_size()));
   ex.run(d.images.data(), logits.data());  // warm-up
   Profile p;
@@ -198,15 +200,16 @@ void run_bench(const BenchFlags& f) {
   if (f.images < 64) sq::fail("--images must be at least 64 (got {})", f.images);
   if (f.repeats < 1) sq::fail("--repeats must be at least 1 (got {})", f.repeats);
   if (!f.fp32.empty() && !f.qmodel.empty()) sq::fail("give --fp32 or --qmodel, not both");
+  const sq::Isa isa = sq::parse_isa(f.isa);
   const sq::SqmModel m = sq::load_sqm(f.model);
   const sq::Dataset d = random_set(m.graph, f.images);
   std::vector<Row> rows;
   for (int64_t batch : {1, 64})
     for (int threads : {1, 2})
       rows.push_back(best_of("engine", batch, threads, threads > 1 && batch > 1 ? "split" : "-",
-                             f.repeats, [&] { return bench_engine(m, d, batch, threads); }));
+                             f.repeats, [&] { return bench_engine(m, d, batch, threads, isa); }));
   Profile prof;
-  if (f.profile) prof = profile_engine(m, d);
+  if (f.profile) prof = profile_engine(m, d, isa);
   std::string fp32_name;
   std::vector<Row> torch_tried;  // every LibTorch setting measured, for the JSON
   if (!f.fp32.empty() || !f.qmodel.empty()) {
@@ -243,7 +246,7 @@ void run_bench(const BenchFlags& f) {
                           {"fp32", fp32_name},
                           {"images", f.images},
                           {"repeats", f.repeats},
-                          {"isa", sq::isa_name(sq::best_isa())},
+                          {"isa", sq::isa_name(isa == sq::Isa::Auto ? sq::best_isa() : isa)},
                           {"omp_wait_policy", wait ? wait : ""},
                           {"results", r},
                           {"libtorch_settings", all}};
@@ -257,7 +260,8 @@ void run_bench(const BenchFlags& f) {
   for (const Row& x : rows)
     t.add({x.runtime, std::to_string(x.batch), std::to_string(x.threads), x.setting,
            fmt::format("{:.0f}", x.ips), fmt::format("{:.3f}", 1000.0 / x.ips)});
-  fmt::print("{} ({}), {} random images per row, best of {}{}\n{}", f.model, m.graph.name, f.images,
+  fmt::print("{} ({}), engine tier {}, {} random images per row, best of {}{}\n{}", f.model,
+             m.graph.name, sq::isa_name(isa == sq::Isa::Auto ? sq::best_isa() : isa), f.images,
              f.repeats,
              fp32_name.empty() ? " (give --fp32 or --qmodel for the LibTorch FP32 rows)"
                                : ", FP32: " + fp32_name,
@@ -293,6 +297,10 @@ void add_bench(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "print machine-readable JSON on stdout");
+  cmd->add_option("--isa", f->isa,
+                  "engine tier: auto (the CPU's best), portable, avx2, avxvnni, avx512vnni, "
+                  "reference")
+      ->capture_default_str();
   cmd->add_flag("--profile", f->profile,
                 "also time every engine step (batch 1, 1 thread): per step and per kernel");
   cmd->callback([f] { run_bench(*f); });
