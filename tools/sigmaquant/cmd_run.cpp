@@ -26,6 +26,7 @@ struct RunFlags {
   bool plan = false;
   std::string trace;
   int64_t trace_image = 0;
+  std::string isa = "auto";
 };
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
@@ -37,7 +38,7 @@ void trace_one(const RunFlags& f, const sq::SqmModel& m, const sq::Dataset& set)
   if (f.trace_image < 0 || f.trace_image >= set.size())
     sq::fail("--trace-image {} is out of range: {} has {} {} images", f.trace_image, set.name,
              set.size(), f.split);
-  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model);
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, sq::parse_isa(f.isa));
   std::string codes;
   nlohmann::json steps = nlohmann::json::array();
   std::vector<float> logits(static_cast<size_t>(ex.output_size()));
@@ -71,7 +72,7 @@ void run_run(const RunFlags& f) {
   if (f.limit < 0) sq::fail("--limit must be >= 0 (got {})", f.limit);
   const sq::SqmModel m = sq::load_sqm(f.model);
   if (f.plan) {  // what the engine runs, step by step: kernels, buffers; no data needed
-    const sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model);
+    const sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, sq::parse_isa(f.isa));
     if (f.common.json) {
       print_json({{"model", f.model}, {"plan", ex.describe()}, {"arena_bytes", ex.arena_bytes()}});
       return;
@@ -92,7 +93,8 @@ void run_run(const RunFlags& f) {
     trace_one(f, m, set);
     return;
   }
-  const sq::GraphExecutor prepared = sq::GraphExecutor::prepare(m.graph, m.model);
+  const sq::GraphExecutor prepared =
+      sq::GraphExecutor::prepare(m.graph, m.model, sq::parse_isa(f.isa));
   sq::ParallelExecutor ex(prepared, f.common.threads);
   const int64_t n = set.size(), classes = ex.output_size();
   std::vector<float> logits(static_cast<size_t>(n * classes));
@@ -184,6 +186,10 @@ void add_run(CLI::App& app) {
                   "PREFIX.u8 and their index (node, kernel, offset, bytes) to PREFIX.json: "
                   "for finding where another runtime of the model departs from the engine");
   cmd->add_option("--trace-image", f->trace_image, "the image --trace runs (index in the split)")
+      ->capture_default_str();
+  cmd->add_option("--isa", f->isa,
+                  "engine tier: auto (the CPU's best), portable, avx2, avxvnni, avx512vnni, "
+                  "reference (every tier computes the same codes)")
       ->capture_default_str();
   add_common_flags(cmd, f->common);
   cmd->callback([f] { run_run(*f); });
