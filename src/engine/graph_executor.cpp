@@ -222,11 +222,13 @@ GraphExecutor GraphExecutor::prepare(const Graph& g, const IntModel& im, Isa isa
     ctx.fuse_add_tables();
     // A layer that only packed kernels run reads its packed blocks, never its int32 weights:
     // ConvFast, a conv → pooling step on the kernels' tiles (fast set), the float logits' linear
-    // on its int8 rows (ConvF32 with consts). Release them (ResNet-50: 110 of 127 MB).
+    // on its int8 rows (ConvF32 with consts), a depthwise conv by channels (ConvRef with consts:
+    // pack_depthwise). Release them (ResNet-50: 110 of 127 MB).
     std::vector<bool> read(ex.layers_->size(), false);
     for (const Step& st : ex.steps_) {
-      const bool packed = st.kind == Step::Kind::ConvFast || st.fast >= 0 ||
-                          (st.kind == Step::Kind::ConvF32 && st.table >= 0);
+      const bool packed =
+          st.kind == Step::Kind::ConvFast || st.fast >= 0 ||
+          ((st.kind == Step::Kind::ConvF32 || st.kind == Step::Kind::ConvRef) && st.table >= 0);
       if (st.layer >= 0 && !packed) read[static_cast<size_t>(st.layer)] = true;
     }
     for (size_t k = 0; k < read.size(); ++k)
