@@ -75,6 +75,11 @@ std::string default_data_dir(const std::string& format);
 // ---- subsets, splits, normalization, augmentation ----
 // The first n samples (n <= 0 or n >= size: a copy of all).
 Dataset take(const Dataset& d, int64_t n);
+// Samples [from, to) (0 <= from <= to <= size).
+Dataset take_range(const Dataset& d, int64_t from, int64_t to);
+// n seeded images uniform in [0, 1) of the given shape, labels i mod classes (name "random"): a
+// throughput benchmark's input, where the work per image does not depend on the pixels.
+Dataset uniform_dataset(const Shape& image_shape, int64_t classes, int64_t n, uint64_t seed);
 // A seeded random split: (train, validation) with round(val_fraction * size) validation samples.
 // The same seed gives the same split on every platform; each part keeps the original order.
 std::pair<Dataset, Dataset> split(const Dataset& d, double val_fraction, uint64_t seed);

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sigmaquant/graph.h"
@@ -255,6 +256,7 @@ void quantize_input_u8(const float* x, int64_t n, float mean, float std, float s
 bool cpu_has_avx2();
 bool cpu_has_avxvnni();         // VEX-encoded vpdpbusd (ymm)
 bool cpu_has_avx512vnni();      // AVX-512 F, BW, VL and VNNI, with the OS saving the zmm state
+bool cpu_has_avx512vbmi();      // and VBMI (vpermi2b: the engine's 256-entry table lookups)
 Isa best_isa();                 // what Auto resolves to on this CPU
 const char* isa_name(Isa isa);  // "portable", "avx2", "avxvnni", "avx512vnni", ...
 Isa parse_isa(const std::string& name);  // isa_name's inverse; throws naming the choices
@@ -313,6 +315,9 @@ class PreparedConv2d {
  public:
   static constexpr int kOcTile = 16;      // every kernel's mr
   static constexpr int kMaxPixTile = 12;  // the largest nr in the table
+  // The longest reduction (in_c·k·k) whose int32 dot products cannot overflow (|w·x| <= 128·255,
+  // with margin): prepare refuses longer ones.
+  static constexpr int64_t kMaxTaps = 2147483647 / (255 * 128);
 
   const ConvShape& shape() const { return s_; }
   const char* kernel_name() const { return kernel_->name; }
@@ -576,16 +581,22 @@ class GraphExecutor {
   };
   std::vector<TraceEntry> trace(const float* image, float* logits);
   // Where the time goes: runs the n images one at a time (CHW floats, as run()), timing every
-  // step with steady_clock; per step, in plan order, its index, describe()'s label (the kernel or
-  // table form chosen), node and its seconds summed over the images. The input's quantization
-  // (run()'s float loop) is the entry with step −1. The clock reads add tens of nanoseconds per
-  // step: compare shares, not the sum with an untimed run.
+  // step with steady_clock. Seconds per image: per step, in plan order, its index, describe()'s
+  // label (the kernel or table form chosen) and node — the input's quantization (run()'s float
+  // loop) first, as step −1 —, the same summed per label (most time first), and their total. The
+  // clock reads add tens of nanoseconds per step: compare shares, not the total with an untimed
+  // run.
   struct StepTime {
     int64_t step;
     std::string label, node;
     double seconds;
   };
-  std::vector<StepTime> profile(const float* images, int64_t n);
+  struct Profile {
+    std::vector<StepTime> steps;
+    std::vector<std::pair<std::string, double>> by_label;
+    double seconds = 0;
+  };
+  Profile profile(const float* images, int64_t n);
   const ActQuant& input_point() const { return in_q_; }
   // One line per step ("conv stage1.block1.a.conv [avx2_maddubs] 1024 B @ 0"), for `info`/tests.
   std::vector<std::string> describe() const;
@@ -664,6 +675,7 @@ class GraphExecutor {
  private:
   friend class ops::Context;  // the ops' prepares build the plan through it
   uint8_t* buf(int id) { return arena_.data() + buffers_[id].offset; }
+  void quantize_image(const float* image);  // run()'s first part: buffer 0's codes
   void execute(float* logits);  // every step's eval, in order
 
   // Written by prepare only, then read-only: a copy of the executor shares them (and the packed
@@ -687,8 +699,7 @@ class GraphExecutor {
   std::vector<float> mean_, std_;  // per input channel (std 0 → 1, as normalized_image)
   int64_t input_size_ = 0, output_size_ = 0, input_plane_ = 0;
   const Trace* trace_ = nullptr;  // during run_traced only
-  double* step_seconds_ = nullptr;   // during profile only: per step, the seconds summed
-  double last_execute_seconds_ = 0;  // during profile only: the last execute()'s steps
+  double* step_seconds_ = nullptr;  // during profile only: per step, the seconds summed
 };
 
 // A batch of images on several threads: one copy of the executor per thread (sharing its weights
@@ -704,6 +715,9 @@ class ParallelExecutor {
   // n images (input_size() floats each, as GraphExecutor::run takes them) → logits
   // [n][output_size()].
   void run(const float* images, int64_t n, float* logits);
+  // Images/s over n images run in batches of `batch` (a last partial batch is not run), after
+  // one warm-up batch: what `sigmaquant bench` reports for the engine.
+  double throughput(const float* images, int64_t n, int64_t batch);
 
  private:
   std::vector<GraphExecutor> ex_;

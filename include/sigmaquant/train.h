@@ -96,6 +96,14 @@ struct EvalResult {
   double images_per_second = 0;
 };
 EvalResult evaluate(const Graph& g, const Dataset& data, const EvalOptions& opts = {});
+// LibTorch FP32 inference throughput (images/s) over data in batches of `batch`, after a warm-up
+// batch, on `threads` threads used one of two ways (docs/engine.md, "Fair baselines"): split =
+// false, one forward of each batch on `threads` intra-op (OpenMP) threads; split = true,
+// `threads` threads each forwarding its contiguous share in batches of batch/threads on one
+// intra-op thread — no OpenMP team, so no thread waits at a barrier for another (the engine's
+// way of using threads; wall time of the whole set). Sets the calling thread's intra-op count.
+double inference_throughput(const Graph& g, const Dataset& data, int64_t batch, int threads,
+                            bool split);
 
 // Logits of the model for samples [0, n) of data (n <= 0: all), row-major n x classes.
 std::vector<float> predict(const Graph& g, const Dataset& data, int64_t n = 0);

@@ -93,16 +93,16 @@ class Engine {
 
   // Where the time goes: N x C x H x W images one at a time on one thread
   // (GraphExecutor::profile); per step (the input's quantization first, step -1) a dict
-  // {step, label, node, seconds} summed over the images.
+  // {step, label, node, seconds}, seconds per image.
   py::list profile(const Images& images) {
     check_batch(images, "profile", 1);
-    std::vector<sq::GraphExecutor::StepTime> times;
+    sq::GraphExecutor::Profile prof;
     {
       py::gil_scoped_release unlocked;
-      times = ex_.profile(images.data(), images.shape(0));
+      prof = ex_.profile(images.data(), images.shape(0));
     }
     py::list out;
-    for (const auto& t : times) {
+    for (const auto& t : prof.steps) {
       py::dict d;
       d["step"] = t.step;
       d["label"] = t.label;
@@ -153,8 +153,8 @@ void bind_engine(py::module_& m) {
            "logits (N x classes float32) of N x C x H x W float32 images in [0, 1]")
       .def("evaluate", &Engine::evaluate, py::arg("data"), "top-1 accuracy on a Dataset")
       .def("profile", &Engine::profile, py::arg("images"),
-           "per step {step, label, node, seconds} over N x C x H x W images run one at a time "
-           "(step -1: the input's quantization)")
+           "per step {step, label, node, seconds (per image)} over N x C x H x W images run one "
+           "at a time (step -1: the input's quantization)")
       .def("trace", &Engine::trace, py::arg("image"),
            "(logits, steps) of one C x H x W image: steps[0] the input's codes (step -1), then "
            "per engine step a dict {step, node, plan, codes (uint8)}: its output buffer")

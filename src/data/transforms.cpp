@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <random>
 
 #include "data/data_util.h"
 #include "sigmaquant/data.h"
@@ -52,6 +53,35 @@ Dataset take(const Dataset& d, int64_t n) {
   s.images.assign(d.images.begin(), d.images.begin() + n * d.image_numel());
   s.labels.assign(d.labels.begin(), d.labels.begin() + n);
   return s;
+}
+
+Dataset take_range(const Dataset& d, int64_t from, int64_t to) {
+  if (from < 0 || to < from || to > d.size())
+    fail("{}: samples [{}, {}) of {} (expected 0 <= from <= to <= size)", d.name, from, to,
+         d.size());
+  Dataset s;
+  s.name = d.name;
+  s.image_shape = d.image_shape;
+  s.num_classes = d.num_classes;
+  const int64_t in = d.image_numel();
+  s.images.assign(d.images.begin() + from * in, d.images.begin() + to * in);
+  s.labels.assign(d.labels.begin() + from, d.labels.begin() + to);
+  return s;
+}
+
+Dataset uniform_dataset(const Shape& image_shape, int64_t classes, int64_t n, uint64_t seed) {
+  if (n < 0 || classes < 1)
+    fail("uniform_dataset: {} images of {} classes (expected n >= 0, classes >= 1)", n, classes);
+  Dataset d;
+  d.name = "random";
+  d.image_shape = image_shape;
+  d.num_classes = classes;
+  d.images.resize(static_cast<size_t>(n * numel(image_shape)));
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (float& v : d.images) v = u(rng);
+  for (int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int32_t>(i % classes));
+  return d;
 }
 
 std::pair<Dataset, Dataset> split(const Dataset& d, double val_fraction, uint64_t seed) {

@@ -392,6 +392,20 @@ bool cpu_has_avx512vnni() {
 #endif
 }
 
+bool cpu_has_avx512vbmi() {
+#ifdef SQ_X86
+  // CPUID leaf 7 sub-leaf 0, ECX bit 1 (AVX512_VBMI), on top of the F/BW/VL and zmm-state checks.
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return cpu_has_avx512vnni() && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) &&
+           ((ecx >> 1) & 1u);
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 Isa best_isa() {
   return cpu_has_avx512vnni() ? Isa::Avx512Vnni
          : cpu_has_avxvnni()  ? Isa::AvxVnni
@@ -517,9 +531,9 @@ PreparedConv2d PreparedConv2d::prepare_core(const ConvShape& s, const IntLayer& 
   PreparedConv2d c;
   c.s_ = s;
   c.k_ = s.taps();
-  if (c.k_ > INT32_MAX / (255 * 128))
+  if (c.k_ > PreparedConv2d::kMaxTaps)
     fail("prepare_conv2d_u8: layer '{}' reduces over {} taps (at most {} keep int32 exact)", L.name,
-         c.k_, INT32_MAX / (255 * 128));
+         c.k_, PreparedConv2d::kMaxTaps);
   if (!k.supports(w_max, x_max))
     fail(
         "prepare_conv2d_u8: kernel {} is not exact for layer '{}' (weights up to {}, activations "

@@ -303,13 +303,17 @@ void quantize_input_u8(const float* x, int64_t n, float mean, float std, float s
   quantize_plane(x, n, mean, std, s, zp, mx, q);
 }
 
-void GraphExecutor::run(const float* image, float* logits) {
+void GraphExecutor::quantize_image(const float* image) {
   uint8_t* x = buf(0);
   for (size_t c = 0; c < mean_.size(); ++c) {
     const int64_t k = static_cast<int64_t>(c) * input_plane_;
     quantize_input_u8(image + k, input_plane_, mean_[c], std_[c], in_q_.scale, in_q_.zero_point,
                       in_q_.qmax(), x + k);
   }
+}
+
+void GraphExecutor::run(const float* image, float* logits) {
+  quantize_image(image);
   execute(logits);
 }
 
@@ -340,7 +344,7 @@ void GraphExecutor::run_quantized(const uint8_t* x, float* logits) {
   execute(logits);
 }
 
-std::vector<GraphExecutor::StepTime> GraphExecutor::profile(const float* images, int64_t n) {
+GraphExecutor::Profile GraphExecutor::profile(const float* images, int64_t n) {
   if (n < 1) fail("profile: {} images (expected at least 1)", n);
   using Clock = std::chrono::steady_clock;
   std::vector<double> seconds(steps_.size(), 0.0);
@@ -348,23 +352,31 @@ std::vector<GraphExecutor::StepTime> GraphExecutor::profile(const float* images,
   std::vector<float> logits(static_cast<size_t>(output_size_));
   step_seconds_ = seconds.data();
   try {
-    for (int64_t i = 0; i < n; ++i) {
-      // run() is the input quantization, then execute(): the difference is the former.
+    for (int64_t i = 0; i < n; ++i) {  // run(), its two parts timed
       const Clock::time_point t0 = Clock::now();
-      run(images + i * input_size_, logits.data());
-      const double total = std::chrono::duration<double>(Clock::now() - t0).count();
-      input_seconds += total - last_execute_seconds_;
+      quantize_image(images + i * input_size_);
+      input_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      execute(logits.data());
     }
   } catch (...) {
     step_seconds_ = nullptr;
     throw;
   }
   step_seconds_ = nullptr;
-  std::vector<StepTime> out;
-  out.push_back({-1, "quantize", "input", std::max(input_seconds, 0.0)});
+  const double per = 1.0 / static_cast<double>(n);
+  Profile p;
+  p.steps.push_back({-1, "quantize", "input", input_seconds * per});
   for (size_t k = 0; k < steps_.size(); ++k)
-    out.push_back({static_cast<int64_t>(k), step_labels_[k], steps_[k].name, seconds[k]});
-  return out;
+    p.steps.push_back({static_cast<int64_t>(k), step_labels_[k], steps_[k].name, seconds[k] * per});
+  std::map<std::string, double> sums;
+  for (const StepTime& t : p.steps) {
+    p.seconds += t.seconds;
+    sums[t.label] += t.seconds;
+  }
+  p.by_label.assign(sums.begin(), sums.end());
+  std::stable_sort(p.by_label.begin(), p.by_label.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  return p;
 }
 
 void GraphExecutor::execute(float* logits) {
@@ -372,15 +384,13 @@ void GraphExecutor::execute(float* logits) {
                    luts_->data(), consts_->data(), acc_.data(),     logits};
   if (step_seconds_) {
     using Clock = std::chrono::steady_clock;
-    const Clock::time_point start = Clock::now();
-    Clock::time_point t = start;
+    Clock::time_point t = Clock::now();
     for (size_t k = 0; k < steps_.size(); ++k) {
       step_types_[k]->eval(r, steps_[k]);
       const Clock::time_point now = Clock::now();
       step_seconds_[k] += std::chrono::duration<double>(now - t).count();
       t = now;
     }
-    last_execute_seconds_ = std::chrono::duration<double>(t - start).count();
     return;
   }
   if (!trace_) {
@@ -411,6 +421,18 @@ std::vector<std::string> GraphExecutor::describe() const {
 ParallelExecutor::ParallelExecutor(const GraphExecutor& ex, int threads) {
   if (threads < 1) fail("ParallelExecutor: {} threads (expected at least 1)", threads);
   ex_.assign(static_cast<size_t>(threads), ex);
+}
+
+double ParallelExecutor::throughput(const float* images, int64_t n, int64_t batch) {
+  if (batch < 1 || n < batch)
+    fail("throughput: batches of {} over {} images (expected 1 <= batch <= images)", batch, n);
+  const int64_t in = input_size();
+  std::vector<float> logits(static_cast<size_t>(batch * output_size()));
+  run(images, batch, logits.data());  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t s = 0; s + batch <= n; s += batch) run(images + s * in, batch, logits.data());
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return static_cast<double>(n / batch * batch) / sec;
 }
 
 void ParallelExecutor::run(const float* images, int64_t n, float* logits) {

@@ -6,9 +6,13 @@
 // RNG is seeded too; with one thread the CPU kernels are deterministic.
 #include <malloc.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <exception>
 #include <numeric>
 #include <sstream>
+#include <thread>
 
 #include "distributed_internal.h"
 #include "graph_module.h"
@@ -450,6 +454,65 @@ torch::Tensor normalized_batch(const Dataset& d, const Graph& g, int64_t first, 
 EvalResult evaluate(const Graph& g, const Dataset& data, const EvalOptions& o) {
   GraphModule m(g);
   return evaluate_module(m, data, o);
+}
+
+namespace {
+// LibTorch's intra-op thread count for the calling thread. LibTorch sets its inter-op pool once
+// per process; configure_runtime sets the intra-op count first, so its complaint about a second
+// setting of the former is ignored.
+void intra_op_threads(int threads) {
+  try {
+    configure_runtime(threads);
+  } catch (const std::exception&) {
+  }
+}
+}  // namespace
+
+double inference_throughput(const Graph& g, const Dataset& data, int64_t batch, int threads,
+                            bool split) {
+  if (batch < 1 || threads < 1 || data.size() < batch)
+    fail(
+        "inference_throughput: batches of {} on {} threads over {} images (expected 1 <= batch "
+        "<= images, threads >= 1)",
+        batch, threads, data.size());
+  if (!split) {
+    intra_op_threads(threads);
+    EvalOptions o;
+    o.batch_size = batch;
+    evaluate(g, take(data, batch), o);  // warm-up
+    return evaluate(g, data, o).images_per_second;
+  }
+  const int64_t n = data.size(), per = std::max<int64_t>(1, batch / threads);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+  auto work = [&](int k) {
+    bool counted = false;
+    try {
+      intra_op_threads(1);
+      const Dataset share = take_range(data, n * k / threads, n * (k + 1) / threads);
+      EvalOptions o;
+      o.batch_size = per;
+      evaluate(g, take(share, per), o);  // warm-up
+      counted = true;
+      ++ready;
+      while (!go.load()) std::this_thread::yield();
+      evaluate(g, share, o);
+    } catch (...) {
+      errors[static_cast<size_t>(k)] = std::current_exception();
+      if (!counted) ++ready;  // the others must not wait for it
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int k = 0; k < threads; ++k) pool.emplace_back(work, k);
+  while (ready.load() < threads) std::this_thread::yield();
+  const auto t0 = std::chrono::steady_clock::now();
+  go = true;
+  for (auto& t : pool) t.join();
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return static_cast<double>(n) / sec;
 }
 
 std::vector<float> predict(const Graph& g, const Dataset& data, int64_t n) {

@@ -662,3 +662,23 @@ TEST(DataAugment, FlipWithoutShiftIsAPureFlip) {
 }
 
 }  // namespace
+
+// take_range: samples [from, to) with their labels; out-of-range bounds refused.
+// uniform_dataset: seeded (the same seed, the same pixels), in [0, 1), labels i mod classes.
+TEST(DataSubsets, TakeRangeAndUniformDataset) {
+  const sq::Dataset d = sq::uniform_dataset({1, 3, 2}, 4, 10, 7);
+  EXPECT_EQ(d.size(), 10);
+  EXPECT_EQ(d.images, sq::uniform_dataset({1, 3, 2}, 4, 10, 7).images);
+  EXPECT_NE(d.images, sq::uniform_dataset({1, 3, 2}, 4, 10, 8).images);
+  for (float v : d.images) EXPECT_TRUE(v >= 0.0f && v < 1.0f);
+  for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(d.labels[static_cast<size_t>(i)], i % 4);
+  const sq::Dataset r = sq::take_range(d, 3, 7);
+  ASSERT_EQ(r.size(), 4);
+  EXPECT_EQ(r.labels[0], d.labels[3]);
+  EXPECT_EQ(std::vector<float>(r.images.begin(), r.images.end()),
+            std::vector<float>(d.images.begin() + 3 * 6, d.images.begin() + 7 * 6));
+  EXPECT_EQ(sq::take_range(d, 5, 5).size(), 0);
+  EXPECT_THROW(sq::take_range(d, 4, 3), sq::Error);
+  EXPECT_THROW(sq::take_range(d, 0, 11), sq::Error);
+  EXPECT_THROW(sq::uniform_dataset({1, 3, 2}, 0, 10, 1), sq::Error);
+}

@@ -290,6 +290,12 @@ TEST(GraphExecutor, ParallelExecutorEqualsOneImageAtATime) {
     }
   }
   EXPECT_THROW(sq::ParallelExecutor(ex, 0), sq::Error);
+  // throughput (sigmaquant bench's engine rows): a positive rate; a batch larger than the images
+  // or below 1 is refused.
+  sq::ParallelExecutor two(ex, 2);
+  EXPECT_GT(two.throughput(imgs.data(), n, 3), 0.0);
+  EXPECT_THROW(two.throughput(imgs.data(), n, n + 1), sq::Error);
+  EXPECT_THROW(two.throughput(imgs.data(), n, 0), sq::Error);
 }
 
 // On AVX-512 VBMI plans a standalone batchnorm (the dense case: gammas of both signs, ReLU after
@@ -351,8 +357,8 @@ TEST(GraphExecutor, IsaNamesRoundTrip) {
 }
 
 // profile: one entry for the input and one per step in plan order, labelled as describe() says,
-// every time non-negative and some positive; the run leaves the executor's logits unchanged (it
-// is an ordinary run, timed); no images is refused.
+// every time non-negative and some positive, the per-label sums the same total; the run leaves the
+// executor's logits unchanged (it is an ordinary run, timed); no images is refused.
 TEST(GraphExecutor, ProfileTimesEveryStep) {
   const sq::QuantModel qm = sqtest::synthetic_qmodel("resnet8", {3, 12, 12}, 10, 4);
   sq::GraphExecutor ex = sq::GraphExecutor::prepare(qm.graph, sq::integerize(qm));
@@ -360,7 +366,8 @@ TEST(GraphExecutor, ProfileTimesEveryStep) {
   const auto imgs = sqtest::random_images(n, in, 6);
   std::vector<float> want(10), got(10);
   ex.run(imgs.data(), want.data());
-  const std::vector<sq::GraphExecutor::StepTime> p = ex.profile(imgs.data(), n);
+  const sq::GraphExecutor::Profile prof = ex.profile(imgs.data(), n);
+  const std::vector<sq::GraphExecutor::StepTime>& p = prof.steps;
   const std::vector<std::string> plan = ex.describe();
   ASSERT_EQ(p.size(), plan.size() + 1);
   EXPECT_EQ(p[0].step, -1);
@@ -373,6 +380,16 @@ TEST(GraphExecutor, ProfileTimesEveryStep) {
     total += p[k].seconds;
   }
   EXPECT_GT(total, 0.0);
+  // The per-label sums hold the same time, most first.
+  double labelled = 0;
+  for (size_t k = 0; k < prof.by_label.size(); ++k) {
+    labelled += prof.by_label[k].second;
+    if (k > 0) {
+      EXPECT_GE(prof.by_label[k - 1].second, prof.by_label[k].second);
+    }
+  }
+  EXPECT_NEAR(labelled, prof.seconds, 1e-12);
+  EXPECT_NEAR(total + p[0].seconds, prof.seconds, 1e-12);
   ex.run(imgs.data(), got.data());
   EXPECT_EQ(got, want);
   EXPECT_THROW(ex.profile(imgs.data(), 0), sq::Error);

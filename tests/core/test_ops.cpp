@@ -162,7 +162,7 @@ TEST(GraphExecutorOps, FastAddEqualsTheReference) {
 // The tables' VBMI form (two vpermi2b per 64 codes, a masked tail) equals the plain lookup on
 // every length around the 64-byte blocks, in place too, without writing past the end.
 TEST(GraphExecutorOps, VbmiTableEqualsThePlainLookup) {
-  if (!sq::ops::cpu_has_avx512vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
+  if (!sq::cpu_has_avx512vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
   std::mt19937 rng(31);
   std::array<uint8_t, 256> t{};
   for (auto& v : t) v = static_cast<uint8_t>(rng());
@@ -183,7 +183,7 @@ TEST(GraphExecutorOps, VbmiTableEqualsThePlainLookup) {
 // table, table[reference code]. The exact adds of these scales all take it (the simulation's own
 // float formula); the fixed-point fallback never does.
 TEST(GraphExecutorOps, FloatAddEqualsTheReference) {
-  if (!sq::ops::cpu_has_avx512vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
+  if (!sq::cpu_has_avx512vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
   std::mt19937 rng(29);
   std::uniform_int_distribution<int> code(0, 255);
   int taken = 0, cases = 0;

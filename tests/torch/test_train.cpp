@@ -83,6 +83,21 @@ TEST(Train, LearnsTheSyntheticTask) {
   EXPECT_EQ(e.samples, 200);
 }
 
+// inference_throughput (sigmaquant bench's LibTorch rows): both ways of using threads measure a
+// positive rate over the whole set; bad batch sizes and thread counts are refused.
+TEST(Train, InferenceThroughputBothWays) {
+  sq::configure_runtime(1);
+  const sq::Dataset d = synthetic(32, 3);
+  sq::Graph g = sq::make_zoo_model("lenet5", d.image_shape, 10, 1);
+  g.input_mean = {0.5f};  // as a trained model has them
+  g.input_std = {0.25f};
+  EXPECT_GT(sq::inference_throughput(g, d, 8, 1, false), 0.0);
+  EXPECT_GT(sq::inference_throughput(g, d, 8, 2, true), 0.0);
+  EXPECT_THROW(sq::inference_throughput(g, d, 0, 1, false), sq::Error);
+  EXPECT_THROW(sq::inference_throughput(g, d, 64, 1, true), sq::Error);
+  EXPECT_THROW(sq::inference_throughput(g, d, 8, 0, true), sq::Error);
+}
+
 TEST(Train, ResumeFromACheckpointReachesTheSameWeights) {
   sq::configure_runtime(1);
   std::string dir = sqtest::temp_dir("resume");

@@ -9,12 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdlib>
-#include <map>
-#include <random>
-#include <thread>
 
 #include "common.h"
 #include "sigmaquant/engine.h"
@@ -46,88 +41,6 @@ struct Row {
   std::vector<double> tried;  // every run's images/s, for the JSON
 };
 
-sq::Dataset random_set(const sq::Graph& g, int64_t n) {
-  sq::Dataset d;
-  d.name = "random";
-  d.image_shape = g.input_shape;
-  d.num_classes = g.num_classes;
-  d.images.resize(static_cast<size_t>(n * sq::numel(g.input_shape)));
-  std::mt19937_64 rng(1);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (float& v : d.images) v = u(rng);
-  for (int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int32_t>(i % g.num_classes));
-  return d;
-}
-
-// Images/s of the engine: batches of `batch` images, each split across `threads` executors.
-double bench_engine(const sq::SqmModel& m, const sq::Dataset& d, int64_t batch, int threads,
-                    sq::Isa isa) {
-  sq::ParallelExecutor ex(sq::GraphExecutor::prepare(m.graph, m.model, isa), threads);
-  const int64_t n = d.size(), in = d.image_numel();
-  std::vector<float> logits(static_cast<size_t>(batch * ex.output_size()));
-  ex.run(d.images.data(), std::min(batch, n), logits.data());  // warm-up
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t s = 0; s + batch <= n; s += batch)
-    ex.run(d.images.data() + s * in, batch, logits.data());
-  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return static_cast<double>(n / batch * batch) / sec;
-}
-
-// LibTorch's intra-op thread count for the calling thread. LibTorch sets its inter-op pool once
-// per process; configure_runtime sets the intra-op count first, so its complaint about the second
-// setting of the former is ignored.
-void torch_threads(int threads) {
-  try {
-    sq::configure_runtime(threads);
-  } catch (const std::exception&) {
-  }
-}
-
-// One forward of each batch on `threads` intra-op (OpenMP) threads.
-double bench_torch_intra(const sq::Graph& g, const sq::Dataset& d, int64_t batch, int threads) {
-  torch_threads(threads);
-  sq::EvalOptions o;
-  o.batch_size = batch;
-  sq::evaluate(g, sq::take(d, batch), o);  // warm-up
-  return sq::evaluate(g, d, o).images_per_second;
-}
-
-// Images [from, to) of d.
-sq::Dataset slice(const sq::Dataset& d, int64_t from, int64_t to) {
-  sq::Dataset s = d;
-  const int64_t in = d.image_numel();
-  s.images.assign(d.images.begin() + from * in, d.images.begin() + to * in);
-  s.labels.assign(d.labels.begin() + from, d.labels.begin() + to);
-  return s;
-}
-
-// `threads` threads, each forwarding its share of the images in batches of batch/threads on one
-// intra-op thread: no OpenMP team, so no thread waits at a barrier for another (the engine's way
-// of using threads, docs/engine.md "Fair baselines"). Wall time of the whole set.
-double bench_torch_split(const sq::Graph& g, const sq::Dataset& d, int64_t batch, int threads) {
-  const int64_t n = d.size(), per = std::max<int64_t>(1, batch / threads);
-  std::atomic<int> ready{0};
-  std::atomic<bool> go{false};
-  auto work = [&](int k) {
-    torch_threads(1);
-    const sq::Dataset share = slice(d, n * k / threads, n * (k + 1) / threads);
-    sq::EvalOptions o;
-    o.batch_size = per;
-    sq::evaluate(g, sq::take(share, per), o);  // warm-up
-    ++ready;
-    while (!go.load()) std::this_thread::yield();
-    sq::evaluate(g, share, o);
-  };
-  std::vector<std::thread> pool;
-  for (int k = 0; k < threads; ++k) pool.emplace_back(work, k);
-  while (ready.load() < threads) std::this_thread::yield();
-  const auto t0 = std::chrono::steady_clock::now();
-  go = true;
-  for (auto& t : pool) t.join();
-  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return static_cast<double>(n) / sec;
-}
-
 // The best of `repeats` runs of f.
 template <typename F>
 Row best_of(const std::string& runtime, int64_t batch, int threads, const std::string& setting,
@@ -140,33 +53,8 @@ Row best_of(const std::string& runtime, int64_t batch, int threads, const std::s
   return r;
 }
 
-// --profile: every step's time on one thread over the bench's images (GraphExecutor::profile),
-// in plan order and summed per label (kernel or table form).
-struct Profile {
-  std::vector<sq::GraphExecutor::StepTime> steps;
-  std::vector<std::pair<std::string, double>> by_label;  // most time first
-  double total = 0;
-};
-
-Profile profile_engine(const sq::SqmModel& m, const sq::Dataset& d, sq::Isa isa) {
-  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, isa);
-  std::vector<float> logits(static_cast<size_t>(ex.output_size()));
-  ex.run(d.images.data(), logits.data());  // warm-up
-  Profile p;
-  p.steps = ex.profile(d.images.data(), d.size());
-  std::map<std::string, double> sums;
-  for (const auto& s : p.steps) {
-    p.total += s.seconds;
-    sums[s.label] += s.seconds;
-  }
-  p.by_label.assign(sums.begin(), sums.end());
-  std::stable_sort(p.by_label.begin(), p.by_label.end(),
-                   [](const auto& a, const auto& b) { return a.second > b.second; });
-  for (auto& s : p.steps) s.seconds /= static_cast<double>(d.size());  // per image
-  for (auto& l : p.by_label) l.second /= static_cast<double>(d.size());
-  p.total /= static_cast<double>(d.size());
-  return p;
-}
+// --profile: GraphExecutor::profile over the bench's images, on one thread.
+using Profile = sq::GraphExecutor::Profile;
 
 nlohmann::json profile_json(const Profile& p) {
   nlohmann::json steps = nlohmann::json::array(), labels = nlohmann::json::array();
@@ -177,11 +65,11 @@ nlohmann::json profile_json(const Profile& p) {
                      {"us_per_image", s.seconds * 1e6}});
   for (const auto& [label, sec] : p.by_label)
     labels.push_back({{"label", label}, {"us_per_image", sec * 1e6}});
-  return {{"us_per_image", p.total * 1e6}, {"steps", steps}, {"by_label", labels}};
+  return {{"us_per_image", p.seconds * 1e6}, {"steps", steps}, {"by_label", labels}};
 }
 
 void print_profile(const Profile& p, int64_t images) {
-  const auto share = [&](double s) { return p.total > 0 ? 100.0 * s / p.total : 0.0; };
+  const auto share = [&](double s) { return p.seconds > 0 ? 100.0 * s / p.seconds : 0.0; };
   sq::Table t(
       {"step", "label", "node", "us/image", "share"},
       {sq::Align::Right, sq::Align::Left, sq::Align::Left, sq::Align::Right, sq::Align::Right});
@@ -193,7 +81,7 @@ void print_profile(const Profile& p, int64_t images) {
   for (const auto& [label, sec] : p.by_label)
     l.add({label, fmt::format("{:.2f}", sec * 1e6), fmt::format("{:.1f} %", share(sec))});
   fmt::print("\nprofile: batch 1, 1 thread, {} images, {:.1f} us/image (timed steps)\n{}\n{}",
-             images, p.total * 1e6, t.str(), l.str());
+             images, p.seconds * 1e6, t.str(), l.str());
 }
 
 void run_bench(const BenchFlags& f) {
@@ -202,14 +90,22 @@ void run_bench(const BenchFlags& f) {
   if (!f.fp32.empty() && !f.qmodel.empty()) sq::fail("give --fp32 or --qmodel, not both");
   const sq::Isa isa = sq::parse_isa(f.isa);
   const sq::SqmModel m = sq::load_sqm(f.model);
-  const sq::Dataset d = random_set(m.graph, f.images);
+  const sq::Dataset d = sq::uniform_dataset(m.graph.input_shape, m.graph.num_classes, f.images, 1);
+  const sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, isa);
   std::vector<Row> rows;
   for (int64_t batch : {1, 64})
     for (int threads : {1, 2})
-      rows.push_back(best_of("engine", batch, threads, threads > 1 && batch > 1 ? "split" : "-",
-                             f.repeats, [&] { return bench_engine(m, d, batch, threads, isa); }));
+      rows.push_back(best_of(
+          "engine", batch, threads, threads > 1 && batch > 1 ? "split" : "-", f.repeats, [&] {
+            return sq::ParallelExecutor(ex, threads).throughput(d.images.data(), d.size(), batch);
+          }));
   Profile prof;
-  if (f.profile) prof = profile_engine(m, d, isa);
+  if (f.profile) {
+    sq::GraphExecutor one = ex;
+    std::vector<float> logits(static_cast<size_t>(one.output_size()));
+    one.run(d.images.data(), logits.data());  // warm-up
+    prof = one.profile(d.images.data(), d.size());
+  }
   std::string fp32_name;
   std::vector<Row> torch_tried;  // every LibTorch setting measured, for the JSON
   if (!f.fp32.empty() || !f.qmodel.empty()) {
@@ -220,12 +116,14 @@ void run_bench(const BenchFlags& f) {
     fp32_name = f.fp32.empty() ? f.qmodel + " (float graph)" : f.fp32;
     for (int64_t batch : {1, 64})
       for (int threads : {1, 2}) {
-        std::vector<Row> tries = {best_of("libtorch-fp32", batch, threads, "intra-op", f.repeats,
-                                          [&] { return bench_torch_intra(g, d, batch, threads); })};
+        std::vector<Row> tries = {
+            best_of("libtorch-fp32", batch, threads, "intra-op", f.repeats,
+                    [&] { return sq::inference_throughput(g, d, batch, threads, false); })};
         // A batch of one image cannot be split.
         if (threads > 1 && batch >= threads)
-          tries.push_back(best_of("libtorch-fp32", batch, threads, "split", f.repeats,
-                                  [&] { return bench_torch_split(g, d, batch, threads); }));
+          tries.push_back(best_of("libtorch-fp32", batch, threads, "split", f.repeats, [&] {
+            return sq::inference_throughput(g, d, batch, threads, true);
+          }));
         torch_tried.insert(torch_tried.end(), tries.begin(), tries.end());
         rows.push_back(*std::max_element(tries.begin(), tries.end(),
                                          [](const Row& a, const Row& b) { return a.ips < b.ips; }));

@@ -11,8 +11,9 @@
 #include "sigmaquant/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
 #include <immintrin.h>
+
+#include "lut_vbmi.h"
 #define SQ_ADD_X86 1
 #endif
 
@@ -71,7 +72,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void add_float_a
   const __m512i zpa = _mm512_set1_epi32(f.zp_a), zpb = _mm512_set1_epi32(f.zp_b),
                 zpo = _mm512_set1_epi32(f.zp_out), lo = _mm512_set1_epi32(f.lo),
                 hi = _mm512_set1_epi32(f.hi);
-  // post[0..127] in t0:t1, post[128..255] in t2:t3; vpermi2b reads an index's low 7 bits.
   const __m512i t0 = _mm512_loadu_si512(f.post.data()), t1 = _mm512_loadu_si512(f.post.data() + 64),
                 t2 = _mm512_loadu_si512(f.post.data() + 128),
                 t3 = _mm512_loadu_si512(f.post.data() + 192);
@@ -91,11 +91,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void add_float_a
     c = _mm512_inserti32x4(c, add16_avx512(pa + 16, pb + 16, sa, sb, so, zpa, zpb, zpo, lo, hi), 1);
     c = _mm512_inserti32x4(c, add16_avx512(pa + 32, pb + 32, sa, sb, so, zpa, zpb, zpo, lo, hi), 2);
     c = _mm512_inserti32x4(c, add16_avx512(pa + 48, pb + 48, sa, sb, so, zpa, zpb, zpo, lo, hi), 3);
-    if (!f.post_identity) {
-      const __m512i low = _mm512_permutex2var_epi8(t0, c, t1),
-                    high = _mm512_permutex2var_epi8(t2, c, t3);
-      c = _mm512_mask_blend_epi8(_mm512_movepi8_mask(c), low, high);
-    }
+    if (!f.post_identity) c = look64(c, t0, t1, t2, t3);  // a fused table step's codes
     if (m == 64) {
       _mm512_storeu_si512(y + k, c);
     } else {
@@ -108,20 +104,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void add_float_a
 #endif
 
 }  // namespace
-
-bool cpu_has_avx512vbmi() {
-#ifdef SQ_ADD_X86
-  // CPUID leaf 7 sub-leaf 0, ECX bit 1 (AVX512_VBMI), on top of the F/BW/VL and zmm-state checks.
-  static const bool has = [] {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    return cpu_has_avx512vnni() && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) &&
-           ((ecx >> 1) & 1u);
-  }();
-  return has;
-#else
-  return false;
-#endif
-}
 
 void add_u8_float(const AddFloat& f, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y) {
 #ifdef SQ_ADD_X86
@@ -206,9 +188,8 @@ void prepare_add(Context& c, int node) {
   const StepType* type = &kAddRef;
   if (c.isa != Isa::Reference) {
     std::vector<uint8_t> pairs = add_pair_table(st.add);
-    const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
     std::optional<AddFloat> f;
-    if (isa == Isa::Avx512Vnni) f = add_float_form(st.add, pairs);
+    if (c.isa == Isa::Avx512Vnni) f = add_float_form(st.add, pairs);
     if (f) {
       std::vector<uint8_t> block(sizeof(AddFloat));
       std::memcpy(block.data(), &*f, sizeof(AddFloat));

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "op.h"
 #include "sigmaquant/error.h"
@@ -18,6 +19,15 @@
 namespace sq::ops {
 
 namespace {
+
+// y = fma(x, α, β') with α = invstd·γ, β' = fma(−mean, α, β), invstd = 1 / √(var + eps), all
+// float: the table's and the float form's one formula (LibTorch's, above).
+std::pair<float, float> batchnorm_affine(float gamma, float beta, float mean, float var,
+                                         double eps) {
+  const float invstd = 1.0f / std::sqrt(var + static_cast<float>(eps));
+  const float alpha = invstd * gamma;
+  return {alpha, std::fma(-mean, alpha, beta)};
+}
 
 template <LutFn kLook>
 void eval_channel_lut(const Run& r, const Step& st) {
@@ -91,9 +101,7 @@ const StepType kBnFloat{Step::Kind::ChannelLut, "channel-affine(avx512)", eval_b
 std::array<uint8_t, 256> batchnorm_table(const ActQuant& p, const ActQuant& q, float gamma,
                                          float beta, float mean, float var, double eps, bool relu,
                                          bool relu6, int32_t lo, int32_t hi) {
-  const float invstd = 1.0f / std::sqrt(var + static_cast<float>(eps));
-  const float alpha = invstd * gamma;
-  const float shift = std::fma(-mean, alpha, beta);
+  const auto [alpha, shift] = batchnorm_affine(gamma, beta, mean, var, eps);
   std::array<uint8_t, 256> t{};
   for (int code = 0; code < 256; ++code) {
     const float x = static_cast<float>(std::min(code, p.qmax()) - p.zero_point) * p.scale;
@@ -157,8 +165,8 @@ void prepare_batchnorm(Context& c, int node) {
     bool same = true;
     for (int64_t k = 0; k < ch && same; ++k) {
       const auto i = static_cast<size_t>(k);
-      const float invstd = 1.0f / std::sqrt(var[i] + static_cast<float>(n.eps));
-      const float ab[2] = {invstd * gamma[i], std::fma(-mean[i], invstd * gamma[i], beta[i])};
+      const auto [alpha, shift] = batchnorm_affine(gamma[i], beta[i], mean[i], var[i], n.eps);
+      const float ab[2] = {alpha, shift};
       std::memcpy(block.data() + sizeof f + k * 8, ab, 8);
       bn_float_plane(f, ab[0], ab[1], codes.data(), 256, got.data());
       same = got == tables[i];

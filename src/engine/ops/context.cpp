@@ -31,7 +31,7 @@ std::pair<int32_t, int32_t> act_range(const ActQuant& q, bool relu, bool relu6) 
 Context::Context(const Graph& graph, const IntModel& im, Isa isa_, bool groups, GraphExecutor& ex,
                  std::map<int, int> layer_of)
     : g(graph),
-      isa(isa_),
+      isa(isa_ == Isa::Auto ? best_isa() : isa_),
       channel_groups(groups),
       ex_(ex),
       pts_(im.points),

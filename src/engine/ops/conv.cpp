@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 
 #include "op.h"
@@ -162,9 +161,8 @@ const StepType& logits_step(const Context& c, const ConvShape& s) {
                       w.pad_bottom == 0 && w.pad_right == 0;
   if (!linear) return kConvF32;
 #ifdef __x86_64__
-  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
-  if (isa == Isa::Avx512Vnni) return kLinearF32Avx512;
-  if (isa != Isa::Portable && cpu_has_avx2()) return kLinearF32Avx2;
+  if (c.isa == Isa::Avx512Vnni) return kLinearF32Avx512;
+  if (c.isa != Isa::Portable && cpu_has_avx2()) return kLinearF32Avx2;
 #endif
   return kLinearF32;
 }
@@ -176,11 +174,10 @@ const StepType& logits_step(const Context& c, const ConvShape& s) {
 // channel a group) keep conv_grouped.cpp's channels method; the portable tier its loops.
 bool use_group_tiles(const Context& c, const ConvShape& s) {
 #ifdef __x86_64__
-  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
-  return isa != Isa::Portable && s.groups > 1 && s.out_c / s.groups >= 4 &&
+  return c.isa != Isa::Portable && s.groups > 1 && s.out_c / s.groups >= 4 &&
          s.in_c / s.groups * s.window.kernel_h * s.window.kernel_w *
                  std::max<int64_t>(1, PreparedConv2d::kOcTile / (s.out_c / s.groups)) <=
-             INT32_MAX / (255 * 128);
+             PreparedConv2d::kMaxTaps;
 #else
   (void)c;
   (void)s;

@@ -409,21 +409,25 @@ const StepType kGroupedPatchesAvx2{Step::Kind::ConvRef, "conv(grouped patches, a
 const StepType kGroupedChannelsAvx2{Step::Kind::ConvRef, "conv(depthwise channels, avx2)",
                                     eval_grouped_channels_avx2};
 
-// Depthwise by channels compiled for AVX-512 (zmm: 16 int32 lanes over 64-channel runs), for the
-// AVX-512 VNNI tier.
+// Depthwise by channels compiled for AVX-512 (zmm: 16 int32 lanes over 64-channel runs).
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))) void
-grouped_avx512(const ConvShape& s, const IntLayer& L, const uint8_t* x, uint8_t* y, GroupedMethod m,
-               const uint8_t* k = nullptr, uint8_t* scratch = nullptr) {
-  grouped_any(s, L, x, y, m, k, scratch);
+channels_loops_avx512(const ConvShape& s, const IntLayer& L, const uint8_t* k, const uint8_t* x,
+                      uint8_t* y, uint8_t* scratch) {
+  grouped_channels(s, L, k, x, y, scratch);
+}
+
+// Depthwise by channels on the AVX-512 tier (k = pack_depthwise(s, L)): the zmm form with the
+// conv kernel's epilogue where every block takes the int32 epilogue, else the loops above.
+void channels_avx512(const ConvShape& s, const IntLayer& L, const uint8_t* k, const uint8_t* x,
+                     uint8_t* y, uint8_t* scratch) {
+  static const ConvEpilogueFn epilogue = conv_kernel("avx512vnni_dpbusd").epilogue;
+  if (!grouped_channels_zmm(s, L, k, x, y, scratch, epilogue))
+    channels_loops_avx512(s, L, k, x, y, scratch);
 }
 
 void eval_grouped_channels_avx512(const Run& r, const Step& st) {
-  static const ConvEpilogueFn epilogue = conv_kernel("avx512vnni_dpbusd").epilogue;
-  if (grouped_channels_zmm(st.conv, r.layers[st.layer], r.consts[st.table].data(), r.in(st),
-                           r.out(st), r.buf(st.in2), epilogue))
-    return;
-  grouped_avx512(st.conv, r.layers[st.layer], r.in(st), r.out(st), GroupedMethod::Channels,
-                 r.consts[st.table].data(), r.buf(st.in2));
+  channels_avx512(st.conv, r.layers[st.layer], r.consts[st.table].data(), r.in(st), r.out(st),
+                  r.buf(st.in2));
 }
 
 const StepType kGroupedChannelsAvx512{Step::Kind::ConvRef, "conv(depthwise channels, avx512)",
@@ -445,12 +449,8 @@ void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* 
   const std::vector<uint8_t> k = channels ? pack_depthwise(s, L) : std::vector<uint8_t>();
   std::vector<uint8_t> scratch(channels ? static_cast<size_t>(depthwise_scratch_bytes(s)) : 0);
 #ifdef __x86_64__
-  if (isa == Isa::Avx512Vnni && cpu_has_avx512vnni() && channels) {
-    if (grouped_channels_zmm(s, L, k.data(), x, y, scratch.data(),
-                             conv_kernel("avx512vnni_dpbusd").epilogue))
-      return;
-    return grouped_avx512(s, L, x, y, m, k.data(), scratch.data());
-  }
+  if (isa == Isa::Avx512Vnni && cpu_has_avx512vnni() && channels)
+    return channels_avx512(s, L, k.data(), x, y, scratch.data());
   if (isa != Isa::Portable && isa != Isa::Reference && cpu_has_avx2())
     return grouped_avx2(s, L, x, y, m, k.data(), scratch.data());
 #endif
@@ -460,25 +460,19 @@ void grouped_conv_u8_fast(const ConvShape& s, const IntLayer& L, const uint8_t* 
 const StepType* grouped_conv_step(Context& c, Step& st) {
   const ConvShape& s = st.conv;
   if (c.isa == Isa::Reference || s.groups == 1 || !grouped_conv_fits(s)) return nullptr;
-#ifdef __x86_64__
-  const Isa tier = c.isa == Isa::Auto ? best_isa() : c.isa;
-#else
-  const Isa tier = c.isa;
-#endif
   // On AVX-512 depthwise by channels (its zmm form) beats rows at every row length: MnasNet 1.0
   // at 64², rows (32-pixel rows) + channels 339 → 188 µs an image, all by channels.
   const GroupedMethod m = resolve(
-      s, tier == Isa::Avx512Vnni && depthwise(s) ? GroupedMethod::Channels : GroupedMethod::Auto);
+      s, c.isa == Isa::Avx512Vnni && depthwise(s) ? GroupedMethod::Channels : GroupedMethod::Auto);
   if (m == GroupedMethod::Channels) {
     st.table = c.add_consts(pack_depthwise(s, c.layer(st.layer)));
     st.in2 = c.new_buffer(depthwise_scratch_bytes(s));
   }
 #ifdef __x86_64__
-  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
   // AVX-512 for channels only: the rows' and patches' loops run short column ranges, whose
   // scalar remainders grow with the vector width (MnasNet's rows: 172 → 254-295 µs on zmm).
-  if (isa == Isa::Avx512Vnni && m == GroupedMethod::Channels) return &kGroupedChannelsAvx512;
-  if (isa != Isa::Portable && cpu_has_avx2())
+  if (c.isa == Isa::Avx512Vnni && m == GroupedMethod::Channels) return &kGroupedChannelsAvx512;
+  if (c.isa != Isa::Portable && cpu_has_avx2())
     return m == GroupedMethod::Channels  ? &kGroupedChannelsAvx2
            : m == GroupedMethod::Patches ? &kGroupedPatchesAvx2
                                          : &kGroupedRowsAvx2;

@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <tuple>
 
@@ -176,18 +175,17 @@ const Kinds kConvPool{
 
 // The step type for st, and in optimized plans of a groups = 1 conv whose reduction keeps the
 // kernels' int32 exact, its tiles (st.fast set; detail: " [kernel]").
-const StepType& pick(Context& c, const Kinds& k, Step& st, std::string& detail) {
+const StepType& prepare_step(Context& c, const Kinds& k, Step& st, std::string& detail) {
   if (c.isa == Isa::Reference) return k.ref;
   const IntLayer& L = c.layer(st.layer);
-  if (st.conv.groups == 1 && st.conv.taps() <= INT32_MAX / (255 * 128)) {
+  if (st.conv.groups == 1 && st.conv.taps() <= PreparedConv2d::kMaxTaps) {
     GroupedConv2d conv = prepare_conv2d_grouped_acc(st.conv, L, c.isa, c.point(L.in_node).bits);
     detail = fmt::format(" [{}]", conv.kernel_names());
     st.fast = c.add_fast(std::move(conv));
     return k.tiles;
   }
 #ifdef __x86_64__
-  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
-  if (isa != Isa::Portable && cpu_has_avx2()) return k.avx2;
+  if (c.isa != Isa::Portable && cpu_has_avx2()) return k.avx2;
 #endif
   return k.portable;
 }
@@ -245,7 +243,7 @@ void push_conv_pool(Context& c, int node, Step st) {
     c.reserve_acc(st.conv.out_size() + patch_slots(st.conv));
     c.set_logits(st.conv.out_c);
     std::string detail;
-    const StepType& type = pick(c, kConvGapF32, st, detail);
+    const StepType& type = prepare_step(c, kConvGapF32, st, detail);
     c.push(std::move(st), type, detail);
     c.val(gap).done = true;
     for (int t : tail) c.val(t).done = true;
@@ -279,7 +277,7 @@ void push_conv_pool(Context& c, int node, Step st) {
   st.zp_out = q.zero_point;
   c.reserve_acc(st.conv.out_size() + patch_slots(st.conv));
   std::string detail;
-  const StepType& type = pick(c, windowed ? kConvPool : kConvGap, st, detail);
+  const StepType& type = prepare_step(c, windowed ? kConvPool : kConvGap, st, detail);
   c.push_output(gap, std::move(st), type, w, c.numel(gap), detail);
 }
 

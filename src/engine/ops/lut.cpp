@@ -6,12 +6,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "lut_vbmi.h"
 #include "op.h"
 #include "sigmaquant/error.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 namespace sq::ops {
 
@@ -23,15 +20,6 @@ void lut_u8(const uint8_t* t, const uint8_t* x, int64_t n, uint8_t* y) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// t[0..127] in t0:t1, t[128..255] in t2:t3; vpermi2b reads an index's low 7 bits, the high bit
-// picks the half. (A function, not a lambda: lambdas do not inherit the target attribute.)
-__attribute__((target("avx512f,avx512bw,avx512vbmi"))) inline __m512i look64(__m512i c, __m512i t0,
-                                                                             __m512i t1, __m512i t2,
-                                                                             __m512i t3) {
-  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(c), _mm512_permutex2var_epi8(t0, c, t1),
-                                _mm512_permutex2var_epi8(t2, c, t3));
-}
-
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) void lut_u8_vbmi(const uint8_t* t,
                                                                         const uint8_t* x, int64_t n,
                                                                         uint8_t* y) {
@@ -63,10 +51,7 @@ const StepType kLutVbmi{Step::Kind::Lut, "table(avx512)", eval_lut<lut_u8_vbmi>}
 
 }  // namespace
 
-bool use_vbmi_tables(const Context& c) {
-  const Isa isa = c.isa == Isa::Auto ? best_isa() : c.isa;
-  return isa == Isa::Avx512Vnni && cpu_has_avx512vbmi();
-}
+bool use_vbmi_tables(const Context& c) { return c.isa == Isa::Avx512Vnni && cpu_has_avx512vbmi(); }
 
 std::array<uint8_t, 256> float_table(const ActQuant& p, const ActQuant& q, const Node* act) {
   std::array<uint8_t, 256> t{};

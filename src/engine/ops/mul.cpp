@@ -97,11 +97,10 @@ void prepare_mul(Context& c, int node) {
   st.mul = make_mul_params(b.pa->scale, b.pa->zero_point, b.pb->scale, b.pb->zero_point, b.q->scale,
                            b.q->zero_point, b.lo, b.hi, st.n / c.numel(c.g.nodes[node].inputs[1]));
   const int64_t n = st.n;
-  const Isa tier = c.isa == Isa::Auto ? best_isa() : c.isa;
   c.push_output(node, std::move(st),
-                c.isa == Isa::Reference   ? kMulRef
-                : tier == Isa::Avx512Vnni ? kMulAvx512
-                                          : kMul,
+                c.isa == Isa::Reference    ? kMulRef
+                : c.isa == Isa::Avx512Vnni ? kMulAvx512
+                                           : kMul,
                 b.w, n);
 }
 

@@ -81,7 +81,7 @@ class Context {
           std::map<int, int> layer_of);
 
   const Graph& g;
-  const Isa isa;
+  const Isa isa;  // the plan's tier, Auto resolved (best_isa()): never Auto
   const bool channel_groups;
 
   // Quantization points.
@@ -222,8 +222,8 @@ std::vector<uint8_t> add_pair_table(const AddParams& p);
 void add_u8_table(const uint8_t* t, const uint8_t* a, const uint8_t* b, int64_t n, uint8_t* y);
 // The add's float form, on CPUs with AVX-512 VBMI: the simulation's own float32 formula 64
 // elements at a time, y = post[clamp(nearbyint(fl(fl(fl((a − zp_a)·s_a) + fl((b − zp_b)·s_b)) /
-// s_out)) + zp_out, lo, hi)], post the identity or a fused table step's 256 codes (one vpermi2b
-// pair per 64 elements). Used only where it equals the pair table on all 65,536 operand pairs
+// s_out)) + zp_out, lo, hi)], post the identity or a fused table step's 256 codes (lut_vbmi.h's
+// lookup, in registers). Used only where it equals the pair table on all 65,536 operand pairs
 // (add_float_form checks them all at prepare), so it is add_u8_ref exactly.
 struct AddFloat {
   float s_a = 1, s_b = 1, s_out = 1;
@@ -231,7 +231,6 @@ struct AddFloat {
   bool post_identity = true;
   std::array<uint8_t, 256> post{};
 };
-bool cpu_has_avx512vbmi();  // AVX-512 VBMI (vpermi2b) besides cpu_has_avx512vnni()'s F/BW/VL
 // lut.cpp: y[k] = t[x[k]] for a 256-entry table; the VBMI form 64 codes per two vpermi2b (call
 // it only where cpu_has_avx512vbmi()). use_vbmi_tables: whether c's plan takes it (the
 // AVX-512 VNNI tier on a CPU with VBMI).
