@@ -16,7 +16,7 @@
 #   images for this many epochs first (see scripts/make_torchvision_bench.py); LR (default 0.02)
 #   QUANTIZE (default 1): also run `quantize`; CEXPORT_MAX_PARAMS (default 30000000): skip the C
 #   export (compiled with cc -O1) of bigger networks
-#   THREADS  (default 2)
+#   THREADS  (default 2): for every step, the PyTorch training of FIT_EPOCHS too
 # Resumable: a step whose output exists is not redone (delete OUT_DIR/M to redo a model).
 # Every step's output and errors go to OUT_DIR/M/*.log; OUT_DIR/results.jsonl gets one line per
 # model and OUT_DIR/results.md the table.
@@ -61,6 +61,7 @@ for M in ${MODELS//,/ }; do
     mkdir -p "$D"
     $PY "$ROOT/scripts/make_torchvision_bench.py" --out "$OUT" --models "$M" --opsets "$OPSETS" \
       --train "$TRAIN" --test "$TEST" --size "$SIZE" --fit-epochs "$FIT_EPOCHS" --lr "$LR" \
+      --threads "$THREADS" \
       > "$D/make.log" 2>&1 || { echo "  make: FAILED"; continue; }
   fi
   MSIZE=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['size'])" "$D/info.json")
@@ -93,6 +94,14 @@ for M in ${MODELS//,/ }; do
   done
   [ -f "$D/op$Q.sqg" ] || { echo "  not imported: skipping the quantized steps"; continue; }
   FP32="$D/sq-fp32-op$Q.f32"
+  # PyTorch's own logits against ONNX Runtime's and the import's: the float noise any two FP32
+  # runtimes show on this network (summation order), against which the FP32 columns are read.
+  if [ -f "$D/torch_logits.f32" ]; then
+    [ -f "$D/ort-fp32-op$Q.f32" ] &&
+      R[torch_vs_ort]=$($CMP "$D/torch_logits.f32" "$D/ort-fp32-op$Q.f32" --classes 1000 --json)
+    [ -f "$FP32" ] &&
+      R[import_vs_torch]=$($CMP "$FP32" "$D/torch_logits.f32" --classes 1000 --json)
+  fi
   step ptq "$D/w8a8.sqg" "$BIN" ptq -m "$D/op$Q.sqg" --wbits 8 --abits 8 "${DATA[@]}" \
     --calib-samples 256 --limit-train 256 --threads "$THREADS" --quiet -o "$D/w8a8.sqg"
   if [ -f "$D/w8a8.sqg" ]; then

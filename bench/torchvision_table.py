@@ -32,7 +32,7 @@ def main():
     out_dir = os.path.dirname(os.path.abspath(sys.argv[1]))
     ops = sorted({k.split("op")[1] for r in rows for k in r if k.startswith(("fp32_op", "import_op"))})
     head = (["model", "params", "input", "weights"] + [f"FP32 vs ORT, op{o} (max abs)" for o in ops] +
-            ["accuracy FP32 / W8A8 / SigmaQuant", "W8A8 sim vs FP32", "engine", "C export",
+            ["PyTorch vs ORT / import vs PyTorch (max abs)", "accuracy FP32 / W8A8 / SigmaQuant", "W8A8 sim vs FP32", "engine", "C export",
              "ORT QDQ", "SigmaQuant engine", "floor: engine, 6 pixels ±1"])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -51,6 +51,7 @@ def main():
                 if isinstance(r.get(f"fp32_noopt_op{o}"), dict):
                     cell += f" (ORT unoptimized: {fp32(r[f'fp32_noopt_op{o}'])})"
                 cells.append(cell)
+        cells.append(f"{fp32(r.get('torch_vs_ort'))} / {fp32(r.get('import_vs_torch'))}")
         accs = [accuracy(out_dir, r["model"], s) for s in (f"eval-op{ops[-1]}", "sim", "sq-sim")]
         cells += [" / ".join("–" if a is None else f"{a:.1f}" for a in accs),
                   pct(r.get("sim_vs_fp32"), "agreement"), pct(r.get("engine")), pct(r.get("c")),
@@ -58,7 +59,9 @@ def main():
         print("| " + " | ".join(cells) + " |")
     print()
     print("FP32 columns: largest |logit difference| between `sigmaquant eval` on the imported model "
-          "and ONNX Runtime on PyTorch's ONNX. Accuracy: on the test images' Fashion-MNIST labels "
+          "and ONNX Runtime on PyTorch's ONNX; PyTorch vs ORT / import vs PyTorch: the same between "
+          "PyTorch's own logits and ONNX Runtime's, and between the import's and PyTorch's (last "
+          "opset) — two float32 runtimes' summation-order noise on this network. Accuracy: on the test images' Fashion-MNIST labels "
           "(FP32 network, W8A8 PTQ simulated, SigmaQuant simulated). \"W8A8 sim vs FP32\": top-1 "
           "agreement with the FP32 network on all test images. engine / C export / ORT QDQ / "
           "SigmaQuant engine: top-1 agreement with the simulated quantized model on the test images "

@@ -208,8 +208,10 @@ def main():
     ap.add_argument("--fit-epochs", type=float, default=0,
                     help="train the whole network for this many epochs (default 0: refit the head)")
     ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="PyTorch threads (default 0: one per CPU)")
     a = ap.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(a.threads if a.threads > 0 else max(1, os.cpu_count() or 1))
     tr_path, te_path = find_fmnist(a.fmnist)
     tr_raw, te_raw = read_idx_images(tr_path)[:a.train], read_idx_images(te_path)[:a.test]
     tr_lab = read_idx_labels(tr_path.replace("images-idx3", "labels-idx1"))[:a.train]

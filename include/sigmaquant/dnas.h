@@ -95,8 +95,12 @@ struct DnasCostTable {
   struct Layer {
     std::vector<double> fixed;        // [a index]
     std::vector<double> per_channel;  // [a index * wbits.size() + p index]
+    // The same per metric k (fixed, per_channel are their sums over k):
+    std::vector<double> metric_fixed;        // [k * abits.size() + a index]
+    std::vector<double> metric_per_channel;  // [(k * abits.size() + a index) * wbits.size() + p]
   };
   std::vector<Layer> layers;  // parallel to DnasSpace::layers; normalised (sum of M_k / divisor_k)
+  std::vector<double> metric_reference;  // per metric k: M_k(reference) / divisor_k
 };
 // The metrics are the budgeted ones; with no budgets, energy where the model defines it, else
 // weight memory.
@@ -106,6 +110,8 @@ DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& folded, const Cost
 double table_cost(const DnasCostTable& t, const DnasSpace& s, const DnasChoice& c);
 // The same quantity measured by the evaluator (for checks and for the repair step).
 double measured_cost(const DnasCostTable& t, const CostReport& r);
+// Its terms: M_k / divisor_k per metric of t.
+std::vector<double> metric_costs(const DnasCostTable& t, const CostReport& r);
 
 // Lowers a choice until it fits every budget: repeatedly the single move (one channel's or one
 // layer's weight width, or one point's activation width, one step down) with the largest drop of
@@ -176,9 +182,19 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& folded, const CostEva
 
 // ---- the search (LibTorch: src/torch/dnas.cpp) ----
 
+// The regulariser R(theta) of the search (DnasOptions::penalty), with e_k = E_theta[M_k] / B_k the
+// expected cost of budgeted metric k over its budget (the table, per metric):
+//   Cost    R = sum_k e_k                  the paper's: every metric pushed down at any level
+//   Excess  R = sum_k max(0, e_k - 1)      only what exceeds a budget: below its budget a metric
+//                                          is free, so the search spends it on accuracy
+enum class DnasPenalty { Cost, Excess };
+const char* dnas_penalty_name(DnasPenalty p);  // "cost" | "excess"
+DnasPenalty parse_dnas_penalty(const std::string& s, const std::string& where);
+
 struct DnasOptions {
   int epochs = 4;                 // search epochs per lambda tried
   double lambda = 0;              // > 0: this strength; 0: budget mode (bisect lambda)
+  DnasPenalty penalty = DnasPenalty::Cost;
   int bisect_steps = 3;           // budget mode: bisection steps after the bracket is found
   // > 0: each lambda's argmax is scored by its validation accuracy after this much QAT (a
   // fraction of an epoch, from the searched weights: a QatOracle with select_qat's settings —

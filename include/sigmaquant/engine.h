@@ -305,6 +305,11 @@ struct ConvMicroKernel {
   ConvTileFn tile;
   // Its own int32 epilogue, or nullptr: conv_fast.cpp's (AVX2, 6 pixels at a time, or scalar).
   ConvEpilogueFn epilogue = nullptr;
+  // Its short tiles, or nullptr: tail[np] computes pixels 0..np-1 of a tile alone (1 <= np < nr;
+  // acc rows past np are left as they are), for a layer's last tile when its pixels are no
+  // multiple of nr. Without them the last tile computes all nr pixels (the padding repeats
+  // pixel 0's taps).
+  const ConvTileFn* tail = nullptr;
 };
 // The table, every kernel compiled in (whether or not this CPU runs it), in tier order.
 const std::vector<const ConvMicroKernel*>& conv_kernels();

@@ -34,6 +34,7 @@
 #include "sigmaquant/bits.h"
 #include "sigmaquant/cost.h"
 #include "sigmaquant/data.h"
+#include "sigmaquant/dnas.h"
 #include "sigmaquant/graph.h"
 #include "sigmaquant/qmodel.h"
 #include "sigmaquant/run_log.h"
@@ -120,6 +121,9 @@ struct AllocationRequest {
   int dnas_epochs = 4;                        // search epochs per lambda tried
   double dnas_lambda = 0;                     // > 0: fixed strength; 0: chosen to meet the budgets
   int dnas_bisect_steps = 3;
+  // The regulariser: the expected cost (Cost, the paper's) or its excess over the budgets
+  // (Excess: below its budget a metric costs nothing; DnasPenalty)
+  DnasPenalty dnas_penalty = DnasPenalty::Cost;
   // > 0: each lambda's argmax is scored after this much QAT (a fraction of an epoch) from the
   // searched weights, not by PTQ alone (DnasOptions::select_epochs)
   double dnas_select_epochs = 0;

@@ -70,6 +70,10 @@ const std::map<std::string, Setter>& settings() {
       {"dnas_lambda", field(&Request::dnas_lambda)},
       {"dnas_bisect_steps", field(&Request::dnas_bisect_steps)},
       {"dnas_select_epochs", field(&Request::dnas_select_epochs)},
+      {"dnas_penalty",
+       [](Request& r, py::handle v) {
+         r.dnas_penalty = sq::parse_dnas_penalty(v.cast<std::string>(), "dnas_penalty");
+       }},
       {"channel_group", field(&Request::channel_group)},
       {"seed", field(&Request::seed)},
       {"resume", field(&Request::resume)},

@@ -1,12 +1,13 @@
 // The differentiable search's space, its expected-cost table and the repair step (torch-free).
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <set>
 #include <tuple>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
@@ -147,6 +148,8 @@ DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& g, const CostEvalu
     t.metrics.push_back(c.key);
     t.divisor.push_back(c.budget);
   }
+  const size_t nm = t.metrics.size();
+  t.metric_reference = metric_costs(t, ref);
   t.reference = measured_cost(t, ref);
   const BitConfig ref_bits = bits_of(s, g, ref_choice);
   // Probes: every reader of a point at activation width a (so the buffer's own width, which is
@@ -166,46 +169,72 @@ DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& g, const CostEvalu
         lb.wbits = kMinWeightBits;
       }
     }
-    return measured_cost(t, ce.evaluate(b));
+    return metric_costs(t, ce.evaluate(b));
   };
+  auto sum = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
   t.layers.resize(s.layers.size());
   for (const DnasSpace::Point& P : s.points) {
     for (size_t a = 0; a < P.abits.size(); ++a) {
-      const double at_a = probe(P, a, -1, -1);  // every reader at a, weights at their widest
-      for (size_t k = 0; k < P.layers.size(); ++k) {
-        const int l = P.layers[k];
+      const size_t na = P.abits.size();
+      const std::vector<double> at_a = probe(P, a, -1, -1);  // every reader at a, widest weights
+      for (size_t r = 0; r < P.layers.size(); ++r) {
+        const int l = P.layers[r];
         const DnasSpace::Layer& L = s.layers[l];
         DnasCostTable::Layer& T = t.layers[l];
         const size_t np = L.wbits.size();
-        T.fixed.resize(P.abits.size());
-        T.per_channel.resize(P.abits.size() * np);
-        const double pruned = probe(P, a, l, 0);
+        T.fixed.resize(na);
+        T.per_channel.resize(na * np);
+        T.metric_fixed.resize(nm * na);
+        T.metric_per_channel.resize(nm * na * np);
+        const std::vector<double> pruned = probe(P, a, l, 0);
+        std::vector<std::vector<double>> at_p(np);
+        for (size_t p = 0; p < np; ++p)
+          if (L.wbits[p] > 0) at_p[p] = probe(P, a, l, L.wbits[p]);
         // The point's own term (its buffer and its readers' activation-dependent costs) goes to
         // its first reader; each reader adds the step from its widest weights to none. A
         // layer-wise layer has no pruned state; fixed + channels x per_channel is what counts.
-        T.fixed[a] = (k == 0 ? at_a - t.reference : 0.0) + (pruned - at_a);
+        for (size_t k = 0; k < nm; ++k) {
+          T.metric_fixed[k * na + a] =
+              (r == 0 ? at_a[k] - t.metric_reference[k] : 0.0) + (pruned[k] - at_a[k]);
+          for (size_t p = 0; p < np; ++p)
+            T.metric_per_channel[(k * na + a) * np + p] =
+                L.wbits[p] == 0 ? 0.0 : (at_p[p][k] - pruned[k]) / static_cast<double>(L.channels);
+        }
+        T.fixed[a] = (r == 0 ? sum(at_a) - t.reference : 0.0) + (sum(pruned) - sum(at_a));
         for (size_t p = 0; p < np; ++p)
           T.per_channel[a * np + p] =
-              L.wbits[p] == 0
-                  ? 0.0
-                  : (probe(P, a, l, L.wbits[p]) - pruned) / static_cast<double>(L.channels);
+              L.wbits[p] == 0 ? 0.0
+                              : (sum(at_p[p]) - sum(pruned)) / static_cast<double>(L.channels);
       }
     }
   }
   return t;
 }
 
-double measured_cost(const DnasCostTable& t, const CostReport& r) {
+std::vector<double> metric_costs(const DnasCostTable& t, const CostReport& r) {
   Budgets b;
   b.weight_bytes = b.activation_bytes = b.latency_s = b.energy_j = b.bops =
       std::numeric_limits<double>::max();
   if (!r.has_timing) b.latency_s.reset();
   if (!r.has_energy) b.energy_j.reset();
-  double sum = 0;
+  std::vector<double> v(t.metrics.size(), 0.0);
   for (const BudgetCheck& c : check_budgets(r, b))
     for (size_t k = 0; k < t.metrics.size(); ++k)
-      if (c.key == t.metrics[k]) sum += c.value / t.divisor[k];
-  return sum;
+      if (c.key == t.metrics[k]) v[k] = c.value / t.divisor[k];
+  return v;
+}
+
+double measured_cost(const DnasCostTable& t, const CostReport& r) {
+  const std::vector<double> v = metric_costs(t, r);
+  return std::accumulate(v.begin(), v.end(), 0.0);
+}
+
+const char* dnas_penalty_name(DnasPenalty p) { return p == DnasPenalty::Cost ? "cost" : "excess"; }
+
+DnasPenalty parse_dnas_penalty(const std::string& s, const std::string& where) {
+  if (s == "cost") return DnasPenalty::Cost;
+  if (s == "excess") return DnasPenalty::Excess;
+  fail("{} '{}': expected cost or excess", where, s);
 }
 
 namespace {

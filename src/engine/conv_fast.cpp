@@ -819,7 +819,9 @@ void PreparedConv2d::run_tiles(const uint8_t* x, Epi&& epi) {
     const void* w = static_cast<const uint8_t*>(wbase) + t * wtile_bytes;
     const int64_t oc0 = t * kMr, noc = std::min<int64_t>(kMr, s_.out_c - oc0);
     for (int64_t p0 = 0; p0 < pix_pad_; p0 += nr) {
-      tile(w, src, pix_off_.data() + p0, grp_off_.data(), ng, flush_, acc_.data());
+      const int64_t np = std::min<int64_t>(nr, pix_ - p0);
+      (np < nr && kernel_->tail ? kernel_->tail[np] : tile)(
+          w, src, pix_off_.data() + p0, grp_off_.data(), ng, flush_, acc_.data());
       epi(t, oc0, noc, p0);
     }
   }

@@ -13,21 +13,28 @@ namespace {
 constexpr int kNr = 12;
 
 #ifdef SQ_X86
-#define SQ_ZMM_STEP(P)                                          \
-  do {                                                          \
-    int32_t v;                                                  \
-    std::memcpy(&v, x##P + g, sizeof v);                        \
-    a##P = _mm512_dpbusd_epi32(a##P, _mm512_set1_epi32(v), wv); \
+// The tile for NP <= 12 pixels (12: the full tile; fewer: the last tile of a layer whose pixel
+// count is no multiple of 12, e.g. 49 at 7 × 7, 4 at 2 × 2), with named accumulators: the pixels
+// past NP are neither loaded nor computed (a 2 × 2 map on 12-pixel tiles did 3× its work).
+#define SQ_ZMM_STEP(P)                                            \
+  do {                                                            \
+    if constexpr (P < NP) {                                       \
+      int32_t v;                                                  \
+      std::memcpy(&v, x##P + g, sizeof v);                        \
+      a##P = _mm512_dpbusd_epi32(a##P, _mm512_set1_epi32(v), wv); \
+    }                                                             \
   } while (0)
+template <int NP>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512vnni_dpbusd(
     const void* wp, const void* src, const int64_t* pix, const int64_t* grp, int64_t ng, int64_t,
     int32_t* acc) {
+  static_assert(NP >= 1 && NP <= kNr);
   const int8_t* w = static_cast<const int8_t*>(wp);
   const uint8_t* base = static_cast<const uint8_t*>(src);
-  const uint8_t *x0 = base + pix[0], *x1 = base + pix[1], *x2 = base + pix[2], *x3 = base + pix[3],
-                *x4 = base + pix[4], *x5 = base + pix[5], *x6 = base + pix[6], *x7 = base + pix[7],
-                *x8 = base + pix[8], *x9 = base + pix[9], *x10 = base + pix[10],
-                *x11 = base + pix[11];
+  const uint8_t* xs[kNr] = {};
+  for (int p = 0; p < NP; ++p) xs[p] = base + pix[p];
+  const uint8_t *x0 = xs[0], *x1 = xs[1], *x2 = xs[2], *x3 = xs[3], *x4 = xs[4], *x5 = xs[5],
+                *x6 = xs[6], *x7 = xs[7], *x8 = xs[8], *x9 = xs[9], *x10 = xs[10], *x11 = xs[11];
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z, a10 = z,
           a11 = z;
@@ -48,9 +55,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512
     SQ_ZMM_STEP(11);
   }
   const __m512i out[kNr] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
-  for (int p = 0; p < kNr; ++p) _mm512_storeu_si512(acc + p * kMr, out[p]);
+  for (int p = 0; p < NP; ++p) _mm512_storeu_si512(acc + p * kMr, out[p]);
 }
 #undef SQ_ZMM_STEP
+// The short tiles, by pixel count (index 0 unused).
+constexpr ConvTileFn kTails[kNr] = {nullptr,
+                                    tile_avx512vnni_dpbusd<1>,
+                                    tile_avx512vnni_dpbusd<2>,
+                                    tile_avx512vnni_dpbusd<3>,
+                                    tile_avx512vnni_dpbusd<4>,
+                                    tile_avx512vnni_dpbusd<5>,
+                                    tile_avx512vnni_dpbusd<6>,
+                                    tile_avx512vnni_dpbusd<7>,
+                                    tile_avx512vnni_dpbusd<8>,
+                                    tile_avx512vnni_dpbusd<9>,
+                                    tile_avx512vnni_dpbusd<10>,
+                                    tile_avx512vnni_dpbusd<11>};
 
 // GCC 12's AVX-512 intrinsics start several results from _mm512_undefined_epi32() (an
 // intentionally uninitialized __Y), which -Wuninitialized reports once they are inlined here.
@@ -123,8 +143,9 @@ const ConvMicroKernel kDpbusdZmm = {"avx512vnni_dpbusd",
                                     always,
                                     no_flush,
                                     1,
-                                    tile_avx512vnni_dpbusd,
-                                    epilogue_avx512_q32};
+                                    tile_avx512vnni_dpbusd<kNr>,
+                                    epilogue_avx512_q32,
+                                    kTails};
 #endif
 
 }  // namespace

@@ -423,6 +423,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.epochs = r.dnas_epochs;
   o.lambda = r.dnas_lambda;
   o.bisect_steps = r.dnas_bisect_steps;
+  o.penalty = r.dnas_penalty;
   o.select_epochs = r.dnas_select_epochs;
   o.select_qat = c.oracle;  // the run's QAT settings, one process (the search is not distributed)
   o.select_qat.progress = false;
@@ -443,6 +444,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
       {"epochs", r.dnas_epochs},
       {"lambda", r.dnas_lambda > 0 ? nlohmann::json(r.dnas_lambda) : nlohmann::json("budget")},
       {"select_epochs", r.dnas_select_epochs},
+      {"penalty", dnas_penalty_name(r.dnas_penalty)},
       {"cost_metrics", table.metrics}};
   int k = 0;
   auto on_trial = [&](const DnasTrial& tr) {

@@ -143,7 +143,25 @@ torch::Tensor DnasHook::act(int node, const torch::Tensor& x) {
   return out;
 }
 
-torch::Tensor DnasHook::regulariser(const DnasCostTable& t) const {
+torch::Tensor DnasHook::regulariser(const DnasCostTable& t, DnasPenalty penalty) const {
+  if (penalty == DnasPenalty::Excess) {
+    // e_k = E[M_k] / B_k per metric, then the parts above the budgets.
+    const auto nm = static_cast<int64_t>(t.metrics.size());
+    torch::Tensor e = torch::tensor(t.metric_reference, torch::kDouble);  // [K]
+    for (size_t l = 0; l < space_.layers.size(); ++l) {
+      const DnasSpace::Layer& L = space_.layers[l];
+      const DnasCostTable::Layer& T = t.layers[l];
+      const int64_t na = static_cast<int64_t>(space_.points[L.point].abits.size());
+      const int64_t np = static_cast<int64_t>(L.wbits.size());
+      torch::Tensor ta = theta_a(L.point).to(torch::kDouble);                    // [A]
+      torch::Tensor n = theta_w(static_cast<int>(l)).to(torch::kDouble).sum(1);  // [P]
+      if (!L.channelwise) n = n * static_cast<double>(L.channels);
+      torch::Tensor fixed = torch::tensor(T.metric_fixed, torch::kDouble).reshape({nm, na});
+      torch::Tensor per = torch::tensor(T.metric_per_channel, torch::kDouble).reshape({nm, na, np});
+      e = e + (fixed + per.matmul(n)).matmul(ta);  // [K, A] x [A]
+    }
+    return torch::relu(e - 1.0).sum();
+  }
   torch::Tensor r = torch::tensor(t.reference, torch::kDouble);
   for (size_t l = 0; l < space_.layers.size(); ++l) {
     const DnasSpace::Layer& L = space_.layers[l];
@@ -269,7 +287,7 @@ struct Search {
           if (k <= 0) continue;
           auto [x, y] = batch(perm.data() + first, k);
           torch::Tensor loss = torch::cross_entropy_loss(m.forward(x), y) +
-                               lambda * hook->regulariser(t).to(torch::kFloat);
+                               lambda * hook->regulariser(t, o.penalty).to(torch::kFloat);
           aopt->zero_grad();
           wopt.zero_grad();
           loss.backward();
@@ -289,9 +307,10 @@ struct Search {
         }
       }
       if (o.progress)
-        fmt::print(stderr, "dnas lambda {:.4g}: epoch {}/{}, task loss {:.4f}, expected cost {:.4f}\n",
+        fmt::print(stderr,
+                   "dnas lambda {:.4g}: epoch {}/{}, task loss {:.4f}, regulariser ({}) {:.4f}\n",
                    lambda, e + 1, o.epochs, task_n ? task_sum / task_n : 0.0,
-                   hook->regulariser(t).item<double>());
+                   dnas_penalty_name(o.penalty), hook->regulariser(t, o.penalty).item<double>());
     }
     tr.epochs = o.epochs;
 

@@ -35,8 +35,9 @@ class DnasHook : public QuantHook {
   torch::Tensor& alpha_a(int point) { return alpha_a_[point]; }  // [widths]
   torch::Tensor theta_w(int layer) const;
   torch::Tensor theta_a(int point) const;
-  // R(theta): the expected normalised cost (a double scalar), differentiable in alpha.
-  torch::Tensor regulariser(const DnasCostTable& t) const;
+  // R(theta) (a double scalar), differentiable in alpha: the expected normalised cost (Cost), or
+  // the sum of each metric's expected excess over its budget (Excess; include/sigmaquant/dnas.h).
+  torch::Tensor regulariser(const DnasCostTable& t, DnasPenalty p = DnasPenalty::Cost) const;
   DnasChoice argmax() const;
   // theta as plain numbers: w[layer][choice][width], a[point][width] (the repair step's scores).
   void scores(std::vector<std::vector<std::vector<double>>>& w,

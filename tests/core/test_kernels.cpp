@@ -164,6 +164,33 @@ TEST_P(EngineKernels, EqualTheReferenceExactly) {
   }
 }
 
+// Short last tiles (ConvMicroKernel::tail): for every kernel with them, layers of 12 + r and r
+// pixels for every r in 1 .. nr − 1, at 8 and 3 bits, equal the reference — the last tile
+// computes its r pixels alone and the full tiles before it are untouched.
+TEST(EngineKernelsTail, ShortTilesEqualTheReference) {
+  int kernels = 0;
+  for (const sq::ConvMicroKernel* k : sq::conv_kernels()) {
+    if (!k->tail || !k->cpu_has()) continue;
+    ++kernels;
+    std::mt19937_64 rng(77);
+    for (int bits : {8, 3})
+      for (int r = 1; r < k->nr; ++r)
+        for (int64_t w : {int64_t{k->nr} + r, int64_t{r}}) {
+          const sq::ConvShape s{24, 1, w, 20, 1, 1, 0, 1};
+          sq::IntLayer L = random_layer(s, bits, 8, rng);
+          const std::vector<uint8_t> x = random_input(s, 8, rng);
+          spread_outputs(L, s, x, 8, rng);
+          std::vector<uint8_t> want(s.out_size()), got(s.out_size(), 0xAB);
+          sq::conv2d_u8_ref(s, L, x.data(), want.data());
+          if (!k->supports(1 << (bits - 1), 255)) continue;
+          sq::PreparedConv2d conv = sq::prepare_conv2d_u8(s, L, *k, 8);
+          conv.run(x.data(), got.data());
+          EXPECT_EQ(got, want) << k->name << ": " << w << " pixels, w" << bits;
+        }
+  }
+  if (kernels == 0) GTEST_SKIP() << "no kernel with short tiles runs on this CPU";
+}
+
 // The accumulator mode (conv → ReLU → average pooling, the float logits): on every tier this CPU
 // runs, at 8 and 4 bits, every shape's run_acc equals conv2d_acc_ref's integers, for a layer
 // whose output is no quantization point; run() on such a conv is refused.

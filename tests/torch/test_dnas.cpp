@@ -129,6 +129,93 @@ TEST(Dnas, RegulariserGradientsMatchFiniteDifferences) {
   EXPECT_EQ(back.a, c.a);
 }
 
+// The Excess penalty: per metric, the part of the expected cost above its budget. Its terms are
+// the summed table's (per layer, fixed and per_channel are the sums over the metrics); with one
+// tight budget and one loose one it is the tight metric's expected cost minus one; below every
+// budget it is zero with zero gradients; its gradients match finite differences.
+TEST(Dnas, ExcessRegulariserCountsOnlyWhatExceedsABudget) {
+  Fixture& f = fixture();
+  sq::CostEvaluator ce(f.folded, sq::builtin_target("mpic"));
+  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {2, 4, 8}, {}, true);
+  const sq::CostReport ref = ce.evaluate(sq::dnas_bits(s, f.folded, sq::widest_choice(s)));
+  sq::Budgets two;  // weight memory at 40 % of the widest choice's, latency at 10x its
+  two.weight_bytes = 0.4 * static_cast<double>(ref.weight_bytes);
+  two.latency_s = 10 * ref.latency_s;
+  sq::Budgets weight_only;
+  weight_only.weight_bytes = two.weight_bytes;
+  sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, two);
+  sq::DnasCostTable tw = sq::make_dnas_cost(s, f.folded, ce, weight_only);
+  ASSERT_EQ(t.metrics.size(), 2u);
+  ASSERT_EQ(t.metric_reference.size(), 2u);
+  EXPECT_NEAR(t.metric_reference[0] + t.metric_reference[1], t.reference, 1e-12);
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const size_t na = s.points[s.layers[l].point].abits.size(), np = s.layers[l].wbits.size();
+    const sq::DnasCostTable::Layer& T = t.layers[l];
+    for (size_t a = 0; a < na; ++a) {
+      EXPECT_NEAR(T.metric_fixed[a] + T.metric_fixed[na + a], T.fixed[a], 1e-12);
+      for (size_t p = 0; p < np; ++p)
+        EXPECT_NEAR(T.metric_per_channel[a * np + p] + T.metric_per_channel[(na + a) * np + p],
+                    T.per_channel[a * np + p], 1e-12);
+    }
+  }
+  sq::QuantModel qm8 = sq::requantize_model(f.folded, nullptr,
+                                            sq::BitConfig::uniform(f.folded, 8, 8), f.train, 64, 1);
+  sq::DnasHook h(s, qm8, 0.5);
+  h.set_tau(2.0);
+  torch::manual_seed(4);
+  {
+    torch::NoGradGuard ng;
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      torch::Tensor& a = h.alpha_w(static_cast<int>(l));
+      a.set_data(torch::randn_like(a).to(torch::kDouble));
+    }
+    for (size_t q = 0; q < s.points.size(); ++q) {
+      torch::Tensor& a = h.alpha_a(static_cast<int>(q));
+      a.set_data(torch::randn_like(a).to(torch::kDouble));
+    }
+  }
+  const double ew = h.regulariser(tw, sq::DnasPenalty::Cost).item<double>();
+  ASSERT_GT(ew, 1.0);  // random theta keeps more than 40 % of the widest weights
+  const auto excess = [&] { return h.regulariser(t, sq::DnasPenalty::Excess); };
+  EXPECT_NEAR(excess().item<double>(), ew - 1.0, 1e-9);
+  torch::Tensor r = excess();
+  r.backward();
+  const double eps = 1e-6;
+  int checked = 0;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    torch::Tensor& a = h.alpha_w(static_cast<int>(l));
+    torch::NoGradGuard ng;
+    torch::Tensor flat = a.view({-1});
+    for (int64_t i = 0; i < flat.numel(); i += std::max<int64_t>(1, flat.numel() / 5)) {
+      const double x = flat[i].item<double>();
+      flat[i] = x + eps;
+      const double up = excess().item<double>();
+      flat[i] = x - eps;
+      const double down = excess().item<double>();
+      flat[i] = x;
+      const double fd = (up - down) / (2 * eps);
+      EXPECT_NEAR(a.grad().view({-1})[i].item<double>(), fd, 1e-6 * std::max(1.0, std::fabs(fd)));
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
+  // Loose budgets everywhere: nothing to pay, nothing pushed.
+  sq::Budgets loose;
+  loose.weight_bytes = 10 * static_cast<double>(ref.weight_bytes);
+  loose.latency_s = 10 * ref.latency_s;
+  sq::DnasCostTable tl = sq::make_dnas_cost(s, f.folded, ce, loose);
+  for (size_t l = 0; l < s.layers.size(); ++l)
+    h.alpha_w(static_cast<int>(l)).mutable_grad().zero_();
+  torch::Tensor z = h.regulariser(tl, sq::DnasPenalty::Excess);
+  EXPECT_EQ(z.item<double>(), 0.0);
+  z.backward();
+  for (size_t l = 0; l < s.layers.size(); ++l)
+    EXPECT_EQ(h.alpha_w(static_cast<int>(l)).grad().abs().max().item<double>(), 0.0);
+  EXPECT_EQ(sq::parse_dnas_penalty("excess", "x"), sq::DnasPenalty::Excess);
+  EXPECT_STREQ(sq::dnas_penalty_name(sq::DnasPenalty::Cost), "cost");
+  EXPECT_THROW(sq::parse_dnas_penalty("hinge", "--dnas-penalty"), sq::Error);
+}
+
 TEST(Dnas, TemperatureSchedule) {
   sq::DnasOptions o;
   EXPECT_DOUBLE_EQ(sq::dnas_temperature(o, 0), 5.0);
@@ -228,6 +315,32 @@ TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
   EXPECT_EQ(sq::bits_to_json(tuned.bits), sq::bits_to_json(strong.bits));
   EXPECT_NEAR(tuned.epochs, 2.25, 0.05);
   EXPECT_GT(tuned.val_accuracy, 0.0);
+}
+
+// Budget mode with the Excess penalty: the same bracket and bisection, every trial's assignment
+// (repaired where its argmax did not fit) meets every budget.
+TEST(Dnas, ExcessPenaltyMeetsEveryBudget) {
+  Fixture& f = fixture();
+  sq::CostEvaluator ce(f.folded, sq::builtin_target("mpic"));
+  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {2, 4, 8}, {}, true);
+  const sq::CostReport full = ce.evaluate(sq::dnas_bits(s, f.folded, sq::widest_choice(s)));
+  sq::Budgets b;
+  b.latency_s = 0.45 * full.latency_s;
+  b.weight_bytes = 0.6 * static_cast<double>(full.weight_bytes);
+  sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, b);
+  sq::DnasOptions o;
+  o.epochs = 2;
+  o.bisect_steps = 1;
+  o.batch_size = 64;
+  o.alpha_lr = 1.0;
+  o.alpha_fraction = 0.5;
+  o.calib_samples = 64;
+  o.penalty = sq::DnasPenalty::Excess;
+  sq::DnasOutcome out = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o);
+  ASSERT_GE(out.trials.size(), 2u);
+  EXPECT_TRUE(sq::fits_budgets(ce.evaluate(out.bits), b));
+  for (const sq::DnasTrial& tr : out.trials)
+    EXPECT_TRUE(sq::fits_budgets(ce.evaluate(tr.bits), b)) << "lambda " << tr.lambda;
 }
 
 // Channel groups: each lambda's argmax is snapped (every layer's count per width a multiple of

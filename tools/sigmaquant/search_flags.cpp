@@ -66,6 +66,10 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
       ->capture_default_str();
   cmd->add_option("--dnas-bisect", s.dnas_bisect, "dnas: bisection steps on lambda")
       ->capture_default_str();
+  cmd->add_option("--dnas-penalty", s.dnas_penalty,
+                  "dnas: regulariser, cost (the expected cost, every metric pushed down: the "
+                  "paper's) or excess (only the expected cost above each budget)")
+      ->capture_default_str();
   cmd->add_option("--dnas-select-epochs", s.dnas_select_epochs,
                   "dnas: score each lambda's argmax after this much QAT (0: PTQ alone)")
       ->capture_default_str();
@@ -153,6 +157,7 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.dnas_lambda = s.dnas_lambda;
   r.dnas_bisect_steps = s.dnas_bisect;
   r.dnas_select_epochs = s.dnas_select_epochs;
+  r.dnas_penalty = sq::parse_dnas_penalty(s.dnas_penalty, "--dnas-penalty");
   r.channel_group = s.channel_group;
   r.first_last_bits = s.first_last;
   r.cycle_epochs = s.cycle_epochs;

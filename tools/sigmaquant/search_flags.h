@@ -26,6 +26,7 @@ struct SearchFlags {
   double dnas_lambda = 0;
   int dnas_bisect = 3;
   double dnas_select_epochs = 0;
+  std::string dnas_penalty = "cost";
   int channel_group = 16;
   int first_last = 0;
   double cycle_epochs = 0.1;
