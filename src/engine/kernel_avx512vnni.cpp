@@ -31,10 +31,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512
   static_assert(NP >= 1 && NP <= kNr);
   const int8_t* w = static_cast<const int8_t*>(wp);
   const uint8_t* base = static_cast<const uint8_t*>(src);
-  const uint8_t* xs[kNr] = {};
-  for (int p = 0; p < NP; ++p) xs[p] = base + pix[p];
-  const uint8_t *x0 = xs[0], *x1 = xs[1], *x2 = xs[2], *x3 = xs[3], *x4 = xs[4], *x5 = xs[5],
-                *x6 = xs[6], *x7 = xs[7], *x8 = xs[8], *x9 = xs[9], *x10 = xs[10], *x11 = xs[11];
+  // Pixel p's pointer (pixels past NP are never read).
+#define SQ_ZMM_PIX(P) base + (P < NP ? pix[P < NP ? P : 0] : 0)
+  const uint8_t *x0 = SQ_ZMM_PIX(0), *x1 = SQ_ZMM_PIX(1), *x2 = SQ_ZMM_PIX(2),
+                *x3 = SQ_ZMM_PIX(3), *x4 = SQ_ZMM_PIX(4), *x5 = SQ_ZMM_PIX(5),
+                *x6 = SQ_ZMM_PIX(6), *x7 = SQ_ZMM_PIX(7), *x8 = SQ_ZMM_PIX(8),
+                *x9 = SQ_ZMM_PIX(9), *x10 = SQ_ZMM_PIX(10), *x11 = SQ_ZMM_PIX(11);
+#undef SQ_ZMM_PIX
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z, a10 = z,
           a11 = z;
@@ -54,8 +57,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512
     SQ_ZMM_STEP(10);
     SQ_ZMM_STEP(11);
   }
-  const __m512i out[kNr] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
-  for (int p = 0; p < NP; ++p) _mm512_storeu_si512(acc + p * kMr, out[p]);
+  // Stored one by one (an array of the 12 would realign the stack and take rbp from the loop).
+#define SQ_ZMM_STORE(P) \
+  if constexpr (P < NP) _mm512_storeu_si512(acc + P * kMr, a##P)
+  SQ_ZMM_STORE(0);
+  SQ_ZMM_STORE(1);
+  SQ_ZMM_STORE(2);
+  SQ_ZMM_STORE(3);
+  SQ_ZMM_STORE(4);
+  SQ_ZMM_STORE(5);
+  SQ_ZMM_STORE(6);
+  SQ_ZMM_STORE(7);
+  SQ_ZMM_STORE(8);
+  SQ_ZMM_STORE(9);
+  SQ_ZMM_STORE(10);
+  SQ_ZMM_STORE(11);
+#undef SQ_ZMM_STORE
 }
 #undef SQ_ZMM_STEP
 // The short tiles, by pixel count (index 0 unused).
