@@ -144,38 +144,28 @@ torch::Tensor DnasHook::act(int node, const torch::Tensor& x) {
 }
 
 torch::Tensor DnasHook::regulariser(const DnasCostTable& t, DnasPenalty penalty) const {
-  if (penalty == DnasPenalty::Excess) {
-    // e_k = E[M_k] / B_k per metric, then the parts above the budgets.
-    const auto nm = static_cast<int64_t>(t.metrics.size());
-    torch::Tensor e = torch::tensor(t.metric_reference, torch::kDouble);  // [K]
-    for (size_t l = 0; l < space_.layers.size(); ++l) {
-      const DnasSpace::Layer& L = space_.layers[l];
-      const DnasCostTable::Layer& T = t.layers[l];
-      const int64_t na = static_cast<int64_t>(space_.points[L.point].abits.size());
-      const int64_t np = static_cast<int64_t>(L.wbits.size());
-      torch::Tensor ta = theta_a(L.point).to(torch::kDouble);                    // [A]
-      torch::Tensor n = theta_w(static_cast<int>(l)).to(torch::kDouble).sum(1);  // [P]
-      if (!L.channelwise) n = n * static_cast<double>(L.channels);
-      torch::Tensor fixed = torch::tensor(T.metric_fixed, torch::kDouble).reshape({nm, na});
-      torch::Tensor per = torch::tensor(T.metric_per_channel, torch::kDouble).reshape({nm, na, np});
-      e = e + (fixed + per.matmul(n)).matmul(ta);  // [K, A] x [A]
-    }
-    return torch::relu(e - 1.0).sum();
-  }
-  torch::Tensor r = torch::tensor(t.reference, torch::kDouble);
+  // e: the expected normalised cost, per metric (Excess: e_k = E[M_k] / B_k, K entries) or summed
+  // over the metrics (Cost: one entry); the table holds both forms in the same layout.
+  const bool per_metric = penalty == DnasPenalty::Excess;
+  const int64_t nm = per_metric ? static_cast<int64_t>(t.metrics.size()) : 1;
+  torch::Tensor e = torch::tensor(
+      per_metric ? t.metric_reference : std::vector<double>{t.reference}, torch::kDouble);  // [K]
   for (size_t l = 0; l < space_.layers.size(); ++l) {
     const DnasSpace::Layer& L = space_.layers[l];
     const DnasCostTable::Layer& T = t.layers[l];
     const int64_t na = static_cast<int64_t>(space_.points[L.point].abits.size());
     const int64_t np = static_cast<int64_t>(L.wbits.size());
-    torch::Tensor ta = theta_a(L.point).to(torch::kDouble);                  // [A]
+    torch::Tensor ta = theta_a(L.point).to(torch::kDouble);                    // [A]
     torch::Tensor n = theta_w(static_cast<int>(l)).to(torch::kDouble).sum(1);  // [P]
     if (!L.channelwise) n = n * static_cast<double>(L.channels);
-    torch::Tensor fixed = torch::tensor(T.fixed, torch::kDouble);                      // [A]
-    torch::Tensor per = torch::tensor(T.per_channel, torch::kDouble).reshape({na, np});  // [A, P]
-    r = r + (ta * (fixed + per.matmul(n))).sum();
+    torch::Tensor fixed =
+        torch::tensor(per_metric ? T.metric_fixed : T.fixed, torch::kDouble).reshape({nm, na});
+    torch::Tensor per =
+        torch::tensor(per_metric ? T.metric_per_channel : T.per_channel, torch::kDouble)
+            .reshape({nm, na, np});
+    e = e + (fixed + per.matmul(n)).matmul(ta);  // [K, A] x [A]
   }
-  return r;
+  return per_metric ? torch::relu(e - 1.0).sum() : e.sum();
 }
 
 DnasChoice DnasHook::argmax() const {

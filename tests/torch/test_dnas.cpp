@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -62,6 +63,47 @@ Fixture& fixture() {
   return *f;
 }
 
+// Random architecture logits, in double so that finite differences are exact enough.
+void randomize_alphas(sq::DnasHook& h, const sq::DnasSpace& s, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::NoGradGuard ng;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    torch::Tensor& a = h.alpha_w(static_cast<int>(l));
+    a.set_data(torch::randn_like(a).to(torch::kDouble));
+  }
+  for (size_t q = 0; q < s.points.size(); ++q) {
+    torch::Tensor& a = h.alpha_a(static_cast<int>(q));
+    a.set_data(torch::randn_like(a).to(torch::kDouble));
+  }
+}
+
+// Backpropagates r() and checks about `per` entries of every architecture logit tensor's gradient
+// against central finite differences; returns how many were checked.
+int check_gradients(sq::DnasHook& h, const sq::DnasSpace& s,
+                    const std::function<torch::Tensor()>& r, int64_t per) {
+  r().backward();
+  const double eps = 1e-6;
+  int checked = 0;
+  auto check = [&](torch::Tensor& a) {
+    torch::NoGradGuard ng;
+    torch::Tensor flat = a.view({-1});
+    for (int64_t i = 0; i < flat.numel(); i += std::max<int64_t>(1, flat.numel() / per)) {
+      const double x = flat[i].item<double>();
+      flat[i] = x + eps;
+      const double up = r().item<double>();
+      flat[i] = x - eps;
+      const double down = r().item<double>();
+      flat[i] = x;
+      const double fd = (up - down) / (2 * eps);
+      EXPECT_NEAR(a.grad().view({-1})[i].item<double>(), fd, 1e-6 * std::max(1.0, std::fabs(fd)));
+      ++checked;
+    }
+  };
+  for (size_t l = 0; l < s.layers.size(); ++l) check(h.alpha_w(static_cast<int>(l)));
+  for (size_t q = 0; q < s.points.size(); ++q) check(h.alpha_a(static_cast<int>(q)));
+  return checked;
+}
+
 TEST(Dnas, RegulariserGradientsMatchFiniteDifferences) {
   Fixture& f = fixture();
   sq::CostEvaluator ce(f.folded, sq::builtin_target("mpic"));
@@ -69,38 +111,13 @@ TEST(Dnas, RegulariserGradientsMatchFiniteDifferences) {
   sq::Budgets b;
   b.latency_s = 1e-4;
   sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, b);
-  sq::QuantModel qm8 = sq::requantize_model(f.folded, nullptr, sq::BitConfig::uniform(f.folded, 8, 8),
-                                            f.train, 64, 1);
+  sq::QuantModel qm8 = sq::requantize_model(f.folded, nullptr,
+                                            sq::BitConfig::uniform(f.folded, 8, 8), f.train, 64, 1);
   sq::DnasHook h(s, qm8, 0.5);
   h.set_tau(2.0);
-  // random logits, in double so that the differences are exact enough
-  torch::manual_seed(3);
-  for (size_t l = 0; l < s.layers.size(); ++l)
-    h.alpha_w(static_cast<int>(l)).set_data(torch::randn_like(h.alpha_w(static_cast<int>(l))).to(torch::kDouble));
-  for (size_t q = 0; q < s.points.size(); ++q)
-    h.alpha_a(static_cast<int>(q)).set_data(torch::randn_like(h.alpha_a(static_cast<int>(q))).to(torch::kDouble));
-  torch::Tensor r = h.regulariser(t);
-  r.backward();
-  const double eps = 1e-6;
-  int checked = 0;
-  auto check = [&](torch::Tensor& a) {
-    torch::NoGradGuard ng;
-    torch::Tensor flat = a.view({-1});
-    for (int64_t i = 0; i < flat.numel(); i += std::max<int64_t>(1, flat.numel() / 7)) {
-      const double x = flat[i].item<double>();
-      flat[i] = x + eps;
-      const double up = h.regulariser(t).item<double>();
-      flat[i] = x - eps;
-      const double down = h.regulariser(t).item<double>();
-      flat[i] = x;
-      const double fd = (up - down) / (2 * eps);
-      const double an = a.grad().view({-1})[i].item<double>();
-      EXPECT_NEAR(an, fd, 1e-6 * std::max(1.0, std::fabs(fd)));
-      ++checked;
-    }
-  };
-  for (size_t l = 0; l < s.layers.size(); ++l) check(h.alpha_w(static_cast<int>(l)));
-  for (size_t q = 0; q < s.points.size(); ++q) check(h.alpha_a(static_cast<int>(q)));
+  randomize_alphas(h, s, 3);
+  const int checked = check_gradients(
+      h, s, [&] { return h.regulariser(t); }, 7);
   EXPECT_GT(checked, 30);
 
   // At a (nearly) one-hot theta the regulariser is the table's cost of that choice.
@@ -162,42 +179,12 @@ TEST(Dnas, ExcessRegulariserCountsOnlyWhatExceedsABudget) {
                                             sq::BitConfig::uniform(f.folded, 8, 8), f.train, 64, 1);
   sq::DnasHook h(s, qm8, 0.5);
   h.set_tau(2.0);
-  torch::manual_seed(4);
-  {
-    torch::NoGradGuard ng;
-    for (size_t l = 0; l < s.layers.size(); ++l) {
-      torch::Tensor& a = h.alpha_w(static_cast<int>(l));
-      a.set_data(torch::randn_like(a).to(torch::kDouble));
-    }
-    for (size_t q = 0; q < s.points.size(); ++q) {
-      torch::Tensor& a = h.alpha_a(static_cast<int>(q));
-      a.set_data(torch::randn_like(a).to(torch::kDouble));
-    }
-  }
+  randomize_alphas(h, s, 4);
   const double ew = h.regulariser(tw, sq::DnasPenalty::Cost).item<double>();
   ASSERT_GT(ew, 1.0);  // random theta keeps more than 40 % of the widest weights
   const auto excess = [&] { return h.regulariser(t, sq::DnasPenalty::Excess); };
   EXPECT_NEAR(excess().item<double>(), ew - 1.0, 1e-9);
-  torch::Tensor r = excess();
-  r.backward();
-  const double eps = 1e-6;
-  int checked = 0;
-  for (size_t l = 0; l < s.layers.size(); ++l) {
-    torch::Tensor& a = h.alpha_w(static_cast<int>(l));
-    torch::NoGradGuard ng;
-    torch::Tensor flat = a.view({-1});
-    for (int64_t i = 0; i < flat.numel(); i += std::max<int64_t>(1, flat.numel() / 5)) {
-      const double x = flat[i].item<double>();
-      flat[i] = x + eps;
-      const double up = excess().item<double>();
-      flat[i] = x - eps;
-      const double down = excess().item<double>();
-      flat[i] = x;
-      const double fd = (up - down) / (2 * eps);
-      EXPECT_NEAR(a.grad().view({-1})[i].item<double>(), fd, 1e-6 * std::max(1.0, std::fabs(fd)));
-      ++checked;
-    }
-  }
+  const int checked = check_gradients(h, s, excess, 5);
   EXPECT_GT(checked, 10);
   // Loose budgets everywhere: nothing to pay, nothing pushed.
   sq::Budgets loose;
