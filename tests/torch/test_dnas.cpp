@@ -282,6 +282,18 @@ TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
       EXPECT_GT(out.trials[k].lambda, out.trials[k - 1].lambda);
   EXPECT_DOUBLE_EQ(out.epochs, 2.0 * static_cast<double>(out.trials.size()));
 
+  // The Excess penalty in budget mode: the same bracket and bisection; every trial's assignment
+  // (repaired where its argmax did not fit) meets every budget.
+  {
+    sq::DnasOptions ox = o;
+    ox.penalty = sq::DnasPenalty::Excess;
+    sq::DnasOutcome ex = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, ox);
+    ASSERT_GE(ex.trials.size(), 2u);
+    EXPECT_TRUE(sq::fits_budgets(ce.evaluate(ex.bits), b));
+    for (const sq::DnasTrial& tr : ex.trials)
+      EXPECT_TRUE(sq::fits_budgets(ce.evaluate(tr.bits), b)) << "excess, lambda " << tr.lambda;
+  }
+
   // A fixed lambda: strong against weak.
   o.bisect_steps = 0;
   o.lambda = 1e-4;
@@ -302,32 +314,6 @@ TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
   EXPECT_EQ(sq::bits_to_json(tuned.bits), sq::bits_to_json(strong.bits));
   EXPECT_NEAR(tuned.epochs, 2.25, 0.05);
   EXPECT_GT(tuned.val_accuracy, 0.0);
-}
-
-// Budget mode with the Excess penalty: the same bracket and bisection, every trial's assignment
-// (repaired where its argmax did not fit) meets every budget.
-TEST(Dnas, ExcessPenaltyMeetsEveryBudget) {
-  Fixture& f = fixture();
-  sq::CostEvaluator ce(f.folded, sq::builtin_target("mpic"));
-  sq::DnasSpace s = sq::make_dnas_space(f.folded, {0, 2, 4, 8}, {2, 4, 8}, {}, true);
-  const sq::CostReport full = ce.evaluate(sq::dnas_bits(s, f.folded, sq::widest_choice(s)));
-  sq::Budgets b;
-  b.latency_s = 0.45 * full.latency_s;
-  b.weight_bytes = 0.6 * static_cast<double>(full.weight_bytes);
-  sq::DnasCostTable t = sq::make_dnas_cost(s, f.folded, ce, b);
-  sq::DnasOptions o;
-  o.epochs = 2;
-  o.bisect_steps = 1;
-  o.batch_size = 64;
-  o.alpha_lr = 1.0;
-  o.alpha_fraction = 0.5;
-  o.calib_samples = 64;
-  o.penalty = sq::DnasPenalty::Excess;
-  sq::DnasOutcome out = sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o);
-  ASSERT_GE(out.trials.size(), 2u);
-  EXPECT_TRUE(sq::fits_budgets(ce.evaluate(out.bits), b));
-  for (const sq::DnasTrial& tr : out.trials)
-    EXPECT_TRUE(sq::fits_budgets(ce.evaluate(tr.bits), b)) << "lambda " << tr.lambda;
 }
 
 // Channel groups: each lambda's argmax is snapped (every layer's count per width a multiple of
