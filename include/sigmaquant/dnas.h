@@ -203,6 +203,10 @@ struct DnasOptions {
   double select_epochs = 0;
   OracleOptions select_qat;
   double tau0 = 5, tau_decay = 0.045;
+  // > 0: tau falls geometrically from tau0 to tau_end over the search's steps instead (so a
+  // search of a few epochs ends as hard as the paper's long one: 0.045 an epoch takes ~50 epochs
+  // to bring 5 down to 0.5); 0: the paper's per-epoch schedule above.
+  double tau_end = 0;
   // The architecture logits' optimiser. The paper's is SGD (lr 0.01, momentum 0.9) over searches
   // of many epochs; the default here is Adam, whose steps do not shrink with the normalised
   // cost's small per-channel gradients, with lr 0 = automatic: large enough that the logits can
@@ -225,8 +229,9 @@ struct DnasOptions {
   int channel_group = 1;
 };
 
-// The temperature during epoch e (0-based): tau0 x exp(-tau_decay x e).
-double dnas_temperature(const DnasOptions& o, int epoch);
+// The temperature during epoch e (0-based), `within` (0..1) of the way through it:
+// tau0 x exp(-tau_decay x e), or with tau_end > 0, tau0 x (tau_end / tau0)^((e + within) / epochs).
+double dnas_temperature(const DnasOptions& o, int epoch, double within = 0);
 
 struct DnasTrial {
   double lambda = 0;

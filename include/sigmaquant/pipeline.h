@@ -124,6 +124,7 @@ struct AllocationRequest {
   // The regulariser: the expected cost (Cost, the paper's) or its excess over the budgets
   // (Excess: below its budget a metric costs nothing; DnasPenalty)
   DnasPenalty dnas_penalty = DnasPenalty::Cost;
+  double dnas_tau_end = 0;  // > 0: the temperature falls to this over the search (DnasOptions)
   // > 0: each lambda's argmax is scored after this much QAT (a fraction of an epoch) from the
   // searched weights, not by PTQ alone (DnasOptions::select_epochs)
   double dnas_select_epochs = 0;

@@ -424,6 +424,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.lambda = r.dnas_lambda;
   o.bisect_steps = r.dnas_bisect_steps;
   o.penalty = r.dnas_penalty;
+  o.tau_end = r.dnas_tau_end;
   o.select_epochs = r.dnas_select_epochs;
   o.select_qat = c.oracle;  // the run's QAT settings, one process (the search is not distributed)
   o.select_qat.progress = false;
@@ -445,6 +446,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
       {"lambda", r.dnas_lambda > 0 ? nlohmann::json(r.dnas_lambda) : nlohmann::json("budget")},
       {"select_epochs", r.dnas_select_epochs},
       {"penalty", dnas_penalty_name(r.dnas_penalty)},
+      {"tau_end", r.dnas_tau_end},
       {"cost_metrics", table.metrics}};
   int k = 0;
   auto on_trial = [&](const DnasTrial& tr) {

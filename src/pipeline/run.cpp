@@ -133,6 +133,8 @@ void check_request(const AllocationRequest& r, const DataBundle& data) {
   if (r.dnas_bisect_steps < 0) fail("dnas_bisect_steps {}: must be >= 0", r.dnas_bisect_steps);
   if (bad(r.dnas_select_epochs, 0, 100))
     fail("dnas_select_epochs {}: expected a number in [0, 100]", r.dnas_select_epochs);
+  if (bad(r.dnas_tau_end, 0, 1e6))
+    fail("dnas_tau_end {}: expected >= 0 (0: the per-epoch schedule)", r.dnas_tau_end);
   if (r.channel_group < 1 || r.channel_group > 4096)
     fail("channel_group {}: expected 1..4096 (1: free per-channel widths; 16: the engine's tile)",
          r.channel_group);

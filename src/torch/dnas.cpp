@@ -269,6 +269,9 @@ struct Search {
       double task_sum = 0;
       int64_t task_n = 0;
       for (int64_t step = 0; step < wsteps + asteps; ++step) {
+        if (o.tau_end > 0)
+          hook->set_tau(dnas_temperature(
+              o, e, static_cast<double>(step) / static_cast<double>(wsteps + asteps)));
         // alpha steps spread evenly among the weight steps
         bool alpha_step = ai < asteps && (wi >= wsteps || ai * wsteps <= wi * asteps);
         if (alpha_step) {
@@ -336,7 +339,10 @@ struct Search {
 
 }  // namespace
 
-double dnas_temperature(const DnasOptions& o, int epoch) {
+double dnas_temperature(const DnasOptions& o, int epoch, double within) {
+  if (o.tau_end > 0)
+    return o.tau0 * std::pow(o.tau_end / o.tau0, (static_cast<double>(epoch) + within) /
+                                                     static_cast<double>(std::max(1, o.epochs)));
   return o.tau0 * std::exp(-o.tau_decay * static_cast<double>(epoch));
 }
 
@@ -351,6 +357,8 @@ DnasOutcome dnas_search(const Graph& folded, const Dataset& train, const Dataset
     fail("dnas: alpha fraction {} (expected between 0 and 1)", o.alpha_fraction);
   if (o.alpha_optimizer != "adam" && o.alpha_optimizer != "sgd")
     fail("dnas: alpha optimizer '{}' (expected adam or sgd)", o.alpha_optimizer);
+  if (!(o.tau_end >= 0) || !std::isfinite(o.tau_end))
+    fail("dnas: final temperature {} (expected > 0, or 0 for the per-epoch schedule)", o.tau_end);
   if (!(o.alpha_lr >= 0) || !(o.tau0 > 0))
     fail("dnas: alpha learning rate {} (0 = automatic) and initial temperature {} (> 0)",
          o.alpha_lr, o.tau0);

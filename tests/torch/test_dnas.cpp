@@ -211,6 +211,14 @@ TEST(Dnas, TemperatureSchedule) {
   o.tau0 = 2;
   o.tau_decay = 0.1;
   EXPECT_NEAR(sq::dnas_temperature(o, 3), 2.0 * std::exp(-0.3), 1e-12);
+  // tau_end: geometric from tau0 to tau_end over the epochs, within an epoch too.
+  o.tau0 = 5;
+  o.tau_end = 0.5;
+  o.epochs = 2;
+  EXPECT_DOUBLE_EQ(sq::dnas_temperature(o, 0), 5.0);
+  EXPECT_NEAR(sq::dnas_temperature(o, 0, 0.5), 5.0 * std::pow(0.1, 0.25), 1e-12);
+  EXPECT_NEAR(sq::dnas_temperature(o, 1), 5.0 * std::sqrt(0.1), 1e-12);
+  EXPECT_NEAR(sq::dnas_temperature(o, 1, 1.0), 0.5, 1e-12);
 }
 
 TEST(Dnas, MixtureAtOneHotThetaIsThatQuantizer) {
@@ -372,6 +380,9 @@ TEST(Dnas, BadOptionsAreRefused) {
   EXPECT_THROW(sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o), sq::Error);
   o.alpha_optimizer = "adam";
   o.lambda = -1;
+  EXPECT_THROW(sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o), sq::Error);
+  o.lambda = 0;
+  o.tau_end = -0.5;
   EXPECT_THROW(sq::dnas_search(f.folded, f.train, f.val, s, t, ce, b, o), sq::Error);
 }
 

@@ -70,6 +70,10 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
                   "dnas: regulariser, cost (the expected cost, every metric pushed down: the "
                   "paper's) or excess (only the expected cost above each budget)")
       ->capture_default_str();
+  cmd->add_option("--dnas-tau-end", s.dnas_tau_end,
+                  "dnas: final temperature, reached geometrically over the search's steps (0: "
+                  "the paper's 5 x exp(-0.045 per epoch))")
+      ->capture_default_str();
   cmd->add_option("--dnas-select-epochs", s.dnas_select_epochs,
                   "dnas: score each lambda's argmax after this much QAT (0: PTQ alone)")
       ->capture_default_str();
@@ -158,6 +162,7 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.dnas_bisect_steps = s.dnas_bisect;
   r.dnas_select_epochs = s.dnas_select_epochs;
   r.dnas_penalty = sq::parse_dnas_penalty(s.dnas_penalty, "--dnas-penalty");
+  r.dnas_tau_end = s.dnas_tau_end;
   r.channel_group = s.channel_group;
   r.first_last_bits = s.first_last;
   r.cycle_epochs = s.cycle_epochs;

@@ -27,6 +27,7 @@ struct SearchFlags {
   int dnas_bisect = 3;
   double dnas_select_epochs = 0;
   std::string dnas_penalty = "cost";
+  double dnas_tau_end = 0;
   int channel_group = 16;
   int first_last = 0;
   double cycle_epochs = 0.1;
