@@ -122,6 +122,10 @@ def test_quantize_errors(lenet, data):
         sq.quantize(lenet, "size", data=data, max_iterations="many")
     with pytest.raises(sq.Error, match="data"):
         sq.quantize(lenet, "size", data=[1, 2])
+    with pytest.raises(sq.Error, match="dnas_penalty 'hinge': expected cost or excess"):
+        sq.quantize(lenet, "size", method="dnas", data=data, dnas_penalty="hinge")
+    with pytest.raises(sq.Error, match="dnas_tau_end"):
+        sq.quantize(lenet, "size", method="dnas", data=data, dnas_tau_end=-1.0)
 
 
 def test_callback_exception_stops_the_run(lenet, data):
