@@ -17,8 +17,8 @@
 #       every method with --abits-set $ABITS_SET
 #   DATA="--limit-train 12000 --limit-test 5000" ...      # a slice of the data (say so)
 #
-# Networks: models/<net>-fmnist.sqg (lenet5, resnet8, resnet20 and mobilenetv2 are shipped); a network
-# without a shipped model is trained once into $OUT/models (15 epochs, seed 1).
+# Networks: models/<net>-fmnist.sqg (lenet5, resnet8, resnet20 and mobilenetv2 are shipped); a
+# network without a shipped model is trained once into $OUT/models (15 epochs, seed 1).
 # Seed = the validation split, the PTQ calibration sample and the QAT order of the run.
 set -euo pipefail
 BIN=${BIN:-build/bin/sigmaquant}
