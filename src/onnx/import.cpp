@@ -1579,6 +1579,13 @@ class Importer {
       win.pad_top = p[0], win.pad_left = p[1], win.pad_bottom = p[2], win.pad_right = p[3];
     } else {
       x = tensor_in(n, 0);
+      // A 1 × 1 window at stride 1 without padding copies its input (torch's AdaptiveAvgPool2d
+      // to the size it is given: VGG's 7 × 7 at 224², AlexNet's 6 × 6): an alias, as Identity.
+      if (win.kernel_h == 1 && win.kernel_w == 1 && win.stride_h == 1 && win.stride_w == 1 &&
+          win.pad_top == 0 && win.pad_left == 0 && win.pad_bottom == 0 && win.pad_right == 0) {
+        set_out(n, value(n, 0));
+        return;
+      }
     }
     bool ceil = attr_int(n, "ceil_mode", 0) == 1;
     if (ceil && !maxp && shape(x).size() == 3) {

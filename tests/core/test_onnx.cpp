@@ -491,7 +491,14 @@ TEST(OnnxImport, ClipReluPoolsBatchNormIdentityDropoutConstant) {
   b.node("BatchNormalization", "bn", {"c", "s", "bb", "mu", "var"}, {"n"});
   b.node("Clip", "relu6", {"n", "lo", "hi"}, {"r6"});
   b.node("Identity", "id", {"r6"}, {"i"});
-  auto* mp = b.node("MaxPool", "mp", {"i"}, {"m"});
+  // 1 × 1 pools at stride 1 (torch's AdaptiveAvgPool2d to its input's size: VGG at 224²) copy
+  // their input: aliased like Identity, no node.
+  auto* ap1 = b.node("AveragePool", "ap1", {"i"}, {"i1"});
+  b.ints(ap1, "kernel_shape", {1, 1});
+  auto* mp1 = b.node("MaxPool", "mp1", {"i1"}, {"i2"});
+  b.ints(mp1, "kernel_shape", {1, 1});
+  b.ints(mp1, "strides", {1, 1});
+  auto* mp = b.node("MaxPool", "mp", {"i2"}, {"m"});
   b.ints(mp, "kernel_shape", {2, 2});
   b.ints(mp, "strides", {2, 2});
   auto* ap = b.node("AveragePool", "ap", {"m"}, {"a"});
