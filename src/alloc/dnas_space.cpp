@@ -150,7 +150,7 @@ DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& g, const CostEvalu
   }
   const size_t nm = t.metrics.size();
   t.metric_reference = metric_costs(t, ref);
-  t.reference = measured_cost(t, ref);
+  t.reference = std::accumulate(t.metric_reference.begin(), t.metric_reference.end(), 0.0);
   const BitConfig ref_bits = bits_of(s, g, ref_choice);
   // Probes: every reader of a point at activation width a (so the buffer's own width, which is
   // the widest among its readers, moves with them), and optionally one layer at weight width p
@@ -171,7 +171,6 @@ DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& g, const CostEvalu
     }
     return metric_costs(t, ce.evaluate(b));
   };
-  auto sum = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); };
   t.layers.resize(s.layers.size());
   for (const DnasSpace::Point& P : s.points) {
     for (size_t a = 0; a < P.abits.size(); ++a) {
@@ -200,11 +199,14 @@ DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& g, const CostEvalu
             T.metric_per_channel[(k * na + a) * np + p] =
                 L.wbits[p] == 0 ? 0.0 : (at_p[p][k] - pruned[k]) / static_cast<double>(L.channels);
         }
-        T.fixed[a] = (r == 0 ? sum(at_a) - t.reference : 0.0) + (sum(pruned) - sum(at_a));
-        for (size_t p = 0; p < np; ++p)
-          T.per_channel[a * np + p] =
-              L.wbits[p] == 0 ? 0.0
-                              : (sum(at_p[p]) - sum(pruned)) / static_cast<double>(L.channels);
+        // The summed table: the metrics' terms added up.
+        T.fixed[a] = 0;
+        for (size_t k = 0; k < nm; ++k) T.fixed[a] += T.metric_fixed[k * na + a];
+        for (size_t p = 0; p < np; ++p) {
+          T.per_channel[a * np + p] = 0;
+          for (size_t k = 0; k < nm; ++k)
+            T.per_channel[a * np + p] += T.metric_per_channel[(k * na + a) * np + p];
+        }
       }
     }
   }
