@@ -34,8 +34,10 @@ constexpr uint32_t kMaxSections = 64;
 constexpr uint32_t kMaxHeaderBytes = 64u << 20;  // inflated JSON
 constexpr int kMaxHeaderDepth = 256;
 constexpr int64_t kMaxTensor = int64_t{1} << 28;  // elements of any activation tensor
-constexpr int64_t kMaxWeights = int64_t{1}
-                                << 26;  // weights of all layers (0-bit ones take no bytes)
+// Weights of all layers (0-bit ones take no bytes): 2^30, so VGG's 133 M load (the packed bytes are
+// checked against the file's weights section, so a header cannot make the loader allocate more
+// than the file holds).
+constexpr int64_t kMaxWeights = int64_t{1} << 30;
 static_assert(sizeof(float) == 4, "f32 scales");
 
 using binio::crc32_of;
