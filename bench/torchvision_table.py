@@ -32,8 +32,9 @@ def main():
     out_dir = os.path.dirname(os.path.abspath(sys.argv[1]))
     ops = sorted({k.split("op")[1] for r in rows for k in r if k.startswith(("fp32_op", "import_op"))})
     head = (["model", "params", "input", "weights"] + [f"FP32 vs ORT, op{o} (max abs)" for o in ops] +
-            ["PyTorch vs ORT / import vs PyTorch (max abs)", "accuracy FP32 / W8A8 / SigmaQuant", "W8A8 sim vs FP32", "engine", "C export",
-             "ORT QDQ", "SigmaQuant engine", "floor: engine, 6 pixels ±1"])
+            ["PyTorch vs ORT / import vs PyTorch (max abs)", "accuracy FP32 / W8A8 / SigmaQuant",
+             "W8A8 sim vs FP32", "engine", "C export", "ORT QDQ", "SigmaQuant engine",
+             "floor: engine, 6 pixels ±1"])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -61,9 +62,10 @@ def main():
     print("FP32 columns: largest |logit difference| between `sigmaquant eval` on the imported model "
           "and ONNX Runtime on PyTorch's ONNX; PyTorch vs ORT / import vs PyTorch: the same between "
           "PyTorch's own logits and ONNX Runtime's, and between the import's and PyTorch's (last "
-          "opset) — two float32 runtimes' summation-order noise on this network. Accuracy: on the test images' Fashion-MNIST labels "
-          "(FP32 network, W8A8 PTQ simulated, SigmaQuant simulated). \"W8A8 sim vs FP32\": top-1 "
-          "agreement with the FP32 network on all test images. engine / C export / ORT QDQ / "
+          "opset) — two float32 runtimes' summation-order noise on this network. Accuracy: on the "
+          "test images' Fashion-MNIST labels (FP32 network, W8A8 PTQ simulated, SigmaQuant "
+          "simulated). \"W8A8 sim vs FP32\": top-1 agreement with the FP32 network on all test "
+          "images. engine / C export / ORT QDQ / "
           "SigmaQuant engine: top-1 agreement with the simulated quantized model on the test images "
           "whose FP32 top-2 margin is at least 1 % of their logit range. Floor: the same agreement "
           "between the engine on the test images and on copies with 6 pixels moved by one grey "

@@ -46,13 +46,7 @@ void shift_row(float* dst, const float* src, int64_t w, int64_t dx) {
 
 Dataset take(const Dataset& d, int64_t n) {
   if (n <= 0 || n >= d.size()) return d;
-  Dataset s;
-  s.name = d.name;
-  s.image_shape = d.image_shape;
-  s.num_classes = d.num_classes;
-  s.images.assign(d.images.begin(), d.images.begin() + n * d.image_numel());
-  s.labels.assign(d.labels.begin(), d.labels.begin() + n);
-  return s;
+  return take_range(d, 0, n);
 }
 
 Dataset take_range(const Dataset& d, int64_t from, int64_t to) {

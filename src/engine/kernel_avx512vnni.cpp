@@ -32,7 +32,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512
   const int8_t* w = static_cast<const int8_t*>(wp);
   const uint8_t* base = static_cast<const uint8_t*>(src);
   // Pixel p's pointer (pixels past NP are never read).
-#define SQ_ZMM_PIX(P) (base + (P < NP ? pix[P < NP ? P : 0] : 0))
+#define SQ_ZMM_PIX(P) (base + pix[P < NP ? P : 0])
   const uint8_t *x0 = SQ_ZMM_PIX(0), *x1 = SQ_ZMM_PIX(1), *x2 = SQ_ZMM_PIX(2), *x3 = SQ_ZMM_PIX(3),
                 *x4 = SQ_ZMM_PIX(4), *x5 = SQ_ZMM_PIX(5), *x6 = SQ_ZMM_PIX(6), *x7 = SQ_ZMM_PIX(7),
                 *x8 = SQ_ZMM_PIX(8), *x9 = SQ_ZMM_PIX(9), *x10 = SQ_ZMM_PIX(10),

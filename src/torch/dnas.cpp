@@ -144,12 +144,10 @@ torch::Tensor DnasHook::act(int node, const torch::Tensor& x) {
 }
 
 torch::Tensor DnasHook::regulariser(const DnasCostTable& t, DnasPenalty penalty) const {
-  // e: the expected normalised cost, per metric (Excess: e_k = E[M_k] / B_k, K entries) or summed
-  // over the metrics (Cost: one entry); the table holds both forms in the same layout.
-  const bool per_metric = penalty == DnasPenalty::Excess;
-  const int64_t nm = per_metric ? static_cast<int64_t>(t.metrics.size()) : 1;
-  torch::Tensor e = torch::tensor(
-      per_metric ? t.metric_reference : std::vector<double>{t.reference}, torch::kDouble);  // [K]
+  // e_k = E[M_k] / B_k, the expected normalised cost of each metric; Cost sums them, Excess sums
+  // what exceeds 1.
+  const auto nm = static_cast<int64_t>(t.metrics.size());
+  torch::Tensor e = torch::tensor(t.metric_reference, torch::kDouble);  // [K]
   for (size_t l = 0; l < space_.layers.size(); ++l) {
     const DnasSpace::Layer& L = space_.layers[l];
     const DnasCostTable::Layer& T = t.layers[l];
@@ -158,14 +156,11 @@ torch::Tensor DnasHook::regulariser(const DnasCostTable& t, DnasPenalty penalty)
     torch::Tensor ta = theta_a(L.point).to(torch::kDouble);                    // [A]
     torch::Tensor n = theta_w(static_cast<int>(l)).to(torch::kDouble).sum(1);  // [P]
     if (!L.channelwise) n = n * static_cast<double>(L.channels);
-    torch::Tensor fixed =
-        torch::tensor(per_metric ? T.metric_fixed : T.fixed, torch::kDouble).reshape({nm, na});
-    torch::Tensor per =
-        torch::tensor(per_metric ? T.metric_per_channel : T.per_channel, torch::kDouble)
-            .reshape({nm, na, np});
+    torch::Tensor fixed = torch::tensor(T.metric_fixed, torch::kDouble).reshape({nm, na});
+    torch::Tensor per = torch::tensor(T.metric_per_channel, torch::kDouble).reshape({nm, na, np});
     e = e + (fixed + per.matmul(n)).matmul(ta);  // [K, A] x [A]
   }
-  return per_metric ? torch::relu(e - 1.0).sum() : e.sum();
+  return penalty == DnasPenalty::Excess ? torch::relu(e - 1.0).sum() : e.sum();
 }
 
 DnasChoice DnasHook::argmax() const {
@@ -257,7 +252,6 @@ struct Search {
     };
     m.train();
     for (int e = 0; e < o.epochs; ++e) {
-      hook->set_tau(dnas_temperature(o, e));
       std::vector<int64_t> perm = permutation(n, order_seed + static_cast<uint64_t>(e));
       // The first alpha_fraction of this epoch's order updates alpha, the rest the weights;
       // the two kinds of step interleave in proportion.
@@ -269,9 +263,9 @@ struct Search {
       double task_sum = 0;
       int64_t task_n = 0;
       for (int64_t step = 0; step < wsteps + asteps; ++step) {
-        if (o.tau_end > 0)
-          hook->set_tau(dnas_temperature(
-              o, e, static_cast<double>(step) / static_cast<double>(wsteps + asteps)));
+        // The paper's schedule is per epoch; with tau_end it moves every step.
+        hook->set_tau(dnas_temperature(
+            o, e, static_cast<double>(step) / static_cast<double>(wsteps + asteps)));
         // alpha steps spread evenly among the weight steps
         bool alpha_step = ai < asteps && (wi >= wsteps || ai * wsteps <= wi * asteps);
         if (alpha_step) {

@@ -661,8 +661,6 @@ TEST(DataAugment, FlipWithoutShiftIsAPureFlip) {
   EXPECT_DATA_ERROR(sq::augment_image(out.data(), {c, h, w}, -1, false, rng), {"pad -1"});
 }
 
-}  // namespace
-
 // take_range: samples [from, to) with their labels; out-of-range bounds refused.
 // uniform_dataset: seeded (the same seed, the same pixels), in [0, 1), labels i mod classes.
 TEST(DataSubsets, TakeRangeAndUniformDataset) {
@@ -682,3 +680,5 @@ TEST(DataSubsets, TakeRangeAndUniformDataset) {
   EXPECT_THROW(sq::take_range(d, 0, 11), sq::Error);
   EXPECT_THROW(sq::uniform_dataset({1, 3, 2}, 0, 10, 1), sq::Error);
 }
+
+}  // namespace

@@ -34,11 +34,11 @@ int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - 
 // --trace: one image through the engine, the input's codes (step -1, node "input") and every
 // step's output codes to PREFIX.u8 (concatenated in step order) and what they are to
 // PREFIX.json; both written atomically.
-void trace_one(const RunFlags& f, const sq::SqmModel& m, const sq::Dataset& set) {
+void trace_one(const RunFlags& f, const sq::SqmModel& m, const sq::Dataset& set, sq::Isa isa) {
   if (f.trace_image < 0 || f.trace_image >= set.size())
     sq::fail("--trace-image {} is out of range: {} has {} {} images", f.trace_image, set.name,
              set.size(), f.split);
-  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, sq::parse_isa(f.isa));
+  sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, isa);
   std::string codes;
   nlohmann::json steps = nlohmann::json::array();
   std::vector<float> logits(static_cast<size_t>(ex.output_size()));
@@ -70,9 +70,10 @@ void run_run(const RunFlags& f) {
   if (f.split != "test" && f.split != "train")
     sq::fail("--split '{}' is not supported (expected test or train)", f.split);
   if (f.limit < 0) sq::fail("--limit must be >= 0 (got {})", f.limit);
+  const sq::Isa isa = sq::parse_isa(f.isa);
   const sq::SqmModel m = sq::load_sqm(f.model);
   if (f.plan) {  // what the engine runs, step by step: kernels, buffers; no data needed
-    const sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, sq::parse_isa(f.isa));
+    const sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, isa);
     if (f.common.json) {
       print_json({{"model", f.model}, {"plan", ex.describe()}, {"arena_bytes", ex.arena_bytes()}});
       return;
@@ -90,11 +91,10 @@ void run_run(const RunFlags& f) {
     sq::fail("{}: the model has {} classes, {} has {}", f.model, m.graph.num_classes, set.name,
              set.num_classes);
   if (!f.trace.empty()) {
-    trace_one(f, m, set);
+    trace_one(f, m, set, isa);
     return;
   }
-  const sq::GraphExecutor prepared =
-      sq::GraphExecutor::prepare(m.graph, m.model, sq::parse_isa(f.isa));
+  const sq::GraphExecutor prepared = sq::GraphExecutor::prepare(m.graph, m.model, isa);
   sq::ParallelExecutor ex(prepared, f.common.threads);
   const int64_t n = set.size(), classes = ex.output_size();
   std::vector<float> logits(static_cast<size_t>(n * classes));
