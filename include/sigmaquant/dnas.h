@@ -219,6 +219,7 @@ struct DnasOptions {
   double alpha_fraction = 0.2;  // share of each epoch's batches that update alpha
   double init_preference = 0.5; // initial theta of the widest candidate (the rest share the rest)
   int64_t batch_size = 128;
+  int64_t memory_limit = 0;  // TrainOptions::memory_limit: the search's step is checked first
   int64_t calib_samples = 1024;
   uint64_t seed = 1;
   bool augment = false;

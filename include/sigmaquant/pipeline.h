@@ -59,6 +59,7 @@ FinalStart parse_final_start(const std::string& s, const std::string& where);
 struct TrainingSettings {
   double lr = 0.001;
   int64_t batch_size = 128;
+  int64_t memory_limit = 0;  // TrainOptions::memory_limit (parse_memory_size: "16G", "off")
   AugmentMode augment = AugmentMode::Auto;
   int augment_pad = 2;        // when augmenting: random shift in pixels (capped at H/8)
   std::optional<bool> flip;   // when augmenting: horizontal flip (default: the data set's)

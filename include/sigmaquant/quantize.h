@@ -43,5 +43,14 @@ struct QatOptions {
 // Checkpoints and --resume work as in train().
 TrainResult qat(QuantModel& qm, const Dataset& train, const Dataset* val, const TrainOptions& o,
                 const QatOptions& q = {});
+// What qat() checks before its first step, on its own: refuses (sq::Error, naming the largest
+// batch that fits) QAT of qm at o.batch_size that would not fit in memory (TrainOptions::
+// memory_limit). A long pipeline calls it first, so that it fails in seconds rather than at its
+// first training step. Nothing for data-parallel runs, other devices or memory_limit < 0.
+void check_qat_memory(const QuantModel& qm, const Dataset& train, const TrainOptions& o,
+                      const QatOptions& q = {});
+// What QAT of qm on `train` with o needs (MemoryEstimate, train.h).
+MemoryEstimate estimate_qat_memory(const QuantModel& qm, const Dataset& train,
+                                   const TrainOptions& o, const QatOptions& q = {});
 
 }  // namespace sq

@@ -287,6 +287,7 @@ struct OracleOptions {
   int64_t val_samples = 2000;  // validation subset (held out of the QAT data)
   double lr = 0.001;
   int64_t batch_size = 128;
+  int64_t memory_limit = 0;  // TrainOptions::memory_limit of every cycle
   uint64_t seed = 1;
   bool progress = true;
   std::string qat_weight_mode = "lsq", qat_act_mode = "lsq";

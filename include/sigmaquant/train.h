@@ -57,6 +57,11 @@ struct TrainOptions {
   // and the running statistics stay equal on every rank, so W ranks train like one process with
   // the W-times larger batch. false: each rank's own share (torch's DDP without SyncBatchNorm).
   bool sync_bn = false;
+  // Memory a training step may use: 0 = what the machine has (MemAvailable, or the cgroup's limit
+  // when lower), > 0 = this many bytes for the whole process, < 0 = no check. A batch whose step
+  // would not fit is refused before training starts, naming the largest batch that fits (one
+  // process on the CPU; not checked for data-parallel runs or on a GPU).
+  int64_t memory_limit = 0;
 };
 
 struct EpochStats {
@@ -107,5 +112,26 @@ double inference_throughput(const Graph& g, const Dataset& data, int64_t batch, 
 
 // Logits of the model for samples [0, n) of data (n <= 0: all), row-major n x classes.
 std::vector<float> predict(const Graph& g, const Dataset& data, int64_t n = 0);
+
+// A memory size as users write it: 512M, 16G, 16GiB, 1.5T (binary units), a plain byte count,
+// "auto" (0: what the machine has) or "off" (-1: no check) — TrainOptions::memory_limit's values.
+// `where` names the flag or field in the error.
+int64_t parse_memory_size(const std::string& s, const std::string& where);
+// What a training step of g on d with options o needs (src/torch/memory_check.cpp): measured on
+// two small batches (live tensor bytes, linear in the batch, times an allowance for what the
+// process holds besides tensors), plus the optimizer's state.
+struct MemoryEstimate {
+  double per_image = 0;    // bytes per image of the batch
+  double fixed = 0;        // bytes whatever the batch: gradients, optimizer state, the rest
+  int64_t available = -1;  // available_memory_bytes(o.memory_limit); -1 unknown
+  double bytes(int64_t batch) const { return fixed + per_image * static_cast<double>(batch); }
+  // The largest batch whose step fits in `available` (0: not even one image; -1: unknown).
+  int64_t largest_batch() const;
+};
+MemoryEstimate estimate_training_memory(const Graph& g, const Dataset& d, const TrainOptions& o);
+// Bytes the process can still use: `limit` (> 0) less what it holds now, or (limit 0) the
+// machine's MemAvailable, capped by the cgroup's limit; both plus the freed memory malloc keeps
+// for reuse. -1 when unknown.
+int64_t available_memory_bytes(int64_t limit = 0);
 
 }  // namespace sq

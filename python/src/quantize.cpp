@@ -82,6 +82,13 @@ const std::map<std::string, Setter>& settings() {
       {"progress", field(&Request::progress)},
       {"lr", training(&sq::TrainingSettings::lr)},
       {"batch_size", training(&sq::TrainingSettings::batch_size)},
+      {"memory_limit",
+       [](Request& r, py::handle v) {
+         r.training.memory_limit =
+             py::isinstance<py::str>(v)
+                 ? sq::parse_memory_size(v.cast<std::string>(), "memory_limit")
+                 : v.cast<int64_t>();
+       }},
       {"augment",
        [](Request& r, py::handle v) {
          r.training.augment = sq::parse_augment_mode(v.cast<std::string>(), "augment");

@@ -126,6 +126,11 @@ def test_quantize_errors(lenet, data):
         sq.quantize(lenet, "size", method="dnas", data=data, dnas_penalty="hinge")
     with pytest.raises(sq.Error, match="dnas_tau_end"):
         sq.quantize(lenet, "size", method="dnas", data=data, dnas_tau_end=-1.0)
+    with pytest.raises(sq.Error, match="memory_limit '12X': expected a size such as"):
+        sq.quantize(lenet, "size", data=data, memory_limit="12X")
+    # 1 KiB for the whole process: refused before the search, naming the batch problem
+    with pytest.raises(sq.Error, match="QAT: a training step does not fit in memory even at batch 1"):
+        sq.quantize(lenet, "size", data=data, avg_bits=4, memory_limit=1024, **FAST)
 
 
 def test_callback_exception_stops_the_run(lenet, data):

@@ -430,6 +430,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.select_qat.progress = false;
   o.select_qat.dist = nullptr;
   o.batch_size = c.oracle.batch_size;
+  o.memory_limit = c.oracle.memory_limit;
   o.calib_samples = r.calib_samples;
   o.seed = r.seed;
   o.augment = c.oracle.augment;

@@ -274,6 +274,7 @@ FinalQat final_qat(QuantModel start, const AllocationRequest& r, const Dataset& 
   }
   t.lr = r.training.lr;
   t.batch_size = r.training.batch_size;
+  t.memory_limit = r.training.memory_limit;
   apply(aug, t);
   t.seed = r.seed;
   t.progress = r.progress && dist_rank(r.dist.get()) == 0;
@@ -410,6 +411,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     oo.val_samples = val.size();
     oo.lr = req.training.lr;
     oo.batch_size = req.training.batch_size;
+    oo.memory_limit = req.training.memory_limit;
     oo.seed = req.seed;
     oo.progress = req.progress;
     oo.calib_samples = req.calib_samples;
@@ -435,6 +437,18 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
       if (!last_model.empty() && last_model != log.search_model) std::remove(last_model.c_str());
       last_model = log.search_model;
     };
+
+    // QAT (Phase 2's cycles, dnas, the final QAT) at this batch must fit in memory: find out now,
+    // not after the search's first hour (a model calibrated on a few images: only its tensors'
+    // sizes matter).
+    if (!dist && req.training.memory_limit >= 0 && req.final_epochs > 0) {
+      TrainOptions t;
+      t.batch_size = req.training.batch_size;
+      t.memory_limit = req.training.memory_limit;
+      check_qat_memory(requantize_model(fp32, nullptr, BitConfig::uniform(folded, 8, req.abits),
+                                        train, std::min<int64_t>(req.calib_samples, 16), req.seed),
+                       train, t);
+    }
 
     // ---- the search ----
     obs.stage("search");

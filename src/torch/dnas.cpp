@@ -235,6 +235,8 @@ struct Search {
     torch::optim::Adam wopt(weights, torch::optim::AdamOptions(o.weight_lr));
     const int64_t n = train.size();
     const int64_t bs = std::max<int64_t>(1, std::min(o.batch_size, n));
+    // Adam's two moments of the weights (the logits are few).
+    if (index == 0) check_training_memory(m, train, bs, 2, o.memory_limit, "dnas search");
     std::unique_ptr<torch::optim::Optimizer> aopt;
     const double alr = alpha_lr(n, bs);
     if (o.alpha_optimizer == "sgd")

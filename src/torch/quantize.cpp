@@ -24,6 +24,7 @@ Dataset calibration_subset(const Dataset& d, int64_t n, uint64_t seed) {
 
 // Runs the module over the data in eval mode; `observer` sees every node's output.
 void run_over(GraphModule& m, const Dataset& d, int64_t batch) {
+  batch = inference_batch(m, d, batch);  // at most what fits in memory
   torch::NoGradGuard ng;
   m.eval();
   for (int64_t s = 0; s < d.size(); s += batch)
@@ -139,6 +140,26 @@ std::vector<float> predict_quant(const QuantModel& qm, const Dataset& data, int6
   GraphModule m(qm.graph);
   m.set_quant(std::make_shared<QuantSim>(qm, WeightMode::Fixed, ActMode::Fixed));
   return predict_module(m, data, n);
+}
+
+namespace {
+std::unique_ptr<GraphModule> qat_module(const QuantModel& qm, const QatOptions& q) {
+  auto m = std::make_unique<GraphModule>(qm.graph);
+  m->set_quant(std::make_shared<QuantSim>(qm, weight_mode_from_name(q.weight_mode),
+                                          act_mode_from_name(q.act_mode)));
+  return m;
+}
+}  // namespace
+
+void check_qat_memory(const QuantModel& qm, const Dataset& train, const TrainOptions& o,
+                      const QatOptions& q) {
+  if (o.dist || o.device != "cpu" || o.memory_limit < 0) return;
+  check_training_memory(*qat_module(qm, q), train, o, "QAT");
+}
+
+MemoryEstimate estimate_qat_memory(const QuantModel& qm, const Dataset& train,
+                                   const TrainOptions& o, const QatOptions& q) {
+  return estimate_training_memory(*qat_module(qm, q), train, o);
 }
 
 TrainResult qat(QuantModel& qm, const Dataset& train_set, const Dataset* val,

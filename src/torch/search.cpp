@@ -240,6 +240,7 @@ double QatOracle::train_and_evaluate(const BitConfig& bits, double epochs, int i
   t.epochs = 1;
   t.lr = m.o.lr;
   t.batch_size = m.o.batch_size;
+  t.memory_limit = m.o.memory_limit;
   t.augment = m.o.augment;
   t.augment_pad = m.o.augment_pad;
   t.augment_flip = m.o.augment_flip;

@@ -37,6 +37,22 @@ TrainResult train_module(GraphModule& m, const Dataset& train, const Dataset* va
 EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOptions& o);
 // Logits (row-major n x classes) of samples [0, n) (n <= 0: all), on the CPU.
 std::vector<float> predict_module(GraphModule& m, const Dataset& data, int64_t n);
+// Refuses (sq::Error) a training step at `batch` images that would not fit in memory: the step's
+// bytes measured on two small batches of d (memory_check.cpp), plus `optimizer_copies` copies of
+// the trainable parameters, against available_memory_bytes(memory_limit). Leaves m as it was.
+// memory_limit < 0: no check. `what` starts the message ("QAT", "dnas search").
+void check_training_memory(GraphModule& m, const Dataset& d, int64_t batch, int optimizer_copies,
+                           int64_t memory_limit, const std::string& what);
+// The same for train_module's step with options o (its optimizer's state, batch_size capped at
+// the data's size); nothing for data-parallel runs or a device other than the CPU.
+void check_training_memory(GraphModule& m, const Dataset& d, const TrainOptions& o,
+                           const std::string& what);
+// The batch, at most `batch`, for a forward pass without gradients (evaluation, calibration) that
+// fits in the machine's available memory: `batch` itself unless it would not fit (then malloc
+// goes lean, or the batch shrinks). The results do not depend on the batch.
+int64_t inference_batch(GraphModule& m, const Dataset& d, int64_t batch);
+// The estimate behind both (o.memory_limit gives `available`).
+MemoryEstimate estimate_training_memory(GraphModule& m, const Dataset& d, const TrainOptions& o);
 // Samples [first, first + n) of d, normalized with g's input statistics, as N x C x H x W.
 torch::Tensor normalized_batch(const Dataset& d, const Graph& g, int64_t first, int64_t n);
 

@@ -213,8 +213,10 @@ EvalResult evaluate_module(GraphModule& m, const Dataset& data, const EvalOption
   Progress bar("eval", hi - lo, "img", o.progress);
   int64_t correct = 0;
   double loss_sum = 0;
-  for (int64_t s = lo; s < hi; s += o.batch_size) {
-    int64_t bs = std::min(o.batch_size, hi - s);
+  // At most the batch that fits in memory (a 224 x 224 network at the default 512 may not).
+  const int64_t batch = dev.is_cpu() ? inference_batch(m, data, o.batch_size) : o.batch_size;
+  for (int64_t s = lo; s < hi; s += batch) {
+    int64_t bs = std::min(batch, hi - s);
     torch::Tensor x = b.images(idx.data() + s, bs, nullptr, 0, false).to(dev);
     torch::Tensor y = b.labels(idx.data() + s, bs).to(dev);
     torch::Tensor out = m.forward(x);
@@ -271,6 +273,7 @@ TrainResult train_module(GraphModule& m, const Dataset& train_set, const Dataset
     fail("--schedule '{}' is not supported (expected cosine or constant)", o.schedule);
   if (g.input_mean.empty()) fail("model '{}' has no input normalization", g.name);
   torch::Device dev = parse_device(o.device);
+  check_training_memory(m, train_set, o, o.label == "epoch" ? "training" : o.label);
   torch::manual_seed(o.seed);
 
   TrainResult result;

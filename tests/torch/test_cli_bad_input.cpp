@@ -155,6 +155,26 @@ TEST(CliBadInput, UnwritableOutputFailsBeforeTraining) {
   EXPECT_EQ(sq::read_file(file), "x");
 }
 
+TEST(CliBadInput, ABatchThatCannotFitInMemoryIsRefusedBeforeAnyWork) {
+  const std::string dir = sqtest::temp_dir("memory");
+  const std::string data = " --data npy --data-dir " + npy_dataset("memory_data", 32);
+  expect_clear_failure("train -m lenet5" + kFast + data + " --memory-limit 12X",
+                       {"--memory-limit '12X'", "16G"});
+  // 1 KiB for the whole process: not even one image, and nothing written.
+  expect_clear_failure("train -m lenet5" + kFast + data + " --memory-limit 1K -o " + dir + "/m.sqg",
+                       {"training: a training step does not fit in memory even at batch 1",
+                        "--memory-limit off skips this check"});
+  EXPECT_FALSE(sq::file_exists(dir + "/m.sqg"));
+  // quantize checks its QAT before the search starts.
+  expect_clear_failure(
+      "quantize -m " + std::string(SQ_SOURCE_DIR) +
+          "/models/lenet5-fmnist.sqg --avg-bits 4 --memory-limit 1K --threads 1 --quiet"
+          " --no-report" +
+          data + " -o " + dir + "/q",
+      {"QAT: a training step does not fit in memory even at batch 1"});
+  EXPECT_FALSE(sq::file_exists(dir + "/q/model.sqg"));
+}
+
 TEST(CliBadInput, CorruptModelFiles) {
   const std::string dir = sqtest::temp_dir("corrupt");
   sq::save_graph(dir + "/good.sqg", sq::make_zoo_model("lenet5", {1, 28, 28}, 10, 1));

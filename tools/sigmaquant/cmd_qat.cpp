@@ -23,7 +23,7 @@ struct QatCmd {
   sq::TrainOptions opts;
   sq::QatOptions qat;
   std::string out;
-  AugmentFlags augment;
+  TrainingFlags training;
   DistFlags dist;
 };
 
@@ -60,7 +60,7 @@ void run_qat(QatCmd& f) {
   o.seed = f.model.seed;
   o.dist = dist;
   o.sync_bn = f.dist.sync_bn;
-  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet && rank0);
+  apply_training_flags(f.training, d.train, o, !f.common.json && !f.common.quiet && rank0);
   o.progress = progress;
   o.label = "qat";
   if (f.out.empty()) f.out = "runs/" + qm.graph.name + "-qat.sqg";
@@ -120,7 +120,7 @@ void add_qat(CLI::App& app) {
   cmd->add_option("--weight-decay,--wd", o.weight_decay, "weight decay")->capture_default_str();
   cmd->add_option("--weight-quant", f->qat.weight_mode, "lsq, ste or fixed")->capture_default_str();
   cmd->add_option("--act-quant", f->qat.act_mode, "lsq, pact or fixed")->capture_default_str();
-  add_augment_flags(cmd, f->augment);
+  add_training_flags(cmd, f->training);
   cmd->add_option("--checkpoint", o.checkpoint, "checkpoint file (default <out>.ckpt)");
   cmd->add_flag("--resume", o.resume, "continue from the checkpoint if it exists");
   cmd->add_option("--stop-after", o.stop_after_epoch, "stop after this epoch (resume later)");

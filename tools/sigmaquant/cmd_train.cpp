@@ -19,7 +19,7 @@ struct TrainFlags {
   sq::TrainOptions opts;
   std::string out;
   double val_fraction = 0.0;
-  AugmentFlags augment;
+  TrainingFlags training;
   DistFlags dist;
   bool step_losses = false;
 };
@@ -45,7 +45,7 @@ void run_train(TrainFlags& f) {
   sq::DataBundle d = load_data(f.data);
   sq::Dataset train_set = d.train, val;
   if (f.val_fraction > 0) std::tie(train_set, val) = sq::split(d.train, f.val_fraction, o.seed);
-  apply_augmentation(f.augment, d.train, o, !f.common.json && !f.common.quiet && rank0);
+  apply_training_flags(f.training, d.train, o, !f.common.json && !f.common.quiet && rank0);
   sq::Graph g = resolve_model(f.model.model, d.train.image_shape, d.train.num_classes, o.seed);
   if (!f.common.json && rank0)
     fmt::print(stderr, "training {} ({} parameters) on {}: {} train / {} val / {} test images, "
@@ -124,7 +124,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--schedule", o.schedule, "cosine or constant")->capture_default_str();
   cmd->add_option("--warmup-epochs", o.warmup_epochs, "linear warm-up epochs")
       ->capture_default_str();
-  add_augment_flags(cmd, f->augment);
+  add_training_flags(cmd, f->training);
   cmd->add_option("--val-fraction", f->val_fraction, "hold out this fraction of train for validation")
       ->capture_default_str();
   cmd->add_option("--checkpoint", o.checkpoint, "checkpoint file (default <out>.ckpt)");

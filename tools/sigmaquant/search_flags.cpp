@@ -102,7 +102,7 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
       ->capture_default_str();
   cmd->add_option("--lr", s.lr, "QAT learning rate")->capture_default_str();
   cmd->add_option("--batch-size,-b", s.batch_size, "QAT batch size")->capture_default_str();
-  add_augment_flags(cmd, s.augment);
+  add_training_flags(cmd, s.training);
   cmd->add_option("--val-samples", s.val_samples,
                   "validation images held out of the training set (at most a fifth of it)")
       ->capture_default_str();
@@ -173,7 +173,7 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.kl = sq::parse_kl_mode(s.kl, "--kl");
   r.final_epochs = s.final_epochs;
   r.final_start = sq::parse_final_start(s.final_start, "--final-start");
-  r.training = training_settings(s.augment);
+  r.training = training_settings(s.training);
   r.training.lr = s.lr;
   r.training.batch_size = s.batch_size;
   r.val_samples = s.val_samples;

@@ -40,7 +40,7 @@ struct SearchFlags {
   std::string final_start = "search";
   double lr = 0.001;
   int64_t batch_size = 128;
-  AugmentFlags augment;
+  TrainingFlags training;
   int64_t val_samples = 2000, kl_samples = 512, calib_samples = 1024;
   int64_t hessian_samples = 512;
   int hessian_probes = 4;
