@@ -87,7 +87,8 @@ TEST(FeasibilityProperty, EveryAllocatorMeetsEveryFeasibleBudgetAndRefusesOnlyIn
   // resnet8, 8 on the two largest (the exact solver decides there): a few seconds in all.
   std::mt19937_64 rng(20261129);
   std::map<std::string, Tally> tally;  // per allocator
-  int cases = 0, feasible_cases = 0, solver_mismatch = 0, hessian_not_optimal = 0;
+  int cases = 0, feasible_cases = 0, solver_mismatch = 0, hessian_not_optimal = 0,
+      adaptive_unused = 0;
   int exact_fits = 0;  // Phase 1 results where the greedy fitter got stuck
   for (const std::string model : {"lenet5", "mlp", "resnet8", "resnet20", "mobilenetv2"}) {
     const auto model_t0 = std::chrono::steady_clock::now();
@@ -260,8 +261,26 @@ TEST(FeasibilityProperty, EveryAllocatorMeetsEveryFeasibleBudgetAndRefusesOnlyIn
                           << d << " against " << *best_damage;
           }
         }
-        check("adaptive", truth,
-              [&] { return sq::adaptive_allocation(g, ce, b, p, t, requested, 8); });
+        auto a = check("adaptive", truth,
+                       [&] { return sq::adaptive_allocation(g, ce, b, p, t, requested, 8); });
+        // No budget left that one more raise could use: every layer at its widest candidate, or
+        // one step wider breaks a budget.
+        if (a)
+          for (const std::string& n : names) {
+            const int w = a->for_layer(n).wbits;
+            const auto up = std::upper_bound(cand.begin(), cand.end(), w);
+            if (up == cand.end()) continue;
+            BitConfig raised = *a;
+            sq::LayerBits lb = a->for_layer(n);
+            lb.wbits = *up;
+            raised.layers[n] = lb;
+            if (sq::fits(ce, b, raised)) {
+              ++adaptive_unused;
+              ADD_FAILURE() << "adaptive left budget for " << n << " at " << *up
+                            << " bits: " << model << " " << file << " case " << i;
+              break;
+            }
+          }
         check("random", truth, [&] {
           return sq::random_allocation(g, ce, b, requested, 8, static_cast<uint64_t>(i + 1));
         });
@@ -274,11 +293,11 @@ TEST(FeasibilityProperty, EveryAllocatorMeetsEveryFeasibleBudgetAndRefusesOnlyIn
       printf("\n");
     }
   }
-  std::string summary = "cases " + std::to_string(cases) + ", feasible " +
-                        std::to_string(feasible_cases) + "; solver mismatches " +
-                        std::to_string(solver_mismatch) + ", hessian not optimal " +
-                        std::to_string(hessian_not_optimal) + "; phase 1 exact fits " +
-                        std::to_string(exact_fits);
+  std::string summary =
+      "cases " + std::to_string(cases) + ", feasible " + std::to_string(feasible_cases) +
+      "; solver mismatches " + std::to_string(solver_mismatch) + ", hessian not optimal " +
+      std::to_string(hessian_not_optimal) + ", adaptive with budget left " +
+      std::to_string(adaptive_unused) + "; phase 1 exact fits " + std::to_string(exact_fits);
   for (const auto& [who, ty] : tally)
     summary += "\n  " + who + ": " + std::to_string(ty.cases) + " cases (" +
                std::to_string(ty.feasible) + " feasible), " + std::to_string(ty.violations) +
@@ -286,6 +305,7 @@ TEST(FeasibilityProperty, EveryAllocatorMeetsEveryFeasibleBudgetAndRefusesOnlyIn
   if (getenv("SQ_DEBUG_ALLOC")) printf("%s\n", summary.c_str());
   EXPECT_EQ(solver_mismatch, 0) << summary;
   EXPECT_EQ(hessian_not_optimal, 0) << summary;
+  EXPECT_EQ(adaptive_unused, 0) << summary;
   for (const auto& [who, ty] : tally) {
     EXPECT_EQ(ty.violations, 0) << who << "\n" << summary;
     EXPECT_EQ(ty.refusals, 0) << who << "\n" << summary;
