@@ -16,6 +16,7 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -170,9 +171,32 @@ std::string human(double bytes) {
   return mib < 1024 ? fmt::format("{:.0f} MiB", mib) : fmt::format("{:.1f} GiB", mib / 1024);
 }
 
-// Peak live tensor bytes of a step (forward + backward in train mode, or with `backward` false a
-// forward in eval mode without gradients) at batches 4 and 8, fitted to a line.
-StepFit measure(GraphModule& m, const Dataset& d, bool backward) {
+// One pass of the module over a batch (x, y) whose memory is measured.
+using Pass = std::function<void(const torch::Tensor& x, const torch::Tensor& y)>;
+
+// A pass to measure: its name in the cache, the module's mode, the pass.
+struct PassKind {
+  std::string name;
+  bool train_mode;
+  Pass pass;
+};
+
+PassKind training_kind(GraphModule& m) {
+  return {"train", true, [&m](const torch::Tensor& x, const torch::Tensor& y) {
+            torch::nn::functional::cross_entropy(m.forward(x), y).backward();
+          }};
+}
+
+PassKind inference_kind(GraphModule& m) {
+  return {"infer", false, [&m](const torch::Tensor& x, const torch::Tensor&) {
+            torch::NoGradGuard no_grad;
+            m.forward(x);
+          }};
+}
+
+// Peak live tensor bytes of the pass (the module in train or eval mode as it says) at batches 4
+// and 8, fitted to a line.
+StepFit measure(GraphModule& m, const Dataset& d, const PassKind& kind) {
   const int64_t b1 = 4, b2 = 8;
   // Everything a step changes comes back: running statistics and other buffers, gradients,
   // train/eval mode, LibTorch's RNG (dropout), the observer.
@@ -197,21 +221,12 @@ StepFit measure(GraphModule& m, const Dataset& d, bool backward) {
   int64_t peak[2] = {0, 0};
   {
     Counting counting;
-    m.train(backward);
+    m.train(kind.train_mode);
     for (int k = 0; k < 2; ++k) {
       const int64_t b = k == 0 ? b1 : b2;
       for (const torch::Tensor& p : m.parameters()) p.mutable_grad() = torch::Tensor();
       const int64_t base = counting.start();
-      {
-        torch::Tensor x = batcher.images(idx.data(), b, nullptr, 0, false);
-        if (backward) {
-          torch::Tensor y = batcher.labels(idx.data(), b);
-          torch::nn::functional::cross_entropy(m.forward(x), y).backward();
-        } else {
-          torch::NoGradGuard no_grad;
-          m.forward(x);
-        }
-      }
+      kind.pass(batcher.images(idx.data(), b, nullptr, 0, false), batcher.labels(idx.data(), b));
       peak[k] = counting.peak_above(base);
     }
   }
@@ -239,20 +254,20 @@ StepFit measure(GraphModule& m, const Dataset& d, bool backward) {
 
 // One measurement per kind of module, input and pass (the bit widths do not change the tensors
 // a step holds): Phase 2's many short trainings measure once.
-StepFit cached_fit(GraphModule& m, const Dataset& d, bool backward) {
+StepFit cached_fit(GraphModule& m, const Dataset& d, const PassKind& kind) {
   static std::mutex mu;
   static std::map<std::string, StepFit> cache;
   int64_t numel = 0;
   for (const torch::Tensor& p : m.parameters()) numel += p.numel();
-  std::string key = fmt::format(
-      "{}|{}|{}|{}|{}|{}", backward ? "train" : "infer", m.graph().name, m.graph().nodes.size(),
-      numel, m.quant() ? typeid(*m.quant()).name() : "fp32", fmt::join(d.image_shape, "x"));
+  std::string key =
+      fmt::format("{}|{}|{}|{}|{}|{}", kind.name, m.graph().name, m.graph().nodes.size(), numel,
+                  m.quant() ? typeid(*m.quant()).name() : "fp32", fmt::join(d.image_shape, "x"));
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  StepFit f = measure(m, d, backward);
+  StepFit f = measure(m, d, kind);
   std::lock_guard<std::mutex> lock(mu);
   cache[key] = f;
   return f;
@@ -338,11 +353,11 @@ int optimizer_copies(const TrainOptions& o) {
 // The estimate with `overhead` on the tensors' bytes; the optimizer's state is plain tensors
 // allocated once.
 MemoryEstimate estimate(GraphModule& m, const Dataset& d, int optimizer_copies,
-                        int64_t memory_limit, bool backward, double overhead = kOverhead) {
+                        int64_t memory_limit, const PassKind& kind, double overhead = kOverhead) {
   MemoryEstimate e;
   e.available = available_memory_bytes(memory_limit);
   if (d.size() < 8) return e;  // a few images: no measurement (and nothing big to fear)
-  const StepFit f = cached_fit(m, d, backward);
+  const StepFit f = cached_fit(m, d, kind);
   double param_bytes = 0;
   for (const torch::Tensor& p : m.parameters())
     if (p.requires_grad()) param_bytes += static_cast<double>(p.numel() * p.element_size());
@@ -353,10 +368,10 @@ MemoryEstimate estimate(GraphModule& m, const Dataset& d, int optimizer_copies,
 
 // Whether a pass at `batch` fits: fast as is, lean after lean_malloc(), or not at all.
 bool fits_switching_to_lean(GraphModule& m, const Dataset& d, int64_t batch, int copies,
-                            int64_t memory_limit, bool backward) {
-  const MemoryEstimate fast = estimate(m, d, copies, memory_limit, backward, kFastOverhead);
+                            int64_t memory_limit, const PassKind& kind) {
+  const MemoryEstimate fast = estimate(m, d, copies, memory_limit, kind, kFastOverhead);
   if (fast.bytes(batch) <= static_cast<double>(fast.available)) return true;
-  const MemoryEstimate lean = estimate(m, d, copies, memory_limit, backward);
+  const MemoryEstimate lean = estimate(m, d, copies, memory_limit, kind);
   if (lean.bytes(batch) > static_cast<double>(lean.available)) return false;
   lean_malloc();
   return true;
@@ -368,8 +383,9 @@ void check_training_memory(GraphModule& m, const Dataset& d, int64_t batch, int 
                            int64_t memory_limit, const std::string& what) {
   if (memory_limit < 0 || batch < 1 || d.size() < 8) return;
   if (available_memory_bytes(memory_limit) < 0) return;
-  if (fits_switching_to_lean(m, d, batch, optimizer_copies, memory_limit, true)) return;
-  const MemoryEstimate e = estimate(m, d, optimizer_copies, memory_limit, true);
+  const PassKind kind = training_kind(m);
+  if (fits_switching_to_lean(m, d, batch, optimizer_copies, memory_limit, kind)) return;
+  const MemoryEstimate e = estimate(m, d, optimizer_copies, memory_limit, kind);
   const int64_t fits = e.largest_batch();
   const std::string has =
       memory_limit > 0
@@ -398,23 +414,37 @@ void check_training_memory(GraphModule& m, const Dataset& d, const TrainOptions&
                         what);
 }
 
-int64_t inference_batch(GraphModule& m, const Dataset& d, int64_t batch) {
+namespace {
+int64_t batch_that_fits(GraphModule& m, const Dataset& d, int64_t batch, const PassKind& kind,
+                        int64_t memory_limit) {
   batch = std::min(batch, d.size());
-  if (batch <= 8 || available_memory_bytes() < 0) return std::max<int64_t>(batch, 1);
-  if (fits_switching_to_lean(m, d, batch, 0, 0, false)) return batch;
-  const int64_t fits = estimate(m, d, 0, 0, false).largest_batch();
+  if (batch <= 8 || memory_limit < 0 || available_memory_bytes(memory_limit) < 0)
+    return std::max<int64_t>(batch, 1);
+  if (fits_switching_to_lean(m, d, batch, 0, memory_limit, kind)) return batch;
+  const int64_t fits = estimate(m, d, 0, memory_limit, kind).largest_batch();
   return std::max<int64_t>(1, std::min(batch, fits));
+}
+}  // namespace
+
+int64_t inference_batch(GraphModule& m, const Dataset& d, int64_t batch, int64_t memory_limit) {
+  return batch_that_fits(m, d, batch, inference_kind(m), memory_limit);
+}
+
+int64_t batch_that_fits(
+    GraphModule& m, const Dataset& d, int64_t batch, const std::string& kind,
+    const std::function<void(const torch::Tensor&, const torch::Tensor&)>& pass) {
+  return batch_that_fits(m, d, batch, PassKind{kind, false, pass}, 0);
 }
 
 MemoryEstimate estimate_training_memory(GraphModule& m, const Dataset& d, const TrainOptions& o) {
-  return estimate(m, d, optimizer_copies(o), o.memory_limit, true);
+  return estimate(m, d, optimizer_copies(o), o.memory_limit, training_kind(m));
 }
 
 MemoryEstimate estimate_training_memory(const Graph& g, const Dataset& d, const TrainOptions& o) {
   Graph c = g;  // as train() does: the data's statistics where the model has none
   if (c.input_mean.empty()) channel_stats(d, c.input_mean, c.input_std);
   GraphModule m(c);
-  return estimate(m, d, optimizer_copies(o), o.memory_limit, true);
+  return estimate(m, d, optimizer_copies(o), o.memory_limit, training_kind(m));
 }
 
 }  // namespace sq

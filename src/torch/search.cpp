@@ -308,8 +308,14 @@ std::map<std::string, double> hutchinson_traces(const Graph& g, const Dataset& d
   std::vector<torch::Tensor> ws;
   for (int i : layers) ws.push_back(m.param(i, "weight"));
   std::vector<double> tr(layers.size(), 0);
+  // Batches of 128 images, fewer where the double backward would not fit in memory.
+  const int64_t batch =
+      batch_that_fits(m, data, 128, "hessian", [&](const torch::Tensor& x, const torch::Tensor& y) {
+        std::vector<double> t(ws.size(), 0.0);
+        add_hutchinson(torch::nn::functional::cross_entropy(m.forward(x), y), ws, 1, t);
+      });
   torch::manual_seed(seed);
-  int64_t n = std::min(samples, data.size()), batch = 128, batches = 0;
+  int64_t n = std::min(samples, data.size()), batches = 0;
   for (int64_t first = 0; first < n; first += batch, ++batches) {
     int64_t bs = std::min(batch, n - first);
     torch::Tensor x = normalized_batch(data, f, first, bs);
@@ -542,8 +548,20 @@ std::map<std::string, double> activation_hessian_traces(const Graph& g, const Da
   };
   m.set_quant(hook);
   std::map<int, double> tr;
+  // Batches of 128 images, fewer where the double backward would not fit in memory.
+  const int64_t batch = batch_that_fits(
+      m, data, 128, "activation-hessian", [&](const torch::Tensor& x, const torch::Tensor& y) {
+        captured.clear();
+        torch::Tensor loss =
+            torch::nn::functional::cross_entropy(m.forward(x.detach().requires_grad_(true)), y);
+        std::vector<torch::Tensor> xs;
+        for (const auto& [node, t] : captured) xs.push_back(t);
+        std::vector<double> t(xs.size(), 0.0);
+        add_hutchinson(loss, xs, 1, t);
+        captured.clear();
+      });
   torch::manual_seed(seed);
-  int64_t n = std::min(samples, data.size()), batch = 128, batches = 0;
+  int64_t n = std::min(samples, data.size()), batches = 0;
   for (int64_t first = 0; first < n; first += batch, ++batches) {
     int64_t bs = std::min(batch, n - first);
     torch::Tensor x = normalized_batch(data, f, first, bs).requires_grad_(true);

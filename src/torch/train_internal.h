@@ -50,7 +50,14 @@ void check_training_memory(GraphModule& m, const Dataset& d, const TrainOptions&
 // The batch, at most `batch`, for a forward pass without gradients (evaluation, calibration) that
 // fits in the machine's available memory: `batch` itself unless it would not fit (then malloc
 // goes lean, or the batch shrinks). The results do not depend on the batch.
-int64_t inference_batch(GraphModule& m, const Dataset& d, int64_t batch);
+// memory_limit as TrainOptions::memory_limit (0: the machine's).
+int64_t inference_batch(GraphModule& m, const Dataset& d, int64_t batch, int64_t memory_limit = 0);
+// The same for another pass in eval mode (the Hessian traces' double backward): `pass(x, y)` on
+// a batch of d, measured at 4 and 8 images (it must leave the module as it found it; buffers,
+// gradients and LibTorch's RNG are restored around it). `kind` names it in the cache.
+int64_t batch_that_fits(
+    GraphModule& m, const Dataset& d, int64_t batch, const std::string& kind,
+    const std::function<void(const torch::Tensor&, const torch::Tensor&)>& pass);
 // The estimate behind both (o.memory_limit gives `available`).
 MemoryEstimate estimate_training_memory(GraphModule& m, const Dataset& d, const TrainOptions& o);
 // Samples [first, first + n) of d, normalized with g's input statistics, as N x C x H x W.

@@ -10,6 +10,8 @@
 #include "sigmaquant/train.h"
 #include "sigmaquant/zoo.h"
 #include "test_util.h"
+#include "torch/graph_module.h"
+#include "torch/train_internal.h"
 
 namespace {
 
@@ -182,6 +184,37 @@ TEST(Memory, QatIsCheckedBeforeItsFirstStep) {
   sq::QuantModel trained = qm;
   const std::string msg2 = error_of([&] { sq::qat(trained, d, nullptr, o); });
   EXPECT_NE(msg2.find("at batch 64 needs about"), std::string::npos) << msg2;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Memory, EvaluationShrinksItsBatchToWhatFitsAndGetsTheSameResult) {
+  sq::configure_runtime(1);
+  const sq::Dataset d = images(96, 48, 7);
+  const sq::Graph g = model(d, 4, "resnet8-eval");
+  sq::GraphModule m(g);
+  m.eval();
+  // Without pressure the batch is the one asked for (capped at the data).
+  EXPECT_EQ(sq::inference_batch(m, d, 512), 96);
+  EXPECT_EQ(sq::inference_batch(m, d, 32), 32);
+  // Room for a couple of dozen images' forward pass: a smaller batch, never below one.
+  sq::TrainOptions o = options(64);
+  const sq::MemoryEstimate train = sq::estimate_training_memory(g, d, o);
+  const int64_t tight = limit_leaving(train.bytes(8));
+  const int64_t b = sq::inference_batch(m, d, 512, tight);
+  EXPECT_GE(b, 1);
+  EXPECT_LT(b, 96);
+  EXPECT_EQ(sq::inference_batch(m, d, 512, limit_leaving(0)), 1);
+  // What is evaluated does not depend on the batch.
+  sq::EvalOptions small, large;
+  small.batch_size = 7;
+  large.batch_size = 96;
+  small.progress = large.progress = false;
+  const sq::EvalResult rs = sq::evaluate(g, d, small), rl = sq::evaluate(g, d, large);
+  EXPECT_EQ(rs.accuracy, rl.accuracy);
+  EXPECT_NEAR(rs.loss, rl.loss, 1e-5);
 }
 
 }  // namespace
