@@ -3,10 +3,13 @@
 // tensor bytes grows linearly with the batch (resnet20 QAT: 1.60, 1.65 and 1.66 MiB per image
 // fitted on batches up to 8, 64 and 512); the line gives the tensor bytes of a step at the
 // requested batch, to which the optimizer's state (a copy or two of the parameters) is added, and
-// kOverhead for what the process holds beyond live tensors at that peak (malloc's fragmentation,
-// oneDNN's scratch memory, which bypasses the allocator). The step is refused before it starts
-// when that exceeds what the machine (or --memory-limit) leaves, naming the largest batch that
-// fits — instead of the kernel's OOM killer ending the process without a word an hour later.
+// an allowance for what the process holds beyond live tensors at that peak (malloc's
+// fragmentation, oneDNN's scratch memory, which bypasses the allocator): kFastOverhead with
+// malloc's arena as configure_runtime sets it, kOverhead in lean mode (big tensors mmapped), which
+// is switched on when only it makes the step fit. A step that fits neither way is refused before
+// it starts, naming the largest batch that fits — instead of the kernel's OOM killer ending the
+// process without a word an hour later. Forward-only passes (evaluation, calibration) and the
+// Hessian traces are measured the same way and shrink their batch instead.
 #include <c10/core/CPUAllocator.h>
 #include <fmt/format.h>
 #include <malloc.h>
