@@ -277,18 +277,19 @@ void bind_quantize(py::module_& m) {
           "summary", [](const QuantizeResult& r) { return sq::summarize_run(r.run.log); },
           "the one-screen summary `sigmaquant quantize` prints");
 
-  m.def("quantize", &quantize, py::arg("model"), py::arg("target"),
-        py::arg("method") = "sigmaquant", py::kw_only(), py::arg("data") = py::none(),
-        py::arg("avg_bits") = py::none(), py::arg("out_dir") = py::none(),
-        py::arg("on_message") = py::none(), py::arg("on_iteration") = py::none(),
-        py::arg("on_stage") = py::none(),
-        "Mixed-precision quantization of an FP32 model under a target's budgets "
-        "(sq::run_allocation). model: Graph or .sqg path; target: Target, file or builtin name; "
-        "data: Data, (train, test) or None (Fashion-MNIST); avg_bits: replaces the weight-memory "
-        "budget; out_dir: bits.json, model.sqg, log.json, report.html. Settings (keywords): "
-        "AllocationRequest's fields, e.g. final_epochs, cycle_epochs, max_iterations, max_drop, "
-        "bits_set, abits, first_last_bits, lr, batch_size, augment, seed, resume. Accuracies are "
-        "fractions. on_message(str), on_iteration(dict), on_stage(str): progress callbacks.");
+  m.def(
+      "quantize", &quantize, py::arg("model"), py::arg("target"), py::arg("method") = "sigmaquant",
+      py::kw_only(), py::arg("data") = py::none(), py::arg("avg_bits") = py::none(),
+      py::arg("out_dir") = py::none(), py::arg("on_message") = py::none(),
+      py::arg("on_iteration") = py::none(), py::arg("on_stage") = py::none(),
+      "Mixed-precision quantization of an FP32 model under a target's budgets "
+      "(sq::run_allocation). model: Graph or .sqg path; target: Target, file or builtin name; "
+      "data: Data, (train, test) or None (Fashion-MNIST); avg_bits: replaces the weight-memory "
+      "budget; out_dir: bits.json, model.sqg, log.json, report.html. Settings (keywords): "
+      "AllocationRequest's fields, e.g. final_epochs, cycle_epochs, max_iterations, max_drop, "
+      "bits_set, abits, first_last_bits, lr, batch_size, memory_limit (\"8G\", \"off\" or bytes), "
+      "augment, seed, resume. Accuracies are "
+      "fractions. on_message(str), on_iteration(dict), on_stage(str): progress callbacks.");
   m.def("methods", &sq::method_names, "The allocation methods (the registry's names).");
   m.def("method_info", &method_info, py::arg("name"), "name, description, trains");
   m.def(
