@@ -288,8 +288,8 @@ void bind_quantize(py::module_& m) {
       "budget; out_dir: bits.json, model.sqg, log.json, report.html. Settings (keywords): "
       "AllocationRequest's fields, e.g. final_epochs, cycle_epochs, max_iterations, max_drop, "
       "bits_set, abits, first_last_bits, lr, batch_size, memory_limit (\"8G\", \"off\" or bytes), "
-      "augment, seed, resume. Accuracies are "
-      "fractions. on_message(str), on_iteration(dict), on_stage(str): progress callbacks.");
+      "augment, seed, resume. Accuracies are fractions. on_message(str), on_iteration(dict), "
+      "on_stage(str): progress callbacks.");
   m.def("methods", &sq::method_names, "The allocation methods (the registry's names).");
   m.def("method_info", &method_info, py::arg("name"), "name, description, trains");
   m.def(

@@ -439,15 +439,16 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     };
 
     // QAT (Phase 2's cycles, dnas, the final QAT) at this batch must fit in memory: find out now,
-    // not after the search's first hour (a model calibrated on a few images: only its tensors'
+    // not after the search's first hour (a PTQ model calibrated on a few images: only its tensors'
     // sizes matter).
     if (!dist && req.training.memory_limit >= 0 && req.final_epochs > 0) {
       TrainOptions t;
       t.batch_size = req.training.batch_size;
       t.memory_limit = req.training.memory_limit;
-      check_qat_memory(requantize_model(fp32, nullptr, BitConfig::uniform(folded, 8, req.abits),
-                                        train, std::min<int64_t>(req.calib_samples, 16), req.seed),
-                       train, t);
+      PtqOptions p;
+      p.calib_samples = std::min<int64_t>(req.calib_samples, 16);
+      p.seed = req.seed;
+      check_qat_memory(ptq(fp32, BitConfig::uniform(folded, 8, req.abits), train, p), train, t);
     }
 
     // ---- the search ----

@@ -1,7 +1,7 @@
 // Does a training batch fit in memory? Measured, not guessed: two small forward + backward steps
 // (batch 4 and 8) run with a counting wrapper around LibTorch's CPU allocator, whose peak of live
 // tensor bytes grows linearly with the batch (resnet20 QAT: 1.60, 1.65 and 1.66 MiB per image
-// fitted on batches up to 8, 64 and 512); the line gives the tensor bytes of a step at the
+// fitted on batches 2 and 4, 2 and 64, 2 and 512); the line gives the tensor bytes of a step at the
 // requested batch, to which the optimizer's state (a copy or two of the parameters) is added, and
 // an allowance for what the process holds beyond live tensors at that peak (malloc's
 // fragmentation, oneDNN's scratch memory, which bypasses the allocator): kFastOverhead with
@@ -122,8 +122,9 @@ class Counting {
 // The process's resident growth over the live tensors' peak. Lean (lean_malloc): resnet20 on 28x28,
 // peak RSS growth against the fitted tensor bytes, 1.1-1.2x for FP32 training at batch 2,048 and
 // 1.3-1.4x for QAT at 1,024 (a range: malloc's freed memory from loading the data is reused
-// first); VGG-11 QAT at 224x224, batch 32: 9.2 GB measured, 8.9 GB predicted. Fast (the arena
-// configure_runtime sets up): up to 2x (VGG-11: 14.2 GB resident for 6.9 GiB of live tensors).
+// first); VGG-11 QAT at 224x224, batch 32: 8.8 GiB peak resident, 8.8 GiB predicted (2.2 GiB
+// held before the step + 6.6 GiB). Fast (the arena configure_runtime sets up): up to 2x (VGG-11:
+// 13.2 GiB peak resident for 6.9 GiB of live tensors).
 constexpr double kOverhead = 1.3;
 constexpr double kFastOverhead = 2.0;
 
@@ -353,31 +354,39 @@ int optimizer_copies(const TrainOptions& o) {
   return o.optimizer == "adam" ? 2 : o.momentum > 0 ? 1 : 0;
 }
 
-// The estimate with `overhead` on the tensors' bytes; the optimizer's state is plain tensors
-// allocated once.
-MemoryEstimate estimate(GraphModule& m, const Dataset& d, int optimizer_copies,
-                        int64_t memory_limit, const PassKind& kind, double overhead = kOverhead) {
-  MemoryEstimate e;
-  e.available = available_memory_bytes(memory_limit);
-  if (d.size() < 8) return e;  // a few images: no measurement (and nothing big to fear)
-  const StepFit f = cached_fit(m, d, kind);
-  double param_bytes = 0;
-  for (const torch::Tensor& p : m.parameters())
-    if (p.requires_grad()) param_bytes += static_cast<double>(p.numel() * p.element_size());
-  e.fixed = overhead * f.fixed + param_bytes * optimizer_copies;
-  e.per_image = overhead * f.per_image;
-  return e;
-}
+// One measurement of a pass against what is available: the estimates under both allowances
+// derive from it (the fit is cached; `available` is read once).
+struct Measured {
+  StepFit fit;
+  double state = 0;  // the optimizer's state: plain tensors allocated once
+  int64_t available = -1;
 
-// Whether a pass at `batch` fits: fast as is, lean after lean_malloc(), or not at all.
-bool fits_switching_to_lean(GraphModule& m, const Dataset& d, int64_t batch, int copies,
-                            int64_t memory_limit, const PassKind& kind) {
-  const MemoryEstimate fast = estimate(m, d, copies, memory_limit, kind, kFastOverhead);
-  if (fast.bytes(batch) <= static_cast<double>(fast.available)) return true;
-  const MemoryEstimate lean = estimate(m, d, copies, memory_limit, kind);
-  if (lean.bytes(batch) > static_cast<double>(lean.available)) return false;
-  lean_malloc();
-  return true;
+  MemoryEstimate at(double overhead) const {
+    MemoryEstimate e;
+    e.available = available;
+    e.fixed = overhead * fit.fixed + state;
+    e.per_image = overhead * fit.per_image;
+    return e;
+  }
+  // Whether a pass at `batch` fits: as is (true), lean after lean_malloc() (true), or not at all.
+  bool fits_switching_to_lean(int64_t batch) const {
+    if (at(kFastOverhead).bytes(batch) <= static_cast<double>(available)) return true;
+    if (at(kOverhead).bytes(batch) > static_cast<double>(available)) return false;
+    lean_malloc();
+    return true;
+  }
+};
+
+Measured measured(GraphModule& m, const Dataset& d, int optimizer_copies, int64_t memory_limit,
+                  const PassKind& kind) {
+  Measured r;
+  r.available = available_memory_bytes(memory_limit);
+  if (d.size() < 8) return r;  // a few images: no measurement (and nothing big to fear)
+  r.fit = cached_fit(m, d, kind);
+  for (const torch::Tensor& p : m.parameters())
+    if (p.requires_grad()) r.state += static_cast<double>(p.numel() * p.element_size());
+  r.state *= optimizer_copies;
+  return r;
 }
 
 }  // namespace
@@ -385,10 +394,9 @@ bool fits_switching_to_lean(GraphModule& m, const Dataset& d, int64_t batch, int
 void check_training_memory(GraphModule& m, const Dataset& d, int64_t batch, int optimizer_copies,
                            int64_t memory_limit, const std::string& what) {
   if (memory_limit < 0 || batch < 1 || d.size() < 8) return;
-  if (available_memory_bytes(memory_limit) < 0) return;
-  const PassKind kind = training_kind(m);
-  if (fits_switching_to_lean(m, d, batch, optimizer_copies, memory_limit, kind)) return;
-  const MemoryEstimate e = estimate(m, d, optimizer_copies, memory_limit, kind);
+  const Measured r = measured(m, d, optimizer_copies, memory_limit, training_kind(m));
+  if (r.available < 0 || r.fits_switching_to_lean(batch)) return;
+  const MemoryEstimate e = r.at(kOverhead);
   const int64_t fits = e.largest_batch();
   const std::string has =
       memory_limit > 0
@@ -412,7 +420,7 @@ void check_training_memory(GraphModule& m, const Dataset& d, int64_t batch, int 
 
 void check_training_memory(GraphModule& m, const Dataset& d, const TrainOptions& o,
                            const std::string& what) {
-  if (o.dist || o.device != "cpu") return;
+  if (!checks_memory(o)) return;
   check_training_memory(m, d, std::min(o.batch_size, d.size()), optimizer_copies(o), o.memory_limit,
                         what);
 }
@@ -421,11 +429,10 @@ namespace {
 int64_t batch_that_fits(GraphModule& m, const Dataset& d, int64_t batch, const PassKind& kind,
                         int64_t memory_limit) {
   batch = std::min(batch, d.size());
-  if (batch <= 8 || memory_limit < 0 || available_memory_bytes(memory_limit) < 0)
-    return std::max<int64_t>(batch, 1);
-  if (fits_switching_to_lean(m, d, batch, 0, memory_limit, kind)) return batch;
-  const int64_t fits = estimate(m, d, 0, memory_limit, kind).largest_batch();
-  return std::max<int64_t>(1, std::min(batch, fits));
+  if (batch <= 8 || memory_limit < 0) return std::max<int64_t>(batch, 1);
+  const Measured r = measured(m, d, 0, memory_limit, kind);
+  if (r.available < 0 || r.fits_switching_to_lean(batch)) return batch;
+  return std::max<int64_t>(1, std::min(batch, r.at(kOverhead).largest_batch()));
 }
 }  // namespace
 
@@ -439,15 +446,19 @@ int64_t batch_that_fits(
   return batch_that_fits(m, d, batch, PassKind{kind, false, pass}, 0);
 }
 
+bool checks_memory(const TrainOptions& o) {
+  return o.memory_limit >= 0 && !o.dist && o.device == "cpu";
+}
+
 MemoryEstimate estimate_training_memory(GraphModule& m, const Dataset& d, const TrainOptions& o) {
-  return estimate(m, d, optimizer_copies(o), o.memory_limit, training_kind(m));
+  return measured(m, d, optimizer_copies(o), o.memory_limit, training_kind(m)).at(kOverhead);
 }
 
 MemoryEstimate estimate_training_memory(const Graph& g, const Dataset& d, const TrainOptions& o) {
   Graph c = g;  // as train() does: the data's statistics where the model has none
   if (c.input_mean.empty()) channel_stats(d, c.input_mean, c.input_std);
   GraphModule m(c);
-  return estimate(m, d, optimizer_copies(o), o.memory_limit, training_kind(m));
+  return estimate_training_memory(m, d, o);
 }
 
 }  // namespace sq

@@ -153,8 +153,7 @@ std::unique_ptr<GraphModule> qat_module(const QuantModel& qm, const QatOptions& 
 
 void check_qat_memory(const QuantModel& qm, const Dataset& train, const TrainOptions& o,
                       const QatOptions& q) {
-  if (o.dist || o.device != "cpu" || o.memory_limit < 0) return;
-  check_training_memory(*qat_module(qm, q), train, o, "QAT");
+  if (checks_memory(o)) check_training_memory(*qat_module(qm, q), train, o, "QAT");
 }
 
 MemoryEstimate estimate_qat_memory(const QuantModel& qm, const Dataset& train,

@@ -43,6 +43,8 @@ std::vector<float> predict_module(GraphModule& m, const Dataset& data, int64_t n
 // memory_limit < 0: no check. `what` starts the message ("QAT", "dnas search").
 void check_training_memory(GraphModule& m, const Dataset& d, int64_t batch, int optimizer_copies,
                            int64_t memory_limit, const std::string& what);
+// Whether trainings with options o are checked: memory_limit >= 0, one process, the CPU.
+bool checks_memory(const TrainOptions& o);
 // The same for train_module's step with options o (its optimizer's state, batch_size capped at
 // the data's size); nothing for data-parallel runs or a device other than the CPU.
 void check_training_memory(GraphModule& m, const Dataset& d, const TrainOptions& o,

@@ -27,17 +27,6 @@ sq::TrainOptions options(int64_t batch) {
   return o;
 }
 
-// The message of the sq::Error that f throws ("" if none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const sq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // n images of 1 x side x side, labels 0..9 in turn: large enough that a batch's bytes dwarf what a
 // run leaves behind in the process.
 sq::Dataset images(int64_t n, int64_t side, uint64_t seed) {
@@ -73,7 +62,7 @@ TEST(Memory, SizesParseAsUsersWriteThem) {
   EXPECT_EQ(sq::parse_memory_size("auto", "--memory-limit"), 0);
   EXPECT_EQ(sq::parse_memory_size("off", "--memory-limit"), -1);
   for (const char* bad : {"", "G", "12X", "-1G", "0", "1e30T", "16 G"}) {
-    const std::string msg = error_of([&] { sq::parse_memory_size(bad, "--memory-limit"); });
+    const std::string msg = sqtest::error_of([&] { sq::parse_memory_size(bad, "--memory-limit"); });
     EXPECT_NE(msg.find("--memory-limit"), std::string::npos) << bad;
     EXPECT_NE(msg.find("16G"), std::string::npos) << bad;
   }
@@ -119,7 +108,7 @@ TEST(Memory, ABatchThatDoesNotFitIsRefusedNamingOneThatDoes) {
   sq::TrainOptions o = options(64);
   o.memory_limit = limit_leaving(e.bytes(24));
   sq::Graph a = g;
-  const std::string msg = error_of([&] { sq::train(a, d, nullptr, o); });
+  const std::string msg = sqtest::error_of([&] { sq::train(a, d, nullptr, o); });
   ASSERT_NE(msg, "");
   EXPECT_NE(msg.find("training: a training step at batch 64 needs about"), std::string::npos)
       << msg;
@@ -138,7 +127,7 @@ TEST(Memory, ABatchThatDoesNotFitIsRefusedNamingOneThatDoes) {
   EXPECT_NO_THROW(sq::train(b, d, nullptr, o));
   // A limit below even one image's step says so.
   o.memory_limit = limit_leaving(0);
-  const std::string none = error_of([&] { sq::train(b, d, nullptr, o); });
+  const std::string none = sqtest::error_of([&] { sq::train(b, d, nullptr, o); });
   EXPECT_NE(none.find("does not fit in memory even at batch 1"), std::string::npos) << none;
   // off: no check at all.
   o.memory_limit = -1;
@@ -179,10 +168,10 @@ TEST(Memory, QatIsCheckedBeforeItsFirstStep) {
   // Fake quantization keeps more tensors per layer for the backward pass than FP32 training.
   EXPECT_GT(e.per_image, fp32.per_image);
   o.memory_limit = limit_leaving(e.bytes(8));
-  const std::string msg = error_of([&] { sq::check_qat_memory(qm, d, o); });
+  const std::string msg = sqtest::error_of([&] { sq::check_qat_memory(qm, d, o); });
   EXPECT_NE(msg.find("QAT: a training step at batch 64"), std::string::npos) << msg;
   sq::QuantModel trained = qm;
-  const std::string msg2 = error_of([&] { sq::qat(trained, d, nullptr, o); });
+  const std::string msg2 = sqtest::error_of([&] { sq::qat(trained, d, nullptr, o); });
   EXPECT_NE(msg2.find("at batch 64 needs about"), std::string::npos) << msg2;
 }
 

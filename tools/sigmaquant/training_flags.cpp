@@ -37,9 +37,10 @@ sq::TrainingSettings training_settings(const TrainingFlags& f) {
 
 void apply_training_flags(const TrainingFlags& f, const sq::Dataset& data, sq::TrainOptions& o,
                           bool print) {
-  sq::Augmentation a = sq::resolve_augmentation(training_settings(f), data);
+  const sq::TrainingSettings t = training_settings(f);
+  sq::Augmentation a = sq::resolve_augmentation(t, data);
   sq::apply(a, o);
-  o.memory_limit = sq::parse_memory_size(f.memory_limit, "--memory-limit");
+  o.memory_limit = t.memory_limit;
   if (print) fmt::print(stderr, "{}\n", sq::describe(a));
 }
 
