@@ -42,7 +42,7 @@ BitConfig bits_of(const DnasSpace& s, const Graph& g, const DnasChoice& c) {
         lb.channel_wbits[k] = L.wbits[ch[k]];
         mx = std::max(mx, lb.channel_wbits[k]);
       }
-      lb.wbits = std::max(mx, kMinWeightBits);
+      lb.wbits = mx;  // the largest channel width, as a .sqg states it (0: every channel pruned)
     }
   }
   return b;
@@ -166,7 +166,7 @@ DnasCostTable make_dnas_cost(const DnasSpace& s, const Graph& g, const CostEvalu
         lb.channel_wbits.clear();
       } else {
         lb.channel_wbits.assign(static_cast<size_t>(s.layers[layer].channels), 0);
-        lb.wbits = kMinWeightBits;
+        lb.wbits = 0;
       }
     }
     return metric_costs(t, ce.evaluate(b));

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "quant_models.h"
+#include "sigmaquant/bits.h"
 #include "sigmaquant/cost.h"
 #include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
@@ -172,6 +173,21 @@ TEST(DnasCost, BitsOfAChoice) {
   EXPECT_TRUE(b.layers.at("fc").channel_wbits.empty());  // every channel at 8
   EXPECT_EQ(b.layers.at("fc").wbits, 8);
   sq::validate_bits(b, g, "test");
+}
+
+// A layer with every channel pruned states wbits 0 (its largest channel width), so the model
+// file written from it reads back as the same assignment (a resnet20 dnas run wrote wbits 1 and
+// could not be resumed).
+TEST(DnasCost, AFullyPrunedLayerRoundTripsThroughItsFile) {
+  Graph g = two_layer();
+  sq::DnasSpace s = sq::make_dnas_space(g, {0, 2, 4, 8}, {4, 8}, {}, true);
+  sq::DnasChoice c = sq::widest_choice(s);
+  c.w[0] = {0, 0, 0, 0};
+  BitConfig b = sq::dnas_bits(s, g, c);
+  EXPECT_EQ(b.layers.at("conv").wbits, 0);
+  sq::validate_bits(b, g, "test");
+  const BitConfig back = sq::bits_from_json(sq::bits_to_json(b, &g), "round trip");
+  EXPECT_EQ(back.layers.at("conv"), b.layers.at("conv"));
 }
 
 // SigmaQuant per channel: every budget holds, larger-sigma channels of a layer never get fewer
