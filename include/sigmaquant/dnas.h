@@ -127,6 +127,27 @@ bool repair_choice(const DnasSpace& s, const Graph& folded, const CostEvaluator&
                    const std::vector<std::vector<std::vector<double>>>& wscore,
                    const std::vector<std::vector<double>>& ascore, DnasChoice& c, int group = 1);
 
+// The quantization damage n_c·σ_c²·4^(−b) of output channel c at each weight width b of layer l
+// (b = 0, pruned: n_c·σ_c²), negated so that larger is preferred — the score form repair_choice and
+// fill_choice take: [l][c][p]. n_c, σ_c: the channel's weight count and the population std of
+// its weights in `folded`. A layer-wise layer has one score row per channel too.
+std::vector<std::vector<std::vector<double>>> channel_damage_scores(const DnasSpace& s,
+                                                                    const Graph& folded);
+// σ_c of every output channel of every layer of s: [l][c].
+std::vector<std::vector<double>> channel_sigmas(const DnasSpace& s, const Graph& folded);
+
+// Raises a fitting choice while every budget holds (the counterpart of repair_choice, so no
+// budget is left unused that a step up could spend): repeatedly the weight step up with the most
+// score gained (`wscore`, e.g. channel_damage_scores: damage removed) per unit of added table
+// cost — one channel; a whole layer-wise layer; or with `group` > 1 the `group` channels of one
+// width of a layer that gain most (every channel of that width when fewer), so a snapped choice
+// stays snapped — checked against the evaluator and undone when a budget breaks. Activation
+// widths are not moved. Passes repeat until no step up fits.
+void fill_choice(const DnasSpace& s, const Graph& folded, const CostEvaluator& ce, const Budgets& b,
+                 const DnasCostTable& t,
+                 const std::vector<std::vector<std::vector<double>>>& wscore, DnasChoice& c,
+                 int group = 1);
+
 // ---- channel groups (issue 13: the engine computes tiles of 16 output channels) ----
 //
 // A choice is snapped to groups of G channels when, in every channel-wise layer of C channels,
@@ -228,6 +249,10 @@ struct DnasOptions {
   bool progress = false;
   // Channel groups (snap_channel_groups) of the channel-wise argmax; 1 = free per-channel widths.
   int channel_group = 1;
+  // Budget mode (lambda 0): each lambda's fitting argmax is raised while every budget holds
+  // (fill_choice, damage scores of the searched weights), so dnas is compared with the other
+  // allocators at the budget they all spend. false: the argmax as the search left it.
+  bool fill = true;
 };
 
 // The temperature during epoch e (0-based), `within` (0..1) of the way through it:
@@ -243,7 +268,8 @@ struct DnasTrial {
   double avg_bits = 0;
   double epochs = 0;
   double seconds = 0;
-  BitConfig bits;            // the argmax (repaired when it did not fit)
+  BitConfig bits;  // the argmax (repaired when it did not fit; filled: DnasOptions::fill)
+  double argmax_avg_bits = 0;  // average weight bits of the (repaired) argmax before the fill
 };
 
 struct DnasOutcome {

@@ -126,6 +126,9 @@ struct AllocationRequest {
   // (Excess: below its budget a metric costs nothing; DnasPenalty)
   DnasPenalty dnas_penalty = DnasPenalty::Cost;
   double dnas_tau_end = 0;  // > 0: the temperature falls to this over the search (DnasOptions)
+  // Budget mode: each argmax raised while every budget holds (DnasOptions::fill); false: as the
+  // search left it
+  bool dnas_fill = true;
   // > 0: each lambda's argmax is scored after this much QAT (a fraction of an epoch) from the
   // searched weights, not by PTQ alone (DnasOptions::select_epochs)
   double dnas_select_epochs = 0;

@@ -109,10 +109,18 @@ struct ParetoPoint {
   uint64_t seed = 0;                               // the run's seed (0: not recorded)
   std::string run_dir;
 };
+// A run whose method proved that no assignment of its widths meets the budget (sq::Infeasible):
+// recorded in its run directory (refused.json) and listed instead of a point.
+struct ParetoRefusal {
+  std::string method, budget;  // budget as in ParetoPoint
+  uint64_t seed = 0;
+  std::string reason, run_dir;
+};
 struct ParetoResult {
   std::string model, target;
   double fp32_accuracy = 0;
   std::vector<ParetoPoint> points;
+  std::vector<ParetoRefusal> refused;
   nlohmann::ordered_json to_json() const;
   static ParetoResult from_json(const nlohmann::json& j, const std::string& where);
 };

@@ -58,11 +58,19 @@ struct ParetoCell {
   std::string iso_note;
 };
 
+// A method that refused a budget (sq::Infeasible) for the seeds listed; the first run's reason.
+struct ParetoRefusedCell {
+  std::string method, budget;
+  std::vector<uint64_t> seeds;
+  std::string reason;
+};
+
 struct ParetoSummary {
   std::string model, target, reference;
   double fp32_accuracy = 0;
   double alpha = 0.05;
   std::vector<ParetoCell> cells;  // budgets in the order they first appear, methods likewise
+  std::vector<ParetoRefusedCell> refused;
   nlohmann::ordered_json to_json() const;
 };
 
@@ -70,7 +78,7 @@ struct ParetoSummary {
 // reference method leaves iso_memory_saving empty with a note.
 ParetoSummary summarize_pareto(const ParetoResult& p, const std::string& reference = "uniform",
                                double alpha = 0.05);
-// A Markdown table (one row per cell) with the settings line above it.
+// A Markdown table (one row per cell) with the settings line above it, and the refusals below.
 std::string pareto_summary_markdown(const ParetoSummary& s);
 
 }  // namespace sq

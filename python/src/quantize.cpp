@@ -71,6 +71,7 @@ const std::map<std::string, Setter>& settings() {
       {"dnas_bisect_steps", field(&Request::dnas_bisect_steps)},
       {"dnas_select_epochs", field(&Request::dnas_select_epochs)},
       {"dnas_tau_end", field(&Request::dnas_tau_end)},
+      {"dnas_fill", field(&Request::dnas_fill)},
       {"dnas_penalty",
        [](Request& r, py::handle v) {
          r.dnas_penalty = sq::parse_dnas_penalty(v.cast<std::string>(), "dnas_penalty");

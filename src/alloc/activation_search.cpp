@@ -12,6 +12,7 @@
 
 #include "sigmaquant/alloc.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/infeasible.h"
 #include "sigmaquant/search.h"
 #include "sigmaquant/transform.h"
 
@@ -126,15 +127,15 @@ ActivationSearchResult search_activation_widths(
     for (const BudgetCheck& f : solver.floors()) e += f.fits ? 0.0 : f.excess_pct;
     return e;
   };
-  auto fail_infeasible = [&] {
+  auto refuse = [&] {
     std::vector<int> low(points.size(), 0);
     for (size_t q = 0; q < points.size(); ++q)
       if (points[q].fixed) low[q] = m - 1;
     AssignmentSolver(g, ce, b, candidates, layers_of(low), pinned)
         .require_feasible(fmt::format("activation widths {{{}}}, every free point at {} bits",
                                       fmt::join(widths, ","), widths.front()));
-    fail("activation search: no activation widths over {{{}}} let the weights fit",
-         fmt::join(widths, ","));
+    fail_infeasible("activation search: no activation widths over {{{}}} let the weights fit",
+                    fmt::join(widths, ","));
   };
 
   std::vector<int> best(points.size(), m - 1);
@@ -161,7 +162,7 @@ ActivationSearchResult search_activation_widths(
       const int v = map[static_cast<size_t>(j)] + 1;
       for (int t = j; t < k; ++t) map[static_cast<size_t>(t)] = v;
     }
-    if (!std::isfinite(best_score)) fail_infeasible();
+    if (!std::isfinite(best_score)) refuse();
   } else {
     // From the widest everywhere: while no weights fit, lower the one point whose step down
     // leaves the least budget excess (ties: the least added damage); then best-improvement
@@ -185,7 +186,7 @@ ActivationSearchResult search_activation_widths(
           pick = t;
         }
       }
-      if (!pick) fail_infeasible();
+      if (!pick) refuse();
       st = *pick;
     }
     best = st;

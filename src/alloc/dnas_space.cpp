@@ -368,4 +368,106 @@ size_t choose_dnas_trial(const std::vector<DnasTrial>& trials, int64_t val_image
   return pick;
 }
 
+std::vector<std::vector<double>> channel_sigmas(const DnasSpace& s, const Graph& g) {
+  std::vector<std::vector<double>> sigma(s.layers.size());
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const DnasSpace::Layer& L = s.layers[l];
+    const Tensor& w = g.nodes[L.node].params.at("weight");
+    const int64_t per = static_cast<int64_t>(w.size()) / L.channels;
+    for (int64_t ch = 0; ch < L.channels; ++ch) {
+      double m = 0, m2 = 0;
+      for (int64_t i = 0; i < per; ++i) {
+        const double v = w.data[static_cast<size_t>(ch * per + i)];
+        m += v;
+        m2 += v * v;
+      }
+      m /= static_cast<double>(per);
+      sigma[l].push_back(std::sqrt(std::max(0.0, m2 / static_cast<double>(per) - m * m)));
+    }
+  }
+  return sigma;
+}
+
+std::vector<std::vector<std::vector<double>>> channel_damage_scores(const DnasSpace& s,
+                                                                    const Graph& g) {
+  const std::vector<std::vector<double>> sigma = channel_sigmas(s, g);
+  std::vector<std::vector<std::vector<double>>> score(s.layers.size());
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const DnasSpace::Layer& L = s.layers[l];
+    const double per = static_cast<double>(g.nodes[L.node].params.at("weight").size()) / L.channels;
+    for (double sd : sigma[l]) {
+      std::vector<double> sc;
+      for (int b : L.wbits) sc.push_back(-per * sd * sd * std::pow(4.0, -b));
+      score[l].push_back(std::move(sc));
+    }
+  }
+  return score;
+}
+
+void fill_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, const Budgets& b,
+                 const DnasCostTable& t,
+                 const std::vector<std::vector<std::vector<double>>>& wscore, DnasChoice& c,
+                 int group) {
+  // Within a pass a raise moves only channels at its own width (or its own layer), so the raises
+  // listed at the start of the pass stay valid while earlier ones are applied.
+  const bool grouped = group > 1;
+  for (bool changed = true; changed;) {
+    changed = false;
+    struct Raise {
+      double gain;
+      size_t l;
+      std::vector<int64_t> ch;  // the choices raised (a layer-wise layer: its one choice, 0)
+    };
+    std::vector<Raise> rs;
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      const DnasSpace::Layer& L = s.layers[l];
+      const int np = static_cast<int>(L.wbits.size());
+      const std::vector<double>& per = t.layers[l].per_channel;
+      const size_t row = static_cast<size_t>(c.a[L.point]) * L.wbits.size();
+      auto dcost = [&](int p) {
+        return std::max(per[row + static_cast<size_t>(p) + 1] - per[row + static_cast<size_t>(p)],
+                        1e-15);
+      };
+      auto dgain = [&](int64_t ch, int p) { return wscore[l][ch][p + 1] - wscore[l][ch][p]; };
+      if (!L.channelwise) {  // one choice for the layer (a pinned layer has one width)
+        const int p = c.w[l][0];
+        if (p + 1 >= np) continue;
+        double gain = 0;
+        for (int64_t ch = 0; ch < L.channels; ++ch) gain += dgain(ch, p);
+        rs.push_back({gain / (static_cast<double>(L.channels) * dcost(p)), l, {0}});
+        continue;
+      }
+      if (!grouped) {
+        for (int64_t ch = 0; ch < L.channels; ++ch) {
+          const int p = c.w[l][ch];
+          if (p + 1 < np) rs.push_back({dgain(ch, p) / dcost(p), l, {ch}});
+        }
+        continue;
+      }
+      for (int p = 0; p + 1 < np; ++p) {
+        std::vector<int64_t> at;
+        for (int64_t ch = 0; ch < L.channels; ++ch)
+          if (c.w[l][ch] == p) at.push_back(ch);
+        if (at.empty()) continue;
+        std::stable_sort(at.begin(), at.end(),
+                         [&](int64_t x, int64_t y) { return dgain(x, p) > dgain(y, p); });
+        at.resize(std::min<size_t>(at.size(), static_cast<size_t>(group)));
+        double gain = 0;
+        for (int64_t ch : at) gain += dgain(ch, p);
+        rs.push_back({gain / (static_cast<double>(at.size()) * dcost(p)), l, std::move(at)});
+      }
+    }
+    std::stable_sort(rs.begin(), rs.end(),
+                     [](const Raise& x, const Raise& y) { return x.gain > y.gain; });
+    for (const Raise& r : rs) {
+      for (int64_t ch : r.ch) ++c.w[r.l][ch];
+      if (fits_budgets(ce.evaluate(bits_of(s, g, c)), b)) {
+        changed = true;
+      } else {
+        for (int64_t ch : r.ch) --c.w[r.l][ch];
+      }
+    }
+  }
+}
+
 }  // namespace sq

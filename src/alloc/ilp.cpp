@@ -25,6 +25,7 @@
 
 #include "sigmaquant/alloc.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/infeasible.h"
 
 #ifdef SQ_HAVE_GLPK
 #include <glpk.h>
@@ -810,7 +811,7 @@ std::string AssignmentSolver::why_infeasible() const {
 }
 
 void AssignmentSolver::require_feasible(const std::string& who) const {
-  if (!feasible()) fail("{}: {}", who, why_infeasible());
+  if (!feasible()) fail_infeasible("{}: {}", who, why_infeasible());
 }
 
 std::optional<BitConfig> solve_assignment(const Graph& g, const CostEvaluator& ce,

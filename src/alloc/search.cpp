@@ -12,6 +12,7 @@
 
 #include "sigmaquant/alloc.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/infeasible.h"
 #include "sigmaquant/quant.h"
 #include "sigmaquant/random.h"
 
@@ -235,10 +236,11 @@ int nearest_feasible_uniform(const Graph& g, const CostEvaluator& ce, const Budg
   }
   // Why not: the budgets each width breaks, and whether a mixed assignment would fit.
   AssignmentSolver solver(g, ce, b, cand, abits, pinned);
-  fail("uniform: no uniform width in {} fits target '{}' ({}); {}", widths_text(cand),
-       ce.target().name, broken,
-       solver.feasible() ? "a mixed assignment over these widths does fit (use another method)"
-                         : solver.why_infeasible());
+  fail_infeasible("uniform: no uniform width in {} fits target '{}' ({}); {}", widths_text(cand),
+                  ce.target().name, broken,
+                  solver.feasible()
+                      ? "a mixed assignment over these widths does fit (use another method)"
+                      : solver.why_infeasible());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include "sigmaquant/alloc.h"
 #include "sigmaquant/dnas.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/infeasible.h"
 
 namespace sq {
 
@@ -24,31 +25,13 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
   DnasSpace s = make_dnas_space(g, cands, {abits}, pinned, true);
   DnasCostTable t = make_dnas_cost(s, g, ce, budgets);
 
-  // sigma and weight count per channel; damage n sigma^2 4^-b as the (negated) preference score
-  std::vector<std::vector<double>> sigma(s.layers.size());
-  std::vector<std::vector<std::vector<double>>> score(s.layers.size());
+  // sigma per channel; damage n sigma^2 4^-b as the (negated) preference score
+  const std::vector<std::vector<double>> sigma = channel_sigmas(s, g);
+  const std::vector<std::vector<std::vector<double>>> score = channel_damage_scores(s, g);
   std::vector<double> x;
-  for (size_t l = 0; l < s.layers.size(); ++l) {
-    const DnasSpace::Layer& L = s.layers[l];
-    const Tensor& w = g.nodes[L.node].params.at("weight");
-    const int64_t per = static_cast<int64_t>(w.size()) / L.channels;
-    for (int64_t c = 0; c < L.channels; ++c) {
-      double m = 0, m2 = 0;
-      for (int64_t i = 0; i < per; ++i) {
-        const double v = w.data[static_cast<size_t>(c * per + i)];
-        m += v;
-        m2 += v * v;
-      }
-      m /= static_cast<double>(per);
-      const double sd = std::sqrt(std::max(0.0, m2 / static_cast<double>(per) - m * m));
-      sigma[l].push_back(sd);
-      std::vector<double> sc;
-      for (int b : L.wbits)
-        sc.push_back(-static_cast<double>(per) * sd * sd * std::pow(4.0, -b));
-      score[l].push_back(sc);
-      if (L.wbits.size() > 1) x.push_back(std::log(std::max(sd, 1e-12)));
-    }
-  }
+  for (size_t l = 0; l < s.layers.size(); ++l)
+    if (s.layers[l].wbits.size() > 1)
+      for (double sd : sigma[l]) x.push_back(std::log(std::max(sd, 1e-12)));
   ChannelPhase1Result res;
   res.channels = static_cast<int64_t>(x.size());
   DnasChoice c = widest_choice(s);
@@ -70,68 +53,24 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
       res.cluster_bits.push_back(cands[std::max<int>(0, static_cast<int>(cands.size()) - km.k + j)]);
   }
   // Snapped to channel groups (a no-op for group 1) in the damage order, then lowered to fit.
-  if (!fit_channel_groups(s, g, ce, budgets, t, score, {}, group, c))
-    fail("sigmaquant-channel: no assignment over the widths {{{}}} fits the budgets",
-         fmt::join(cands, ","));
+  if (!fit_channel_groups(s, g, ce, budgets, t, score, {}, group, c)) {
+    // Why not: what the narrowest assignment (every channel at its lowest width) still breaks.
+    DnasChoice low = widest_choice(s);
+    for (std::vector<int>& w : low.w) std::fill(w.begin(), w.end(), 0);
+    std::string broken;
+    for (const BudgetCheck& b : check_budgets(ce.evaluate(dnas_bits(s, g, low)), budgets))
+      if (!b.fits)
+        broken += fmt::format("{}the {} budget ({}) needs at least {}", broken.empty() ? "" : "; ",
+                              b.metric, b.key, budget_check_text(b));
+    fail_infeasible(
+        "sigmaquant-channel: no assignment over the widths {{{}}} (activations at {} bits) fits "
+        "target '{}'{}{}",
+        fmt::join(cands, ","), abits, ce.target().name,
+        broken.empty() ? "" : " even with every channel at its narrowest width: ", broken);
+  }
 
   // Raises while every budget holds: most damage removed per unit of added (table) cost first.
-  // A raise is one channel, or with channel groups the `group` channels of one width of a layer
-  // with the most damage removed (every channel of that width when fewer: the remainder), so the
-  // choice stays snapped. Within a pass a raise moves only channels at its own width, so the
-  // raises listed at the start of the pass stay valid while earlier ones are applied.
-  const bool grouped = group > 1;
-  for (bool changed = true; changed;) {
-    changed = false;
-    struct Raise {
-      double gain;
-      size_t l;
-      std::vector<int64_t> ch;
-    };
-    std::vector<Raise> rs;
-    for (size_t l = 0; l < s.layers.size(); ++l) {
-      const DnasSpace::Layer& L = s.layers[l];
-      const DnasCostTable::Layer& T = t.layers[l];
-      const int np = static_cast<int>(L.wbits.size());
-      // one activation width: the table's row 0
-      auto dcost = [&](int p) {
-        return std::max(
-            T.per_channel[static_cast<size_t>(p) + 1] - T.per_channel[static_cast<size_t>(p)],
-            1e-15);
-      };
-      auto dgain = [&](int64_t ch, int p) { return score[l][ch][p + 1] - score[l][ch][p]; };
-      // A pinned layer has one width and one choice (not one per channel): nothing to raise.
-      if (!L.channelwise) continue;
-      if (!grouped) {
-        for (int64_t ch = 0; ch < L.channels; ++ch) {
-          const int p = c.w[l][ch];
-          if (p + 1 < np) rs.push_back({dgain(ch, p) / dcost(p), l, {ch}});
-        }
-        continue;
-      }
-      for (int p = 0; p + 1 < np; ++p) {
-        std::vector<int64_t> at;
-        for (int64_t ch = 0; ch < L.channels; ++ch)
-          if (c.w[l][ch] == p) at.push_back(ch);
-        if (at.empty()) continue;
-        std::stable_sort(at.begin(), at.end(),
-                         [&](int64_t x, int64_t y) { return dgain(x, p) > dgain(y, p); });
-        at.resize(std::min<size_t>(at.size(), static_cast<size_t>(group)));
-        double gain = 0;
-        for (int64_t ch : at) gain += dgain(ch, p);
-        rs.push_back({gain / (static_cast<double>(at.size()) * dcost(p)), l, std::move(at)});
-      }
-    }
-    std::stable_sort(rs.begin(), rs.end(),
-                     [](const Raise& a, const Raise& b) { return a.gain > b.gain; });
-    for (const Raise& r : rs) {
-      for (int64_t ch : r.ch) ++c.w[r.l][ch];
-      if (fits_budgets(ce.evaluate(dnas_bits(s, g, c)), budgets)) {
-        changed = true;
-      } else {
-        for (int64_t ch : r.ch) --c.w[r.l][ch];
-      }
-    }
-  }
+  fill_choice(s, g, ce, budgets, t, score, c, group);
   res.bits = dnas_bits(s, g, c);
   return res;
 }

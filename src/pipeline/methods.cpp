@@ -14,6 +14,7 @@
 #include "sigmaquant/error.h"
 #include "sigmaquant/fileutil.h"
 #include "sigmaquant/graph_io.h"
+#include "sigmaquant/infeasible.h"
 #include "sigmaquant/qmodel.h"
 #include "sigmaquant/random.h"
 
@@ -316,7 +317,8 @@ MethodResult run_exhaustive(MethodContext& c) {
       .require_feasible("exhaustive");
   std::vector<BitConfig> all = feasible_assignments(c.folded, c.cost, c.budgets, c.candidates,
                                                     r.abits, r.exhaustive_limit, c.pinned);
-  if (all.empty()) fail("exhaustive: no assignment over the candidate widths fits the budgets");
+  if (all.empty())
+    fail_infeasible("exhaustive: no assignment over the candidate widths fits the budgets");
   DistContext* dist = r.dist.get();
   const int world = dist_world_size(dist), rank = dist_rank(dist);
   OracleOptions q = c.oracle;
@@ -425,6 +427,7 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
   o.bisect_steps = r.dnas_bisect_steps;
   o.penalty = r.dnas_penalty;
   o.tau_end = r.dnas_tau_end;
+  o.fill = r.dnas_fill;
   o.select_epochs = r.dnas_select_epochs;
   o.select_qat = c.oracle;  // the run's QAT settings, one process (the search is not distributed)
   o.select_qat.progress = false;
@@ -448,12 +451,16 @@ MethodResult run_dnas(MethodContext& c, bool channelwise) {
       {"select_epochs", r.dnas_select_epochs},
       {"penalty", dnas_penalty_name(r.dnas_penalty)},
       {"tau_end", r.dnas_tau_end},
+      {"fill", r.dnas_fill},
       {"cost_metrics", table.metrics}};
   int k = 0;
   auto on_trial = [&](const DnasTrial& tr) {
     RunIteration it;
     it.iter = k++;
-    it.stage = fmt::format("dnas lambda={:.4g}{}", tr.lambda, tr.fits ? "" : " (repaired)");
+    it.stage = fmt::format("dnas lambda={:.4g}{}{}", tr.lambda, tr.fits ? "" : " (repaired)",
+                           tr.avg_bits > tr.argmax_avg_bits + 1e-9
+                               ? fmt::format(" (filled from {:.2f} bits)", tr.argmax_avg_bits)
+                               : "");
     it.accuracy = tr.val_accuracy;
     it.avg_bits = tr.avg_bits;
     CostReport cr = c.cost.evaluate(tr.bits);

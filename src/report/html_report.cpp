@@ -316,10 +316,16 @@ struct Point {
     return m == "weight_bytes" ? weight_bytes : m == "energy_j" ? energy_j : latency_s;
   }
 };
+// A run whose method proved that no assignment of its widths meets the budget.
+struct Refusal {
+  std::string method, budget, reason;
+  std::optional<double> seed;
+};
 struct Pareto {
   std::string model, target;
   std::optional<double> fp32;
   std::vector<Point> points;
+  std::vector<Refusal> refused;
 };
 
 Point parse_point(const json& o, const std::string& where, const std::string& p) {
@@ -358,6 +364,22 @@ Pareto parse_pareto(const json& j, const std::string& where) {
   if (!present(j, "points"))
     fail("{}: missing field 'points' (expected an array of point objects)", where);
   p.points = parse_points(j.at("points"), where, "points");
+  if (present(j, "refused")) {
+    const json& r = j.at("refused");
+    if (!r.is_array())
+      fail("{}: field 'refused' must be an array of {{method, budget, reason}} objects (got {})",
+           where, jsonf::brief(r));
+    for (size_t i = 0; i < r.size(); ++i) {
+      const std::string path = fmt::format("refused[{}]", i);
+      jsonf::require_object(r[i], where, path);
+      Refusal x;
+      x.method = req_str(r[i], "method", where, path);
+      if (present(r[i], "budget")) x.budget = setting_text(r[i].at("budget"));
+      x.reason = req_str(r[i], "reason", where, path);
+      x.seed = opt_num(r[i], "seed", where, path, 0);
+      p.refused.push_back(x);
+    }
+  }
   return p;
 }
 
@@ -833,6 +855,18 @@ std::string pareto_plot(const Pareto& pa, const std::string& metric) {
   return svg::render(p);
 }
 
+// The runs that refused their budget, each with the method's reason.
+void refused_list(Html& h, const Pareto& pa) {
+  if (pa.refused.empty()) return;
+  h << "<h3>Refused</h3>\n<p class=\"note\">These methods proved that no assignment of their "
+       "widths meets the budget; they have no point above.</p>\n<ul id=\"pareto-refused\">\n";
+  for (const Refusal& r : pa.refused)
+    h << "<li><b>" << escape(r.method) << "</b> at " << escape(r.budget.empty() ? "?" : r.budget)
+      << (r.seed ? fmt::format(", seed {:g}", *r.seed) : std::string()) << ": " << escape(r.reason)
+      << "</li>\n";
+  h << "</ul>\n";
+}
+
 void pareto_section(Html& h, const Pareto& raw) {
   if (raw.points.empty()) return;
   const Pareto pa = aggregate(raw);
@@ -883,7 +917,9 @@ void pareto_section(Html& h, const Pareto& raw) {
       << td(pt.seconds ? format_duration(*pt.seconds) : "\u2014", "num")
       << td(pt.weight_bytes ? (fw[i] ? "\u2713" : "") : "\u2014") << "</tr>\n";
   }
-  h << "</table>\n</section>\n";
+  h << "</table>\n";
+  refused_list(h, pa);
+  h << "</section>\n";
 }
 
 void layers_section(Html& h, const RunLog& r) {

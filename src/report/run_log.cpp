@@ -327,9 +327,21 @@ ojson ParetoResult::to_json() const {
     j["run_dir"] = p.run_dir;
     pts.push_back(j);
   }
-  return {{"format", "sigmaquant-pareto"}, {"version", 1},
-          {"model", model},                {"target", target},
-          {"fp32_accuracy", fp32_accuracy}, {"points", pts}};
+  ojson out = {
+      {"format", "sigmaquant-pareto"},  {"version", 1}, {"model", model}, {"target", target},
+      {"fp32_accuracy", fp32_accuracy}, {"points", pts}};
+  if (!refused.empty()) {
+    ojson rs = ojson::array();
+    for (const ParetoRefusal& r : refused) {
+      ojson j = {{"method", r.method}, {"budget", r.budget}};
+      if (r.seed) j["seed"] = r.seed;
+      j["reason"] = r.reason;
+      j["run_dir"] = r.run_dir;
+      rs.push_back(j);
+    }
+    out["refused"] = rs;
+  }
+  return out;
 }
 
 ParetoResult ParetoResult::from_json(const json& j, const std::string& where) {
@@ -363,6 +375,17 @@ ParetoResult ParetoResult::from_json(const json& j, const std::string& where) {
       q.run_dir = p.contains("run_dir") && p["run_dir"].is_string() ? p["run_dir"].get<std::string>() : "";
       r.points.push_back(q);
     }
+    if (j.contains("refused"))
+      for (const json& x : j.at("refused")) {
+        ParetoRefusal q;
+        q.method = x.at("method").get<std::string>();
+        q.budget = x.value("budget", "");
+        if (x.contains("seed") && x["seed"].is_number_unsigned())
+          q.seed = x["seed"].get<uint64_t>();
+        q.reason = x.at("reason").get<std::string>();
+        q.run_dir = x.value("run_dir", "");
+        r.refused.push_back(q);
+      }
   } catch (const json::exception& e) {
     fail("{}: not a Pareto table ({})", where, e.what());
   }

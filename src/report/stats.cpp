@@ -169,6 +169,14 @@ ParetoSummary summarize_pareto(const ParetoResult& p, const std::string& referen
   }
   const auto front = reference_front(s.cells, reference);
   for (ParetoCell& c : s.cells) iso_saving(c, front, reference);
+  for (const ParetoRefusal& r : p.refused) {
+    auto it = std::find_if(s.refused.begin(), s.refused.end(), [&](const ParetoRefusedCell& c) {
+      return c.method == r.method && c.budget == r.budget;
+    });
+    if (it == s.refused.end())
+      it = s.refused.insert(s.refused.end(), {r.method, r.budget, {}, r.reason});
+    it->seeds.push_back(r.seed);
+  }
   return s;
 }
 
@@ -202,6 +210,10 @@ nlohmann::ordered_json ParetoSummary::to_json() const {
       j["iso_note"] = c.iso_note;
     cs.push_back(j);
   }
+  nlohmann::ordered_json rs = nlohmann::ordered_json::array();
+  for (const ParetoRefusedCell& r : refused)
+    rs.push_back(
+        {{"method", r.method}, {"budget", r.budget}, {"seeds", r.seeds}, {"reason", r.reason}});
   return {{"format", "sigmaquant-pareto-summary"},
           {"version", 1},
           {"model", model},
@@ -209,7 +221,8 @@ nlohmann::ordered_json ParetoSummary::to_json() const {
           {"reference", reference},
           {"alpha", alpha},
           {"fp32_accuracy", fp32_accuracy},
-          {"cells", cs}};
+          {"cells", cs},
+          {"refused", rs}};
 }
 
 std::string pareto_summary_markdown(const ParetoSummary& s) {
@@ -238,6 +251,16 @@ std::string pareto_summary_markdown(const ParetoSummary& s) {
                                            : "— (" + c.iso_note + ")",
                        pm(c.search_seconds, 1, 0),
                        c.search_epoch_equivalents ? pm(*c.search_epoch_equivalents, 1, 2) : "—");
+  }
+  if (!s.refused.empty()) {
+    out += "\nRefused (the method proved that no assignment of its widths meets the budget):\n";
+    for (const ParetoRefusedCell& r : s.refused) {
+      std::string seeds;
+      for (uint64_t x : r.seeds)
+        if (x) seeds += (seeds.empty() ? "" : ",") + std::to_string(x);
+      out += fmt::format("- {} at {}{}: {}\n", r.method, r.budget,
+                         seeds.empty() ? "" : " (seeds " + seeds + ")", r.reason);
+    }
   }
   return out;
 }

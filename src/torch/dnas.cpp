@@ -1,8 +1,6 @@
 // The differentiable precision search (see include/sigmaquant/dnas.h): a QuantHook that mixes
 // every candidate width by softmax(alpha / tau), the expected-cost regulariser, the alternating
 // weight / alpha training, and lambda chosen to meet the budgets.
-#include "dnas_internal.h"
-
 #include <fmt/format.h>
 
 #include <chrono>
@@ -10,7 +8,9 @@
 #include <numeric>
 #include <random>
 
+#include "dnas_internal.h"
 #include "sigmaquant/error.h"
+#include "sigmaquant/infeasible.h"
 #include "sigmaquant/quantize.h"
 #include "sigmaquant/search.h"
 #include "train_internal.h"
@@ -313,10 +313,15 @@ struct Search {
     snap_channel_groups(s, ws, o.channel_group, c);
     tr.fits = fits_budgets(ce.evaluate(dnas_bits(s, folded, c)), budgets);
     if (!tr.fits && !repair_choice(s, folded, ce, budgets, t, ws, as, c, o.channel_group))
-      fail("dnas: no assignment over the candidate widths fits the budgets");
-    tr.bits = dnas_bits(s, folded, c);
+      fail_infeasible("dnas: no assignment over the candidate widths fits the budgets");
     trained = folded;
     m.export_to(trained);
+    tr.argmax_avg_bits = average_weight_bits(dnas_bits(s, folded, c), folded);
+    // Budget mode: what the argmax leaves of the budgets goes to the channels whose quantization
+    // damage (in the searched weights) falls most per unit of cost.
+    if (o.fill && o.lambda == 0)
+      fill_choice(s, folded, ce, budgets, t, channel_damage_scores(s, trained), c, o.channel_group);
+    tr.bits = dnas_bits(s, folded, c);
     const CostReport cr = ce.evaluate(tr.bits);
     tr.cost = measured_cost(t, cr);
     tr.avg_bits = average_weight_bits(tr.bits, folded);

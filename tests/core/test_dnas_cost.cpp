@@ -190,6 +190,54 @@ TEST(DnasCost, AFullyPrunedLayerRoundTripsThroughItsFile) {
   EXPECT_EQ(back.layers.at("conv"), b.layers.at("conv"));
 }
 
+// fill_choice spends what a fitting choice leaves: afterwards every budget holds and no single
+// step up (one channel; one layer-wise layer) fits any more; with channel groups the choice stays
+// snapped; a choice with nothing left to spend is unchanged.
+TEST(DnasCost, FillSpendsWhatTheChoiceLeavesAndNoSingleRaiseFits) {
+  Graph g = sqtest::resnet8_with_channel_spread();
+  sq::CostEvaluator ce(g, sq::builtin_target("size"));
+  const double full = static_cast<double>(ce.evaluate(BitConfig::uniform(g, 8, 8)).weight_bytes);
+  sq::Budgets b;
+  b.weight_bytes = 0.5 * full;
+  auto fits = [&](const sq::DnasSpace& s, const sq::DnasChoice& c) {
+    return sq::fits_budgets(ce.evaluate(sq::dnas_bits(s, g, c)), b);
+  };
+  for (bool channelwise : {true, false}) {
+    SCOPED_TRACE(channelwise ? "channel-wise" : "layer-wise");
+    const std::vector<int> widths =
+        channelwise ? std::vector<int>{0, 2, 4, 8} : std::vector<int>{2, 4, 8};
+    sq::DnasSpace s = sq::make_dnas_space(g, widths, {8}, {}, channelwise);
+    sq::DnasCostTable t = sq::make_dnas_cost(s, g, ce, b);
+    const auto score = sq::channel_damage_scores(s, g);
+    sq::DnasChoice c = sq::widest_choice(s);
+    for (auto& v : c.w) std::fill(v.begin(), v.end(), 0);
+    ASSERT_TRUE(fits(s, c));
+    sq::fill_choice(s, g, ce, b, t, score, c);
+    EXPECT_TRUE(fits(s, c));
+    EXPECT_GT(static_cast<double>(ce.evaluate(sq::dnas_bits(s, g, c)).weight_bytes), 0.45 * full);
+    for (size_t l = 0; l < s.layers.size(); ++l)
+      for (size_t k = 0; k < c.w[l].size(); ++k) {
+        if (c.w[l][k] + 1 >= static_cast<int>(s.layers[l].wbits.size())) continue;
+        ++c.w[l][k];
+        EXPECT_FALSE(fits(s, c)) << "layer " << l << " choice " << k << " could still be raised";
+        --c.w[l][k];
+      }
+    // Nothing left: unchanged.
+    const sq::DnasChoice before = c;
+    sq::fill_choice(s, g, ce, b, t, score, c);
+    EXPECT_EQ(c.w, before.w);
+  }
+  // Channel groups of 16: snapped before, snapped after.
+  sq::DnasSpace s = sq::make_dnas_space(g, {0, 2, 4, 8}, {8}, {}, true);
+  sq::DnasChoice c = sq::widest_choice(s);
+  for (auto& v : c.w) std::fill(v.begin(), v.end(), 0);
+  sq::fill_choice(s, g, ce, b, sq::make_dnas_cost(s, g, ce, b), sq::channel_damage_scores(s, g), c,
+                  16);
+  EXPECT_TRUE(fits(s, c));
+  EXPECT_TRUE(sq::is_group_snapped(s, c, 16));
+  EXPECT_GT(static_cast<double>(ce.evaluate(sq::dnas_bits(s, g, c)).weight_bytes), 0.4 * full);
+}
+
 // SigmaQuant per channel: every budget holds, larger-sigma channels of a layer never get fewer
 // bits than the k-means mapping would give smaller ones at the start, and the budget is used
 // (raises until nothing more fits).

@@ -190,6 +190,26 @@ TEST(Report, HasTheSectionsAndPlots) {
   EXPECT_EQ(check_tags(h), "");
 }
 
+// A refused run is listed under the fronts with its reason (escaped); a malformed entry is named.
+TEST(Report, ListsTheRefusedRuns) {
+  json log = fixture_log(), pa = fixture_pareto();
+  pa["refused"] = json::array({{{"method", "sigmaquant-channel"},
+                                {"budget", "2 bits"},
+                                {"seed", 2},
+                                {"reason", "latency < budget"}}});
+  const std::string h = sq::render_report_html(log, &pa);
+  EXPECT_NE(h.find("<ul id=\"pareto-refused\">"), std::string::npos);
+  EXPECT_NE(h.find("<b>sigmaquant-channel</b> at 2 bits, seed 2: latency &lt; budget"),
+            std::string::npos);
+  EXPECT_EQ(check_tags(h), "");
+  pa["refused"][0].erase("reason");
+  std::string e = sqtest::error_of([&] { sq::render_report_html(log, &pa); });
+  EXPECT_NE(e.find("refused[0].reason"), std::string::npos) << e;
+  pa["refused"] = "no";
+  e = sqtest::error_of([&] { sq::render_report_html(log, &pa); });
+  EXPECT_NE(e.find("field 'refused' must be an array"), std::string::npos) << e;
+}
+
 TEST(Report, SeedsBecomeMeansWithErrorBars) {
   json log = fixture_log(), pa = fixture_pareto();
   json pts = json::array();

@@ -101,12 +101,28 @@ TEST(ParetoResult, JsonRoundTrip) {
   q.run_dir = "runs/p/sigmaquant-3bits";
   p.points = {q, q};
   p.points[1].method = "uniform";
+  sq::ParetoRefusal no;
+  no.method = "sigmaquant-channel";
+  no.budget = "2 bits";
+  no.seed = 3;
+  no.reason = "no assignment fits target 'mpic'";
+  no.run_dir = "runs/p/seed3/sigmaquant-channel-2bits";
+  p.refused = {no};
   const std::string dir = sqtest::temp_dir("pareto");
   sq::write_pareto(dir + "/p.json", p);
   const sq::ParetoResult back = sq::read_pareto(dir + "/p.json");
   EXPECT_EQ(back.to_json(), p.to_json());
   EXPECT_EQ(back.points.size(), 2u);
   EXPECT_EQ(back.points[1].method, "uniform");
+  ASSERT_EQ(back.refused.size(), 1u);
+  EXPECT_EQ(back.refused[0].reason, no.reason);
+  EXPECT_EQ(back.refused[0].seed, 3u);
+  // A refusal without its reason is named.
+  nlohmann::json j = p.to_json();
+  j["refused"][0].erase("reason");
+  const std::string e = sqtest::error_of([&] { sq::ParetoResult::from_json(j, "p.json"); });
+  EXPECT_NE(e.find("refused[0]"), std::string::npos) << e;
+  EXPECT_NE(e.find("reason"), std::string::npos) << e;
 }
 
 }  // namespace

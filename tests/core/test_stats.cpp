@@ -103,6 +103,22 @@ TEST(Stats, ParetoSummaryCellsSignificanceAndIsoMemory) {
   const auto j = s.to_json();
   EXPECT_EQ(j["format"], "sigmaquant-pareto-summary");
   EXPECT_EQ(j["cells"][0]["vs_best"]["significantly_worse"], true);
+  // Refusals of one method and budget over two seeds: one entry, both seeds, the first reason.
+  for (uint64_t seed : {1, 2}) {
+    sq::ParetoRefusal no;
+    no.method = "hessian";
+    no.budget = "1.5 bits";
+    no.seed = seed;
+    no.reason = seed == 1 ? "over by 3 KiB" : "other";
+    r.refused.push_back(no);
+  }
+  const sq::ParetoSummary s2 = sq::summarize_pareto(r);
+  ASSERT_EQ(s2.refused.size(), 1u);
+  EXPECT_EQ(s2.refused[0].seeds, (std::vector<uint64_t>{1, 2}));
+  EXPECT_NE(
+      sq::pareto_summary_markdown(s2).find("- hessian at 1.5 bits (seeds 1,2): over by 3 KiB"),
+      std::string::npos);
+  EXPECT_EQ(s2.to_json()["refused"][0]["reason"], "over by 3 KiB");
 }
 
 TEST(Stats, ParetoSummaryAccuracyAboveTheReference) {

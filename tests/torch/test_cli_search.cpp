@@ -234,6 +234,49 @@ TEST(CliSearch, ParetoOverSeedsSummarisesWithErrorBars) {
   EXPECT_NE(junk.output.find("--seeds"), std::string::npos) << junk.output;
 }
 
+// A method that proves it cannot meet a budget is a result of the sweep, not its end: the
+// refusal is listed (pareto.json, the summary, the report, the table) with the method's reason,
+// the other runs go on, and a resume reads the refusal back instead of rerunning it.
+TEST(CliSearch, ParetoRecordsARefusedBudgetAndGoesOn) {
+  if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const std::string dir = sqtest::temp_dir("pareto_refused");
+  // 1.5 average bits under widths {2,4,8}: no assignment fits; 4 bits: every method fits.
+  const std::string job = "pareto --methods sigmaquant-ptq,uniform --budgets 1.5,4 --seeds 1" +
+                          small("--bits-set 2,4,8 --max-iterations 1 -o " + dir);
+  auto r = run_cli(job);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json p = read_json(dir + "/pareto.json");
+  ASSERT_EQ(p["points"].size(), 2u);
+  for (const json& q : p["points"]) EXPECT_EQ(q["budget"], "4 bits") << q.dump();
+  ASSERT_EQ(p["refused"].size(), 2u);
+  std::set<std::string> who;
+  for (const json& q : p["refused"]) {
+    EXPECT_EQ(q["budget"], "1.5 bits");
+    EXPECT_EQ(q["seed"], 1);
+    EXPECT_NE(q["reason"].get<std::string>().find("weight memory"), std::string::npos) << q.dump();
+    EXPECT_TRUE(sq::file_exists(q["run_dir"].get<std::string>() + "/refused.json"));
+    who.insert(q["method"].get<std::string>());
+  }
+  EXPECT_EQ(who, (std::set<std::string>{"sigmaquant-ptq", "uniform"}));
+  EXPECT_NE(sq::read_file(dir + "/summary.md").find("- uniform at 1.5 bits (seeds 1): uniform: "),
+            std::string::npos);
+  EXPECT_NE(sq::read_file(dir + "/report.html").find("pareto-refused"), std::string::npos);
+  EXPECT_NE(r.output.find("Refused"), std::string::npos) << r.output;
+  // Resumed: the refusals are read back (the recorded reason, not a new run), the points reused.
+  auto again = run_cli(job + " --resume --json");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  json q = json::parse(again.output.substr(again.output.find('{')));
+  EXPECT_EQ(q["points"], p["points"]);
+  EXPECT_EQ(q["refused"], p["refused"]);
+  // Every run refused: nothing to compare, a non-zero exit that says why, no table written.
+  auto none = run_cli("pareto --methods uniform --budgets 1.5" +
+                      small("--bits-set 2,4,8 -o " + dir + "/none"));
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.output.find("every method refused every budget"), std::string::npos)
+      << none.output;
+  EXPECT_FALSE(sq::file_exists(dir + "/none/pareto.json"));
+}
+
 // The words of an argument string (the tests' arguments hold no quoted spaces).
 std::vector<std::string> words(const std::string& s) {
   std::vector<std::string> w;

@@ -431,7 +431,8 @@ TEST(Distributed, SigmaQuantPhase2CyclesRunDataParallelWithTheSameDecisions) {
 TEST(Distributed, ParetoRunsAreSharedOutAndMergedByRankZero) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   const std::string src = SQ_SOURCE_DIR;
-  const std::string job = "pareto --methods uniform --budgets 3,4 -m " + src +
+  // 1.5 bits (rank 1's run): refused, recorded in its directory and collected by rank 0.
+  const std::string job = "pareto --methods uniform --budgets 3,1.5,4 --bits-set 2,4,8 -m " + src +
                           "/models/lenet5-fmnist.sqg -t " + src +
                           "/targets/shiftadd.json --limit-train 600 --limit-test 100 "
                           "--val-samples 120 --final-epochs 0.2 --calib-samples 128 --threads 1 "
@@ -450,6 +451,10 @@ TEST(Distributed, ParetoRunsAreSharedOutAndMergedByRankZero) {
     EXPECT_EQ(p1["points"][i]["avg_bits"], p2["points"][i]["avg_bits"]);
     EXPECT_EQ(p1["points"][i]["accuracy"], p2["points"][i]["accuracy"]) << i;
   }
+  ASSERT_EQ(p1["refused"].size(), 1u);
+  ASSERT_EQ(p2["refused"].size(), 1u);
+  EXPECT_EQ(p2["refused"][0]["budget"], "1.5 bits");
+  EXPECT_EQ(p1["refused"][0]["reason"], p2["refused"][0]["reason"]);
   EXPECT_TRUE(sq::file_exists(dir + "/two/report.html"));
 }
 

@@ -274,6 +274,8 @@ TEST(Dnas, LambdaIsChosenToMeetEveryBudget) {
   for (const sq::DnasTrial& tr : out.trials) {
     EXPECT_TRUE(sq::fits_budgets(ce.evaluate(tr.bits), b)) << "lambda " << tr.lambda;
     best = std::max(best, tr.val_accuracy);
+    // The fill only raises: never fewer bits than the (repaired) argmax.
+    EXPECT_GE(tr.avg_bits, tr.argmax_avg_bits - 1e-9) << "lambda " << tr.lambda;
   }
   // The kept trial: choose_dnas_trial's, within two standard errors of the best accuracy.
   const size_t kept = sq::choose_dnas_trial(out.trials, f.val.size());

@@ -118,6 +118,9 @@ void run_pareto(ParetoCmd& f) {
            opt3(q.energy_j, 1e6), opt3(q.latency_s, 1e3), fmt::format("{:.2f}", q.qat_epochs),
            fmt::format("{:.0f}", q.search_seconds), fmt::format("{:.0f}", q.seconds)});
   fmt::print("{} under {} (FP32 {:.2f}%)\n{}", p.model, p.target, 100 * p.fp32_accuracy, t.str());
+  if (req.seeds.empty())  // with seeds, the summary below lists them
+    for (const sq::ParetoRefusal& r : p.refused)
+      fmt::print("refused: {} at {}: {}\n", r.method, r.budget, r.reason);
   if (!req.seeds.empty())
     fmt::print("\n{}", sq::pareto_summary_markdown(sq::summarize_pareto(p, req.reference)));
   fmt::print(

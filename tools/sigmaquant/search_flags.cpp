@@ -74,6 +74,11 @@ void add_search_flags(CLI::App* cmd, SearchFlags& s, bool with_method) {
                   "dnas: final temperature, reached geometrically over the search's steps (0: "
                   "the paper's 5 x exp(-0.045 per epoch))")
       ->capture_default_str();
+  cmd->add_option("--dnas-fill", s.dnas_fill,
+                  "dnas budget mode: raise each argmax while every budget holds, most "
+                  "quantization damage removed per unit of cost first (false: the argmax as "
+                  "searched)")
+      ->capture_default_str();
   cmd->add_option("--dnas-select-epochs", s.dnas_select_epochs,
                   "dnas: score each lambda's argmax after this much QAT (0: PTQ alone)")
       ->capture_default_str();
@@ -163,6 +168,7 @@ sq::AllocationRequest make_request(const SearchFlags& s, bool progress) {
   r.dnas_select_epochs = s.dnas_select_epochs;
   r.dnas_penalty = sq::parse_dnas_penalty(s.dnas_penalty, "--dnas-penalty");
   r.dnas_tau_end = s.dnas_tau_end;
+  r.dnas_fill = s.dnas_fill;
   r.channel_group = s.channel_group;
   r.first_last_bits = s.first_last;
   r.cycle_epochs = s.cycle_epochs;

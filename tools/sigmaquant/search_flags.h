@@ -28,6 +28,7 @@ struct SearchFlags {
   double dnas_select_epochs = 0;
   std::string dnas_penalty = "cost";
   double dnas_tau_end = 0;
+  bool dnas_fill = true;
   int channel_group = 16;
   int first_last = 0;
   double cycle_epochs = 0.1;
