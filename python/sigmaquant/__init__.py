@@ -10,6 +10,9 @@
     print(r.summary())
     r.model.export_sqm("lenet5.sqm")
     logits = sq.Engine("lenet5.sqm").run(data.test.images[:8])  # integer engine, N x classes
+    cmp = sq.pareto(model, "targets/shiftadd.json", ["sigmaquant", "hessian", "uniform"],
+                    [2.5, 4], data=data, seeds=[1, 2, 3], out_dir="runs/cmp")
+    print(cmp["markdown"])                                      # mean ± std, Welch's p, refusals
 
 Accuracies are fractions in [0, 1]; budgets are in bytes, seconds and joules. Every error caused
 by the input raises sigmaquant.Error with a message naming the file or argument and the field.
@@ -35,6 +38,7 @@ from ._core import (  # noqa: F401
     load_target,
     method_info,
     methods,
+    pareto,
     quantize,
     set_threads,
     zoo_model,
@@ -44,5 +48,5 @@ from ._core import (  # noqa: F401
 __all__ = [
     "Data", "Dataset", "Engine", "Error", "Graph", "QuantModel", "QuantizeResult", "Target",
     "cost", "import_onnx", "load_data", "load_model", "load_quantized", "load_run_log",
-    "load_target", "method_info", "methods", "quantize", "set_threads", "zoo_model", "zoo_names",
+    "load_target", "method_info", "methods", "pareto", "quantize", "set_threads", "zoo_model", "zoo_names",
 ]

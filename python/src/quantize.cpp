@@ -18,6 +18,7 @@
 #include "sigmaquant/pipeline.h"
 #include "sigmaquant/qmodel.h"
 #include "sigmaquant/sqm.h"
+#include "sigmaquant/stats.h"
 #include "sigmaquant/train.h"
 
 namespace sqpy {
@@ -105,12 +106,12 @@ void apply_setting(Request& r, const std::string& key, py::handle value) {
   if (it == settings().end()) {
     std::string known;
     for (const auto& [name, set] : settings()) known += (known.empty() ? "" : ", ") + name;
-    sq::fail("quantize: unknown setting '{}' (known: {})", key, known);
+    sq::fail("unknown setting '{}' (known: {})", key, known);
   }
   try {
     it->second(r, value);
   } catch (const py::cast_error&) {
-    sq::fail("quantize: setting '{}' cannot take the {} {}", key, type_name(value),
+    sq::fail("setting '{}' cannot take the {} {}", key, type_name(value),
              py::repr(value).cast<std::string>());
   }
 }
@@ -150,7 +151,8 @@ struct QuantizeResult {
 
 // The data of a run: a Data object is used in place (the caller holds it for the whole call),
 // a (train, test) tuple is copied into `owned`, None loads Fashion-MNIST into it.
-const sq::DataBundle& data_arg(py::handle data, std::optional<sq::DataBundle>& owned) {
+const sq::DataBundle& data_arg(py::handle data, std::optional<sq::DataBundle>& owned,
+                               const char* who) {
   if (data.is_none()) {
     py::gil_scoped_release unlocked;
     return owned.emplace(sq::load_data({}));
@@ -162,9 +164,9 @@ const sq::DataBundle& data_arg(py::handle data, std::optional<sq::DataBundle>& o
       return owned.emplace(sq::DataBundle{t[0].cast<sq::Dataset>(), t[1].cast<sq::Dataset>()});
   }
   sq::fail(
-      "quantize: data: expected a sigmaquant.Data, a (train, test) tuple of Datasets or "
+      "{}: data: expected a sigmaquant.Data, a (train, test) tuple of Datasets or "
       "None (Fashion-MNIST) (got {})",
-      type_name(data));
+      who, type_name(data));
 }
 
 QuantizeResult quantize(py::handle model, py::handle target, const std::string& method,
@@ -181,10 +183,47 @@ QuantizeResult quantize(py::handle model, py::handle target, const std::string& 
   if (out_dir) req.out_dir = out_dir->string();
   for (auto [k, v] : kw) apply_setting(req, py::str(k), v);
   std::optional<sq::DataBundle> owned;
-  const sq::DataBundle& bundle = data_arg(data, owned);
+  const sq::DataBundle& bundle = data_arg(data, owned, "quantize");
   PyObserver observer(std::move(on_message), std::move(on_iteration), std::move(on_stage));
   py::gil_scoped_release unlocked;
   return QuantizeResult{sq::run_allocation(req, bundle, &observer)};
+}
+
+// As `sigmaquant pareto`: every method at every budget (and seed) over sq::pareto_sweep, the
+// files in out_dir; returns the table (pareto.json's form, refusals included), the summary over
+// seeds (summary.json's form) and its Markdown.
+py::dict pareto(py::handle model, py::handle target, const std::vector<std::string>& methods,
+                const std::vector<double>& budgets, py::handle data,
+                const std::vector<uint64_t>& seeds, const Path& out_dir,
+                const std::string& reference, py::object on_message, py::object on_iteration,
+                py::object on_stage, const py::kwargs& kw) {
+  sq::ParetoRequest req;
+  req.methods = methods;
+  req.budgets = budgets;
+  req.seeds = seeds;
+  req.out_dir = out_dir.string();
+  req.reference = reference;
+  Request& base = req.base;
+  base.method = methods.empty() ? "" : methods.front();
+  base.model = graph_arg(model, "pareto: model");
+  if (is_path(model)) base.model_path = path_of(model);
+  base.target = target_arg(target);
+  for (auto [k, v] : kw) apply_setting(base, py::str(k), v);
+  std::optional<sq::DataBundle> owned;
+  const sq::DataBundle& bundle = data_arg(data, owned, "pareto");
+  PyObserver observer(std::move(on_message), std::move(on_iteration), std::move(on_stage));
+  sq::ParetoResult res;
+  sq::ParetoSummary summary;
+  {
+    py::gil_scoped_release unlocked;
+    res = sq::pareto_sweep(req, bundle, &observer);
+    summary = sq::summarize_pareto(res, reference);
+  }
+  py::dict d;
+  d["pareto"] = to_python(res.to_json());
+  d["summary"] = to_python(summary.to_json());
+  d["markdown"] = sq::pareto_summary_markdown(summary);
+  return d;
 }
 
 // As `sigmaquant export --format sqm`: per-layer bits are in the file's header, the meta small.
@@ -291,6 +330,22 @@ void bind_quantize(py::module_& m) {
       "bits_set, abits, first_last_bits, lr, batch_size, memory_limit (\"8G\", \"off\" or bytes), "
       "augment, seed, resume. Accuracies are fractions. on_message(str), on_iteration(dict), "
       "on_stage(str): progress callbacks.");
+  m.def(
+      "pareto", &pareto, py::arg("model"), py::arg("target"),
+      py::arg("methods") = std::vector<std::string>{"sigmaquant", "uniform", "adaptive", "hessian"},
+      py::arg("budgets") = std::vector<double>{2.5, 3, 4}, py::kw_only(),
+      py::arg("data") = py::none(), py::arg("seeds") = std::vector<uint64_t>{},
+      py::arg("out_dir") = Path("runs/pareto"), py::arg("reference") = "uniform",
+      py::arg("on_message") = py::none(), py::arg("on_iteration") = py::none(),
+      py::arg("on_stage") = py::none(),
+      "Several methods at several average-bit budgets (and seeds), side by side "
+      "(sq::pareto_sweep, as `sigmaquant pareto`): every run in its own directory under "
+      "out_dir (reused with resume=True), then pareto.json/.csv, summary.json/.md and "
+      "report.html. Returns {'pareto': the table (points; 'refused': the methods that proved "
+      "a budget cannot be met, with the reason), 'summary': mean \u00b1 std per method and "
+      "budget, Welch's t-test against each budget's best, memory saved against `reference` "
+      "at equal accuracy, 'markdown': that summary as a table}. Settings (keywords): as "
+      "quantize().");
   m.def("methods", &sq::method_names, "The allocation methods (the registry's names).");
   m.def("method_info", &method_info, py::arg("name"), "name, description, trains");
   m.def(

@@ -139,3 +139,23 @@ def test_callback_exception_stops_the_run(lenet, data):
 
     with pytest.raises(ValueError, match="stop here"):
         sq.quantize(lenet, "size", method="uniform", data=data, avg_bits=4, on_stage=boom, **FAST)
+
+
+def test_pareto_table_summary_and_refusals(lenet_path, data, tmp_path):
+    """pareto() as `sigmaquant pareto`: the points, the summary, and a refused budget listed
+    with its reason while the other runs go on."""
+    msgs = []
+    r = sq.pareto(lenet_path, "size", ["uniform"], [1.5, 4], data=data, seeds=[1],
+                  out_dir=tmp_path, bits_set=[2, 4, 8], on_message=msgs.append, **FAST)
+    pts = r["pareto"]["points"]
+    assert [p["budget"] for p in pts] == ["4 bits"]
+    assert r["pareto"]["refused"][0]["budget"] == "1.5 bits"
+    assert "weight memory" in r["pareto"]["refused"][0]["reason"]
+    assert r["summary"]["cells"][0]["method"] == "uniform"
+    assert "Refused" in r["markdown"]
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "report.html").exists()
+    assert any("refused" in m for m in msgs)
+    with pytest.raises(sq.Error, match="unknown setting 'nope'"):
+        sq.pareto(lenet_path, "size", ["uniform"], [4], data=data, out_dir=tmp_path / "x", nope=1)
+    with pytest.raises(sq.Error, match="pareto: data"):
+        sq.pareto(lenet_path, "size", ["uniform"], [4], data=3, out_dir=tmp_path / "y")
