@@ -141,12 +141,14 @@ std::vector<std::vector<double>> channel_sigmas(const DnasSpace& s, const Graph&
 // score gained (`wscore`, e.g. channel_damage_scores: damage removed) per unit of added table
 // cost — one channel; a whole layer-wise layer; or with `group` > 1 the `group` channels of one
 // width of a layer that gain most (every channel of that width when fewer), so a snapped choice
-// stays snapped — checked against the evaluator and undone when a budget breaks. Activation
-// widths are not moved. Passes repeat until no step up fits.
+// stays snapped — checked against the evaluator and undone when a budget breaks; passes repeat
+// until no step up fits. Then, with `activations`, the activation widths alike: one point a step
+// up, most quantization noise removed (its elements × (4^-a − 4^-a'), unit variance) per unit of
+// its readers' added table cost first.
 void fill_choice(const DnasSpace& s, const Graph& folded, const CostEvaluator& ce, const Budgets& b,
                  const DnasCostTable& t,
                  const std::vector<std::vector<std::vector<double>>>& wscore, DnasChoice& c,
-                 int group = 1);
+                 int group = 1, bool activations = false);
 
 // ---- channel groups (issue 13: the engine computes tiles of 16 output channels) ----
 //
@@ -250,8 +252,9 @@ struct DnasOptions {
   // Channel groups (snap_channel_groups) of the channel-wise argmax; 1 = free per-channel widths.
   int channel_group = 1;
   // Budget mode (lambda 0): each lambda's fitting argmax is raised while every budget holds
-  // (fill_choice, damage scores of the searched weights), so dnas is compared with the other
-  // allocators at the budget they all spend. false: the argmax as the search left it.
+  // (fill_choice: weights by the damage scores of the searched weights, then activations), so
+  // dnas is compared with the other allocators at the budgets they all spend. false: the argmax
+  // as the search left it.
   bool fill = true;
 };
 

@@ -407,7 +407,7 @@ std::vector<std::vector<std::vector<double>>> channel_damage_scores(const DnasSp
 void fill_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, const Budgets& b,
                  const DnasCostTable& t,
                  const std::vector<std::vector<std::vector<double>>>& wscore, DnasChoice& c,
-                 int group) {
+                 int group, bool activations) {
   // Within a pass a raise moves only channels at its own width (or its own layer), so the raises
   // listed at the start of the pass stay valid while earlier ones are applied.
   const bool grouped = group > 1;
@@ -466,6 +466,36 @@ void fill_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, co
       } else {
         for (int64_t ch : r.ch) --c.w[r.l][ch];
       }
+    }
+  }
+  if (!activations) return;
+  // Then the activation widths, with what the weights left (raising one never frees a budget, so
+  // no weight raise fits afterwards either): the quantization noise removed, n·(4^-a - 4^-a'),
+  // n the tensor's elements at unit variance, per unit of the readers' added table cost.
+  for (bool changed = true; changed;) {
+    changed = false;
+    std::vector<std::pair<double, size_t>> rs;
+    for (size_t q = 0; q < s.points.size(); ++q) {
+      const DnasSpace::Point& P = s.points[q];
+      const int a = c.a[q];
+      if (a + 1 >= static_cast<int>(P.abits.size())) continue;
+      double added = 0;
+      for (int l : P.layers)
+        added += layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(a + 1)) -
+                 layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(a));
+      const double n = static_cast<double>(
+          numel(P.node >= 0 ? g.nodes[static_cast<size_t>(P.node)].out_shape : g.input_shape));
+      const double removed = n * (std::pow(4.0, -P.abits[a]) - std::pow(4.0, -P.abits[a + 1]));
+      rs.push_back({removed / std::max(added, 1e-15), q});
+    }
+    std::stable_sort(rs.begin(), rs.end(),
+                     [](const auto& x, const auto& y) { return x.first > y.first; });
+    for (const auto& [gain, q] : rs) {
+      ++c.a[q];
+      if (fits_budgets(ce.evaluate(bits_of(s, g, c)), b))
+        changed = true;
+      else
+        --c.a[q];
     }
   }
 }

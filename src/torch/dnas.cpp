@@ -318,9 +318,10 @@ struct Search {
     m.export_to(trained);
     tr.argmax_avg_bits = average_weight_bits(dnas_bits(s, folded, c), folded);
     // Budget mode: what the argmax leaves of the budgets goes to the channels whose quantization
-    // damage (in the searched weights) falls most per unit of cost.
+    // damage (in the searched weights) falls most per unit of cost, then to activation widths.
     if (o.fill && o.lambda == 0)
-      fill_choice(s, folded, ce, budgets, t, channel_damage_scores(s, trained), c, o.channel_group);
+      fill_choice(s, folded, ce, budgets, t, channel_damage_scores(s, trained), c, o.channel_group,
+                  true);
     tr.bits = dnas_bits(s, folded, c);
     const CostReport cr = ce.evaluate(tr.bits);
     tr.cost = measured_cost(t, cr);

@@ -238,6 +238,43 @@ TEST(DnasCost, FillSpendsWhatTheChoiceLeavesAndNoSingleRaiseFits) {
   EXPECT_GT(static_cast<double>(ce.evaluate(sq::dnas_bits(s, g, c)).weight_bytes), 0.4 * full);
 }
 
+// With activations: under MPIC's latency and a weight budget, from the narrowest choice, the fill
+// ends where no single weight or activation step up fits.
+TEST(DnasCost, FillRaisesActivationsWithWhatTheWeightsLeave) {
+  Graph g = sq::make_zoo_model("lenet5", {1, 16, 16}, 10);
+  g.init_params(2);
+  sq::CostEvaluator ce(g, sq::builtin_target("mpic"));
+  sq::DnasSpace s = sq::make_dnas_space(g, {0, 2, 4, 8}, {2, 4, 8}, {}, true);
+  const sq::CostReport full = ce.evaluate(sq::dnas_bits(s, g, sq::widest_choice(s)));
+  sq::Budgets b;
+  b.latency_s = 0.45 * full.latency_s;
+  b.weight_bytes = 0.6 * static_cast<double>(full.weight_bytes);
+  sq::DnasCostTable t = sq::make_dnas_cost(s, g, ce, b);
+  sq::DnasChoice c = sq::widest_choice(s);
+  for (auto& v : c.w) std::fill(v.begin(), v.end(), 0);
+  for (int& a : c.a) a = 0;
+  auto fits = [&] { return sq::fits_budgets(ce.evaluate(sq::dnas_bits(s, g, c)), b); };
+  ASSERT_TRUE(fits());
+  sq::fill_choice(s, g, ce, b, t, sq::channel_damage_scores(s, g), c, 1, true);
+  EXPECT_TRUE(fits());
+  int raised = 0;
+  for (size_t q = 0; q < c.a.size(); ++q) {
+    raised += c.a[q] > 0;
+    if (c.a[q] + 1 >= static_cast<int>(s.points[q].abits.size())) continue;
+    ++c.a[q];
+    EXPECT_FALSE(fits()) << "point " << q << " could still be raised";
+    --c.a[q];
+  }
+  EXPECT_GT(raised, 0);
+  for (size_t l = 0; l < s.layers.size(); ++l)
+    for (size_t k = 0; k < c.w[l].size(); ++k) {
+      if (c.w[l][k] + 1 >= static_cast<int>(s.layers[l].wbits.size())) continue;
+      ++c.w[l][k];
+      EXPECT_FALSE(fits()) << "layer " << l << " channel " << k << " could still be raised";
+      --c.w[l][k];
+    }
+}
+
 // SigmaQuant per channel: every budget holds, larger-sigma channels of a layer never get fewer
 // bits than the k-means mapping would give smaller ones at the start, and the budget is used
 // (raises until nothing more fits).
