@@ -127,6 +127,12 @@ bool repair_choice(const DnasSpace& s, const Graph& folded, const CostEvaluator&
                    const std::vector<std::vector<std::vector<double>>>& wscore,
                    const std::vector<std::vector<double>>& ascore, DnasChoice& c, int group = 1);
 
+// Why no choice of s fits: the budgets the narrowest choice (every channel and activation at its
+// lowest width) still breaks, e.g. "the energy budget (energy_uj) needs at least 267.2 uJ against
+// 250 uJ, over by ..."; "" when it fits.
+std::string narrowest_choice_breaks(const DnasSpace& s, const Graph& folded,
+                                    const CostEvaluator& ce, const Budgets& b);
+
 // The quantization damage n_c·σ_c²·4^(−b) of output channel c at each weight width b of layer l
 // (b = 0, pruned: n_c·σ_c²), negated so that larger is preferred — the score form repair_choice and
 // fill_choice take: [l][c][p]. n_c, σ_c: the channel's weight count and the population std of

@@ -275,6 +275,17 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
       double score;
       int kind, i, j;  // kind 0: weight (layer i, channel j); 1: activation (point i);
                        // 2: a group of channels of layer i (gmoves[j])
+      int to;          // the width index moved to
+    };
+    // A step down goes to the next narrower width that saves cost: widths the target stores or
+    // runs alike (3 and 4 bits on a {2,4,8} target) cost the same, and a move between them would
+    // save nothing, so it skips them rather than stopping there.
+    auto down = [](const std::vector<double>& cost, size_t row, int p) {
+      int q = p - 1;
+      while (q > 0 &&
+             !(cost[row + static_cast<size_t>(p)] - cost[row + static_cast<size_t>(q)] > 0))
+        --q;
+      return q;
     };
     // The cost saved by each one-step-down move, from the table's terms of that move alone.
     std::vector<Move> moves;
@@ -296,7 +307,8 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
           for (int64_t k = 0; k < L.channels; ++k)
             if (c.w[l][k] == p) at.push_back(k);
           if (at.empty()) continue;
-          const double saved = per[row + p] - per[row + p - 1];
+          const int q = down(per, row, p);
+          const double saved = per[row + p] - per[row + q];
           if (!(saved > 0)) continue;
           std::stable_sort(at.begin(), at.end(),
                            [&](int64_t x, int64_t y) { return loss(x, p) < loss(y, p); });
@@ -304,7 +316,7 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
           double lost = 0;
           for (int64_t k : at) lost += loss(k, p);
           moves.push_back({saved * static_cast<double>(at.size()) / std::max(lost, 1e-9), 2,
-                           static_cast<int>(l), static_cast<int>(gmoves.size())});
+                           static_cast<int>(l), static_cast<int>(gmoves.size()), q});
           gmoves.push_back(std::move(at));
         }
         continue;
@@ -312,24 +324,30 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
       for (int64_t k = 0; k < L.choices(); ++k) {
         int p = c.w[l][k];
         if (p == 0) continue;
-        double saved = reps * (per[row + p] - per[row + p - 1]);
+        const int q = down(per, row, p);
+        double saved = reps * (per[row + p] - per[row + q]);
         if (!(saved > 0)) continue;
-        double lost = wscore.empty() ? 1.0
-                                     : std::max(1e-9, wscore[l][k][p] - wscore[l][k][p - 1]);
-        moves.push_back({saved / std::max(lost, 1e-9), 0, static_cast<int>(l),
-                         static_cast<int>(k)});
+        double lost = wscore.empty() ? 1.0 : std::max(1e-9, wscore[l][k][p] - wscore[l][k][q]);
+        moves.push_back(
+            {saved / std::max(lost, 1e-9), 0, static_cast<int>(l), static_cast<int>(k), q});
       }
     }
     for (size_t q = 0; q < s.points.size(); ++q) {
       int a = c.a[q];
       if (a == 0) continue;
-      double saved = 0;
-      for (int l : s.points[q].layers)
-        saved += layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(a)) -
-                 layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(a - 1));
+      auto saved_to = [&](int to) {
+        double saved = 0;
+        for (int l : s.points[q].layers)
+          saved += layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(a)) -
+                   layer_cost(t, s, c, static_cast<size_t>(l), static_cast<size_t>(to));
+        return saved;
+      };
+      int to = a - 1;
+      while (to > 0 && !(saved_to(to) > 0)) --to;
+      const double saved = saved_to(to);
       if (!(saved > 0)) continue;
-      double lost = ascore.empty() ? 1.0 : std::max(1e-9, ascore[q][a] - ascore[q][a - 1]);
-      moves.push_back({saved / lost, 1, static_cast<int>(q), 0});
+      double lost = ascore.empty() ? 1.0 : std::max(1e-9, ascore[q][a] - ascore[q][to]);
+      moves.push_back({saved / lost, 1, static_cast<int>(q), 0, to});
     }
     if (moves.empty()) return false;
     std::sort(moves.begin(), moves.end(), [](const Move& x, const Move& y) {
@@ -341,14 +359,27 @@ bool repair_choice(const DnasSpace& s, const Graph& g, const CostEvaluator& ce, 
     for (size_t m = 0; m < take; ++m) {
       const Move& mv = moves[m];
       if (mv.kind == 0)
-        --c.w[mv.i][mv.j];
+        c.w[mv.i][mv.j] = mv.to;
       else if (mv.kind == 2)
-        for (int64_t k : gmoves[static_cast<size_t>(mv.j)]) --c.w[mv.i][k];
+        for (int64_t k : gmoves[static_cast<size_t>(mv.j)]) c.w[mv.i][k] = mv.to;
       else
-        --c.a[mv.i];
+        c.a[mv.i] = mv.to;
     }
     if (fits_now()) return true;
   }
+}
+
+std::string narrowest_choice_breaks(const DnasSpace& s, const Graph& g, const CostEvaluator& ce,
+                                    const Budgets& b) {
+  DnasChoice low = widest_choice(s);
+  for (std::vector<int>& w : low.w) std::fill(w.begin(), w.end(), 0);
+  for (int& a : low.a) a = 0;
+  std::string broken;
+  for (const BudgetCheck& x : check_budgets(ce.evaluate(bits_of(s, g, low)), b))
+    if (!x.fits)
+      broken += fmt::format("{}the {} budget ({}) needs at least {}", broken.empty() ? "" : "; ",
+                            x.metric, x.key, budget_check_text(x));
+  return broken;
 }
 
 size_t choose_dnas_trial(const std::vector<DnasTrial>& trials, int64_t val_images) {

@@ -55,13 +55,7 @@ ChannelPhase1Result sigmaquant_channel_phase1(const Graph& g, const CostEvaluato
   // Snapped to channel groups (a no-op for group 1) in the damage order, then lowered to fit.
   if (!fit_channel_groups(s, g, ce, budgets, t, score, {}, group, c)) {
     // Why not: what the narrowest assignment (every channel at its lowest width) still breaks.
-    DnasChoice low = widest_choice(s);
-    for (std::vector<int>& w : low.w) std::fill(w.begin(), w.end(), 0);
-    std::string broken;
-    for (const BudgetCheck& b : check_budgets(ce.evaluate(dnas_bits(s, g, low)), budgets))
-      if (!b.fits)
-        broken += fmt::format("{}the {} budget ({}) needs at least {}", broken.empty() ? "" : "; ",
-                              b.metric, b.key, budget_check_text(b));
+    const std::string broken = narrowest_choice_breaks(s, g, ce, budgets);
     fail_infeasible(
         "sigmaquant-channel: no assignment over the widths {{{}}} (activations at {} bits) fits "
         "target '{}'{}{}",

@@ -62,7 +62,7 @@ MethodResult sigmaquant_with_cycles(MethodContext& c, double cycle_epochs) {
   }
   for (const Phase1Layer& L : p1.layers) {
     out.phase1_bits[L.name] = L.bits;
-    out.cluster[L.name] = L.cluster;
+    if (L.cluster >= 0) out.cluster[L.name] = L.cluster;  // -1: pinned, not clustered
   }
   c.log.clusters = {{"k", p1.k}, {"centers", p1.centers}, {"bits", p1.cluster_bits}};
 
@@ -492,11 +492,12 @@ MethodResult sigmaquant_channel_with(MethodContext& c, const std::vector<int>& c
   ChannelPhase1Result p1 =
       sigmaquant_channel_phase1(c.folded, c.cost, c.budgets, candidates, c.request.abits,
                                 c.pinned, c.request.channel_group);
-  c.log.clusters = {{"k", p1.k},
-                    {"centers", p1.centers},
-                    {"bits", p1.cluster_bits},
-                    {"channels", p1.channels},
-                    {"channel_group", c.request.channel_group}};
+  if (p1.k > 0)  // 0: one width, nothing clustered
+    c.log.clusters = {{"k", p1.k},
+                      {"centers", p1.centers},
+                      {"bits", p1.cluster_bits},
+                      {"channels", p1.channels},
+                      {"channel_group", c.request.channel_group}};
   out.bits = p1.bits;
   return out;
 }

@@ -312,8 +312,13 @@ struct Search {
     hook->scores(ws, as);
     snap_channel_groups(s, ws, o.channel_group, c);
     tr.fits = fits_budgets(ce.evaluate(dnas_bits(s, folded, c)), budgets);
-    if (!tr.fits && !repair_choice(s, folded, ce, budgets, t, ws, as, c, o.channel_group))
-      fail_infeasible("dnas: no assignment over the candidate widths fits the budgets");
+    if (!tr.fits && !repair_choice(s, folded, ce, budgets, t, ws, as, c, o.channel_group)) {
+      const std::string why = narrowest_choice_breaks(s, folded, ce, budgets);
+      fail_infeasible(
+          "dnas: no assignment over the candidate widths fits the budgets{}{}",
+          why.empty() ? "" : " even with every channel and activation at its narrowest width: ",
+          why);
+    }
     trained = folded;
     m.export_to(trained);
     tr.argmax_avg_bits = average_weight_bits(dnas_bits(s, folded, c), folded);

@@ -232,6 +232,42 @@ TEST(Pipeline, RefusedRunLeavesNoDirectory) {
   EXPECT_FALSE(std::filesystem::exists(r.out_dir));
 }
 
+// Runs an outside user tried (issue: trust off the home benchmark): each finishes, its log and
+// report read back (a pinned first/last layer has no cluster; sigmaquant-channel over one width
+// clusters nothing), and a bits set with widths the target stores alike ({2..8} on MPIC, which
+// stores {2,4,8}) is not refused where uniform 4-bit fits.
+TEST(Pipeline, OutsidersRunsFinishAndTheirLogsReadBack) {
+  sq::DataBundle d{blob_dataset(300, 1, 8, 11, "blobs8"), blob_dataset(80, 1, 8, 12, "blobs8")};
+  sq::Graph g = trained("lenet5", d.train, 3);
+  struct Case {
+    std::string method, target;
+    std::vector<int> bits;
+    int first_last;
+    double avg;
+  };
+  const std::string t = std::string(SQ_SOURCE_DIR) + "/targets/";
+  for (const Case& c : {Case{"sigmaquant-ptq", "shiftadd", {2, 4, 8}, 8, 3},
+                        Case{"sigmaquant-channel", "shiftadd", {4}, 0, 4},
+                        Case{"sigmaquant-channel", "mpic", {2, 3, 4, 5, 6, 8}, 0, 3}}) {
+    SCOPED_TRACE(c.method + " " + c.target);
+    sq::AllocationRequest r = small_request(g, c.method);
+    r.target = sq::resolve_target(t + c.target + ".json");
+    r.bits_set = c.bits;
+    r.first_last_bits = c.first_last;
+    r.avg_bits = c.avg;
+    r.final_epochs = 0.2;
+    r.write_report = true;
+    r.out_dir = sqtest::temp_dir("outsider") + "/run";
+    sq::RunResult res;
+    ASSERT_EQ(sqtest::error_of([&] { res = sq::run_allocation(r, d); }), "");
+    const sq::RunLog back = sq::read_run_log(r.out_dir + "/log.json");
+    EXPECT_EQ(back.method, c.method);
+    EXPECT_TRUE(std::filesystem::exists(r.out_dir + "/report.html"));
+    ASSERT_FALSE(back.final->budgets.empty());
+    for (const sq::BudgetCheck& b : back.final->budgets) EXPECT_TRUE(b.fits) << b.key;
+  }
+}
+
 TEST(Pipeline, RequestErrorsNameTheField) {
   sq::DataBundle d{blob_dataset(200, 1, 8, 9, "blobs8"), blob_dataset(50, 1, 8, 10, "blobs8")};
   sq::Graph g = sq::make_zoo_model("lenet5", d.train.image_shape, 10, 1);
