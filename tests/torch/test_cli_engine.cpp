@@ -131,6 +131,14 @@ TEST(CliEngine, PtqExportRunCompareBench) {
   j = json_of(r);
   ASSERT_EQ(j["results"].size(), 8u);  // engine and LibTorch × batch 1, 64 × threads 1, 2
   for (const auto& row : j["results"]) EXPECT_GT(row["images_per_second"].get<double>(), 0);
+  r = run_cli("bench -m " + dir + "/q.sqm --images 64 --repeats 1 --threads 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  j = json_of(r);
+  ASSERT_EQ(j["results"].size(), 2u);  // the engine at batch 1 and 64, one thread
+  for (const auto& row : j["results"]) EXPECT_EQ(row["threads"], 1);
+  r = run_cli("bench -m " + dir + "/q.sqm --threads 0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--threads: 0 is not a thread count"), std::string::npos) << r.output;
 }
 
 TEST(CliEngine, ErrorsNameWhatIsWrong) {

@@ -30,6 +30,7 @@ struct BenchFlags {
   bool json = false;
   bool profile = false;
   std::string isa = "auto";
+  std::vector<int> threads = {1, 2};  // thread counts measured (every runtime)
 };
 
 struct Row {
@@ -87,6 +88,9 @@ void print_profile(const Profile& p, int64_t images) {
 void run_bench(const BenchFlags& f) {
   if (f.images < 64) sq::fail("--images must be at least 64 (got {})", f.images);
   if (f.repeats < 1) sq::fail("--repeats must be at least 1 (got {})", f.repeats);
+  if (f.threads.empty()) sq::fail("--threads: expected one or more thread counts, e.g. 1,2");
+  for (int t : f.threads)
+    if (t < 1 || t > 256) sq::fail("--threads: {} is not a thread count in 1..256", t);
   if (!f.fp32.empty() && !f.qmodel.empty()) sq::fail("give --fp32 or --qmodel, not both");
   const sq::Isa isa = sq::parse_isa(f.isa);
   const sq::SqmModel m = sq::load_sqm(f.model);
@@ -94,7 +98,7 @@ void run_bench(const BenchFlags& f) {
   const sq::GraphExecutor ex = sq::GraphExecutor::prepare(m.graph, m.model, isa);
   std::vector<Row> rows;
   for (int64_t batch : {1, 64})
-    for (int threads : {1, 2})
+    for (int threads : f.threads)
       rows.push_back(best_of(
           "engine", batch, threads, threads > 1 && batch > 1 ? "split" : "-", f.repeats, [&] {
             return sq::ParallelExecutor(ex, threads).throughput(d.images.data(), d.size(), batch);
@@ -115,7 +119,7 @@ void run_bench(const BenchFlags& f) {
                sq::shape_str(g.input_shape), sq::shape_str(m.graph.input_shape));
     fp32_name = f.fp32.empty() ? f.qmodel + " (float graph)" : f.fp32;
     for (int64_t batch : {1, 64})
-      for (int threads : {1, 2}) {
+      for (int threads : f.threads) {
         std::vector<Row> tries = {
             best_of("libtorch-fp32", batch, threads, "intra-op", f.repeats,
                     [&] { return sq::inference_throughput(g, d, batch, threads, false); })};
@@ -195,6 +199,9 @@ void add_bench(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "print machine-readable JSON on stdout");
+  cmd->add_option("--threads", f->threads, "thread counts to measure, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--isa", f->isa,
                   "engine tier: auto (the CPU's best), portable, avx2, avxvnni, avx512vnni, "
                   "reference")
