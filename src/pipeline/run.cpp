@@ -322,6 +322,45 @@ RunResult finished_run(const RunLog& previous, Observer& obs) {
   return res;
 }
 
+// A resumed run must be the run that was recorded: a finished one would otherwise come back
+// as the answer to a different question (another budget, data, seed). Compares what the request
+// alone decides with the log's settings (a key the log lacks, from an older version, is skipped).
+void check_same_request(const RunLog& was, const AllocationRequest& req, const DataBundle& data,
+                        const std::string& log_path) {
+  if (!was.target_name.empty() && was.target_name != req.target.name)
+    fail(
+        "{}: this directory holds a run under target '{}' (this request: '{}'); resume needs the "
+        "same settings: use another output directory or leave out resume",
+        log_path, was.target_name, req.target.name);
+  const int64_t n = data.train.size();
+  const int64_t n_val = std::max<int64_t>(1, std::min<int64_t>(req.val_samples, n / 5));
+  std::string bits;
+  for (int b : req.bits_set) bits += (bits.empty() ? "" : ",") + std::to_string(b);
+  const nlohmann::ordered_json now = {{"bits_set", bits},
+                                      {"abits", req.abits},
+                                      {"avg_bits_budget", req.avg_bits},
+                                      {"seed", req.seed},
+                                      {"final_qat_epochs", req.final_epochs},
+                                      {"final_start", final_start_name(req.final_start)},
+                                      {"lr", req.training.lr},
+                                      {"batch_size", req.training.batch_size},
+                                      {"train_images", n - n_val},
+                                      {"val_images", n_val},
+                                      {"test_images", data.test.size()},
+                                      {"first_last_bits", req.first_last_bits}};
+  for (const auto& [key, value] : now.items()) {
+    const bool recorded = was.settings.contains(key);
+    // first_last_bits is recorded only when set
+    if (!recorded && !(key == "first_last_bits" && value != 0)) continue;
+    const nlohmann::ordered_json old = recorded ? was.settings.at(key) : nlohmann::ordered_json(0);
+    if (old != value)
+      fail(
+          "{}: this directory holds a run with {} = {} (this request: {}); resume needs the same "
+          "settings: use another output directory or leave out resume",
+          log_path, key, old.dump(), value.dump());
+  }
+}
+
 }  // namespace
 
 RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, Observer* obs_in) {
@@ -346,6 +385,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     if (previous->method != req.method || previous->model_path != req.model_path)
       fail("{}: this directory holds a {} run of '{}'; resume needs the same method and model",
            log_path, previous->method, previous->model_path);
+    check_same_request(*previous, req, data, log_path);
     if (previous->final) return finished_run(*previous, obs);
   }
   // Every rank has read the recorded state before rank 0 writes the next.

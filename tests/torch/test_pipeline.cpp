@@ -268,6 +268,34 @@ TEST(Pipeline, OutsidersRunsFinishAndTheirLogsReadBack) {
   }
 }
 
+// A finished run resumed with another budget, data or seed is refused, naming the setting; the
+// same request is reused.
+TEST(Pipeline, ResumeRefusesADifferentRequest) {
+  sq::DataBundle d{blob_dataset(300, 1, 8, 13, "blobs8"), blob_dataset(80, 1, 8, 14, "blobs8")};
+  sq::Graph g = trained("lenet5", d.train, 1);
+  sq::AllocationRequest r = small_request(g, "uniform");
+  r.final_epochs = 0.1;
+  r.out_dir = sqtest::temp_dir("resume_other") + "/run";
+  r.resume = true;
+  const sq::RunResult first = sq::run_allocation(r, d);
+  EXPECT_EQ(sq::run_allocation(r, d).log.final->accuracy, first.log.final->accuracy);
+  sq::AllocationRequest other = r;
+  other.avg_bits = 3;
+  std::string e = sqtest::error_of([&] { sq::run_allocation(other, d); });
+  EXPECT_NE(e.find("avg_bits_budget = 4.0 (this request: 3.0)"), std::string::npos) << e;
+  other = r;
+  other.seed = 7;
+  EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(other, d); }).find("seed"),
+            std::string::npos);
+  sq::DataBundle fewer{sq::take(d.train, 200), d.test};
+  e = sqtest::error_of([&] { sq::run_allocation(r, fewer); });
+  EXPECT_NE(e.find("train_images"), std::string::npos) << e;
+  other = r;
+  other.target = sq::builtin_target("mpic");
+  EXPECT_NE(sqtest::error_of([&] { sq::run_allocation(other, d); }).find("target 'shiftadd'"),
+            std::string::npos);
+}
+
 TEST(Pipeline, RequestErrorsNameTheField) {
   sq::DataBundle d{blob_dataset(200, 1, 8, 9, "blobs8"), blob_dataset(50, 1, 8, 10, "blobs8")};
   sq::Graph g = sq::make_zoo_model("lenet5", d.train.image_shape, 10, 1);
