@@ -414,6 +414,23 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
            req.target.name);
     Graph folded = fold_batchnorm(fp32);
     CostEvaluator ce(folded, req.target);
+    if (req.avg_bits > 0 && !req.target.storage.weight_widths.empty()) {
+      // A target that stores widths rounded up (MPIC: {2,4,8}) makes an average below a stored
+      // width the memory of the stored one: say so, since the run will report that width.
+      const std::vector<int>& w = req.target.storage.weight_widths;
+      const int lo = static_cast<int>(std::floor(req.avg_bits));
+      auto stored = [&](int b) {
+        for (int x : w)
+          if (x >= b) return x;
+        return b;
+      };
+      if (stored(lo) == stored(lo + 1))
+        obs.message(fmt::format(
+            "avg_bits {}: target '{}' stores weights at {{{}}} bits (narrower ones rounded up), "
+            "so this budget is {:.2f} KiB of weight memory, the memory of uniform {}-bit weights",
+            req.avg_bits, req.target.name, fmt::join(w, ","), *budgets.weight_bytes / 1024,
+            stored(lo)));
+    }
     // Width 0 (sigmaquant-channel's pruned channels) is not a storage width of the target.
     const bool prune = std::count(req.bits_set.begin(), req.bits_set.end(), 0) > 0;
     std::vector<int> candidates;

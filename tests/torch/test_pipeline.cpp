@@ -259,7 +259,10 @@ TEST(Pipeline, OutsidersRunsFinishAndTheirLogsReadBack) {
     r.write_report = true;
     r.out_dir = sqtest::temp_dir("outsider") + "/run";
     sq::RunResult res;
-    ASSERT_EQ(sqtest::error_of([&] { res = sq::run_allocation(r, d); }), "");
+    Recorder rec;
+    ASSERT_EQ(sqtest::error_of([&] { res = sq::run_allocation(r, d, &rec); }), "");
+    // MPIC stores {2,4,8}: 3 average bits is said to be 4-bit memory.
+    EXPECT_EQ(rec.said("the memory of uniform 4-bit weights"), c.target == "mpic");
     const sq::RunLog back = sq::read_run_log(r.out_dir + "/log.json");
     EXPECT_EQ(back.method, c.method);
     EXPECT_TRUE(std::filesystem::exists(r.out_dir + "/report.html"));
