@@ -207,26 +207,40 @@ struct OutputDir {
   }
 };
 
-nlohmann::ordered_json settings_json(const AllocationRequest& r, double target_acc,
-                                     const Dataset& train, const Dataset& val, const Dataset& test,
-                                     const Augmentation& aug) {
+// The validation images the search holds out of n training images (at most a fifth).
+int64_t validation_images(const AllocationRequest& r, int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>(r.val_samples, n / 5));
+}
+
+// What the request and the data sizes alone decide: recorded in the log's settings, and what a
+// resume must match.
+nlohmann::ordered_json request_identity(const AllocationRequest& r, int64_t train_n, int64_t val_n,
+                                        int64_t test_n) {
   std::string bits;
   for (int b : r.bits_set) bits += (bits.empty() ? "" : ",") + std::to_string(b);
   nlohmann::ordered_json s = {{"bits_set", bits},
                               {"abits", r.abits},
                               {"avg_bits_budget", r.avg_bits},
-                              {"accuracy_target", target_acc},
                               {"seed", r.seed},
                               {"final_qat_epochs", r.final_epochs},
                               {"final_start", final_start_name(r.final_start)},
                               {"lr", r.training.lr},
                               {"batch_size", r.training.batch_size},
-                              {"augment", aug.on},
-                              {"augment_pad", aug.pad},
-                              {"augment_flip", aug.flip},
-                              {"train_images", train.size()},
-                              {"val_images", val.size()},
-                              {"test_images", test.size()}};
+                              {"train_images", train_n},
+                              {"val_images", val_n},
+                              {"test_images", test_n}};
+  if (r.first_last_bits) s["first_last_bits"] = r.first_last_bits;
+  return s;
+}
+
+nlohmann::ordered_json settings_json(const AllocationRequest& r, double target_acc,
+                                     const Dataset& train, const Dataset& val, const Dataset& test,
+                                     const Augmentation& aug) {
+  nlohmann::ordered_json s = request_identity(r, train.size(), val.size(), test.size());
+  s["accuracy_target"] = target_acc;
+  s["augment"] = aug.on;
+  s["augment_pad"] = aug.pad;
+  s["augment_flip"] = aug.flip;
   if (r.method == "sigmaquant") {
     s["cycle_epochs"] = r.cycle_epochs;
     s["max_iterations"] = r.max_iterations;
@@ -235,7 +249,6 @@ nlohmann::ordered_json settings_json(const AllocationRequest& r, double target_a
     s["max_raises"] = r.max_raises;
     s["kl"] = kl_mode_name(r.kl);
   }
-  if (r.first_last_bits) s["first_last_bits"] = r.first_last_bits;
   return s;
 }
 
@@ -332,25 +345,11 @@ void check_same_request(const RunLog& was, const AllocationRequest& req, const D
         "{}: this directory holds a run under target '{}' (this request: '{}'); resume needs the "
         "same settings: use another output directory or leave out resume",
         log_path, was.target_name, req.target.name);
-  const int64_t n = data.train.size();
-  const int64_t n_val = std::max<int64_t>(1, std::min<int64_t>(req.val_samples, n / 5));
-  std::string bits;
-  for (int b : req.bits_set) bits += (bits.empty() ? "" : ",") + std::to_string(b);
-  const nlohmann::ordered_json now = {{"bits_set", bits},
-                                      {"abits", req.abits},
-                                      {"avg_bits_budget", req.avg_bits},
-                                      {"seed", req.seed},
-                                      {"final_qat_epochs", req.final_epochs},
-                                      {"final_start", final_start_name(req.final_start)},
-                                      {"lr", req.training.lr},
-                                      {"batch_size", req.training.batch_size},
-                                      {"train_images", n - n_val},
-                                      {"val_images", n_val},
-                                      {"test_images", data.test.size()},
-                                      {"first_last_bits", req.first_last_bits}};
+  const int64_t n = data.train.size(), n_val = validation_images(req, n);
+  nlohmann::ordered_json now = request_identity(req, n - n_val, n_val, data.test.size());
+  now["first_last_bits"] = req.first_last_bits;  // recorded only when set: absent = 0
   for (const auto& [key, value] : now.items()) {
     const bool recorded = was.settings.contains(key);
-    // first_last_bits is recorded only when set
     if (!recorded && !(key == "first_last_bits" && value != 0)) continue;
     const nlohmann::ordered_json old = recorded ? was.settings.at(key) : nlohmann::ordered_json(0);
     if (old != value)
@@ -397,7 +396,7 @@ RunResult run_allocation(const AllocationRequest& req, const DataBundle& data, O
     // Data: the search validates on images held out of the training set (at most a fifth of it);
     // the test set gives only the final figures.
     const int64_t n = data.train.size();
-    const int64_t n_val = std::max<int64_t>(1, std::min<int64_t>(req.val_samples, n / 5));
+    const int64_t n_val = validation_images(req, n);
     auto [train, val] = split(data.train, static_cast<double>(n_val) / n, req.seed);
     obs.message(fmt::format(
         "data: {} training images split into {} for QAT and {} for validation (seed {}); {} test "
